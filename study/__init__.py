@@ -1,0 +1,1 @@
+"""mistudy: MI-minimising RNN studies (library + service)."""

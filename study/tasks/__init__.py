@@ -1,0 +1,1 @@
+"""Task generators: working memory and chaotic signal separation."""
