@@ -1,0 +1,164 @@
+"""Matplotlib figures drawn from the info objects of ``analysis.phase`` (the "figure" half).
+
+Figures are built on ``matplotlib.figure.Figure`` with the Agg canvas, never through pyplot, so no
+global state or display is touched. They are rendered and embedded, never compared in tests.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+
+from analysis.phase import PhaseInfo, phase_quantities
+
+__all__ = ["plot_curve_bands", "plot_onsets", "plot_pareto", "plot_phase", "plot_scatter", "to_png"]
+
+_RATE = ("success_rate", "differentiated_rate")
+
+
+def _figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
+    fig = Figure(figsize=(width, height), dpi=100, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def to_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _fmt(v: float) -> str:
+    if not np.isfinite(v):
+        return ""
+    return f"{v:.0f}" if abs(v) >= 10 else f"{v:.2f}"
+
+
+def _ink(im, value: float) -> str:
+    """Black or white, whichever reads better on the cell's colour (Rec. 601 luma)."""
+    if not np.isfinite(value):
+        return "black"
+    r, g, b, _ = im.cmap(im.norm(value))
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
+def plot_phase(info: PhaseInfo, *, task_metric: str = "accuracy", title: str = "") -> Figure:
+    """One heat-map panel per phase quantity, each cell annotated with its value and seed count."""
+    quantities = phase_quantities(task_metric)
+    ny, nx = info.n_seeds.shape
+    ncols = 4
+    nrows = math.ceil(len(quantities) / ncols)
+    # A fixed grid instead of constrained layout: the layout pass over ~100 cell labels costs
+    # seconds per figure, and these panels all have the same shape.
+    fig = _figure(max(12.0, 1.0 + ncols * (0.6 * nx + 1.8)), nrows * (0.45 * ny + 2.4) + 0.6, None)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.12, top=0.9, wspace=0.55, hspace=0.7)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, (q, label) in zip(axes, quantities.items()):
+        z = info.values[q]
+        kw: dict = {"cmap": "viridis"}
+        if q in _RATE:
+            kw |= {"vmin": 0.0, "vmax": 1.0}
+        elif q == "lag":
+            lim = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+            kw = {"cmap": "RdBu_r", "norm": TwoSlopeNorm(0.0, -lim - 1e-9, lim + 1e-9)}
+        elif q.startswith("t_"):
+            kw["cmap"] = "magma"
+        im = ax.imshow(np.ma.masked_invalid(z), origin="lower", aspect="auto", **kw)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        for j in range(ny):
+            for i in range(nx):
+                n, k = info.n_seeds[j, i], info.n_defined[q][j, i]
+                if n:
+                    count = f"n={n}" if k == n else f"n={k}/{n}"
+                    ax.text(i, j, f"{_fmt(z[j, i])}\n{count}", ha="center", va="center",
+                            fontsize=7, color=_ink(im, z[j, i]))
+        ax.set_xticks(range(nx), info.x.labels, rotation=45 if info.x.binned else 0, fontsize=7)
+        ax.set_yticks(range(ny), info.y.labels, fontsize=7)
+        ax.set_xlabel(info.x.key)
+        ax.set_ylabel(info.y.key)
+        ax.set_title(label, fontsize=9)
+    for ax in axes[len(quantities):]:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_curve_bands(bands: pd.DataFrame, *, by: str = "mi.weight") -> Figure:
+    """Median (line) and interquartile band (shade) over seeds of each metric, per level."""
+    metrics = list(dict.fromkeys(bands["metric"]))
+    fig = _figure(5.0 * max(1, len(metrics)), 3.6)
+    axes = fig.subplots(1, max(1, len(metrics)), squeeze=False).ravel()
+    for ax, m in zip(axes, metrics):
+        sub = bands[bands["metric"] == m]
+        for level, g in sub.groupby("level", sort=False):
+            line, = ax.plot(g["epoch"], g["median"], label=f"{by} = {level}")
+            ax.fill_between(g["epoch"], g["q25"], g["q75"], color=line.get_color(), alpha=0.25)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(m)
+        ax.set_title(f"{m}: median and IQR over seeds", fontsize=9)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def plot_onsets(seeds: pd.DataFrame, *, by: str = "mi.weight") -> Figure:
+    """t_struct against t_func per seed: points above the diagonal are structure after function."""
+    fig = _figure(4.8, 4.2)
+    ax = fig.subplots()
+    ok = seeds[np.isfinite(seeds["t_func"].astype(float)) & np.isfinite(seeds["t_struct"].astype(float))]
+    # Tiny deterministic offsets keep seeds on the same evaluation epoch visible as separate dots.
+    jitter = (np.arange(len(ok)) % 5 - 2) * 1.5
+    groups = ok.groupby(by, sort=True) if by in ok.columns else [("all", ok)]
+    for level, g in groups:
+        sel = ok.index.get_indexer(g.index)
+        ax.scatter(g["t_func"] + jitter[sel], g["t_struct"] - jitter[sel], s=18,
+                   label=f"{by} = {level}", alpha=0.8)
+    lim = [0.0, 1.0]
+    if len(ok):
+        lim = [0.0, float(max(ok["t_func"].max(), ok["t_struct"].max())) * 1.05 + 1.0]
+    ax.plot(lim, lim, color="grey", lw=1, ls="--")
+    ax.set_xlabel("t_func (half-rise epoch of q_func)")
+    ax.set_ylabel("t_struct (half-rise epoch of q_struct)")
+    ax.set_title("emergence per seed (above the line: function first)", fontsize=9)
+    if len(ok):
+        ax.legend(fontsize=7)
+    return fig
+
+
+def plot_pareto(points: pd.DataFrame, *, task_metric: str = "accuracy",
+                by: str = "mi.weight") -> Figure:
+    """Median final task metric against median final q_func per trial, with the Pareto front."""
+    fig = _figure(4.8, 4.0)
+    ax = fig.subplots()
+    sc = ax.scatter(points["task"], points["q_func"],
+                    c=pd.to_numeric(points["level"], errors="coerce"), cmap="viridis", s=28)
+    front = points[points["on_front"]].sort_values("task")
+    ax.plot(front["task"], front["q_func"], color="crimson", lw=1.2, marker="o", mfc="none",
+            label="Pareto front")
+    if points["level"].notna().any():
+        fig.colorbar(sc, ax=ax, label=by)
+    ax.set_xlabel(f"median final {task_metric}")
+    ax.set_ylabel("median final q_func")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def plot_scatter(points: pd.DataFrame, *, by: str = "mi.weight") -> Figure:
+    """Final q_func against final q_struct per seed, coloured by `by`."""
+    fig = _figure(4.8, 4.0)
+    ax = fig.subplots()
+    sc = ax.scatter(points["q_func"], points["q_struct"],
+                    c=pd.to_numeric(points["level"], errors="coerce"), cmap="viridis", s=18)
+    if points["level"].notna().any():
+        fig.colorbar(sc, ax=ax, label=by)
+    ax.axhline(0.1, color="grey", lw=1, ls="--")
+    ax.set_xlabel("final q_func")
+    ax.set_ylabel("final q_struct (dashed: differentiated cut 0.1)")
+    return fig
