@@ -60,7 +60,10 @@ session_pids_except() {  # sid comm -> live pids in the session other than that 
         '$2 == s && $3 !~ /^Z/ && $4 != c {print $1}'
 }
 session_mentions() {  # sid text -> 0 if some process of the session has text in its arguments
-    ps -e -o sid=,args= | awk -v s="$1" '$1 == s' | grep -qF -- "$2"
+    # All in awk: `grep -q` would exit early, and under pipefail the SIGPIPE of the writer
+    # would turn a match into a failure.
+    ps -e -o sid=,args= | MENTION="$2" awk -v s="$1" \
+        'BEGIN {t = ENVIRON["MENTION"]} $1 == s && index($0, t) {f = 1} END {exit !f}'
 }
 signal_pids() {  # signal pid... (a pid that already exited is fine)
     local sig=$1
