@@ -1,7 +1,7 @@
-"""Read a study's runs back from MLflow and report when functional and structural modularity emerge.
+"""Read a study's runs back from MLflow; report when functional and structural modularity emerge.
 
-Importing ``analysis`` or ``analysis.emergence`` loads only NumPy (training code uses :func:`onset`);
-the MLflow/pandas/matplotlib parts load on first use of their names below.
+Importing ``analysis`` or ``analysis.emergence`` loads only NumPy (training code uses
+:func:`onset`); the MLflow/pandas/matplotlib parts load on first use of their names below.
 """
 
 from __future__ import annotations

@@ -93,7 +93,8 @@ def onset(
     if isinstance(final_window, bool) or not isinstance(final_window, (int, np.integer)):
         raise TypeError(f"onset(): final_window must be an int, but got {final_window!r}.")
     if final_window < 1:
-        raise ValueError(f"onset(): final_window must be >= 1, but got final_window={final_window}.")
+        raise ValueError(
+            f"onset(): final_window must be >= 1, but got final_window={final_window}.")
     if not (noise_k >= 0 and min_rise >= 0):
         raise ValueError(
             f"onset(): noise_k and min_rise must be >= 0, but got noise_k={noise_k}, "
@@ -241,7 +242,8 @@ def lag_summary(
     from scipy import stats
 
     if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"lag_summary(): rng must be a numpy Generator, but got {type(rng).__name__}.")
+        raise TypeError(
+            f"lag_summary(): rng must be a numpy Generator, but got {type(rng).__name__}.")
     if not (0.0 < confidence < 1.0) or n_boot < 100:
         raise ValueError(
             f"lag_summary(): 0 < confidence < 1 and n_boot >= 100 must hold, but got "
@@ -303,10 +305,12 @@ def seed_onsets(
     missing = sorted(required - set(curves.columns))
     if missing:
         raise ValueError(
-            f"seed_onsets(): curves must have columns {sorted(required)}, but {missing} are missing."
+            f"seed_onsets(): curves must have columns {sorted(required)}, but {missing} are "
+            "missing."
         )
     rows = []
-    for (trial_id, seed), g in curves.sort_values("epoch").groupby(["trial_id", "seed"], sort=True):
+    ordered = curves.sort_values("epoch")
+    for (trial_id, seed), g in ordered.groupby(["trial_id", "seed"], sort=True):
         c = _lookup(chance, trial_id)
         w = _lookup(final_window, trial_id)
         w = 3 if w is None or not np.isfinite(w) else int(w)
@@ -408,7 +412,7 @@ def rank_correlations(
             if p in seeds.columns and t in seeds.columns:
                 x = pd.to_numeric(seeds[p], errors="coerce")
                 y = pd.to_numeric(seeds[t], errors="coerce")
-                ok = x.notna() & y.notna() & np.isfinite(x.astype(float)) & np.isfinite(y.astype(float))
+                ok = np.isfinite(x.astype(float)) & np.isfinite(y.astype(float))
                 n = int(ok.sum())
                 if n >= 3 and x[ok].nunique() > 1 and y[ok].nunique() > 1:
                     r = stats.spearmanr(x[ok].to_numpy(float), y[ok].to_numpy(float))

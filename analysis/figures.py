@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 
 from analysis.phase import PhaseInfo, phase_quantities
 
-__all__ = ["plot_curve_bands", "plot_onsets", "plot_pareto", "plot_phase", "plot_scatter", "to_png"]
+__all__ = ["plot_curve_bands", "plot_onsets", "plot_pareto", "plot_phase", "plot_scatter",
+           "to_png"]
 
 _RATE = ("success_rate", "differentiated_rate")
 
@@ -112,7 +113,8 @@ def plot_onsets(seeds: pd.DataFrame, *, by: str = "mi.weight") -> Figure:
     """t_struct against t_func per seed: points above the diagonal are structure after function."""
     fig = _figure(4.8, 4.2)
     ax = fig.subplots()
-    ok = seeds[np.isfinite(seeds["t_func"].astype(float)) & np.isfinite(seeds["t_struct"].astype(float))]
+    ok = seeds[np.isfinite(seeds["t_func"].astype(float))
+               & np.isfinite(seeds["t_struct"].astype(float))]
     # Tiny deterministic offsets keep seeds on the same evaluation epoch visible as separate dots.
     jitter = (np.arange(len(ok)) % 5 - 2) * 1.5
     groups = ok.groupby(by, sort=True) if by in ok.columns else [("all", ok)]

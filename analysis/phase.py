@@ -136,8 +136,10 @@ def phase_info(
             values[q][j, i] = agg[q]
         n_seeds[j, i] = len(g)
         for q in quantities:
-            n_defined[q][j, i] = (len(g) if q not in _ONSETS
-                                  else int(np.isfinite(g[q].to_numpy(float)).sum()))
+            if q not in _ONSETS:
+                n_defined[q][j, i] = len(g)
+            elif q in g:
+                n_defined[q][j, i] = int(np.isfinite(g[q].to_numpy(float)).sum())
         rows.append({"x": ax.labels[i], "y": ay.labels[j], "n_seeds": len(g),
                      **{f"n_{q}": n_defined[q][j, i] for q in _ONSETS}, **agg})
     sparse = int(np.count_nonzero((n_seeds > 0) & (n_seeds < MIN_SEEDS)))
@@ -235,7 +237,8 @@ def curve_bands_info(
     if by is not None and by in seeds.columns:
         level = seeds.drop_duplicates("trial_id").set_index("trial_id")[by]
         lab = level.map(lambda v: f"{v:g}" if isinstance(v, (int, float, np.number)) else str(v))
-        data = curves.assign(level=curves["trial_id"].map(lab), _order=curves["trial_id"].map(level))
+        data = curves.assign(level=curves["trial_id"].map(lab),
+                             _order=curves["trial_id"].map(level))
         data = data[data["level"].notna()]
     else:
         data = curves.assign(level="all", _order=0)

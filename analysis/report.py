@@ -1,4 +1,4 @@
-"""Assemble a study's self-contained HTML report (figures embedded), with PNG and CSV files beside it.
+"""Assemble a study's self-contained HTML report (figures embedded), PNG and CSV files beside it.
 
 Run as ``python -m analysis report STUDY``; the report is also logged under ``report/`` in the
 study run's artifacts so it opens from the MLflow UI.
@@ -10,7 +10,6 @@ import base64
 import html
 import itertools
 import logging
-import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -31,7 +30,8 @@ __all__ = ["ACCURACY_DROP", "Findings", "Report", "build_report", "findings"]
 
 _log = logging.getLogger(__name__)
 
-ACCURACY_DROP = 0.02  # a λ "drops accuracy" when its median final task metric is this far below λ_min
+# A λ "drops accuracy" when its median final task metric is this far below the smallest λ's.
+ACCURACY_DROP = 0.02
 REPORT_FILE = "report.html"
 
 
@@ -341,7 +341,8 @@ def _sections(page: _Page, data: StudyData, fnd: Findings, rng: np.random.Genera
             others = [k for k in swept if k not in (x, y)]
             pooled = f" Pooled over {', '.join(others)}." if others else ""
             page.figure(plot_phase(info, task_metric=metric, title=title), f"phase_{slug}",
-                        f"Phase diagram over {title}: per cell the value and the number of seeds n "
+                        f"Phase diagram over {title}: per cell the value and the number of "
+                        "seeds n "
                         f"(k/n: k seeds where the onset is defined).{pooled}")
             page.table(info.cells, f"phase_{slug}")
             cell = seeds.assign(_x=axis_labels(seeds, x))
@@ -401,13 +402,14 @@ def _provenance(page: _Page, data: StudyData) -> None:
              or "none"),
             ("git commit", data.tags.get(TAG_GIT_COMMIT, "unknown")),
             ("versions", ", ".join(f"{k} {v}" for k, v in data.versions.items()) or "unknown"),
-            ("trials", f"{len(trials)} ({', '.join(f'{n} {s}' for s, n in counts.items()) or '-'})"),
+            ("trials", f"{len(trials)} ("
+                       f"{', '.join(f'{n} {s}' for s, n in counts.items()) or '-'})"),
             ("seeds", str(len(data.seeds))),
             ("dropped runs", f"{len(data.dropped)} (duplicates or orphans)"),
             ("tracking URI", data.tracking_uri), ("experiment id", data.experiment_id),
             ("study run", data.study_run_id or "none")]
     page.table(pd.DataFrame(rows, columns=["", "value"]))
-    bad = trials[trials["status"].isin(["failed", "diverged", "stopped"])] if len(trials) else trials
+    bad = trials[trials["status"].isin(["failed", "diverged", "stopped"])] if len(trials) else []
     if len(bad):
         page.p("Trials that did not finish normally:")
         page.table(bad[["trial_id", "run_id", "status", "message"]].reset_index(drop=True),

@@ -33,7 +33,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-# ---- run-data contract: every name analysis reads (docs/run-data.md) -----------------------------
+# ---- run-data contract: every name analysis reads (docs/run-data.md) ---------------------------
 TAG_PARENT = "mlflow.parentRunId"  # MLflow's own parent/child link
 TAG_ROLE = "study.role"
 ROLE_STUDY, ROLE_TRIAL = "study", "trial"
@@ -86,7 +86,7 @@ READ_NAMES: Mapping[str, tuple[str, ...]] = {
     "curve_columns": CURVE_KEYS + CURVE_METRICS,
     "seed_columns": SEED_COLUMNS + tuple(f"final.{m}" for m in CURVE_METRICS),
 }
-# ---------------------------------------------------------------------------------------------------
+# -----------------------------------------------------------------------------------------------
 
 BASE_SEED_COLUMN = "base_seed"
 _MLFLOW_TO_STATUS = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "finished",
@@ -155,7 +155,7 @@ def resolve_study_home(study_home: str | os.PathLike[str] | None = None) -> Path
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
-    """``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///$STUDY_HOME/mlflow.db``."""
+    """The argument, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///$STUDY_HOME/mlflow.db``."""
     if tracking_uri:
         return tracking_uri
     env = os.environ.get("MLFLOW_TRACKING_URI")
@@ -193,13 +193,15 @@ def load_study(name: str, tracking_uri: str | None = None) -> StudyData:
         db = Path(uri[len("sqlite:///"):])
         if not db.is_file():
             # Opening a missing SQLite store would silently create an empty one.
-            raise StudyNotFoundError(f"load_study(): no MLflow store at {uri} (file {db} missing).")
+            raise StudyNotFoundError(
+                f"load_study(): no MLflow store at {uri} (file {db} missing).")
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(name)
     if exp is None:
         known = sorted(e.name for e in client.search_experiments())
         raise StudyNotFoundError(
-            f"load_study(): no study {name!r} in {uri} (studies there: {', '.join(known) or 'none'})."
+            f"load_study(): no study {name!r} in {uri} "
+            f"(studies there: {', '.join(known) or 'none'})."
         )
     runs = _all_runs(client, exp.experiment_id)
     notes: list[str] = []
@@ -210,20 +212,23 @@ def load_study(name: str, tracking_uri: str | None = None) -> StudyData:
     if study is None:
         notes.append("The experiment has no study run (tag study.role = study).")
     elif len(study_runs) > 1:
-        notes.append(f"{len(study_runs)} study runs found; the latest ({study['run_id']}) is used.")
+        notes.append(
+            f"{len(study_runs)} study runs found; the latest ({study['run_id']}) is used.")
     tags = dict(study["tags"]) if study else {}
     study_ids = {r["run_id"] for r in study_runs}
 
     trial_runs = [r for r in runs if r["tags"].get(TAG_ROLE) == ROLE_TRIAL]
     kept, dropped = _dedupe(trial_runs, study_ids)
-    task = tags.get(TAG_TASK) or next((r["tags"][TAG_TASK] for r in kept if TAG_TASK in r["tags"]), None)
+    task = tags.get(TAG_TASK) or next(
+        (r["tags"][TAG_TASK] for r in kept if TAG_TASK in r["tags"]), None)
     swept = [str(k) for k in _json_or(tags.get(TAG_SWEPT), [])]
     metric, threshold = TASKS.get(task or "", TASKS["working_memory"])
 
     with tempfile.TemporaryDirectory(prefix="analysis-") as tmp, _quiet_downloads():
         spec_text = None
         if study is not None and _has_artifact(client, study["run_id"], ARTIFACT_SPEC):
-            spec_text = Path(client.download_artifacts(study["run_id"], ARTIFACT_SPEC, tmp)).read_text()
+            local = client.download_artifacts(study["run_id"], ARTIFACT_SPEC, tmp)
+            spec_text = Path(local).read_text()
         trial_rows, seed_frames, curve_frames = [], [], []
         for r in kept:
             row, seeds_df, curves_df = _read_trial(client, r, tmp, notes)
@@ -437,7 +442,8 @@ def _seeds_frame(trials: pd.DataFrame, seed_frames: list[pd.DataFrame], curves: 
         chance = by_trial["q_chance"]
         onsets = seed_onsets(curves, chance, final_window=DEFAULT_FINAL_WINDOW if windows is None
                              else windows.fillna(DEFAULT_FINAL_WINDOW)).set_index(keys)
-        # The curves are the source of truth for onsets; logged ones stay only where they are absent.
+        # The curves are the source of truth for onsets; logged ones stay only where they are
+        # absent.
         hit = base.index.isin(onsets.index)
         for col in onsets.columns:
             new = onsets[col].reindex(base.index)

@@ -61,6 +61,7 @@ class FixtureStudy:
     diverged_trial_id: str
     failed_trial_id: str
     study_run_id: str
+    known_median_lag: float = KNOWN_MEDIAN_LAG  # over every seed where both metrics emerged
 
 
 def _trial_curves(lam: float, k: int, n_seeds: int, rng: np.random.Generator,
@@ -139,7 +140,8 @@ class _Writer:
         metrics = []
         mean = curves.groupby("epoch")[list(METRICS)].mean()
         for epoch, row in mean.iterrows():
-            metrics += [Metric(m, float(v), 0, int(epoch)) for m, v in row.items() if np.isfinite(v)]
+            metrics += [Metric(m, float(v), 0, int(epoch))
+                        for m, v in row.items() if np.isfinite(v)]
         if seeds is not None:
             last = int(curves["epoch"].max())
             summary = {f"final.{m}": seeds[f"final.{m}"].median() for m in METRICS}
@@ -206,7 +208,7 @@ def _write_grid(client, root: Path) -> dict:
                 "study.message": ("train: MI estimate is not finite at epoch 400 for seed 0 of 3"
                                   if diverged else "")}
         if (lam, k) == (0.1, 2):
-            # An earlier attempt of the same trial that was never closed (Tune restore, stack.md §0.8).
+            # An earlier attempt of the same trial, never closed (a Tune restore, stack.md §0.8).
             orphan_tags = dict(tags, **{"study.status": "running"})
             out["orphan_run_id"] = w.run(orphan_tags, _trial_params(lam, k, n_seeds, 7), t0 - 500)
             client.log_metric(out["orphan_run_id"], "q_func", 0.0, step=0)
@@ -252,7 +254,8 @@ def _write_running(client, root: Path) -> None:
 
 def _write_empty(client, root: Path) -> None:
     """A study whose parent run exists but no trial has started."""
-    exp = client.create_experiment(EMPTY_NAME, artifact_location=(root / "artifacts-empty").as_uri())
+    exp = client.create_experiment(EMPTY_NAME,
+                                   artifact_location=(root / "artifacts-empty").as_uri())
     _Writer(client, exp, root).run(_study_tags(EMPTY_NAME, "running", ["mi.weight"]), name="study")
 
 
@@ -282,3 +285,13 @@ def noisy_sigmoid() -> Callable[..., np.ndarray]:
         return x
 
     return make
+
+
+@pytest.fixture(scope="session")
+def grid_report(fixture_study: FixtureStudy, tmp_path_factory: pytest.TempPathFactory):
+    """The grid study's report, built once and logged to its study run."""
+    from analysis.report import build_report
+
+    out = tmp_path_factory.mktemp("report")
+    return build_report(fixture_study.name, tracking_uri=fixture_study.tracking_uri, out_dir=out,
+                        rng=np.random.default_rng(0))

@@ -1,0 +1,172 @@
+"""The HTML report built from the fixture study in a real SQLite MLflow store, and its CLI."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.__main__ import main
+from analysis.report import build_report, findings
+from analysis.runs import load_study
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+REPO = Path(__file__).resolve().parents[2]
+
+
+class _Tags(HTMLParser):
+    """Collects the attributes of every start tag."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def _tags(html: str) -> list[tuple[str, dict[str, str]]]:
+    p = _Tags()
+    p.feed(html)
+    return p.tags
+
+
+def _findings(html: str) -> str:
+    m = re.search(r'<p class="findings" id="findings">(.*?)</p>', html, re.S)
+    assert m, "the report has no findings paragraph"
+    return m.group(1)
+
+
+def test_report_embeds_every_figure_as_png(grid_report):
+    html = grid_report.path.read_text()
+    imgs = [a for t, a in _tags(html) if t == "img"]
+    pngs = sorted(p for p in grid_report.out_dir.glob("*.png"))
+    assert len(imgs) == len(pngs) >= 5
+    beside = {p.read_bytes() for p in pngs}
+    for a in imgs:
+        assert a["src"].startswith("data:image/png;base64,")
+        data = base64.b64decode(a["src"].split(",", 1)[1], validate=True)
+        assert data[:8] == PNG_MAGIC and data in beside
+        assert a.get("alt")
+
+
+def test_report_is_self_contained(grid_report):
+    tags = _tags(grid_report.path.read_text())
+    assert not [t for t, _ in tags if t in ("script", "link", "iframe")]
+    for _, a in tags:
+        for key in ("src", "href"):
+            assert not a.get(key, "").startswith(("http:", "https:", "file:", "//"))
+
+
+def test_report_findings_state_known_lag(grid_report, fixture_study):
+    text = _findings(grid_report.path.read_text())
+    f = grid_report.findings
+    assert f.lag.median == fixture_study.known_median_lag
+    assert f.n_both == 14 and f.n_func_first == 14
+    assert "median lag t_struct − t_func = 150 epochs" in text
+    assert "came before structural in 14 (100%)" in text
+    assert f"{f.lag.ci_low:g} to {f.lag.ci_high:g}" in text
+    assert 125.0 <= f.lag.ci_low <= 150.0 <= f.lag.ci_high <= 175.0
+
+
+def test_report_findings_state_accuracy_drop_and_failures(grid_report):
+    text = _findings(grid_report.path.read_text())
+    assert grid_report.findings.accuracy_drop_at == 0.3
+    assert "starts to drop at λ = 0.3" in text
+    assert "1 trial(s) failed and 1 diverged" in text
+    assert "7 trials (5 finished, 1 diverged, 1 failed) and 21 analysed seeds" in text
+
+
+def test_report_provenance_names_commit_versions_failures_and_dropped_runs(grid_report,
+                                                                          fixture_study):
+    html = grid_report.path.read_text()
+    for needle in ("0123456789abcdef0123456789abcdef01234567", "torch 2.13.0",
+                   "worker died before the first evaluation", "MI estimate is not finite",
+                   fixture_study.orphan_run_id, "sampler: grid"):
+        assert needle in html
+
+
+def test_report_writes_csv_tables_beside_it(grid_report, fixture_study):
+    out = grid_report.out_dir
+    seeds = pd.read_csv(out / "seeds.csv")
+    assert len(seeds) == 21
+    by_lam = pd.read_csv(out / "lag_by_mi_weight.csv").set_index("mi.weight")
+    assert by_lam.loc[0.1, "median"] == fixture_study.known_median_lag
+    assert by_lam.loc[0.0, "n"] == 0
+    phase = pd.read_csv(out / "phase_mi_weight__partition_groups.csv")
+    assert len(phase) == 6 and phase["n_seeds"].sum() == 21
+    assert {p.name for p in grid_report.files} == {p.name for p in out.iterdir()} - {"report.html"}
+
+
+def test_report_is_logged_to_study_run(grid_report, fixture_study):
+    from mlflow import MlflowClient
+
+    assert grid_report.logged_run_id == fixture_study.study_run_id
+    client = MlflowClient(tracking_uri=fixture_study.tracking_uri)
+    logged = {f.path for f in client.list_artifacts(fixture_study.study_run_id, "report")}
+    assert "report/report.html" in logged
+    assert {f"report/{p.name}" for p in grid_report.files} <= logged
+
+
+def test_report_on_running_study_says_so(fixture_study, tmp_path):
+    rep = build_report(fixture_study.running_name, tracking_uri=fixture_study.tracking_uri,
+                       out_dir=tmp_path, log_to_mlflow=False)
+    html = rep.path.read_text()
+    assert 'class="banner"' in html and "still running" in html
+    assert rep.findings.n_running == 1 and rep.findings.n_seeds == 3  # the running trial left out
+    assert "1 trial(s) have not finished" in _findings(html)
+
+
+def test_report_on_empty_study_has_nothing_to_show(fixture_study, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="analysis"):
+        rep = build_report(fixture_study.empty_name, tracking_uri=fixture_study.tracking_uri,
+                           out_dir=tmp_path, log_to_mlflow=False)
+    html = rep.path.read_text()
+    assert html.count("Nothing to show") >= 3 and "nothing to show" in caplog.text
+    assert "no finished seeds yet" in _findings(html)
+    assert not [t for t, _ in _tags(html) if t == "img"]
+
+
+@pytest.mark.slow  # a fresh interpreter imports MLflow, pandas, SciPy and matplotlib: ~5 s
+def test_cli_report_prints_path_and_exits_zero(fixture_study, tmp_path):
+    out = tmp_path / "cli"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis", "report", fixture_study.name, "--tracking-uri",
+         fixture_study.tracking_uri, "--out", str(out), "--no-log"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    path = Path(proc.stdout.strip().splitlines()[-1])
+    assert path == out / "report.html" and path.is_file()
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_cli_missing_study_exits_two_with_one_line(fixture_study, capsys, debug):
+    argv = ["report", "no-such-study", "--tracking-uri", fixture_study.tracking_uri, "--no-log"]
+    assert main(argv + (["--debug"] if debug else [])) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("error: load_study(): no study 'no-such-study'")
+    assert ("Traceback" in err) is debug
+
+
+def test_cli_missing_store_exits_two(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("STUDY_HOME", str(tmp_path / "home"))
+    assert main(["report", "demo"]) == 2
+    assert "no MLflow store at" in capsys.readouterr().err
+    assert not (tmp_path / "home").exists()
+
+
+def test_findings_are_reproducible_with_same_generator(fixture_study, grid_report):
+    study = load_study(fixture_study.name, fixture_study.tracking_uri)
+    again = findings(study, rng=np.random.default_rng(0))
+    assert again.text == grid_report.findings.text
