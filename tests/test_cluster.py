@@ -491,7 +491,7 @@ def local_cluster(tmp_path):
     ports = {k: _free_port() for k in ("ray", "dashboard", "client", "agent", "mlflow")}
     ray_tmp = tempfile.mkdtemp(prefix="mst-", dir="/tmp")  # short: Ray's socket paths
     env = _script_env(STUDY_HOME=str(home), MISTUDY_RAY_TEMP_DIR=ray_tmp)
-    up = None
+    sids: list[int] = []
     try:
         up = subprocess.run(
             [str(LOCAL_UP), "--num-cpus", "1", "--ray-port", str(ports["ray"]),
@@ -499,9 +499,10 @@ def local_cluster(tmp_path):
              "--agent-port", str(ports["agent"]), "--mlflow-port", str(ports["mlflow"])],
             capture_output=True, text=True, env=env, timeout=400,
         )
+        # Read now: the test's own local-down removes the files, even if it then fails.
+        sids = [int(f.read_text()) for f in (home / "run").glob("*.pid")]
         yield {"up": up, "home": home, "ports": ports, "env": env}
     finally:
-        sids = [int(f.read_text()) for f in (home / "run").glob("*.pid")]
         subprocess.run([str(LOCAL_DOWN), "--study-home", str(home), "--grace", "5"],
                        env=env, capture_output=True, timeout=120)
         for sid in sids:  # last resort, only for the sessions this fixture started
