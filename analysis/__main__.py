@@ -33,7 +33,6 @@ def _parser() -> argparse.ArgumentParser:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("report", help=_report.__doc__, description=_report.__doc__)
     rep.add_argument("study", help="study name (= MLflow experiment name)")

@@ -92,9 +92,11 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
     parts.append(f"Study {study.name} ({study.status}) has {n_trials} trial"
                  f"{'' if n_trials == 1 else 's'}{f' ({counts})' if counts else ''} and "
                  f"{len(seeds)} analysed seed{'' if len(seeds) == 1 else 's'}.")
-    if n_running or study.status == "running":
+    if n_running:
         parts.append(f"The study is still running: {n_running} trial(s) have not finished and are "
                      "left out of the statistics below.")
+    elif study.status == "running":
+        parts.append("The study is still running.")
     n_failed = int(status_counts.get("failed", 0))
     n_diverged = int(status_counts.get("diverged", 0))
     if n_failed or n_diverged:
@@ -125,6 +127,13 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
             f"{n_same} and after it in {n_both - n_first - n_same}; median lag "
             f"t_struct − t_func = {summary.median:g} epochs ({ci}; Wilcoxon signed-rank "
             f"p = {summary.p_value:.2g}, n = {n_both}).")
+        thr = (seeds["thr_struct"] - seeds["thr_func"]).to_numpy(float) if {
+            "thr_func", "thr_struct"} <= set(seeds.columns) else np.array([])
+        thr = thr[np.isfinite(thr)]
+        if thr.size:
+            parts.append(f"By threshold crossing (first epoch from which Q stays above its chance "
+                         f"level plus the noise margin) the median lag is {np.median(thr):g} "
+                         f"epochs over {thr.size} seeds.")
     else:
         parts.append("No seed had both q_func and q_struct emerge, so there is no lag to report.")
     if n_func_only:
@@ -244,8 +253,6 @@ def build_report(
     out = Path(out_dir) if out_dir is not None else resolve_study_home() / "reports" / data.name
     out = out.expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for old in itertools.chain(out.glob("*.png"), out.glob("*.csv")):
-        old.unlink()  # a re-run must not leave figures of a previous layout beside the new report
     page = _Page(out)
     notes = list(data.notes)
     fnd = findings(data, rng=rng)
@@ -274,20 +281,22 @@ def build_report(
 
     logged = None
     if log_to_mlflow:
-        logged = _log_to_study_run(data, out, notes)
+        logged = _log_to_study_run(data, [path, *page.files], notes)
     return Report(path, out, page.files, fnd, logged, notes)
 
 
-def _log_to_study_run(data: StudyData, out: Path, notes: list[str]) -> str | None:
-    """Log the report folder as the study run's ``report/`` artifacts; failures become notes."""
+def _log_to_study_run(data: StudyData, files: list[Path], notes: list[str]) -> str | None:
+    """Log the report's files as the study run's ``report/`` artifacts (only those written now,
+    never other files of the output folder); failures are logged, the local report stands."""
     if data.study_run_id is None:
         notes.append("No study run to log the report to.")
         return None
     from mlflow import MlflowClient
 
+    client = MlflowClient(tracking_uri=data.tracking_uri)
     try:
-        MlflowClient(tracking_uri=data.tracking_uri).log_artifacts(
-            data.study_run_id, str(out), artifact_path=ARTIFACT_REPORT)
+        for f in files:
+            client.log_artifact(data.study_run_id, str(f), artifact_path=ARTIFACT_REPORT)
     except Exception as e:  # noqa: BLE001 - the local report is still complete
         _log.warning("report: cannot log the report to run %s: %s", data.study_run_id, e)
         return None
@@ -365,7 +374,7 @@ def _sections(page: _Page, data: StudyData, fnd: Findings, rng: np.random.Genera
                     "(line) and interquartile range (band).")
         page.table(bands, "curve_bands", max_rows=0)
 
-    page.h2(f"{metric} against q_func, and q_func against q_struct")
+    page.h2(f"{metric[:1].upper()}{metric[1:]} against q_func; q_func against q_struct")
     pareto = pareto_info(seeds, task_metric=metric, by=by)
     scatter = scatter_info(seeds, by=by)
     if not len(pareto):

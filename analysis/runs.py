@@ -438,7 +438,7 @@ def _seeds_frame(trials: pd.DataFrame, seed_frames: list[pd.DataFrame], curves: 
     for col in onset_cols:
         if col not in base:
             base[col] = np.nan
-    if len(curves):
+    if len(curves) and {"q_func", "q_struct"} <= set(curves.columns):
         chance = by_trial["q_chance"]
         onsets = seed_onsets(curves, chance, final_window=DEFAULT_FINAL_WINDOW if windows is None
                              else windows.fillna(DEFAULT_FINAL_WINDOW)).set_index(keys)

@@ -77,6 +77,16 @@ def test_load_study_recomputed_onsets_match_known_design(grid, fixture_study):
     assert (got.loc[want.index, "func_emerged"] == want["func_emerged"]).all()
 
 
+def test_load_study_threshold_crossing_of_q_func(grid, fixture_study):
+    # The fixture's q_func rises 0.35 above chance with logistic width 6, centred 12.5 epochs
+    # before t_func: 25 epochs before t_func it is already 0.35·logistic(12.5/6 − 25/6) ≈ 0.039
+    # above chance (> margin 0.02, 4.7 noise sd), 50 epochs before it only ≈ 0.0007.
+    emerged = grid.seeds[grid.seeds["func_emerged"]]
+    assert len(emerged) == 14
+    np.testing.assert_array_equal(emerged["thr_func"], emerged["t_func"] - 25.0)
+    assert grid.seeds.loc[~grid.seeds["func_emerged"], "thr_func"].isna().all()
+
+
 def test_load_study_success_and_differentiated_flags(grid):
     s = grid.seeds
     expected_success = s["final.accuracy"] > 0.9
