@@ -1,0 +1,395 @@
+"""Neural MI estimation between neuron subgroups: critics, estimators and subgroup penalties.
+
+A penalty over K groups is a sum of P terms I(A_p; B_p) (method.md §1, DESIGN.md §3):
+`pairwise` (all pairs i < j) or `total_correlation` (I(G_1..G_{i−1}; G_i), i ≥ 2); both are
+I(G_1; G_2) at K = 2. Each (seed, term) pair has its own critic, so every critic weight has a
+leading replica axis R = S·P and one batched matmul serves all of them. Estimates are in nats.
+Shapes: activity (S, M, N) with M (time × batch) rows; critic inputs (R, M, d).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from study.optim import ReplicaOptimizer
+
+__all__ = [
+    "ESTIMATORS",
+    "PENALTIES",
+    "penalty_terms",
+    "PenaltyTerms",
+    "Critic",
+    "SubgroupMI",
+    "estimate_mi",
+]
+
+ESTIMATORS = ("dv", "mine", "infonce")
+PENALTIES = ("pairwise", "total_correlation")
+
+
+@dataclass(frozen=True)
+class PenaltyTerms:
+    """Unit indices of the two sides of each term, padded with N (a zero column)."""
+
+    a_index: Tensor  # (P, da) long
+    b_index: Tensor  # (P, db) long
+    names: tuple[str, ...]  # e.g. ("G1;G2",)
+
+
+def penalty_terms(labels: np.ndarray, kind: str = "pairwise") -> PenaltyTerms:
+    """Index sets of the MI terms whose sum is the subgroup penalty.
+
+    Args:
+        labels: (N,) group label of each unit, values 0..K−1, K ≥ 2.
+        kind: "pairwise" or "total_correlation".
+    """
+    if kind not in PENALTIES:
+        raise ValueError(f"penalty_terms(): kind must be one of {PENALTIES}, but got {kind!r}")
+    labels = np.asarray(labels)
+    k = int(labels.max()) + 1 if labels.size else 0
+    if k < 2:
+        raise ValueError(f"penalty_terms(): need at least 2 groups, but got {k}")
+    members = [np.flatnonzero(labels == g) for g in range(k)]
+    if kind == "pairwise":
+        pairs = [(members[i], members[j], f"G{i + 1};G{j + 1}")
+                 for i in range(k) for j in range(i + 1, k)]
+    else:
+        pairs = [(np.concatenate(members[:i]), members[i],
+                  f"G1..G{i};G{i + 1}" if i > 1 else f"G1;G{i + 1}") for i in range(1, k)]
+    n = labels.size
+    da = max(len(a) for a, _, _ in pairs)
+    db = max(len(b) for _, b, _ in pairs)
+    a_index = torch.full((len(pairs), da), n, dtype=torch.long)
+    b_index = torch.full((len(pairs), db), n, dtype=torch.long)
+    for p, (a, b, _) in enumerate(pairs):
+        a_index[p, : len(a)] = torch.as_tensor(a)
+        b_index[p, : len(b)] = torch.as_tensor(b)
+    return PenaltyTerms(a_index, b_index, tuple(name for _, _, name in pairs))
+
+
+class Critic(nn.Module):
+    """T(a, b) = w_outᵀ φ(… φ(a W_a + b W_b + c₁) …) + c_out, batched over R replicas.
+
+    The first layer is two dense maps summed (method.md §4.3), Glorot-uniform kernels, zero
+    biases. `depth` hidden layers of `width` units with ReLU or LeakyReLU.
+    """
+
+    def __init__(
+        self,
+        n_replicas: int,
+        dim_a: int,
+        dim_b: int,
+        *,
+        width: int = 512,
+        depth: int = 2,
+        activation: str = "relu",
+        leaky_slope: float = 0.25,
+        out_bias: bool = True,
+        seeds: list[int] | None = None,
+    ):
+        super().__init__()
+        if activation not in ("relu", "leaky_relu"):
+            raise ValueError(f"Critic: activation must be 'relu' or 'leaky_relu', got {activation!r}")
+        if depth < 1 or width < 1:
+            raise ValueError(f"Critic: depth and width must be >= 1, got depth={depth}, width={width}")
+        seeds = seeds if seeds is not None else list(range(n_replicas))
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.activation, self.leaky_slope = activation, leaky_slope
+        self.w_a = nn.Parameter(_glorot(gens, dim_a, width))
+        self.w_b = nn.Parameter(_glorot(gens, dim_b, width))
+        self.b_1 = nn.Parameter(torch.zeros(n_replicas, 1, width))
+        self.w_h = nn.ParameterList(
+            [nn.Parameter(_glorot(gens, width, width)) for _ in range(depth - 1)])
+        self.b_h = nn.ParameterList(
+            [nn.Parameter(torch.zeros(n_replicas, 1, width)) for _ in range(depth - 1)])
+        self.w_o = nn.Parameter(_glorot(gens, width, 1))
+        self.b_o = nn.Parameter(torch.zeros(n_replicas, 1, 1)) if out_bias else None
+
+    def _act(self, h: Tensor) -> Tensor:
+        if self.activation == "relu":
+            return torch.relu(h)
+        return nn.functional.leaky_relu(h, self.leaky_slope)
+
+    def project_a(self, a: Tensor) -> Tensor:
+        """(R, M, da) -> (R, M, H); includes the first-layer bias."""
+        return torch.baddbmm(self.b_1, a, self.w_a)
+
+    def project_b(self, b: Tensor) -> Tensor:
+        """(R, M, db) -> (R, M, H)."""
+        return torch.bmm(b, self.w_b)
+
+    def head(self, pre: Tensor) -> Tensor:
+        """First-layer pre-activations (R, M, H) -> scores (R, M)."""
+        h = self._act(pre)
+        for w, b in zip(self.w_h, self.b_h):
+            h = self._act(torch.baddbmm(b, h, w))
+        out = torch.bmm(h, self.w_o) if self.b_o is None else torch.baddbmm(self.b_o, h, self.w_o)
+        return out.squeeze(-1)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.head(self.project_a(a) + self.project_b(b))
+
+
+def _glorot(gens: list[torch.Generator], fan_in: int, fan_out: int) -> Tensor:
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    return torch.stack([(torch.rand(fan_in, fan_out, generator=g) * 2 - 1) * limit for g in gens])
+
+
+def _log_mean_exp(x: Tensor) -> Tensor:
+    return torch.logsumexp(x, dim=-1) - math.log(x.shape[-1])
+
+
+class SubgroupMI(nn.Module):
+    """The subgroup MI penalty of S networks, with its critics and their optimiser.
+
+    Args:
+        n_seeds: S.
+        labels: (N,) group labels.
+        penalty: "pairwise" or "total_correlation".
+        estimator: "dv" (plain Donsker–Varadhan, shuffled marginals; the paper's), "mine" (DV with
+            the moving-average gradient correction of Belghazi et al. 2018) or "infonce".
+        pairs: rows sampled per estimate (0 = all rows, as the reference).
+        input_noise: std of Gaussian noise added to the critic inputs.
+        noise_mode: "clean_partner" (WM reference: the shuffled partner is a permutation of the
+            noise-free b, method.md §4.2) or "noisy_partner" (separation reference: noise added to
+            a and b once, the partner is the permuted noisy b, method.md §7.6).
+        ema_rate: MINE moving-average rate.
+        nce_block: InfoNCE rows per block; each row is contrasted with the other rows of its block.
+        critic: keyword arguments of `Critic` (width, depth, activation, leaky_slope, out_bias).
+        optim: keyword arguments of `ReplicaOptimizer` for the critics.
+        seed: critics of seed s, term p are initialised from a stream derived from (seed + s, p).
+    """
+
+    def __init__(
+        self,
+        n_seeds: int,
+        labels: np.ndarray,
+        *,
+        penalty: str = "pairwise",
+        estimator: str = "dv",
+        pairs: int = 0,
+        input_noise: float = 0.1,
+        noise_mode: str = "clean_partner",
+        ema_rate: float = 0.01,
+        nce_block: int = 128,
+        critic: dict | None = None,
+        optim: dict | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"SubgroupMI: estimator must be one of {ESTIMATORS}, but got {estimator!r}")
+        if noise_mode not in ("clean_partner", "noisy_partner"):
+            raise ValueError(
+                f"SubgroupMI: noise_mode must be 'clean_partner' or 'noisy_partner', "
+                f"but got {noise_mode!r}")
+        terms = penalty_terms(labels, penalty)
+        self.n_seeds, self.n_terms = n_seeds, len(terms.names)
+        self.term_names = terms.names
+        self.register_buffer("a_index", terms.a_index)
+        self.register_buffer("b_index", terms.b_index)
+        self.estimator, self.pairs = estimator, pairs
+        self.input_noise, self.noise_mode = input_noise, noise_mode
+        self.ema_rate, self.nce_block = ema_rate, nce_block
+        replica_seeds = [
+            int(np.random.SeedSequence([seed + s, p, 0x6D69]).generate_state(1)[0])
+            for s in range(n_seeds) for p in range(self.n_terms)
+        ]
+        self.critic = Critic(n_seeds * self.n_terms, terms.a_index.shape[1],
+                             terms.b_index.shape[1], seeds=replica_seeds, **(critic or {}))
+        self.register_buffer("log_ema", torch.full((n_seeds * self.n_terms,), float("nan")))
+        self.optimizer = ReplicaOptimizer(self.critic.parameters(), **(optim or {}))
+
+    # -- sampling -------------------------------------------------------------------------------
+    def _sides(self, activity: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """activity (S, M, N) -> a (R, M', da), b (R, M', db) after the optional row subsample."""
+        s, m, _ = activity.shape
+        if self.pairs and self.pairs < m:
+            keep = torch.rand(s, m, generator=gen, device=activity.device).argsort(dim=1)
+            keep = keep[:, : self.pairs]  # (S, M') rows without replacement
+            activity = torch.gather(activity, 1, keep.unsqueeze(-1).expand(-1, -1, activity.shape[2]))
+        padded = nn.functional.pad(activity, (0, 1))  # (S, M', N+1); column N is zero
+        a = padded[:, :, self.a_index]  # (S, M', P, da)
+        b = padded[:, :, self.b_index]
+        r = s * self.n_terms
+        a = a.permute(0, 2, 1, 3).reshape(r, a.shape[1], -1)
+        b = b.permute(0, 2, 1, 3).reshape(r, b.shape[1], -1)
+        return a, b
+
+    def _scores(self, a: Tensor, b: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Critic scores on joint pairs and on shuffled (product-of-marginals) pairs, (R, M) each."""
+        r, m, _ = a.shape
+        perm = torch.rand(r, m, generator=gen, device=a.device).argsort(dim=1)  # fresh each call
+        sigma = self.input_noise
+        if sigma > 0:
+            a = a + sigma * torch.randn(a.shape, generator=gen, device=a.device, dtype=a.dtype)
+            b_noisy = b + sigma * torch.randn(b.shape, generator=gen, device=b.device, dtype=b.dtype)
+        else:
+            b_noisy = b
+        partner_source = b if self.noise_mode == "clean_partner" else b_noisy
+        b_shuf = torch.gather(partner_source, 1, perm.unsqueeze(-1).expand_as(b))
+        ha = self.critic.project_a(a)  # shared by both branches
+        joint = self.critic.head(ha + self.critic.project_b(b_noisy))
+        shuffled = self.critic.head(ha + self.critic.project_b(b_shuf))
+        return joint, shuffled
+
+    def _infonce(self, a: Tensor, b: Tensor, gen: torch.Generator) -> Tensor:
+        """InfoNCE bound per replica (R,): each row against the other rows of its block."""
+        r, m, _ = a.shape
+        k = self.nce_block
+        n_blocks = m // k
+        order = torch.rand(r, m, generator=gen, device=a.device).argsort(dim=1)[:, : n_blocks * k]
+        a = torch.gather(a, 1, order.unsqueeze(-1).expand(-1, -1, a.shape[2]))
+        b = torch.gather(b, 1, order.unsqueeze(-1).expand(-1, -1, b.shape[2]))
+        if self.input_noise > 0:
+            a = a + self.input_noise * torch.randn(a.shape, generator=gen, device=a.device)
+            b = b + self.input_noise * torch.randn(b.shape, generator=gen, device=b.device)
+        ha = self.critic.project_a(a).view(r, n_blocks, k, 1, -1)
+        hb = self.critic.project_b(b).view(r, n_blocks, 1, k, -1)
+        pre = (ha + hb).reshape(r, n_blocks * k * k, -1)  # every (i, j) within a block
+        scores = self.critic.head(pre).view(r, n_blocks, k, k)
+        diag = scores.diagonal(dim1=2, dim2=3)
+        bound = diag - torch.logsumexp(scores, dim=3) + math.log(k)  # ≤ ln k by construction
+        return bound.mean(dim=(1, 2))
+
+    # -- estimates ------------------------------------------------------------------------------
+    def _estimate(self, activity: Tensor, gen: torch.Generator, *, update_ema: bool
+                  ) -> tuple[Tensor, Tensor]:
+        """(value, surrogate), each (R,): the bound, and what gradients should follow."""
+        a, b = self._sides(activity, gen)
+        if self.estimator == "infonce":
+            value = self._infonce(a, b, gen)
+            return value, value
+        joint, shuffled = self._scores(a, b, gen)
+        log_m = _log_mean_exp(shuffled)  # log mean e^T over shuffled pairs
+        value = joint.mean(dim=1) - log_m  # DV bound (method.md §4.4)
+        if self.estimator == "dv":
+            return value, value
+        # MINE: replace ∇ log E[e^T] by ∇E[e^T] / EMA(E[e^T]) to remove the minibatch bias
+        log_ema = self.log_ema
+        current = log_m.detach()
+        if update_ema:
+            rate = self.ema_rate
+            fresh = torch.isnan(log_ema)
+            mixed = torch.logaddexp(log_ema + math.log1p(-rate), current + math.log(rate))
+            log_ema = torch.where(fresh, current, mixed)
+            self.log_ema.copy_(log_ema)
+        log_ema = torch.where(torch.isnan(log_ema), current, log_ema)
+        surrogate = joint.mean(dim=1) - torch.exp(log_m - log_ema)
+        return value, surrogate
+
+    def critic_step(self, activity: Tensor, gen: torch.Generator) -> Tensor:
+        """One critic update that maximises the bound; activity (S, M, N) is treated as data.
+
+        Returns:
+            (S,) the penalty (sum over terms) measured in this step, before the update.
+        """
+        self.critic.requires_grad_(True)
+        value, surrogate = self._estimate(activity.detach(), gen, update_ema=True)
+        self.optimizer.zero_grad()
+        (-surrogate.sum()).backward()
+        self.optimizer.step()
+        return value.detach().view(self.n_seeds, self.n_terms).sum(dim=1)
+
+    def penalty(self, activity: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """The penalty the network minimises, with the critics frozen.
+
+        Args:
+            activity: (S, M, N) with gradient to the network.
+
+        Returns:
+            (differentiable (S,) penalty, (S,) measured value) — they differ only for MINE.
+        """
+        self.critic.requires_grad_(False)
+        try:
+            value, surrogate = self._estimate(activity, gen, update_ema=False)
+        finally:
+            self.critic.requires_grad_(True)
+        value = value.view(self.n_seeds, self.n_terms).sum(dim=1)
+        if self.estimator == "mine":
+            # gradient of the corrected surrogate, value of the DV bound
+            surrogate = surrogate.view(self.n_seeds, self.n_terms).sum(dim=1)
+            return surrogate - surrogate.detach() + value.detach(), value.detach()
+        return value, value.detach()
+
+    @torch.no_grad()
+    def measure(self, activity: Tensor, gen: torch.Generator) -> Tensor:
+        """(S,) penalty estimate with the current critics, no update."""
+        value, _ = self._estimate(activity, gen, update_ema=False)
+        return value.view(self.n_seeds, self.n_terms).sum(dim=1)
+
+    def state(self) -> dict:
+        return {"module": self.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state(self, state: dict) -> None:
+        self.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def estimate_mi(
+    x,
+    y,
+    *,
+    estimator: str = "dv",
+    steps: int = 2000,
+    batch: int = 512,
+    width: int = 128,
+    depth: int = 2,
+    lr: float = 1e-3,
+    holdout: float = 0.25,
+    nce_block: int = 128,
+    seed: int = 0,
+) -> float:
+    """Train a fresh critic on samples of (x, y) and return its MI estimate in nats.
+
+    Args:
+        x: (M, dx) samples (array-like); y: (M, dy) paired samples.
+        estimator: "dv", "mine" or "infonce" (InfoNCE can never exceed ln(nce_block)).
+        steps: critic updates (Adam) on random minibatches of `batch` rows of the training part.
+        holdout: fraction of rows kept out of training; the estimate is the bound on those rows
+            (averaged over several shuffles), so it is not inflated by the critic overfitting.
+
+    Raises:
+        ValueError: mismatched shapes, unknown estimator, too few samples.
+    """
+    x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(y), dtype=torch.float32)
+    if x.dim() == 1:
+        x = x[:, None]
+    if y.dim() == 1:
+        y = y[:, None]
+    if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"estimate_mi(): x and y must be (M, dx) and (M, dy) with the same M, but got "
+            f"shapes {tuple(x.shape)} and {tuple(y.shape)}")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimate_mi(): estimator must be one of {ESTIMATORS}, but got {estimator!r}")
+    m = x.shape[0]
+    n_test = int(round(m * holdout))
+    if m - n_test < batch or n_test < (nce_block if estimator == "infonce" else 2):
+        raise ValueError(
+            f"estimate_mi(): need at least batch={batch} training rows and a held-out part, "
+            f"but got M={m} rows with holdout={holdout}")
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(m, generator=gen)
+    train_idx, test_idx = order[n_test:], order[:n_test]
+    labels = np.array([0] * x.shape[1] + [1] * y.shape[1])
+    est = SubgroupMI(
+        1, labels, estimator=estimator, input_noise=0.0, nce_block=min(nce_block, batch),
+        critic={"width": width, "depth": depth}, optim={"kind": "adam", "lr": lr}, seed=seed,
+    )
+    data = torch.cat([x, y], dim=1)[None]  # (1, M, dx + dy)
+    train_data = data[:, train_idx]
+    for _ in range(steps):
+        rows = torch.randint(0, train_data.shape[1], (batch,), generator=gen)
+        est.critic_step(train_data[:, rows], gen)
+    est.nce_block = min(nce_block, n_test)
+    test_data = data[:, test_idx]
+    with torch.no_grad():
+        values = [est.measure(test_data, gen).item() for _ in range(8)]
+    return float(np.mean(values))

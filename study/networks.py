@@ -1,0 +1,312 @@
+"""Population-batched recurrent networks: a leaky-integrator RNN and a GRU (method.md §3, §7).
+
+Every weight has a leading seed axis S, so S independent networks run as one batched recurrence.
+Weights use the row-vector convention of the reference (W[i, j] is the weight from i to j).
+Shapes: inputs (S, B, T, I), states (S, B, T, N), outputs (S, B, T, O).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["NetOutput", "LeakyRNN", "GRU", "build_network", "leaky_scan"]
+
+
+@dataclass
+class NetOutput:
+    outputs: Tensor  # (S, B, T, O) readout
+    mi_activity: Tensor  # (S, B, T, N) activity whose subgroup MI is penalised
+    corr_activity: Tensor  # (S, B, T, N) activity used for correlations (Q_func, D_corr)
+    last_state: Tensor  # (S, B, N) state after the last step
+
+
+def _glorot(n_seeds: int, fan_in: int, fan_out: int, gen: list[torch.Generator]) -> Tensor:
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    return torch.stack(
+        [(torch.rand(fan_in, fan_out, generator=g) * 2 - 1) * limit for g in gen[:n_seeds]]
+    )
+
+
+def member_generators(seed: int, n_seeds: int) -> list[torch.Generator]:
+    """CPU generators for initialisation: member i uses seed + i, whatever S is."""
+    return [torch.Generator().manual_seed(seed + i) for i in range(n_seeds)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Leaky RNN
+
+
+class _LeakyScan(torch.autograd.Function):
+    """x_t = (1 − α)·x_{t−1} + α·tanh(x_{t−1}) W + d_t, with hand-written BPTT.
+
+    Autograd over a 2000-step Python loop records ~5 nodes per step and its backward is dominated
+    by per-node overhead; here the backward is one batched matmul and two fused element-wise ops
+    per step, plus one large matmul for dW. Time-major layout so every step reads contiguous memory.
+    """
+
+    @staticmethod
+    def forward(ctx, drive: Tensor, x0: Tensor, w: Tensor, alpha: float) -> Tensor:
+        # drive (T, S, B, N); x0 (S, B, N); w (S, N, N) -> xs (T, S, B, N)
+        xs = torch.empty_like(drive)
+        x = x0
+        for t in range(drive.shape[0]):
+            carry = torch.add(drive[t], x, alpha=1.0 - alpha)
+            x = torch.baddbmm(carry, torch.tanh(x), w, alpha=alpha, out=xs[t])
+        ctx.save_for_backward(x0, w, xs)
+        ctx.alpha = alpha
+        return xs
+
+    @staticmethod
+    def backward(ctx, grad_xs: Tensor):
+        x0, w, xs = ctx.saved_tensors
+        alpha = ctx.alpha
+        n_t = xs.shape[0]
+        # rates r_{t-1} feeding step t, and tanh' at those states
+        r_prev = torch.tanh(torch.cat([x0.unsqueeze(0), xs[:-1]], dim=0))  # (T, S, B, N)
+        dtanh = 1.0 - r_prev * r_prev
+        w_t = w.transpose(1, 2)
+        grad_drive = torch.empty_like(grad_xs)
+        delta = torch.zeros_like(x0)
+        for t in range(n_t - 1, -1, -1):
+            delta = torch.add(delta, grad_xs[t], out=grad_drive[t])  # dL/dx_t
+            back = torch.bmm(delta, w_t)
+            delta = torch.addcmul(delta * (1.0 - alpha), back, dtanh[t], value=alpha)
+        grad_x0 = delta
+        grad_w = None
+        if ctx.needs_input_grad[2]:
+            s, n = w.shape[0], w.shape[1]
+            r_flat = r_prev.permute(1, 3, 0, 2).reshape(s, n, -1)  # (S, N, T·B)
+            g_flat = grad_drive.permute(1, 0, 2, 3).reshape(s, -1, n)  # (S, T·B, N)
+            grad_w = torch.bmm(r_flat, g_flat).mul_(alpha)
+        return grad_drive, grad_x0, grad_w, None
+
+
+def leaky_scan(drive: Tensor, x0: Tensor, w: Tensor, alpha: float) -> Tensor:
+    """Run the leaky recurrence; drive (T, S, B, N), x0 (S, B, N), w (S, N, N) -> (T, S, B, N)."""
+    return _LeakyScan.apply(drive, x0, w, alpha)
+
+
+class LeakyRNN(nn.Module):
+    """Leaky-integrator tanh RNN with additive state noise (method.md §3.1).
+
+    x_t = (1 − α)·x_{t−1} + α·(u_t W_in + b + tanh(x_{t−1}) W_rec) + ξ_t,  ξ_t ~ N(0, σ² I)
+    z_t = tanh(x_t) W_out + b_out
+
+    MI uses the rates tanh(x); correlations use the pre-activations x (method.md §14.9).
+    """
+
+    def __init__(
+        self,
+        n_seeds: int,
+        n_inputs: int,
+        n_hidden: int,
+        n_outputs: int,
+        *,
+        alpha: float = 0.1,
+        noise: float = 0.1,
+        gain: float = 1.0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        _check_sizes(n_seeds, n_inputs, n_hidden, n_outputs)
+        self.n_seeds, self.n_inputs, self.n_hidden, self.n_outputs = (
+            n_seeds, n_inputs, n_hidden, n_outputs,
+        )
+        self.alpha, self.noise = alpha, noise
+        gen = member_generators(seed, n_seeds)
+        s, n = n_seeds, n_hidden
+        # W_rec ~ N(0, g²/N); W_in, W_out Glorot-uniform; zero biases (method.md §3.3)
+        self.w_rec = nn.Parameter(
+            torch.stack([torch.randn(n, n, generator=g) * (gain / math.sqrt(n)) for g in gen])
+        )
+        self.w_in = nn.Parameter(_glorot(s, n_inputs, n, gen))
+        self.b = nn.Parameter(torch.zeros(s, n))
+        self.w_out = nn.Parameter(_glorot(s, n, n_outputs, gen))
+        self.b_out = nn.Parameter(torch.zeros(s, n_outputs))
+
+    def forward(
+        self,
+        inputs: Tensor,
+        x0: Tensor,
+        noise: Tensor | None = None,
+        *,
+        n_transient: int = 0,
+    ) -> NetOutput:
+        """Run S networks on their inputs.
+
+        Args:
+            inputs: (S, B, T, I) float.
+            x0: (S, B, N) initial pre-activations.
+            noise: (T, S, B, N) pre-drawn state noise (already scaled by σ), time-major, or None.
+            n_transient: leading steps run without gradient and dropped from the result.
+
+        Returns:
+            NetOutput over the remaining T − n_transient steps.
+        """
+        s, b, t_len, _ = inputs.shape
+        u = inputs.permute(2, 0, 1, 3)  # (T, S, B, I) time-major
+        x = x0
+        if n_transient:
+            with torch.no_grad():
+                d = self._drive(u[:n_transient], noise[:n_transient] if noise is not None else None)
+                x = leaky_scan(d, x0, self.w_rec, self.alpha)[-1]
+            u = u[n_transient:]
+            noise = noise[n_transient:] if noise is not None else None
+        xs = leaky_scan(self._drive(u, noise), x, self.w_rec, self.alpha)  # (T', S, B, N)
+        xs = xs.permute(1, 2, 0, 3)  # (S, B, T', N)
+        rates = torch.tanh(xs)
+        out = torch.matmul(rates, self.w_out.unsqueeze(1)) + self.b_out[:, None, None, :]
+        return NetOutput(out, rates, xs, xs[:, :, -1])
+
+    def _drive(self, u: Tensor, noise: Tensor | None) -> Tensor:
+        # α·(u W_in + b) (+ ξ) for all steps at once: (T, S, B, N)
+        d = torch.matmul(u, self.w_in) + self.b[:, None, :]
+        d = d * self.alpha
+        return d + noise if noise is not None else d
+
+    def recurrent_weights(self) -> Tensor:
+        """(S, N, N): the matrix used for structural modularity."""
+        return self.w_rec
+
+    def input_weights(self) -> Tensor:
+        """(S, I, N)."""
+        return self.w_in
+
+    def output_weights(self) -> Tensor:
+        """(S, N, O)."""
+        return self.w_out
+
+    def regularised(self) -> dict[str, Tensor]:
+        """The weights the explicit penalty acts on, by role (method.md §3.4)."""
+        return {"in": self.w_in, "rec": self.w_rec, "out": self.w_out}
+
+    def snapshot(self) -> dict[str, Tensor]:
+        return {"w_in": self.w_in, "w_rec": self.w_rec, "b": self.b,
+                "w_out": self.w_out, "b_out": self.b_out}
+
+
+# ----------------------------------------------------------------------------------------------
+# GRU
+
+
+class GRU(nn.Module):
+    """Keras-style GRU (reset_after=True) with a linear readout, batched over seeds (method.md §7).
+
+    Gate blocks are ordered (z, r, h) along the last axis as in Keras:
+        z = σ(x W_z + b_z + h U_z + b'_z),  r = σ(x W_r + b_r + h U_r + b'_r)
+        ĥ = tanh(x W_h + b_h + r ⊙ (h U_h + b'_h)),  h ← z ⊙ h + (1 − z) ⊙ ĥ (+ noise)
+    The hidden state h is used both for MI and for correlations; U_h is the recurrent matrix.
+    """
+
+    def __init__(
+        self,
+        n_seeds: int,
+        n_inputs: int,
+        n_hidden: int,
+        n_outputs: int,
+        *,
+        noise: float = 0.0,
+        seed: int = 0,
+        **_: float,
+    ):
+        super().__init__()
+        _check_sizes(n_seeds, n_inputs, n_hidden, n_outputs)
+        self.n_seeds, self.n_inputs, self.n_hidden, self.n_outputs = (
+            n_seeds, n_inputs, n_hidden, n_outputs,
+        )
+        self.noise = noise
+        gen = member_generators(seed, n_seeds)
+        s, n = n_seeds, n_hidden
+        self.w = nn.Parameter(_glorot(s, n_inputs, 3 * n, gen))  # Glorot over (I, 3N)
+        u = torch.empty(s, n, 3 * n)
+        for i, g in enumerate(gen):  # Keras: orthogonal over the whole (N, 3N) kernel
+            nn.init.orthogonal_(u[i], generator=g)
+        self.u = nn.Parameter(u)
+        self.b = nn.Parameter(torch.zeros(s, 3 * n))
+        self.b_rec = nn.Parameter(torch.zeros(s, 3 * n))
+        self.w_out = nn.Parameter(_glorot(s, n, n_outputs, gen))
+        self.b_out = nn.Parameter(torch.zeros(s, n_outputs))
+
+    def forward(
+        self,
+        inputs: Tensor,
+        x0: Tensor,
+        noise: Tensor | None = None,
+        *,
+        n_transient: int = 0,
+    ) -> NetOutput:
+        """Same contract as LeakyRNN.forward; x0 is the initial hidden state h_0."""
+        n = self.n_hidden
+        u = inputs.permute(2, 0, 1, 3)  # (T, S, B, I)
+        gx_all = torch.matmul(u, self.w) + self.b[:, None, :]  # (T, S, B, 3N)
+        noise_steps = noise.unbind(0) if noise is not None else None
+        h = x0
+        states = []
+        for t, gx in enumerate(gx_all.unbind(0)):
+            grad = t >= n_transient
+            with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+                gh = torch.baddbmm(self.b_rec[:, None, :], h, self.u)  # (S, B, 3N)
+                zr = torch.sigmoid(gx[..., : 2 * n] + gh[..., : 2 * n])
+                z, r = zr[..., :n], zr[..., n:]
+                cand = torch.tanh(gx[..., 2 * n:] + r * gh[..., 2 * n:])
+                h = cand + z * (h - cand)
+                if noise_steps is not None:
+                    h = h + noise_steps[t]
+            if grad:
+                states.append(h)
+        hs = torch.stack(states, dim=2)  # (S, B, T', N)
+        out = torch.matmul(hs, self.w_out.unsqueeze(1)) + self.b_out[:, None, None, :]
+        return NetOutput(out, hs, hs, h)
+
+    def recurrent_weights(self) -> Tensor:
+        """(S, N, N): the candidate block U_h (method.md §10.2: the block used for Q_str)."""
+        n = self.n_hidden
+        return self.u[:, :, 2 * n:]
+
+    def input_weights(self) -> Tensor:
+        """(S, I, N): the candidate-block input kernel W_h."""
+        return self.w[:, :, 2 * self.n_hidden:]
+
+    def output_weights(self) -> Tensor:
+        return self.w_out
+
+    def regularised(self) -> dict[str, Tensor]:
+        # reference: L2 on the input and recurrent kernels (all gates) and on the readout
+        return {"in": self.w, "rec": self.u, "out": self.w_out}
+
+    def snapshot(self) -> dict[str, Tensor]:
+        return {"w": self.w, "u": self.u, "b": self.b, "b_rec": self.b_rec,
+                "w_out": self.w_out, "b_out": self.b_out,
+                "w_rec": self.recurrent_weights()}
+
+
+def build_network(
+    kind: str,
+    n_seeds: int,
+    n_inputs: int,
+    n_hidden: int,
+    n_outputs: int,
+    *,
+    alpha: float = 0.1,
+    noise: float = 0.1,
+    gain: float = 1.0,
+    seed: int = 0,
+) -> LeakyRNN | GRU:
+    """Construct the network named by `kind` ("leaky" or "gru")."""
+    if kind == "leaky":
+        return LeakyRNN(n_seeds, n_inputs, n_hidden, n_outputs,
+                        alpha=alpha, noise=noise, gain=gain, seed=seed)
+    if kind == "gru":
+        return GRU(n_seeds, n_inputs, n_hidden, n_outputs, noise=noise, seed=seed)
+    raise ValueError(f"build_network(): kind must be 'leaky' or 'gru', but got {kind!r}")
+
+
+def _check_sizes(n_seeds: int, n_inputs: int, n_hidden: int, n_outputs: int) -> None:
+    for name, value in (("n_seeds", n_seeds), ("n_inputs", n_inputs),
+                        ("n_hidden", n_hidden), ("n_outputs", n_outputs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"network: {name} must be a positive int, but got {name}={value!r}")
