@@ -2,12 +2,14 @@
 
 Every weight has a leading seed axis S, so S independent networks run as one batched recurrence.
 Weights use the row-vector convention of the reference (W[i, j] is the weight from i to j).
-Shapes: inputs (S, B, T, I), states (S, B, T, N), outputs (S, B, T, O).
+Layout is seed-major then time-major, so the (time × batch) samples of one seed are contiguous
+rows: inputs (S, T, B, I), states (S, T, B, N), outputs (S, T, B, O).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -18,10 +20,20 @@ __all__ = ["NetOutput", "LeakyRNN", "GRU", "build_network", "leaky_scan"]
 
 @dataclass
 class NetOutput:
-    outputs: Tensor  # (S, B, T, O) readout
-    mi_activity: Tensor  # (S, B, T, N) activity whose subgroup MI is penalised
-    corr_activity: Tensor  # (S, B, T, N) activity used for correlations (Q_func, D_corr)
-    last_state: Tensor  # (S, B, N) state after the last step
+    """States of S networks, seed-major then time-major: sample (t, b) is row t·B + b."""
+
+    states: Tensor  # (S, T, B, N) raw states (pre-activations x, or GRU h)
+    outputs: Tensor | None  # (S, T, B, O) readout, None when not asked for
+    mi_transform: Callable[[Tensor], Tensor]  # states -> activity whose subgroup MI is penalised
+
+    def rows(self, start: int = 0) -> Tensor:
+        """Correlation activity as samples: (S, (T − start)·B, N), a view when start = 0."""
+        s, _, _, n = self.states.shape
+        return self.states[:, start:].reshape(s, -1, n)
+
+    @property
+    def last_state(self) -> Tensor:
+        return self.states[:, -1]
 
 
 def _glorot(n_seeds: int, fan_in: int, fan_out: int, gen: list[torch.Generator]) -> Tensor:
@@ -45,17 +57,18 @@ class _LeakyScan(torch.autograd.Function):
 
     Autograd over a 2000-step Python loop records ~5 nodes per step and its backward is dominated
     by per-node overhead; here the backward is one batched matmul and two fused element-wise ops
-    per step, plus one large matmul for dW. Time-major layout so every step reads contiguous memory.
+    per step, plus one large matmul for dW over all steps at once.
     """
 
     @staticmethod
     def forward(ctx, drive: Tensor, x0: Tensor, w: Tensor, alpha: float) -> Tensor:
-        # drive (T, S, B, N); x0 (S, B, N); w (S, N, N) -> xs (T, S, B, N)
+        # drive (S, T, B, N); x0 (S, B, N); w (S, N, N) -> xs (S, T, B, N)
         xs = torch.empty_like(drive)
         x = x0
-        for t in range(drive.shape[0]):
-            carry = torch.add(drive[t], x, alpha=1.0 - alpha)
-            x = torch.baddbmm(carry, torch.tanh(x), w, alpha=alpha, out=xs[t])
+        for t in range(drive.shape[1]):
+            carry = torch.add(drive[:, t], x, alpha=1.0 - alpha)
+            x = torch.baddbmm(carry, torch.tanh(x), w, alpha=alpha)
+            xs[:, t] = x
         ctx.save_for_backward(x0, w, xs)
         ctx.alpha = alpha
         return xs
@@ -64,29 +77,27 @@ class _LeakyScan(torch.autograd.Function):
     def backward(ctx, grad_xs: Tensor):
         x0, w, xs = ctx.saved_tensors
         alpha = ctx.alpha
-        n_t = xs.shape[0]
+        s, n_t, b, n = xs.shape
         # rates r_{t-1} feeding step t, and tanh' at those states
-        r_prev = torch.tanh(torch.cat([x0.unsqueeze(0), xs[:-1]], dim=0))  # (T, S, B, N)
+        r_prev = torch.tanh(torch.cat([x0.unsqueeze(1), xs[:, :-1]], dim=1))  # (S, T, B, N)
         dtanh = 1.0 - r_prev * r_prev
-        w_t = w.transpose(1, 2)
+        w_t = w.transpose(1, 2).contiguous()
         grad_drive = torch.empty_like(grad_xs)
         delta = torch.zeros_like(x0)
         for t in range(n_t - 1, -1, -1):
-            delta = torch.add(delta, grad_xs[t], out=grad_drive[t])  # dL/dx_t
+            delta = delta + grad_xs[:, t]  # dL/dx_t
+            grad_drive[:, t] = delta
             back = torch.bmm(delta, w_t)
-            delta = torch.addcmul(delta * (1.0 - alpha), back, dtanh[t], value=alpha)
-        grad_x0 = delta
+            delta = torch.addcmul(delta * (1.0 - alpha), back, dtanh[:, t], value=alpha)
         grad_w = None
         if ctx.needs_input_grad[2]:
-            s, n = w.shape[0], w.shape[1]
-            r_flat = r_prev.permute(1, 3, 0, 2).reshape(s, n, -1)  # (S, N, T·B)
-            g_flat = grad_drive.permute(1, 0, 2, 3).reshape(s, -1, n)  # (S, T·B, N)
-            grad_w = torch.bmm(r_flat, g_flat).mul_(alpha)
-        return grad_drive, grad_x0, grad_w, None
+            grad_w = torch.bmm(r_prev.view(s, -1, n).transpose(1, 2), grad_drive.view(s, -1, n))
+            grad_w.mul_(alpha)
+        return grad_drive, delta, grad_w, None
 
 
 def leaky_scan(drive: Tensor, x0: Tensor, w: Tensor, alpha: float) -> Tensor:
-    """Run the leaky recurrence; drive (T, S, B, N), x0 (S, B, N), w (S, N, N) -> (T, S, B, N)."""
+    """Run the leaky recurrence; drive (S, T, B, N), x0 (S, B, N), w (S, N, N) -> (S, T, B, N)."""
     return _LeakyScan.apply(drive, x0, w, alpha)
 
 
@@ -135,38 +146,43 @@ class LeakyRNN(nn.Module):
         noise: Tensor | None = None,
         *,
         n_transient: int = 0,
+        outputs: bool = True,
     ) -> NetOutput:
         """Run S networks on their inputs.
 
         Args:
-            inputs: (S, B, T, I) float.
+            inputs: (S, T, B, I) float.
             x0: (S, B, N) initial pre-activations.
-            noise: (T, S, B, N) pre-drawn state noise (already scaled by σ), time-major, or None.
+            noise: (S, T, B, N) pre-drawn state noise (already scaled by σ), or None.
             n_transient: leading steps run without gradient and dropped from the result.
+            outputs: compute the readout (not needed for critic batches).
 
         Returns:
             NetOutput over the remaining T − n_transient steps.
         """
-        s, b, t_len, _ = inputs.shape
-        u = inputs.permute(2, 0, 1, 3)  # (T, S, B, I) time-major
         x = x0
         if n_transient:
             with torch.no_grad():
-                d = self._drive(u[:n_transient], noise[:n_transient] if noise is not None else None)
-                x = leaky_scan(d, x0, self.w_rec, self.alpha)[-1]
-            u = u[n_transient:]
-            noise = noise[n_transient:] if noise is not None else None
-        xs = leaky_scan(self._drive(u, noise), x, self.w_rec, self.alpha)  # (T', S, B, N)
-        xs = xs.permute(1, 2, 0, 3)  # (S, B, T', N)
-        rates = torch.tanh(xs)
-        out = torch.matmul(rates, self.w_out.unsqueeze(1)) + self.b_out[:, None, None, :]
-        return NetOutput(out, rates, xs, xs[:, :, -1])
+                d = self._drive(inputs[:, :n_transient],
+                                noise[:, :n_transient] if noise is not None else None)
+                x = leaky_scan(d, x0, self.w_rec, self.alpha)[:, -1]
+            inputs = inputs[:, n_transient:]
+            noise = noise[:, n_transient:] if noise is not None else None
+        xs = leaky_scan(self._drive(inputs, noise), x, self.w_rec, self.alpha)  # (S, T', B, N)
+        out = self._readout(torch.tanh(xs)) if outputs else None
+        return NetOutput(xs, out, torch.tanh)
 
     def _drive(self, u: Tensor, noise: Tensor | None) -> Tensor:
-        # α·(u W_in + b) (+ ξ) for all steps at once: (T, S, B, N)
-        d = torch.matmul(u, self.w_in) + self.b[:, None, :]
-        d = d * self.alpha
-        return d + noise if noise is not None else d
+        # α·(u W_in + b) + ξ for all steps at once: (S, T, B, N), one matmul over all samples
+        s, t, b, i = u.shape
+        d = torch.baddbmm(self.b.unsqueeze(1), u.reshape(s, t * b, i), self.w_in,
+                          beta=self.alpha, alpha=self.alpha).view(s, t, b, -1)
+        return d.add_(noise) if noise is not None else d
+
+    def _readout(self, rates: Tensor) -> Tensor:
+        s, t, b, n = rates.shape
+        return torch.baddbmm(self.b_out.unsqueeze(1), rates.reshape(s, t * b, n),
+                             self.w_out).view(s, t, b, -1)
 
     def recurrent_weights(self) -> Tensor:
         """(S, N, N): the matrix used for structural modularity."""
@@ -238,29 +254,34 @@ class GRU(nn.Module):
         noise: Tensor | None = None,
         *,
         n_transient: int = 0,
+        outputs: bool = True,
     ) -> NetOutput:
         """Same contract as LeakyRNN.forward; x0 is the initial hidden state h_0."""
         n = self.n_hidden
-        u = inputs.permute(2, 0, 1, 3)  # (T, S, B, I)
-        gx_all = torch.matmul(u, self.w) + self.b[:, None, :]  # (T, S, B, 3N)
-        noise_steps = noise.unbind(0) if noise is not None else None
+        s, t_len, b, i = inputs.shape
+        gx_all = torch.baddbmm(self.b.unsqueeze(1), inputs.reshape(s, t_len * b, i), self.w)
+        gx_all = gx_all.view(s, t_len, b, 3 * n)  # input projections of every step at once
         h = x0
         states = []
-        for t, gx in enumerate(gx_all.unbind(0)):
+        for t in range(t_len):
             grad = t >= n_transient
             with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-                gh = torch.baddbmm(self.b_rec[:, None, :], h, self.u)  # (S, B, 3N)
+                gx = gx_all[:, t]
+                gh = torch.baddbmm(self.b_rec.unsqueeze(1), h, self.u)  # (S, B, 3N)
                 zr = torch.sigmoid(gx[..., : 2 * n] + gh[..., : 2 * n])
                 z, r = zr[..., :n], zr[..., n:]
                 cand = torch.tanh(gx[..., 2 * n:] + r * gh[..., 2 * n:])
                 h = cand + z * (h - cand)
-                if noise_steps is not None:
-                    h = h + noise_steps[t]
+                if noise is not None:
+                    h = h + noise[:, t]
             if grad:
                 states.append(h)
-        hs = torch.stack(states, dim=2)  # (S, B, T', N)
-        out = torch.matmul(hs, self.w_out.unsqueeze(1)) + self.b_out[:, None, None, :]
-        return NetOutput(out, hs, hs, h)
+        hs = torch.stack(states, dim=1)  # (S, T', B, N)
+        out = None
+        if outputs:
+            out = torch.baddbmm(self.b_out.unsqueeze(1), hs.reshape(s, -1, n), self.w_out)
+            out = out.view(s, hs.shape[1], b, -1)
+        return NetOutput(hs, out, _identity)
 
     def recurrent_weights(self) -> Tensor:
         """(S, N, N): the candidate block U_h (method.md §10.2: the block used for Q_str)."""
@@ -282,6 +303,10 @@ class GRU(nn.Module):
         return {"w": self.w, "u": self.u, "b": self.b, "b_rec": self.b_rec,
                 "w_out": self.w_out, "b_out": self.b_out,
                 "w_rec": self.recurrent_weights()}
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
 
 
 def build_network(

@@ -91,70 +91,75 @@ class WorkingMemory:
         """
         _check_int("batch", batch, 1)
         total = self.transient + self.seq_len
-        # one extra step: the target at index t may be y_{t+1} (method.md §2.3)
+        # time is the last axis internally (contiguous cumulative sums); one extra step because
+        # the target at index t may be y_{t+1} (method.md §2.3)
         onsets = np.stack(
-            [rng.random((batch, total + 1, self.n_inputs)) < self.p_onset for rng in rngs]
-        )  # (S, B, T+1, 2n)
+            [rng.random((batch, self.n_inputs, total + 1), dtype=np.float32) < self.p_onset
+             for rng in rngs]
+        )  # (S, B, 2n, T+1)
         if self.off_cue:
-            onsets[:, :, 0, 1::2] = True
-        on, off = onsets[..., 0::2], onsets[..., 1::2]  # (S, B, T+1, n)
+            onsets[:, :, 1::2, 0] = True
+        on, off = onsets[:, :, 0::2], onsets[:, :, 1::2]  # (S, B, n, T+1)
 
         # a line is high while any onset lies in its last pulse_len steps
-        csum = np.cumsum(onsets, axis=2, dtype=np.int32)
-        lagged = np.zeros_like(csum)
-        lagged[:, :, self.pulse_len:] = csum[:, :, : -self.pulse_len]
-        pulses = (csum - lagged) > 0
+        csum = np.cumsum(onsets, axis=-1, dtype=np.int32)
+        pulses = csum > 0
+        pulses[..., self.pulse_len:] = (csum[..., self.pulse_len:] - csum[..., : -self.pulse_len]) > 0
 
         # latent state: +1 after an on onset, -1 after an off onset, "on" wins ties; s_0 = 2·on_0 − 1
-        events = np.where(on, 1, np.where(off, -1, 0)).astype(np.int8)
-        events[:, :, 0] = np.where(on[:, :, 0], 1, -1)
-        y = ramp_targets(events, self.slope)  # (S, B, T+1, n)
+        events = off.astype(np.int8)
+        np.negative(events, out=events)
+        events[on] = 1
+        events[..., 0] = np.where(on[..., 0], 1, -1)
+        y = ramp_targets(events, self.slope)  # (S, B, n, T+1)
 
-        inputs = pulses[:, :, :total].astype(np.float32)
+        inputs = pulses[..., :total].transpose(0, 1, 3, 2).astype(np.float32)
         lead = self.target_lead
-        targets = y[:, :, lead + self.transient: lead + total].astype(np.float32)
-        return inputs, targets
+        targets = y[..., lead + self.transient: lead + total].transpose(0, 1, 3, 2)
+        return inputs, np.ascontiguousarray(targets, dtype=np.float32)
 
 
 def ramp_targets(events: np.ndarray, slope: float) -> np.ndarray:
-    """Ramped targets y_t = clip(y_{t−1} + slope·s_t, −1, 1), y_0 = 0, along axis 2.
+    """Ramped targets y_t = clip(y_{t−1} + slope·s_t, −1, 1), y_0 = 0, along the last axis.
 
-    `events` (..., T, n) holds +1/−1 at state switches and 0 elsewhere (events[..., 0, :] ≠ 0);
+    `events` (..., T) holds +1/−1 at state switches and 0 elsewhere (events[..., 0] ≠ 0);
     s_t is the last non-zero event at or before t. Computed run by run instead of step by step:
     within a run of constant s the target is a clipped ramp from the run's starting value, so only
     the few run boundaries need a sequential pass (a 3000-step Python loop costs ~10 ms per batch).
+    Returns float32: the ±1 plateaus are exact, ramp values carry float32 rounding (~1e-6).
     """
-    lead_shape = events.shape[:2] + events.shape[3:]
-    t_len = events.shape[2]
-    ev = np.moveaxis(events, 2, -1).reshape(-1, t_len)  # (Q, T)
+    lead_shape, t_len = events.shape[:-1], events.shape[-1]
+    ev = events.reshape(-1, t_len)  # (Q, T)
     q = ev.shape[0]
-    times = np.broadcast_to(np.arange(t_len), ev.shape)
-    last = np.maximum.accumulate(np.where(ev != 0, times, 0), axis=1)
-    s = np.take_along_axis(ev, last, axis=1).astype(np.float64)  # (Q, T)
+    times = np.arange(t_len, dtype=np.int32)
+    last = np.maximum.accumulate(np.where(ev != 0, times, 0).astype(np.int32), axis=1)
+    s = np.take_along_axis(ev, last, axis=1)  # (Q, T) int8
 
     # runs over t >= 1 (y_0 = 0 is fixed); a run starts at t = 1 and wherever s changes
     s1 = s[:, 1:]
     n = t_len - 1
-    y = np.zeros((q, t_len))
+    y = np.zeros((q, t_len), dtype=np.float32)
     if n > 0:
         start = np.ones((q, n), dtype=bool)
-        start[:, 1:] = s1[:, 1:] != s1[:, :-1]
-        run = np.cumsum(start, axis=1) - 1  # run index of each step
-        n_runs = int(run[:, -1].max()) + 1
+        np.not_equal(s1[:, 1:], s1[:, :-1], out=start[:, 1:])
         rows, cols = np.nonzero(start)
-        run_start = np.full((q, n_runs + 1), n)
+        run = np.cumsum(start, axis=1, dtype=np.int32) - 1  # run index of each step
+        n_runs = int(run[:, -1].max()) + 1
+        run_start = np.full((q, n_runs + 1), n, dtype=np.int32)
         run_start[rows, run[rows, cols]] = cols
         run_len = np.diff(run_start, axis=1)  # (Q, R); runs past a row's last are ignored
-        run_sign = np.zeros((q, n_runs))
+        run_sign = np.zeros((q, n_runs), dtype=np.float64)
         run_sign[rows, run[rows, cols]] = s1[rows, cols]
         v = np.zeros((q, n_runs))  # target value just before each run
         for r in range(n_runs - 1):
             v[:, r + 1] = np.clip(v[:, r] + slope * run_sign[:, r] * run_len[:, r], -1.0, 1.0)
-        t_in_run = np.arange(n)[None, :] - np.take_along_axis(run_start, run, axis=1) + 1
-        v_t = np.take_along_axis(v, run, axis=1)
-        y[:, 1:] = np.clip(v_t + slope * s1 * t_in_run, -1.0, 1.0)
-    y = y.reshape(*lead_shape, t_len)
-    return np.moveaxis(y, -1, 2)
+        # value at step t = clip(v_run + slope·s·(steps into the run)); the per-run offset
+        # v_run − slope·s·(run_start − 1) makes this one fused pass over (Q, T)
+        offset = (v - slope * run_sign * (run_start[:, :-1] - 1)).astype(np.float32)
+        ramp = np.take_along_axis(offset, run, axis=1)
+        ramp += np.float32(slope) * s1 * np.arange(n, dtype=np.float32)
+        np.clip(ramp, -1.0, 1.0, out=y[:, 1:])
+    return y.reshape(*lead_shape, t_len)
 
 
 def _check_int(name: str, value: int, low: int) -> None:

@@ -1,0 +1,513 @@
+"""The training loop: critic pre-training, then per epoch critic updates and one network update.
+
+method.md §5 (working memory) and §9 (separation). `train(config, reporter=...)` trains S seeds at
+once and reports every evaluation through the Reporter protocol with plain floats; the loop's only
+I/O is the checkpoint file. No Ray, Optuna or MLflow here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from study import metrics
+from study.config import TrialConfig, trial_config_from_dict
+from study.mi import SubgroupMI
+from study.networks import build_network
+from study.optim import ReplicaOptimizer
+from study.partition import groups
+
+__all__ = [
+    "EvalRecord",
+    "Reporter",
+    "NullReporter",
+    "RecordingReporter",
+    "TrainResult",
+    "Trainer",
+    "Diverged",
+    "train",
+    "build_task",
+    "metric_names",
+    "CHECKPOINT_FILE",
+]
+
+log = logging.getLogger("study.train")
+
+CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_VERSION = 1
+# config keys that may differ between a checkpoint and the run resuming it
+_RESUMABLE_CHANGES = ("train.epochs", "train.device", "train.threads")
+
+
+# ----------------------------------------------------------------------------------------------
+# Reporting
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """One evaluation: every metric for every seed, as plain floats."""
+
+    epoch: int
+    metrics: Mapping[str, tuple[float, ...]]  # name -> (S,) values
+    elapsed: float  # seconds of training so far (this process and the resumed ones)
+
+    def mean(self, name: str) -> float:
+        vals = [v for v in self.metrics[name] if math.isfinite(v)]
+        return float(np.mean(vals)) if vals else float("nan")
+
+
+class Reporter(Protocol):
+    """What the loop calls; hooks receive plain data, never live tensors."""
+
+    def report(self, record: EvalRecord, checkpoint: Path | None) -> None: ...
+
+    def snapshot(self, epoch: int, weights: Mapping[str, np.ndarray]) -> None: ...
+
+
+class NullReporter:
+    def report(self, record: EvalRecord, checkpoint: Path | None) -> None:
+        pass
+
+    def snapshot(self, epoch: int, weights: Mapping[str, np.ndarray]) -> None:
+        pass
+
+
+@dataclass
+class RecordingReporter:
+    """Keeps everything it is given (tests, notebooks)."""
+
+    records: list[EvalRecord] = field(default_factory=list)
+    checkpoints: list[tuple[int, Path]] = field(default_factory=list)
+    snapshots: list[tuple[int, dict[str, np.ndarray]]] = field(default_factory=list)
+
+    def report(self, record: EvalRecord, checkpoint: Path | None) -> None:
+        self.records.append(record)
+        if checkpoint is not None:
+            self.checkpoints.append((record.epoch, checkpoint))
+
+    def snapshot(self, epoch: int, weights: Mapping[str, np.ndarray]) -> None:
+        self.snapshots.append((epoch, dict(weights)))
+
+
+@dataclass
+class TrainResult:
+    status: str  # "finished" or "diverged"
+    message: str
+    config: TrialConfig
+    history: list[EvalRecord]
+    seed_values: list[int]  # the integer seed of each member
+    epochs_done: int
+    elapsed: float
+    timings: dict[str, float]
+
+
+class Diverged(FloatingPointError):
+    """A loss or MI estimate became non-finite."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Construction
+
+
+def build_task(cfg: TrialConfig):
+    """The task object named by cfg.task (see study.tasks)."""
+    t = cfg.task
+    if t.name == "working_memory":
+        from study.tasks.working_memory import WorkingMemory
+
+        w = t.wm
+        return WorkingMemory(n_bits=cfg.n_bits, p_onset=w.p_onset, pulse_len=w.pulse_len,
+                             slope=w.slope, transient=w.transient, segment=w.segment,
+                             off_cue=w.off_cue, target_lead=w.target_lead, washout=w.washout)
+    from study.tasks.chaos import ChaosSeparation
+
+    c = t.chaos
+    return ChaosSeparation(n_train=c.n_train, n_test=c.n_test, n_samples=c.n_samples,
+                           drop=c.drop, lorenz_t_end=c.lorenz_t_end,
+                           rossler_t_end=c.rossler_t_end, washout=c.washout,
+                           data_seed=c.data_seed)
+
+
+def metric_names(cfg: TrialConfig) -> tuple[str, ...]:
+    """Per-evaluation metric keys, in logging order (docs/run-data.md)."""
+    task_metric = "accuracy" if cfg.task.name == "working_memory" else "r2"
+    return ("task_loss", task_metric, "mi", "mi_gauss", "q_func", "q_struct",
+            "q_func_norm", "q_struct_norm", "d_in", "d_out", "d_corr")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device is 'cuda' but no CUDA device is visible to this process")
+    return torch.device(name)
+
+
+def _abs_cross_corr(x: Tensor, y: Tensor) -> Tensor:
+    """|Pearson corr| between columns of x (S, M, N) and y (S, M, C) -> (S, N, C)."""
+    x = x - x.mean(dim=1, keepdim=True)
+    y = y - y.mean(dim=1, keepdim=True)
+    cov = torch.bmm(x.transpose(1, 2), y)
+    norm = x.norm(dim=1).unsqueeze(2) * y.norm(dim=1).unsqueeze(1)
+    return (cov / norm.clamp_min(1e-12)).abs()
+
+
+# ----------------------------------------------------------------------------------------------
+# Trainer
+
+
+class Trainer:
+    """Holds the networks, critics, optimisers, RNG streams and history of one trial."""
+
+    def __init__(self, cfg: TrialConfig, device: torch.device | str | None = None):
+        self.cfg = cfg
+        self.device = torch.device(device) if device is not None else resolve_device(cfg.train.device)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        self.task = build_task(cfg)
+        s, n = cfg.seeds, cfg.network.hidden
+        self.n_seeds = s
+        self.labels = groups(n, cfg.partition.groups, cfg.partition.sizes)
+        self.net = build_network(
+            cfg.network.kind, s, self.task.n_inputs, n, self.task.n_outputs,
+            alpha=cfg.network.alpha, noise=cfg.network.noise, gain=cfg.network.gain, seed=cfg.seed,
+        ).to(self.device)
+        o = cfg.optim
+        self.optimizer = ReplicaOptimizer.from_config(self.net.parameters(), o)
+        self.mi: SubgroupMI | None = None
+        if cfg.partition.groups >= 2:
+            c = cfg.critic
+            self.mi = SubgroupMI(
+                s, self.labels, penalty=cfg.mi.penalty, estimator=cfg.mi.estimator,
+                pairs=cfg.mi.pairs, input_noise=cfg.mi.input_noise, noise_mode=cfg.mi.noise_mode,
+                ema_rate=cfg.mi.ema_rate, nce_block=cfg.mi.nce_block,
+                critic={"width": c.width, "depth": c.depth, "activation": c.activation,
+                        "leaky_slope": c.leaky_slope, "out_bias": c.out_bias},
+                optim=c.optim.model_dump(), seed=cfg.seed,
+            ).to(self.device)
+            self.mi.optimizer = ReplicaOptimizer.from_config(self.mi.critic.parameters(), c.optim)
+        # data streams: training and evaluation are separate, so eval_every never changes training
+        self.data_rng = np.random.default_rng([cfg.seed, 1])
+        self.eval_rng = np.random.default_rng([cfg.seed, 2])
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 7919 + 1)
+        self.eval_gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 7919 + 2)
+        self.epoch = 0
+        self.history: list[EvalRecord] = []
+        self.elapsed = 0.0
+        self.timings = {"data": 0.0, "critic": 0.0, "network": 0.0, "eval": 0.0}
+        self.metric_names = metric_names(cfg)
+        self._labels_t = torch.as_tensor(self.labels)
+
+    @property
+    def seed_values(self) -> list[int]:
+        return [self.cfg.seed + i for i in range(self.n_seeds)]
+
+    # -- data -----------------------------------------------------------------------------------
+    def _batch(self, purpose: str) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """inputs (S, T, B, I), targets (S, T', B, O), x0 (S, B, N), noise (S, T, B, N) or None.
+
+        Tasks produce (S, B, T, ·); the networks run seed-major then time-major (networks.py).
+        """
+        t0 = time.perf_counter()
+        s, n, cfg = self.n_seeds, self.cfg.network.hidden, self.cfg
+        evaluating = purpose == "eval"
+        rng = self.eval_rng if evaluating else self.data_rng
+        gen = self.eval_gen if evaluating else self.gen
+        if evaluating and hasattr(self.task, "test_set"):
+            x, y = self.task.test_set(cfg.train.eval_batch)  # the fixed test pool (method.md §6.5)
+            x = np.broadcast_to(x, (s, *x.shape))
+            y = np.broadcast_to(y, (s, *y.shape))
+        else:
+            batch = cfg.train.eval_batch if evaluating else cfg.task.batch
+            x, y = self.task.sample([rng] * s, batch)
+        inputs = torch.as_tensor(np.ascontiguousarray(x.transpose(0, 2, 1, 3)), device=self.device)
+        targets = torch.as_tensor(np.ascontiguousarray(y.transpose(0, 2, 1, 3)), device=self.device)
+        t_len, b = inputs.shape[1], inputs.shape[2]
+        if cfg.network.kind == "gru" or (purpose == "critic" and cfg.train.critic_x0_zero):
+            x0 = torch.zeros(s, b, n, device=self.device)  # GRU: Keras zero state
+        else:
+            x0 = cfg.train.x0_std * torch.randn(s, b, n, generator=gen, device=self.device)
+        noise = None
+        if cfg.network.noise > 0:
+            noise = torch.randn(s, t_len, b, n, generator=gen, device=self.device)
+            noise.mul_(cfg.network.noise)
+        self.timings["data"] += time.perf_counter() - t0
+        return inputs, targets, x0, noise
+
+    # -- critic ---------------------------------------------------------------------------------
+    def _critic_round(self, n_steps: int) -> Tensor | None:
+        """n_steps critic updates on fresh no-grad batches (one batch if critic.reuse_batch)."""
+        if self.mi is None or n_steps == 0:
+            return None
+        t0 = time.perf_counter()
+        value = None
+        act = None
+        for i in range(n_steps):
+            if act is None or not self.cfg.critic.reuse_batch:
+                inputs, _, x0, noise = self._batch("critic")
+                with torch.no_grad():
+                    out = self.net(inputs, x0, noise, n_transient=self.task.transient,
+                                   outputs=False)
+                act = out.rows()  # every (step, sequence) is one sample (method.md §1)
+            value = self.mi.critic_step(act, self.gen, transform=out.mi_transform)
+            bad = ~torch.isfinite(value)
+            if bad.any():
+                raise Diverged(self._where("MI estimate (critic step)", bad))
+        self.timings["critic"] += time.perf_counter() - t0
+        return value
+
+    def pretrain_critic(self) -> None:
+        """Critic updates against the untrained networks (method.md §5.2 step 2)."""
+        steps = self.cfg.critic.pretrain_steps
+        chunk = self.cfg.critic.steps if self.cfg.critic.reuse_batch and self.cfg.critic.steps else 1
+        while steps > 0:
+            self._critic_round(min(chunk, steps))
+            steps -= chunk
+
+    # -- network --------------------------------------------------------------------------------
+    def _regulariser(self) -> Tensor:
+        o = self.cfg.optim
+        weight = {"in": o.reg_in, "rec": o.reg_rec, "out": o.reg_out}
+        total = torch.zeros(self.n_seeds, device=self.device)
+        for role, w in self.net.regularised().items():
+            c = weight[role]
+            if c:
+                term = w.square() if o.reg == "l2" else w.abs()
+                total = total + c * term.flatten(1).sum(dim=1)  # Keras l2(c): c·Σw² (no ½)
+        return total
+
+    def _network_step(self) -> None:
+        t0 = time.perf_counter()
+        cfg = self.cfg
+        inputs, targets, x0, noise = self._batch("network")
+        out = self.net(inputs, x0, noise, n_transient=self.task.transient)
+        w = self.task.washout
+        err = out.outputs[:, w:] - targets[:, w:]
+        task_loss = err.square().mean(dim=(1, 2, 3))  # (S,) MSE per seed
+        loss = task_loss + self._regulariser()
+        if self.mi is not None and cfg.mi.weight > 0:
+            penalty, _ = self.mi.penalty(out.rows(), self.gen, transform=out.mi_transform)
+            bad = ~torch.isfinite(penalty)
+            if bad.any():
+                raise Diverged(self._where("MI penalty (network step)", bad))
+            loss = loss + cfg.mi.weight * penalty
+        bad = ~torch.isfinite(loss)
+        if bad.any():
+            raise Diverged(self._where("network loss", bad))
+        self.optimizer.zero_grad()
+        loss.sum().backward()  # members are independent: the sum gives each its own gradient
+        self.optimizer.step()
+        self.timings["network"] += time.perf_counter() - t0
+
+    def _where(self, term: str, bad: Tensor) -> str:
+        seeds = torch.nonzero(bad).flatten().tolist()
+        return (f"train: {term} is not finite at epoch {self.epoch + 1} for seed(s) {seeds} "
+                f"of {self.n_seeds} (mi.weight={self.cfg.mi.weight}, optim.lr={self.cfg.optim.lr})")
+
+    def train_epoch(self) -> None:
+        for _ in range(self.cfg.train.updates_per_epoch):
+            self._critic_round(self.cfg.critic.steps)
+            self._network_step()
+        self.epoch += 1
+
+    # -- evaluation -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, np.ndarray]:
+        """Every metric of DESIGN.md §3 for every seed, on a fresh (or the fixed test) batch."""
+        t0 = time.perf_counter()
+        cfg, task, labels = self.cfg, self.task, self.labels
+        inputs, targets, x0, noise = self._batch("eval")
+        out = self.net(inputs, x0, noise, n_transient=task.transient)
+        w = task.washout
+        pred, tgt = out.outputs[:, w:], targets[:, w:]
+        res: dict[str, Tensor] = {"task_loss": (pred - tgt).square().mean(dim=(1, 2, 3))}
+        if task.metric == "accuracy":
+            res["accuracy"] = metrics.accuracy(pred, tgt)
+        else:
+            res["r2"] = metrics.r2(out.outputs, targets).mean(dim=-1)  # over all steps, §6.6
+        rates = out.mi_transform(out.rows())  # (S, T·B, N)
+        nan = torch.full((self.n_seeds,), float("nan"), device=self.device)
+        res["mi"] = (self.mi.measure(out.rows(), self.eval_gen, transform=out.mi_transform)
+                     if self.mi is not None else nan)
+        k = cfg.partition.groups
+        res["mi_gauss"] = metrics.gaussian_penalty(rates, labels, cfg.mi.penalty) if k >= 2 else nan
+        if cfg.train.corr_pooling == "pooled":
+            q_f, q_f_norm = metrics.functional_modularity(out.rows(), labels)
+        else:  # mean |corr| over sequences (separation reference, method.md §10.2)
+            adj = metrics.functional_adjacency(out.states.transpose(1, 2)).mean(dim=1)
+            q_f = metrics.modularity(adj, labels)
+            q_f_norm = q_f / metrics.modularity_max(adj, labels)
+        q_s, q_s_norm = metrics.structural_modularity(self.net.recurrent_weights(), labels)
+        res.update(q_func=q_f, q_struct=q_s, q_func_norm=q_f_norm, q_struct_norm=q_s_norm)
+        if task.input_channels is not None:
+            strength = self.net.input_weights().abs().transpose(1, 2)  # (S, N, I)
+            res["d_in"] = metrics.specialization(strength, labels, task.input_channels)
+        else:
+            res["d_in"] = nan
+        res["d_out"] = metrics.specialization(self.net.output_weights().abs(), labels,
+                                              task.output_channels)
+        # D_corr: unit–target correlations (WM) or unit–prediction correlations (separation)
+        reference = tgt if task.metric == "accuracy" else pred
+        cross = _abs_cross_corr(out.rows(w), reference.reshape(self.n_seeds, -1,
+                                                                reference.shape[-1]))
+        res["d_corr"] = metrics.specialization(cross, labels, task.output_channels)
+        self.timings["eval"] += time.perf_counter() - t0
+        return {name: res[name].double().cpu().numpy() for name in self.metric_names}
+
+    def record(self, values: Mapping[str, np.ndarray]) -> EvalRecord:
+        rec = EvalRecord(self.epoch, {k: tuple(float(x) for x in v) for k, v in values.items()},
+                         self.elapsed)
+        self.history.append(rec)
+        return rec
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy() for k, v in self.net.snapshot().items()}
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "config": self.cfg.model_dump(mode="json"),
+            "epoch": self.epoch,
+            "elapsed": self.elapsed,
+            "network": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "mi": self.mi.state() if self.mi is not None else None,
+            "rng": {
+                "data": self.data_rng.bit_generator.state,
+                "eval": self.eval_rng.bit_generator.state,
+                "gen": self.gen.get_state(),
+                "eval_gen": self.eval_gen.get_state(),
+            },
+            "history": [asdict(r) for r in self.history],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        version = state.get("version", 0)
+        if version > CHECKPOINT_VERSION:
+            raise ValueError(f"checkpoint version {version} is newer than this code "
+                             f"({CHECKPOINT_VERSION}); update mistudy")
+        saved = trial_config_from_dict(state["config"], source="checkpoint").flat()
+        mine = self.cfg.flat()
+        differ = [k for k in mine if k not in _RESUMABLE_CHANGES and saved.get(k) != mine[k]]
+        if differ:
+            pairs = ", ".join(f"{k}: {saved.get(k)!r} -> {mine[k]!r}" for k in differ[:6])
+            raise ValueError(f"checkpoint was written with a different config ({pairs}); "
+                             f"start a fresh run instead of resuming")
+        self.epoch = int(state["epoch"])
+        self.elapsed = float(state["elapsed"])
+        self.net.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.mi is not None:
+            self.mi.load_state(state["mi"])
+        rng = state["rng"]
+        self.data_rng.bit_generator.state = rng["data"]
+        self.eval_rng.bit_generator.state = rng["eval"]
+        self.gen.set_state(rng["gen"])
+        self.eval_gen.set_state(rng["eval_gen"])
+        self.history = [EvalRecord(r["epoch"], {k: tuple(v) for k, v in r["metrics"].items()},
+                                   r["elapsed"]) for r in state["history"]]
+
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / CHECKPOINT_FILE
+        tmp = directory / (CHECKPOINT_FILE + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)  # never leave a half-written checkpoint behind
+        return path
+
+    def load(self, path: Path) -> None:
+        path = Path(path)
+        if path.is_dir():
+            path = path / CHECKPOINT_FILE
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry point
+
+
+def train(
+    cfg: TrialConfig,
+    *,
+    reporter: Reporter | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume_from: str | Path | None = None,
+    device: str | torch.device | None = None,
+) -> TrainResult:
+    """Train `cfg.seeds` networks with the subgroup-MI penalty.
+
+    Args:
+        cfg: the trial config.
+        reporter: receives every evaluation (epoch 0 after critic pre-training, then every
+            `train.eval_every` epochs and at the end), with the checkpoint path when one was
+            written at that evaluation, and weight snapshots every `train.snapshot_every` epochs.
+        checkpoint_dir: where `checkpoint.pt` is (over)written every `train.checkpoint_every`
+            epochs and at the end; None writes no checkpoints.
+        resume_from: a checkpoint file or directory; training continues exactly where it stopped
+            (same curves as an uninterrupted run).
+        device: overrides `train.device`.
+
+    Returns:
+        TrainResult with status "finished" or "diverged" (then `message` says at which epoch and
+        for which seeds); the history recorded before a divergence is kept.
+    """
+    reporter = reporter or NullReporter()
+    trainer = Trainer(cfg, device)
+    tc = cfg.train
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    status, message = "finished", ""
+    start = time.perf_counter()
+    base_elapsed = 0.0
+
+    def checkpoint_due(epoch: int) -> bool:
+        return ckpt_dir is not None and (epoch % tc.checkpoint_every == 0 or epoch == tc.epochs)
+
+    def evaluate_and_report() -> None:
+        trainer.elapsed = base_elapsed + time.perf_counter() - start
+        rec = trainer.record(trainer.evaluate())
+        if tc.snapshot_every and (trainer.epoch % tc.snapshot_every == 0
+                                  or trainer.epoch == tc.epochs):
+            reporter.snapshot(trainer.epoch, trainer.weights())
+        path = trainer.save(ckpt_dir) if checkpoint_due(trainer.epoch) else None
+        reporter.report(rec, path)
+
+    try:
+        if resume_from is not None:
+            trainer.load(Path(resume_from))
+            base_elapsed = trainer.elapsed
+            log.info("resumed at epoch %d from %s", trainer.epoch, resume_from)
+        else:
+            trainer.pretrain_critic()
+            evaluate_and_report()
+        while trainer.epoch < tc.epochs:
+            trainer.train_epoch()
+            if trainer.epoch % tc.eval_every == 0 or trainer.epoch == tc.epochs:
+                evaluate_and_report()
+    except Diverged as e:
+        status, message = "diverged", str(e)
+        log.warning("%s", message)
+    trainer.elapsed = base_elapsed + time.perf_counter() - start
+    return TrainResult(status, message, cfg, trainer.history, trainer.seed_values,
+                       trainer.epoch, trainer.elapsed, dict(trainer.timings))
+
+
+def records_to_rows(history: Sequence[EvalRecord], seed_values: Sequence[int]) -> list[dict]:
+    """One dict per (seed, evaluation): the rows of curves.parquet."""
+    rows = []
+    for rec in history:
+        for i, sv in enumerate(seed_values):
+            row = {"seed": i, "seed_value": sv, "epoch": rec.epoch}
+            row.update({k: v[i] for k, v in rec.metrics.items()})
+            rows.append(row)
+    return rows
