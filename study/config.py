@@ -38,6 +38,11 @@ __all__ = [
     "flatten",
     "unflatten",
     "format_validation_error",
+    "StudySpec",
+    "Study",
+    "load_study",
+    "parse_constraint",
+    "SUMMARY_METRICS",
 ]
 
 
@@ -47,6 +52,7 @@ class ConfigError(ValueError):
     def __init__(self, message: str, *, source: str | None = None, key: str | None = None):
         self.source = source
         self.key = key
+        self.detail = message  # the message without the source prefix
         super().__init__(f"{source}: {message}" if source else message)
 
 
@@ -291,16 +297,18 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return tree
 
 
-def _valid_keys(model: type[BaseModel] = None, prefix: str = "") -> list[str]:
+def _valid_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
+    """Every dotted key of a model; section names too (they are valid keys of their parent)."""
     model = model or TrialConfig
     keys: list[str] = []
     for name, field in model.model_fields.items():
+        keys.append(prefix + name)
         ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            keys.append(prefix + name)
-            keys.extend(_valid_keys(ann, f"{prefix}{name}."))
-        else:
-            keys.append(prefix + name)
+        sub = [a for a in getattr(ann, "__args__", ()) if isinstance(a, type)] + [ann]
+        for a in sub:
+            if isinstance(a, type) and issubclass(a, BaseModel):
+                keys.extend(_valid_keys(a, f"{prefix}{name}."))
+                break
     return keys
 
 
@@ -308,7 +316,12 @@ VALID_KEYS: tuple[str, ...] = tuple(_valid_keys())
 
 
 def closest_key(key: str, candidates: Iterable[str]) -> str | None:
+    """The valid key a typo most likely meant ('network.hiden' -> 'network.hidden'), or None."""
     candidates = list(candidates)
+    leaf = key.rsplit(".", 1)[-1]
+    prefixed = [c for c in candidates if c.rsplit(".", 1)[-1].startswith(leaf) and len(leaf) >= 3]
+    if len(prefixed) == 1:
+        return prefixed[0]
     match = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
     if match:
         return match[0]
@@ -327,13 +340,48 @@ def _dotted(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
         if isinstance(item, int):
             parts.append(f"[{item}]")
             continue
+        if isinstance(node, tuple):  # a dict field: this item is one of its keys
+            parts.append(str(item))
+            node = node[1]
+            continue
         fields = getattr(node, "model_fields", None)
         if fields is None:
             continue  # inside a union or a leaf: branch labels such as 'int'
         parts.append(str(item))  # a field, or an unknown key of this section
         ann = fields[item].annotation if item in fields else None
-        node = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        node = None
+        for a in [ann, *getattr(ann, "__args__", ())]:
+            if isinstance(a, type) and issubclass(a, BaseModel):
+                node = a
+                break
+        if getattr(ann, "__origin__", None) is dict:
+            value_type = ann.__args__[1]
+            node = ("dict", value_type if isinstance(value_type, type)
+                    and issubclass(value_type, BaseModel) else None)
     return ".".join(parts).replace(".[", "[")
+
+
+def _model_at(loc: tuple[Any, ...], model: type[BaseModel]) -> type[BaseModel] | None:
+    """The model class of the section at a pydantic error location (None if not a model)."""
+    node: Any = model
+    for item in loc:
+        if isinstance(item, int):
+            continue
+        if isinstance(node, tuple):
+            node = node[1]
+            continue
+        fields = getattr(node, "model_fields", None)
+        if fields is None or item not in fields:
+            return None
+        ann = fields[item].annotation
+        node = None
+        for a in [ann, *getattr(ann, "__args__", ())]:
+            if isinstance(a, type) and issubclass(a, BaseModel):
+                node = a
+                break
+        if getattr(ann, "__origin__", None) is dict:
+            node = ("dict", ann.__args__[1])
+    return node if isinstance(node, type) and issubclass(node, BaseModel) else None
 
 
 def format_validation_error(
@@ -351,22 +399,21 @@ def format_validation_error(
     for e in err.errors():
         key = prefix + _dotted(tuple(e["loc"]), model)
         by_key.setdefault(key, []).append(e)
+    known = [prefix + k for k in _valid_keys(model)]
     for key, errs in by_key.items():
         first_key = first_key or key
         e = errs[0]
         if e["type"] == "extra_forbidden":
             parent = key.rsplit(".", 1)[0] + "." if "." in key else ""
-            siblings = [
-                k[len(parent):] for k in (prefix + v for v in VALID_KEYS)
-                if k.startswith(parent) and "." not in k[len(parent):]
-            ] if model is TrialConfig else []
-            guess = closest_key(key, [prefix + k for k in VALID_KEYS]) if model is TrialConfig else None
+            section = _model_at(tuple(e["loc"])[:-1], model)
+            siblings = list(section.model_fields) if section is not None else []
+            guess = closest_key(key, [parent + f for f in siblings] or known)
             hint = f" (did you mean '{guess}'?)" if guess else ""
             allowed = f"; allowed here: {', '.join(siblings)}" if siblings else ""
             lines.append(f"unknown key '{key}'{hint}{allowed}")
         elif e["type"] == "value_error":
             msg = str(e["msg"]).removeprefix("Value error, ")
-            lines.append(msg if not key else f"{msg}")
+            lines.append(f"key '{key}': {msg}" if key else msg)
         else:
             expected = " or ".join(dict.fromkeys(_expectation(x) for x in errs))
             lines.append(f"key '{key}': expected {expected}, but got {e.get('input')!r}")
@@ -471,3 +518,256 @@ def load_trial_config(
         tree = apply_overrides(tree, overrides)
         source = f"{source} (with --set {', '.join(overrides)})"
     return trial_config_from_dict(tree, source=source)
+
+
+# ----------------------------------------------------------------------------------------------
+# Study spec (search_spaces/*.yaml)
+
+
+class ParamSpec(_Strict):
+    """One searched hyperparameter: a list of values, or a float/int range."""
+
+    type: Literal["categorical", "float", "int"] = "categorical"
+    values: tuple[Any, ...] | None = None  # categorical (and grid) values
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None  # int (or float) grid step
+
+    @model_validator(mode="after")
+    def _check(self) -> ParamSpec:
+        if self.type == "categorical":
+            if not self.values:
+                raise ValueError("a categorical parameter needs a non-empty 'values' list")
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either 'values' or 'low'/'high', not both")
+            return self
+        if self.values is not None:
+            raise ValueError(f"a {self.type} range takes 'low'/'high', not 'values'")
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"a {self.type} range needs low < high, but got "
+                             f"low={self.low}, high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, but got low={self.low}; "
+                             f"to include 0, list the values instead")
+        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError(f"an int range needs integer bounds, got {self.low}, {self.high}")
+        return self
+
+    def grid(self) -> list[Any] | None:
+        """The finite list of values this parameter takes on a grid, or None if continuous."""
+        if self.values is not None:
+            return list(self.values)
+        if self.type == "int":
+            step = int(self.step or 1)
+            return list(range(int(self.low), int(self.high) + 1, step))
+        if self.step:
+            n = int(round((self.high - self.low) / self.step))
+            return [self.low + i * self.step for i in range(n + 1)]
+        return None
+
+    def corners(self) -> list[Any]:
+        """Values that exercise validation: every listed value, or both ends of a range."""
+        if self.values is not None:
+            return list(self.values)
+        cast = int if self.type == "int" else float
+        return [cast(self.low), cast(self.high)]
+
+
+class SamplerSpec(_Strict):
+    name: Literal["grid", "qmc", "tpe", "gp", "nsga2", "random"] = "tpe"
+    seed: int = 0
+    n_startup_trials: int | None = Field(None, ge=0)  # tpe / gp
+    population_size: int | None = Field(None, ge=2)  # nsga2
+
+
+class ObjectiveSpec(_Strict):
+    metric: str  # a trial summary metric, e.g. final.q_func
+    direction: Literal["maximize", "minimize"] = "maximize"
+
+
+class SchedulerSpec(_Strict):
+    name: Literal["asha"] = "asha"
+    grace_period: int = Field(4, ge=1)  # evaluations before a trial may be stopped
+    reduction_factor: float = Field(3, gt=1)
+    metric: str | None = None  # default: the first objective's metric, with its direction
+
+
+class ResourcesSpec(_Strict):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+SUMMARY_METRICS = (
+    "final.task_loss", "final.accuracy", "final.r2", "final.mi", "final.mi_gauss",
+    "final.q_func", "final.q_struct", "final.q_func_norm", "final.q_struct_norm",
+    "final.d_in", "final.d_out", "final.d_corr", "final.success_rate",
+    "final.differentiated_rate", "t_func", "t_struct", "lag",
+)
+
+
+class StudySpec(_Strict):
+    """A study: base trial config, searched hyperparameters, sampler, objective(s), budget."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    base: str | None = None  # a trial config YAML, relative to the spec file
+    trial: dict[str, Any] = {}  # nested overrides of the base config
+    search: dict[str, ParamSpec] = {}
+    sampler: SamplerSpec = SamplerSpec()
+    objectives: tuple[ObjectiveSpec, ...] = (ObjectiveSpec(metric="final.q_func"),)
+    constraints: tuple[str, ...] = ()  # "metric >= value" / "metric <= value"
+    trials: int | None = Field(None, ge=1)  # grid: defaults to the grid size
+    concurrency: int = Field(1, ge=1)
+    resources: ResourcesSpec = ResourcesSpec()
+    scheduler: SchedulerSpec | None = None
+    seeds: int | None = Field(None, ge=1)  # seeds per trial (overrides trial.seeds)
+    storage: str | None = None  # Optuna RDB URL; default sqlite under STUDY_HOME
+    max_failures: int = Field(1, ge=0)  # retries of a crashed trial from its checkpoint
+
+    @model_validator(mode="after")
+    def _check(self) -> StudySpec:
+        if not 1 <= len(self.objectives) <= 2:
+            raise ValueError(f"objectives must list 1 or 2 metrics, but got {len(self.objectives)}")
+        for o in self.objectives:
+            if o.metric not in SUMMARY_METRICS:
+                guess = closest_key(o.metric, SUMMARY_METRICS)
+                hint = f" (did you mean '{guess}'?)" if guess else ""
+                raise ValueError(f"objective metric '{o.metric}' is not a trial summary metric"
+                                 f"{hint}; allowed: {', '.join(SUMMARY_METRICS)}")
+        for c in self.constraints:
+            parse_constraint(c)
+        if self.sampler.name == "nsga2" and len(self.objectives) < 2:
+            raise ValueError("sampler 'nsga2' needs two objectives")
+        if self.sampler.name == "grid":
+            bad = [k for k, p in self.search.items() if p.grid() is None]
+            if bad:
+                raise ValueError(f"sampler 'grid' needs a finite list (values, or int ranges or "
+                                 f"a step) for every searched key, but these are continuous: "
+                                 f"{', '.join(bad)}")
+        if self.scheduler is not None and len(self.objectives) > 1 and self.scheduler.metric is None:
+            raise ValueError("with two objectives, scheduler.metric must name the one ASHA uses")
+        return self
+
+    def grid_size(self) -> int:
+        size = 1
+        for p in self.search.values():
+            size *= len(p.grid() or [])
+        return size
+
+    def n_trials(self) -> int:
+        if self.trials is not None:
+            return self.trials
+        if self.sampler.name == "grid":
+            return self.grid_size()
+        return 10
+
+
+def parse_constraint(text: str) -> tuple[str, str, float]:
+    """'final.success_rate >= 0.9' -> ('final.success_rate', '>=', 0.9)."""
+    import re
+
+    m = re.fullmatch(r"\s*([A-Za-z_][\w.]*)\s*(>=|<=)\s*(-?[\d.eE+-]+)\s*", text)
+    if not m or m.group(1) not in SUMMARY_METRICS:
+        raise ValueError(f"constraint must look like '<summary metric> >= <number>' (or <=), "
+                         f"but got {text!r}")
+    return m.group(1), m.group(2), float(m.group(3))
+
+
+
+
+class Study:
+    """A validated study: the spec, the resolved base trial config and where it came from."""
+
+    def __init__(self, spec: StudySpec, base: dict[str, Any], path: Path, text: str):
+        self.spec, self.base, self.path, self.text = spec, base, path, text
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def trial_config(self, params: Mapping[str, Any]) -> TrialConfig:
+        """The trial config for one point of the search space (dotted keys)."""
+        tree = apply_overrides(self.base, dict(params), source=str(self.path))
+        return trial_config_from_dict(tree, source=str(self.path))
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(
+            out.get(k), Mapping) else v
+    return out
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and fully validate a study spec before anything starts.
+
+    Checks the spec's own keys, the base config, every searched key (it must be a trial config
+    key) and every value the search can take (all grid points; the listed values or both ends of
+    each range otherwise), so a bad spec fails here with the file and key, not inside a trial.
+
+    Raises:
+        ConfigError: naming the spec file, the key, what was expected and what was given.
+    """
+    path = Path(path)
+    raw = read_yaml(path)
+    source = str(path)
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"a study spec must be a mapping, but got {type(raw).__name__}",
+                          source=source)
+    try:
+        spec = StudySpec.model_validate(_lists_to_tuples(
+            {k: (v if k not in ("trial", "search") else v) for k, v in raw.items()}))
+    except pydantic.ValidationError as e:
+        raise format_validation_error(e, model=StudySpec, source=source) from None
+    base: dict[str, Any] = {}
+    if spec.base is not None:
+        base_path = (path.parent / spec.base).resolve()
+        if not base_path.is_file():
+            raise ConfigError(f"key 'base': no such trial config file {spec.base!r} "
+                              f"(looked in {path.parent})", source=source, key="base")
+        base = read_yaml(base_path)
+        if not isinstance(base, Mapping):
+            raise ConfigError("key 'base': the base file must hold a mapping of sections",
+                              source=source, key="base")
+        trial_config_from_dict(base, source=str(base_path))  # the base file on its own
+    tree = _deep_merge(base, _tuples_to_lists(spec.trial))
+    if spec.seeds is not None:
+        tree = _deep_merge(tree, {"seeds": spec.seeds})
+    trial_config_from_dict(tree, source=source, prefix="trial.")
+    for key in spec.search:
+        if key not in VALID_KEYS or key in _SECTIONS:
+            guess = closest_key(key, [k for k in VALID_KEYS if k not in _SECTIONS])
+            hint = f" (did you mean '{guess}'?)" if guess else ""
+            raise ConfigError(f"unknown key 'search.{key}'{hint}: searched keys are dotted trial "
+                              f"config keys such as mi.weight, partition.groups, network.hidden",
+                              source=source, key=f"search.{key}")
+    study = Study(spec, json.loads(json.dumps(tree)), path, path.read_text())
+    points: list[dict[str, Any]]
+    if spec.sampler.name == "grid" and spec.grid_size() <= 5000:
+        import itertools
+
+        keys = list(spec.search)
+        points = [dict(zip(keys, combo))
+                  for combo in itertools.product(*(spec.search[k].grid() for k in keys))]
+    else:
+        points = [{k: v} for k, p in spec.search.items() for v in p.corners()]
+    for point in points:
+        try:
+            study.trial_config(point)
+        except ConfigError as e:
+            raise ConfigError(f"search point {point} gives an invalid trial config: {e.detail}",
+                              source=source, key="search") from None
+    return study
+
+
+_SECTIONS = tuple(k for k in VALID_KEYS if any(v.startswith(k + ".") for v in VALID_KEYS))
+
+
+def _tuples_to_lists(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        return {k: _tuples_to_lists(v) for k, v in node.items()}
+    if isinstance(node, tuple):
+        return [_tuples_to_lists(v) for v in node]
+    return node

@@ -73,12 +73,18 @@ class Reporter(Protocol):
 
     def snapshot(self, epoch: int, weights: Mapping[str, np.ndarray]) -> None: ...
 
+    def on_epoch(self, epoch: int) -> None:
+        """Called after every training epoch (progress bars); must be cheap."""
+
 
 class NullReporter:
     def report(self, record: EvalRecord, checkpoint: Path | None) -> None:
         pass
 
     def snapshot(self, epoch: int, weights: Mapping[str, np.ndarray]) -> None:
+        pass
+
+    def on_epoch(self, epoch: int) -> None:
         pass
 
 
@@ -97,6 +103,9 @@ class RecordingReporter:
 
     def snapshot(self, epoch: int, weights: Mapping[str, np.ndarray]) -> None:
         self.snapshots.append((epoch, dict(weights)))
+
+    def on_epoch(self, epoch: int) -> None:
+        pass
 
 
 @dataclass
@@ -492,6 +501,7 @@ def train(
             evaluate_and_report()
         while trainer.epoch < tc.epochs:
             trainer.train_epoch()
+            reporter.on_epoch(trainer.epoch)
             if trainer.epoch % tc.eval_every == 0 or trainer.epoch == tc.epochs:
                 evaluate_and_report()
     except Diverged as e:

@@ -1,0 +1,264 @@
+"""mistudy command line.
+
+    python -m study train search_spaces/cpu-wm.yaml [--set mi.weight=0.3] [--out DIR]
+    python -m study validate search_spaces/demo.yaml
+    python -m study run search_spaces/demo.yaml [--smoke-test] [--fresh] [--address ADDR]
+    ray job submit --runtime-env cluster/runtime_env.yaml --working-dir . -- \\
+        python -m study run search_spaces/demo.yaml
+
+Bad input prints one line (the traceback only with --debug) and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+from study.config import ConfigError, load_study, load_trial_config
+
+log = logging.getLogger("study")
+
+SMOKE_FILE = Path(__file__).resolve().parent.parent / "search_spaces" / "smoke.yaml"
+
+
+# ----------------------------------------------------------------------------------------------
+# train
+
+
+class _ProgressReporter:
+    """tqdm bar over epochs with the latest accuracy / MI / q_func; writes snapshots to disk."""
+
+    def __init__(self, cfg, out_dir: Path, tracker=None, quiet: bool = False, start: int = 0):
+        from tqdm.auto import tqdm
+
+        self.cfg, self.out_dir, self.tracker = cfg, out_dir, tracker
+        self.task_metric = "accuracy" if cfg.task.name == "working_memory" else "r2"
+        self.bar = tqdm(total=cfg.train.epochs, initial=start, unit="epoch", disable=quiet,
+                        dynamic_ncols=True, file=sys.stderr)
+
+    def on_epoch(self, epoch: int) -> None:
+        self.bar.update(epoch - self.bar.n)
+
+    def report(self, record, checkpoint) -> None:
+        means = {k: record.mean(k) for k in record.metrics}
+        self.bar.set_postfix({self.task_metric[:3]: f"{means[self.task_metric]:.3f}",
+                              "mi": f"{means['mi']:.3f}", "q_func": f"{means['q_func']:.3f}",
+                              "q_struct": f"{means['q_struct']:.3f}"}, refresh=True)
+        if self.tracker is not None:
+            self.tracker.log_eval(record.epoch, means)
+
+    def snapshot(self, epoch: int, weights) -> None:
+        from study.summary import write_snapshot
+
+        path = write_snapshot(self.out_dir, epoch, weights)
+        if self.tracker is not None:
+            self.tracker.log_artifact(path, "weights")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train one trial (S seeds) from a trial config YAML and write its outputs."""
+    from study.summary import summarize, write_outputs
+    from study.tracking import StudyTracker, TrialTracker, default_tracking_uri, study_home
+    from study.train import CHECKPOINT_FILE, train
+
+    cfg = load_trial_config(args.config, args.set or [])
+    name = args.name or Path(args.config).stem
+    out = Path(args.out) if args.out else study_home() / "train" / name
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint"
+    resume = ckpt / CHECKPOINT_FILE if args.resume and (ckpt / CHECKPOINT_FILE).is_file() else None
+    print(f"training {name}: task={cfg.task.name} network={cfg.network.kind} "
+          f"N={cfg.network.hidden} K={cfg.partition.groups} mi.weight={cfg.mi.weight} "
+          f"seeds={cfg.seeds} epochs={cfg.train.epochs}", file=sys.stderr)
+    print(f"outputs: {out}" + (f" (resuming from {resume})" if resume else ""), file=sys.stderr)
+
+    tracker = None
+    study = None
+    if not args.no_track:
+        uri = default_tracking_uri()
+        home = study_home()
+        study = StudyTracker(uri, name, artifact_root=home / "mlartifacts")
+        from study.tracking import TAG_COMMIT, TAG_SWEPT, TAG_TASK, git_commit
+
+        parent = study.start(tags={TAG_SWEPT: "[]", TAG_TASK: cfg.task.name,
+                                   TAG_COMMIT: git_commit()},
+                             spec_text=Path(args.config).read_text())
+        trial_id = f"train-{out.resolve().name}"
+        tracker = TrialTracker(uri, study.experiment_id, parent, trial_id,
+                               study_name=name, task=cfg.task.name, params=cfg.flat())
+    start_epoch = 0
+    if resume is not None:
+        import torch
+
+        start_epoch = int(torch.load(resume, map_location="cpu", weights_only=False)["epoch"])
+    reporter = _ProgressReporter(cfg, out, tracker, quiet=args.quiet, start=start_epoch)
+    status = "failed"
+    try:
+        result = train(cfg, reporter=reporter, checkpoint_dir=ckpt, resume_from=resume,
+                       device=args.device)
+        reporter.close()
+        summary = summarize(cfg, result.history, result.seed_values)
+        paths = write_outputs(out, cfg, summary)
+        status = result.status
+        if tracker is not None:
+            tracker.finish(result.status, summary=summary.metrics, step=result.epochs_done,
+                           outputs=paths, root=out, message=result.message)
+            study.finish(result.status)
+    finally:
+        reporter.close()
+        if status == "failed" and tracker is not None:
+            tracker.finish("failed", message="interrupted or crashed")
+            study.finish("failed")
+    print(_train_summary(result, summary, out), file=sys.stderr)
+    if result.status == "diverged":
+        print(f"diverged: {result.message}", file=sys.stderr)
+    return 0
+
+
+def _train_summary(result, summary, out: Path) -> str:
+    m = summary.metrics
+    key = "final.accuracy" if "final.accuracy" in m else "final.r2"
+
+    def f(k):
+        v = m.get(k, math.nan)
+        return "n/a" if not math.isfinite(v) else f"{v:.3f}"
+
+    return (f"{result.status} after {result.epochs_done} epochs in {result.elapsed:.1f} s: "
+            f"{key.split('.')[1]} {f(key)}, q_func {f('final.q_func')}, "
+            f"q_struct {f('final.q_struct')}, mi_gauss {f('final.mi_gauss')}, "
+            f"success {f('final.success_rate')}, t_func {f('t_func')}, t_struct {f('t_struct')}"
+            f"\nwrote {out}/curves.parquet, seeds.parquet, config.yaml, figures/q_curves.png")
+
+
+# ----------------------------------------------------------------------------------------------
+# validate / run
+
+
+def _load(args: argparse.Namespace):
+    study = load_study(args.spec)
+    if getattr(args, "smoke_test", False):
+        study = _smoke(study)
+    return study
+
+
+def _smoke(study):
+    """Shrink a study to seconds (Ray's --smoke-test convention): 2 trials, tiny budgets."""
+    from study.config import _deep_merge, read_yaml, trial_config_from_dict
+
+    over = read_yaml(SMOKE_FILE) if SMOKE_FILE.is_file() else {}
+    study.base = _deep_merge(study.base, over)
+    trial_config_from_dict(study.base, source=str(SMOKE_FILE))
+    spec = study.spec.model_copy(update={
+        "name": study.spec.name + "-smoke",
+        "trials": min(study.spec.n_trials(), 2),
+        "scheduler": None,
+    })
+    study.spec = spec
+    return study
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate a study spec (and every point of its search space) without starting Ray."""
+    study = _load(args)
+    cfg = study.trial_config({})
+    s = study.spec
+    print(f"{study.path}: ok — study '{s.name}', sampler {s.sampler.name}, "
+          f"{s.n_trials()} trials × {cfg.seeds} seeds, task {cfg.task.name}, "
+          f"searching {', '.join(s.search) or 'nothing'}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run (or resume) a study: Ray Tune + Optuna, tracked in MLflow."""
+    from study.tracking import default_optuna_storage, default_tracking_uri, study_home
+    from study.tune import format_outcome, run_study
+
+    study = _load(args)
+    s = study.spec
+    home = study_home()
+    cfg = study.trial_config({})
+    print(f"study '{s.name}' from {study.path}\n"
+          f"  task {cfg.task.name}, network {cfg.network.kind} N={cfg.network.hidden}, "
+          f"{cfg.seeds} seeds/trial, {cfg.train.epochs} epochs\n"
+          f"  search: {json.dumps({k: v.model_dump(exclude_none=True) for k, v in s.search.items()})}\n"
+          f"  sampler {s.sampler.name} (seed {s.sampler.seed}), {s.n_trials()} trials, "
+          f"{s.concurrency} at a time, {s.resources.cpu} CPU + {s.resources.gpu} GPU each\n"
+          f"  objectives {[(o.metric, o.direction) for o in s.objectives]}"
+          + (f" subject to {list(s.constraints)}" if s.constraints else "") + "\n"
+          f"  STUDY_HOME {home}\n  MLflow {default_tracking_uri(home)}\n"
+          f"  Optuna {s.storage or default_optuna_storage(home)}", flush=True)
+    t0 = time.time()
+    outcome = run_study(study, address=args.address, num_cpus=args.num_cpus,
+                        num_gpus=args.num_gpus, fresh=args.fresh, verbose=0 if args.quiet else 1)
+    print(format_outcome(outcome))
+    print(f"done in {time.time() - t0:.0f} s")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m study", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bar")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help=cmd_train.__doc__, description=cmd_train.__doc__)
+    t.add_argument("config", help="trial config YAML (e.g. search_spaces/cpu-wm.yaml)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a dotted key, e.g. --set mi.weight=0.3 (repeatable)")
+    t.add_argument("--out", help="output folder (default $STUDY_HOME/train/<config name>)")
+    t.add_argument("--name", help="MLflow experiment name (default: the config file's stem)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
+    t.add_argument("--device", choices=["cpu", "cuda"], help="override train.device")
+    t.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    t.set_defaults(func=cmd_train)
+
+    v = sub.add_parser("validate", help=cmd_validate.__doc__, description=cmd_validate.__doc__)
+    v.add_argument("spec", help="study spec YAML")
+    v.add_argument("--smoke-test", action="store_true", help="validate the smoke-test variant")
+    v.set_defaults(func=cmd_validate)
+
+    r = sub.add_parser("run", help=cmd_run.__doc__, description=cmd_run.__doc__)
+    r.add_argument("spec", help="study spec YAML (search_spaces/*.yaml)")
+    r.add_argument("--smoke-test", action="store_true",
+                   help="2 trials with search_spaces/smoke.yaml budgets (seconds)")
+    r.add_argument("--fresh", action="store_true", help="start over under a new name")
+    r.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
+    r.add_argument("--num-cpus", type=int, help="CPUs of an embedded Ray")
+    r.add_argument("--num-gpus", type=int, help="GPUs of an embedded Ray")
+    r.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else
+                        logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

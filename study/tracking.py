@@ -1,0 +1,259 @@
+"""MLflow side of the run-data contract (docs/run-data.md): experiments, study and trial runs.
+
+Everything goes through an explicit `MlflowClient(tracking_uri)`, never the fluent API's global
+active run, so trials running as threads or processes of Ray cannot log into each other's runs.
+A trial run is found again by its `study.trial_id` tag, so resumed trials never duplicate runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+__all__ = [
+    "study_home",
+    "default_tracking_uri",
+    "default_optuna_storage",
+    "StudyTracker",
+    "TrialTracker",
+    "git_commit",
+    "versions",
+    "TAG_ROLE", "TAG_NAME", "TAG_TRIAL", "TAG_STATUS", "TAG_TASK", "TAG_SWEPT",
+    "TAG_OBJECTIVES", "TAG_COMMIT", "TAG_VERSIONS", "TAG_MESSAGE", "TAG_PARENT",
+]
+
+log = logging.getLogger("study.tracking")
+
+# tag names of the contract (docs/run-data.md); analysis/runs.py declares the same names
+TAG_ROLE = "study.role"
+TAG_NAME = "study.name"
+TAG_TRIAL = "study.trial_id"
+TAG_STATUS = "study.status"
+TAG_TASK = "study.task"
+TAG_SWEPT = "study.swept"
+TAG_OBJECTIVES = "study.objectives"
+TAG_COMMIT = "study.git_commit"
+TAG_VERSIONS = "study.versions"
+TAG_MESSAGE = "study.message"
+TAG_PARENT = "mlflow.parentRunId"
+
+# study.status -> MLflow run status
+_RUN_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED",
+               "stopped": "KILLED"}
+
+
+def study_home() -> Path:
+    """STUDY_HOME made absolute (default ./studies), so Ray workers and jobs in temporary
+    working directories all write to the same place."""
+    return Path(os.environ.get("STUDY_HOME", "studies")).expanduser().resolve()
+
+
+def default_tracking_uri(home: Path | None = None) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(home or study_home()) / 'mlflow.db'}"
+
+
+def default_optuna_storage(home: Path | None = None) -> str:
+    return os.environ.get("STUDY_OPTUNA_STORAGE") or f"sqlite:///{(home or study_home()) / 'optuna.db'}"
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        commit = out.stdout.strip()
+        if out.returncode == 0 and commit:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                   cwd=cwd or Path(__file__).parent, capture_output=True,
+                                   text=True, timeout=5).stdout.strip()
+            return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return os.environ.get("STUDY_GIT_COMMIT", "unknown")
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "ray", "optuna", "mlflow", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+def _is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "postgresql:", "mysql:", "mssql:"))
+
+
+def _finite_metrics(values: Mapping[str, float], step: int, ts: int) -> list[Metric]:
+    return [Metric(k, float(v), ts, step) for k, v in values.items()
+            if v is not None and math.isfinite(float(v))]
+
+
+def _chunks(items: Sequence[Any], n: int):
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+class StudyTracker:
+    """Driver side: the study's experiment and its parent run.
+
+    Args:
+        tracking_uri: MLflow URI (sqlite:///... for the embedded default, http://... for a server).
+        name: the study (= experiment) name.
+        artifact_root: where artifacts go for a database URI without a server (an absolute
+            folder under STUDY_HOME; a relative ./mlruns would land in Ray's temporary folders).
+    """
+
+    def __init__(self, tracking_uri: str, name: str, artifact_root: Path | None = None):
+        self.uri, self.name = tracking_uri, name
+        self.client = MlflowClient(tracking_uri)
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            location = None
+            if _is_local_store(tracking_uri) and artifact_root is not None:
+                location = (Path(artifact_root) / name).resolve().as_uri()
+            self.experiment_id = self.client.create_experiment(name, artifact_location=location)
+        else:
+            if exp.lifecycle_stage == "deleted":
+                self.client.restore_experiment(exp.experiment_id)
+            self.experiment_id = exp.experiment_id
+        self.run_id: str | None = None
+
+    def find_study_run(self) -> str | None:
+        runs = self.client.search_runs([self.experiment_id],
+                                       filter_string=f"tags.`{TAG_ROLE}` = 'study'",
+                                       order_by=["attributes.start_time ASC"], max_results=10)
+        return runs[0].info.run_id if runs else None
+
+    def start(self, *, tags: Mapping[str, str], params: Mapping[str, Any] = (),
+              spec_text: str | None = None) -> str:
+        """Create the study run, or reuse the existing one (a resumed study)."""
+        run_id = self.find_study_run()
+        all_tags = {TAG_ROLE: "study", TAG_NAME: self.name, TAG_STATUS: "running", **tags}
+        if run_id is None:
+            run = self.client.create_run(self.experiment_id, run_name=self.name, tags=all_tags)
+            run_id = run.info.run_id
+            if params:
+                self.client.log_batch(run_id, params=[Param(k, str(v)[:6000])
+                                                      for k, v in params.items()])
+            if spec_text is not None:
+                self.client.log_text(run_id, spec_text, "spec.yaml")
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
+        self.run_id = run_id
+        return run_id
+
+    def trial_runs(self) -> list[Any]:
+        return self.client.search_runs([self.experiment_id],
+                                       filter_string=f"tags.`{TAG_ROLE}` = 'trial'",
+                                       max_results=50000)
+
+    def close_orphans(self, active: Sequence[str] = ()) -> int:
+        """End RUNNING trial runs whose trial is not running any more; returns how many.
+
+        A duplicate run of a trial that also has a finished run is marked KILLED with status
+        `stopped`; a lone RUNNING run of a trial that is gone is marked KILLED too, so the UI never
+        shows a trial as running forever after a crash.
+        """
+        n = 0
+        for run in self.trial_runs():
+            if run.info.status != "RUNNING":
+                continue
+            if run.data.tags.get(TAG_TRIAL) in active:
+                continue
+            self.client.set_tag(run.info.run_id, TAG_STATUS, "stopped")
+            self.client.set_tag(run.info.run_id, TAG_MESSAGE,
+                                "closed by the driver: the trial was no longer running")
+            self.client.set_terminated(run.info.run_id, "KILLED")
+            n += 1
+        return n
+
+    def finish(self, status: str = "finished", message: str = "") -> None:
+        if self.run_id is None:
+            return
+        self.client.set_tag(self.run_id, TAG_STATUS, status)
+        if message:
+            self.client.set_tag(self.run_id, TAG_MESSAGE, message[:5000])
+        self.client.set_terminated(self.run_id, _RUN_STATUS.get(status, "FINISHED"))
+
+    def log_artifacts(self, local_dir: Path, artifact_path: str) -> None:
+        self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+
+
+class TrialTracker:
+    """Worker side: one trial's child run, found again by its trial id when a trial resumes."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str | None,
+                 trial_id: str, *, study_name: str, task: str, params: Mapping[str, Any]):
+        self.client = MlflowClient(tracking_uri)
+        self.trial_id = trial_id
+        existing = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{TAG_TRIAL}` = '{trial_id}'",
+            order_by=["attributes.start_time DESC"], max_results=10)
+        self.resumed = bool(existing)
+        if existing:
+            self.run_id = existing[0].info.run_id
+            self.client.update_run(self.run_id, status="RUNNING")
+            self.client.set_tag(self.run_id, TAG_STATUS, "running")
+            for dup in existing[1:]:  # never leave duplicates open
+                if dup.info.status == "RUNNING":
+                    self.client.set_tag(dup.info.run_id, TAG_STATUS, "stopped")
+                    self.client.set_terminated(dup.info.run_id, "KILLED")
+        else:
+            tags = {TAG_ROLE: "trial", TAG_NAME: study_name, TAG_TRIAL: trial_id,
+                    TAG_STATUS: "running", TAG_TASK: task}
+            if parent_run_id:
+                tags[TAG_PARENT] = parent_run_id
+            run = self.client.create_run(experiment_id, run_name=trial_id, tags=tags)
+            self.run_id = run.info.run_id
+            plist = [Param(k, json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v))
+                     for k, v in params.items()]
+            for chunk in _chunks(plist, 100):
+                self.client.log_batch(self.run_id, params=chunk)
+        self.last_step = self._last_logged_step() if self.resumed else -1
+
+    def _last_logged_step(self) -> int:
+        hist = self.client.get_metric_history(self.run_id, "task_loss")
+        return max((m.step for m in hist), default=-1)
+
+    def log_eval(self, epoch: int, means: Mapping[str, float]) -> None:
+        """Across-seed means at one evaluation (step = epoch); epochs already logged are skipped,
+        so a trial resumed from an older checkpoint does not write points twice."""
+        if epoch <= self.last_step:
+            return
+        metrics = _finite_metrics(means, epoch, int(time.time() * 1000))
+        for chunk in _chunks(metrics, 1000):
+            self.client.log_batch(self.run_id, metrics=chunk)
+        self.last_step = epoch
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def finish(self, status: str, *, summary: Mapping[str, float] = (), step: int = 0,
+               outputs: Sequence[Path] = (), root: Path | None = None, message: str = "") -> None:
+        """Summary metrics, artifacts, status tag and the run's end state."""
+        metrics = _finite_metrics(dict(summary), step, int(time.time() * 1000))
+        for chunk in _chunks(metrics, 1000):
+            self.client.log_batch(self.run_id, metrics=chunk)
+        for path in outputs:
+            rel = path.parent.relative_to(root) if root is not None else None
+            self.client.log_artifact(self.run_id, str(path),
+                                     None if rel in (None, Path(".")) else str(rel))
+        self.client.set_tag(self.run_id, TAG_STATUS, status)
+        self.client.set_tag(self.run_id, TAG_MESSAGE, message[:5000])
+        self.client.set_terminated(self.run_id, _RUN_STATUS.get(status, "FAILED"))

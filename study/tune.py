@@ -1,0 +1,451 @@
+"""Ray Tune side of the service: the trainable, the spec → OptunaSearch/ASHA/Tuner wiring, resume.
+
+`run_study(study)` validates nothing itself (the spec was validated by `config.load_study` before
+Ray starts) and connects to a cluster when RAY_ADDRESS / --address is given, or starts Ray
+embedded. Ray API names follow reference/stack.md §0 (ray.tune.* only inside trainables).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from study.config import Study, TrialConfig, parse_constraint
+from study.tracking import (
+    StudyTracker, TrialTracker, default_optuna_storage, default_tracking_uri, git_commit,
+    study_home, versions, TAG_COMMIT, TAG_OBJECTIVES, TAG_SWEPT, TAG_TASK, TAG_VERSIONS,
+)
+
+__all__ = ["StudyContext", "trainable", "objective_values", "run_study", "study_paths"]
+
+log = logging.getLogger("study.tune")
+
+# an objective a trial never reached (diverged, or no evaluation): far below / above any real one
+WORST = 1e6
+# constraint-violating trials rank below every feasible one: objective ∓ PENALTY·(1 + violation)
+PENALTY = 1e3
+
+
+@dataclass(frozen=True)
+class StudyContext:
+    """Constants every trial of a study needs, shipped once through the object store."""
+
+    name: str
+    base: dict[str, Any]  # the base trial config (nested)
+    spec_path: str
+    objectives: tuple[tuple[str, str], ...]  # (metric, direction)
+    constraints: tuple[str, ...]
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    home: str
+    cpus_per_trial: float
+    task: str
+
+
+def study_paths(name: str, home: Path | None = None) -> dict[str, Path]:
+    home = home or study_home()
+    return {"home": home, "ray": home / "ray", "experiment": home / "ray" / name,
+            "artifacts": home / "mlartifacts", "reports": home / "reports" / name,
+            "trials": home / "trials" / name}
+
+
+# ----------------------------------------------------------------------------------------------
+# Objectives
+
+
+def objective_values(summary: Mapping[str, float], objectives, constraints, *,
+                     diverged: bool = False) -> list[float]:
+    """The value(s) reported to Optuna: the objective metrics, penalised when a constraint fails.
+
+    Always finite (Optuna cannot `tell` NaN, stack.md §3.8): a missing metric or a diverged trial
+    gets the worst value for its direction.
+    """
+    violation = 0.0
+    for text in constraints:
+        metric, op, bound = parse_constraint(text)
+        value = summary.get(metric, math.nan)
+        if not math.isfinite(value):
+            violation += 1.0
+        elif op == ">=" and value < bound:
+            violation += bound - value
+        elif op == "<=" and value > bound:
+            violation += value - bound
+    out = []
+    for metric, direction in objectives:
+        sign = 1.0 if direction == "maximize" else -1.0
+        value = summary.get(metric, math.nan)
+        if diverged or not math.isfinite(value):
+            out.append(-sign * WORST)
+            continue
+        if violation > 0:
+            value -= sign * PENALTY * (1.0 + violation)
+        out.append(float(value))
+    return out
+
+
+def objective_keys(n: int) -> list[str]:
+    return ["objective"] if n == 1 else [f"objective_{i}" for i in range(n)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Trainable
+
+
+class _TuneReporter:
+    """Forwards each evaluation to MLflow and to Tune (with the checkpoint when one was written)."""
+
+    def __init__(self, ctx: StudyContext, cfg: TrialConfig, tracker: TrialTracker,
+                 out_dir: Path, history: list, seed_values: list[int]):
+        self.ctx, self.cfg, self.tracker, self.out_dir = ctx, cfg, tracker, out_dir
+        self.history = history  # full history, including what a resumed checkpoint held
+        self.seed_values = seed_values
+        self.last_summary: dict[str, float] = {}
+
+    def on_epoch(self, epoch: int) -> None:
+        pass
+
+    def snapshot(self, epoch: int, weights) -> None:
+        from study.summary import write_snapshot
+
+        path = write_snapshot(self.out_dir, epoch, weights)
+        self.tracker.log_artifact(path, "weights")  # logged at once: survives a killed trial
+
+    def report(self, record, checkpoint: Path | None) -> None:
+        from ray import tune
+
+        from study.summary import summarize
+
+        self.history.append(record)
+        means = {k: record.mean(k) for k in record.metrics}
+        self.tracker.log_eval(record.epoch, means)
+        summary = summarize(self.cfg, self.history, self.seed_values).metrics
+        self.last_summary = summary
+        result = _tune_result(self.ctx, record.epoch, means, summary, diverged=False)
+        ckpt = tune.Checkpoint.from_directory(str(checkpoint.parent)) if checkpoint else None
+        tune.report(result, checkpoint=ckpt)
+
+
+def _tune_result(ctx: StudyContext, epoch: int, means: Mapping[str, float],
+                 summary: Mapping[str, float], *, diverged: bool) -> dict[str, float]:
+    result: dict[str, float] = {"epoch": epoch, "diverged": float(diverged)}
+    result.update({k: (v if math.isfinite(v) else float("nan")) for k, v in means.items()})
+    result.update({k: v for k, v in summary.items() if math.isfinite(v)})
+    values = objective_values(summary, ctx.objectives, ctx.constraints, diverged=diverged)
+    result.update(zip(objective_keys(len(values)), values))
+    return result
+
+
+def trainable(config: dict[str, Any], ctx: StudyContext) -> None:
+    """One trial: searched values (dotted keys) on top of the study's base config.
+
+    Converts the Tune config once, strictly; opens (or, on resume, finds) the trial's MLflow run;
+    trains; logs summary and artifacts; ends the run with the right status on every path.
+    Exceptions are not swallowed, so Ray marks the trial ERROR (and retries it from its
+    checkpoint up to `max_failures`).
+    """
+    import torch
+    from ray import tune
+
+    from study.config import apply_overrides, trial_config_from_dict
+    from study.summary import summarize, write_outputs
+    from study.train import CHECKPOINT_FILE, train
+
+    params = {k: v for k, v in config.items()}
+    cfg = trial_config_from_dict(apply_overrides(ctx.base, params, source=ctx.spec_path),
+                                 source=ctx.spec_path)
+    if cfg.train.threads == 0:
+        torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))  # the CPUs Ray gave this trial
+    trial_id = tune.get_context().get_trial_id()
+    out_dir = Path(ctx.home) / "trials" / ctx.name / trial_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tracker = TrialTracker(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, trial_id,
+                           study_name=ctx.name, task=ctx.task, params=cfg.flat())
+
+    work = Path(tempfile.mkdtemp(prefix=f"mistudy-{trial_id}-"))
+    resume_from = None
+    history: list = []
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            resume_from = work / "resume" / CHECKPOINT_FILE
+            resume_from.parent.mkdir(parents=True)
+            shutil.copy(Path(d) / CHECKPOINT_FILE, resume_from)
+    seed_values = [cfg.seed + i for i in range(cfg.seeds)]
+    reporter = _TuneReporter(ctx, cfg, tracker, out_dir, history, seed_values)
+    if resume_from is not None:
+        from study.train import EvalRecord
+
+        state = torch.load(resume_from, map_location="cpu", weights_only=False)
+        history.extend(EvalRecord(r["epoch"], {k: tuple(v) for k, v in r["metrics"].items()},
+                                  r["elapsed"]) for r in state["history"])
+    status, message = "failed", ""
+    try:
+        result = train(cfg, reporter=reporter, checkpoint_dir=work / "ckpt",
+                       resume_from=resume_from)
+        status, message = result.status, result.message
+        summary = summarize(cfg, result.history, result.seed_values)
+        if result.status == "diverged":
+            means = ({k: result.history[-1].mean(k) for k in result.history[-1].metrics}
+                     if result.history else {})
+            tune.report(_tune_result(ctx, result.epochs_done, means, summary.metrics,
+                                     diverged=True))
+        outputs = write_outputs(out_dir, cfg, summary)
+        tracker.finish(status, summary=summary.metrics, step=result.epochs_done,
+                       outputs=outputs, root=out_dir, message=message)
+        status = "done"
+    except BaseException as e:  # noqa: BLE001 - re-raised; we only record how the run ended
+        message = f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        if status != "done":
+            # stopped by the scheduler (Tune interrupts the function) or crashed: keep what exists
+            ended = "stopped" if "Stop" in message or not message else "failed"
+            try:
+                summary = summarize(cfg, history, seed_values) if history else None
+                outputs = write_outputs(out_dir, cfg, summary) if summary else []
+                tracker.finish(ended, summary=summary.metrics if summary else {},
+                               step=history[-1].epoch if history else 0, outputs=outputs,
+                               root=out_dir, message=message)
+            except Exception:  # noqa: BLE001 - never hide the original error
+                log.exception("could not close the MLflow run of trial %s", trial_id)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Search
+
+
+def _distribution(p):
+    import optuna
+
+    if p.type == "categorical":
+        return optuna.distributions.CategoricalDistribution(list(p.values))
+    if p.type == "int":
+        return optuna.distributions.IntDistribution(int(p.low), int(p.high), log=p.log,
+                                                    step=int(p.step or 1))
+    return optuna.distributions.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
+
+
+def _sampler(study: Study):
+    import optuna
+
+    s = study.spec.sampler
+    if s.name == "grid":
+        return optuna.samplers.GridSampler({k: p.grid() for k, p in study.spec.search.items()},
+                                           seed=s.seed)
+    if s.name == "qmc":
+        return optuna.samplers.QMCSampler(seed=s.seed, scramble=True)
+    if s.name == "random":
+        return optuna.samplers.RandomSampler(seed=s.seed)
+    if s.name == "gp":
+        kw = {"n_startup_trials": s.n_startup_trials} if s.n_startup_trials is not None else {}
+        return optuna.samplers.GPSampler(seed=s.seed, **kw)
+    if s.name == "nsga2":
+        kw = {"population_size": s.population_size} if s.population_size else {}
+        return optuna.samplers.NSGAIISampler(seed=s.seed, **kw)
+    kw = {"n_startup_trials": s.n_startup_trials} if s.n_startup_trials is not None else {}
+    return optuna.samplers.TPESampler(seed=s.seed, **kw)
+
+
+@dataclass
+class StudyOutcome:
+    name: str
+    experiment_path: Path
+    tracking_uri: str
+    optuna_storage: str
+    n_trials: int
+    n_errors: int
+    best: list[dict[str, Any]] = field(default_factory=list)
+    resumed: bool = False
+
+
+def run_study(
+    study: Study,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    fresh: bool = False,
+    verbose: int = 1,
+) -> StudyOutcome:
+    """Run (or resume) a study with Ray Tune + OptunaSearch, tracked in MLflow.
+
+    Args:
+        study: a validated study (config.load_study).
+        address: a Ray cluster address; default RAY_ADDRESS, else an embedded local Ray.
+        num_cpus, num_gpus: resources of an embedded Ray (ignored when connecting).
+        fresh: start over under a new name instead of resuming a study of the same name.
+    """
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    spec = study.spec
+    name = spec.name
+    if fresh:
+        name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    home = study_home()
+    paths = study_paths(name, home)
+    for key in ("home", "ray", "artifacts"):
+        paths[key].mkdir(parents=True, exist_ok=True)
+    tracking_uri = default_tracking_uri(home)
+    storage_url = spec.storage or default_optuna_storage(home)
+    objectives = tuple((o.metric, o.direction) for o in spec.objectives)
+    base_cfg = study.trial_config({})
+    swept = list(spec.search)
+
+    tracker = StudyTracker(tracking_uri, name, artifact_root=paths["artifacts"])
+    parent = tracker.start(
+        tags={TAG_SWEPT: json.dumps(swept), TAG_TASK: base_cfg.task.name,
+              TAG_OBJECTIVES: json.dumps([o.model_dump() for o in spec.objectives]),
+              TAG_COMMIT: git_commit(), TAG_VERSIONS: json.dumps(versions())},
+        params={"spec.name": name, "spec.sampler": spec.sampler.name,
+                "spec.trials": spec.n_trials(), "spec.concurrency": spec.concurrency,
+                "spec.cpu": spec.resources.cpu, "spec.gpu": spec.resources.gpu},
+        spec_text=study.text,
+    )
+    ctx = StudyContext(
+        name=name, base=study.base, spec_path=str(study.path), objectives=objectives,
+        constraints=tuple(spec.constraints), tracking_uri=tracking_uri,
+        experiment_id=tracker.experiment_id, parent_run_id=parent, home=str(home),
+        cpus_per_trial=spec.resources.cpu, task=base_cfg.task.name,
+    )
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=verbose > 0)
+        else:
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
+                     include_dashboard=False, log_to_driver=verbose > 0)
+
+    fn = tune.with_resources(tune.with_parameters(trainable, ctx=ctx),
+                             {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    metric_keys = objective_keys(len(objectives))
+    modes = ["max" if d == "maximize" else "min" for _, d in objectives]
+    search = OptunaSearch(
+        space={k: _distribution(p) for k, p in spec.search.items()},
+        metric=metric_keys[0] if len(metric_keys) == 1 else metric_keys,
+        mode=modes[0] if len(modes) == 1 else modes,
+        sampler=_sampler(study),
+        study_name=name,
+        storage=optuna.storages.RDBStorage(storage_url),
+    )
+    scheduler = None
+    if spec.scheduler is not None:
+        sch = spec.scheduler
+        s_metric, s_mode = "objective" if len(objectives) == 1 else None, modes[0]
+        if sch.metric is not None:
+            s_metric = sch.metric
+            s_mode = "max"
+            for m, d in objectives:
+                if m == sch.metric:
+                    s_mode = "max" if d == "maximize" else "min"
+        scheduler = ASHAScheduler(time_attr="training_iteration", metric=s_metric, mode=s_mode,
+                                  max_t=base_cfg.train.epochs // base_cfg.train.eval_every + 2,
+                                  grace_period=sch.grace_period,
+                                  reduction_factor=sch.reduction_factor)
+    task_metric = "accuracy" if base_cfg.task.name == "working_memory" else "r2"
+    reporter = tune.CLIReporter(
+        metric_columns={"epoch": "epoch", task_metric: task_metric[:3], "mi": "mi",
+                        "q_func": "q_func", "q_struct": "q_struct", metric_keys[0]: "objective"},
+        parameter_columns={k: k for k in swept},
+        max_report_frequency=15, sort_by_metric=False,
+    )
+    run_config = tune.RunConfig(
+        name=name, storage_path=str(paths["ray"]),
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        progress_reporter=reporter, verbose=verbose,
+    )
+    experiment = paths["experiment"]
+    resumed = tune.Tuner.can_restore(str(experiment))
+    if resumed:
+        log.info("resuming study %s from %s", name, experiment)
+        tuner = tune.Tuner.restore(str(experiment), trainable=fn, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            fn,
+            tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler,
+                                        num_samples=spec.n_trials(),
+                                        max_concurrent_trials=spec.concurrency),
+            run_config=run_config,
+        )
+    status, message = "finished", ""
+    try:
+        grid = tuner.fit()
+    except BaseException as e:
+        status, message = "failed", f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        tracker.close_orphans()
+        tracker.finish(status, message)
+    outcome = StudyOutcome(name, experiment, tracking_uri, storage_url,
+                           n_trials=len(grid), n_errors=grid.num_errors, resumed=resumed)
+    outcome.best = best_trials(storage_url, name, swept, objectives)
+    return outcome
+
+
+def best_trials(storage_url: str, name: str, swept, objectives, k: int = 5) -> list[dict]:
+    """The top trials from the Optuna storage (the Pareto front for two objectives)."""
+    import optuna
+
+    try:
+        ost = optuna.load_study(study_name=name, storage=storage_url)
+    except KeyError:
+        return []
+    complete = [t for t in ost.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(objectives) > 1:
+        chosen = ost.best_trials
+    else:
+        reverse = objectives[0][1] == "maximize"
+        chosen = sorted(complete, key=lambda t: t.value, reverse=reverse)[:k]
+    rows = []
+    for t in chosen:
+        row = {"trial": t.number, **{key: t.params.get(key) for key in swept}}
+        vals = t.values if t.values is not None else []
+        for (metric, _), v in zip(objectives, vals):
+            row[metric] = v
+        rows.append(row)
+    return rows
+
+
+def format_outcome(outcome: StudyOutcome) -> str:
+    lines = [f"study {outcome.name}: {outcome.n_trials} trials"
+             + (f", {outcome.n_errors} errored" if outcome.n_errors else "")
+             + (" (resumed)" if outcome.resumed else "")]
+    if outcome.best:
+        keys = list(outcome.best[0])
+        widths = {k: max(len(k), *(len(_fmt(r.get(k))) for r in outcome.best)) for k in keys}
+        lines.append("best trials:")
+        lines.append("  " + "  ".join(k.ljust(widths[k]) for k in keys))
+        for r in outcome.best:
+            lines.append("  " + "  ".join(_fmt(r.get(k)).ljust(widths[k]) for k in keys))
+    uri = outcome.tracking_uri
+    lines += [
+        "browse runs:   mlflow ui --backend-store-uri " + uri
+        if uri.startswith("sqlite") else f"browse runs:   open {uri}",
+        f"make a report: python -m analysis report {outcome.name}",
+        f"optuna study:  {outcome.optuna_storage} (study '{outcome.name}')",
+    ]
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
