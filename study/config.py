@@ -12,7 +12,7 @@ import difflib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
@@ -67,7 +67,7 @@ class _Strict(BaseModel):
 class WorkingMemoryConfig(_Strict):
     """n-bit flip-flop working memory (method.md §2)."""
 
-    n_bits: int | Literal["groups"] = Field(2, ge=1)  # memories; "groups" = partition.groups
+    n_bits: Annotated[int, Field(ge=1)] | Literal["groups"] = 2  # memories; "groups" = K
     p_onset: float = Field(1 / 500, gt=0, lt=1)  # pulse onset probability per step and line
     pulse_len: int = Field(40, ge=1)  # steps a pulse stays at 1
     slope: float = Field(0.1, gt=0, le=2)  # target ramp per step

@@ -263,10 +263,11 @@ class GRU(nn.Module):
         gx_all = gx_all.view(s, t_len, b, 3 * n)  # input projections of every step at once
         h = x0
         states = []
-        for t in range(t_len):
+        # unbind, not gx_all[:, t]: each select's backward would materialise a full-size zero
+        # tensor, making BPTT quadratic in T (feasibility.md §1)
+        for t, gx in enumerate(gx_all.unbind(1)):
             grad = t >= n_transient
             with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-                gx = gx_all[:, t]
                 gh = torch.baddbmm(self.b_rec.unsqueeze(1), h, self.u)  # (S, B, 3N)
                 zr = torch.sigmoid(gx[..., : 2 * n] + gh[..., : 2 * n])
                 z, r = zr[..., :n], zr[..., n:]

@@ -1,0 +1,46 @@
+# mistudy: the README's commands.  `make demo` and `make test` work on a fresh machine.
+VENV       ?= .venv
+PYTHON     ?= python3
+PY         := $(VENV)/bin/python
+STUDY_HOME ?= $(CURDIR)/studies
+PYTEST_ARGS ?=
+export STUDY_HOME
+
+.PHONY: setup demo test test-fast bench bench-train bench-effect bench-service clean-studies
+
+## setup: virtualenv with the project (editable) and its test extra; quick when already done
+setup: $(VENV)/.installed
+
+# torch==2.13.0 first: the CPU wheel on disk; the project's bound (<2.14) then keeps pip on it
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+## demo: a small lambda x K study on the embedded default (local Ray, SQLite MLflow + Optuna)
+demo: setup
+	$(PY) -m study run search_spaces/demo.yaml
+	$(PY) -m analysis report demo
+
+## test: the whole suite (real Ray, MLflow, Optuna, ray job submit, headless chromium)
+test: setup
+	RAY_AUTH_MODE=disabled $(PY) -m pytest $(PYTEST_ARGS)
+
+## test-fast: skip the slow, cluster and browser tests
+test-fast: setup
+	RAY_AUTH_MODE=disabled $(PY) -m pytest -m "not slow and not cluster and not browser" $(PYTEST_ARGS)
+
+## bench: speed benchmarks, JSON with the machine's details under bench/results/
+bench: setup
+	$(PY) bench/bench_core.py
+	$(PY) bench/bench_train.py
+	RAY_AUTH_MODE=disabled $(PY) bench/bench_service.py
+
+## bench-effect: train cpu-wm at lambda 0 and at its lambda, write the effect summary (~5 min)
+bench-effect: setup
+	$(PY) bench/cpu_wm_effect.py
+
+clean-studies:
+	rm -rf $(STUDY_HOME)
