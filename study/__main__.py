@@ -206,15 +206,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
+def _common_flags(p: argparse.ArgumentParser, default) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", default=default, help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", default=default,
+                   help="warnings only, no progress bar")
+    p.add_argument("--debug", action="store_true", default=default, help="show tracebacks")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m study", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bar")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    _common_flags(p, False)
+    common = argparse.ArgumentParser(add_help=False)
+    _common_flags(common, argparse.SUPPRESS)  # the flags also work after the subcommand
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help=cmd_train.__doc__, description=cmd_train.__doc__)
+    t = sub.add_parser("train", help=cmd_train.__doc__, description=cmd_train.__doc__,
+                       parents=[common])
     t.add_argument("config", help="trial config YAML (e.g. search_spaces/cpu-wm.yaml)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a dotted key, e.g. --set mi.weight=0.3 (repeatable)")
@@ -225,12 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     t.set_defaults(func=cmd_train)
 
-    v = sub.add_parser("validate", help=cmd_validate.__doc__, description=cmd_validate.__doc__)
+    v = sub.add_parser("validate", help=cmd_validate.__doc__, description=cmd_validate.__doc__,
+                       parents=[common])
     v.add_argument("spec", help="study spec YAML")
     v.add_argument("--smoke-test", action="store_true", help="validate the smoke-test variant")
     v.set_defaults(func=cmd_validate)
 
-    r = sub.add_parser("run", help=cmd_run.__doc__, description=cmd_run.__doc__)
+    r = sub.add_parser("run", help=cmd_run.__doc__, description=cmd_run.__doc__,
+                       parents=[common])
     r.add_argument("spec", help="study spec YAML (search_spaces/*.yaml)")
     r.add_argument("--smoke-test", action="store_true",
                    help="2 trials with search_spaces/smoke.yaml budgets (seconds)")

@@ -163,7 +163,7 @@ class StudyTracker:
                                        filter_string=f"tags.`{TAG_ROLE}` = 'trial'",
                                        max_results=50000)
 
-    def close_orphans(self, active: Sequence[str] = ()) -> int:
+    def close_orphans(self, active: Sequence[str] = (), reasons: Mapping[str, str] = {}) -> int:
         """End RUNNING trial runs whose trial is not running any more; returns how many.
 
         A duplicate run of a trial that also has a finished run is marked KILLED with status
@@ -176,9 +176,10 @@ class StudyTracker:
                 continue
             if run.data.tags.get(TAG_TRIAL) in active:
                 continue
+            reason = reasons.get(run.data.tags.get(TAG_TRIAL, ""),
+                                 "closed by the driver: the trial was no longer running")
             self.client.set_tag(run.info.run_id, TAG_STATUS, "stopped")
-            self.client.set_tag(run.info.run_id, TAG_MESSAGE,
-                                "closed by the driver: the trial was no longer running")
+            self.client.set_tag(run.info.run_id, TAG_MESSAGE, reason)
             self.client.set_terminated(run.info.run_id, "KILLED")
             n += 1
         return n
@@ -244,16 +245,27 @@ class TrialTracker:
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def log_outputs(self, outputs: Sequence[Path], root: Path | None) -> None:
+        for path in outputs:
+            rel = path.parent.relative_to(root) if root is not None else None
+            self.client.log_artifact(self.run_id, str(path),
+                                     None if rel in (None, Path(".")) else str(rel))
+
+    def log_progress(self, epoch: int, summary: Mapping[str, float], outputs: Sequence[Path],
+                     root: Path | None) -> None:
+        """Provisional summary metrics (step = epoch) and the current trial outputs."""
+        metrics = _finite_metrics(dict(summary), epoch, int(time.time() * 1000))
+        for chunk in _chunks(metrics, 1000):
+            self.client.log_batch(self.run_id, metrics=chunk)
+        self.log_outputs(outputs, root)
+
     def finish(self, status: str, *, summary: Mapping[str, float] = (), step: int = 0,
                outputs: Sequence[Path] = (), root: Path | None = None, message: str = "") -> None:
         """Summary metrics, artifacts, status tag and the run's end state."""
         metrics = _finite_metrics(dict(summary), step, int(time.time() * 1000))
         for chunk in _chunks(metrics, 1000):
             self.client.log_batch(self.run_id, metrics=chunk)
-        for path in outputs:
-            rel = path.parent.relative_to(root) if root is not None else None
-            self.client.log_artifact(self.run_id, str(path),
-                                     None if rel in (None, Path(".")) else str(rel))
+        self.log_outputs(outputs, root)
         self.client.set_tag(self.run_id, TAG_STATUS, status)
         self.client.set_tag(self.run_id, TAG_MESSAGE, message[:5000])
         self.client.set_terminated(self.run_id, _RUN_STATUS.get(status, "FAILED"))

@@ -27,7 +27,7 @@ from study.tracking import (
     study_home, versions, TAG_COMMIT, TAG_OBJECTIVES, TAG_SWEPT, TAG_TASK, TAG_VERSIONS,
 )
 
-__all__ = ["StudyContext", "trainable", "objective_values", "run_study", "study_paths"]
+__all__ = ["StudyContext", "trial", "objective_values", "run_study", "study_paths"]
 
 log = logging.getLogger("study.tune")
 
@@ -130,9 +130,16 @@ class _TuneReporter:
         self.history.append(record)
         means = {k: record.mean(k) for k in record.metrics}
         self.tracker.log_eval(record.epoch, means)
-        summary = summarize(self.cfg, self.history, self.seed_values).metrics
-        self.last_summary = summary
-        result = _tune_result(self.ctx, record.epoch, means, summary, diverged=False)
+        summary = summarize(self.cfg, self.history, self.seed_values)
+        self.last_summary = summary.metrics
+        if checkpoint is not None:
+            # keep MLflow as current as the checkpoint: a trial that a scheduler stops (its
+            # process is killed, no `finally` runs) still has its curves and provisional summary
+            from study.summary import write_outputs
+
+            outputs = write_outputs(self.out_dir, self.cfg, summary)
+            self.tracker.log_progress(record.epoch, summary.metrics, outputs, self.out_dir)
+        result = _tune_result(self.ctx, record.epoch, means, summary.metrics, diverged=False)
         ckpt = tune.Checkpoint.from_directory(str(checkpoint.parent)) if checkpoint else None
         tune.report(result, checkpoint=ckpt)
 
@@ -147,7 +154,7 @@ def _tune_result(ctx: StudyContext, epoch: int, means: Mapping[str, float],
     return result
 
 
-def trainable(config: dict[str, Any], ctx: StudyContext) -> None:
+def trial(config: dict[str, Any], ctx: StudyContext) -> None:
     """One trial: searched values (dotted keys) on top of the study's base config.
 
     Converts the Tune config once, strictly; opens (or, on resume, finds) the trial's MLflow run;
@@ -325,6 +332,10 @@ def run_study(
         cpus_per_trial=spec.resources.cpu, task=base_cfg.task.name,
     )
 
+    # the legacy output engine honours CLIReporter's columns (trial, params, epoch, accuracy,
+    # q_func, status); the new one prints every result in full
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     address = address or os.environ.get("RAY_ADDRESS")
     if not ray.is_initialized():
         if address:
@@ -333,7 +344,7 @@ def run_study(
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
                      include_dashboard=False, log_to_driver=verbose > 0)
 
-    fn = tune.with_resources(tune.with_parameters(trainable, ctx=ctx),
+    fn = tune.with_resources(tune.with_parameters(trial, ctx=ctx),
                              {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     metric_keys = objective_keys(len(objectives))
     modes = ["max" if d == "maximize" else "min" for _, d in objectives]
@@ -386,13 +397,20 @@ def run_study(
             run_config=run_config,
         )
     status, message = "finished", ""
+    reasons: dict[str, str] = {}
     try:
         grid = tuner.fit()
+        for res in grid:
+            m = res.metrics or {}
+            if res.error is None and m.get("epoch", 0) < base_cfg.train.epochs \
+                    and not m.get("diverged"):
+                reasons[m.get("trial_id", "")] = (
+                    f"stopped by the scheduler after epoch {m.get('epoch')}")
     except BaseException as e:
         status, message = "failed", f"{type(e).__name__}: {e}"
         raise
     finally:
-        tracker.close_orphans()
+        tracker.close_orphans(reasons=reasons)
         tracker.finish(status, message)
     outcome = StudyOutcome(name, experiment, tracking_uri, storage_url,
                            n_trials=len(grid), n_errors=grid.num_errors, resumed=resumed)
