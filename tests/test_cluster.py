@@ -35,6 +35,10 @@ from ray._private.thirdparty.pathspec import PathSpec
 from ray.autoscaler._private.util import prepare_config, validate_config
 from ray.runtime_env import RuntimeEnv
 
+from cluster_helpers import free_port as _free_port  # noqa: E402
+from cluster_helpers import script_env as _script_env  # noqa: E402
+from cluster_helpers import session_pids as _session_pids  # noqa: E402,F401
+
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"
 LOCAL_UP = CLUSTER / "local-up.sh"
@@ -77,13 +81,6 @@ def _env(container: dict) -> dict[str, str | None]:
     return {e["name"]: e.get("value") for e in container.get("env", [])}
 
 
-def _free_port() -> int:
-    # Ephemeral ports (32768-60999 on Linux) lie outside Ray's default worker range 10002-19999.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _port_in_use(port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -92,13 +89,6 @@ def _port_in_use(port: int) -> bool:
         except OSError:
             return True
     return False
-
-
-def _script_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "STUDY_HOME")}
-    env["RAY_AUTH_MODE"] = "disabled"  # explicit for every command (stack.md §0 item 3)
-    env.update(extra)
-    return env
 
 
 # --- every YAML file -----------------------------------------------------------------------------
@@ -470,48 +460,11 @@ def test_local_down_without_state_does_nothing(tmp_path):
 # --- local-up.sh / local-down.sh for real --------------------------------------------------------
 
 
-def _session_pids(sid: int) -> list[int]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,sid=,stat="], capture_output=True,
-                         text=True, check=True).stdout
-    return [int(p) for p, s, st in (line.split() for line in out.splitlines())
-            if int(s) == sid and not st.startswith("Z")]
-
-
 def _get(url: str) -> bytes:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(url, timeout=10) as r:
         assert r.status == 200
         return r.read()
-
-
-@pytest.fixture
-def local_cluster(tmp_path):
-    """Runs local-up.sh on free ports; always tears down, even when the test fails."""
-    home = tmp_path / "home"
-    ports = {k: _free_port() for k in ("ray", "dashboard", "client", "agent", "mlflow")}
-    ray_tmp = tempfile.mkdtemp(prefix="mst-", dir="/tmp")  # short: Ray's socket paths
-    env = _script_env(STUDY_HOME=str(home), MISTUDY_RAY_TEMP_DIR=ray_tmp)
-    sids: list[int] = []
-    try:
-        up = subprocess.run(
-            [str(LOCAL_UP), "--num-cpus", "1", "--ray-port", str(ports["ray"]),
-             "--dashboard-port", str(ports["dashboard"]), "--client-port", str(ports["client"]),
-             "--agent-port", str(ports["agent"]), "--mlflow-port", str(ports["mlflow"])],
-            capture_output=True, text=True, env=env, timeout=400,
-        )
-        # Read now: the test's own local-down removes the files, even if it then fails.
-        sids = [int(f.read_text()) for f in (home / "run").glob("*.pid")]
-        yield {"up": up, "home": home, "ports": ports, "env": env}
-    finally:
-        subprocess.run([str(LOCAL_DOWN), "--study-home", str(home), "--grace", "5"],
-                       env=env, capture_output=True, timeout=120)
-        for sid in sids:  # last resort, only for the sessions this fixture started
-            for pid in _session_pids(sid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 @pytest.mark.cluster
