@@ -65,11 +65,11 @@ class _ProgressReporter:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one trial (S seeds) from a trial config YAML and write its outputs."""
+    cfg = load_trial_config(args.config, args.set or [])  # bad input fails before heavy imports
     from study.summary import summarize, write_outputs
     from study.tracking import StudyTracker, TrialTracker, default_tracking_uri, study_home
     from study.train import CHECKPOINT_FILE, train
 
-    cfg = load_trial_config(args.config, args.set or [])
     name = args.name or Path(args.config).stem
     out = Path(args.out) if args.out else study_home() / "train" / name
     out.mkdir(parents=True, exist_ok=True)

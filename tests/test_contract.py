@@ -1,0 +1,74 @@
+"""The run-data contract (docs/run-data.md): what `study` writes is what `analysis` reads.
+
+Names first (every tag, param, metric, artifact and column analysis declares in
+analysis.runs.READ_NAMES is produced by study), then a real round trip: `python -m study train`
+writes a one-trial study into a SQLite MLflow store and `analysis.load_study` reads it back.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis.runs import READ_NAMES, load_study
+from study import tracking
+from study.config import TrialConfig, load_trial_config
+from study.summary import summarize
+from study.train import EvalRecord, metric_names
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def written_tags() -> set[str]:
+    return {getattr(tracking, n) for n in dir(tracking) if n.startswith("TAG_")}
+
+
+def test_contract_tags_read_by_analysis_are_written_by_study():
+    assert set(READ_NAMES["tags"]) <= written_tags()
+
+
+def test_contract_params_read_by_analysis_exist_in_the_trial_config():
+    assert set(READ_NAMES["params"]) <= set(TrialConfig().flat())
+
+
+def _fake_history(cfg: TrialConfig) -> list[EvalRecord]:
+    names = metric_names(cfg)
+    return [EvalRecord(e, {k: (0.1 * e, 0.2) for k in names}, 0.0) for e in range(0, 50, 10)]
+
+
+@pytest.mark.parametrize("task", ["working_memory", "chaos_separation"])
+def test_contract_metrics_and_columns_read_by_analysis_are_written(task):
+    cfg = load_trial_config(overrides={"task.name": task, "train.eval_batch": 20})
+    s = summarize(cfg, _fake_history(cfg), [0, 1])
+    task_metric = "accuracy" if task == "working_memory" else "r2"
+    other = "r2" if task == "working_memory" else "accuracy"
+    curve = [m for m in READ_NAMES["metrics"] if not m.startswith(("final.", "t_", "lag", "n_"))]
+    assert set(curve) - {other} <= set(metric_names(cfg))
+    summary = [m for m in READ_NAMES["metrics"] if m not in curve]
+    assert set(summary) - {f"final.{other}"} <= set(s.metrics) | {"t_func", "t_struct", "lag"}
+    assert set(READ_NAMES["curve_columns"]) - {other} <= set(s.curves.columns)
+    assert set(READ_NAMES["seed_columns"]) - {f"final.{other}"} <= set(s.seeds.columns)
+    assert f"final.{task_metric}" in s.seeds.columns
+
+
+def test_contract_round_trip_through_mlflow(tmp_path):
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
+    env["STUDY_HOME"] = str(home)
+    out = subprocess.run(
+        [sys.executable, "-m", "study", "train", "search_spaces/smoke.yaml", "-q",
+         "--name", "contract", "--out", str(tmp_path / "run")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    data = load_study("contract", tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    assert len(data.trials) == 1 and data.trials["status"].iloc[0] == "finished"
+    assert len(data.seeds) == 2  # smoke: 2 seeds
+    assert sorted(data.curves["epoch"].unique()) == [0, 2, 4]
+    assert set(data.curves["seed"]) == {0, 1}
+    assert np.isfinite(data.seeds["final.q_func"]).all()
+    assert float(data.trials["mi.weight"].iloc[0]) == 0.1
