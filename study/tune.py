@@ -169,6 +169,8 @@ def trial(config: dict[str, Any], ctx: StudyContext) -> None:
     from study.summary import summarize, write_outputs
     from study.train import CHECKPOINT_FILE, train
 
+    for noisy in ("ray.tune", "ray.train"):  # per-checkpoint INFO lines drown the live table
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     params = {k: v for k, v in config.items()}
     cfg = trial_config_from_dict(apply_overrides(ctx.base, params, source=ctx.spec_path),
                                  source=ctx.spec_path)
@@ -371,9 +373,12 @@ def run_study(
                                   grace_period=sch.grace_period,
                                   reduction_factor=sch.reduction_factor)
     task_metric = "accuracy" if base_cfg.task.name == "working_memory" else "r2"
+    shown = {"epoch": "epoch", task_metric: task_metric[:3], "mi": "mi", "q_func": "q_func",
+             "q_struct": "q_struct"}
+    for metric, _ in objectives:  # the objective itself, not its constraint-penalised value
+        shown.setdefault(metric, metric)
     reporter = tune.CLIReporter(
-        metric_columns={"epoch": "epoch", task_metric: task_metric[:3], "mi": "mi",
-                        "q_func": "q_func", "q_struct": "q_struct", metric_keys[0]: "objective"},
+        metric_columns=shown,
         parameter_columns={k: k for k in swept},
         max_report_frequency=15, sort_by_metric=False,
     )
