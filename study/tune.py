@@ -419,32 +419,50 @@ def run_study(
         tracker.finish(status, message)
     outcome = StudyOutcome(name, experiment, tracking_uri, storage_url,
                            n_trials=len(grid), n_errors=grid.num_errors, resumed=resumed)
-    outcome.best = best_trials(storage_url, name, swept, objectives)
+    outcome.best = best_trials(tracker, swept, objectives, spec.constraints)
     return outcome
 
 
-def best_trials(storage_url: str, name: str, swept, objectives, k: int = 5) -> list[dict]:
-    """The top trials from the Optuna storage (the Pareto front for two objectives)."""
-    import optuna
+def best_trials(tracker: StudyTracker, swept, objectives, constraints, k: int = 5) -> list[dict]:
+    """The top trials by their raw summary metrics in MLflow (feasible ones first); for two
+    objectives, the Pareto front of the feasible trials."""
+    from study.config import parse_constraint
 
-    try:
-        ost = optuna.load_study(study_name=name, storage=storage_url)
-    except KeyError:
-        return []
-    complete = [t for t in ost.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if len(objectives) > 1:
-        chosen = ost.best_trials
-    else:
-        reverse = objectives[0][1] == "maximize"
-        chosen = sorted(complete, key=lambda t: t.value, reverse=reverse)[:k]
     rows = []
-    for t in chosen:
-        row = {"trial": t.number, **{key: t.params.get(key) for key in swept}}
-        vals = t.values if t.values is not None else []
-        for (metric, _), v in zip(objectives, vals):
-            row[metric] = v
+    for run in tracker.trial_runs():
+        m, params = run.data.metrics, run.data.params
+        row = {"trial": run.data.tags.get("study.trial_id", run.info.run_name),
+               **{key: params.get(key) for key in swept},
+               **{metric: m.get(metric, math.nan) for metric, _ in objectives},
+               "status": run.data.tags.get("study.status", "")}
+        feasible = all(
+            math.isfinite(m.get(c, math.nan)) and (m[c] >= b if op == ">=" else m[c] <= b)
+            for c, op, b in map(parse_constraint, constraints))
+        row["feasible"] = feasible
         rows.append(row)
-    return rows
+    signs = [1.0 if d == "maximize" else -1.0 for _, d in objectives]
+
+    def key(r):
+        vals = [s * r[metric] if math.isfinite(r[metric]) else -math.inf
+                for s, (metric, _) in zip(signs, objectives)]
+        return (r["feasible"], *vals)
+
+    rows.sort(key=key, reverse=True)
+    chosen = rows[:k]
+    if len(objectives) > 1:
+        front = []
+        for r in (r for r in rows if r["feasible"]):
+            v = [s * r[metric] for s, (metric, _) in zip(signs, objectives)]
+            dominated = any(all(a >= b for a, b in zip(w, v)) and w != v for w in
+                            ([s * f[metric] for s, (metric, _) in zip(signs, objectives)]
+                             for f in rows if f["feasible"]))
+            if not dominated:
+                front.append(r)
+        chosen = front
+    if not constraints:
+        for r in chosen:
+            r.pop("feasible")
+    return chosen
 
 
 def format_outcome(outcome: StudyOutcome) -> str:
