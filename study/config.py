@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -437,7 +438,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     key, raw = text.split("=", 1)
     key = key.strip()
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml_text(raw) if raw.strip() else None
     except yaml.YAMLError as e:
         raise ConfigError(f"value of '{key}' is not valid YAML: {raw!r}", source="--set") from e
     return key, value
@@ -486,12 +487,32 @@ def _lists_to_tuples(node: Any) -> Any:
     return node
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads 1e-3 as a float (YAML 1.1 wants 1.0e-3 and gives a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def load_yaml_text(text: str) -> Any:
+    """yaml.safe_load, except that scientific notation without a dot is a float."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def read_yaml(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"no such file: {path}", source=str(path))
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        return load_yaml_text(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"not valid YAML: {e}", source=str(path)) from e
 
@@ -665,8 +686,6 @@ class StudySpec(_Strict):
 
 def parse_constraint(text: str) -> tuple[str, str, float]:
     """'final.success_rate >= 0.9' -> ('final.success_rate', '>=', 0.9)."""
-    import re
-
     m = re.fullmatch(r"\s*([A-Za-z_][\w.]*)\s*(>=|<=)\s*(-?[\d.eE+-]+)\s*", text)
     if not m or m.group(1) not in SUMMARY_METRICS:
         raise ValueError(f"constraint must look like '<summary metric> >= <number>' (or <=), "

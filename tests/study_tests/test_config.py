@@ -234,8 +234,7 @@ def test_parse_assignment_rejects_malformed(text, match):
         parse_assignment(text)
 
 
-@pytest.mark.xfail(reason="BUG: YAML 1.1 (PyYAML) reads '1e-3' as a string, so scientific "
-                          "notation without a dot is rejected for float fields", strict=True)
+# regression: YAML 1.1 (PyYAML) reads '1e-3' as a string; study.config's loader reads a float
 @pytest.mark.parametrize("how", ["set", "file"])
 def test_scientific_notation_is_a_float(how, tmp_path):
     if how == "set":
