@@ -106,12 +106,13 @@ def test_estimate_mi_of_independent_data_is_near_zero(estimator):
 
 def test_infonce_saturates_at_log_block():
     rng = np.random.default_rng(6)
-    x = rng.standard_normal((4000, 2))
-    # y = x: the MI is unbounded, InfoNCE with blocks of 16 is at most ln 16 = 2.77
+    x = rng.standard_normal((4000, 8))
+    # y = x: the MI is unbounded, InfoNCE with blocks of 16 is at most ln 16 = 2.77, and a
+    # critic that separates the 16 rows of a block gets close to it
     got = estimate_mi(x, x, estimator="infonce", steps=300, batch=64, width=32, depth=1,
-                      nce_block=16, seed=0)
+                      lr=1e-2, nce_block=16, seed=0)
     assert got <= math.log(16) + 1e-6
-    assert got >= math.log(16) - 0.15
+    assert got >= math.log(16) - 0.05
 
 
 @pytest.mark.parametrize("block", [2, 8, 32])
@@ -359,6 +360,7 @@ def test_penalty_freezes_critic_and_grads_only_activity(estimator):
                      critic={"width": 16, "depth": 2}, seed=1)
     gen = torch.Generator().manual_seed(3)
     est.critic_step(torch.randn(2, 64, 5, generator=gen), gen)  # a non-trivial EMA for mine
+    est.optimizer.zero_grad()
     before = {k: v.clone() for k, v in est.critic.state_dict().items()}
     act = torch.randn(2, 64, 5, generator=gen, requires_grad=True)
 
@@ -447,7 +449,7 @@ def test_subgroup_mi_rejects_bad_arguments(kwargs, match):
     (np.zeros((100, 2)), np.zeros((99, 2)), {},
      r"x and y must be \(M, dx\) and \(M, dy\) with the same M, but got shapes \(100, 2\) and "
      r"\(99, 2\)"),
-    (np.zeros((10, 2, 2)), np.zeros((10, 2)), {}, r"but got shapes \(10, 2, 2\) and \(10, 2\)"),
+    (np.zeros((10, 2, 2)), np.zeros((10, 2)), {}, r".*but got shapes \(10, 2, 2\) and \(10, 2\)"),
     (np.zeros((1000, 2)), np.zeros((1000, 2)), {"estimator": "nwj"},
      r"estimator must be one of .*, but got 'nwj'"),
     (np.zeros((600, 2)), np.zeros((600, 2)), {},
