@@ -1,8 +1,7 @@
-"""Science-core benchmark: leaky-RNN forward / BPTT over the reference segment and one critic step,
-as a function of the population size S (method.md §5.1 sizes; feasibility.md §4, §8 for context).
+"""Core benchmark: leaky-RNN forward / BPTT over the reference segment and a critic step vs S.
 
 Run: .venv/bin/python bench/bench_core.py [--threads N] [--device cpu|cuda] [--repeats R]
-Writes bench/results/core-<hostname>.json (machine details included) and prints a table.
+Writes bench/results/core-<hostname>[-cuda].json with the machine details; prints a table.
 """
 
 from __future__ import annotations
@@ -162,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "per_seed_ratios": ratios,
     }
-    out = args.out or HERE / "results" / f"core-{record['machine']['hostname']}.json"
+    suffix = "" if args.device == "cpu" else f"-{args.device}"  # GPU hosts may share a name
+    out = args.out or HERE / "results" / f"core-{record['machine']['hostname']}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out}")
