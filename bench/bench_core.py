@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     for backward in (False, True):
         for s in seeds:
             name = "leaky forward+backward" if backward else "leaky forward (no grad)"
-            cases.append((name, s, None, lambda s=s, b=backward: leaky_call(s, device, backward=b)))
+            cases.append((name, s, None,
+                          lambda s=s, b=backward: leaky_call(s, device, backward=b)))
     for pairs in (REF_PAIRS, SUB_PAIRS):
         for s in critic_seeds:
             cases.append(("critic step", s, pairs, lambda s=s, p=pairs: critic_call(s, p, device)))
@@ -145,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         lo, hi = per_seed(name, min(seeds)), per_seed(name, max(seeds))
         ratios[f"{name}: per-seed time S={max(seeds)} / S={min(seeds)}"] = hi / lo
     for pairs in (REF_PAIRS, SUB_PAIRS):
-        lo, hi = (per_seed("critic step", s, pairs) for s in (min(critic_seeds), max(critic_seeds)))
+        lo, hi = (per_seed("critic step", s, pairs)
+                  for s in (min(critic_seeds), max(critic_seeds)))
         ratios[f"critic step {pairs} pairs: per-seed time S={max(critic_seeds)} / "
                f"S={min(critic_seeds)}"] = hi / lo
     for key, value in ratios.items():

@@ -107,8 +107,10 @@ def test_unknown_key_suggests_closest(tree, key, match):
 
 
 @pytest.mark.parametrize("tree, match", [
-    ({"network": {"hidden": "40"}}, r"key 'network\.hidden': expected a valid integer, but got '40'"),
-    ({"network": {"hidden": 40.0}}, r"key 'network\.hidden': expected a valid integer, but got 40\.0"),
+    ({"network": {"hidden": "40"}},
+     r"key 'network\.hidden': expected a valid integer, but got '40'"),
+    ({"network": {"hidden": 40.0}},
+     r"key 'network\.hidden': expected a valid integer, but got 40\.0"),
     ({"optim": {"lr": "fast"}}, r"key 'optim\.lr': expected a valid number, but got 'fast'"),
     ({"task": {"name": "maze"}},
      r"key 'task\.name': expected 'working_memory' or 'chaos_separation', but got 'maze'"),
@@ -121,11 +123,15 @@ def test_wrong_type_names_key_and_value(tree, match):
 
 
 @pytest.mark.parametrize("tree, match", [
-    ({"network": {"alpha": 1.5}}, r"key 'network\.alpha': expected less than or equal to 1, but got 1\.5"),
-    ({"network": {"hidden": 1}}, r"key 'network\.hidden': expected greater than or equal to 2, but got 1"),
-    ({"mi": {"weight": -0.1}}, r"key 'mi\.weight': expected greater than or equal to 0, but got -0\.1"),
+    ({"network": {"alpha": 1.5}},
+     r"key 'network\.alpha': expected less than or equal to 1, but got 1\.5"),
+    ({"network": {"hidden": 1}},
+     r"key 'network\.hidden': expected greater than or equal to 2, but got 1"),
+    ({"mi": {"weight": -0.1}},
+     r"key 'mi\.weight': expected greater than or equal to 0, but got -0\.1"),
     ({"seeds": 0}, r"key 'seeds': expected greater than or equal to 1, but got 0"),
-    ({"task": {"wm": {"p_onset": 1.0}}}, r"key 'task\.wm\.p_onset': expected less than 1, but got 1\.0"),
+    ({"task": {"wm": {"p_onset": 1.0}}},
+     r"key 'task\.wm\.p_onset': expected less than 1, but got 1\.0"),
 ])
 def test_out_of_range_names_bound_and_value(tree, match):
     with pytest.raises(ConfigError, match=match):
@@ -137,7 +143,8 @@ def test_out_of_range_names_bound_and_value(tree, match):
      r"partition\.groups must be at most network\.hidden, but got network\.hidden=40, "
      r"partition\.groups=41"),
     ({"task": {"wm": {"washout": 2000}}},
-     r"task\.wm\.washout must be shorter than task\.wm\.segment, but got washout=2000, segment=2000"),
+     r"task\.wm\.washout must be shorter than task\.wm\.segment, but got washout=2000, "
+     r"segment=2000"),
     ({"mi": {"pairs": 40001}},
      r"mi\.pairs must be at most the \(batch x time\) rows available \(40000\), but got "
      r"mi\.pairs=40001; use 0 for all rows"),
@@ -147,8 +154,10 @@ def test_out_of_range_names_bound_and_value(tree, match):
      r"train\.checkpoint_every must be a multiple of train\.eval_every, but got "
      r"checkpoint_every=30, eval_every=25"),
     ({"partition": {"groups": 2, "sizes": [10, 20]}},
-     r"partition\.sizes must be 2 positive sizes summing to network\.hidden=40, but got \[10, 20\]"),
-    ({"partition": {"groups": 3, "sizes": [20, 20]}}, r"partition\.sizes must be 3 positive sizes"),
+     r"partition\.sizes must be 2 positive sizes summing to network\.hidden=40, but got "
+     r"\[10, 20\]"),
+    ({"partition": {"groups": 3, "sizes": [20, 20]}},
+     r"partition\.sizes must be 3 positive sizes"),
     ({"partition": {"groups": 1}}, r"mi\.weight > 0 needs partition\.groups >= 2, but got 1"),
     ({"mi": {"estimator": "infonce", "pairs": 100, "nce_block": 128}},
      r"mi\.nce_block must be at most the rows per estimate \(100\), but got 128"),
@@ -169,8 +178,8 @@ def test_several_errors_are_listed_one_per_line():
 
 
 def test_non_mapping_config_is_rejected():
-    with pytest.raises(ConfigError, match=r"s\.yaml: a trial config must be a mapping of sections, "
-                                          r"but got list"):
+    with pytest.raises(ConfigError, match=r"s\.yaml: a trial config must be a mapping of "
+                                          r"sections, but got list"):
         trial_config_from_dict([1, 2], source="s.yaml")
 
 

@@ -77,7 +77,8 @@ ESTIMATOR_KW = {
 def test_estimate_mi_recovers_gaussian_mi(estimator, mi):
     rng = np.random.default_rng(int(mi * 10))
     x, y, _ = _correlated(rng, M, D, mi)
-    got = estimate_mi(x, y, estimator=estimator, holdout=HOLDOUT, seed=1, **ESTIMATOR_KW[estimator])
+    got = estimate_mi(x, y, estimator=estimator, holdout=HOLDOUT, seed=1,
+                      **ESTIMATOR_KW[estimator])
     if estimator == "infonce":
         # the target is the optimal critic's InfoNCE at block K = 128, which saturates towards
         # ln K (2.76 at I = 3); it is averaged over the N_TEST/K held-out blocks
@@ -98,7 +99,8 @@ def test_estimate_mi_recovers_gaussian_mi(estimator, mi):
 def test_estimate_mi_of_independent_data_is_near_zero(estimator):
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((M, D)), rng.standard_normal((M, D))
-    got = estimate_mi(x, y, estimator=estimator, holdout=HOLDOUT, seed=2, **ESTIMATOR_KW[estimator])
+    got = estimate_mi(x, y, estimator=estimator, holdout=HOLDOUT, seed=2,
+                      **ESTIMATOR_KW[estimator])
     # true MI is 0; a held-out bound of a slightly overfit critic scatters around it, mostly
     # below: a band, not >= 0 (ground-truth.md)
     assert -0.05 <= got <= 0.03
@@ -435,7 +437,8 @@ def test_take_rows_equals_gather():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"estimator": "nwj"}, r"SubgroupMI: estimator must be one of .*, but got 'nwj'"),
-    ({"noise_mode": "both"}, r"noise_mode must be 'clean_partner' or 'noisy_partner', but got 'both'"),
+    ({"noise_mode": "both"},
+     r"noise_mode must be 'clean_partner' or 'noisy_partner', but got 'both'"),
     ({"penalty": "sum"}, r"kind must be one of .*, but got 'sum'"),
     ({"critic": {"activation": "tanh"}}, r"Critic: activation must be 'relu' or 'leaky_relu'"),
     ({"critic": {"depth": 0}}, r"Critic: depth and width must be >= 1, got depth=0"),

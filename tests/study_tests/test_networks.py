@@ -3,7 +3,6 @@ transcriptions of method.md §3.1 and §7.2 (and torch.nn.GRU), population batch
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -93,7 +92,8 @@ def test_leaky_scan_accepts_non_contiguous_upstream_gradient():
 def _leaky_reference(net, u, x0, noise, n_transient):
     """Direct transcription of method.md §3.1 for each seed, with the transient under no_grad.
 
-    x_t = (1 − α)·x_{t−1} + α·(u_t W_in + b + tanh(x_{t−1}) W_rec) + ξ_t;  z_t = tanh(x_t) W_out + b_out
+    x_t = (1 − α)·x_{t−1} + α·(u_t W_in + b + tanh(x_{t−1}) W_rec) + ξ_t
+    z_t = tanh(x_t) W_out + b_out
     """
     a = net.alpha
     states, outs = [], []

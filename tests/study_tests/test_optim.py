@@ -204,5 +204,6 @@ def test_from_config_reads_every_field():
 
 
 def test_replica_optimizer_rejects_unknown_kind():
-    with pytest.raises(ValueError, match=r"optimizer kind must be 'rmsprop' or 'adam', but got 'sgd'"):
+    with pytest.raises(ValueError,
+                       match=r"optimizer kind must be 'rmsprop' or 'adam', but got 'sgd'"):
         ReplicaOptimizer([torch.zeros(1, requires_grad=True)], kind="sgd")
