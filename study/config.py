@@ -414,6 +414,9 @@ def format_validation_error(
             lines.append(f"unknown key '{key}'{hint}{allowed}")
         elif e["type"] == "value_error":
             msg = str(e["msg"]).removeprefix("Value error, ")
+            if not key:  # a cross-field check: its message starts with the key it is about
+                m = re.match(r"([a-z_]+(?:\.[a-z_]+)+) ", msg)
+                first_key = first_key or (prefix + m.group(1) if m else None)
             lines.append(f"key '{key}': {msg}" if key else msg)
         else:
             expected = " or ".join(dict.fromkeys(_expectation(x) for x in errs))

@@ -59,6 +59,11 @@ def penalty_terms(labels: np.ndarray, kind: str = "pairwise") -> PenaltyTerms:
     if k < 2:
         raise ValueError(f"penalty_terms(): need at least 2 groups, but got {k}")
     members = [np.flatnonzero(labels == g) for g in range(k)]
+    empty = [g for g, m in enumerate(members) if m.size == 0]
+    if empty or labels.min() < 0:
+        raise ValueError(f"penalty_terms(): labels must use every group 0..{k - 1} and nothing "
+                         f"else, but group(s) {empty or [int(labels.min())]} are "
+                         f"{'empty' if empty else 'negative'}")
     if kind == "pairwise":
         pairs = [(members[i], members[j], f"G{i + 1};G{j + 1}")
                  for i in range(k) for j in range(i + 1, k)]

@@ -77,6 +77,7 @@ class _LeakyScan(torch.autograd.Function):
     def backward(ctx, grad_xs: Tensor):
         x0, w, xs = ctx.saved_tensors
         alpha = ctx.alpha
+        grad_xs = grad_xs.contiguous()  # a loss on a transposed view hands us strided gradients
         s, n_t, b, n = xs.shape
         # rates r_{t-1} feeding step t, and tanh' at those states
         r_prev = torch.tanh(torch.cat([x0.unsqueeze(1), xs[:, :-1]], dim=1))  # (S, T, B, N)
@@ -227,7 +228,6 @@ class GRU(nn.Module):
         *,
         noise: float = 0.0,
         seed: int = 0,
-        **_: float,
     ):
         super().__init__()
         _check_sizes(n_seeds, n_inputs, n_hidden, n_outputs)

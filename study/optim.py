@@ -49,10 +49,19 @@ class ReplicaOptimizer:
         )
         self.clip_norm, self.clip_value = clip_norm, clip_value
         self.step_count = 0
-        self.state: list[dict[str, Tensor]] = [
-            {"v": torch.zeros_like(p)} | ({"m": torch.zeros_like(p)} if kind == "adam" else {})
-            for p in self.params
-        ]
+        self.state: list[dict[str, Tensor]] = [self._fresh(p) for p in self.params]
+
+    def _fresh(self, p: Tensor) -> dict[str, Tensor]:
+        return {"v": torch.zeros_like(p)} | ({"m": torch.zeros_like(p)}
+                                             if self.kind == "adam" else {})
+
+    def _follow(self) -> None:
+        """Keep the state on the parameters' device (a module moved with .to() after we were
+        built, e.g. SubgroupMI(...).to("cuda"))."""
+        for i, p in enumerate(self.params):
+            st = self.state[i]
+            if st["v"].device != p.device:
+                self.state[i] = {k: v.to(p.device) for k, v in st.items()}
 
     @classmethod
     def from_config(cls, params: Iterable[Tensor], cfg: Any) -> ReplicaOptimizer:
@@ -66,6 +75,7 @@ class ReplicaOptimizer:
 
     @torch.no_grad()
     def step(self) -> None:
+        self._follow()
         self.step_count += 1
         t = self.step_count
         for p, st in zip(self.params, self.state):
@@ -94,6 +104,7 @@ class ReplicaOptimizer:
                 "state": [{k: v.clone() for k, v in st.items()} for st in self.state]}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
+        self._follow()
         self.step_count = int(sd["step_count"])
         for st, saved in zip(self.state, sd["state"]):
             for k, v in saved.items():

@@ -126,7 +126,7 @@ def ramp_targets(events: np.ndarray, slope: float) -> np.ndarray:
     s_t is the last non-zero event at or before t. Computed run by run instead of step by step:
     within a run of constant s the target is a clipped ramp from the run's starting value, so only
     the few run boundaries need a sequential pass (a 3000-step Python loop costs ~10 ms per batch).
-    Returns float32: the ±1 plateaus are exact, ramp values carry float32 rounding (~1e-6).
+    Returns float32: the ±1 plateaus are exact; ramps are computed in float64, then rounded.
     """
     lead_shape, t_len = events.shape[:-1], events.shape[-1]
     ev = events.reshape(-1, t_len)  # (Q, T)
@@ -138,7 +138,7 @@ def ramp_targets(events: np.ndarray, slope: float) -> np.ndarray:
     # runs over t >= 1 (y_0 = 0 is fixed); a run starts at t = 1 and wherever s changes
     s1 = s[:, 1:]
     n = t_len - 1
-    y = np.zeros((q, t_len), dtype=np.float32)
+    y = np.zeros((q, t_len))
     if n > 0:
         start = np.ones((q, n), dtype=bool)
         np.not_equal(s1[:, 1:], s1[:, :-1], out=start[:, 1:])
@@ -155,11 +155,11 @@ def ramp_targets(events: np.ndarray, slope: float) -> np.ndarray:
             v[:, r + 1] = np.clip(v[:, r] + slope * run_sign[:, r] * run_len[:, r], -1.0, 1.0)
         # value at step t = clip(v_run + slope·s·(steps into the run)); the per-run offset
         # v_run − slope·s·(run_start − 1) makes this one fused pass over (Q, T)
-        offset = (v - slope * run_sign * (run_start[:, :-1] - 1)).astype(np.float32)
+        offset = v - slope * run_sign * (run_start[:, :-1] - 1)
         ramp = np.take_along_axis(offset, run, axis=1)
-        ramp += np.float32(slope) * s1 * np.arange(n, dtype=np.float32)
+        ramp += slope * s1 * np.arange(n, dtype=np.float64)
         np.clip(ramp, -1.0, 1.0, out=y[:, 1:])
-    return y.reshape(*lead_shape, t_len)
+    return y.astype(np.float32).reshape(*lead_shape, t_len)
 
 
 def _check_int(name: str, value: int, low: int) -> None:

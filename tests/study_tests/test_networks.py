@@ -71,9 +71,7 @@ def test_leaky_scan_skips_weight_gradient_when_not_needed():
     torch.testing.assert_close(drive.grad, ref_drive.grad)
 
 
-@pytest.mark.xfail(reason="BUG: _LeakyScan.backward builds grad_drive with empty_like(grad_xs), "
-                          "which keeps a non-contiguous upstream layout, then calls .view()",
-                   strict=True)
+# regression: _LeakyScan.backward kept a non-contiguous upstream layout, then called .view()
 def test_leaky_scan_accepts_non_contiguous_upstream_gradient():
     drive, x0, w = _leaves(_gen(2), 2, 5, 3, 4)
     upstream = _randn(_gen(3), 2, 3, 5, 4)  # (S, B, T, N): a loss on the batch-major view
