@@ -232,15 +232,15 @@ class Trainer:
         evaluating = purpose == "eval"
         rng = self.eval_rng if evaluating else self.data_rng
         gen = self.eval_gen if evaluating else self.gen
+        batch = cfg.train.eval_batch if evaluating else cfg.task.batch
         if evaluating and hasattr(self.task, "test_set"):
-            x, y = self.task.test_set(cfg.train.eval_batch)  # the fixed test pool (method.md §6.5)
-            x = np.broadcast_to(x, (s, *x.shape))
-            y = np.broadcast_to(y, (s, *y.shape))
+            x, y = self.task.test_set(batch)  # the fixed test pool (method.md §6.5)
+            inputs, targets = self._to_device(np.broadcast_to(x, (s, *x.shape)),
+                                              np.broadcast_to(y, (s, *y.shape)))
+        elif hasattr(self.task, "sample_tensors"):  # generated on the training device
+            inputs, targets = self.task.sample_tensors(gen, s, batch, self.device)
         else:
-            batch = cfg.train.eval_batch if evaluating else cfg.task.batch
-            x, y = self.task.sample([rng] * s, batch)
-        inputs = torch.as_tensor(np.ascontiguousarray(x.transpose(0, 2, 1, 3)), device=self.device)
-        targets = torch.as_tensor(np.ascontiguousarray(y.transpose(0, 2, 1, 3)), device=self.device)
+            inputs, targets = self._to_device(*self.task.sample([rng] * s, batch))
         t_len, b = inputs.shape[1], inputs.shape[2]
         if cfg.network.kind == "gru" or (purpose == "critic" and cfg.train.critic_x0_zero):
             x0 = torch.zeros(s, b, n, device=self.device)  # GRU: Keras zero state
@@ -252,6 +252,11 @@ class Trainer:
             noise.mul_(cfg.network.noise)
         self.timings["data"] += time.perf_counter() - t0
         return inputs, targets, x0, noise
+
+    def _to_device(self, x: np.ndarray, y: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Task arrays (S, B, T, ·) -> seed-major, time-major tensors (S, T, B, ·)."""
+        return tuple(torch.as_tensor(np.ascontiguousarray(a.transpose(0, 2, 1, 3)),
+                                     device=self.device) for a in (x, y))
 
     # -- critic ---------------------------------------------------------------------------------
     def _critic_round(self, n_steps: int) -> Tensor | None:

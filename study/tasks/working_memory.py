@@ -1,8 +1,9 @@
 """n-bit flip-flop working-memory task with on/off pulse lines and ramped ±1 targets (method.md §2).
 
-Arrays are NumPy float32 with the seed axis first: inputs (S, B, transient + segment, 2·n_bits)
-ordered (on₁, off₁, on₂, off₂, ...), targets (S, B, segment, n_bits) aligned with the last
-`segment` input steps. Deterministic for given `np.random.Generator`s.
+`sample` gives NumPy float32 arrays with the seed axis first: inputs (S, B, transient + segment,
+2·n_bits) ordered (on₁, off₁, on₂, off₂, ...), targets (S, B, segment, n_bits) aligned with the
+last `segment` input steps, deterministic for given `np.random.Generator`s. `sample_tensors`
+generates the same signals as torch tensors on the training device from a `torch.Generator`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 __all__ = ["WorkingMemory", "ramp_targets"]
 
@@ -90,76 +92,97 @@ class WorkingMemory:
             float32.
         """
         _check_int("batch", batch, 1)
-        total = self.transient + self.seq_len
         # time is the last axis internally (contiguous cumulative sums); one extra step because
         # the target at index t may be y_{t+1} (method.md §2.3)
         onsets = np.stack(
-            [rng.random((batch, self.n_inputs, total + 1), dtype=np.float32) < self.p_onset
-             for rng in rngs]
+            [rng.random((batch, self.n_inputs, self.transient + self.seq_len + 1),
+                        dtype=np.float32) < self.p_onset for rng in rngs]
         )  # (S, B, 2n, T+1)
+        inputs, targets = self._signals(torch.from_numpy(onsets))
+        return (inputs.permute(0, 2, 1, 3).numpy(),  # (S, T, B, ·) -> (S, B, T, ·)
+                targets.permute(0, 2, 1, 3).contiguous().numpy())
+
+    def sample_tensors(
+        self, gen: torch.Generator, n_seeds: int, batch: int, device: torch.device | str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fresh sequences generated where they are used (e.g. on the GPU), seed-major then
+        time-major as the networks want them: inputs (S, T, B, 2·n_bits) and targets
+        (S, segment, B, n_bits), float32."""
+        _check_int("batch", batch, 1)
+        shape = (n_seeds, batch, self.n_inputs, self.transient + self.seq_len + 1)
+        onsets = torch.rand(shape, generator=gen, device=device) < self.p_onset
+        return self._signals(onsets)
+
+    def _signals(self, onsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Onsets (S, B, 2n, T+1) bool -> inputs (S, T, B, 2n) and targets (S, T', B, n)."""
+        total = self.transient + self.seq_len
         if self.off_cue:
             onsets[:, :, 1::2, 0] = True
         on, off = onsets[:, :, 0::2], onsets[:, :, 1::2]  # (S, B, n, T+1)
 
         # a line is high while any onset lies in its last pulse_len steps
-        csum = np.cumsum(onsets, axis=-1, dtype=np.int32)
+        csum = torch.cumsum(onsets, dim=-1, dtype=torch.int32)
         pulses = csum > 0
-        pulses[..., self.pulse_len:] = (csum[..., self.pulse_len:] - csum[..., : -self.pulse_len]) > 0
+        pulses[..., self.pulse_len:] = (csum[..., self.pulse_len:]
+                                        - csum[..., : -self.pulse_len]) > 0
 
         # latent state: +1 after an on onset, -1 after an off onset, "on" wins ties; s_0 = 2·on_0 − 1
-        events = off.astype(np.int8)
-        np.negative(events, out=events)
-        events[on] = 1
-        events[..., 0] = np.where(on[..., 0], 1, -1)
+        events = torch.where(on, 1, torch.where(off, -1, 0)).to(torch.int8)
+        events[..., 0] = torch.where(on[..., 0], 1, -1).to(torch.int8)
         y = ramp_targets(events, self.slope)  # (S, B, n, T+1)
 
-        inputs = pulses[..., :total].transpose(0, 1, 3, 2).astype(np.float32)
+        inputs = pulses[..., :total].permute(0, 3, 1, 2).to(torch.float32)
         lead = self.target_lead
-        targets = y[..., lead + self.transient: lead + total].transpose(0, 1, 3, 2)
-        return inputs, np.ascontiguousarray(targets, dtype=np.float32)
+        targets = y[..., lead + self.transient: lead + total].permute(0, 3, 1, 2)
+        return inputs.contiguous(), targets.contiguous()
 
 
-def ramp_targets(events: np.ndarray, slope: float) -> np.ndarray:
+def ramp_targets(events, slope: float):
     """Ramped targets y_t = clip(y_{t−1} + slope·s_t, −1, 1), y_0 = 0, along the last axis.
 
     `events` (..., T) holds +1/−1 at state switches and 0 elsewhere (events[..., 0] ≠ 0);
     s_t is the last non-zero event at or before t. Computed run by run instead of step by step:
     within a run of constant s the target is a clipped ramp from the run's starting value, so only
-    the few run boundaries need a sequential pass (a 3000-step Python loop costs ~10 ms per batch).
-    Returns float32: the ±1 plateaus are exact; ramps are computed in float64, then rounded.
+    the few run boundaries need a sequential pass (a 3000-step Python loop costs ~10 ms per batch,
+    and far more on a GPU). Accepts a NumPy array or a torch tensor (on any device) and returns
+    the same kind, float32: the ±1 plateaus are exact; ramps are computed in float64.
     """
+    if isinstance(events, np.ndarray):
+        return ramp_targets(torch.from_numpy(events), slope).numpy()
     lead_shape, t_len = events.shape[:-1], events.shape[-1]
+    dev = events.device
     ev = events.reshape(-1, t_len)  # (Q, T)
     q = ev.shape[0]
-    times = np.arange(t_len, dtype=np.int32)
-    last = np.maximum.accumulate(np.where(ev != 0, times, 0).astype(np.int32), axis=1)
-    s = np.take_along_axis(ev, last, axis=1)  # (Q, T) int8
+    times = torch.arange(t_len, device=dev)
+    last = torch.cummax(torch.where(ev != 0, times, 0), dim=1).values
+    s = torch.gather(ev, 1, last)  # (Q, T) int8
 
     # runs over t >= 1 (y_0 = 0 is fixed); a run starts at t = 1 and wherever s changes
     s1 = s[:, 1:]
     n = t_len - 1
-    y = np.zeros((q, t_len))
+    y = torch.zeros((q, t_len), dtype=torch.float64, device=dev)
     if n > 0:
-        start = np.ones((q, n), dtype=bool)
-        np.not_equal(s1[:, 1:], s1[:, :-1], out=start[:, 1:])
-        rows, cols = np.nonzero(start)
-        run = np.cumsum(start, axis=1, dtype=np.int32) - 1  # run index of each step
+        start = torch.ones((q, n), dtype=torch.bool, device=dev)
+        start[:, 1:] = s1[:, 1:] != s1[:, :-1]
+        rows, cols = torch.nonzero(start, as_tuple=True)
+        run = torch.cumsum(start, dim=1) - 1  # run index of each step
         n_runs = int(run[:, -1].max()) + 1
-        run_start = np.full((q, n_runs + 1), n, dtype=np.int32)
-        run_start[rows, run[rows, cols]] = cols
-        run_len = np.diff(run_start, axis=1)  # (Q, R); runs past a row's last are ignored
-        run_sign = np.zeros((q, n_runs), dtype=np.float64)
-        run_sign[rows, run[rows, cols]] = s1[rows, cols]
-        v = np.zeros((q, n_runs))  # target value just before each run
+        idx = run[rows, cols]
+        run_start = torch.full((q, n_runs + 1), n, dtype=torch.int64, device=dev)
+        run_start[rows, idx] = cols
+        run_len = torch.diff(run_start, dim=1).to(torch.float64)  # runs past a row's end: unused
+        run_sign = torch.zeros((q, n_runs), dtype=torch.float64, device=dev)
+        run_sign[rows, idx] = s1[rows, cols].to(torch.float64)
+        v = torch.zeros((q, n_runs), dtype=torch.float64, device=dev)  # value before each run
         for r in range(n_runs - 1):
-            v[:, r + 1] = np.clip(v[:, r] + slope * run_sign[:, r] * run_len[:, r], -1.0, 1.0)
+            v[:, r + 1] = torch.clamp(v[:, r] + slope * run_sign[:, r] * run_len[:, r], -1.0, 1.0)
         # value at step t = clip(v_run + slope·s·(steps into the run)); the per-run offset
         # v_run − slope·s·(run_start − 1) makes this one fused pass over (Q, T)
         offset = v - slope * run_sign * (run_start[:, :-1] - 1)
-        ramp = np.take_along_axis(offset, run, axis=1)
-        ramp += slope * s1 * np.arange(n, dtype=np.float64)
-        np.clip(ramp, -1.0, 1.0, out=y[:, 1:])
-    return y.astype(np.float32).reshape(*lead_shape, t_len)
+        ramp = torch.gather(offset, 1, run)
+        ramp += slope * s1 * torch.arange(n, dtype=torch.float64, device=dev)
+        y[:, 1:] = torch.clamp(ramp, -1.0, 1.0)
+    return y.to(torch.float32).reshape(*lead_shape, t_len)
 
 
 def _check_int(name: str, value: int, low: int) -> None:
