@@ -298,18 +298,26 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return tree
 
 
+def _section(ann: Any) -> Any:
+    """What a field annotation holds: a model class, ("dict", value type) for a dict of
+    models (the spec's `search`), or None for a leaf (Optional/union members included)."""
+    if getattr(ann, "__origin__", None) is dict:
+        return ("dict", ann.__args__[1])
+    for a in [ann, *getattr(ann, "__args__", ())]:
+        if isinstance(a, type) and issubclass(a, BaseModel):
+            return a
+    return None
+
+
 def _valid_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
     """Every dotted key of a model; section names too (they are valid keys of their parent)."""
     model = model or TrialConfig
     keys: list[str] = []
     for name, field in model.model_fields.items():
         keys.append(prefix + name)
-        ann = field.annotation
-        sub = [a for a in getattr(ann, "__args__", ()) if isinstance(a, type)] + [ann]
-        for a in sub:
-            if isinstance(a, type) and issubclass(a, BaseModel):
-                keys.extend(_valid_keys(a, f"{prefix}{name}."))
-                break
+        sub = _section(field.annotation)
+        if isinstance(sub, type):
+            keys.extend(_valid_keys(sub, f"{prefix}{name}."))
     return keys
 
 
@@ -333,8 +341,9 @@ def closest_key(key: str, candidates: Iterable[str]) -> str | None:
     return leaves[match[0]] if match else None
 
 
-def _dotted(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
-    """Keep the field names of a pydantic error location, drop union-branch labels."""
+def _walk(loc: tuple[Any, ...], model: type[BaseModel]) -> tuple[list[str], Any]:
+    """Dotted parts of a pydantic error location (union-branch labels dropped) and the section
+    the last part lives in."""
     parts: list[str] = []
     node: Any = model
     for item in loc:
@@ -343,45 +352,25 @@ def _dotted(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
             continue
         if isinstance(node, tuple):  # a dict field: this item is one of its keys
             parts.append(str(item))
-            node = node[1]
+            node = node[1] if isinstance(node[1], type) and issubclass(node[1], BaseModel) \
+                else None
             continue
         fields = getattr(node, "model_fields", None)
         if fields is None:
             continue  # inside a union or a leaf: branch labels such as 'int'
         parts.append(str(item))  # a field, or an unknown key of this section
-        ann = fields[item].annotation if item in fields else None
-        node = None
-        for a in [ann, *getattr(ann, "__args__", ())]:
-            if isinstance(a, type) and issubclass(a, BaseModel):
-                node = a
-                break
-        if getattr(ann, "__origin__", None) is dict:
-            value_type = ann.__args__[1]
-            node = ("dict", value_type if isinstance(value_type, type)
-                    and issubclass(value_type, BaseModel) else None)
-    return ".".join(parts).replace(".[", "[")
+        node = _section(fields[item].annotation) if item in fields else None
+    return parts, node
+
+
+def _dotted(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
+    """Keep the field names of a pydantic error location, drop union-branch labels."""
+    return ".".join(_walk(loc, model)[0]).replace(".[", "[")
 
 
 def _model_at(loc: tuple[Any, ...], model: type[BaseModel]) -> type[BaseModel] | None:
     """The model class of the section at a pydantic error location (None if not a model)."""
-    node: Any = model
-    for item in loc:
-        if isinstance(item, int):
-            continue
-        if isinstance(node, tuple):
-            node = node[1]
-            continue
-        fields = getattr(node, "model_fields", None)
-        if fields is None or item not in fields:
-            return None
-        ann = fields[item].annotation
-        node = None
-        for a in [ann, *getattr(ann, "__args__", ())]:
-            if isinstance(a, type) and issubclass(a, BaseModel):
-                node = a
-                break
-        if getattr(ann, "__origin__", None) is dict:
-            node = ("dict", ann.__args__[1])
+    node = _walk(loc, model)[1] if loc else model
     return node if isinstance(node, type) and issubclass(node, BaseModel) else None
 
 

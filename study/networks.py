@@ -102,7 +102,28 @@ def leaky_scan(drive: Tensor, x0: Tensor, w: Tensor, alpha: float) -> Tensor:
     return _LeakyScan.apply(drive, x0, w, alpha)
 
 
-class LeakyRNN(nn.Module):
+class _Population(nn.Module):
+    """Sizes, validation and the linear readout shared by both networks."""
+
+    def __init__(self, n_seeds: int, n_inputs: int, n_hidden: int, n_outputs: int):
+        super().__init__()
+        _check_sizes(n_seeds, n_inputs, n_hidden, n_outputs)
+        self.n_seeds, self.n_inputs, self.n_hidden, self.n_outputs = (
+            n_seeds, n_inputs, n_hidden, n_outputs,
+        )
+
+    def _readout(self, activity: Tensor) -> Tensor:
+        """(S, T, B, N) -> (S, T, B, O): activity W_out + b_out, one batched matmul."""
+        s, t, b, n = activity.shape
+        return torch.baddbmm(self.b_out.unsqueeze(1), activity.reshape(s, t * b, n),
+                             self.w_out).view(s, t, b, -1)
+
+    def output_weights(self) -> Tensor:
+        """(S, N, O)."""
+        return self.w_out
+
+
+class LeakyRNN(_Population):
     """Leaky-integrator tanh RNN with additive state noise (method.md §3.1).
 
     x_t = (1 − α)·x_{t−1} + α·(u_t W_in + b + tanh(x_{t−1}) W_rec) + ξ_t,  ξ_t ~ N(0, σ² I)
@@ -123,11 +144,7 @@ class LeakyRNN(nn.Module):
         gain: float = 1.0,
         seed: int = 0,
     ):
-        super().__init__()
-        _check_sizes(n_seeds, n_inputs, n_hidden, n_outputs)
-        self.n_seeds, self.n_inputs, self.n_hidden, self.n_outputs = (
-            n_seeds, n_inputs, n_hidden, n_outputs,
-        )
+        super().__init__(n_seeds, n_inputs, n_hidden, n_outputs)
         self.alpha, self.noise = alpha, noise
         gen = member_generators(seed, n_seeds)
         s, n = n_seeds, n_hidden
@@ -180,11 +197,6 @@ class LeakyRNN(nn.Module):
                           beta=self.alpha, alpha=self.alpha).view(s, t, b, -1)
         return d.add_(noise) if noise is not None else d
 
-    def _readout(self, rates: Tensor) -> Tensor:
-        s, t, b, n = rates.shape
-        return torch.baddbmm(self.b_out.unsqueeze(1), rates.reshape(s, t * b, n),
-                             self.w_out).view(s, t, b, -1)
-
     def recurrent_weights(self) -> Tensor:
         """(S, N, N): the matrix used for structural modularity."""
         return self.w_rec
@@ -192,10 +204,6 @@ class LeakyRNN(nn.Module):
     def input_weights(self) -> Tensor:
         """(S, I, N)."""
         return self.w_in
-
-    def output_weights(self) -> Tensor:
-        """(S, N, O)."""
-        return self.w_out
 
     def regularised(self) -> dict[str, Tensor]:
         """The weights the explicit penalty acts on, by role (method.md §3.4)."""
@@ -210,7 +218,7 @@ class LeakyRNN(nn.Module):
 # GRU
 
 
-class GRU(nn.Module):
+class GRU(_Population):
     """Keras-style GRU (reset_after=True) with a linear readout, batched over seeds (method.md §7).
 
     Gate blocks are ordered (z, r, h) along the last axis as in Keras:
@@ -229,11 +237,7 @@ class GRU(nn.Module):
         noise: float = 0.0,
         seed: int = 0,
     ):
-        super().__init__()
-        _check_sizes(n_seeds, n_inputs, n_hidden, n_outputs)
-        self.n_seeds, self.n_inputs, self.n_hidden, self.n_outputs = (
-            n_seeds, n_inputs, n_hidden, n_outputs,
-        )
+        super().__init__(n_seeds, n_inputs, n_hidden, n_outputs)
         self.noise = noise
         gen = member_generators(seed, n_seeds)
         s, n = n_seeds, n_hidden
@@ -278,11 +282,7 @@ class GRU(nn.Module):
             if grad:
                 states.append(h)
         hs = torch.stack(states, dim=1)  # (S, T', B, N)
-        out = None
-        if outputs:
-            out = torch.baddbmm(self.b_out.unsqueeze(1), hs.reshape(s, -1, n), self.w_out)
-            out = out.view(s, hs.shape[1], b, -1)
-        return NetOutput(hs, out, _identity)
+        return NetOutput(hs, self._readout(hs) if outputs else None, _identity)
 
     def recurrent_weights(self) -> Tensor:
         """(S, N, N): the candidate block U_h (method.md §10.2: the block used for Q_str)."""
@@ -292,9 +292,6 @@ class GRU(nn.Module):
     def input_weights(self) -> Tensor:
         """(S, I, N): the candidate-block input kernel W_h."""
         return self.w[:, :, 2 * self.n_hidden:]
-
-    def output_weights(self) -> Tensor:
-        return self.w_out
 
     def regularised(self) -> dict[str, Tensor]:
         # reference: L2 on the input and recurrent kernels (all gates) and on the readout
