@@ -51,10 +51,11 @@ def _first_eval_time(home: Path, name: str, timeout: float, start: float,
     from mlflow.tracking import MlflowClient
 
     db = home / "mlflow.db"
+    ready = home / "ray" / name  # the driver has created (and migrated) the store by now
     while time.time() - start < timeout and proc.poll() is None:
         time.sleep(0.5)
-        if not db.exists():
-            continue
+        if not ready.exists():
+            continue  # a second process opening a store mid-migration races the driver
         try:
             client = MlflowClient(f"sqlite:///{db}")
             exp = client.get_experiment_by_name(name)

@@ -129,10 +129,12 @@ class Critic(nn.Module):
         self.w_o = nn.Parameter(_glorot(gens, width, 1))
         self.b_o = nn.Parameter(torch.zeros(n_replicas, 1, 1)) if out_bias else None
 
-    def _act(self, h: Tensor) -> Tensor:
+    def _act_(self, h: Tensor) -> Tensor:
+        # in place: h is always a fresh pre-activation here, and a new (R, M, H) tensor per
+        # layer costs an allocation and a memory pass as large as the op itself on a CPU
         if self.activation == "relu":
-            return torch.relu(h)
-        return nn.functional.leaky_relu(h, self.leaky_slope)
+            return torch.relu_(h)
+        return nn.functional.leaky_relu_(h, self.leaky_slope)
 
     def project_a(self, a: Tensor) -> Tensor:
         """(R, M, da) -> (R, M, H); includes the first-layer bias."""
@@ -143,10 +145,10 @@ class Critic(nn.Module):
         return torch.bmm(b, self.w_b)
 
     def head(self, pre: Tensor) -> Tensor:
-        """First-layer pre-activations (R, M, H) -> scores (R, M)."""
-        h = self._act(pre)
+        """First-layer pre-activations (R, M, H), a tensor the caller gives up -> scores (R, M)."""
+        h = self._act_(pre)
         for w, b in zip(self.w_h, self.b_h):
-            h = self._act(torch.baddbmm(b, h, w))
+            h = self._act_(torch.baddbmm(b, h, w))
         out = torch.bmm(h, self.w_o) if self.b_o is None else torch.baddbmm(self.b_o, h, self.w_o)
         return out.squeeze(-1)
 
@@ -293,7 +295,8 @@ class SubgroupMI(nn.Module):
             b_noisy = b
         partner_source = b if self.noise_mode == "clean_partner" else b_noisy
         b_shuf = take_rows(partner_source, perm)
-        ha = self.critic.project_a(a)  # shared by both branches
+        # a's projection is shared by both branches (the first layer is a sum of two dense maps)
+        ha = self.critic.project_a(a)  # (R, M, H)
         joint = self.critic.head(ha + self.critic.project_b(b_noisy))
         shuffled = self.critic.head(ha + self.critic.project_b(b_shuf))
         return joint, shuffled

@@ -162,6 +162,31 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+_ALLOCATOR_TUNED = False
+
+
+def _keep_freed_memory() -> None:
+    """Make glibc keep freed large blocks instead of returning them to the kernel.
+
+    The critic's activations are ~80 MB per layer at the reference size (40 000 × 512 floats);
+    by default every such tensor is a fresh mmap whose pages fault in on first touch, which cost
+    as much as the matrix products around them (a critic step went from ~1.05 s to ~0.72 s on
+    2 cores). Process-wide and harmless elsewhere; a no-op off glibc.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return
+    _ALLOCATOR_TUNED = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: serve blocks up to 1 GiB from the heap
+        libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: never shrink the heap back
+    except (OSError, AttributeError):
+        pass
+
+
 def _abs_cross_corr(x: Tensor, y: Tensor) -> Tensor:
     """|Pearson corr| between columns of x (S, M, N) and y (S, M, C) -> (S, N, C)."""
     x = x - x.mean(dim=1, keepdim=True)
@@ -183,6 +208,8 @@ class Trainer:
         self.device = torch.device(device) if device is not None else resolve_device(cfg.train.device)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
+        if self.device.type == "cpu":
+            _keep_freed_memory()
         self.task = build_task(cfg)
         s, n = cfg.seeds, cfg.network.hidden
         self.n_seeds = s
