@@ -181,7 +181,7 @@ def _keep_freed_memory() -> None:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: serve blocks up to 1 GiB from the heap
+        libc.mallopt(-3, 2**31 - 1)  # M_MMAP_THRESHOLD: serve blocks up to 2 GiB from the heap
         libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: never shrink the heap back
     except (OSError, AttributeError):
         pass
