@@ -219,12 +219,13 @@ def trial(config: dict[str, Any], ctx: StudyContext) -> None:
         raise
     finally:
         if status != "done":
-            # stopped by the scheduler (Tune interrupts the function) or crashed: keep what exists
-            ended = "stopped" if "Stop" in message or not message else "failed"
+            # crashed or interrupted: keep what exists. (A trial a scheduler stops is killed
+            # without reaching this; the driver closes its run as `stopped`, and its curves are
+            # in MLflow from the last checkpoint.)
             try:
                 summary = summarize(cfg, history, seed_values) if history else None
                 outputs = write_outputs(out_dir, cfg, summary) if summary else []
-                tracker.finish(ended, summary=summary.metrics if summary else {},
+                tracker.finish("failed", summary=summary.metrics if summary else {},
                                step=history[-1].epoch if history else 0, outputs=outputs,
                                root=out_dir, message=message)
             except Exception:  # noqa: BLE001 - never hide the original error
