@@ -393,7 +393,14 @@ def run_study(
     resumed = tune.Tuner.can_restore(str(experiment))
     if resumed:
         log.info("resuming study %s from %s", name, experiment)
-        tuner = tune.Tuner.restore(str(experiment), trainable=fn, resume_errored=True)
+        try:
+            tuner = tune.Tuner.restore(str(experiment), trainable=fn, resume_errored=True)
+        except ValueError as e:  # e.g. written by an incompatible version of mistudy
+            from study.config import ConfigError
+
+            tracker.finish("failed", f"could not resume: {e}")
+            raise ConfigError(f"cannot resume study '{name}' ({e}); run it with --fresh to "
+                              f"start over under a new name", source=str(experiment)) from e
     else:
         tuner = tune.Tuner(
             fn,
