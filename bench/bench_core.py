@@ -27,6 +27,7 @@ from study.mi import SubgroupMI  # noqa: E402
 from study.networks import LeakyRNN  # noqa: E402
 from study.optim import ReplicaOptimizer  # noqa: E402
 from study.partition import groups  # noqa: E402
+from study.train import keep_freed_memory  # noqa: E402
 
 # reference working-memory sizes (method.md §2.1, §3.2, §4, §5.1)
 N_HIDDEN, N_IN, N_OUT, BATCH = 40, 4, 2, 20
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible")
     torch.set_num_threads(args.threads)
+    if args.device == "cpu":
+        keep_freed_memory()  # as the trainer does: no page faults per large critic activation
     device = torch.device(args.device)
     seeds = [int(v) for v in args.seeds.split(",")]
     critic_seeds = [int(v) for v in args.critic_seeds.split(",")]
