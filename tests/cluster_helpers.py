@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -32,3 +33,12 @@ def session_pids(sid: int) -> list[int]:
                          text=True, check=True).stdout
     return [int(p) for p, s, st in (line.split() for line in out.splitlines())
             if int(s) == sid and not st.startswith("Z")]
+
+
+def kill_all(pids) -> None:
+    """SIGKILL each pid; one that is already gone is fine."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

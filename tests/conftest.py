@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from cluster_helpers import LOCAL_DOWN, LOCAL_UP, free_port, script_env, session_pids
+from cluster_helpers import LOCAL_DOWN, LOCAL_UP, free_port, kill_all, script_env, session_pids
 
 
 @pytest.fixture
@@ -36,11 +34,7 @@ def local_cluster(tmp_path):
         subprocess.run([str(LOCAL_DOWN), "--study-home", str(home), "--grace", "5"],
                        env=env, capture_output=True, timeout=120)
         for sid in sids:  # last resort, only for the sessions this fixture started
-            for pid in session_pids(sid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            kill_all(session_pids(sid))
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 

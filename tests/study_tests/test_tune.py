@@ -22,6 +22,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from cluster_helpers import kill_all
 from study.config import load_study
 from study.tune import objective_values
 
@@ -184,18 +185,13 @@ def test_killed_study_resumes_without_duplicates(tmp_path):
         assert reported, "no trial reported before the deadline"
         os.killpg(proc.pid, signal.SIGKILL)  # the driver dies without any cleanup
         proc.wait(timeout=30)
-        for pid in _ray_pids(ray_tmp):  # Ray's own processes outlive a SIGKILLed driver
-            os.kill(pid, signal.SIGKILL)
+        kill_all(_ray_pids(ray_tmp))  # Ray's own processes outlive a SIGKILLed driver
         time.sleep(1)
         again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
         assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
         assert "(resumed)" in again.stdout
     finally:
-        for pid in _ray_pids(ray_tmp):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all(_ray_pids(ray_tmp))
         shutil.rmtree(ray_tmp, ignore_errors=True)
     _, all_runs = runs(home, "resume")
     trial_runs = [r for r in all_runs if r.data.tags["study.role"] == "trial"]
