@@ -68,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_trial_config(args.config, args.set or [])  # bad input fails before heavy imports
     from study.summary import summarize, write_outputs
     from study.tracking import StudyTracker, TrialTracker, default_tracking_uri, study_home
-    from study.train import CHECKPOINT_FILE, train
+    from study.train import CHECKPOINT_FILE, read_checkpoint, train
 
     name = args.name or Path(args.config).stem
     out = Path(args.out) if args.out else study_home() / "train" / name
@@ -94,11 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         trial_id = f"train-{out.resolve().name}"
         tracker = TrialTracker(uri, study.experiment_id, parent, trial_id,
                                study_name=name, task=cfg.task.name, params=cfg.flat())
-    start_epoch = 0
-    if resume is not None:
-        import torch
-
-        start_epoch = int(torch.load(resume, map_location="cpu", weights_only=False)["epoch"])
+    start_epoch = int(read_checkpoint(resume)["epoch"]) if resume is not None else 0
     reporter = _ProgressReporter(cfg, out, tracker, quiet=args.quiet, start=start_epoch)
     status = "failed"
     try:

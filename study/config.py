@@ -728,8 +728,7 @@ def load_study(path: str | Path) -> Study:
         raise ConfigError(f"a study spec must be a mapping, but got {type(raw).__name__}",
                           source=source)
     try:
-        spec = StudySpec.model_validate(_lists_to_tuples(
-            {k: (v if k not in ("trial", "search") else v) for k, v in raw.items()}))
+        spec = StudySpec.model_validate(_lists_to_tuples(raw))
     except pydantic.ValidationError as e:
         raise format_validation_error(e, model=StudySpec, source=source) from None
     base: dict[str, Any] = {}

@@ -192,9 +192,6 @@ class StudyTracker:
             self.client.set_tag(self.run_id, TAG_MESSAGE, message[:5000])
         self.client.set_terminated(self.run_id, _RUN_STATUS.get(status, "FINISHED"))
 
-    def log_artifacts(self, local_dir: Path, artifact_path: str) -> None:
-        self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
-
 
 class TrialTracker:
     """Worker side: one trial's child run, found again by its trial id when a trial resumes."""
@@ -262,10 +259,7 @@ class TrialTracker:
     def finish(self, status: str, *, summary: Mapping[str, float] = (), step: int = 0,
                outputs: Sequence[Path] = (), root: Path | None = None, message: str = "") -> None:
         """Summary metrics, artifacts, status tag and the run's end state."""
-        metrics = _finite_metrics(dict(summary), step, int(time.time() * 1000))
-        for chunk in _chunks(metrics, 1000):
-            self.client.log_batch(self.run_id, metrics=chunk)
-        self.log_outputs(outputs, root)
+        self.log_progress(step, summary, outputs, root)
         self.client.set_tag(self.run_id, TAG_STATUS, status)
         self.client.set_tag(self.run_id, TAG_MESSAGE, message[:5000])
         self.client.set_terminated(self.run_id, _RUN_STATUS.get(status, "FAILED"))

@@ -40,6 +40,8 @@ __all__ = [
     "metric_names",
     "CHECKPOINT_FILE",
     "keep_freed_memory",
+    "read_checkpoint",
+    "records_from_state",
 ]
 
 log = logging.getLogger("study.train")
@@ -233,8 +235,7 @@ class Trainer:
                 critic={"width": c.width, "depth": c.depth, "activation": c.activation,
                         "leaky_slope": c.leaky_slope, "out_bias": c.out_bias},
                 optim=c.optim.model_dump(), seed=cfg.seed,
-            ).to(self.device)
-            self.mi.optimizer = ReplicaOptimizer.from_config(self.mi.critic.parameters(), c.optim)
+            ).to(self.device)  # the critics' optimiser state follows them (optim.py)
         # data streams: training and evaluation are separate, so eval_every never changes training
         self.data_rng = np.random.default_rng([cfg.seed, 1])
         self.eval_rng = np.random.default_rng([cfg.seed, 2])
@@ -459,8 +460,7 @@ class Trainer:
         self.eval_rng.bit_generator.state = rng["eval"]
         self.gen.set_state(rng["gen"])
         self.eval_gen.set_state(rng["eval_gen"])
-        self.history = [EvalRecord(r["epoch"], {k: tuple(v) for k, v in r["metrics"].items()},
-                                   r["elapsed"]) for r in state["history"]]
+        self.history = records_from_state(state)
 
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
@@ -471,10 +471,7 @@ class Trainer:
         return path
 
     def load(self, path: Path) -> None:
-        path = Path(path)
-        if path.is_dir():
-            path = path / CHECKPOINT_FILE
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+        self.load_state_dict(read_checkpoint(path))  # tensors move in load_state_dict
 
 
 # ----------------------------------------------------------------------------------------------
@@ -545,6 +542,20 @@ def train(
     trainer.elapsed = base_elapsed + time.perf_counter() - start
     return TrainResult(status, message, cfg, trainer.history, trainer.seed_values,
                        trainer.epoch, trainer.elapsed, dict(trainer.timings))
+
+
+def records_from_state(state: Mapping[str, Any]) -> list[EvalRecord]:
+    """The evaluation history stored in a checkpoint's state dict."""
+    return [EvalRecord(r["epoch"], {k: tuple(v) for k, v in r["metrics"].items()}, r["elapsed"])
+            for r in state["history"]]
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's state dict on the CPU (a file, or the folder holding checkpoint.pt)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def records_to_rows(history: Sequence[EvalRecord], seed_values: Sequence[int]) -> list[dict]:

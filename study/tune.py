@@ -111,7 +111,6 @@ class _TuneReporter:
         self.ctx, self.cfg, self.tracker, self.out_dir = ctx, cfg, tracker, out_dir
         self.history = history  # full history, including what a resumed checkpoint held
         self.seed_values = seed_values
-        self.last_summary: dict[str, float] = {}
 
     def on_epoch(self, epoch: int) -> None:
         pass
@@ -131,7 +130,6 @@ class _TuneReporter:
         means = {k: record.mean(k) for k in record.metrics}
         self.tracker.log_eval(record.epoch, means)
         summary = summarize(self.cfg, self.history, self.seed_values)
-        self.last_summary = summary.metrics
         if checkpoint is not None:
             # keep MLflow as current as the checkpoint: a trial that a scheduler stops (its
             # process is killed, no `finally` runs) still has its curves and provisional summary
@@ -167,7 +165,7 @@ def trial(config: dict[str, Any], ctx: StudyContext) -> None:
 
     from study.config import apply_overrides, trial_config_from_dict
     from study.summary import summarize, write_outputs
-    from study.train import CHECKPOINT_FILE, train
+    from study.train import CHECKPOINT_FILE, read_checkpoint, records_from_state, train
 
     for noisy in ("ray.tune", "ray.train"):  # per-checkpoint INFO lines drown the live table
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -194,11 +192,7 @@ def trial(config: dict[str, Any], ctx: StudyContext) -> None:
     seed_values = [cfg.seed + i for i in range(cfg.seeds)]
     reporter = _TuneReporter(ctx, cfg, tracker, out_dir, history, seed_values)
     if resume_from is not None:
-        from study.train import EvalRecord
-
-        state = torch.load(resume_from, map_location="cpu", weights_only=False)
-        history.extend(EvalRecord(r["epoch"], {k: tuple(v) for k, v in r["metrics"].items()},
-                                  r["elapsed"]) for r in state["history"])
+        history.extend(records_from_state(read_checkpoint(resume_from)))
     status, message = "failed", ""
     try:
         result = train(cfg, reporter=reporter, checkpoint_dir=work / "ckpt",
