@@ -150,11 +150,16 @@ def build_task(cfg: TrialConfig):
                            data_seed=c.data_seed)
 
 
+# the per-evaluation metrics of each section of Trainer.evaluate, in logging order
+MI_METRICS = ("mi", "mi_gauss")
+MODULARITY_METRICS = ("q_func", "q_struct", "q_func_norm", "q_struct_norm")
+SPECIALISATION_METRICS = ("d_in", "d_out", "d_corr")
+
+
 def metric_names(cfg: TrialConfig) -> tuple[str, ...]:
     """Per-evaluation metric keys, in logging order (docs/run-data.md)."""
     task_metric = "accuracy" if cfg.task.name == "working_memory" else "r2"
-    return ("task_loss", task_metric, "mi", "mi_gauss", "q_func", "q_struct",
-            "q_func_norm", "q_struct_norm", "d_in", "d_out", "d_corr")
+    return ("task_loss", task_metric, *MI_METRICS, *MODULARITY_METRICS, *SPECIALISATION_METRICS)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -368,25 +373,49 @@ class Trainer:
     # -- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self) -> dict[str, np.ndarray]:
-        """Every metric of DESIGN.md §3 for every seed, on a fresh (or the fixed test) batch."""
+        """Every metric of DESIGN.md §3 for every seed, on a fresh (or the fixed test) batch.
+
+        One section per family of metrics, each filling `res` with (S,) tensors: task, MI
+        (training critic and independent measurements), modularity, specialisation.
+        """
         t0 = time.perf_counter()
-        cfg, task, labels = self.cfg, self.task, self.labels
         inputs, targets, x0, noise = self._batch("eval")
-        out = self.net(inputs, x0, noise, n_transient=task.transient)
-        w = task.washout
+        out = self.net(inputs, x0, noise, n_transient=self.task.transient)
+        w = self.task.washout
         pred, tgt = out.outputs[:, w:], targets[:, w:]
-        res: dict[str, Tensor] = {"task_loss": (pred - tgt).square().mean(dim=(1, 2, 3))}
-        if task.metric == "accuracy":
+        res: dict[str, Tensor] = {}
+        self._eval_task(out, targets, res)
+        self._eval_mi(out, res)
+        self._eval_modularity(out, res)
+        self._eval_specialisation(out, pred, tgt, res)
+        self.timings["eval"] += time.perf_counter() - t0
+        return {name: res[name].double().cpu().numpy() for name in self.metric_names}
+
+    def _nan(self) -> Tensor:
+        return torch.full((self.n_seeds,), float("nan"), device=self.device)
+
+    def _eval_task(self, out, targets: Tensor, res: dict[str, Tensor]) -> None:
+        w = self.task.washout
+        pred, tgt = out.outputs[:, w:], targets[:, w:]
+        res["task_loss"] = (pred - tgt).square().mean(dim=(1, 2, 3))
+        if self.task.metric == "accuracy":
             res["accuracy"] = metrics.accuracy(pred, tgt)
         else:
             res["r2"] = metrics.r2(out.outputs, targets).mean(dim=-1)  # over all steps, §6.6
+
+    def _eval_mi(self, out, res: dict[str, Tensor]) -> None:
+        """MI_METRICS: the training critic's value and the independent measurements."""
+        cfg = self.cfg
         rates = out.mi_transform(out.rows())  # (S, T·B, N)
-        nan = torch.full((self.n_seeds,), float("nan"), device=self.device)
         res["mi"] = (self.mi.measure(out.rows(), self.eval_gen, transform=out.mi_transform)
-                     if self.mi is not None else nan)
-        k = cfg.partition.groups
-        res["mi_gauss"] = metrics.gaussian_penalty(rates, labels, cfg.mi.penalty) if k >= 2 else nan
-        if cfg.train.corr_pooling == "pooled":
+                     if self.mi is not None else self._nan())
+        res["mi_gauss"] = (metrics.gaussian_penalty(rates, self.labels, cfg.mi.penalty)
+                           if cfg.partition.groups >= 2 else self._nan())
+
+    def _eval_modularity(self, out, res: dict[str, Tensor]) -> None:
+        """MODULARITY_METRICS: functional and structural Q of the designed partition."""
+        labels = self.labels
+        if self.cfg.train.corr_pooling == "pooled":
             q_f, q_f_norm = metrics.functional_modularity(out.rows(), labels)
         else:  # mean |corr| over sequences (separation reference, method.md §10.2)
             adj = metrics.functional_adjacency(out.states.transpose(1, 2)).mean(dim=1)
@@ -394,20 +423,22 @@ class Trainer:
             q_f_norm = q_f / metrics.modularity_max(adj, labels)
         q_s, q_s_norm = metrics.structural_modularity(self.net.recurrent_weights(), labels)
         res.update(q_func=q_f, q_struct=q_s, q_func_norm=q_f_norm, q_struct_norm=q_s_norm)
+
+    def _eval_specialisation(self, out, pred: Tensor, tgt: Tensor,
+                             res: dict[str, Tensor]) -> None:
+        task, labels = self.task, self.labels
         if task.input_channels is not None:
             strength = self.net.input_weights().abs().transpose(1, 2)  # (S, N, I)
             res["d_in"] = metrics.specialization(strength, labels, task.input_channels)
         else:
-            res["d_in"] = nan
+            res["d_in"] = self._nan()
         res["d_out"] = metrics.specialization(self.net.output_weights().abs(), labels,
                                               task.output_channels)
         # D_corr: unit–target correlations (WM) or unit–prediction correlations (separation)
         reference = tgt if task.metric == "accuracy" else pred
-        cross = _abs_cross_corr(out.rows(w), reference.reshape(self.n_seeds, -1,
-                                                                reference.shape[-1]))
+        cross = _abs_cross_corr(out.rows(self.task.washout),
+                                reference.reshape(self.n_seeds, -1, reference.shape[-1]))
         res["d_corr"] = metrics.specialization(cross, labels, task.output_channels)
-        self.timings["eval"] += time.perf_counter() - t0
-        return {name: res[name].double().cpu().numpy() for name in self.metric_names}
 
     def record(self, values: Mapping[str, np.ndarray]) -> EvalRecord:
         rec = EvalRecord(self.epoch, {k: tuple(float(x) for x in v) for k, v in values.items()},
