@@ -28,6 +28,7 @@ __all__ = [
     "NetworkConfig",
     "PartitionConfig",
     "MIConfig",
+    "HeldoutConfig",
     "CriticConfig",
     "OptimizerConfig",
     "NetOptimConfig",
@@ -116,6 +117,17 @@ class PartitionConfig(_Strict):
     sizes: tuple[int, ...] | None = None  # explicit group sizes (sum = network.hidden)
 
 
+class HeldoutConfig(_Strict):
+    """The held-out MI critic (`study.mi.heldout_mi`), run every `train.heldout_mi_every` evals."""
+
+    width: int = Field(64, ge=1)  # hidden units per layer of the fresh critic
+    depth: int = Field(2, ge=1)  # hidden layers
+    steps: int = Field(300, ge=1)  # Adam updates on the training sequences
+    batch: int = Field(512, ge=2)  # rows per update
+    lr: float = Field(0.001, gt=0)  # Adam learning rate
+    test_fraction: float = Field(0.25, gt=0, lt=1)  # share of evaluation sequences held out
+
+
 class MIConfig(_Strict):
     weight: float = Field(0.1, ge=0)  # lambda: weight of the MI penalty in the network loss
     estimator: Literal["dv", "mine", "infonce"] = "dv"
@@ -125,6 +137,7 @@ class MIConfig(_Strict):
     noise_mode: Literal["clean_partner", "noisy_partner"] = "clean_partner"  # method.md §4.2
     ema_rate: float = Field(0.01, gt=0, le=1)  # MINE moving-average rate
     nce_block: int = Field(128, ge=2)  # InfoNCE: rows per block of negatives
+    heldout: HeldoutConfig = HeldoutConfig()  # the held-out estimate `mi_heldout`
 
 
 class OptimizerConfig(_Strict):
@@ -171,6 +184,8 @@ class TrainConfig(_Strict):
     critic_x0_zero: bool = True  # reference: critic batches start from x0 = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0)  # torch intra-op threads; 0 = leave as set by the environment
+    # evaluations between held-out MI estimates (mi_heldout; also at the last); 0 = never
+    heldout_mi_every: int = Field(10, ge=0)
 
 
 class TrialConfig(_Strict):

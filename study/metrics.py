@@ -375,8 +375,12 @@ def specialization(strength: torch.Tensor, labels: Labels, channels: Labels) -> 
 # Gaussian mutual information
 
 
-def _gaussian_cov(z: torch.Tensor) -> torch.Tensor:
-    """(..., M, D) -> float64 sample covariance (..., D, D) + ridge 1e-6 × mean variance."""
+def _gaussian_cov(z: torch.Tensor, noise: float = 0.0) -> torch.Tensor:
+    """(..., M, D) -> float64 sample covariance (..., D, D) + ridge 1e-6 × mean variance.
+
+    `noise` σ adds σ² to the diagonal: the covariance of z + ε with independent ε ~ N(0, σ²I),
+    exactly, without sampling ε.
+    """
     z = z.to(torch.float64)
     zc = z - z.mean(-2, keepdim=True)
     cov = zc.mT @ zc / (z.shape[-2] - 1)
@@ -386,7 +390,7 @@ def _gaussian_cov(z: torch.Tensor) -> torch.Tensor:
     # works (the MI is 0), so fall back to 1
     ridge = 1e-6 * torch.where(mean_var > 0, mean_var, torch.ones_like(mean_var))
     eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
-    return cov + ridge[..., None, None] * eye
+    return cov + (ridge[..., None, None] + noise**2) * eye
 
 
 def _logdet(cov: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
@@ -398,17 +402,20 @@ def _logdet(cov: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
     return torch.where(info == 0, ld, torch.full_like(ld, float("nan")))
 
 
-def gaussian_mi(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def gaussian_mi(x: torch.Tensor, y: torch.Tensor, noise: float = 0.0) -> torch.Tensor:
     """Plug-in Gaussian MI I(X; Y) in nats from the sample covariance (ground-truth.md).
 
     I = ½[ln det Σ_xx + ln det Σ_yy − ln det Σ], computed in float64 on the joint covariance
     with a ridge of 1e-6 × its mean variance added to the diagonal, so constant units give a
     finite value instead of −inf. Exact for Gaussian data up to a positive small-sample bias
-    of about dx·dy/(2M); it sees only linear dependence.
+    of about dx·dy/(2M) for independent rows (larger for autocorrelated rows such as time
+    steps of one sequence: compare with `sequence_null`); it sees only linear dependence.
 
     Args:
         x: shape (..., M, dx), float, M joint samples, e.g. (S, B*T, N_1).
         y: shape (..., M, dy), float, same leading axes and M as x.
+        noise: σ of independent Gaussian noise on every unit: the MI of (x + ε, y + ε′), with
+            σ² added to the covariance diagonal (what a critic with `input_noise` σ sees).
 
     Returns:
         MI, shape (...), x's dtype.
@@ -428,13 +435,14 @@ def gaussian_mi(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if x.shape[-2] < 2:
         raise ValueError(f"{where}: x and y need M >= 2 samples, but got shape {tuple(x.shape)}.")
     dx, dy = x.shape[-1], y.shape[-1]
-    cov = _gaussian_cov(torch.cat([x.to(torch.float64), y.to(torch.float64)], -1))
+    cov = _gaussian_cov(torch.cat([x.to(torch.float64), y.to(torch.float64)], -1), noise)
     ix, iy = np.arange(dx), np.arange(dx, dx + dy)
     mi = 0.5 * (_logdet(cov, ix) + _logdet(cov, iy) - _logdet(cov, np.arange(dx + dy)))
     return mi.to(x.dtype)
 
 
-def gaussian_penalty(activity: torch.Tensor, labels: Labels, kind: str) -> torch.Tensor:
+def gaussian_penalty(activity: torch.Tensor, labels: Labels, kind: str,
+                     noise: float = 0.0) -> torch.Tensor:
     """Gaussian plug-in version of the training MI penalty over K subgroups (DESIGN.md §3).
 
     `pairwise`: Σ_{i<j} I(G_i; G_j). `total_correlation`: Σ_{i>=2} I(G_1..G_{i−1}; G_i), which
@@ -445,6 +453,8 @@ def gaussian_penalty(activity: torch.Tensor, labels: Labels, kind: str) -> torch
         activity: shape (..., M, N), float, M samples of N units, e.g. (S, B*T, N).
         labels: shape (N,), integers 0..K-1.
         kind: "pairwise" or "total_correlation".
+        noise: σ of independent Gaussian noise on every unit (σ² on the covariance diagonal):
+            the penalty of the noisy activity a critic with `mi.input_noise` σ sees.
 
     Returns:
         penalty in nats, shape (...), activity's dtype.
@@ -459,7 +469,7 @@ def gaussian_penalty(activity: torch.Tensor, labels: Labels, kind: str) -> torch
     x = _check_activity(activity, where)
     lab = _as_labels(labels, where, x.shape[-1])
     index = [np.flatnonzero(lab == c) for c in range(int(lab.max()) + 1)]
-    cov = _gaussian_cov(x)
+    cov = _gaussian_cov(x, noise)
     own = [_logdet(cov, idx) for idx in index]  # ln det Σ_{G_i}, each (...)
     total = torch.zeros(x.shape[:-2], dtype=torch.float64, device=x.device)
     if len(index) == 1:
@@ -471,6 +481,34 @@ def gaussian_penalty(activity: torch.Tensor, labels: Labels, kind: str) -> torch
     else:
         total = 0.5 * (torch.stack(own).sum(0) - _logdet(cov, np.concatenate(index)))
     return total.to(x.dtype)
+
+
+def sequence_null(sequences: torch.Tensor, labels: Labels) -> torch.Tensor | None:
+    """The sequence-shuffled pairing that is the null of every subgroup MI figure.
+
+    Group g of sequence b is paired with group h of sequence (b + h − g) mod B: unit n of
+    output sequence b is taken from sequence (b + label(n)) mod B at the same time step. Each
+    group keeps its own statistics and autocorrelation, and no two groups come from the same
+    sequence, so the true subgroup MI of the result is 0 while an estimator's bias (which grows
+    with the time autocorrelation of the rows) is unchanged.
+
+    Args:
+        sequences: (..., T, B, N), float, B sequences of T steps (time-major, as networks.py).
+        labels: (N,) group labels 0..K−1.
+
+    Returns:
+        (..., T, B, N), or None when B < K (too few sequences to give each group its own).
+    """
+    where = "sequence_null()"
+    x = _check_float(sequences, "sequences", where, 3)
+    lab = _as_labels(labels, where, x.shape[-1])
+    b = x.shape[-2]
+    if b < int(lab.max()) + 1:
+        return None
+    shift = torch.as_tensor(lab, dtype=torch.long, device=x.device)
+    seq = (torch.arange(b, device=x.device)[:, None] + shift[None, :]) % b  # (B, N)
+    unit = torch.arange(x.shape[-1], device=x.device).expand(b, -1)
+    return x[..., seq, unit]
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from study.metrics import sequence_null
 from study.optim import ReplicaOptimizer
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "Critic",
     "SubgroupMI",
     "estimate_mi",
+    "heldout_mi",
+    "split_sequences",
     "random_permutations",
 ]
 
@@ -156,6 +159,17 @@ class Critic(nn.Module):
         return self.head(self.project_a(a) + self.project_b(b))
 
 
+def _replica_mask(index: Tensor, n_units: int, n_seeds: int) -> Tensor | None:
+    """(P, d) term index padded with n_units -> (S·P, 1, d) float mask of real columns.
+
+    None when no term is padded (equal sides), so the common case pays nothing.
+    """
+    real = index != n_units
+    if bool(real.all()):
+        return None
+    return real.to(torch.float32).repeat(n_seeds, 1).unsqueeze(1)
+
+
 def _glorot(gens: list[torch.Generator], fan_in: int, fan_out: int) -> Tensor:
     limit = math.sqrt(6.0 / (fan_in + fan_out))
     return torch.stack([(torch.rand(fan_in, fan_out, generator=g) * 2 - 1) * limit for g in gens])
@@ -237,6 +251,14 @@ class SubgroupMI(nn.Module):
         self.a_ranges, self.b_ranges = terms.a_ranges, terms.b_ranges
         self.register_buffer("a_index", terms.a_index)
         self.register_buffer("b_index", terms.b_index)
+        # 1 on real columns, 0 on padding (index N): padded columns must read exactly 0 in both
+        # the joint and the shuffled branch, or the critic tells the branches apart by them
+        # (derived from the labels, so not part of the state dict)
+        n_units = int(np.asarray(labels).size)
+        self.register_buffer("a_mask", _replica_mask(terms.a_index, n_units, n_seeds),
+                             persistent=False)
+        self.register_buffer("b_mask", _replica_mask(terms.b_index, n_units, n_seeds),
+                             persistent=False)
         self.estimator, self.pairs = estimator, pairs
         self.input_noise, self.noise_mode = input_noise, noise_mode
         self.ema_rate, self.nce_block = ema_rate, nce_block
@@ -283,14 +305,22 @@ class SubgroupMI(nn.Module):
         stacked = torch.stack(parts, dim=1)  # (S, P, M, width)
         return stacked.reshape(-1, activity.shape[1], width)
 
+    @staticmethod
+    def _noise(x: Tensor, mask: Tensor | None, sigma: float, gen: torch.Generator) -> Tensor:
+        """σ·N(0, 1) shaped like x (R, M, d), zero on padded columns (mask (R, 1, d))."""
+        eps = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype).mul_(sigma)
+        if mask is not None:
+            eps.mul_(mask.to(x.dtype))
+        return eps
+
     def _scores(self, a: Tensor, b: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """Critic scores on joint pairs and on shuffled (product-of-marginals) pairs, (R, M) each."""
         r, m, _ = a.shape
         perm = random_permutations(r, m, gen, a.device)  # fresh each call
         sigma = self.input_noise
         if sigma > 0:
-            a = a + sigma * torch.randn(a.shape, generator=gen, device=a.device, dtype=a.dtype)
-            b_noisy = b + sigma * torch.randn(b.shape, generator=gen, device=b.device, dtype=b.dtype)
+            a = a + self._noise(a, self.a_mask, sigma, gen)
+            b_noisy = b + self._noise(b, self.b_mask, sigma, gen)
         else:
             b_noisy = b
         partner_source = b if self.noise_mode == "clean_partner" else b_noisy
@@ -310,8 +340,8 @@ class SubgroupMI(nn.Module):
         a = take_rows(a, order)
         b = take_rows(b, order)
         if self.input_noise > 0:
-            a = a + self.input_noise * torch.randn(a.shape, generator=gen, device=a.device)
-            b = b + self.input_noise * torch.randn(b.shape, generator=gen, device=b.device)
+            a = a + self._noise(a, self.a_mask, self.input_noise, gen)
+            b = b + self._noise(b, self.b_mask, self.input_noise, gen)
         ha = self.critic.project_a(a).view(r, n_blocks, k, 1, -1)
         hb = self.critic.project_b(b).view(r, n_blocks, 1, k, -1)
         pre = (ha + hb).reshape(r, n_blocks * k * k, -1)  # every (i, j) within a block
@@ -459,3 +489,86 @@ def estimate_mi(
     with torch.no_grad():
         values = [est.measure(test_data, gen).item() for _ in range(8)]
     return float(np.mean(values))
+
+
+def split_sequences(n_sequences: int, test_fraction: float, gen: torch.Generator
+                    ) -> tuple[Tensor, Tensor] | None:
+    """Random (train, test) sequence indices, at least 2 of each; None when there are < 4."""
+    n_test = max(2, int(round(n_sequences * test_fraction)))
+    if n_sequences - n_test < 2:
+        return None
+    order = torch.randperm(n_sequences, generator=gen)
+    return order[n_test:].sort().values, order[:n_test].sort().values
+
+
+def heldout_mi(
+    sequences: Tensor,
+    labels: np.ndarray,
+    *,
+    penalty: str = "pairwise",
+    noise: float = 0.1,
+    width: int = 64,
+    depth: int = 2,
+    steps: int = 300,
+    batch: int = 512,
+    lr: float = 1e-3,
+    test_fraction: float = 0.25,
+    repeats: int = 4,
+    seed: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """Held-out subgroup-MI estimate of S networks' activity, and the same on its null pairing.
+
+    A fresh DV critic per (seed, term) — 2·S·P replicas trained as one batch, like the training
+    critics — is trained on the activity of the training sequences with the penalty's own noise
+    (σ on both sides, the shuffled partner drawn from the noisy b: it estimates I(a+ε; b+ε′)),
+    then scored on the held-out sequences. The split is by *sequence*, never by rows of the same
+    sequences, so time autocorrelation cannot leak a memorised pairing into the score. The null
+    replicas see the sequence-shuffled pairing (`metrics.sequence_null`: group g of sequence b
+    with group h of another sequence, built within each split), trained and scored the same way,
+    so `value − null` is the estimate's excess over what the estimator reads on independent
+    groups with the same autocorrelation. The held-out DV bound of a fixed critic is a lower
+    bound of the MI in expectation (up to the log-mean-exp's small-sample bias); an overfitted
+    critic scores low, not high.
+
+    Args:
+        sequences: (S, T, B, N) activity whose subgroup MI is penalised (rates, not states).
+        labels: (N,) group labels; penalty: "pairwise" or "total_correlation".
+        noise: σ of the Gaussian noise on critic inputs (the training penalty's `input_noise`).
+        width, depth: critic capacity; steps: Adam updates with learning rate lr, each on
+            `batch` random rows of the training sequences; test_fraction: share of sequences
+            held out (at least 2); repeats: noise and shuffle draws averaged on the test rows.
+        seed: initialises the critics and draws the split, minibatches and noise.
+
+    Returns:
+        (value, null), each (S,) in nats, summed over the penalty's terms; NaN when there are
+        fewer than 4 sequences (or, for the null, fewer sequences per split than groups).
+    """
+    s, t, b, n = sequences.shape
+    device = sequences.device
+    nan = torch.full((s,), float("nan"), device=device)
+    gen = torch.Generator().manual_seed(int(seed))
+    split = split_sequences(b, test_fraction, gen)
+    if split is None:
+        return nan, nan.clone()
+    seqs = sequences.detach().float()
+    own = [seqs[:, :, idx.to(device)] for idx in split]  # (S, T, B', N) train, test
+    nulls = [sequence_null(x, labels) for x in own]  # built within each split
+    has_null = all(x is not None for x in nulls)
+    # the null replicas are the S seeds again on the shuffled pairing (or a placeholder)
+    parts = [torch.cat([x, z if has_null else x]).reshape(2 * s, -1, n)
+             for x, z in zip(own, nulls)]
+    train_rows, test_rows = parts
+    dev_gen = torch.Generator(device=device).manual_seed(int(seed) + 1)
+    est = SubgroupMI(2 * s, labels, penalty=penalty, estimator="dv", input_noise=noise,
+                     noise_mode="noisy_partner", critic={"width": width, "depth": depth},
+                     optim={"kind": "adam", "lr": lr, "clip_norm": None}, seed=int(seed))
+    est.to(device)
+    m_train = train_rows.shape[1]
+    with torch.enable_grad():
+        for _ in range(steps):
+            rows = torch.randint(0, m_train, (2 * s, min(batch, m_train)), generator=dev_gen,
+                                 device=device)
+            est.critic_step(take_rows(train_rows, rows), dev_gen)
+    values = torch.stack([est.measure(test_rows, dev_gen) for _ in range(repeats)]).mean(0)
+    value, null_value = values[:s], values[s:]
+    return value, (null_value if has_null else nan)

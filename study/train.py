@@ -22,7 +22,7 @@ from torch import Tensor
 
 from study import metrics
 from study.config import TrialConfig, trial_config_from_dict
-from study.mi import SubgroupMI
+from study.mi import SubgroupMI, heldout_mi
 from study.networks import build_network
 from study.optim import ReplicaOptimizer
 from study.partition import groups
@@ -151,7 +151,7 @@ def build_task(cfg: TrialConfig):
 
 
 # the per-evaluation metrics of each section of Trainer.evaluate, in logging order
-MI_METRICS = ("mi", "mi_gauss")
+MI_METRICS = ("mi", "mi_gauss", "mi_gauss_null", "mi_heldout", "mi_heldout_null")
 MODULARITY_METRICS = ("q_func", "q_struct", "q_func_norm", "q_struct_norm")
 SPECIALISATION_METRICS = ("d_in", "d_out", "d_corr")
 
@@ -409,13 +409,50 @@ class Trainer:
             res["r2"] = metrics.r2(out.outputs, targets).mean(dim=-1)  # over all steps, §6.6
 
     def _eval_mi(self, out, res: dict[str, Tensor]) -> None:
-        """MI_METRICS: the training critic's value and the independent measurements."""
+        """MI_METRICS: the training critic's value, and measurements each with its null floor.
+
+        `mi` is the training critic's objective right after the network's update (in
+        clean_partner mode it includes a KL term, so it is not an MI estimate). `mi_gauss` is the
+        Gaussian plug-in of the penalty on the noisy activity the penalty sees (σ² =
+        `mi.input_noise`² on the covariance diagonal); `mi_heldout` a fresh critic scored on
+        held-out sequences (every `train.heldout_mi_every` evaluations and at the last, else
+        NaN). Each `*_null` is the same estimator on the sequence-shuffled pairing
+        (`metrics.sequence_null`), its floor for independent groups with the same
+        autocorrelation.
+        """
         cfg = self.cfg
-        rates = out.mi_transform(out.rows())  # (S, T·B, N)
+        nan = self._nan
         res["mi"] = (self.mi.measure(out.rows(), self.eval_gen, transform=out.mi_transform)
-                     if self.mi is not None else self._nan())
-        res["mi_gauss"] = (metrics.gaussian_penalty(rates, self.labels, cfg.mi.penalty)
-                           if cfg.partition.groups >= 2 else self._nan())
+                     if self.mi is not None else nan())
+        if cfg.partition.groups < 2:
+            res.update(mi_gauss=nan(), mi_gauss_null=nan(), mi_heldout=nan(),
+                       mi_heldout_null=nan())
+            return
+        sigma, kind = cfg.mi.input_noise, cfg.mi.penalty
+        seqs = out.mi_transform(out.states)  # (S, T, B, N) rates
+        flat = seqs.reshape(self.n_seeds, -1, seqs.shape[-1])
+        res["mi_gauss"] = metrics.gaussian_penalty(flat, self.labels, kind, noise=sigma)
+        null = metrics.sequence_null(seqs, self.labels)
+        res["mi_gauss_null"] = (nan() if null is None else metrics.gaussian_penalty(
+            null.reshape(flat.shape), self.labels, kind, noise=sigma))
+        res["mi_heldout"], res["mi_heldout_null"] = nan(), nan()
+        if self._heldout_due():
+            t0 = time.perf_counter()
+            h = cfg.mi.heldout
+            res["mi_heldout"], res["mi_heldout_null"] = heldout_mi(
+                seqs, self.labels, penalty=kind, noise=sigma, width=h.width, depth=h.depth,
+                steps=h.steps, batch=h.batch, lr=h.lr, test_fraction=h.test_fraction,
+                seed=int(np.random.SeedSequence([cfg.seed, self.epoch, 0x686F]
+                                                ).generate_state(1)[0]))
+            self.timings["eval.mi.heldout"] = (self.timings.get("eval.mi.heldout", 0.0)
+                                               + time.perf_counter() - t0)
+
+    def _heldout_due(self) -> bool:
+        """Every `train.heldout_mi_every`-th evaluation (the first is 0) and the last one."""
+        every = self.cfg.train.heldout_mi_every
+        if every == 0:
+            return False
+        return len(self.history) % every == 0 or self.epoch >= self.cfg.train.epochs
 
     def _eval_modularity(self, out, res: dict[str, Tensor]) -> None:
         """MODULARITY_METRICS: functional and structural Q of the designed partition."""
