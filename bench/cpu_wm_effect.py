@@ -6,7 +6,9 @@ Both trials run as `python -m study train` (one thread each, side by side on a 2
 or one after another with --serial). Writes bench/results/cpu-wm-effect-<host>.json: per seed and
 λ the final accuracy, q_func, q_struct, mi_gauss, the half-rise epochs of q_func and q_struct,
 and each trial's wall time, plus the checks of issue 3: accuracy ≥ 0.9 in most seeds at both λ,
-q_func higher with the penalty by ≥ 0.2, q_struct rising after q_func in most penalised seeds.
+q_func higher with the penalty by ≥ 0.2, q_struct rising after q_func in most penalised seeds. The MI audit (issue 8) adds, per seed at
+the last evaluation, mi, mi_gauss, mi_gauss_null, mi_heldout, mi_heldout_null, and per λ their
+means and the spread of each measurement's excess over its null floor.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+_AUDIT = ("mi", "mi_gauss", "mi_gauss_null", "mi_heldout", "mi_heldout_null")
 
 
 def main() -> int:
@@ -64,7 +67,10 @@ def main() -> int:
     rows = []
     for weight in (0.0, lam):
         seeds = pd.read_parquet(work / f"lam{weight}" / "seeds.parquet")
+        curves = pd.read_parquet(work / f"lam{weight}" / "curves.parquet")
+        last = curves[curves["epoch"] == curves["epoch"].max()].set_index("seed")
         for _, s in seeds.iterrows():
+            at_end = last.loc[int(s["seed"])]
             rows.append({
                 "lambda": weight, "seed": int(s["seed_value"]),
                 "accuracy": round(float(s["final.accuracy"]), 4),
@@ -72,6 +78,8 @@ def main() -> int:
                 "q_struct": round(float(s["final.q_struct"]), 4),
                 "mi_gauss": round(float(s["final.mi_gauss"]), 4),
                 "mi_critic": round(float(s["final.mi"]), 4),
+                # the MI audit at the last evaluation (issue 8): measurements and null floors
+                **{f"last.{m}": round(float(at_end[m]), 4) for m in _AUDIT if m in at_end},
                 "t_func": None if pd.isna(s["t_func"]) else float(s["t_func"]),
                 "t_struct": None if pd.isna(s["t_struct"]) else float(s["t_struct"]),
                 "wall_s": round(walls[weight], 1),
@@ -80,6 +88,24 @@ def main() -> int:
     off, on = df[df["lambda"] == 0.0], df[df["lambda"] == lam]
     lagged = [(r.t_struct is not None and r.t_func is not None and r.t_struct > r.t_func)
               for r in on.itertuples()]
+    audit = {}
+    for weight, part in ((0.0, off), (lam, on)):
+        if "last.mi_heldout" in part:
+            excess_g = part["last.mi_gauss"] - part["last.mi_gauss_null"]
+            excess_h = part["last.mi_heldout"] - part["last.mi_heldout_null"]
+            audit[str(weight)] = {
+                f"{name} mean": round(float(v.mean()), 4) for name, v in (
+                    ("mi_heldout", part["last.mi_heldout"]),
+                    ("mi_heldout_null", part["last.mi_heldout_null"]),
+                    ("mi_heldout - null", excess_h),
+                    ("mi_gauss", part["last.mi_gauss"]),
+                    ("mi_gauss_null", part["last.mi_gauss_null"]),
+                    ("mi_gauss - null", excess_g))}
+            audit[str(weight)].update({
+                "mi_heldout - null range": [round(float(excess_h.min()), 4),
+                                            round(float(excess_h.max()), 4)],
+                "mi_gauss - null range": [round(float(excess_g.min()), 4),
+                                          round(float(excess_g.max()), 4)]})
     checks = {
         "accuracy>=0.9 in most seeds (lambda 0)": int((off["accuracy"] >= 0.9).sum()),
         "accuracy>=0.9 in most seeds (lambda on)": int((on["accuracy"] >= 0.9).sum()),
@@ -90,13 +116,14 @@ def main() -> int:
     }
     result = {"machine": machine_info(), "preset": str(Path(args.preset).name), "lambda": lam,
               "threads_per_trial": threads, "serial": args.serial, "per_seed": rows,
-              "checks": checks}
+              "checks": checks, "mi_audit_last_evaluation": audit}
     host = result["machine"].get("hostname", "host")
     out = Path(args.out) if args.out else REPO / "bench" / "results" / f"cpu-wm-effect-{host}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(df.to_string(index=False))
     print(json.dumps(checks, indent=2))
+    print(json.dumps(audit, indent=2))
     print(f"wrote {out}")
     return 0
 
