@@ -171,6 +171,10 @@ class TrainConfig(_Strict):
     critic_x0_zero: bool = True  # reference: critic batches start from x0 = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0)  # torch intra-op threads; 0 = leave as set by the environment
+    # null-referenced modularity (issue 9): R random partitions with the designed group sizes,
+    # drawn once per trial, score q_*_z; Leiden communities give q_*_found and nmi_*
+    null_partitions: int = Field(200, ge=2)
+    communities: bool = True
 
 
 class TrialConfig(_Strict):
