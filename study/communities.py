@@ -2,7 +2,7 @@
 
 Q of the designed partition says how modular the weights are *along the designed groups*; it
 cannot tell that from a network that is modular in some other way. Here the communities are
-found without the design (Leiden, Traag et al. 2019, via leidenalg on igraph; seeded, so
+found without the design (Leiden, Traag et al. 2019, igraph's C implementation; seeded, so
 deterministic), then scored twice:
 their own modularity (how modular the matrix is at all) and their normalised mutual
 information with the designed partition (whether that modularity is about the design).
@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import random
+
 import igraph
-import leidenalg
 import numpy as np
 import torch
 
@@ -52,9 +53,12 @@ def _graph(mat: np.ndarray) -> igraph.Graph:
 def leiden(adjacency: torch.Tensor, seeds: int | Sequence[int]) -> np.ndarray:
     """Communities of every matrix that maximise weighted Newman Q (Leiden algorithm).
 
-    leidenalg's `ModularityVertexPartition` (resolution 1, the Q of `metrics.modularity`),
-    iterated until no move improves it. Leiden refines Louvain so that every community is
-    connected; at N = 40 one graph takes ~3 ms (networkx's pure-Python Louvain ~5–40 ms).
+    igraph's `community_leiden(objective_function="modularity")` (resolution 1, the Q of
+    `metrics.modularity`), iterated until the partition is stable. Leiden refines Louvain so
+    that every community is connected. igraph draws its random numbers from a Python
+    generator; each call gets its own `random.Random(seed)` and igraph's default generator
+    (the `random` module) is put back afterwards. One graph takes ~0.4 ms at N = 40 and
+    ~4 ms at N = 100 (leidenalg ~12–77 ms, networkx's pure-Python Louvain ~5–40 ms).
     Communities are numbered by their smallest unit (the community of unit 0 is 0, ...), so
     equal partitions give equal label vectors.
 
@@ -79,8 +83,12 @@ def leiden(adjacency: torch.Tensor, seeds: int | Sequence[int]) -> np.ndarray:
     for i, (mat, seed) in enumerate(zip(flat, _seeds(seeds, flat.shape[0], "leiden()"))):
         if not np.isfinite(mat).all() or not (mat > 0).any():
             continue
-        found = leidenalg.find_partition(_graph(mat), leidenalg.ModularityVertexPartition,
-                                         weights="weight", n_iterations=-1, seed=seed)
+        igraph.set_random_number_generator(random.Random(seed))
+        try:
+            found = _graph(mat).community_leiden(objective_function="modularity",
+                                                 weights="weight", n_iterations=-1)
+        finally:
+            igraph.set_random_number_generator(random)
         member = np.asarray(found.membership, dtype=np.int64)
         # renumber 0..K'-1 in the order of each community's smallest unit
         _, first, inverse = np.unique(member, return_index=True, return_inverse=True)
