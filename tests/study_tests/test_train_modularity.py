@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from study import metrics
-from study.config import load_trial_config
+from study.config import ConfigError, load_trial_config
 from study.train import MODULARITY_METRICS, Trainer
 
 TINY = {
@@ -106,3 +107,8 @@ def test_single_group_gives_nan_nmi_and_z():
     res = tiny(**{"partition.groups": 1, "mi.weight": 0.0}).evaluate()
     for name in ("nmi_func", "nmi_struct", "q_func_z", "q_struct_z"):
         assert all(math.isnan(v) for v in res[name]), name
+
+
+def test_too_few_null_partitions_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"train\.null_partitions.*greater than or equal to 2"):
+        load_trial_config(overrides={"train.null_partitions": 1})
