@@ -187,6 +187,10 @@ class TrainConfig(_Strict):
     threads: int = Field(0, ge=0)  # torch intra-op threads; 0 = leave as set by the environment
     # evaluations between held-out MI estimates (mi_heldout; also at the last); 0 = never
     heldout_mi_every: int = Field(5, ge=0)
+    # null-referenced modularity (issue 9): R random partitions with the designed group sizes,
+    # drawn once per trial, score q_*_z; Leiden communities give q_*_found and nmi_*
+    null_partitions: int = Field(200, ge=2)
+    communities: bool = True
 
 
 class TrialConfig(_Strict):

@@ -1,5 +1,6 @@
-"""Evaluation metrics (method.md §10): fixed-partition modularity Q and Q/Q_max, D indices,
-Gaussian MI, accuracy, R². Inputs are torch tensors batched over any leading axes (seed axis S
+"""Evaluation metrics (method.md §10): fixed-partition modularity Q and Q/Q_max, its z-score
+against random partitions of the same sizes, Q of the weight change, D indices, Gaussian MI,
+accuracy, R². Inputs are torch tensors batched over any leading axes (seed axis S
 first); adjacency is symmetric, non-negative, diagonal ignored; labels are (N,) ints using every
 group 0..K-1. float64 inside where accuracy needs it; results in the input dtype; NaN = undefined.
 """
@@ -303,6 +304,170 @@ def structural_modularity(
     w = _check_square(weights, "weights", "structural_modularity()")
     lab = _as_labels(labels, "structural_modularity()", w.shape[-1])
     return _q_and_norm(_structural(w), lab, w.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# null-referenced modularity
+
+
+def random_partitions(
+    labels: Labels, n_partitions: int, seed: int | Sequence[int]
+) -> np.ndarray:
+    """R uniformly random relabellings of the units that keep every group's size.
+
+    Each row is an independent uniform permutation of `labels`, so group k still has n_k
+    units; these are the null partitions of `modularity_zscore`. Deterministic in `seed`
+    (NumPy PCG64), so the same R partitions can score every evaluation and every seed.
+
+    Args:
+        labels: shape (N,), integers 0..K-1, the designed partition.
+        n_partitions: R >= 1.
+        seed: seed of the generator (an int >= 0, or a sequence of them).
+
+    Returns:
+        partitions, shape (R, N), int64; np.bincount of every row equals that of `labels`.
+
+    Raises:
+        TypeError: if labels are not integers.
+        ValueError: if labels are invalid or R < 1.
+    """
+    lab = _as_labels(labels, "random_partitions()")
+    if isinstance(n_partitions, bool) or not isinstance(n_partitions, (int, np.integer)) \
+            or n_partitions < 1:
+        raise ValueError(
+            f"random_partitions(): n_partitions must be a positive int, but got {n_partitions!r}."
+        )
+    rng = np.random.default_rng(seed)
+    return rng.permuted(np.tile(lab, (int(n_partitions), 1)), axis=1)
+
+
+def _check_partitions(partitions: object, n: int, where: str) -> np.ndarray:
+    """(R, N) integer label rows -> int64 numpy; every value in 0..K-1, R >= 2."""
+    if isinstance(partitions, torch.Tensor):
+        partitions = partitions.detach().cpu().numpy()
+    p = np.asarray(partitions)
+    if p.ndim != 2 or p.shape[1] != n or p.shape[0] < 2:
+        raise ValueError(
+            f"{where}: partitions must have shape (R, N) with R >= 2 and N={n}, but got shape "
+            f"{p.shape}. Use random_partitions()."
+        )
+    if p.dtype.kind not in "iu" or p.min() < 0:
+        raise TypeError(f"{where}: partitions must be non-negative integers, but got {p.dtype}.")
+    return p.astype(np.int64, copy=False)
+
+
+def _partition_q(a: torch.Tensor, partitions: np.ndarray) -> torch.Tensor:
+    """float64 (..., N, N) zero diagonal, (P, N) labels -> Q of every partition, (..., P).
+
+    One matmul A @ [H_1 ... H_P] over all partitions at once, with the (N, P·K) indicator
+    block, so no (..., P, N, N) copy of the adjacency is ever made.
+    """
+    p, n = partitions.shape
+    k = int(partitions.max()) + 1
+    idx = torch.as_tensor(partitions, dtype=torch.long, device=a.device)
+    onehot = torch.nn.functional.one_hot(idx, k).to(torch.float64)  # (P, N, K)
+    h = onehot.permute(1, 0, 2).reshape(n, p * k)  # (N, P·K)
+    ah = (a @ h).view(*a.shape[:-1], p, k)  # (..., N, P, K)
+    within = (ah * h.view(n, p, k)).sum((-3, -1))  # (..., P) Σ_ij A_ij δ(g_i, g_j)
+    degree = a.sum(-1)  # (..., N)
+    two_m = degree.sum(-1, keepdim=True)  # (..., 1)
+    group_degree = (degree @ h).view(*degree.shape[:-1], p, k)  # (..., P, K)
+    safe = torch.where(two_m > 0, two_m, torch.ones_like(two_m))
+    q = within / safe - (group_degree**2).sum(-1) / safe**2
+    return torch.where(two_m > 0, q, torch.full_like(q, float("nan")))
+
+
+def modularity_of_partitions(adjacency: torch.Tensor, partitions: np.ndarray) -> torch.Tensor:
+    """Q of each of P partitions on each matrix: the null distribution of `modularity_zscore`.
+
+    Args:
+        adjacency: shape (..., N, N), float, symmetric and non-negative, e.g. (S, N, N).
+        partitions: shape (P, N), integer labels (e.g. from `random_partitions`), P >= 2.
+
+    Returns:
+        Q, shape (..., P), the adjacency's dtype; NaN for a graph without edges.
+
+    Raises:
+        TypeError: if adjacency is not a floating tensor or partitions are not integers.
+        ValueError: on a bad shape, asymmetry or negative weights.
+    """
+    a = _check_adjacency(adjacency, "modularity_of_partitions()")
+    parts = _check_partitions(partitions, a.shape[-1], "modularity_of_partitions()")
+    return _partition_q(_zero_diagonal(a.to(torch.float64)), parts).to(a.dtype)
+
+
+def modularity_zscore(
+    adjacency: torch.Tensor, labels: Labels, partitions: np.ndarray
+) -> torch.Tensor:
+    """Designed-partition Q as a z-score against random partitions of the same group sizes.
+
+    z = (Q(labels) − mean_r Q(partition_r)) / std_r Q(partition_r), the std with ddof = 1,
+    on the *same* matrix. It asks whether the weights follow the designed groups more than
+    they follow an arbitrary grouping of the same sizes; unlike Q it has the same meaning
+    (≈ N(0, 1) for weights without group structure) whatever N, K and the degree spread
+    are, so one threshold serves every cell of a phase diagram.
+
+    Args:
+        adjacency: shape (..., N, N), float, symmetric and non-negative, e.g. (S, N, N).
+        labels: shape (N,), integers 0..K-1, the designed partition.
+        partitions: shape (R, N), R >= 2 null partitions with the sizes of `labels`
+            (`random_partitions(labels, R, seed)`).
+
+    Returns:
+        z, shape (...), the adjacency's dtype; NaN for a graph without edges or when every
+        partition scores the same Q (e.g. K = 1, or all weights equal).
+
+    Raises:
+        TypeError: if adjacency is not a floating tensor or labels/partitions are not integers.
+        ValueError: on a bad shape, partitions whose group sizes differ from the labels',
+            asymmetry or negative weights.
+    """
+    where = "modularity_zscore()"
+    a = _check_adjacency(adjacency, where)
+    lab = _as_labels(labels, where, a.shape[-1])
+    parts = _check_partitions(partitions, a.shape[-1], where)
+    if not (np.sort(parts, axis=1) == np.sort(lab)).all():  # same multiset of labels per row
+        raise ValueError(
+            f"{where}: every partition must have the group sizes of labels "
+            f"{np.bincount(lab).tolist()}. Use random_partitions(labels, R, seed)."
+        )
+    a64 = _zero_diagonal(a.to(torch.float64))
+    both = _partition_q(a64, np.concatenate([lab[None], parts]))  # (..., 1 + R)
+    q, null = both[..., 0], both[..., 1:]
+    std = null.std(-1, correction=1)
+    # a spread at rounding level (e.g. equal weights) is no spread: z would be noise / noise
+    tiny = 1e3 * torch.finfo(torch.float64).eps * null.abs().amax(-1).clamp_min(1e-300)
+    z = (q - null.mean(-1)) / torch.where(std > tiny, std, torch.ones_like(std))
+    return torch.where(std > tiny, z, torch.full_like(z, float("nan"))).to(a.dtype)
+
+
+def weight_change(weights: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
+    """Structural graph of the learned change: |ΔW| + |ΔW|ᵀ with ΔW = W(t) − W(0).
+
+    The random initialisation W(0) decays only slowly under weight decay and carries no
+    trace of the partition, so Q of |W| + |W|ᵀ mixes learned structure with a shrinking
+    random part; Q of this graph (`q_struct_delta`) sees only what training added.
+
+    Args:
+        weights: shape (..., N, N), float, W_rec(t), e.g. (S, N, N).
+        initial: same shape, W_rec(0).
+
+    Returns:
+        adjacency, shape (..., N, N), weights' dtype, zero diagonal; all zeros (Q = NaN)
+        while the weights are unchanged.
+
+    Raises:
+        TypeError: if either is not a floating tensor.
+        ValueError: if they are not square or their shapes differ.
+    """
+    w = _check_square(weights, "weights", "weight_change()")
+    w0 = _check_square(initial, "initial", "weight_change()")
+    if w.shape != w0.shape:
+        raise ValueError(
+            f"weight_change(): weights and initial must have the same shape, but got "
+            f"{tuple(w.shape)} and {tuple(w0.shape)}."
+        )
+    return _structural(w.to(torch.float64) - w0.to(torch.float64)).to(w.dtype)
 
 
 # --------------------------------------------------------------------------------------------

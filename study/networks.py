@@ -289,6 +289,12 @@ class GRU(_Population):
         n = self.n_hidden
         return self.u[:, :, 2 * n:]
 
+    def gate_recurrent_weights(self) -> dict[str, Tensor]:
+        """The per-gate recurrent blocks of U, each (S, N, N): update U_z, reset U_r, cand. U_h."""
+        n = self.n_hidden
+        return {"update": self.u[:, :, :n], "reset": self.u[:, :, n:2 * n],
+                "candidate": self.u[:, :, 2 * n:]}
+
     def input_weights(self) -> Tensor:
         """(S, I, N): the candidate-block input kernel W_h."""
         return self.w[:, :, 2 * self.n_hidden:]

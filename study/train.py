@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from study import metrics
+from study import communities, metrics
 from study.config import TrialConfig, trial_config_from_dict
 from study.mi import SubgroupMI, heldout_mi
 from study.networks import build_network
@@ -152,7 +152,10 @@ def build_task(cfg: TrialConfig):
 
 # the per-evaluation metrics of each section of Trainer.evaluate, in logging order
 MI_METRICS = ("mi", "mi_gauss", "mi_gauss_null", "mi_heldout", "mi_heldout_null")
-MODULARITY_METRICS = ("q_func", "q_struct", "q_func_norm", "q_struct_norm")
+MODULARITY_METRICS = ("q_func", "q_struct", "q_func_norm", "q_struct_norm",
+                      "q_func_z", "q_struct_z", "q_struct_delta", "q_struct_delta_z",
+                      "nmi_func", "nmi_struct", "q_func_found", "q_struct_found",
+                      "q_update_z", "q_reset_z")
 SPECIALISATION_METRICS = ("d_in", "d_out", "d_corr")
 
 
@@ -252,6 +255,11 @@ class Trainer:
         self.timings = {"data": 0.0, "critic": 0.0, "network": 0.0, "eval": 0.0}
         self.metric_names = metric_names(cfg)
         self._labels_t = torch.as_tensor(self.labels)
+        # W_rec(0) for q_struct_delta (also in checkpoints), and the null partitions of the
+        # z-scores: drawn once from their own stream, so every evaluation uses the same R
+        self.w_rec0 = self.net.recurrent_weights().detach().clone()
+        self.null_partitions = metrics.random_partitions(
+            self.labels, cfg.train.null_partitions, seed=[cfg.seed, 3])
 
     @property
     def seed_values(self) -> list[int]:
@@ -455,16 +463,40 @@ class Trainer:
         return len(self.history) % every == 0 or self.epoch >= self.cfg.train.epochs
 
     def _eval_modularity(self, out, res: dict[str, Tensor]) -> None:
-        """MODULARITY_METRICS: functional and structural Q of the designed partition."""
-        labels = self.labels
+        """MODULARITY_METRICS: Q of the designed partition, null-referenced and partition-free.
+
+        For |corr| (func) and |W_rec| + |W_rec|ᵀ (struct): Q, Q/Q_max, the z-score of Q
+        against the trial's random partitions, and Leiden communities (their own Q and their
+        NMI with the design); Q and z of the weight change ΔW = W_rec − W_rec(0); for the GRU
+        the z-scored Q of the update- and reset-gate recurrent blocks.
+        """
+        labels, parts = self.labels, self.null_partitions
         if self.cfg.train.corr_pooling == "pooled":
-            q_f, q_f_norm = metrics.functional_modularity(out.rows(), labels)
+            func = metrics.functional_adjacency(out.rows())
         else:  # mean |corr| over sequences (separation reference, method.md §10.2)
-            adj = metrics.functional_adjacency(out.states.transpose(1, 2)).mean(dim=1)
-            q_f = metrics.modularity(adj, labels)
-            q_f_norm = q_f / metrics.modularity_max(adj, labels)
-        q_s, q_s_norm = metrics.structural_modularity(self.net.recurrent_weights(), labels)
-        res.update(q_func=q_f, q_struct=q_s, q_func_norm=q_f_norm, q_struct_norm=q_s_norm)
+            func = metrics.functional_adjacency(out.states.transpose(1, 2)).mean(dim=1)
+        w_rec = self.net.recurrent_weights()
+        graphs = {"func": func, "struct": metrics.structural_adjacency(w_rec)}
+        for name, adj in graphs.items():
+            q = metrics.modularity(adj, labels)
+            res[f"q_{name}"] = q
+            res[f"q_{name}_norm"] = q / metrics.modularity_max(adj, labels)
+            res[f"q_{name}_z"] = metrics.modularity_zscore(adj, labels, parts)
+        delta = metrics.weight_change(w_rec, self.w_rec0)
+        res["q_struct_delta"] = metrics.modularity(delta, labels)
+        res["q_struct_delta_z"] = metrics.modularity_zscore(delta, labels, parts)
+        for name, adj in graphs.items():
+            if self.cfg.train.communities and self.cfg.partition.groups >= 2:
+                found = communities.leiden(adj, self.seed_values)
+                res[f"q_{name}_found"] = communities.found_modularity(adj, found)
+                res[f"nmi_{name}"] = communities.partition_nmi(found, labels)
+            else:
+                res[f"q_{name}_found"] = res[f"nmi_{name}"] = self._nan()
+        gates = (self.net.gate_recurrent_weights() if self.cfg.network.kind == "gru" else {})
+        for gate in ("update", "reset"):
+            res[f"q_{gate}_z"] = (
+                metrics.modularity_zscore(metrics.structural_adjacency(gates[gate]), labels, parts)
+                if gate in gates else self._nan())
 
     def _eval_specialisation(self, out, pred: Tensor, tgt: Tensor,
                              res: dict[str, Tensor]) -> None:
@@ -501,6 +533,7 @@ class Trainer:
             "network": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "mi": self.mi.state() if self.mi is not None else None,
+            "w_rec0": self.w_rec0.cpu(),
             "rng": {
                 "data": self.data_rng.bit_generator.state,
                 "eval": self.eval_rng.bit_generator.state,
@@ -528,6 +561,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.mi is not None:
             self.mi.load_state(state["mi"])
+        if "w_rec0" in state:  # older checkpoints: the seeded initialisation already rebuilt it
+            self.w_rec0 = state["w_rec0"].to(self.device)
         rng = state["rng"]
         self.data_rng.bit_generator.state = rng["data"]
         self.eval_rng.bit_generator.state = rng["eval"]
