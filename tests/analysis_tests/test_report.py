@@ -67,15 +67,37 @@ def test_report_is_self_contained(grid_report):
             assert not a.get(key, "").startswith(("http:", "https:", "file:", "//"))
 
 
-def test_report_findings_state_known_lag(grid_report, fixture_study):
+def test_report_findings_give_a_verdict_per_lambda_never_pooled(grid_report):
+    # The fixture's λ > 0 seeds all have q_func_z rise 5-7 evaluations before q_struct_z.
+    # λ = 0.1: 7 decided seeds, exact sign test p = 2 / 2^7 = 0.015625, BH over the 3 λ rows
+    # (p = 1, 0.015625, 0.125) gives 0.046875 < 0.05. λ = 0.3: its K = 3 trial diverged and is
+    # excluded, 4 seeds give p = 0.125 → BH 0.1875: inconclusive. λ = 0 controls: neither.
     text = _findings(grid_report.path.read_text())
-    f = grid_report.findings
-    assert f.lag.median == fixture_study.known_median_lag
-    assert f.n_both == 14 and f.n_func_first == 14
-    assert "median lag t_struct − t_func = 150 epochs" in text
-    assert "came before structural in 14 (100%)" in text
-    assert f"{f.lag.ci_low:g} to {f.lag.ci_high:g}" in text
-    assert 125.0 <= f.lag.ci_low <= 150.0 <= f.lag.ci_high <= 175.0
+    v = grid_report.findings.verdicts.set_index("mi.weight")
+    assert v.loc[0.1, ["n_seeds", "n_func_first", "n_struct_first", "n_tie", "n_neither"]
+                 ].tolist() == [7, 7, 0, 0, 0]
+    assert v.loc[0.1, "p_sign"] == pytest.approx(2 / 2 ** 7)
+    assert v.loc[0.1, "p_sign_bh"] == pytest.approx(0.046875)
+    assert v.loc[0.1, "verdict"] == "function first"
+    assert v.loc[0.3, "n_seeds"] == 4 and v.loc[0.3, "verdict"] == "inconclusive"
+    assert v.loc[0.0, "n_neither"] == 7
+    assert "λ = 0.1 (7 seeds: function first 7" in text
+    assert "function first (sign test, BH-adjusted p = 0.047)" in text
+    assert "λ = 0.3 (4 seeds" in text and "inconclusive (sign test" in text
+    assert "False emergence at λ = 0: q_func_z 0 of 7 seeds" in text
+    assert "3 seed(s) of trials cut short (trial diverged) are excluded" in text
+    assert "Wilcoxon" not in text and "median lag" not in text
+    cal = grid_report.findings.calibration
+    assert cal is not None and cal.false_function_first <= cal.alpha
+
+
+def test_report_leads_with_the_verdicts_and_ends_with_provenance(grid_report):
+    html = grid_report.path.read_text()
+    order = [html.index(f"<h2>{h}</h2>") for h in (
+        "Findings", "Timing verdicts", "Time to emergence (Kaplan–Meier)", "Calibration",
+        "MI audit", "Phase diagrams", "Provenance")]
+    assert order == sorted(order)
+    assert "Not measured in this study: q_struct_delta_z, nmi_func, nmi_struct." in html
 
 
 def test_report_findings_state_accuracy_drop_and_failures(grid_report):
@@ -99,9 +121,15 @@ def test_report_writes_csv_tables_beside_it(grid_report, fixture_study):
     out = grid_report.out_dir
     seeds = pd.read_csv(out / "seeds.csv")
     assert len(seeds) == 21
-    by_lam = pd.read_csv(out / "lag_by_mi_weight.csv").set_index("mi.weight")
-    assert by_lam.loc[0.1, "median"] == fixture_study.known_median_lag
-    assert by_lam.loc[0.0, "n"] == 0
+    by_lam = pd.read_csv(out / "verdicts_by_mi_weight.csv").set_index("mi.weight")
+    assert by_lam.loc[0.1, "median_lag"] == fixture_study.known_median_lag
+    assert by_lam.loc[0.1, "verdict"] == "function first"
+    cells = pd.read_csv(out / "verdicts_by_cell.csv")
+    assert len(cells) == 5 and cells["n_seeds"].sum() == 18  # the diverged cell is excluded
+    excluded = pd.read_csv(out / "timing_excluded.csv")
+    assert len(excluded) == 3 and set(excluded["reason"]) == {"trial diverged"}
+    km = pd.read_csv(out / "kaplan_meier_medians.csv")
+    assert set(km["metric"]) == {"func", "struct"}
     phase = pd.read_csv(out / "phase_mi_weight__partition_groups.csv")
     assert len(phase) == 6 and phase["n_seeds"].sum() == 21
     assert {p.name for p in grid_report.files} == {p.name for p in out.iterdir()} - {"report.html"}
