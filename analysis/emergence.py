@@ -200,8 +200,9 @@ def verdict_table(
     Returns:
         One row per group: the ``by`` columns, ``n_seeds``, ``n_func_first``,
         ``n_struct_first``, ``n_tie``, ``n_neither``, ``p_sign``, ``p_tost``, ``p_sign_bh``,
-        ``p_tost_bh`` (BH across the rows of this table), ``verdict``, ``median_lag`` (seeds
-        where both emerged; descriptive).
+        ``p_tost_bh`` (BH across the rows of this table, λ = 0 control rows included, which
+        only makes the treated rows' adjustment more conservative), ``verdict``,
+        ``median_lag`` (seeds where both emerged; descriptive).
     """
     import pandas as pd
 

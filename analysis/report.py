@@ -210,7 +210,8 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
                 continue
             p = r["p_tost_bh"] if r["verdict"] == "co-emergent" else r["p_sign_bh"]
             test = "TOST" if r["verdict"] == "co-emergent" else "sign test"
-            parts.append(f"λ = {lam:g} ({counts}): {r['verdict']} ({test}, BH-adjusted "
+            where = f"λ = {lam:g}" if np.isfinite(lam) else "All seeds (λ not logged)"
+            parts.append(f"{where} ({counts}): {r['verdict']} ({test}, BH-adjusted "
                          f"p = {_p(p)}).")
             readings.append(r["verdict"])
         if by:
