@@ -53,6 +53,7 @@ ALPHA = 0.05  # declared level of every timing test (after BH across the cells o
 MARGIN_EVALS = 2.0
 VERDICTS = ("function first", "structure first", "co-emergent", "inconclusive")
 _STEP_PARAM = "train.eval_every"
+_LAMBDA = "mi.weight"
 
 
 def sign_test(n_func: int, n_struct: int) -> float:
@@ -200,9 +201,8 @@ def verdict_table(
     Returns:
         One row per group: the ``by`` columns, ``n_seeds``, ``n_func_first``,
         ``n_struct_first``, ``n_tie``, ``n_neither``, ``p_sign``, ``p_tost``, ``p_sign_bh``,
-        ``p_tost_bh`` (BH across the rows of this table, λ = 0 control rows included, which
-        only makes the treated rows' adjustment more conservative), ``verdict``,
-        ``median_lag`` (seeds where both emerged; descriptive).
+        ``p_tost_bh`` (BH across the treated rows of this table; λ = 0 control rows keep their
+        raw p), ``verdict``, ``median_lag`` (seeds where both emerged; descriptive).
     """
     import pandas as pd
 
@@ -229,8 +229,14 @@ def verdict_table(
                      "median_lag": float(np.median(lag[np.isfinite(lag)]))
                      if np.isfinite(lag).any() else math.nan})
     out = pd.DataFrame(rows)
-    out["p_sign_bh"] = bh_adjust(out["p_sign"])
-    out["p_tost_bh"] = bh_adjust(out["p_tost"])
+    # The family is the treated groups: λ = 0 control rows are judged on their raw p (any
+    # verdict there is a false one) and do not dilute the treated rows' adjustment.
+    control = (pd.to_numeric(out[_LAMBDA], errors="coerce").eq(0.0) if _LAMBDA in by
+               else pd.Series(False, index=out.index)).to_numpy(bool)
+    for raw in ("p_sign", "p_tost"):
+        adj = out[raw].to_numpy(float).copy()
+        adj[~control] = bh_adjust(adj[~control])
+        out[f"{raw}_bh"] = adj
     out["verdict"] = [verdict(r.n_func_first, r.n_struct_first, r.p_sign_bh, r.p_tost_bh, alpha)
                       for r in out.itertuples()]
     return out[cols]

@@ -199,7 +199,7 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
         z, run = _mode(timing, PARAM_Z, DEFAULT_Z), int(_mode(timing, PARAM_RUN, DEFAULT_RUN))
         parts.append(f"Onset = first evaluation from which the z-score stays >= {z:g} for {run} "
                      f"evaluations; ties are onsets within {TIE_EVALS} evaluation; tests at "
-                     f"α = {ALPHA:g} after Benjamini–Hochberg across λ.")
+                     f"α = {ALPHA:g} after Benjamini–Hochberg across the λ > 0 rows.")
         readings = []
         for r in verdicts.to_dict("records"):
             lam = r.get(PARAM_MI_WEIGHT, math.nan)
@@ -523,8 +523,9 @@ def _verdicts(page: _Page, data: StudyData, fnd: Findings, timing: pd.DataFrame,
            "exact sign test of function-first against structure-first (ties and neither left "
            f"out), TOST equivalence of the median lag with 0 within ±{MARGIN_EVALS:g} "
            f"evaluations{f' (±{MARGIN_EVALS * step:g} epochs)' if np.isfinite(step) else ''} "
-           f"for co-emergence, Benjamini–Hochberg across the rows of each table, α = "
-           f"{ALPHA:g}. λ = 0 rows are controls: any verdict there is a false one.")
+           "for co-emergence, Benjamini–Hochberg across the treated rows of each table, "
+           f"α = {ALPHA:g}. λ = 0 rows are controls (raw p, outside the BH family): any "
+           "verdict there is a false one.")
     if by:
         page.p(f"Verdict per {by}:")
     page.table(fnd.verdicts, f"verdicts_by_{_slug(by)}" if by else "verdicts")

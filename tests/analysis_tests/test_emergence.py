@@ -213,8 +213,9 @@ def test_verdict_table_per_lambda_never_pools_and_adjusts_across_rows():
     assert v["verdict"].to_dict() == {0.0: "inconclusive", 0.1: "function first",
                                       0.3: "co-emergent"}
     assert v.loc[0.1, "p_sign"] == pytest.approx(2 / 256)
-    # BH over the sign-test p's (1, 2/256, 1) → 3 · 2/256 for the smallest
-    assert v.loc[0.1, "p_sign_bh"] == pytest.approx(6 / 256)
+    # BH over the treated rows' sign-test p's (2/256, 1) → 2 · 2/256; the control keeps its p
+    assert v.loc[0.1, "p_sign_bh"] == pytest.approx(4 / 256)
+    assert v.loc[0.0, "p_sign_bh"] == v.loc[0.0, "p_sign"] == 1.0
     assert v.loc[0.3, "p_tost"] == pytest.approx(1 / 256)
     assert v.loc[0.0, "n_neither"] == 8
 
