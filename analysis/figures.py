@@ -20,7 +20,7 @@ from analysis.phase import PhaseInfo, phase_quantities
 __all__ = ["plot_curve_bands", "plot_km", "plot_onsets", "plot_pareto", "plot_phase",
            "plot_scatter", "to_png"]
 
-_RATE = ("success_rate", "differentiated_rate")
+_RATE = ("success_rate", "differentiated_rate", "func_emerged_rate", "struct_emerged_rate")
 
 
 def _figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
