@@ -13,7 +13,7 @@ import traceback
 
 
 def _report(args: argparse.Namespace) -> int:
-    """Write a study's HTML report with phase diagrams, emergence lags and provenance."""
+    """Write a study's HTML report: timing verdicts, calibration, phase diagrams, provenance."""
     from analysis.report import build_report
 
     import numpy as np
@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="output folder (default: $STUDY_HOME/reports/STUDY/)")
     rep.add_argument("--no-log", action="store_true",
                      help="do not log the report as artifacts of the study run")
-    rep.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
+    rep.add_argument("--seed", type=int, default=0,
+                     help="seed of the calibration's synthetic curves")
     rep.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     rep.set_defaults(func=_report)
     return parser

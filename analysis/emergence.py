@@ -1,421 +1,523 @@
-"""Emergence epochs of metric curves and statistics of the structural-minus-functional lag.
+"""Timing statistics of functional vs structural emergence, censoring-aware, never pooled over λ.
 
-Pure NumPy/SciPy (pandas only inside the table helpers). Conventions: a curve is one seed's metric
-sampled at evaluation epochs, shape (T,); "did not emerge" is NaN, never a number (method.md §10.3,
-DESIGN.md §5); every random step takes an explicit ``np.random.Generator``.
+Per-seed onsets and the which-first outcome come from :mod:`analysis.outcomes` (their one
+owner). Here: per group of seeds (a λ, a phase cell) an exact sign test of function-first against
+structure-first, a TOST equivalence test of co-emergence with a declared margin, Benjamini–Hochberg
+across the groups of a table, the verdict; Kaplan–Meier curves of time to emergence (lifelines);
+censored regressions of the onsets on the swept keys (Weibull AFT, lifelines) and of the
+which-first outcome (logistic, statsmodels); and the calibration of the whole pipeline on
+synthetic curve pairs with an identical time course and the study's own measured noise.
+
+SciPy, pandas, lifelines and statsmodels are imported inside the functions that need them, so
+``import analysis.emergence`` stays as light as NumPy.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+
+from analysis.outcomes import (DEFAULT_RUN, DEFAULT_Z, TIE_EVALS, chance_modularity,
+                               group_sizes, onset, which_first)
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "LagSummary",
-    "Onset",
+    "ALPHA",
+    "MARGIN_EVALS",
+    "Calibration",
+    "Noise",
+    "bh_adjust",
+    "calibrate",
+    "censored_regression",
     "chance_modularity",
+    "false_emergence",
     "group_sizes",
-    "lag_summary",
-    "lag_table",
-    "onset",
-    "rank_correlations",
-    "seed_onsets",
+    "km_table",
+    "measure_noise",
+    "sign_test",
+    "timing_seeds",
+    "tost_lag",
+    "verdict",
+    "verdict_table",
 ]
 
-# Robust noise: a Gaussian's MAD is 0.6745 σ, and a difference of two independent evaluations has
-# standard deviation √2 σ, so σ ≈ 1.4826 · MAD(diff) / √2.
-_MAD_TO_SIGMA = 1.482602218505602
-_MIN_POINTS = 3  # fewest finite evaluations from which a noise scale and a rise can be estimated
+ALPHA = 0.05  # declared level of every timing test (after BH across the cells of a table)
+# Declared TOST margin: co-emergent when the median lag is within ±2 evaluations. A lag of one
+# evaluation is already a tie (outcomes.TIE_EVALS); the margin allows one more for the jitter of
+# onsets on noisy curves.
+MARGIN_EVALS = 2.0
+VERDICTS = ("function first", "structure first", "co-emergent", "inconclusive")
+_STEP_PARAM = "train.eval_every"
+_LAMBDA = "mi.weight"
 
 
-@dataclass(frozen=True)
-class Onset:
-    """Emergence of one curve (see :func:`onset` for the exact definitions)."""
+def sign_test(n_func: int, n_struct: int) -> float:
+    """Two-sided exact binomial (sign) test of function-first against structure-first seeds.
 
-    half_rise: float  # epoch, NaN when the curve did not emerge
-    threshold: float  # first epoch from which the curve stays above chance + margin, NaN if never
-    emerged: bool
-    rise: float  # X_end − X_0 (X_end = mean of the last `final_window` finite values)
-    noise: float  # per-evaluation noise scale σ used for the decision
+    Ties and seeds where neither emerged carry no sign and are left out (the sign test's usual
+    treatment of zero differences). p = 1 with no decided seed.
+    """
+    from scipy.stats import binomtest
+
+    n = int(n_func) + int(n_struct)
+    if n == 0:
+        return 1.0
+    return float(binomtest(int(n_func), n, 0.5, alternative="two-sided").pvalue)
 
 
-def onset(
-    epochs: Any,
-    values: Any,
-    *,
-    chance: float | None = None,
-    final_window: int = 3,
-    noise_k: float = 3.0,
-    min_rise: float = 0.02,
-) -> Onset:
-    """Half-rise and threshold-crossing epochs of one curve, or "did not emerge".
+def _lag_bounds(seeds: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed bounds [lo, hi] of lag = t_struct − t_func, using the censoring epochs.
 
-    Definitions (method.md §10.3; feasibility.md §1 for the averaged end value). Non-finite values
-    (a diverged tail, a skipped evaluation) are dropped together with their epochs first; what
-    follows uses the remaining T' finite evaluations.
+    Both emerged: the lag itself. Only q_func emerged: t_struct is after its censoring epoch, so
+    lag > t_struct_censor − t_func. Only q_struct: lag < t_struct − t_func_censor. Neither: no
+    bound.
+    """
+    tf, ts = seeds["t_func"].to_numpy(float), seeds["t_struct"].to_numpy(float)
+    cf = seeds["t_func_censor"].to_numpy(float)
+    cs = seeds["t_struct_censor"].to_numpy(float)
+    ef = seeds["func_emerged"].to_numpy(bool)
+    es = seeds["struct_emerged"].to_numpy(bool)
+    lo = np.full(len(seeds), -np.inf)
+    hi = np.full(len(seeds), np.inf)
+    both = ef & es
+    lo[both] = hi[both] = (ts - tf)[both]
+    only_f = ef & ~es & np.isfinite(cs)
+    lo[only_f] = (cs - tf)[only_f]
+    only_s = es & ~ef & np.isfinite(cf)
+    hi[only_s] = (ts - cf)[only_s]
+    return lo, hi
 
-    - ``X_0`` is the first finite value, ``X_end`` the mean of the last ``min(final_window, T'-1)``
-      finite values, and ``rise = X_end − X_0``.
-    - ``noise`` σ is estimated from the curve itself, robustly: 1.4826 · MAD of the successive
-      differences / √2 (a step or sigmoid rise changes only a few differences, so it barely moves
-      the MAD, while a linear drift only moves their median).
-    - The curve **emerged** iff ``rise >= max(noise_k · σ, min_rise)``; a falling curve never
-      emerges. Fewer than 3 finite values never emerge (no noise scale can be estimated).
-    - ``half_rise`` is the first evaluation epoch whose value is ``>= X_0 + rise / 2``.
-    - ``threshold`` is the first evaluation epoch from which every later finite value is
-      ``> chance + max(noise_k · σ, min_rise)``, i.e. the curve leaves the chance level by the
-      same margin that decides emergence and never falls back. NaN without ``chance``.
 
-    Both epochs are NaN when the curve did not emerge (censored, not a number).
+def tost_lag(lo: Any, hi: Any, margin: Any) -> tuple[float, int, int]:
+    """TOST equivalence of the median lag with 0 within ±margin, by two exact sign tests.
+
+    H01: median lag <= −margin, rejected when significantly more than half of the seeds have
+    lag > −margin; H02: median lag >= +margin, rejected when more than half have lag < +margin.
+    Each seed counts in a test where its lag bounds decide the side (censored seeds often do:
+    q_func emerged and q_struct never did by a wide margin is a lag > +margin) and is left out
+    where they do not. p = max of the two one-sided exact binomial p-values; 1 without data.
 
     Args:
-        epochs: evaluation epochs, shape (T,), strictly increasing.
-        values: the metric at those epochs, shape (T,); NaN/inf allowed.
-        chance: the metric's chance level (e.g. :func:`chance_modularity`), or None.
-        final_window: number of last finite evaluations averaged into X_end, >= 1.
-        noise_k: how many noise scales the rise must exceed, >= 0.
-        min_rise: smallest rise that counts, whatever the noise, >= 0.
+        lo, hi: per-seed lower and upper bounds of the lag (equal when known), epochs.
+        margin: the equivalence margin in epochs, a scalar or one per seed, > 0.
 
     Returns:
-        The :class:`Onset` of the curve.
-
-    Raises:
-        ValueError: on shapes, non-increasing epochs or out-of-range options.
+        (p, n1, n2): the TOST p-value and the seeds used in each one-sided test.
     """
-    t, x = _check_curve("onset()", epochs, values)
-    if isinstance(final_window, bool) or not isinstance(final_window, (int, np.integer)):
-        raise TypeError(f"onset(): final_window must be an int, but got {final_window!r}.")
-    if final_window < 1:
-        raise ValueError(
-            f"onset(): final_window must be >= 1, but got final_window={final_window}.")
-    if not (noise_k >= 0 and min_rise >= 0):
-        raise ValueError(
-            f"onset(): noise_k and min_rise must be >= 0, but got noise_k={noise_k}, "
-            f"min_rise={min_rise}."
-        )
-    if chance is not None and not math.isfinite(chance):
-        raise ValueError(f"onset(): chance must be finite or None, but got chance={chance}.")
+    from scipy.stats import binomtest
 
-    finite = np.isfinite(x)
-    t, x = t[finite], x[finite]
-    if x.size < _MIN_POINTS:
-        return Onset(math.nan, math.nan, False, math.nan, math.nan)
-
-    x0 = float(x[0])
-    window = min(final_window, x.size - 1)
-    rise = float(np.mean(x[-window:])) - x0
-    d = np.diff(x)
-    noise = float(_MAD_TO_SIGMA * np.median(np.abs(d - np.median(d))) / math.sqrt(2.0))
-    margin = max(noise_k * noise, min_rise)
-    if not rise >= margin:
-        return Onset(math.nan, math.nan, False, rise, noise)
-
-    # X_end >= X_0 + margin > X_0 + rise/2 somewhere in the final window, so argmax finds a hit.
-    half_rise = float(t[np.argmax(x >= x0 + 0.5 * rise)])
-    threshold = math.nan
-    if chance is not None:
-        below = np.flatnonzero(~(x > chance + margin))
-        start = 0 if below.size == 0 else below[-1] + 1
-        if start < x.size:
-            threshold = float(t[start])
-    return Onset(half_rise, threshold, True, rise, noise)
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    d = np.broadcast_to(np.asarray(margin, float), lo.shape)
+    s1, f1 = lo > -d, hi <= -d
+    s2, f2 = hi < d, lo >= d
+    n1, n2 = int(s1.sum() + f1.sum()), int(s2.sum() + f2.sum())
+    if n1 == 0 or n2 == 0:
+        return 1.0, n1, n2
+    p1 = binomtest(int(s1.sum()), n1, 0.5, alternative="greater").pvalue
+    p2 = binomtest(int(s2.sum()), n2, 0.5, alternative="greater").pvalue
+    return float(max(p1, p2)), n1, n2
 
 
-def _check_curve(where: str, epochs: Any, values: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Epochs and values as float arrays of shape (T,), validated."""
-    try:
-        t = np.asarray(epochs, dtype=float)
-        x = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{where}: epochs and values must be numeric arrays ({e}).") from e
-    if t.ndim != 1 or x.shape != t.shape:
-        raise ValueError(
-            f"{where}: epochs and values must have the same shape (T,), but got epochs shape "
-            f"{t.shape} and values shape {x.shape}."
-        )
-    if not np.all(np.isfinite(t)):
-        raise ValueError(f"{where}: epochs must be finite, but got {t.tolist()}.")
-    if t.size > 1 and not np.all(np.diff(t) > 0):
-        raise ValueError(f"{where}: epochs must be strictly increasing, but got {t.tolist()}.")
-    return t, x
+def bh_adjust(p: Any) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (statsmodels), NaN kept in place."""
+    from statsmodels.stats.multitest import multipletests
 
-
-def group_sizes(n_hidden: int, n_groups: int, sizes: Sequence[int] | None = None) -> list[int]:
-    """Sizes of the K contiguous subgroups of N units (DESIGN.md §3, "Subgroups").
-
-    Args:
-        n_hidden: N, the number of units.
-        n_groups: K, the number of groups, 1 <= K <= N.
-        sizes: explicit sizes (K positive ints summing to N); by default as equal as possible,
-            larger groups first (N=10, K=3 gives [4, 3, 3]).
-
-    Returns:
-        The K group sizes.
-
-    Raises:
-        ValueError: when the sizes cannot partition N units into K groups.
-    """
-    n, k = int(n_hidden), int(n_groups)
-    if not 1 <= k <= n:
-        raise ValueError(
-            f"group_sizes(): 1 <= n_groups <= n_hidden must hold, but got n_hidden={n_hidden}, "
-            f"n_groups={n_groups}."
-        )
-    if sizes is None:
-        base, extra = divmod(n, k)
-        return [base + 1] * extra + [base] * (k - extra)
-    out = [int(s) for s in sizes]
-    if len(out) != k or sum(out) != n or min(out) < 1:
-        raise ValueError(
-            f"group_sizes(): sizes must be {k} positive ints summing to n_hidden={n}, but got "
-            f"sizes={list(sizes)}."
-        )
+    p = np.asarray(p, float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="fdr_bh")[1]
     return out
 
 
-def chance_modularity(n_hidden: int, n_groups: int, sizes: Sequence[int] | None = None) -> float:
-    """Newman Q of the fixed partition on the complete graph with equal weights: Q's chance level.
-
-    Q_chance = Σ_c [n_c(n_c − 1) / (N(N − 1)) − (n_c / N)²], which is −1/(2(N − 1)) for two equal
-    halves (ground-truth.md, "Modularity"). A graph with no group structure sits here, not at 0.
-
-    Args:
-        n_hidden: N, the number of units.
-        n_groups: K, the number of groups.
-        sizes: optional explicit group sizes (see :func:`group_sizes`).
-
-    Returns:
-        The chance level of Q.
-    """
-    n = int(n_hidden)
-    if n < 2:
-        raise ValueError(f"chance_modularity(): n_hidden must be >= 2, but got n_hidden={n}.")
-    nc = np.asarray(group_sizes(n, n_groups, sizes), dtype=float)
-    return float(np.sum(nc * (nc - 1.0) / (n * (n - 1.0)) - (nc / n) ** 2))
+def verdict(n_func: int, n_struct: int, p_sign: float, p_tost: float,
+            alpha: float = ALPHA) -> str:
+    """The cell's reading from its (adjusted) p-values: a significant sign test names the side
+    that came first; else a significant TOST says co-emergent; else inconclusive."""
+    if p_sign <= alpha and n_func != n_struct:
+        return "function first" if n_func > n_struct else "structure first"
+    if p_tost <= alpha:
+        return "co-emergent"
+    return "inconclusive"
 
 
-class LagSummary(NamedTuple):
-    """Across-seed statistics of lag = t_struct − t_func (epochs); NaN where undefined."""
+def timing_seeds(seeds: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeds usable for timing statistics, and those excluded with the reason.
 
-    n: int  # seeds with a defined lag (both metrics emerged)
-    n_censored: int  # seeds without a defined lag
-    median: float
-    ci_low: float  # bootstrap percentile CI of the median
-    ci_high: float
-    n_positive: int  # seeds with lag > 0 (structure after function)
-    frac_positive: float  # n_positive / n
-    statistic: float  # Wilcoxon signed-rank statistic (paired t_struct vs t_func)
-    p_value: float  # two-sided
-
-
-def lag_summary(
-    lags: Any,
-    *,
-    rng: np.random.Generator,
-    n_boot: int = 2000,
-    confidence: float = 0.95,
-) -> LagSummary:
-    """Median lag, its bootstrap CI, the fraction of positive lags and a paired Wilcoxon test.
-
-    The Wilcoxon signed-rank test on the per-seed differences is the paired test of t_struct
-    against t_func across seeds (method.md §10.3); zero lags are dropped (``zero_method="wilcox"``)
-    and all-zero lags give statistic 0 and p = 1. The CI is the percentile bootstrap of the median
-    (``scipy.stats.bootstrap``), which stays defined on the tied values an evaluation grid gives;
-    it needs at least 2 lags.
-
-    Args:
-        lags: per-seed lags in epochs, shape (S,); NaN marks a censored seed.
-        rng: the generator of the bootstrap resamples.
-        n_boot: number of bootstrap resamples, >= 100.
-        confidence: CI level in (0, 1).
-
-    Returns:
-        The :class:`LagSummary`.
-    """
-    from scipy import stats
-
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"lag_summary(): rng must be a numpy Generator, but got {type(rng).__name__}.")
-    if not (0.0 < confidence < 1.0) or n_boot < 100:
-        raise ValueError(
-            f"lag_summary(): 0 < confidence < 1 and n_boot >= 100 must hold, but got "
-            f"confidence={confidence}, n_boot={n_boot}."
-        )
-    x = np.asarray(lags, dtype=float).reshape(-1)
-    ok = np.isfinite(x)
-    n_censored = int(np.count_nonzero(~ok))
-    x = x[ok]
-    n = int(x.size)
-    if n == 0:
-        return LagSummary(0, n_censored, *([math.nan] * 3), 0, math.nan, math.nan, math.nan)
-    median = float(np.median(x))
-    lo = hi = math.nan
-    if n >= 2:
-        if np.all(x == x[0]):
-            lo = hi = float(x[0])
-        else:
-            res = stats.bootstrap(
-                (x,), np.median, n_resamples=n_boot, confidence_level=confidence,
-                method="percentile", rng=rng,
-            )
-            lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    n_pos = int(np.count_nonzero(x > 0))
-    if np.all(x == 0):
-        stat, p = 0.0, 1.0
-    else:
-        res_w = stats.wilcoxon(x, zero_method="wilcox", alternative="two-sided")
-        stat, p = float(res_w.statistic), float(res_w.pvalue)
-    return LagSummary(n, n_censored, median, lo, hi, n_pos, n_pos / n, stat, p)
-
-
-def seed_onsets(
-    curves: pd.DataFrame,
-    chance: Any = None,
-    *,
-    final_window: Any = 3,
-    noise_k: float = 3.0,
-    min_rise: float = 0.02,
-) -> pd.DataFrame:
-    """Onsets of q_func and q_struct for every (trial, seed) of a long curve table.
-
-    Args:
-        curves: one row per (trial_id, seed, epoch) with columns ``trial_id``, ``seed``,
-            ``epoch``, ``q_func``, ``q_struct`` (the contract's curves.parquet plus trial_id).
-        chance: Q's chance level per trial: a float for all, or a mapping/Series trial_id → float.
-        final_window: evaluations averaged into X_end: an int, or a mapping trial_id → int.
-        noise_k: see :func:`onset`.
-        min_rise: see :func:`onset`.
-
-    Returns:
-        One row per (trial_id, seed): ``t_func``, ``thr_func``, ``func_emerged``, ``t_struct``,
-        ``thr_struct``, ``struct_emerged``, ``lag`` (= t_struct − t_func, NaN unless both emerged),
-        ``rise_func``, ``rise_struct``, ``noise_func``, ``noise_struct``.
+    Trials cut short (diverged, stopped by a scheduler, failed, still running) have no complete
+    curves, so their onsets are not comparable: they are excluded and listed. Seeds of a study
+    without the z-score curves (``onsets_measured`` false) are excluded too.
     """
     import pandas as pd
 
-    required = {"trial_id", "seed", "epoch", "q_func", "q_struct"}
-    missing = sorted(required - set(curves.columns))
-    if missing:
-        raise ValueError(
-            f"seed_onsets(): curves must have columns {sorted(required)}, but {missing} are "
-            "missing."
-        )
-    rows = []
-    ordered = curves.sort_values("epoch")
-    for (trial_id, seed), g in ordered.groupby(["trial_id", "seed"], sort=True):
-        c = _lookup(chance, trial_id)
-        w = _lookup(final_window, trial_id)
-        w = 3 if w is None or not np.isfinite(w) else int(w)
-        c = None if c is None or not np.isfinite(c) else float(c)
-        row: dict[str, Any] = {"trial_id": trial_id, "seed": seed}
-        for metric, tag in (("q_func", "func"), ("q_struct", "struct")):
-            o = onset(g["epoch"], g[metric], chance=c, final_window=w, noise_k=noise_k,
-                      min_rise=min_rise)
-            row |= {f"t_{tag}": o.half_rise, f"thr_{tag}": o.threshold,
-                    f"{tag}_emerged": o.emerged, f"rise_{tag}": o.rise, f"noise_{tag}": o.noise}
-        row["lag"] = row["t_struct"] - row["t_func"]
-        rows.append(row)
-    cols = ["trial_id", "seed", "t_func", "thr_func", "func_emerged", "rise_func", "noise_func",
-            "t_struct", "thr_struct", "struct_emerged", "rise_struct", "noise_struct", "lag"]
-    return pd.DataFrame(rows, columns=cols)
+    reason = pd.Series("", index=seeds.index, dtype=object)
+    if "status" in seeds:
+        bad = ~seeds["status"].fillna("finished").eq("finished")
+        reason[bad] = "trial " + seeds.loc[bad, "status"].astype(str)
+    if "onsets_measured" in seeds:
+        unmeasured = ~seeds["onsets_measured"].fillna(False).astype(bool) & reason.eq("")
+        reason[unmeasured] = "no z-score curves (onsets not measured)"
+    keep = reason.eq("")
+    excluded = seeds.loc[~keep].assign(reason=reason[~keep])
+    return seeds.loc[keep], excluded
 
 
-def _lookup(value: Any, key: Any) -> Any:
-    """A per-trial setting: the value itself, or value[key] for mappings and Series."""
-    if value is None or np.isscalar(value):
-        return value
-    try:
-        return value[key]
-    except (KeyError, IndexError):
-        return None
+def _margins(seeds: pd.DataFrame, step: float | None, margin_evals: float) -> np.ndarray:
+    """The TOST margin in epochs for each seed (margin_evals evaluations of its trial)."""
+    import pandas as pd
+
+    if step is not None:
+        return np.full(len(seeds), margin_evals * float(step))
+    if _STEP_PARAM in seeds:
+        s = pd.to_numeric(seeds[_STEP_PARAM], errors="coerce").to_numpy(float)
+        return margin_evals * np.where(np.isfinite(s), s, 1.0)
+    return np.full(len(seeds), float(margin_evals))
 
 
-def lag_table(
+def verdict_table(
     seeds: pd.DataFrame,
     by: Sequence[str],
     *,
-    rng: np.random.Generator,
-    n_boot: int = 2000,
+    step: float | None = None,
+    alpha: float = ALPHA,
+    margin_evals: float = MARGIN_EVALS,
 ) -> pd.DataFrame:
-    """Lag statistics (:func:`lag_summary`) per group of seeds, e.g. per trial or phase cell.
+    """Per group of seeds: n, the four which-first counts, sign test, TOST, BH, verdict.
 
     Args:
-        seeds: one row per (trial, seed) with ``lag``, ``func_emerged``, ``struct_emerged``.
-        by: the grouping columns; empty pools all seeds into one row.
-        rng: the generator of the bootstrap resamples (used group after group).
-        n_boot: bootstrap resamples per group.
+        seeds: per-seed outcomes (:func:`analysis.outcomes.seed_table` columns), already
+            restricted to the seeds usable for timing (:func:`timing_seeds`).
+        by: grouping columns (e.g. ``["mi.weight"]``, or every swept key for phase cells). Each
+            group is tested on its own; λ is never pooled when it is one of ``by``.
+        step: evaluation interval in epochs; default each seed's ``train.eval_every``.
+        alpha: the declared level.
+        margin_evals: the TOST margin in evaluations.
 
     Returns:
-        One row per group: the ``by`` columns, ``n_seeds``, ``n_func_emerged``,
-        ``n_struct_emerged``, ``n_func_only`` (q_func emerged, q_struct never did: structure
-        later than the run, i.e. right-censored lag > 0), then the :class:`LagSummary` fields.
+        One row per group: the ``by`` columns, ``n_seeds``, ``n_func_first``,
+        ``n_struct_first``, ``n_tie``, ``n_neither``, ``p_sign``, ``p_tost``, ``p_sign_bh``,
+        ``p_tost_bh`` (BH across the treated rows of this table; λ = 0 control rows keep their
+        raw p), ``verdict``, ``median_lag`` (seeds where both emerged; descriptive).
     """
     import pandas as pd
 
     by = list(by)
-    missing = sorted({"lag", "func_emerged", "struct_emerged", *by} - set(seeds.columns))
-    if missing:
-        raise ValueError(f"lag_table(): seeds must have columns {missing}, which are missing.")
-    groups = seeds.groupby(by, sort=True, dropna=False) if by else [((), seeds)]
+    cols = [*by, "n_seeds", "n_func_first", "n_struct_first", "n_tie", "n_neither", "p_sign",
+            "p_tost", "p_sign_bh", "p_tost_bh", "verdict", "median_lag"]
+    if not len(seeds):
+        return pd.DataFrame(columns=cols)
+    margins = _margins(seeds, step, margin_evals)
+    lo, hi = _lag_bounds(seeds)
+    frame = seeds.assign(_lo=lo, _hi=hi, _d=margins)
+    groups = frame.groupby(by, sort=True, dropna=False) if by else [((), frame)]
     rows = []
     for key, g in groups:
         key = key if isinstance(key, tuple) else (key,)
-        func = g["func_emerged"].astype(bool)
-        struct = g["struct_emerged"].astype(bool)
-        s = lag_summary(g["lag"].to_numpy(float), rng=rng, n_boot=n_boot)
-        rows.append({**dict(zip(by, key)), "n_seeds": len(g),
-                     "n_func_emerged": int(func.sum()), "n_struct_emerged": int(struct.sum()),
-                     "n_func_only": int((func & ~struct).sum()), **s._asdict()})
-    cols = [*by, "n_seeds", "n_func_emerged", "n_struct_emerged", "n_func_only",
-            *LagSummary._fields]
+        first = g["first"].astype(str)
+        n_f, n_s = int((first == "function").sum()), int((first == "structure").sum())
+        p_tost, _, _ = tost_lag(g["_lo"], g["_hi"], g["_d"])
+        lag = g["lag"].to_numpy(float)
+        rows.append({**dict(zip(by, key)), "n_seeds": len(g), "n_func_first": n_f,
+                     "n_struct_first": n_s, "n_tie": int((first == "tie").sum()),
+                     "n_neither": int((first == "neither").sum()),
+                     "p_sign": sign_test(n_f, n_s), "p_tost": p_tost,
+                     "median_lag": float(np.median(lag[np.isfinite(lag)]))
+                     if np.isfinite(lag).any() else math.nan})
+    out = pd.DataFrame(rows)
+    # The family is the treated groups: λ = 0 control rows are judged on their raw p (any
+    # verdict there is a false one) and do not dilute the treated rows' adjustment.
+    control = (pd.to_numeric(out[_LAMBDA], errors="coerce").eq(0.0) if _LAMBDA in by
+               else pd.Series(False, index=out.index)).to_numpy(bool)
+    for raw in ("p_sign", "p_tost"):
+        adj = out[raw].to_numpy(float).copy()
+        adj[~control] = bh_adjust(adj[~control])
+        out[f"{raw}_bh"] = adj
+    out["verdict"] = [verdict(r.n_func_first, r.n_struct_first, r.p_sign_bh, r.p_tost_bh, alpha)
+                      for r in out.itertuples()]
+    return out[cols]
+
+
+def km_table(seeds: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
+    """Kaplan–Meier estimate of the fraction emerged against epoch, per metric and level.
+
+    Durations are the onset epochs, or the censoring epochs for seeds where the metric did not
+    emerge (lifelines ``KaplanMeierFitter``). Returns one row per (level, metric, epoch of the
+    estimate's timeline): ``level``, ``metric`` (``func``/``struct``), ``epoch``, ``emerged``
+    (1 − S(t)), ``n`` (seeds), ``events``, ``median`` (epoch where half have emerged, inf if
+    not reached).
+    """
+    import pandas as pd
+    from lifelines import KaplanMeierFitter
+
+    cols = ["level", "metric", "epoch", "emerged", "n", "events", "median"]
+    rows = []
+    if not len(seeds):
+        return pd.DataFrame(columns=cols)
+    groups = seeds.groupby(by, sort=True) if by and by in seeds else [("all", seeds)]
+    for level, g in groups:
+        for tag in ("func", "struct"):
+            ev = g[f"{tag}_emerged"].to_numpy(bool)
+            dur = np.where(ev, g[f"t_{tag}"].to_numpy(float),
+                           g[f"t_{tag}_censor"].to_numpy(float))
+            ok = np.isfinite(dur)
+            if not ok.any():
+                continue
+            kmf = KaplanMeierFitter().fit(dur[ok], event_observed=ev[ok])
+            sf = kmf.survival_function_.iloc[:, 0]
+            med = float(kmf.median_survival_time_)
+            for t, s in sf.items():
+                rows.append({"level": level, "metric": tag, "epoch": float(t),
+                             "emerged": 1.0 - float(s), "n": int(ok.sum()),
+                             "events": int(ev[ok].sum()), "median": med})
     return pd.DataFrame(rows, columns=cols)
 
 
-DEFAULT_TARGETS = ("t_func", "t_struct", "lag", "final.q_func", "final.q_struct")
+def censored_regression(seeds: pd.DataFrame, params: Sequence[str], *,
+                        step: float | None = None) -> pd.DataFrame:
+    """Relate timing to the hyperparameters without dropping the seeds that did not emerge.
 
-
-def rank_correlations(
-    seeds: pd.DataFrame,
-    params: Sequence[str],
-    targets: Sequence[str] = DEFAULT_TARGETS,
-) -> pd.DataFrame:
-    """Spearman rank correlation of each hyperparameter with each target, over seeds.
-
-    Each (trial, seed) is one independent network, so seeds are the observations; rows with a NaN
-    in either column (a censored onset) are left out. Non-numeric parameters, constant columns and
-    fewer than 3 pairs give NaN.
-
-    Args:
-        seeds: one row per (trial, seed) with the parameter and target columns.
-        params: swept hyperparameter columns (dotted keys, e.g. ``mi.weight``).
-        targets: outcome columns.
+    For t_func and t_struct: a Weibull accelerated-failure-time model (lifelines
+    ``WeibullAFTFitter``) of the time to emergence, censored at the censoring epoch, on the
+    numeric swept keys that vary; durations are shifted by one evaluation so an onset at epoch 0
+    is positive. ``coef`` is the change of log time per unit of the key (exp(coef) the time
+    ratio). For the which-first outcome: a logistic regression (statsmodels ``Logit``) of
+    function-first (1) against structure-first (0) over the seeds with a sign. A model that
+    cannot be fitted (too few seeds or events, separation) gives one row with ``note``.
 
     Returns:
-        One row per (param, target): ``param``, ``target``, ``n``, ``rho``, ``p_value``.
+        Rows ``target``, ``param``, ``coef``, ``se``, ``p_value``, ``n``, ``n_events``, ``note``.
     """
     import pandas as pd
-    from scipy import stats
 
-    rows = []
-    for p in params:
-        for t in targets:
-            rho = pval = math.nan
-            n = 0
-            if p in seeds.columns and t in seeds.columns:
-                x = pd.to_numeric(seeds[p], errors="coerce")
-                y = pd.to_numeric(seeds[t], errors="coerce")
-                ok = np.isfinite(x.astype(float)) & np.isfinite(y.astype(float))
-                n = int(ok.sum())
-                if n >= 3 and x[ok].nunique() > 1 and y[ok].nunique() > 1:
-                    r = stats.spearmanr(x[ok].to_numpy(float), y[ok].to_numpy(float))
-                    rho, pval = float(r.statistic), float(r.pvalue)
-            rows.append({"param": p, "target": t, "n": n, "rho": rho, "p_value": pval})
-    return pd.DataFrame(rows, columns=["param", "target", "n", "rho", "p_value"])
+    cols = ["target", "param", "coef", "se", "p_value", "n", "n_events", "note"]
+    rows: list[dict[str, Any]] = []
+    num = {p: pd.to_numeric(seeds[p], errors="coerce") for p in params if p in seeds}
+    keys = [p for p, v in num.items() if v.notna().all() and v.nunique() > 1]
+    if not keys or not len(seeds):
+        return pd.DataFrame([{"target": "all", "param": "", "coef": math.nan, "se": math.nan,
+                              "p_value": math.nan, "n": len(seeds), "n_events": 0,
+                              "note": "no swept numeric key varies"}], columns=cols)
+    x = pd.DataFrame({f"x{i}": num[p].to_numpy(float) for i, p in enumerate(keys)})
+    names = {f"x{i}": p for i, p in enumerate(keys)}
+    margins = _margins(seeds, step, 1.0)
+    for tag in ("func", "struct"):
+        ev = seeds[f"{tag}_emerged"].to_numpy(bool)
+        dur = np.where(ev, seeds[f"t_{tag}"].to_numpy(float),
+                       seeds[f"t_{tag}_censor"].to_numpy(float)) + margins
+        ok = np.isfinite(dur)
+        rows += _aft(x[ok], dur[ok], ev[ok], f"t_{tag}", names)
+    first = seeds["first"].astype(str).to_numpy()
+    sel = np.isin(first, ("function", "structure"))
+    rows += _logit(x[sel], (first[sel] == "function").astype(float), names)
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _aft(x: pd.DataFrame, dur: np.ndarray, ev: np.ndarray, target: str,
+         names: dict[str, str]) -> list[dict[str, Any]]:
+    """Weibull AFT coefficient rows of one onset, or one row with the reason it failed."""
+    import warnings
+
+    from lifelines import WeibullAFTFitter
+
+    n, k = len(dur), int(ev.sum())
+    fail = [{"target": target, "param": "", "coef": math.nan, "se": math.nan,
+             "p_value": math.nan, "n": n, "n_events": k}]
+    if k < 2 or n < len(names) + 3:
+        return [fail[0] | {"note": f"too few seeds or onsets (n={n}, onsets={k})"}]
+    df = x.reset_index(drop=True).assign(_T=dur, _E=ev.astype(int))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = WeibullAFTFitter().fit(df, duration_col="_T", event_col="_E")
+    except Exception as e:  # noqa: BLE001 - lifelines raises several convergence errors
+        return [fail[0] | {"note": f"not estimable: {type(e).__name__}"}]
+    s = fit.summary
+    out = []
+    for col, param in names.items():
+        r = s.loc[("lambda_", col)]
+        out.append({"target": target, "param": param, "coef": float(r["coef"]),
+                    "se": float(r["se(coef)"]), "p_value": float(r["p"]), "n": n,
+                    "n_events": k, "note": ""})
+    return out
+
+
+def _logit(x: pd.DataFrame, y: np.ndarray, names: dict[str, str]) -> list[dict[str, Any]]:
+    """Logistic-regression rows of function-first on the keys, or one row with the reason."""
+    import warnings
+
+    import statsmodels.api as sm
+
+    n, k = len(y), int(y.sum())
+    fail = {"target": "function_first", "param": "", "coef": math.nan, "se": math.nan,
+            "p_value": math.nan, "n": n, "n_events": k}
+    if n < len(names) + 3 or k in (0, n):
+        return [fail | {"note": f"too few seeds with a sign or one side only (n={n}, "
+                                f"function first={k})"}]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = sm.Logit(y, sm.add_constant(x.to_numpy(float), has_constant="add")).fit(
+                disp=0)
+    except Exception as e:  # noqa: BLE001 - perfect separation and singular matrices
+        return [fail | {"note": f"not estimable: {type(e).__name__}"}]
+    return [{"target": "function_first", "param": p, "coef": float(fit.params[i + 1]),
+             "se": float(fit.bse[i + 1]), "p_value": float(fit.pvalues[i + 1]), "n": n,
+             "n_events": k, "note": ""} for i, p in enumerate(names.values())]
+
+
+class Noise(NamedTuple):
+    """A z-score curve's measured noise: marginal sd and lag-1 autocorrelation (AR(1))."""
+
+    sd: float
+    rho: float
+    n_seeds: int
+
+
+def measure_noise(curves: pd.DataFrame, column: str) -> Noise:
+    """Noise of one metric's z-score curves, pooled over the given (λ = 0) seeds.
+
+    Each seed's curve is centred on its own mean (so a steady offset is not noise); ``sd`` is the
+    pooled sd of the deviations and ``rho`` their pooled lag-1 autocorrelation, clipped to
+    [0, 0.99]: a smooth curve (q_struct's, a function of the weights) has small successive
+    differences but a high rho, which is what makes its slow wander look like emergence.
+    """
+    if column not in curves or not len(curves):
+        return Noise(math.nan, math.nan, 0)
+    num = den = ss = 0.0
+    n_dev, n_seeds = 0, 0
+    keys = ["trial_id", "seed"] if "trial_id" in curves else ["seed"]
+    for _, g in curves.sort_values("epoch").groupby(keys):
+        v = g[column].to_numpy(float)
+        v = v[np.isfinite(v)]
+        if v.size < 3:
+            continue
+        d = v - v.mean()
+        ss += float(d @ d)
+        n_dev += v.size - 1
+        num += float(d[1:] @ d[:-1])
+        den += float(d @ d)
+        n_seeds += 1
+    if not n_seeds:
+        return Noise(math.nan, math.nan, 0)
+    rho = float(np.clip(num / den, 0.0, 0.99)) if den > 0 else 0.0
+    return Noise(math.sqrt(ss / max(n_dev, 1)), rho, n_seeds)
+
+
+def _ar1(rng: np.random.Generator, shape: tuple[int, ...], noise: Noise) -> np.ndarray:
+    """AR(1) noise with marginal sd ``noise.sd`` and lag-1 autocorrelation ``noise.rho``."""
+    e = rng.normal(0.0, noise.sd, shape)
+    out = np.empty(shape)
+    out[..., 0] = e[..., 0]
+    c = math.sqrt(1.0 - noise.rho ** 2)
+    for t in range(1, shape[-1]):
+        out[..., t] = noise.rho * out[..., t - 1] + c * e[..., t]
+    return out
+
+
+class Calibration(NamedTuple):
+    """What the pipeline concludes from curve pairs that emerge at the same time, by design."""
+
+    false_function_first: float  # fraction of simulated cells whose verdict is "function first"
+    false_structure_first: float
+    seed_function_first: float  # fraction of simulated seeds read as function first
+    seed_structure_first: float
+    false_emergence_func: float  # fraction of pure-noise q_func_z curves with an onset
+    false_emergence_struct: float
+    n_cells: int
+    n_seeds: int
+    alpha: float
+    z: float
+    run: int
+
+
+def calibrate(
+    func: Noise,
+    struct: Noise,
+    *,
+    epochs: Any,
+    n_seeds: int = 8,
+    n_cells: int = 400,
+    amplitude: float = 10.0,
+    width_evals: float = 2.0,
+    z: float = DEFAULT_Z,
+    run: int = DEFAULT_RUN,
+    tie_evals: int = TIE_EVALS,
+    alpha: float = ALPHA,
+    margin_evals: float = MARGIN_EVALS,
+    rng: np.random.Generator,
+) -> Calibration:
+    """Run onsets → which-first → sign test / TOST → verdict on synthetic identical time courses.
+
+    Every simulated seed draws one onset epoch uniformly in the middle half of the run, and both
+    of its curves follow the same logistic rise to ``amplitude`` (z units) with that onset; each
+    gets its metric's measured AR(1) noise (:func:`measure_noise`). Any "function first" verdict
+    is false by construction. Cells of ``n_seeds`` seeds are judged exactly as the report judges
+    a λ; the false-emergence rates come from curves of pure noise (no rise).
+
+    Returns:
+        The :class:`Calibration`.
+    """
+    t = np.asarray(epochs, float)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"calibrate(): rng must be a numpy Generator, but got {type(rng)!r}.")
+    if t.ndim != 1 or t.size < run + 2:
+        raise ValueError(f"calibrate(): epochs must be 1-D with more than run + 1 = {run + 1} "
+                         f"evaluations, but got shape {t.shape}.")
+    for name, nz in (("func", func), ("struct", struct)):
+        if not (math.isfinite(nz.sd) and nz.sd >= 0 and 0 <= nz.rho < 1):
+            raise ValueError(f"calibrate(): {name} noise must have a finite sd >= 0 and "
+                             f"0 <= rho < 1, but got {nz}.")
+    step = float(np.median(np.diff(t)))
+    shape = (n_cells, n_seeds, t.size)
+    lo, hi = t[0] + 0.25 * (t[-1] - t[0]), t[0] + 0.75 * (t[-1] - t[0])
+    t0 = rng.uniform(lo, hi, (n_cells, n_seeds, 1))
+    course = amplitude / (1.0 + np.exp(-(t - t0) / (width_evals * step)))
+    zf = course + _ar1(rng, shape, func)
+    zs = course + _ar1(rng, shape, struct)
+    nf = _ar1(rng, shape, func)
+    ns = _ar1(rng, shape, struct)
+    margin = margin_evals * step
+    n_ff = n_sf = 0
+    seeds_f = seeds_s = 0
+    emerge_f = emerge_s = 0
+    for c in range(n_cells):
+        firsts, lows, highs = [], [], []
+        for s in range(n_seeds):
+            of = onset(t, zf[c, s], threshold=z, run=run)
+            os_ = onset(t, zs[c, s], threshold=z, run=run)
+            firsts.append(which_first(of, os_, step, tie_evals))
+            if of.emerged and os_.emerged:
+                lows.append(os_.epoch - of.epoch)
+                highs.append(os_.epoch - of.epoch)
+            elif of.emerged:
+                lows.append(os_.censor - of.epoch)
+                highs.append(np.inf)
+            elif os_.emerged:
+                lows.append(-np.inf)
+                highs.append(os_.epoch - of.censor)
+            else:
+                lows.append(-np.inf)
+                highs.append(np.inf)
+            emerge_f += onset(t, nf[c, s], threshold=z, run=run).emerged
+            emerge_s += onset(t, ns[c, s], threshold=z, run=run).emerged
+        k_f, k_s = firsts.count("function"), firsts.count("structure")
+        seeds_f += k_f
+        seeds_s += k_s
+        p_tost = tost_lag(lows, highs, margin)[0]
+        v = verdict(k_f, k_s, sign_test(k_f, k_s), p_tost, alpha)
+        n_ff += v == "function first"
+        n_sf += v == "structure first"
+    total = n_cells * n_seeds
+    return Calibration(n_ff / n_cells, n_sf / n_cells, seeds_f / total, seeds_s / total,
+                       emerge_f / total, emerge_s / total, n_cells, n_seeds, alpha, z, run)
+
+
+def false_emergence(seeds: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """Per metric tag, (seeds with an onset, seeds) among the given (λ = 0 control) seeds."""
+    return {tag: (int(seeds[f"{tag}_emerged"].astype(bool).sum()), len(seeds))
+            for tag in ("func", "struct")}

@@ -17,10 +17,10 @@ from matplotlib.figure import Figure
 
 from analysis.phase import PhaseInfo, phase_quantities
 
-__all__ = ["plot_curve_bands", "plot_onsets", "plot_pareto", "plot_phase", "plot_scatter",
-           "to_png"]
+__all__ = ["plot_curve_bands", "plot_km", "plot_onsets", "plot_pareto", "plot_phase",
+           "plot_scatter", "to_png"]
 
-_RATE = ("success_rate", "differentiated_rate")
+_RATE = ("success_rate", "differentiated_rate", "func_emerged_rate", "struct_emerged_rate")
 
 
 def _figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
@@ -52,7 +52,8 @@ def _ink(im, value: float) -> str:
 
 def plot_phase(info: PhaseInfo, *, task_metric: str = "accuracy", title: str = "") -> Figure:
     """One heat-map panel per phase quantity, each cell annotated with its value and seed count."""
-    quantities = phase_quantities(task_metric)
+    quantities = {q: t for q, t in phase_quantities(task_metric, list(info.values)).items()
+                  if q in info.values}
     ny, nx = info.n_seeds.shape
     ncols = 4
     nrows = math.ceil(len(quantities) / ncols)
@@ -126,9 +127,9 @@ def plot_onsets(seeds: pd.DataFrame, *, by: str = "mi.weight") -> Figure:
     if len(ok):
         lim = [0.0, float(max(ok["t_func"].max(), ok["t_struct"].max())) * 1.05 + 1.0]
     ax.plot(lim, lim, color="grey", lw=1, ls="--")
-    ax.set_xlabel("t_func (half-rise epoch of q_func)")
-    ax.set_ylabel("t_struct (half-rise epoch of q_struct)")
-    ax.set_title("emergence per seed (above the line: function first)", fontsize=9)
+    ax.set_xlabel("t_func (onset of q_func_z)")
+    ax.set_ylabel("t_struct (onset of q_struct_z)")
+    ax.set_title("seeds where both emerged (above the line: function first)", fontsize=9)
     if len(ok):
         ax.legend(fontsize=7)
     return fig
@@ -163,4 +164,25 @@ def plot_scatter(points: pd.DataFrame, *, by: str = "mi.weight") -> Figure:
     ax.axhline(0.1, color="grey", lw=1, ls="--")
     ax.set_xlabel("final q_func")
     ax.set_ylabel("final q_struct (dashed: differentiated cut 0.1)")
+    return fig
+
+
+def plot_km(km: pd.DataFrame, *, by: str = "mi.weight") -> Figure:
+    """Kaplan–Meier fraction emerged against epoch: one panel per level, q_func and q_struct."""
+    levels = list(dict.fromkeys(km["level"]))
+    fig = _figure(3.6 * max(1, len(levels)), 3.4)
+    axes = fig.subplots(1, max(1, len(levels)), squeeze=False, sharey=True).ravel()
+    styles = {"func": ("tab:blue", "q_func_z"), "struct": ("tab:orange", "q_struct_z")}
+    for ax, level in zip(axes, levels):
+        sub = km[km["level"] == level]
+        for tag, (colour, label) in styles.items():
+            g = sub[sub["metric"] == tag].sort_values("epoch")
+            if len(g):
+                ax.step(g["epoch"], g["emerged"], where="post", color=colour,
+                        label=f"{label} ({int(g['events'].iloc[0])}/{int(g['n'].iloc[0])})")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("epoch")
+        ax.set_title(f"{by} = {level}" if level != "all" else "all seeds", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].set_ylabel("fraction emerged (Kaplan–Meier)")
     return fig

@@ -19,6 +19,8 @@ import pandas as pd
 __all__ = [
     "Axis",
     "PhaseInfo",
+    "EMERGED_RATES",
+    "Z_QUANTITIES",
     "axis_labels",
     "curve_bands_info",
     "pareto_info",
@@ -55,9 +57,34 @@ class PhaseInfo(NamedTuple):
     sparse_cells: int  # non-empty cells with fewer than MIN_SEEDS seeds
 
 
-def phase_quantities(task_metric: str) -> dict[str, str]:
-    """Quantity column → title of the phase-diagram panels (DESIGN.md §5, method.md §15.4)."""
-    return {
+# Null-referenced and partition-free finals (issue 9): shown first when a study measured them.
+Z_QUANTITIES = {
+    "final.q_func_z": "median final q_func z-score",
+    "final.q_struct_z": "median final q_struct z-score",
+    "final.q_struct_delta_z": "median final q_struct_delta z-score",
+    "final.nmi_func": "median final NMI (functional communities)",
+    "final.nmi_struct": "median final NMI (structural communities)",
+}
+
+
+# Fraction of seeds whose z-score onset exists: null-referenced, so comparable across K and N
+# (unlike the absolute q_struct > 0.1 of the differentiated rate).
+EMERGED_RATES = {
+    "func_emerged_rate": ("func_emerged", "q_func_z emerged (rate)"),
+    "struct_emerged_rate": ("struct_emerged", "q_struct_z emerged (rate)"),
+}
+
+
+def phase_quantities(task_metric: str, columns: Sequence[str] | None = None) -> dict[str, str]:
+    """Quantity column → title of the phase-diagram panels (DESIGN.md §5, method.md §15.4).
+
+    With ``columns`` (the seeds' columns) the null-referenced quantities of ``Z_QUANTITIES``
+    that the study measured come first; those it did not measure are left out.
+    """
+    cols = set(columns or ())
+    z = {q: t for q, t in Z_QUANTITIES.items() if q in cols}
+    z |= {q: t for q, (src, t) in EMERGED_RATES.items() if src in cols}
+    return z | {
         "final.q_func": "median final q_func",
         "final.q_struct": "median final q_struct",
         "success_rate": "success rate",
@@ -113,7 +140,10 @@ def phase_info(
             f"phase_info(): max_levels and n_bins must be >= 1, but got max_levels={max_levels}, "
             f"n_bins={n_bins}."
         )
-    quantities = phase_quantities(task_metric)
+    columns = list(seeds.columns)
+    if "onsets_measured" in seeds and not seeds["onsets_measured"].astype(bool).any():
+        columns = [c for c in columns if c not in ("func_emerged", "struct_emerged")]
+    quantities = phase_quantities(task_metric, columns)
     data = seeds if len(seeds) else seeds.iloc[0:0]
     if not len(data):
         _log.warning("phase_info(): there are no seeds to aggregate for %s x %s.", x, y)
@@ -132,6 +162,7 @@ def phase_info(
         if i < 0 or j < 0:
             continue  # NaN hyperparameter value: the run did not log it
         agg = _aggregate(g, task_metric)
+        agg = {q: agg.get(q, math.nan) for q in quantities}
         for q in quantities:
             values[q][j, i] = agg[q]
         n_seeds[j, i] = len(g)
@@ -165,7 +196,9 @@ def _aggregate(g: pd.DataFrame, task_metric: str) -> dict[str, float]:
     def rate(col: str) -> float:
         return float(g[col].fillna(False).astype(bool).mean()) if col in g else math.nan
 
-    return {"final.q_func": median("final.q_func"), "final.q_struct": median("final.q_struct"),
+    return {**{q: median(q) for q in Z_QUANTITIES if q in g},
+            **{q: rate(src) for q, (src, _) in EMERGED_RATES.items() if src in g},
+            "final.q_func": median("final.q_func"), "final.q_struct": median("final.q_struct"),
             "success_rate": rate("success"), "differentiated_rate": rate("differentiated"),
             f"final.{task_metric}": median(f"final.{task_metric}"),
             "t_func": median("t_func"), "t_struct": median("t_struct"), "lag": median("lag")}

@@ -1,15 +1,20 @@
 """Assemble a study's self-contained HTML report (figures embedded), PNG and CSV files beside it.
 
 Run as ``python -m analysis report STUDY``; the report is also logged under ``report/`` in the
-study run's artifacts so it opens from the MLflow UI.
+study run's artifacts so it opens from the MLflow UI. It leads with the answer (issue 9): the
+timing verdict per λ and per cell, then the Kaplan–Meier curves, the calibration of the pipeline,
+the MI audit, the phase diagrams of the null-referenced quantities, the rest, and provenance last.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import importlib
+import importlib.util
 import itertools
 import logging
+import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -19,12 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.emergence import LagSummary, lag_summary, lag_table, rank_correlations
-from analysis.figures import (plot_curve_bands, plot_onsets, plot_pareto, plot_phase, plot_scatter,
-                              to_png)
-from analysis.phase import (axis_labels, curve_bands_info, pareto_info, phase_info, scatter_info)
-from analysis.runs import (ARTIFACT_REPORT, PARAM_MI_WEIGHT, TAG_GIT_COMMIT, StudyData,
-                           load_study, resolve_study_home)
+from analysis.emergence import (ALPHA, MARGIN_EVALS, Calibration, calibrate,
+                                censored_regression, false_emergence, km_table, measure_noise,
+                                timing_seeds, verdict_table)
+from analysis.figures import (plot_curve_bands, plot_km, plot_onsets, plot_pareto, plot_phase,
+                              plot_scatter, to_png)
+from analysis.outcomes import DEFAULT_RUN, DEFAULT_Z, ONSET_METRICS, TIE_EVALS
+from analysis.phase import Z_QUANTITIES, curve_bands_info, pareto_info, phase_info, scatter_info
+from analysis.runs import (ARTIFACT_REPORT, PARAM_EVAL_EVERY, PARAM_MI_WEIGHT, PARAM_RUN,
+                           PARAM_Z, TAG_GIT_COMMIT, StudyData, load_study, resolve_study_home)
 
 __all__ = ["ACCURACY_DROP", "Findings", "Report", "build_report", "findings"]
 
@@ -33,6 +41,8 @@ _log = logging.getLogger(__name__)
 # A λ "drops accuracy" when its median final task metric is this far below the smallest λ's.
 ACCURACY_DROP = 0.02
 REPORT_FILE = "report.html"
+CALIBRATION_CELLS = 200  # simulated cells per calibration (~1 s for 41 evaluations)
+MI_AUDIT_MODULE = "analysis.mi_audit"  # optional: mi_audit(data) -> (figure, DataFrame)
 
 
 @dataclass(frozen=True)
@@ -43,10 +53,12 @@ class Findings:
     n_trials: int
     n_running: int
     n_seeds: int  # seeds analysed (trials not running)
-    n_both: int  # seeds where q_func and q_struct both emerged
-    n_func_first: int  # of those, lag > 0
-    n_func_only: int  # q_func emerged, q_struct never did
-    lag: LagSummary | None  # over the n_both seeds
+    n_timing: int  # seeds used for timing statistics (finished trials with z-score curves)
+    measured: bool  # the study has the z-score curves the onsets need
+    verdicts: pd.DataFrame  # verdict table per λ (analysis.emergence.verdict_table)
+    excluded: pd.DataFrame  # seeds left out of the timing statistics, with the reason
+    calibration: Calibration | None  # on this study's λ = 0 noise; None without controls
+    false_emergence: dict[str, tuple[int, int]] | None  # λ = 0 seeds with an onset, per metric
     accuracy_drop_at: float | None  # smallest λ whose accuracy dropped, None if none / not swept
 
 
@@ -68,17 +80,78 @@ def analysed_seeds(study: StudyData) -> pd.DataFrame:
     return s[~s["running"].astype(bool)] if "running" in s.columns else s
 
 
+def _mode(seeds: pd.DataFrame, key: str, default: float) -> float:
+    """The most common value of a trial param over the seeds, else `default`."""
+    if key not in seeds or not len(seeds):
+        return default
+    v = pd.to_numeric(seeds[key], errors="coerce").dropna()
+    return float(v.mode().iloc[0]) if len(v) else default
+
+
+def _controls(seeds: pd.DataFrame) -> pd.Series:
+    """Which seeds are λ = 0 controls (no MI penalty); all False without an mi.weight column."""
+    if PARAM_MI_WEIGHT not in seeds:
+        return pd.Series(False, index=seeds.index)
+    return pd.to_numeric(seeds[PARAM_MI_WEIGHT], errors="coerce").eq(0.0)
+
+
+def study_calibration(study: StudyData, timing: pd.DataFrame, *,
+                      rng: np.random.Generator) -> Calibration | None:
+    """The pipeline's calibration on this study's own λ = 0 noise (None without such seeds).
+
+    Noise of q_func_z and q_struct_z from the finished λ = 0 seeds' curves; the evaluation grid,
+    z and run of the study; cells as large as the median treated λ; the synthetic time course
+    rises to the treated seeds' median final z-score (at least z + 2, at most 20).
+    """
+    ctrl = timing[_controls(timing)]
+    if not len(ctrl):
+        return None
+    curves = study.curves
+    keys = ctrl[["trial_id", "seed"]].drop_duplicates()
+    c = curves.merge(keys, on=["trial_id", "seed"], how="inner")
+    nf, ns = (measure_noise(c, col) for col in ONSET_METRICS.values())
+    if not (nf.n_seeds and ns.n_seeds) or not (np.isfinite(nf.sd) and np.isfinite(ns.sd)):
+        return None
+    epochs = np.sort(c.loc[c["trial_id"] == c["trial_id"].iloc[0], "epoch"].unique()).astype(
+        float)
+    z = _mode(timing, PARAM_Z, DEFAULT_Z)
+    run = int(_mode(timing, PARAM_RUN, DEFAULT_RUN))
+    if epochs.size < run + 2:
+        return None
+    treated = timing[~_controls(timing)]
+    n_cell = 8
+    amp = 10.0
+    if len(treated):
+        n_cell = int(np.median(treated.groupby(PARAM_MI_WEIGHT).size())) \
+            if PARAM_MI_WEIGHT in treated else len(treated)
+        finals = [pd.to_numeric(treated[f"final.{col}"], errors="coerce").median()
+                  for col in ONSET_METRICS.values() if f"final.{col}" in treated]
+        finals = [f for f in finals if np.isfinite(f)]
+        if finals:
+            amp = float(np.clip(min(finals), z + 2.0, 20.0))
+    return calibrate(nf._replace(rho=min(nf.rho, 0.99)), ns, epochs=epochs,
+                     n_seeds=max(n_cell, 2), n_cells=CALIBRATION_CELLS, amplitude=amp, z=z,
+                     run=run, rng=rng)
+
+
+def _p(p: float) -> str:
+    return f"{p:.2g}" if np.isfinite(p) else "–"
+
+
 def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
     """Compute the findings paragraph from the data.
 
     States the trial and seed counts (and that the study is still running, or that trials failed),
-    how many seeds had q_func emerge before q_struct, the median lag with its bootstrap CI and the
-    Wilcoxon p-value, the success and differentiated counts, and the smallest λ at which the median
-    final task metric falls more than ``ACCURACY_DROP`` below its value at the smallest λ.
+    then the timing verdict of every λ on its own (never pooled: λ = 0 controls are reported as
+    controls with their false-emergence counts), or that the timing was not measured; the
+    calibration of the pipeline on this study's noise; "inconclusive" when no treated λ gives a
+    significant ordering or co-emergence; the success and differentiated counts, and the smallest
+    λ at which the median final task metric falls more than ``ACCURACY_DROP`` below its value at
+    the smallest λ.
 
     Args:
         study: the loaded study.
-        rng: generator of the bootstrap resamples.
+        rng: generator of the calibration's synthetic curves.
 
     Returns:
         The :class:`Findings`.
@@ -102,43 +175,67 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
     if n_failed or n_diverged:
         parts.append(f"{n_failed} trial(s) failed and {n_diverged} diverged (see Provenance); "
                      "diverged seeds count as unsuccessful.")
+    empty = pd.DataFrame()
     if not len(seeds):
         parts.append("There are no finished seeds yet, so there is nothing to analyse.")
-        return Findings(" ".join(parts), n_trials, n_running, 0, 0, 0, 0, None, None)
+        return Findings(" ".join(parts), n_trials, n_running, 0, 0, False, empty, empty, None,
+                        None, None)
 
-    func = seeds["func_emerged"].astype(bool)
-    struct = seeds["struct_emerged"].astype(bool)
-    lags = seeds["lag"].to_numpy(float)
-    both = np.isfinite(lags)
-    n_both = int(both.sum())
-    n_first = int((lags[both] > 0).sum())
-    n_same = int((lags[both] == 0).sum())
-    n_func_only = int((func & ~struct).sum())
-    parts.append(f"q_func emerged in {int(func.sum())} of {len(seeds)} seeds and q_struct in "
-                 f"{int(struct.sum())}.")
-    summary = None
-    if n_both:
-        summary = lag_summary(lags, rng=rng)
-        ci = (f"95% bootstrap CI {summary.ci_low:g} to {summary.ci_high:g}"
-              if np.isfinite(summary.ci_low) else "no CI from a single seed")
-        parts.append(
-            f"Of the {n_both} seeds where both emerged, functional modularity came before "
-            f"structural in {n_first} ({100 * n_first / n_both:.0f}%), at the same evaluation in "
-            f"{n_same} and after it in {n_both - n_first - n_same}; median lag "
-            f"t_struct − t_func = {summary.median:g} epochs ({ci}; Wilcoxon signed-rank "
-            f"p = {summary.p_value:.2g}, n = {n_both}).")
-        thr = (seeds["thr_struct"] - seeds["thr_func"]).to_numpy(float) if {
-            "thr_func", "thr_struct"} <= set(seeds.columns) else np.array([])
-        thr = thr[np.isfinite(thr)]
-        if thr.size:
-            parts.append(f"By threshold crossing (first epoch from which Q stays above its chance "
-                         f"level plus the noise margin) the median lag is {np.median(thr):g} "
-                         f"epochs over {thr.size} seeds.")
+    timing, excluded = timing_seeds(seeds)
+    measured = bool(seeds.get("onsets_measured", pd.Series(False)).astype(bool).any())
+    by = [PARAM_MI_WEIGHT] if PARAM_MI_WEIGHT in timing else []
+    verdicts = verdict_table(timing, by) if measured else pd.DataFrame()
+    cal = fe = None
+    if not measured:
+        parts.append("Emergence timing was not measured in this study (its curves have no "
+                     "q_func_z / q_struct_z z-scores), so no timing verdict is given.")
     else:
-        parts.append("No seed had both q_func and q_struct emerge, so there is no lag to report.")
-    if n_func_only:
-        parts.append(f"In {n_func_only} more seed(s) q_func emerged and q_struct never did within "
-                     "training (structure later than the run, a censored positive lag).")
+        cut = excluded[~excluded["reason"].str.startswith("no z-score")] if len(excluded) \
+            else excluded
+        if len(cut):
+            parts.append(f"{len(cut)} seed(s) of trials cut short ("
+                         f"{', '.join(sorted(set(cut['reason'])))}) are excluded from the timing "
+                         "statistics (listed in the timing section).")
+        z, run = _mode(timing, PARAM_Z, DEFAULT_Z), int(_mode(timing, PARAM_RUN, DEFAULT_RUN))
+        parts.append(f"Onset = first evaluation from which the z-score stays >= {z:g} for {run} "
+                     f"evaluations; ties are onsets within {TIE_EVALS} evaluation; tests at "
+                     f"α = {ALPHA:g} after Benjamini–Hochberg across the λ > 0 rows.")
+        readings = []
+        for r in verdicts.to_dict("records"):
+            lam = r.get(PARAM_MI_WEIGHT, math.nan)
+            counts = (f"{r['n_seeds']} seeds: function first {r['n_func_first']}, structure "
+                      f"first {r['n_struct_first']}, tie {r['n_tie']}, neither {r['n_neither']}")
+            if lam == 0:
+                parts.append(f"λ = 0 (controls, {counts}).")
+                continue
+            p = r["p_tost_bh"] if r["verdict"] == "co-emergent" else r["p_sign_bh"]
+            test = "TOST" if r["verdict"] == "co-emergent" else "sign test"
+            where = f"λ = {lam:g}" if np.isfinite(lam) else "All seeds (λ not logged)"
+            parts.append(f"{where} ({counts}): {r['verdict']} ({test}, BH-adjusted "
+                         f"p = {_p(p)}).")
+            readings.append(r["verdict"])
+        if by:
+            ctrl = timing[_controls(timing)]
+            if len(ctrl):
+                fe = false_emergence(ctrl)
+                parts.append(
+                    f"False emergence at λ = 0: q_func_z {fe['func'][0]} of {fe['func'][1]} "
+                    f"seeds, q_struct_z {fe['struct'][0]} of {fe['struct'][1]} (target <= 5%).")
+            cal = study_calibration(study, timing, rng=rng)
+            if cal is not None:
+                ok = "within" if cal.false_function_first <= cal.alpha else "ABOVE"
+                parts.append(
+                    f"Calibration on this study's λ = 0 noise: identical time courses read as "
+                    f"'function first' in {100 * cal.false_function_first:.1f}% of "
+                    f"{cal.n_cells} simulated {cal.n_seeds}-seed cells ({ok} α = "
+                    f"{cal.alpha:g}).")
+            else:
+                parts.append("The pipeline is not calibrated on this study's noise (no λ = 0 "
+                             "seeds with z-score curves).")
+        treated = [v for v in readings if v != "inconclusive"]
+        if not readings or not treated:
+            parts.append("Overall the timing is inconclusive: no λ with the MI penalty gives a "
+                         "significant order or a significant co-emergence.")
     metric, thr = study.success_metric, study.success_threshold
     n_success = int(seeds["success"].astype(bool).sum())
     n_diff = int(seeds["differentiated"].astype(bool).sum())
@@ -162,8 +259,8 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
                     f"The median final {metric} does not drop over λ = {ref_lam:g} to "
                     f"{float(by_lam.index[-1]):g} (never more than {ACCURACY_DROP:g} below "
                     f"{ref:.3f}).")
-    return Findings(" ".join(parts), n_trials, n_running, len(seeds), n_both, n_first,
-                    n_func_only, summary, drop_at)
+    return Findings(" ".join(parts), n_trials, n_running, len(seeds), len(timing), measured,
+                    verdicts, excluded, cal, fe, drop_at)
 
 
 class _Page:
@@ -242,8 +339,8 @@ def build_report(
         tracking_uri: MLflow tracking URI when `study` is a name.
         out_dir: output folder; default ``$STUDY_HOME/reports/<study>/``.
         log_to_mlflow: log the folder as ``report/`` artifacts of the study run.
-        rng: generator of the bootstrap resamples; default ``np.random.default_rng(0)`` so that a
-            report is reproducible.
+        rng: generator of the calibration's synthetic curves; default
+            ``np.random.default_rng(0)`` so that a report is reproducible.
 
     Returns:
         The :class:`Report`.
@@ -308,40 +405,27 @@ def _slug(*keys: str) -> str:
 
 
 def _sections(page: _Page, data: StudyData, fnd: Findings, rng: np.random.Generator) -> None:
-    """Provenance, emergence, phase diagrams, curves, Pareto/scatter and tables, in that order."""
+    """Verdicts, Kaplan–Meier, calibration, MI audit, phase diagrams, regression, curves,
+    Pareto/scatter, tables, and provenance with the spec last (issue 9, item 6)."""
     seeds = analysed_seeds(data)
     metric = data.success_metric
     swept = [k for k in data.swept if k in seeds.columns] or (
         [PARAM_MI_WEIGHT] if PARAM_MI_WEIGHT in seeds.columns else [])
     by = PARAM_MI_WEIGHT if PARAM_MI_WEIGHT in seeds.columns else (swept[0] if swept else None)
+    timing = timing_seeds(seeds)[0] if len(seeds) else seeds
 
-    _provenance(page, data)
-
-    page.h2("Emergence and lag")
-    page.p("Emergence epoch = first evaluation where the metric reaches X_0 + ½(X_end − X_0), "
-           "X_end the mean of the last evaluations; a curve that never rises above its noise band "
-           "did not emerge and has no epoch. Lag = t_struct − t_func per seed; CIs are percentile "
-           "bootstraps of the median; p-values are two-sided Wilcoxon signed-rank tests across "
-           "seeds.")
-    if not len(seeds):
-        page.nothing("no finished seeds")
-    else:
-        page.figure(plot_onsets(seeds, by=by or "mi.weight"), "onsets",
-                    "Half-rise epochs of q_struct against q_func, per seed.")
-        if by is not None:
-            page.p(f"Lag by {by}:")
-            page.table(lag_table(seeds, [by], rng=rng), f"lag_by_{_slug(by)}")
-        page.p("Lag by trial:")
-        page.table(lag_table(seeds, ["trial_id"], rng=rng), "lag_by_trial")
-        params = [k for k in swept if pd.api.types.is_numeric_dtype(seeds[k])]
-        if params:
-            page.p("Spearman rank correlations over seeds (censored onsets left out):")
-            page.table(rank_correlations(seeds, params), "correlations")
+    _verdicts(page, data, fnd, timing, swept, by)
+    _km(page, fnd, timing, by)
+    _calibration(page, fnd)
+    _mi_audit(page, data)
 
     page.h2("Phase diagrams")
     if not len(seeds) or not swept:
         page.nothing("no finished seeds" if not len(seeds) else "no swept hyperparameters")
     else:
+        missing = [q.removeprefix("final.") for q in Z_QUANTITIES if q not in seeds.columns]
+        if missing:
+            page.p(f"Not measured in this study: {', '.join(missing)}.", "empty")
         pairs = list(itertools.combinations(swept, 2)) or [(swept[0], None)]
         for x, y in pairs:
             info = phase_info(seeds, x, y, task_metric=metric)
@@ -351,28 +435,44 @@ def _sections(page: _Page, data: StudyData, fnd: Findings, rng: np.random.Genera
             pooled = f" Pooled over {', '.join(others)}." if others else ""
             page.figure(plot_phase(info, task_metric=metric, title=title), f"phase_{slug}",
                         f"Phase diagram over {title}: per cell the value and the number of "
-                        "seeds n "
-                        f"(k/n: k seeds where the onset is defined).{pooled}")
+                        "seeds n (k/n: k seeds where the onset is defined; onset medians are "
+                        f"over those k seeds only, see the Kaplan–Meier curves).{pooled}")
             page.table(info.cells, f"phase_{slug}")
-            cell = seeds.assign(_x=axis_labels(seeds, x))
-            keys = ["_x"]
-            if y:
-                cell = cell.assign(_y=axis_labels(seeds, y))
-                keys.append("_y")
-            lt = lag_table(cell, keys, rng=rng).rename(columns={"_x": x, "_y": y or ""})
-            page.p(f"Lag per cell of {title}:")
-            page.table(lt, f"lag_phase_{slug}")
+
+    page.h2("Relating timing to the hyperparameters")
+    params = [k for k in swept if k in timing and pd.api.types.is_numeric_dtype(timing[k])]
+    if not fnd.measured or not len(timing):
+        page.nothing("onsets not measured in this study" if not fnd.measured
+                     else "no seeds for timing statistics")
+    else:
+        page.p("Censored regressions over seeds (seeds that did not emerge stay in, censored at "
+               "their censoring epoch): Weibull AFT models of t_func and t_struct (coef = change "
+               "of log time to emergence per unit; > 0 later) and a logistic regression of "
+               "function-first against structure-first. λ is a regressor here, not pooled into "
+               "a verdict.")
+        page.table(censored_regression(timing, params), "timing_regression")
 
     page.h2("Modularity curves")
-    bands = curve_bands_info(data.curves[data.curves["trial_id"].isin(seeds["trial_id"])]
-                             if len(seeds) else data.curves.iloc[0:0], seeds, by=by)
+    bands = curve_bands_info(
+        data.curves[data.curves["trial_id"].isin(seeds["trial_id"])]
+        if len(seeds) else data.curves.iloc[0:0], seeds, by=by,
+        metrics=[m for m in ("q_func_z", "q_struct_z", "q_func", "q_struct")
+                 if m in data.curves])
     if not len(bands):
         page.nothing("no curves")
     else:
         page.figure(plot_curve_bands(bands, by=by or "all"), "curves",
-                    f"q_func and q_struct against epoch per {by or 'study'}: median over seeds "
-                    "(line) and interquartile range (band).")
+                    f"Modularity against epoch per {by or 'study'}: median over seeds (line) "
+                    "and interquartile range (band).")
         page.table(bands, "curve_bands", max_rows=0)
+    if len(timing) and fnd.measured:
+        page.figure(plot_onsets(timing, by=by or "mi.weight"), "onsets",
+                    "Onsets of q_struct_z against q_func_z for the seeds where both emerged.")
+        page.p("Half-rise epochs (descriptive only: run-length dependent, used by no test) per "
+               f"{by or 'study'}:")
+        half = timing.groupby(by)[["t_func_half", "t_struct_half"]].median().reset_index() \
+            if by else timing[["t_func_half", "t_struct_half"]].median().to_frame().T
+        page.table(half, "half_rise")
 
     page.h2(f"{metric[:1].upper()}{metric[1:]} against q_func; q_func against q_struct")
     pareto = pareto_info(seeds, task_metric=metric, by=by)
@@ -397,6 +497,115 @@ def _sections(page: _Page, data: StudyData, fnd: Findings, rng: np.random.Genera
     if len(data.seeds):
         page.p("Seeds (CSV beside the report; running trials included there, flagged):")
         page.table(data.seeds, "seeds", max_rows=0)
+
+    _provenance(page, data)
+
+
+def _verdicts(page: _Page, data: StudyData, fnd: Findings, timing: pd.DataFrame,
+              swept: list[str], by: str | None) -> None:
+    """The answer first: the verdict per λ, then per phase cell, and the excluded seeds."""
+    page.h2("Timing verdicts")
+    if not fnd.n_seeds:
+        page.nothing("no finished seeds")
+        return
+    if not fnd.measured:
+        page.nothing("emergence timing not measured in this study (no q_func_z / q_struct_z "
+                     "curves)")
+        return
+    z = _mode(timing, PARAM_Z, DEFAULT_Z)
+    run = int(_mode(timing, PARAM_RUN, DEFAULT_RUN))
+    step = _mode(timing, PARAM_EVAL_EVERY, math.nan)
+    page.p(f"Per seed, the onset of q_func_z (t_func) and of q_struct_z (t_struct) is the first "
+           f"evaluation from which the z-score against random partitions of the same sizes "
+           f"stays >= {z:g} for {run} consecutive evaluations (emergence.z, emergence.run). "
+           f"Onsets within {TIE_EVALS} evaluation are a tie; a seed where only one emerged by "
+           "the end counts for that side (censored evidence); neither = no onset. Per group: "
+           "exact sign test of function-first against structure-first (ties and neither left "
+           f"out), TOST equivalence of the median lag with 0 within ±{MARGIN_EVALS:g} "
+           f"evaluations{f' (±{MARGIN_EVALS * step:g} epochs)' if np.isfinite(step) else ''} "
+           "for co-emergence, Benjamini–Hochberg across the treated rows of each table, "
+           f"α = {ALPHA:g}. λ = 0 rows are controls (raw p, outside the BH family): any "
+           "verdict there is a false one.")
+    if by:
+        page.p(f"Verdict per {by}:")
+    page.table(fnd.verdicts, f"verdicts_by_{_slug(by)}" if by else "verdicts")
+    cell_keys = [k for k in swept if k in timing]
+    if len(cell_keys) > 1 and len(timing):
+        page.p(f"Verdict per cell of {' × '.join(cell_keys)} (BH across these cells):")
+        page.table(verdict_table(timing, cell_keys), "verdicts_by_cell")
+    if len(fnd.excluded):
+        page.p("Seeds excluded from the timing statistics:")
+        cols = [c for c in ("trial_id", "seed", "status", "reason") if c in fnd.excluded]
+        page.table(fnd.excluded[cols].reset_index(drop=True), "timing_excluded")
+
+
+def _km(page: _Page, fnd: Findings, timing: pd.DataFrame, by: str | None) -> None:
+    """Kaplan–Meier curves of time to emergence per metric and λ."""
+    page.h2("Time to emergence (Kaplan–Meier)")
+    if not fnd.measured or not len(timing):
+        page.nothing("onsets not measured in this study" if not fnd.measured
+                     else "no seeds for timing statistics")
+        return
+    km = km_table(timing, by)
+    if not len(km):
+        page.nothing("no onsets or censoring epochs")
+        return
+    page.figure(plot_km(km, by=by or "all"), "kaplan_meier",
+                "Fraction of seeds whose z-score has emerged against epoch (Kaplan–Meier; "
+                "seeds that did not emerge are censored at their censoring epoch). Legend: "
+                "onsets / seeds.")
+    med = km.drop_duplicates(["level", "metric"])[["level", "metric", "n", "events", "median"]]
+    page.p("Kaplan–Meier median time to emergence (inf: fewer than half emerged):")
+    page.table(med.reset_index(drop=True), "kaplan_meier_medians")
+    page.table(km, "kaplan_meier", max_rows=0)
+
+
+def _calibration(page: _Page, fnd: Findings) -> None:
+    """The calibration of the whole onset + test pipeline, printed."""
+    page.h2("Calibration")
+    cal = fnd.calibration
+    if fnd.false_emergence:
+        fe = fnd.false_emergence
+        page.p(f"False-emergence rate at λ = 0 (controls with an onset; target <= 5%): "
+               f"q_func_z {fe['func'][0]}/{fe['func'][1]} "
+               f"({100 * fe['func'][0] / max(fe['func'][1], 1):.0f}%), q_struct_z "
+               f"{fe['struct'][0]}/{fe['struct'][1]} "
+               f"({100 * fe['struct'][0] / max(fe['struct'][1], 1):.0f}%).")
+    if cal is None:
+        page.nothing("no λ = 0 seeds with z-score curves to measure the noise on")
+        return
+    page.p(f"Synthetic curve pairs with an identical time course and the noise of this study's "
+           f"λ = 0 z-scores (AR(1): sd and lag-1 autocorrelation per metric), judged exactly as "
+           f"a λ is (z = {cal.z:g}, run = {cal.run}): false 'function first' in "
+           f"{100 * cal.false_function_first:.1f}% and false 'structure first' in "
+           f"{100 * cal.false_structure_first:.1f}% of {cal.n_cells} cells of {cal.n_seeds} "
+           f"seeds (α = {cal.alpha:g}); per seed, {100 * cal.seed_function_first:.1f}% read "
+           f"function first and {100 * cal.seed_structure_first:.1f}% structure first. Pure "
+           f"noise emerges in {100 * cal.false_emergence_func:.2f}% (q_func_z) and "
+           f"{100 * cal.false_emergence_struct:.2f}% (q_struct_z) of simulated curves.")
+    page.table(pd.DataFrame([cal._asdict()]), "calibration")
+
+
+def _mi_audit(page: _Page, data: StudyData) -> None:
+    """The MI audit section, when analysis.mi_audit is installed (another part of the project)."""
+    page.h2("MI audit")
+    try:
+        found = importlib.util.find_spec(MI_AUDIT_MODULE) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        page.nothing("the MI audit is not part of this installation")
+        return
+    try:
+        fig, table = importlib.import_module(MI_AUDIT_MODULE).mi_audit(data)
+    except Exception as e:  # noqa: BLE001 - one failing section must not lose the report
+        _log.warning("report: the MI audit failed: %s", e)
+        page.nothing(f"the MI audit failed ({type(e).__name__}: {e})")
+        return
+    if fig is not None:
+        page.figure(fig, "mi_audit", "MI audit: measured MI against its null floor.")
+    if table is not None and len(table):
+        page.table(table, "mi_audit")
 
 
 def _provenance(page: _Page, data: StudyData) -> None:

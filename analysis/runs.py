@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.emergence import chance_modularity, seed_onsets
+from analysis.outcomes import (DEFAULT_FINAL_WINDOW, DEFAULT_RUN, DEFAULT_Z,
+                               SUCCESS_THRESHOLD, TASK_METRIC,
+                               chance_modularity, seed_table)
 
 __all__ = [
     "READ_NAMES",
@@ -47,9 +49,9 @@ TAG_OBJECTIVES = "study.objectives"  # JSON list of {"metric", "direction"}
 TAG_GIT_COMMIT = "study.git_commit"
 TAG_VERSIONS = "study.versions"  # JSON object
 TAG_MESSAGE = "study.message"
-# Task → (success metric, success if final value > threshold); run-data.md "Summary".
-TASKS = {"working_memory": ("accuracy", 0.9), "chaos_separation": ("r2", 0.96)}
-DIFFERENTIATED_Q_STRUCT = 0.1  # differentiated = success and final q_struct > 0.1 (method.md §11)
+# Task → (success metric, success if final value > threshold), from analysis.outcomes (their
+# one owner; run-data.md "Who computes what").
+TASKS = {task: (m, SUCCESS_THRESHOLD[m]) for task, m in TASK_METRIC.items()}
 
 PARAM_HIDDEN = "network.hidden"  # N
 PARAM_GROUPS = "partition.groups"  # K
@@ -59,12 +61,20 @@ PARAM_SEEDS = "seeds"  # S, networks per trial
 PARAM_SEED = "seed"  # base seed; its column is renamed BASE_SEED_COLUMN (clashes with `seed`)
 PARAM_FINAL_WINDOW = "train.final_window"  # evaluations averaged into a final value, default 3
 PARAM_EPOCHS = "train.epochs"
-DEFAULT_FINAL_WINDOW = 3
+PARAM_EVAL_EVERY = "train.eval_every"
+PARAM_Z = "emergence.z"  # onset rule (analysis.outcomes.onset); defaults for older studies
+PARAM_RUN = "emergence.run"
 
 CURVE_METRICS = ("task_loss", "accuracy", "r2", "mi", "mi_gauss", "q_func", "q_struct",
                  "q_func_norm", "q_struct_norm", "d_in", "d_out", "d_corr")
+# The contract's null-referenced and partition-free curve metrics (issue 9): read when a study
+# has them; the report says "not measured in this study" when it does not.
+NEW_CURVE_METRICS = ("mi_gauss_null", "mi_heldout", "mi_heldout_null", "q_func_z", "q_struct_z",
+                     "q_struct_delta", "q_struct_delta_z", "nmi_func", "nmi_struct",
+                     "q_func_found", "q_struct_found", "q_update_z", "q_reset_z")
 SUMMARY_METRICS = ("final.success_rate", "final.differentiated_rate", "t_func", "t_struct", "lag",
-                   "n_seeds", "n_func_emerged", "n_struct_emerged", "n_lag_positive",
+                   "t_func_half", "t_struct_half", "n_seeds", "n_func_emerged",
+                   "n_struct_emerged", "n_func_first", "n_struct_first", "n_tie", "n_neither",
                    *(f"final.{m}" for m in CURVE_METRICS))
 
 ARTIFACT_CURVES = "curves.parquet"
@@ -73,18 +83,20 @@ ARTIFACT_SPEC = "spec.yaml"  # on the study run
 ARTIFACT_REPORT = "report"  # folder on the study run that analysis writes
 CURVE_KEYS = ("seed", "seed_value", "epoch")  # + CURVE_METRICS present
 SEED_COLUMNS = ("seed", "seed_value", "success", "differentiated", "t_func", "t_struct", "lag",
-                "func_emerged", "struct_emerged")  # + final.<metric>
+                "func_emerged", "struct_emerged", "t_func_censor", "t_struct_censor",
+                "t_func_half", "t_struct_half", "first", "onsets_measured")  # + final.<metric>
 
 READ_NAMES: Mapping[str, tuple[str, ...]] = {
     "tags": (TAG_PARENT, TAG_ROLE, TAG_NAME, TAG_TRIAL_ID, TAG_STATUS, TAG_TASK, TAG_SWEPT,
              TAG_OBJECTIVES, TAG_GIT_COMMIT, TAG_VERSIONS, TAG_MESSAGE),
     "tag_values": (ROLE_STUDY, ROLE_TRIAL, *STATUSES, *TASKS),
     "params": (PARAM_HIDDEN, PARAM_GROUPS, PARAM_SIZES, PARAM_MI_WEIGHT, PARAM_SEEDS, PARAM_SEED,
-               PARAM_FINAL_WINDOW, PARAM_EPOCHS),
+               PARAM_FINAL_WINDOW, PARAM_EPOCHS, PARAM_EVAL_EVERY, PARAM_Z, PARAM_RUN),
     "metrics": CURVE_METRICS + SUMMARY_METRICS,
     "artifacts": (ARTIFACT_CURVES, ARTIFACT_SEEDS, ARTIFACT_SPEC, ARTIFACT_REPORT),
     "curve_columns": CURVE_KEYS + CURVE_METRICS,
     "seed_columns": SEED_COLUMNS + tuple(f"final.{m}" for m in CURVE_METRICS),
+    "new_metrics": NEW_CURVE_METRICS,
 }
 # -----------------------------------------------------------------------------------------------
 
@@ -107,7 +119,8 @@ class StudyData:
     ``n_seeds``, ``q_chance``, every param, and the logged summary metrics.
     ``seeds``: one row per (trial, seed): ``trial_id``, ``run_id``, ``seed``, ``seed_value``, the
     trial's status/flags/params, ``final.<metric>``, ``success``, ``differentiated`` and the
-    emergence columns of :func:`analysis.emergence.seed_onsets` (recomputed from the curves).
+    outcome columns of :func:`analysis.outcomes.seed_table` (recomputed from the curves where
+    the logged seeds.parquet predates them).
     ``curves``: one row per (trial, seed, evaluation epoch) with every metric as a column.
     ``dropped``: the duplicate or orphaned runs left out, with the reason.
     """
@@ -171,8 +184,8 @@ def load_study(name: str, tracking_uri: str | None = None) -> StudyData:
     restore) the FINISHED one is kept, else the latest started, and the rest are dropped as
     duplicates. Trial runs without a trial id, or whose parent is not a study run of this
     experiment, are dropped as orphans. Diverged, failed and still running trials are kept and
-    flagged. Emergence epochs are recomputed from ``curves.parquet`` with the chance level of each
-    trial's partition; final values come from ``seeds.parquet`` (else the curves).
+    flagged. Per-seed outcomes (finals, onsets, which came first) come from ``seeds.parquet``
+    when it is current, else from ``curves.parquet`` through ``analysis.outcomes``.
 
     Args:
         name: the study name (= MLflow experiment name).
@@ -222,7 +235,6 @@ def load_study(name: str, tracking_uri: str | None = None) -> StudyData:
     task = tags.get(TAG_TASK) or next(
         (r["tags"][TAG_TASK] for r in kept if TAG_TASK in r["tags"]), None)
     swept = [str(k) for k in _json_or(tags.get(TAG_SWEPT), [])]
-    metric, threshold = TASKS.get(task or "", TASKS["working_memory"])
 
     with tempfile.TemporaryDirectory(prefix="analysis-") as tmp, _quiet_downloads():
         spec_text = None
@@ -241,7 +253,7 @@ def load_study(name: str, tracking_uri: str | None = None) -> StudyData:
     trials = _trials_frame(trial_rows)
     curves = (pd.concat(curve_frames, ignore_index=True) if curve_frames
               else pd.DataFrame(columns=["trial_id", "run_id", *CURVE_KEYS]))
-    seeds = _seeds_frame(trials, seed_frames, curves, metric, threshold)
+    seeds = _seeds_frame(trials, seed_frames, curves, task)
     status = "unknown"
     if study is not None:
         status = _status(study["tags"].get(TAG_STATUS), study["status"])
@@ -418,51 +430,52 @@ def _json_or(text: Any, default: Any) -> Any:
 
 
 def _seeds_frame(trials: pd.DataFrame, seed_frames: list[pd.DataFrame], curves: pd.DataFrame,
-                 metric: str, threshold: float) -> pd.DataFrame:
-    """One row per (trial, seed): logged finals, recomputed onsets, and the trial's params."""
+                 task: str | None) -> pd.DataFrame:
+    """One row per (trial, seed): the logged seeds.parquet where it is current, else the outcomes
+    recomputed from the curves by ``analysis.outcomes.seed_table`` (the one owner), plus the
+    trial's params and flags.
+
+    A seeds.parquet is current when it has every column of SEED_COLUMNS (studies written before
+    the null-referenced onsets lack ``first`` and the censoring epochs); a trial without one
+    (running, or ended before writing it) is summarised from its curves, with the trial's own
+    ``train.final_window``, ``emergence.z`` and ``emergence.run``.
+    """
     keys = ["trial_id", "seed"]
-    frames = list(seed_frames)
-    have = {f["trial_id"].iloc[0] for f in seed_frames if len(f)}
     by_trial = trials.set_index("trial_id") if len(trials) else pd.DataFrame()
-    windows = by_trial[PARAM_FINAL_WINDOW] if PARAM_FINAL_WINDOW in by_trial else None
-    if len(curves):
-        # No seeds.parquet yet (running, or ended before writing it): finals from the curves.
-        rest = curves[~curves["trial_id"].isin(have)]
-        if len(rest):
-            frames.append(_finals_from_curves(rest, windows))
+    logged = {f["trial_id"].iloc[0]: f for f in seed_frames if len(f)}
+    frames = []
+    curve_groups = dict(tuple(curves.groupby("trial_id", sort=False))) if len(curves) else {}
+    for trial_id in dict.fromkeys([*logged, *curve_groups]):
+        f = logged.get(trial_id)
+        if f is not None and set(SEED_COLUMNS) <= set(f.columns):
+            frames.append(f)
+            continue
+        c = curve_groups.get(trial_id)
+        if c is None:
+            if f is not None:
+                frames.append(f)
+            continue
+        row = by_trial.loc[trial_id] if trial_id in by_trial.index else pd.Series(dtype=object)
+        table = seed_table(
+            c.drop(columns=["trial_id", "run_id"]), task=task,
+            final_window=int(_param(row, PARAM_FINAL_WINDOW, DEFAULT_FINAL_WINDOW)),
+            z=float(_param(row, PARAM_Z, DEFAULT_Z)), run=int(_param(row, PARAM_RUN, DEFAULT_RUN)),
+            metrics=[m for m in c.columns if m not in ("trial_id", "run_id", *CURVE_KEYS)])
+        table.insert(0, "run_id", c["run_id"].iloc[0])
+        table.insert(0, "trial_id", trial_id)
+        frames.append(table)
     base = (pd.concat(frames, ignore_index=True) if frames
             else pd.DataFrame(columns=["trial_id", "run_id", "seed"]))
-    base = base.drop_duplicates(keys, keep="first").set_index(keys)
-
-    onset_cols = ["t_func", "thr_func", "func_emerged", "t_struct", "thr_struct", "struct_emerged"]
-    for col in onset_cols:
+    base = base.drop_duplicates(keys, keep="first").reset_index(drop=True)
+    for col in ("func_emerged", "struct_emerged", "onsets_measured", "success", "differentiated"):
+        base[col] = (base[col].astype("boolean").fillna(False).astype(bool) if col in base
+                     else False)
+    for col in ("t_func", "t_struct", "lag", "t_func_censor", "t_struct_censor", "t_func_half",
+                "t_struct_half"):
         if col not in base:
             base[col] = np.nan
-    if len(curves) and {"q_func", "q_struct"} <= set(curves.columns):
-        chance = by_trial["q_chance"]
-        onsets = seed_onsets(curves, chance, final_window=DEFAULT_FINAL_WINDOW if windows is None
-                             else windows.fillna(DEFAULT_FINAL_WINDOW)).set_index(keys)
-        # The curves are the source of truth for onsets; logged ones stay only where they are
-        # absent.
-        hit = base.index.isin(onsets.index)
-        for col in onsets.columns:
-            new = onsets[col].reindex(base.index)
-            base[col] = new.where(hit, base[col]) if col in base else new
-    base = base.reset_index()
-    for col in ("func_emerged", "struct_emerged"):
-        base[col] = base[col].astype("boolean").fillna(False).astype(bool)
-    for col in ("t_func", "t_struct", f"final.{metric}", "final.q_struct"):
-        if col not in base:
-            base[col] = np.nan
-    base["t_func"] = base["t_func"].where(base["func_emerged"])
-    base["t_struct"] = base["t_struct"].where(base["struct_emerged"])
-    base["lag"] = base["t_struct"] - base["t_func"]
-    task = pd.to_numeric(base[f"final.{metric}"], errors="coerce")
-    q_struct = pd.to_numeric(base["final.q_struct"], errors="coerce")
-    success = _bool_or(base, "success", task > threshold)
-    base["success"] = success
-    base["differentiated"] = _bool_or(base, "differentiated",
-                                      success & (q_struct > DIFFERENTIATED_Q_STRUCT))
+    if "first" not in base:
+        base["first"] = "neither"
     if not len(trials):
         return base
     trial_cols = ["trial_id"] + [c for c in trials.columns
@@ -472,28 +485,12 @@ def _seeds_frame(trials: pd.DataFrame, seed_frames: list[pd.DataFrame], curves: 
     return out.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-def _bool_or(df: pd.DataFrame, col: str, derived: pd.Series) -> pd.Series:
-    """The logged boolean column where present, else the derived one."""
-    if col not in df:
-        return derived.astype(bool)
-    logged = df[col].astype("boolean")
-    return logged.fillna(derived.astype("boolean")).astype(bool)
-
-
-def _finals_from_curves(curves: pd.DataFrame, windows: Any) -> pd.DataFrame:
-    """final.<metric> per (trial, seed) as the mean of its last `final_window` finite values."""
-    rows = []
-    metrics = [m for m in CURVE_METRICS if m in curves.columns]
-    for (trial_id, seed), g in curves.sort_values("epoch").groupby(["trial_id", "seed"]):
-        w = DEFAULT_FINAL_WINDOW
-        if windows is not None and trial_id in windows.index and pd.notna(windows[trial_id]):
-            w = int(windows[trial_id])
-        row = {"trial_id": trial_id, "run_id": g["run_id"].iloc[0], "seed": seed}
-        if "seed_value" in g:
-            row["seed_value"] = g["seed_value"].iloc[0]
-        for m in metrics:
-            v = g[m].to_numpy(float)
-            v = v[np.isfinite(v)]
-            row[f"final.{m}"] = float(np.mean(v[-w:])) if v.size else math.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
+def _param(row: pd.Series, key: str, default: Any) -> Any:
+    """A trial's param value, or `default` when it is not logged (older studies)."""
+    v = row.get(key) if len(row) else None
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return default
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return default

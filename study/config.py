@@ -19,6 +19,8 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from analysis.outcomes import DEFAULT_RUN, DEFAULT_Z
+
 __all__ = [
     "ConfigError",
     "TrialConfig",
@@ -193,6 +195,18 @@ class TrainConfig(_Strict):
     communities: bool = True
 
 
+class EmergenceConfig(_Strict):
+    """The onset rule (analysis/outcomes.py owns it; docs/run-data.md, "Onsets").
+
+    A metric's onset is the first evaluation from which its z-score stays >= `z` for `run`
+    consecutive evaluations. The defaults come from the calibration (analysis.emergence.calibrate):
+    false "function first" <= alpha and false emergence of null curves <= 5 %.
+    """
+
+    z: float = Field(DEFAULT_Z, gt=0)  # z-score an onset stretch must reach
+    run: int = Field(DEFAULT_RUN, ge=1)  # consecutive evaluations that must reach it
+
+
 class TrialConfig(_Strict):
     """Everything one trial needs; defaults are the reference working-memory settings."""
 
@@ -203,6 +217,7 @@ class TrialConfig(_Strict):
     critic: CriticConfig = CriticConfig()
     optim: NetOptimConfig = NetOptimConfig()
     train: TrainConfig = TrainConfig()
+    emergence: EmergenceConfig = EmergenceConfig()
     seeds: int = Field(1, ge=1)  # S networks trained together (population axis)
     seed: int = Field(0, ge=0)  # member i is initialised from seed + i
 
@@ -636,6 +651,7 @@ SUMMARY_METRICS = (
     "final.q_func", "final.q_struct", "final.q_func_norm", "final.q_struct_norm",
     "final.d_in", "final.d_out", "final.d_corr", "final.success_rate",
     "final.differentiated_rate", "t_func", "t_struct", "lag",
+    "t_func_half", "t_struct_half", "n_func_first", "n_struct_first", "n_tie", "n_neither",
 )
 
 

@@ -1,14 +1,14 @@
 """From a trial's evaluation history to the run-data contract (docs/run-data.md).
 
 `summarize` builds the per-(seed, epoch) curves table, the per-seed table (final values, success,
-emergence epochs) and the summary metrics; `write_outputs` writes them with the resolved config and
-a figure into a trial folder. Emergence epochs use `analysis.emergence.onset`, the same definition
-the reports use (one implementation, shared one way: study → analysis.emergence, never back).
+onsets, which came first) and the summary metrics; `write_outputs` writes them with the resolved
+config and a figure into a trial folder. Every per-seed outcome and summary metric is computed by
+`analysis.outcomes` (their one owner, pure NumPy), which the reports use too; nothing here
+recomputes one.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,19 +17,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis.emergence import onset
+from analysis.outcomes import (DIFFERENTIATED_Q_STRUCT, SUCCESS_THRESHOLD, seed_table,
+                               trial_metrics)
 from study.config import TrialConfig
-from study.metrics import modularity_chance
-from study.partition import groups
 from study.train import EvalRecord, records_to_rows
 
 __all__ = ["Summary", "summarize", "write_outputs", "write_snapshot", "SUCCESS_THRESHOLD",
            "DIFFERENTIATED_Q_STRUCT"]
-
-# method.md §11: success = final accuracy > 0.9 (WM) or mean R² > 0.96 (separation);
-# differentiated = success and final Q_str > 0.1
-SUCCESS_THRESHOLD = {"accuracy": 0.9, "r2": 0.96}
-DIFFERENTIATED_Q_STRUCT = 0.1
 
 
 @dataclass
@@ -39,63 +33,19 @@ class Summary:
     metrics: dict[str, float]  # summary metrics logged at the end of a trial run
 
 
-def _final(values: np.ndarray, window: int) -> float:
-    finite = values[np.isfinite(values)]
-    return float(finite[-window:].mean()) if finite.size else float("nan")
-
-
 def summarize(cfg: TrialConfig, history: Sequence[EvalRecord],
               seed_values: Sequence[int]) -> Summary:
     """Curves, per-seed finals and onsets, and the trial's summary metrics."""
     curves = pd.DataFrame(records_to_rows(history, seed_values))
     metric_cols = list(history[0].metrics) if history else []
-    task_metric = "accuracy" if cfg.task.name == "working_memory" else "r2"
-    window = cfg.train.final_window
-    chance = modularity_chance(groups(cfg.network.hidden, cfg.partition.groups,
-                                      cfg.partition.sizes)) if cfg.partition.groups > 1 else None
-    rows = []
-    for i, sv in enumerate(seed_values):
-        c = curves[curves["seed"] == i] if len(curves) else curves
-        epochs = c["epoch"].to_numpy(float) if len(c) else np.array([])
-        row: dict[str, object] = {"seed": i, "seed_value": sv}
-        for m in metric_cols:
-            row[f"final.{m}"] = _final(c[m].to_numpy(float), window)
-        on_f = onset(epochs, c["q_func"].to_numpy(float), chance=chance, final_window=window) \
-            if len(c) else None
-        on_s = onset(epochs, c["q_struct"].to_numpy(float), chance=chance, final_window=window) \
-            if len(c) else None
-        t_func = on_f.half_rise if on_f else math.nan
-        t_struct = on_s.half_rise if on_s else math.nan
-        success = bool(row.get(f"final.{task_metric}", math.nan) > SUCCESS_THRESHOLD[task_metric])
-        row.update(
-            success=success,
-            differentiated=success and bool(row.get("final.q_struct", math.nan)
-                                            > DIFFERENTIATED_Q_STRUCT),
-            t_func=t_func,
-            t_struct=t_struct,
-            lag=t_struct - t_func,
-            func_emerged=bool(on_f and on_f.emerged),
-            struct_emerged=bool(on_s and on_s.emerged),
-        )
-        rows.append(row)
-    seeds = pd.DataFrame(rows)
-    out: dict[str, float] = {}
-    for m in metric_cols:
-        vals = seeds[f"final.{m}"].to_numpy(float)
-        if np.isfinite(vals).any():
-            out[f"final.{m}"] = float(np.nanmedian(vals))
-    n = len(seeds)
-    out["final.success_rate"] = float(seeds["success"].mean()) if n else math.nan
-    out["final.differentiated_rate"] = float(seeds["differentiated"].mean()) if n else math.nan
-    for key in ("t_func", "t_struct", "lag"):
-        vals = seeds[key].to_numpy(float) if n else np.array([])
-        if np.isfinite(vals).any():
-            out[key] = float(np.nanmedian(vals))
-    out["n_seeds"] = float(n)
-    out["n_func_emerged"] = float(seeds["func_emerged"].sum()) if n else 0.0
-    out["n_struct_emerged"] = float(seeds["struct_emerged"].sum()) if n else 0.0
-    out["n_lag_positive"] = float((seeds["lag"] > 0).sum()) if n else 0.0
-    return Summary(curves, seeds, out)
+    if not len(curves):
+        curves = pd.DataFrame(columns=["seed", "seed_value", "epoch", *metric_cols])
+    seeds = seed_table(curves, task=cfg.task.name, final_window=cfg.train.final_window,
+                       z=cfg.emergence.z, run=cfg.emergence.run, metrics=metric_cols)
+    if not len(seeds):
+        seeds = pd.DataFrame({"seed": np.arange(len(seed_values)), "seed_value": seed_values})
+    return Summary(curves, seeds, trial_metrics(seeds if len(curves) else seeds.iloc[0:0],
+                                                metric_cols))
 
 
 def write_snapshot(directory: Path, epoch: int, weights: Mapping[str, np.ndarray]) -> Path:

@@ -1,7 +1,9 @@
 """Fixture studies written into a real SQLite MLflow store exactly per docs/run-data.md.
 
-The grid study has noisy-sigmoid curves with KNOWN onsets: q_func rises first and q_struct follows
-by a known per-seed lag (median 150 epochs); λ = 0 never rises; accuracy drops at λ = 0.3.
+The grid study has noisy-sigmoid curves with KNOWN onsets: q_func (and its z-score q_func_z) rises
+first and q_struct (q_struct_z) follows by a known per-seed lag (median 150 epochs); λ = 0 never
+rises; accuracy drops at λ = 0.3. The fixture has no NMI curves (a study that did not measure
+them). Its seeds.parquet is the pre-issue-9 form, so the reader recomputes the outcomes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.emergence import chance_modularity
+from analysis.outcomes import chance_modularity
 
 GRID_NAME = "fixture-grid"
 RUNNING_NAME = "fixture-running"
@@ -32,9 +34,13 @@ FINAL_ACCURACY = {0.0: 0.95, 0.1: 0.95, 0.3: 0.80}  # accuracy starts to drop at
 Q_FUNC_PLATEAU = 0.35  # above chance
 Q_STRUCT_PLATEAU = {0.1: 0.15, 0.3: 0.18}  # λ = 0.1 seeds end differentiated (> 0.1)
 NOISE = 0.004
+Z_PLATEAU = 10.0  # the z-scores rise from 0 to this; onset rule z >= 3 for 3 evaluations
+Z_NOISE = 0.3  # treated seeds' z-score noise; λ = 0 z-scores are N(0, Z_NULL_NOISE²)
+Z_NULL_NOISE = 0.8
 WIDTH = 6.0  # logistic scale (epochs): the rise sits between two evaluations, never on one
 DIVERGE_FROM = 400.0  # the diverged trial's curves are NaN from this epoch on
-METRICS = ("task_loss", "accuracy", "mi", "mi_gauss", "q_func", "q_struct", "d_out")
+METRICS = ("task_loss", "accuracy", "mi", "mi_gauss", "q_func", "q_struct", "q_func_z",
+           "q_struct_z", "d_out")
 
 
 def sigmoid(epochs: np.ndarray, onset: float, amplitude: float, base: float = 0.0,
@@ -77,14 +83,19 @@ def _trial_curves(lam: float, k: int, n_seeds: int, rng: np.random.Generator,
         if lam > 0:
             q_func = sigmoid(EPOCHS, t_func, Q_FUNC_PLATEAU, chance) + noise()
             q_struct = sigmoid(EPOCHS, t_struct, Q_STRUCT_PLATEAU[lam], chance) + noise()
+            z_func = sigmoid(EPOCHS, t_func, Z_PLATEAU) + rng.normal(0, Z_NOISE, EPOCHS.size)
+            z_struct = sigmoid(EPOCHS, t_struct, Z_PLATEAU) + rng.normal(0, Z_NOISE, EPOCHS.size)
         else:
             q_func = chance + noise()
             q_struct = chance + noise()
+            z_func = rng.normal(0.0, Z_NULL_NOISE, EPOCHS.size)
+            z_struct = rng.normal(0.0, Z_NULL_NOISE, EPOCHS.size)
         acc = sigmoid(EPOCHS, 75.0, FINAL_ACCURACY[lam] - 0.5, 0.5) + noise()
         frame = pd.DataFrame({
             "seed": s, "seed_value": 1000 + s, "epoch": EPOCHS.astype(int),
             "task_loss": 1.0 - acc, "accuracy": acc, "mi": 1.5 - 3 * lam + noise(),
             "mi_gauss": 1.0 - 2 * lam + noise(), "q_func": q_func, "q_struct": q_struct,
+            "q_func_z": z_func, "q_struct_z": z_struct,
             "d_out": 0.5 * lam + noise(),
         })
         if diverged:

@@ -176,3 +176,17 @@ def test_figures_render_to_png():
             plot_pareto(pareto_info(seeds)), plot_scatter(scatter_info(seeds))]
     for fig in figs:
         assert to_png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_phase_info_shows_null_referenced_quantities_only_when_measured():
+    seeds = _seeds([0.0, 0.1], [2], 4, np.random.default_rng(0))
+    seeds = seeds.assign(**{"final.q_func_z": [0.0] * 4 + [5.0, 6.0, 7.0, 8.0],
+                            "func_emerged": [False] * 4 + [True, True, False, True],
+                            "struct_emerged": False, "onsets_measured": True})
+    info = phase_info(seeds, "mi.weight")
+    assert info.values["final.q_func_z"][0].tolist() == [0.0, 6.5]
+    assert info.values["func_emerged_rate"][0].tolist() == [0.0, 0.75]
+    assert "final.nmi_func" not in info.values  # not measured: no panel
+    unmeasured = seeds.assign(onsets_measured=False)
+    assert "func_emerged_rate" not in phase_info(unmeasured, "mi.weight").values
+    assert to_png(plot_phase(info))[:8] == b"\x89PNG\r\n\x1a\n"

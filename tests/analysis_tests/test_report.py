@@ -67,15 +67,37 @@ def test_report_is_self_contained(grid_report):
             assert not a.get(key, "").startswith(("http:", "https:", "file:", "//"))
 
 
-def test_report_findings_state_known_lag(grid_report, fixture_study):
+def test_report_findings_give_a_verdict_per_lambda_never_pooled(grid_report):
+    # The fixture's λ > 0 seeds all have q_func_z rise 5-7 evaluations before q_struct_z.
+    # λ = 0.1: 7 decided seeds, exact sign test p = 2 / 2^7 = 0.015625, BH over the 2 treated
+    # λ rows (p = 0.015625, 0.125) gives 0.03125 < 0.05. λ = 0.3: its K = 3 trial diverged and is
+    # excluded, 4 seeds give p = 0.125 (BH 0.125): inconclusive. λ = 0 controls: neither.
     text = _findings(grid_report.path.read_text())
-    f = grid_report.findings
-    assert f.lag.median == fixture_study.known_median_lag
-    assert f.n_both == 14 and f.n_func_first == 14
-    assert "median lag t_struct − t_func = 150 epochs" in text
-    assert "came before structural in 14 (100%)" in text
-    assert f"{f.lag.ci_low:g} to {f.lag.ci_high:g}" in text
-    assert 125.0 <= f.lag.ci_low <= 150.0 <= f.lag.ci_high <= 175.0
+    v = grid_report.findings.verdicts.set_index("mi.weight")
+    assert v.loc[0.1, ["n_seeds", "n_func_first", "n_struct_first", "n_tie", "n_neither"]
+                 ].tolist() == [7, 7, 0, 0, 0]
+    assert v.loc[0.1, "p_sign"] == pytest.approx(2 / 2 ** 7)
+    assert v.loc[0.1, "p_sign_bh"] == pytest.approx(0.03125)
+    assert v.loc[0.1, "verdict"] == "function first"
+    assert v.loc[0.3, "n_seeds"] == 4 and v.loc[0.3, "verdict"] == "inconclusive"
+    assert v.loc[0.0, "n_neither"] == 7
+    assert "λ = 0.1 (7 seeds: function first 7" in text
+    assert "function first (sign test, BH-adjusted p = 0.031)" in text
+    assert "λ = 0.3 (4 seeds" in text and "inconclusive (sign test" in text
+    assert "False emergence at λ = 0: q_func_z 0 of 7 seeds" in text
+    assert "3 seed(s) of trials cut short (trial diverged) are excluded" in text
+    assert "Wilcoxon" not in text and "median lag" not in text
+    cal = grid_report.findings.calibration
+    assert cal is not None and cal.false_function_first <= cal.alpha
+
+
+def test_report_leads_with_the_verdicts_and_ends_with_provenance(grid_report):
+    html = grid_report.path.read_text()
+    order = [html.index(f"<h2>{h}</h2>") for h in (
+        "Findings", "Timing verdicts", "Time to emergence (Kaplan–Meier)", "Calibration",
+        "MI audit", "Phase diagrams", "Provenance")]
+    assert order == sorted(order)
+    assert "Not measured in this study: q_struct_delta_z, nmi_func, nmi_struct." in html
 
 
 def test_report_findings_state_accuracy_drop_and_failures(grid_report):
@@ -99,9 +121,15 @@ def test_report_writes_csv_tables_beside_it(grid_report, fixture_study):
     out = grid_report.out_dir
     seeds = pd.read_csv(out / "seeds.csv")
     assert len(seeds) == 21
-    by_lam = pd.read_csv(out / "lag_by_mi_weight.csv").set_index("mi.weight")
-    assert by_lam.loc[0.1, "median"] == fixture_study.known_median_lag
-    assert by_lam.loc[0.0, "n"] == 0
+    by_lam = pd.read_csv(out / "verdicts_by_mi_weight.csv").set_index("mi.weight")
+    assert by_lam.loc[0.1, "median_lag"] == fixture_study.known_median_lag
+    assert by_lam.loc[0.1, "verdict"] == "function first"
+    cells = pd.read_csv(out / "verdicts_by_cell.csv")
+    assert len(cells) == 5 and cells["n_seeds"].sum() == 18  # the diverged cell is excluded
+    excluded = pd.read_csv(out / "timing_excluded.csv")
+    assert len(excluded) == 3 and set(excluded["reason"]) == {"trial diverged"}
+    km = pd.read_csv(out / "kaplan_meier_medians.csv")
+    assert set(km["metric"]) == {"func", "struct"}
     phase = pd.read_csv(out / "phase_mi_weight__partition_groups.csv")
     assert len(phase) == 6 and phase["n_seeds"].sum() == 21
     assert {p.name for p in grid_report.files} == {p.name for p in out.iterdir()} - {"report.html"}
@@ -170,3 +198,63 @@ def test_findings_are_reproducible_with_same_generator(fixture_study, grid_repor
     study = load_study(fixture_study.name, fixture_study.tracking_uri)
     again = findings(study, rng=np.random.default_rng(0))
     assert again.text == grid_report.findings.text
+
+
+def _synthetic_study(firsts_treated: list[str], with_z: bool = True):
+    """A StudyData of λ = 0 controls (pure-noise z) and λ = 0.1 seeds with the given outcomes."""
+    from analysis.runs import StudyData
+
+    epochs = np.arange(0, 501, 25, dtype=float)
+    rng = np.random.default_rng(5)
+    curves, seeds = [], []
+    for trial, lam, firsts in (("c", 0.0, ["neither"] * 6), ("t", 0.1, firsts_treated)):
+        for s, f in enumerate(firsts):
+            zf = rng.normal(0, 0.8, epochs.size)
+            zs = rng.normal(0, 0.3, epochs.size)
+            t_f = {"function": 100.0, "structure": 300.0}.get(f, np.nan)
+            t_s = {"function": 300.0, "structure": 100.0}.get(f, np.nan)
+            if np.isfinite(t_f):
+                zf += 10.0 * (epochs >= t_f)
+                zs += 10.0 * (epochs >= t_s)
+            row = {"trial_id": trial, "run_id": trial, "seed": s, "epoch": epochs,
+                   "q_func": 0.0, "q_struct": 0.0, "accuracy": 0.95}
+            if with_z:
+                row |= {"q_func_z": zf, "q_struct_z": zs}
+            curves.append(pd.DataFrame(row))
+    curves = pd.concat(curves, ignore_index=True)
+    from analysis.outcomes import seed_table
+
+    for trial, lam in (("c", 0.0), ("t", 0.1)):
+        tab = seed_table(curves[curves["trial_id"] == trial].drop(columns=["trial_id", "run_id"]),
+                         task="working_memory")
+        seeds.append(tab.assign(trial_id=trial, run_id=trial, status="finished", running=False,
+                                **{"mi.weight": lam, "train.eval_every": 25}))
+    trials = pd.DataFrame({"trial_id": ["c", "t"], "run_id": ["c", "t"],
+                           "status": ["finished"] * 2, "mi.weight": [0.0, 0.1]})
+    return StudyData(name="synthetic", tracking_uri="", experiment_id="0", study_run_id=None,
+                     status="finished", tags={}, task="working_memory", swept=["mi.weight"],
+                     trials=trials, seeds=pd.concat(seeds, ignore_index=True), curves=curves,
+                     dropped=pd.DataFrame())
+
+
+def test_findings_say_inconclusive_when_the_data_are():
+    f = findings(_synthetic_study(["function", "structure"] * 3), rng=np.random.default_rng(0))
+    v = f.verdicts.set_index("mi.weight")
+    assert len(v) == 2  # one row per λ: controls never pooled with treated seeds
+    assert v.loc[0.1, ["n_func_first", "n_struct_first"]].tolist() == [3, 3]
+    assert v.loc[0.1, "verdict"] == "inconclusive"
+    assert "Overall the timing is inconclusive" in f.text
+    assert f.calibration is not None and f.calibration.n_seeds == 6
+
+
+def test_findings_state_a_clear_order_and_not_inconclusive():
+    f = findings(_synthetic_study(["function"] * 6), rng=np.random.default_rng(0))
+    assert f.verdicts.set_index("mi.weight").loc[0.1, "verdict"] == "function first"
+    assert "inconclusive" not in f.text.split("λ = 0.1")[1].split(".")[0]
+    assert "Overall the timing is inconclusive" not in f.text
+
+
+def test_findings_without_z_scores_say_not_measured():
+    f = findings(_synthetic_study(["function"] * 6, with_z=False), rng=np.random.default_rng(0))
+    assert not f.measured and "not measured in this study" in f.text
+    assert "function first" not in f.text

@@ -77,14 +77,18 @@ def test_load_study_recomputed_onsets_match_known_design(grid, fixture_study):
     assert (got.loc[want.index, "func_emerged"] == want["func_emerged"]).all()
 
 
-def test_load_study_threshold_crossing_of_q_func(grid, fixture_study):
-    # The fixture's q_func rises 0.35 above chance with logistic width 6, centred 12.5 epochs
-    # before t_func: 25 epochs before t_func it is already 0.35·logistic(12.5/6 − 25/6) ≈ 0.039
-    # above chance (> margin 0.02, 4.7 noise sd), 50 epochs before it only ≈ 0.0007.
-    emerged = grid.seeds[grid.seeds["func_emerged"]]
-    assert len(emerged) == 14
-    np.testing.assert_array_equal(emerged["thr_func"], emerged["t_func"] - 25.0)
-    assert grid.seeds.loc[~grid.seeds["func_emerged"], "thr_func"].isna().all()
+def test_load_study_which_first_and_censoring_from_the_z_scores(grid, fixture_study):
+    # λ > 0: q_func_z rises 125-175 epochs (5-7 evaluations) before q_struct_z, so every seed is
+    # "function"; λ = 0: z-scores are N(0, 0.8²) noise, nothing reaches z >= 3 three times in a
+    # row, so "neither", censored at the last evaluation from which 3 were seen (epoch 550).
+    s = grid.seeds
+    treated = s["mi.weight"] > 0
+    assert (s.loc[treated, "first"] == "function").all() and treated.sum() == 14
+    assert (s.loc[~treated, "first"] == "neither").all()
+    assert (s.loc[~treated, ["t_func_censor", "t_struct_censor"]] == 550.0).all().all()
+    assert s["onsets_measured"].all()
+    # The descriptive half-rise of the raw q_func is the design's onset too (fixture sigmoid).
+    np.testing.assert_array_equal(s.loc[treated, "t_func_half"], s.loc[treated, "t_func"])
 
 
 def test_load_study_success_and_differentiated_flags(grid):
@@ -153,6 +157,8 @@ def test_read_names_cover_the_contract_names_used_here():
     tags = {"study.role", "study.trial_id", "study.status", "study.swept"}
     assert tags <= set(READ_NAMES["tags"])
     assert {"network.hidden", "partition.groups", "mi.weight"} <= set(READ_NAMES["params"])
-    assert {"q_func", "q_struct", "final.q_func", "lag"} <= set(READ_NAMES["metrics"])
+    assert {"q_func", "q_struct", "final.q_func", "lag", "n_func_first"} <= set(
+        READ_NAMES["metrics"])
+    assert {"q_func_z", "q_struct_z", "nmi_func", "nmi_struct"} <= set(READ_NAMES["new_metrics"])
     assert {"curves.parquet", "seeds.parquet"} <= set(READ_NAMES["artifacts"])
     assert all(isinstance(v, tuple) and v for v in READ_NAMES.values())

@@ -142,6 +142,9 @@ def test_summarize_finals_success_and_onsets():
         m["accuracy"] = (0.95, 0.5)
         m["q_func"] = (0.4 * sig[i], 0.0)
         m["q_struct"] = (0.2 * late[i], 0.0)
+        # z-scores: first >= 3 (of 10) three evaluations in a row from epoch 60 and 140
+        m["q_func_z"] = (10 * sig[i], 0.0)
+        m["q_struct_z"] = (10 * late[i], 0.0)
         hist.append(EvalRecord(int(e), m, 0.0))
     s = summarize(cfg, hist, [7, 8])
     assert list(s.curves.columns[:3]) == ["seed", "seed_value", "epoch"]
@@ -154,7 +157,11 @@ def test_summarize_finals_success_and_onsets():
     assert s.metrics["final.success_rate"] == 0.5
     assert s.metrics["final.differentiated_rate"] == 0.5
     assert s.metrics["t_func"] == 60 and s.metrics["lag"] == 80  # medians over emerged seeds
-    assert s.metrics["n_func_emerged"] == 1 and s.metrics["n_lag_positive"] == 1
+    assert s.metrics["n_func_emerged"] == 1 and s.metrics["n_func_first"] == 1
+    assert s.metrics["n_neither"] == 1 and s.metrics["n_struct_first"] == s.metrics["n_tie"] == 0
+    assert seed0["first"] == "function" and seed1["first"] == "neither"
+    assert seed1["t_func_censor"] == 170  # last start with 3 evaluations: 170, 180, 190
+    assert s.metrics["t_func_half"] == 60  # descriptive half-rise of the raw q_func
     assert s.metrics["final.q_func"] == pytest.approx(np.median([0.4 * sig[-2:].mean(), 0.0]))
 
 
