@@ -1047,14 +1047,14 @@ def load_study(path: str | Path) -> Study:
             raise ConfigError("key 'base': the base file must hold a mapping of sections",
                               source=source, key="base")
         trial_config_from_dict(base, source=str(base_path))  # the base file on its own
-    if not spec.search:
-        raise ConfigError("key 'search': a study needs at least one searched key (e.g. "
-                          "search: {mi.weight: {values: [0.0, 0.1]}}); to train one config, use "
-                          "`python -m study train`", source=source, key="search")
     tree = _deep_merge(base, _tuples_to_lists(spec.trial))
     if spec.seeds is not None:
         tree = _deep_merge(tree, {"seeds": spec.seeds})
     trial_config_from_dict(tree, source=source, prefix="trial.")
+    if not spec.search:
+        raise ConfigError("key 'search': a study needs at least one searched key (e.g. "
+                          "search: {mi.weight: {values: [0.0, 0.1]}}); to train one config, use "
+                          "`python -m study train`", source=source, key="search")
     for key in spec.search:
         if key not in VALID_KEYS or key in _SECTIONS:
             guess = closest_key(key, [k for k in VALID_KEYS if k not in _SECTIONS])
@@ -1120,21 +1120,14 @@ def check_storage_url(url: str, *, source: str, key: str = "storage") -> str:
     return url
 
 
-def redact_url(url: str) -> str:
-    """A URL with its password replaced by *** (database and http(s) URLs); others unchanged."""
-    from urllib.parse import urlsplit, urlunsplit
+_CREDENTIALS = re.compile(r"(\b[A-Za-z][\w+.-]*://[^:/@\s]*:)[^\s/]*@")
 
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:  # unparseable (e.g. a bad port): hide everything between :// and @
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+def redact_url(text: str) -> str:
+    """A URL (or any text holding URLs) with each password replaced by ***:
+    postgresql://u:secret@h/db -> postgresql://u:***@h/db. Everything printed or logged that
+    may hold a storage or tracking URL goes through this."""
+    return _CREDENTIALS.sub(r"\1***@", str(text))
 
 
 def _tuples_to_lists(node: Any) -> Any:
