@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -104,7 +105,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         parent = study.start(tags={TAG_SWEPT: "[]", TAG_TASK: cfg.task.name,
                                    TAG_COMMIT: git_commit()},
                              spec_text=Path(args.config).read_text())
-        trial_id = f"train-{out.resolve().name}"
+        trial_id = _train_run_id(out)
         tracker = TrialTracker(uri, study.experiment_id, parent, trial_id,
                                study_name=name, task=cfg.task.name, params=cfg.flat())
     start_epoch = int(state["epoch"]) if state is not None else 0
@@ -130,6 +131,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.status == "diverged":
         print(f"diverged: {result.message}", file=sys.stderr)
     return 0
+
+
+def _train_run_id(out: Path) -> str:
+    """The trial id of a `study train` run, from its output folder's name: letters, digits and
+    `_.-` only (a quote or a space in --out is replaced, and a hash of the real name keeps two
+    such folders apart), so the id is safe in an MLflow filter and a file name."""
+    import hashlib
+
+    real = out.resolve().name
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", real)[:80]
+    if safe != real:
+        safe += "-" + hashlib.sha1(real.encode()).hexdigest()[:8]
+    return f"train-{safe}"
 
 
 def _out_dir(given: str | None, name: str) -> Path:

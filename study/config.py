@@ -418,8 +418,10 @@ def format_validation_error(
     known = [prefix + k for k in _valid_keys(model)]
     for key, errs in by_key.items():
         e = errs[0]
+        msg = str(e["msg"]).removeprefix("Value error, ")
         if key == prefix:  # a cross-field check (no location): its message names the key
-            key = _key_of_message(str(e["msg"]).removeprefix("Value error, "), prefix)
+            key = _key_of_message(msg, prefix)
+            msg = msg.removeprefix(key.removeprefix(prefix) + ": ")
         first_key = first_key or key
         if e["type"] == "extra_forbidden":
             parent = key.rsplit(".", 1)[0] + "." if "." in key else ""
@@ -430,8 +432,9 @@ def format_validation_error(
             allowed = f"; allowed here: {', '.join(siblings)}" if siblings else ""
             lines.append(f"unknown key '{key}'{hint}{allowed}")
         elif e["type"] == "value_error":
-            msg = str(e["msg"]).removeprefix("Value error, ")
             lines.append(f"key '{key}': {msg}")
+        elif e["type"] == "missing":
+            lines.append(f"key '{key}' is required")
         else:
             expected = " or ".join(dict.fromkeys(_expectation(x) for x in errs))
             lines.append(f"key '{key}': expected {expected}, but got {short_repr(e.get('input'))}")
@@ -560,6 +563,10 @@ SPEC_LIMITS: dict[str, tuple[float, float]] = {
 }
 
 
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 def check_limits(flat: Mapping[str, Any], limits: Mapping[str, tuple[float, float]], *,
                  source: str | None, prefix: str = "") -> None:
     """ConfigError for the first value of `flat` (dotted keys) outside its bounds in `limits`.
@@ -569,8 +576,9 @@ def check_limits(flat: Mapping[str, Any], limits: Mapping[str, tuple[float, floa
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         if not low <= value <= high:
-            raise ConfigError(f"key '{prefix}{key}': expected a value in [{low:g}, {high:g}], "
-                              f"but got {short_repr(value)}", source=source, key=prefix + key)
+            raise ConfigError(f"key '{prefix}{key}': expected a value in [{_num(low)}, "
+                              f"{_num(high)}], but got {short_repr(value)}", source=source,
+                              key=prefix + key)
     seed, seeds = flat.get("seed"), flat.get("seeds")
     if isinstance(seed, int) and isinstance(seeds, int) and seed + seeds - 1 > SEED_MAX:
         raise ConfigError(f"key '{prefix}seed': seed + seeds - 1 must be at most {SEED_MAX}, but "
@@ -711,10 +719,10 @@ def load_yaml_text(text: str) -> Any:
         loader.dispose()
 
 
-def non_finite_key(node: Any, prefix: str = "") -> str | None:
-    """The dotted key of the first inf/nan float in a loaded document, or None."""
+def non_finite_key(node: Any, prefix: str = "") -> tuple[str, float] | None:
+    """(dotted key, value) of the first inf/nan float in a loaded document, or None."""
     if isinstance(node, float) and not math.isfinite(node):
-        return prefix or "(value)"
+        return prefix or "(value)", node
     if isinstance(node, Mapping):
         for k, v in node.items():
             hit = non_finite_key(v, f"{prefix}{k}.") if isinstance(v, Mapping) else \
@@ -760,19 +768,9 @@ def _read_yaml_text(path: str | Path) -> tuple[Any, str]:
         raise ConfigError(f"not valid YAML: {_yaml_problem(e)}", source=str(path)) from None
     bad = non_finite_key(tree)
     if bad:
-        raise ConfigError(f"key '{bad}': expected a finite number, but got "
-                          f"{short_repr(_get_dotted(tree, bad))}", source=str(path), key=bad)
+        raise ConfigError(f"key '{bad[0]}': expected a finite number, but got {bad[1]}",
+                          source=str(path), key=bad[0])
     return (tree if tree is not None else {}), text
-
-
-def _get_dotted(tree: Any, dotted: str) -> Any:
-    node = tree
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", dotted):
-        try:
-            node = node[int(part[1:-1])] if part.startswith("[") else node[part]
-        except (KeyError, IndexError, TypeError, ValueError):
-            return None
-    return node
 
 
 def load_trial_config(
@@ -949,9 +947,10 @@ class StudySpec(_Strict):
                                  f"a step) for every searched key, but these are continuous: "
                                  f"{', '.join(bad)}")
             if self.grid_size() > MAX_GRID:
-                raise ValueError(f"search: the grid has {self.grid_size()} points (the product "
-                                 f"of {', '.join(f'{k}: {p.grid_len()}' for k, p in self.search.items())}"
-                                 f"), more than the {MAX_GRID} allowed")
+                sizes = {k: p.grid_len() for k, p in self.search.items()}
+                raise ValueError(f"search: the grid has {math.prod(sizes.values())} points "
+                                 f"({', '.join(f'{k}: {n} values' for k, n in sizes.items())}), "
+                                 f"more than the {MAX_GRID} allowed")
         if self.scheduler is not None and len(self.objectives) > 1 and self.scheduler.metric is None:
             raise ValueError("scheduler.metric must name the objective ASHA uses when there are "
                              "two objectives")
@@ -1076,8 +1075,9 @@ def load_study(path: str | Path) -> Study:
         try:
             study.trial_config(point)
         except ConfigError as e:
-            raise ConfigError(f"search point {point} gives an invalid trial config: {e.detail}",
-                              source=source, key="search") from None
+            key = f"search.{next(iter(point))}" if len(point) == 1 else "search"
+            raise ConfigError(f"key '{key}': search point {short_repr(point)} gives an invalid "
+                              f"trial config: {e.detail}", source=source, key=key) from None
     return study
 
 
