@@ -6,7 +6,9 @@
     ray job submit --runtime-env cluster/runtime_env.yaml --working-dir . -- \\
         python -m study run search_spaces/demo.yaml
 
-Bad input prints one line (the traceback only with --debug) and exits with status 2.
+Exit status: 0 done (a diverged trial included); 2 bad input or usage (a spec, config, --set
+value, --name, --out, checkpoint or storage URL): one line naming the file and key, nothing
+started; 1 a failure at run time (one line; --debug shows the traceback); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ import argparse
 import json
 import logging
 import math
+import os
+import re
 import sys
 import time
 from pathlib import Path
 
-from study.config import ConfigError, load_study, load_trial_config
+from study.config import (
+    ConfigError, check_name, check_storage_url, load_study, load_trial_config, redact_url,
+)
 
 log = logging.getLogger("study")
 
@@ -66,15 +72,23 @@ class _ProgressReporter:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one trial (S seeds) from a trial config YAML and write its outputs."""
     cfg = load_trial_config(args.config, args.set or [])  # bad input fails before heavy imports
+    if args.name is not None:
+        name = check_name(args.name, source="--name", key="--name")
+    else:
+        name = check_name(Path(args.config).stem, source=args.config, key="--name (default: "
+                          "the config file's name)")
+    out = _out_dir(args.out, name)
     from study.summary import summarize, write_outputs
     from study.tracking import StudyTracker, TrialTracker, default_tracking_uri, study_home
-    from study.train import CHECKPOINT_FILE, read_checkpoint, train
+    from study.train import CHECKPOINT_FILE, check_resumable, read_checkpoint, train
 
-    name = args.name or Path(args.config).stem
-    out = Path(args.out) if args.out else study_home() / "train" / name
-    out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint"
     resume = ckpt / CHECKPOINT_FILE if args.resume and (ckpt / CHECKPOINT_FILE).is_file() else None
+    state = None
+    if resume is not None:  # a malformed or foreign checkpoint is refused before anything starts
+        state = read_checkpoint(resume)
+        check_resumable(state, cfg, source=str(resume))
+    out.mkdir(parents=True, exist_ok=True)
     print(f"training {name}: task={cfg.task.name} network={cfg.network.kind} "
           f"N={cfg.network.hidden} K={cfg.partition.groups} mi.weight={cfg.mi.weight} "
           f"seeds={cfg.seeds} epochs={cfg.train.epochs}", file=sys.stderr)
@@ -91,10 +105,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         parent = study.start(tags={TAG_SWEPT: "[]", TAG_TASK: cfg.task.name,
                                    TAG_COMMIT: git_commit()},
                              spec_text=Path(args.config).read_text())
-        trial_id = f"train-{out.resolve().name}"
+        trial_id = _train_run_id(out)
         tracker = TrialTracker(uri, study.experiment_id, parent, trial_id,
                                study_name=name, task=cfg.task.name, params=cfg.flat())
-    start_epoch = int(read_checkpoint(resume)["epoch"]) if resume is not None else 0
+    start_epoch = int(state["epoch"]) if state is not None else 0
     reporter = _ProgressReporter(cfg, out, tracker, quiet=args.quiet, start=start_epoch)
     status = "failed"
     try:
@@ -117,6 +131,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.status == "diverged":
         print(f"diverged: {result.message}", file=sys.stderr)
     return 0
+
+
+def _train_run_id(out: Path) -> str:
+    """The trial id of a `study train` run, from its output folder's name: letters, digits and
+    `_.-` only (a quote or a space in --out is replaced, and a hash of the real name keeps two
+    such folders apart), so the id is safe in an MLflow filter and a file name."""
+    import hashlib
+
+    real = out.resolve().name
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", real)[:80]
+    if safe != real:
+        safe += "-" + hashlib.sha1(real.encode()).hexdigest()[:8]
+    return f"train-{safe}"
+
+
+def _out_dir(given: str | None, name: str) -> Path:
+    """The output folder of `study train`: --out, else STUDY_HOME/train/NAME; refused (exit 2)
+    when it exists and is not a folder, or cannot be created."""
+    from study.tracking import study_home
+
+    out = Path(given) if given else study_home() / "train" / name
+    source = "--out" if given else "STUDY_HOME"
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ConfigError(f"key '--out': {p} is a file, not a folder", source=source,
+                                  key="--out")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise ConfigError(f"key '--out': cannot create {out}: {p} is not writable",
+                                  source=source, key="--out")
+            break
+    return out
 
 
 def _train_summary(result, summary, out: Path) -> str:
@@ -161,9 +207,22 @@ def _smoke(study):
     return study
 
 
+def _check_environment(study) -> None:
+    """What `run` takes from the environment and the spec beyond the schema, checked up front:
+    an Optuna storage URL given as STUDY_OPTUNA_STORAGE, and the search space and sampler as
+    Optuna builds them (no storage, no study created)."""
+    env = os.environ.get("STUDY_OPTUNA_STORAGE")
+    if env and not study.spec.storage:
+        check_storage_url(env, source="environment", key="STUDY_OPTUNA_STORAGE")
+    from study.tune import check_search
+
+    check_search(study)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate a study spec (and every point of its search space) without starting Ray."""
     study = _load(args)
+    _check_environment(study)
     cfg = study.trial_config({})
     s = study.spec
     print(f"{study.path}: ok — study '{s.name}', sampler {s.sampler.name}, "
@@ -174,10 +233,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run (or resume) a study: Ray Tune + Optuna, tracked in MLflow."""
+    study = _load(args)  # bad input fails before the heavy imports
+    _check_environment(study)
     from study.tracking import default_optuna_storage, default_tracking_uri, study_home
     from study.tune import format_outcome, run_study
 
-    study = _load(args)
     s = study.spec
     home = study_home()
     cfg = study.trial_config({})
@@ -189,8 +249,8 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{s.concurrency} at a time, {s.resources.cpu} CPU + {s.resources.gpu} GPU each\n"
           f"  objectives {[(o.metric, o.direction) for o in s.objectives]}"
           + (f" subject to {list(s.constraints)}" if s.constraints else "") + "\n"
-          f"  STUDY_HOME {home}\n  MLflow {default_tracking_uri(home)}\n"
-          f"  Optuna {s.storage or default_optuna_storage(home)}", flush=True)
+          f"  STUDY_HOME {home}\n  MLflow {redact_url(default_tracking_uri(home))}\n"
+          f"  Optuna {redact_url(s.storage or default_optuna_storage(home))}", flush=True)
     t0 = time.time()
     outcome = run_study(study, address=args.address, num_cpus=args.num_cpus,
                         num_gpus=args.num_gpus, fresh=args.fresh, verbose=0 if args.quiet else 1)
@@ -254,16 +314,31 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else
                         logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    old_umask = os.umask(0o077)  # stores, checkpoints and reports: 0600 files, 0700 folders
     try:
         return args.func(args)
     except ConfigError as e:
         if args.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - a run-time failure: one line, status 1
+        if args.debug:
+            raise
+        print(f"error: {type(e).__name__}: {_one_line(redact_url(str(e)))} (run with --debug "
+              f"for the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        os.umask(old_umask)
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    """Collapse a message to one line of at most `limit` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
+import reprlib
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -48,6 +50,11 @@ __all__ = [
     "CleanPartnerWarning",
     "parse_constraint",
     "SUMMARY_METRICS",
+    "check_name",
+    "check_storage_url",
+    "check_limits",
+    "redact_url",
+    "short_repr",
 ]
 
 
@@ -61,8 +68,27 @@ class ConfigError(ValueError):
         super().__init__(f"{source}: {message}" if source else message)
 
 
+# Study names (spec `name`, `study train --name`): one path component of STUDY_HOME and an MLflow
+# experiment name. Short enough that `<name>-smoke` or `<name>-YYYYmmdd-HHMMSS` (--fresh) stays
+# far below the 255-byte file-name limit, and no '/', '..' or leading '.'/'-'.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+MAX_NAME = 100
+MAX_GRID = 100_000  # grid points of one study (and values of one searched key)
+
+
+def check_name(name: str, *, source: str, key: str = "name") -> str:
+    """The study-name rule (NAME_PATTERN, at most MAX_NAME characters); ConfigError if broken."""
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name) or len(name) > MAX_NAME:
+        raise ConfigError(f"key '{key}': a study name is 1-{MAX_NAME} letters, digits, '_', '.' "
+                          f"or '-', starting with a letter or digit, but got {short_repr(name)}",
+                          source=source, key=key)
+    return name
+
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # allow_inf_nan=False: `lr: .inf` or `mi.weight=1e999` is an input error, not a diverged run
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -426,8 +452,12 @@ def format_validation_error(
         by_key.setdefault(key, []).append(e)
     known = [prefix + k for k in _valid_keys(model)]
     for key, errs in by_key.items():
-        first_key = first_key or key
         e = errs[0]
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if key == prefix:  # a cross-field check (no location): its message names the key
+            key = _key_of_message(msg, prefix)
+            msg = msg.removeprefix(key.removeprefix(prefix) + ": ")
+        first_key = first_key or key
         if e["type"] == "extra_forbidden":
             parent = key.rsplit(".", 1)[0] + "." if "." in key else ""
             section = _model_at(tuple(e["loc"])[:-1], model)
@@ -437,16 +467,36 @@ def format_validation_error(
             allowed = f"; allowed here: {', '.join(siblings)}" if siblings else ""
             lines.append(f"unknown key '{key}'{hint}{allowed}")
         elif e["type"] == "value_error":
-            msg = str(e["msg"]).removeprefix("Value error, ")
-            if not key:  # a cross-field check: its message starts with the key it is about
-                m = re.match(r"([a-z_]+(?:\.[a-z_]+)+) ", msg)
-                first_key = first_key or (prefix + m.group(1) if m else None)
-            lines.append(f"key '{key}': {msg}" if key else msg)
+            lines.append(f"key '{key}': {msg}")
+        elif e["type"] == "missing":
+            lines.append(f"key '{key}' is required")
         else:
             expected = " or ".join(dict.fromkeys(_expectation(x) for x in errs))
-            lines.append(f"key '{key}': expected {expected}, but got {e.get('input')!r}")
-    message = lines[0] if len(lines) == 1 else "invalid config:\n  - " + "\n  - ".join(lines)
+            lines.append(f"key '{key}': expected {expected}, but got {short_repr(e.get('input'))}")
+    # one line, so that a CLI error is exactly one line on stderr
+    message = lines[0] if len(lines) == 1 else "invalid config: " + "; ".join(lines)
     return ConfigError(message, source=source, key=first_key)
+
+
+def _key_of_message(msg: str, prefix: str) -> str:
+    """The key a cross-field message is about: its leading dotted name if that is a key of the
+    model (`partition.groups must ...`), else the section the check belongs to (never blank)."""
+    m = re.match(r"([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)", msg)
+    if m and (m.group(1) in VALID_KEYS or m.group(1) in StudySpec.model_fields
+              or m.group(1).split(".")[0] in StudySpec.model_fields):
+        return prefix + m.group(1)
+    return prefix.rstrip(".") or "(top level)"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxtuple, _REPR.maxlist, _REPR.maxdict = 3, 6, 6, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 80, 80, 40
+
+
+def short_repr(value: Any) -> str:
+    """repr() bounded in size and depth: an error message never expands a YAML alias bomb or
+    echoes a megabyte of input."""
+    return _REPR.repr(value)
 
 
 def _expectation(e: Mapping[str, Any]) -> str:
@@ -461,13 +511,24 @@ def _expectation(e: Mapping[str, Any]) -> str:
 def parse_assignment(text: str) -> tuple[str, Any]:
     """'mi.weight=0.3' -> ('mi.weight', 0.3); the value is parsed as YAML (numbers, lists, null)."""
     if "=" not in text:
-        raise ConfigError(f"override must look like key=value, but got '{text}'", source="--set")
+        raise ConfigError(f"override must look like key=value, but got {short_repr(text)}",
+                          source="--set", key=text[:60] or "(empty)")
     key, raw = text.split("=", 1)
     key = key.strip()
+    if not key:
+        raise ConfigError(f"override {short_repr(text)} has no key before '='", source="--set",
+                          key="(empty)")
+    if len(raw) > MAX_SET_CHARS:
+        raise ConfigError(f"value of '{key}' is {len(raw)} characters long; at most "
+                          f"{MAX_SET_CHARS}", source="--set", key=key)
     try:
         value = load_yaml_text(raw) if raw.strip() else None
     except yaml.YAMLError as e:
-        raise ConfigError(f"value of '{key}' is not valid YAML: {raw!r}", source="--set") from e
+        raise ConfigError(f"value of '{key}' is not valid YAML ({_yaml_problem(e)}): "
+                          f"{short_repr(raw)}", source="--set", key=key) from None
+    if non_finite_key(value):
+        raise ConfigError(f"key '{key}': expected a finite number, but got {short_repr(raw)}",
+                          source="--set", key=key)
     return key, value
 
 
@@ -489,6 +550,76 @@ def apply_overrides(
     return out
 
 
+# Upper (and, where the schema has none, lower) bounds on sizes, checked after the schema: values
+# beyond them are typos or attacks (a 10^9-unit network, 10^6 seeds), not studies. They sit here,
+# apart from the schema classes, so that adding a key never has to touch them.
+SEED_MAX = 2**32 - 1  # NumPy / Optuna seeds
+TRIAL_LIMITS: dict[str, tuple[float, float]] = {
+    "seeds": (1, 4096),
+    "seed": (0, SEED_MAX),
+    "network.hidden": (2, 16384),
+    "partition.groups": (1, 4096),
+    "task.batch": (1, 100_000),
+    "task.wm.n_bits": (1, 4096),
+    "task.wm.pulse_len": (1, 10_000_000),
+    "task.wm.transient": (0, 10_000_000),
+    "task.wm.segment": (1, 10_000_000),
+    "task.chaos.n_train": (1, 10_000_000),
+    "task.chaos.n_test": (1, 10_000_000),
+    "task.chaos.n_samples": (2, 100_000_000),
+    "task.chaos.data_seed": (0, SEED_MAX),
+    "mi.pairs": (0, 1_000_000_000),
+    "mi.nce_block": (2, 1_000_000),
+    "critic.width": (1, 65536),
+    "critic.depth": (1, 64),
+    "critic.steps": (0, 100_000),
+    "critic.pretrain_steps": (0, 100_000_000),
+    "train.epochs": (0, 100_000_000),
+    "train.updates_per_epoch": (1, 100_000),
+    "train.eval_every": (1, 100_000_000),
+    "train.eval_batch": (1, 100_000),
+    "train.final_window": (1, 100_000),
+    "train.checkpoint_every": (1, 100_000_000),
+    "train.snapshot_every": (0, 100_000_000),
+    "train.threads": (0, 4096),
+}
+SPEC_LIMITS: dict[str, tuple[float, float]] = {
+    "sampler.seed": (0, SEED_MAX),
+    "sampler.n_startup_trials": (0, 1_000_000),
+    "sampler.population_size": (2, 1_000_000),
+    "trials": (1, MAX_GRID),
+    "concurrency": (1, 100_000),
+    "resources.cpu": (1e-3, 4096),
+    "resources.gpu": (0, 1024),
+    "seeds": (1, 4096),
+    "max_failures": (0, 1000),
+    "scheduler.grace_period": (1, 100_000_000),
+    "scheduler.reduction_factor": (1, 1000),
+}
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def check_limits(flat: Mapping[str, Any], limits: Mapping[str, tuple[float, float]], *,
+                 source: str | None, prefix: str = "") -> None:
+    """ConfigError for the first value of `flat` (dotted keys) outside its bounds in `limits`.
+    Also a seed range that `seed + seeds - 1` would push past SEED_MAX."""
+    for key, (low, high) in limits.items():
+        value = flat.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not low <= value <= high:
+            raise ConfigError(f"key '{prefix}{key}': expected a value in [{_num(low)}, "
+                              f"{_num(high)}], but got {short_repr(value)}", source=source,
+                              key=prefix + key)
+    seed, seeds = flat.get("seed"), flat.get("seeds")
+    if isinstance(seed, int) and isinstance(seeds, int) and seed + seeds - 1 > SEED_MAX:
+        raise ConfigError(f"key '{prefix}seed': seed + seeds - 1 must be at most {SEED_MAX}, but "
+                          f"got seed={seed}, seeds={seeds}", source=source, key=prefix + "seed")
+
+
 def trial_config_from_dict(
     tree: Mapping[str, Any], *, source: str | None = None, prefix: str = ""
 ) -> TrialConfig:
@@ -500,9 +631,11 @@ def trial_config_from_dict(
         )
     tree = _lists_to_tuples(tree)
     try:
-        return TrialConfig.model_validate(tree)
+        cfg = TrialConfig.model_validate(tree)
     except pydantic.ValidationError as e:
         raise format_validation_error(e, source=source, prefix=prefix) from None
+    check_limits(cfg.flat(), TRIAL_LIMITS, source=source, prefix=prefix)
+    return cfg
 
 
 def _lists_to_tuples(node: Any) -> Any:
@@ -514,8 +647,82 @@ def _lists_to_tuples(node: Any) -> Any:
     return node
 
 
+# Bounds on what a YAML document may cost to read (a spec is a few KB; these are generous).
+MAX_YAML_BYTES = 1_000_000  # file size
+MAX_SET_CHARS = 10_000  # one --set value
+MAX_YAML_DEPTH = 40  # nesting of mappings/sequences
+MAX_YAML_NODES = 200_000  # nodes after alias expansion (an alias counts what it points at)
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads 1e-3 as a float (YAML 1.1 wants 1.0e-3 and gives a string)."""
+    """SafeLoader that also reads 1e-3 as a float (YAML 1.1 wants 1.0e-3 and gives a string),
+    refuses duplicate keys, nesting deeper than MAX_YAML_DEPTH and documents that expand (through
+    aliases) to more than MAX_YAML_NODES nodes, so validation can neither be fooled (the last
+    duplicate silently winning) nor made to exhaust memory or the recursion limit."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> expanded size, for completed nodes
+
+    def _expanded(self, node: yaml.Node) -> int:
+        size = self._sizes.get(id(node))
+        if size is None:
+            if isinstance(node, yaml.ScalarNode):
+                return 1
+            raise yaml.composer.ComposerError(
+                None, None, "found a recursive alias (an anchor used inside itself)",
+                node.start_mark)
+        return size
+
+    def compose_node(self, parent, index):  # noqa: D102 - PyYAML's hook
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            self._count(self._expanded(node), node)
+            return node
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nesting deeper than {MAX_YAML_DEPTH} levels",
+                self.peek_event().start_mark)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._expanded(c) for c in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._expanded(k) + self._expanded(v) for k, v in node.value)
+        else:
+            size = 1
+        self._sizes[id(node)] = size
+        self._count(1, node)
+        return node
+
+    def _count(self, n: int, node: yaml.Node) -> None:
+        self._nodes += n
+        if self._nodes > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"the document expands (aliases included) to more than "
+                            f"{MAX_YAML_NODES} values", node.start_mark)
+
+    def construct_mapping(self, node, deep=False):  # noqa: D102 - PyYAML's hook
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *defaults` merges on purpose
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:
+                    continue  # an unhashable key: PyYAML reports it itself
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {short_repr(key)} (first given on line "
+                                    f"{first.line + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(
@@ -529,19 +736,76 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A PyYAML error as one line: what, and where (line, column)."""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def load_yaml_text(text: str) -> Any:
-    """yaml.safe_load, except that scientific notation without a dot is a float."""
-    return yaml.load(text, Loader=_Loader)
+    """yaml.safe_load, except that scientific notation without a dot is a float, and with the
+    bounds of `_Loader` (duplicate keys, depth, alias expansion)."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def non_finite_key(node: Any, prefix: str = "") -> tuple[str, float] | None:
+    """(dotted key, value) of the first inf/nan float in a loaded document, or None."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return prefix or "(value)", node
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            hit = non_finite_key(v, f"{prefix}{k}.") if isinstance(v, Mapping) else \
+                non_finite_key(v, f"{prefix}{k}")
+            if hit:
+                return hit
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            hit = non_finite_key(v, f"{prefix.rstrip('.')}[{i}]")
+            if hit:
+                return hit
+    return None
 
 
 def read_yaml(path: str | Path) -> Any:
+    """Read a YAML file: at most MAX_YAML_BYTES, UTF-8, no duplicate keys, no inf/nan.
+
+    Raises:
+        ConfigError: one line naming the file and what is wrong where.
+    """
+    return _read_yaml_text(path)[0]
+
+
+def _read_yaml_text(path: str | Path) -> tuple[Any, str]:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"no such file: {path}", source=str(path))
+        what = "is a folder, not a file" if path.is_dir() else "no such file"
+        raise ConfigError(f"{what}: {path}", source=str(path))
+    size = path.stat().st_size
+    if size > MAX_YAML_BYTES:
+        raise ConfigError(f"the file is {size} bytes; a spec or config may have at most "
+                          f"{MAX_YAML_BYTES}", source=str(path))
+    raw = path.read_bytes()
     try:
-        return load_yaml_text(path.read_text()) or {}
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ConfigError(f"not UTF-8 text: byte 0x{raw[e.start]:02x} at offset {e.start} "
+                          f"(line {line})", source=str(path)) from None
+    try:
+        tree = load_yaml_text(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"not valid YAML: {e}", source=str(path)) from e
+        raise ConfigError(f"not valid YAML: {_yaml_problem(e)}", source=str(path)) from None
+    bad = non_finite_key(tree)
+    if bad:
+        raise ConfigError(f"key '{bad[0]}': expected a finite number, but got {bad[1]}",
+                          source=str(path), key=bad[0])
+    return (tree if tree is not None else {}), text
 
 
 def load_trial_config(
@@ -600,10 +864,31 @@ class ParamSpec(_Strict):
                              f"to include 0, list the values instead")
         if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
             raise ValueError(f"an int range needs integer bounds, got {self.low}, {self.high}")
+        if self.step is not None:
+            if not self.step > 0:
+                raise ValueError(f"a grid step must be > 0, but got step={self.step}")
+            if self.type == "int" and self.step != int(self.step):
+                raise ValueError(f"an int range needs an integer step, but got {self.step}")
+            if self.log:
+                raise ValueError("a range takes either 'log: true' or a 'step', not both")
         return self
 
+    def grid_len(self) -> int | None:
+        """How many values grid() has, computed without building the list (None if continuous)."""
+        if self.values is not None:
+            return len(self.values)
+        if self.type == "int":
+            return len(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        if self.step:
+            return int(round((self.high - self.low) / self.step)) + 1
+        return None
+
     def grid(self) -> list[Any] | None:
-        """The finite list of values this parameter takes on a grid, or None if continuous."""
+        """The finite list of values this parameter takes on a grid, or None if continuous.
+        Refuses (ValueError) to build more than MAX_GRID values."""
+        n = self.grid_len()
+        if n is not None and n > MAX_GRID:
+            raise ValueError(f"a grid of {n} values is more than the {MAX_GRID} allowed")
         if self.values is not None:
             return list(self.values)
         if self.type == "int":
@@ -658,7 +943,7 @@ SUMMARY_METRICS = (
 class StudySpec(_Strict):
     """A study: base trial config, searched hyperparameters, sampler, objective(s), budget."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME)
     description: str = ""
     base: str | None = None  # a trial config YAML, relative to the spec file
     trial: dict[str, Any] = {}  # nested overrides of the base config
@@ -682,26 +967,42 @@ class StudySpec(_Strict):
             if o.metric not in SUMMARY_METRICS:
                 guess = closest_key(o.metric, SUMMARY_METRICS)
                 hint = f" (did you mean '{guess}'?)" if guess else ""
-                raise ValueError(f"objective metric '{o.metric}' is not a trial summary metric"
+                raise ValueError(f"objectives: '{o.metric}' is not a trial summary metric"
                                  f"{hint}; allowed: {', '.join(SUMMARY_METRICS)}")
         for c in self.constraints:
-            parse_constraint(c)
+            try:
+                parse_constraint(c)
+            except ValueError as e:
+                raise ValueError(f"constraints: {e}") from None
         if self.sampler.name == "nsga2" and len(self.objectives) < 2:
             raise ValueError("sampler 'nsga2' needs two objectives")
         if self.sampler.name == "grid":
-            bad = [k for k, p in self.search.items() if p.grid() is None]
+            bad = [k for k, p in self.search.items() if p.grid_len() is None]
             if bad:
                 raise ValueError(f"sampler 'grid' needs a finite list (values, or int ranges or "
                                  f"a step) for every searched key, but these are continuous: "
                                  f"{', '.join(bad)}")
+            if self.grid_size() > MAX_GRID:
+                sizes = {k: p.grid_len() for k, p in self.search.items()}
+                raise ValueError(f"search: the grid has {math.prod(sizes.values())} points "
+                                 f"({', '.join(f'{k}: {n} values' for k, n in sizes.items())}), "
+                                 f"more than the {MAX_GRID} allowed")
         if self.scheduler is not None and len(self.objectives) > 1 and self.scheduler.metric is None:
-            raise ValueError("with two objectives, scheduler.metric must name the one ASHA uses")
+            raise ValueError("scheduler.metric must name the objective ASHA uses when there are "
+                             "two objectives")
+        if self.scheduler is not None and self.scheduler.metric is not None:
+            allowed = [o.metric for o in self.objectives]
+            if self.scheduler.metric not in allowed:
+                raise ValueError(f"scheduler.metric must be one of the objectives' metrics "
+                                 f"({', '.join(allowed)}), which every trial reports at every "
+                                 f"evaluation, but got {self.scheduler.metric!r}")
         return self
 
     def grid_size(self) -> int:
+        """Points of the full grid, computed without building it (saturates above MAX_GRID)."""
         size = 1
         for p in self.search.values():
-            size *= len(p.grid() or [])
+            size = min(size * (p.grid_len() or 0), MAX_GRID + 1)
         return size
 
     def n_trials(self) -> int:
@@ -758,7 +1059,7 @@ def load_study(path: str | Path) -> Study:
         ConfigError: naming the spec file, the key, what was expected and what was given.
     """
     path = Path(path)
-    raw = read_yaml(path)
+    raw, text = _read_yaml_text(path)
     source = str(path)
     if not isinstance(raw, Mapping):
         raise ConfigError(f"a study spec must be a mapping, but got {type(raw).__name__}",
@@ -767,6 +1068,9 @@ def load_study(path: str | Path) -> Study:
         spec = StudySpec.model_validate(_lists_to_tuples(raw))
     except pydantic.ValidationError as e:
         raise format_validation_error(e, model=StudySpec, source=source) from None
+    check_limits(flatten(spec.model_dump()), SPEC_LIMITS, source=source)
+    if spec.storage is not None:
+        check_storage_url(spec.storage, source=source, key="storage")
     base: dict[str, Any] = {}
     if spec.base is not None:
         base_path = (path.parent / spec.base).resolve()
@@ -782,6 +1086,10 @@ def load_study(path: str | Path) -> Study:
     if spec.seeds is not None:
         tree = _deep_merge(tree, {"seeds": spec.seeds})
     trial_config_from_dict(tree, source=source, prefix="trial.")
+    if not spec.search:
+        raise ConfigError("key 'search': a study needs at least one searched key (e.g. "
+                          "search: {mi.weight: {values: [0.0, 0.1]}}); to train one config, use "
+                          "`python -m study train`", source=source, key="search")
     for key in spec.search:
         if key not in VALID_KEYS or key in _SECTIONS:
             guess = closest_key(key, [k for k in VALID_KEYS if k not in _SECTIONS])
@@ -789,7 +1097,7 @@ def load_study(path: str | Path) -> Study:
             raise ConfigError(f"unknown key 'search.{key}'{hint}: searched keys are dotted trial "
                               f"config keys such as mi.weight, partition.groups, network.hidden",
                               source=source, key=f"search.{key}")
-    study = Study(spec, json.loads(json.dumps(tree)), path, path.read_text())
+    study = Study(spec, json.loads(json.dumps(tree)), path, text)
     points: list[dict[str, Any]]
     if spec.sampler.name == "grid" and spec.grid_size() <= 5000:
         import itertools
@@ -803,8 +1111,9 @@ def load_study(path: str | Path) -> Study:
         try:
             study.trial_config(point)
         except ConfigError as e:
-            raise ConfigError(f"search point {point} gives an invalid trial config: {e.detail}",
-                              source=source, key="search") from None
+            key = f"search.{next(iter(point))}" if len(point) == 1 else "search"
+            raise ConfigError(f"key '{key}': search point {short_repr(point)} gives an invalid "
+                              f"trial config: {e.detail}", source=source, key=key) from None
     _warn_clean_partner_sweep(study, points, source)
     return study
 
@@ -841,6 +1150,52 @@ def _warn_clean_partner_sweep(study: Study, points: list[dict[str, Any]], source
 
 
 _SECTIONS = tuple(k for k in VALID_KEYS if any(v.startswith(k + ".") for v in VALID_KEYS))
+
+
+def check_storage_url(url: str, *, source: str, key: str = "storage") -> str:
+    """An Optuna RDB URL that SQLAlchemy can parse, with a known dialect and an installed driver,
+    checked without connecting; for SQLite, the database's folder must exist. Returns the URL."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError, TypeError):
+        raise ConfigError(f"key '{key}': not a database URL such as sqlite:////abs/optuna.db or "
+                          f"postgresql+psycopg://user:pass@host:5432/db, but got "
+                          f"{short_repr(redact_url(str(url)))}", source=source, key=key) from None
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise ConfigError(f"key '{key}': unknown database kind '{parsed.drivername}' in {shown} "
+                          f"(use sqlite, postgresql or mysql)", source=source, key=key) from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        raise ConfigError(f"key '{key}': the driver for {parsed.drivername} is not installed "
+                          f"({e}); install the cluster extra (pip install -e '.[cluster]')",
+                          source=source, key=key) from None
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database or ""
+        if db in ("", ":memory:") or db.startswith("file:"):
+            raise ConfigError(f"key '{key}': a SQLite storage needs a file path "
+                              f"(sqlite:////abs/path/optuna.db), but got {shown}",
+                              source=source, key=key)
+        if not Path(db).expanduser().resolve().parent.is_dir():
+            raise ConfigError(f"key '{key}': the folder of the SQLite file {db} does not exist",
+                              source=source, key=key)
+    return url
+
+
+_CREDENTIALS = re.compile(r"(\b[A-Za-z][\w+.-]*://[^:/@\s]*:)[^\s/]*@")
+
+
+def redact_url(text: str) -> str:
+    """A URL (or any text holding URLs) with each password replaced by ***:
+    postgresql://u:secret@h/db -> postgresql://u:***@h/db. Everything printed or logged that
+    may hold a storage or tracking URL goes through this."""
+    return _CREDENTIALS.sub(r"\1***@", str(text))
 
 
 def _tuples_to_lists(node: Any) -> Any:

@@ -31,6 +31,7 @@ __all__ = [
     "versions",
     "TAG_ROLE", "TAG_NAME", "TAG_TRIAL", "TAG_STATUS", "TAG_TASK", "TAG_SWEPT",
     "TAG_OBJECTIVES", "TAG_COMMIT", "TAG_VERSIONS", "TAG_MESSAGE", "TAG_PARENT",
+    "filter_literal", "secure_store", "write_summary", "read_summary", "SUMMARY_FILE",
 ]
 
 log = logging.getLogger("study.tracking")
@@ -98,6 +99,36 @@ def _is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "postgresql:", "mysql:", "mssql:"))
 
 
+def filter_literal(value: str) -> str:
+    """`value` as a string literal of an MLflow filter. MLflow's filter grammar has no escape
+    character, so the literal is quoted with whichever quote it does not contain; a value
+    holding both quotes is refused (ValueError) rather than pasted into the filter."""
+    value = str(value)
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ValueError(f"cannot search MLflow for a value holding both quote characters: "
+                     f"{value[:80]!r}")
+
+
+SUMMARY_FILE = "summary.json"  # a trial's provisional summary, beside its outputs
+
+
+def secure_store(uri: str) -> None:
+    """chmod 0600 a SQLite store (and its -wal/-shm files) named by a URI: runs, params and the
+    Optuna study are nobody else's business on a shared machine. Other URIs: nothing to do."""
+    if not uri.startswith("sqlite:///"):
+        return
+    db = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])  # sqlite:////abs -> /abs
+    for f in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        try:
+            if f.is_file():
+                f.chmod(0o600)
+        except OSError:
+            pass  # not ours to change (a shared store set up by someone else)
+
+
 def _finite_metrics(values: Mapping[str, float], step: int, ts: int) -> list[Metric]:
     return [Metric(k, float(v), ts, step) for k, v in values.items()
             if v is not None and math.isfinite(float(v))]
@@ -106,6 +137,27 @@ def _finite_metrics(values: Mapping[str, float], step: int, ts: int) -> list[Met
 def _chunks(items: Sequence[Any], n: int):
     for i in range(0, len(items), n):
         yield items[i:i + n]
+
+
+def write_summary(directory: Path, step: int, summary: Mapping[str, float]) -> Path:
+    """DIRECTORY/summary.json: the provisional summary at `step` (finite values only)."""
+    path = Path(directory) / SUMMARY_FILE
+    data = {"step": int(step),
+            "metrics": {k: float(v) for k, v in summary.items()
+                        if v is not None and math.isfinite(float(v))}}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)  # a killed trial never leaves half a file
+    return path
+
+
+def read_summary(directory: Path) -> tuple[int, dict[str, float]] | None:
+    """(step, metrics) from DIRECTORY/summary.json, or None if absent or unreadable."""
+    try:
+        data = json.loads((Path(directory) / SUMMARY_FILE).read_text())
+        return int(data["step"]), {str(k): float(v) for k, v in data["metrics"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 class StudyTracker:
@@ -122,6 +174,7 @@ class StudyTracker:
         self.uri, self.name = tracking_uri, name
         self.client = MlflowClient(tracking_uri)
         exp = self.client.get_experiment_by_name(name)
+        secure_store(tracking_uri)
         if exp is None:
             location = None
             if _is_local_store(tracking_uri) and artifact_root is not None:
@@ -184,6 +237,25 @@ class StudyTracker:
             n += 1
         return n
 
+    def complete_summaries(self, trials_dir: Path) -> int:
+        """Log, once, the provisional summary (TRIALS_DIR/<trial id>/summary.json) of every trial
+        run that holds no summary metric: trials a scheduler stopped (killed, no `finally` ran)
+        and trials that failed for good. Returns how many runs got one."""
+        n = 0
+        for run in self.trial_runs():
+            if any(k.startswith("final.") for k in run.data.metrics):
+                continue
+            trial_id = run.data.tags.get(TAG_TRIAL, "")
+            saved = read_summary(Path(trials_dir) / trial_id) if trial_id else None
+            if saved is None:
+                continue
+            step, metrics = saved
+            batch = _finite_metrics(metrics, step, int(time.time() * 1000))
+            for chunk in _chunks(batch, 1000):
+                self.client.log_batch(run.info.run_id, metrics=chunk)
+            n += 1
+        return n
+
     def finish(self, status: str = "finished", message: str = "") -> None:
         if self.run_id is None:
             return
@@ -201,7 +273,7 @@ class TrialTracker:
         self.client = MlflowClient(tracking_uri)
         self.trial_id = trial_id
         existing = self.client.search_runs(
-            [experiment_id], filter_string=f"tags.`{TAG_TRIAL}` = '{trial_id}'",
+            [experiment_id], filter_string=f"tags.`{TAG_TRIAL}` = {filter_literal(trial_id)}",
             order_by=["attributes.start_time DESC"], max_results=10)
         self.resumed = bool(existing)
         if existing:
@@ -250,16 +322,31 @@ class TrialTracker:
 
     def log_progress(self, epoch: int, summary: Mapping[str, float], outputs: Sequence[Path],
                      root: Path | None) -> None:
-        """Provisional summary metrics (step = epoch) and the current trial outputs."""
-        metrics = _finite_metrics(dict(summary), epoch, int(time.time() * 1000))
+        """The current trial outputs as artifacts, and the provisional summary written to
+        ROOT/summary.json (not to MLflow: summary metrics are logged once, by `finish`, or by
+        the driver's `StudyTracker.complete_summaries` for a trial that never finished)."""
+        if root is not None:
+            write_summary(Path(root), epoch, summary)
+        self.log_outputs(outputs, root)
+
+    def log_summary(self, step: int, summary: Mapping[str, float]) -> int:
+        """Log the summary metrics at `step`, skipping every one the run already holds with the
+        same value (a resumed run that ends where it ended before logs nothing twice).
+        Returns how many were logged."""
+        have = self.client.get_run(self.run_id).data.metrics
+        fresh = {k: v for k, v in summary.items() if k not in have or have[k] != float(v)}
+        metrics = _finite_metrics(fresh, step, int(time.time() * 1000))
         for chunk in _chunks(metrics, 1000):
             self.client.log_batch(self.run_id, metrics=chunk)
-        self.log_outputs(outputs, root)
+        return len(metrics)
 
     def finish(self, status: str, *, summary: Mapping[str, float] = (), step: int = 0,
                outputs: Sequence[Path] = (), root: Path | None = None, message: str = "") -> None:
-        """Summary metrics, artifacts, status tag and the run's end state."""
+        """Summary metrics (once), artifacts, status tag and the run's end state. A `failed`
+        run keeps its summary in ROOT/summary.json only: a retry of the trial logs the real one."""
         self.log_progress(step, summary, outputs, root)
+        if status != "failed":
+            self.log_summary(step, summary)
         self.client.set_tag(self.run_id, TAG_STATUS, status)
         self.client.set_tag(self.run_id, TAG_MESSAGE, message[:5000])
         self.client.set_terminated(self.run_id, _RUN_STATUS.get(status, "FAILED"))

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from study import communities, metrics
-from study.config import TrialConfig, trial_config_from_dict
+from study.config import ConfigError, TrialConfig, trial_config_from_dict
 from study.mi import SubgroupMI, heldout_mi
 from study.networks import build_network
 from study.optim import ReplicaOptimizer
@@ -42,6 +42,8 @@ __all__ = [
     "keep_freed_memory",
     "read_checkpoint",
     "records_from_state",
+    "check_resumable",
+    "CheckpointError",
 ]
 
 log = logging.getLogger("study.train")
@@ -544,17 +546,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        version = state.get("version", 0)
-        if version > CHECKPOINT_VERSION:
-            raise ValueError(f"checkpoint version {version} is newer than this code "
-                             f"({CHECKPOINT_VERSION}); update mistudy")
-        saved = trial_config_from_dict(state["config"], source="checkpoint").flat()
-        mine = self.cfg.flat()
-        differ = [k for k in mine if k not in _RESUMABLE_CHANGES and saved.get(k) != mine[k]]
-        if differ:
-            pairs = ", ".join(f"{k}: {saved.get(k)!r} -> {mine[k]!r}" for k in differ[:6])
-            raise ValueError(f"checkpoint was written with a different config ({pairs}); "
-                             f"start a fresh run instead of resuming")
+        check_resumable(state, self.cfg)
         self.epoch = int(state["epoch"])
         self.elapsed = float(state["elapsed"])
         self.net.load_state_dict(state["network"])
@@ -658,12 +650,66 @@ def records_from_state(state: Mapping[str, Any]) -> list[EvalRecord]:
             for r in state["history"]]
 
 
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be resumed from: unreadable, not ours, or written with another
+    config. A ConfigError, so the CLI refuses it with one line and status 2."""
+
+
+_STATE_KEYS = ("version", "config", "epoch", "elapsed", "network", "optimizer", "mi", "rng",
+               "history")
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint's state dict on the CPU (a file, or the folder holding checkpoint.pt)."""
+    """A checkpoint's state dict on the CPU (a file, or the folder holding checkpoint.pt).
+
+    Loaded with `weights_only=True`: only tensors and plain data (dicts, lists, numbers,
+    strings) are unpickled, so a planted checkpoint cannot run code. The state (NumPy RNG
+    states included) is plain data by construction.
+
+    Raises:
+        CheckpointError: the file is unreadable, holds anything but tensors and plain data, or
+            lacks the keys a mistudy checkpoint has.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_FILE
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
+        kind = ("it holds objects other than tensors and plain data (refused: only "
+                "weights_only loading is allowed)" if "weights_only" in str(e) or
+                "Unsupported global" in str(e) else f"{type(e).__name__}: "
+                                                     f"{' '.join(str(e).split())[:200]}")
+        raise CheckpointError(f"cannot read checkpoint: {kind}", source=str(path),
+                              key="checkpoint") from None
+    missing = [k for k in _STATE_KEYS if not isinstance(state, Mapping) or k not in state]
+    if missing:
+        raise CheckpointError(f"not a mistudy checkpoint (missing {', '.join(missing)})",
+                              source=str(path), key="checkpoint")
+    return state
+
+
+def check_resumable(state: Mapping[str, Any], cfg: TrialConfig, *,
+                    source: str = "checkpoint") -> None:
+    """CheckpointError unless `state` was written by this code version with `cfg` (up to the
+    keys a resume may change: _RESUMABLE_CHANGES)."""
+    version = state.get("version", 0)
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise CheckpointError(f"checkpoint version {version!r} is newer than this code "
+                              f"({CHECKPOINT_VERSION}); update mistudy", source=source,
+                              key="version")
+    try:
+        saved = trial_config_from_dict(state["config"], source=source).flat()
+    except ConfigError as e:
+        raise CheckpointError(f"the checkpoint's config is invalid: {e.detail}", source=source,
+                              key="config") from None
+    mine = cfg.flat()
+    differ = [k for k in mine if k not in _RESUMABLE_CHANGES and saved.get(k) != mine[k]]
+    if differ:
+        pairs = ", ".join(f"{k}: {saved.get(k)!r} -> {mine[k]!r}" for k in differ[:6])
+        raise CheckpointError(f"checkpoint was written with a different config ({pairs}); "
+                              f"start a fresh run instead of resuming", source=source,
+                              key=differ[0])
 
 
 def records_to_rows(history: Sequence[EvalRecord], seed_values: Sequence[int]) -> list[dict]:

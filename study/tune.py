@@ -1,8 +1,9 @@
 """Ray Tune side of the service: the trainable, the spec → OptunaSearch/ASHA/Tuner wiring, resume.
 
-`run_study(study)` validates nothing itself (the spec was validated by `config.load_study` before
-Ray starts) and connects to a cluster when RAY_ADDRESS / --address is given, or starts Ray
-embedded. Ray API names follow reference/stack.md §0 (ray.tune.* only inside trainables).
+`run_study(study)` takes a spec validated by `config.load_study` (and `check_search`), sets up
+everything that can fail (search space, sampler, scheduler, Optuna storage, Ray: a cluster when
+RAY_ADDRESS / --address is given, else embedded) and only then opens the MLflow study run, which
+it closes on every exit path. Ray API names follow reference/stack.md §0 (ray.tune.* only inside trainables).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -21,13 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from study.config import Study, TrialConfig, parse_constraint
+from study.config import ConfigError, Study, TrialConfig, parse_constraint, redact_url
 from study.tracking import (
     StudyTracker, TrialTracker, default_optuna_storage, default_tracking_uri, git_commit,
-    study_home, versions, TAG_COMMIT, TAG_OBJECTIVES, TAG_SWEPT, TAG_TASK, TAG_VERSIONS,
+    secure_store, study_home, versions, TAG_COMMIT, TAG_OBJECTIVES, TAG_SWEPT, TAG_TASK,
+    TAG_VERSIONS,
 )
 
-__all__ = ["StudyContext", "trial", "objective_values", "run_study", "study_paths"]
+__all__ = ["StudyContext", "trial", "objective_values", "run_study", "study_paths",
+           "check_search", "sweep_work_dirs"]
+
+WORK_PREFIX = "mistudy-"  # a trial's scratch folder: /tmp/mistudy-<trial id>-<pid>-XXXX
 
 log = logging.getLogger("study.tune")
 
@@ -169,6 +175,8 @@ def trial(config: dict[str, Any], ctx: StudyContext) -> None:
 
     for noisy in ("ray.tune", "ray.train"):  # per-checkpoint INFO lines drown the live table
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.umask(0o077)  # trial outputs and checkpoints: 0600 files, 0700 folders
+    sweep_work_dirs()  # scratch folders of trials killed on this node (no `finally` ran)
     params = {k: v for k, v in config.items()}
     cfg = trial_config_from_dict(apply_overrides(ctx.base, params, source=ctx.spec_path),
                                  source=ctx.spec_path)
@@ -180,7 +188,7 @@ def trial(config: dict[str, Any], ctx: StudyContext) -> None:
     tracker = TrialTracker(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, trial_id,
                            study_name=ctx.name, task=ctx.task, params=cfg.flat())
 
-    work = Path(tempfile.mkdtemp(prefix=f"mistudy-{trial_id}-"))
+    work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{trial_id}-{os.getpid()}-"))
     resume_from = None
     history: list = []
     ckpt = tune.get_checkpoint()
@@ -227,8 +235,58 @@ def trial(config: dict[str, Any], ctx: StudyContext) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def sweep_work_dirs(tmp: str | Path | None = None) -> list[Path]:
+    """Remove the scratch folders (TMP/mistudy-<trial>-<pid>-*) of trial processes that are gone:
+    a trial killed by a scheduler or a crash never reaches its `finally`. Folders of live
+    processes are left alone. Returns the folders removed."""
+    removed = []
+    for d in Path(tmp or tempfile.gettempdir()).glob(f"{WORK_PREFIX}*-*-*"):
+        m = re.fullmatch(rf"{WORK_PREFIX}(.+)-(\d+)-[A-Za-z0-9_]+", d.name)
+        if m is None or not d.is_dir() or d.is_symlink() or d.owner() != _user():
+            continue
+        pid = int(m.group(2))
+        try:
+            os.kill(pid, 0)
+            continue  # alive (or not ours to signal): keep
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
+def _user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
 # ----------------------------------------------------------------------------------------------
 # Search
+
+
+def check_search(study: Study) -> tuple[dict[str, Any], Any]:
+    """The Optuna search space and sampler of a study, built without a storage or a study, so
+    that `validate` refuses what Optuna would refuse at run time.
+
+    Raises:
+        ConfigError: naming the spec and the searched key Optuna rejected.
+    """
+    space = {}
+    for key, p in study.spec.search.items():
+        try:
+            space[key] = _distribution(p)
+        except ValueError as e:
+            raise ConfigError(f"key 'search.{key}': {' '.join(str(e).split())}",
+                              source=str(study.path), key=f"search.{key}") from None
+    try:
+        sampler = _sampler(study)
+    except ValueError as e:
+        raise ConfigError(f"key 'sampler': {' '.join(str(e).split())}", source=str(study.path),
+                          key="sampler") from None
+    return space, sampler
 
 
 def _distribution(p):
@@ -304,30 +362,35 @@ def run_study(
         name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     home = study_home()
     paths = study_paths(name, home)
-    for key in ("home", "ray", "artifacts"):
-        paths[key].mkdir(parents=True, exist_ok=True)
     tracking_uri = default_tracking_uri(home)
     storage_url = spec.storage or default_optuna_storage(home)
     objectives = tuple((o.metric, o.direction) for o in spec.objectives)
     base_cfg = study.trial_config({})
     swept = list(spec.search)
 
-    tracker = StudyTracker(tracking_uri, name, artifact_root=paths["artifacts"])
-    parent = tracker.start(
-        tags={TAG_SWEPT: json.dumps(swept), TAG_TASK: base_cfg.task.name,
-              TAG_OBJECTIVES: json.dumps([o.model_dump() for o in spec.objectives]),
-              TAG_COMMIT: git_commit(), TAG_VERSIONS: json.dumps(versions())},
-        params={"spec.name": name, "spec.sampler": spec.sampler.name,
-                "spec.trials": spec.n_trials(), "spec.concurrency": spec.concurrency,
-                "spec.cpu": spec.resources.cpu, "spec.gpu": spec.resources.gpu},
-        spec_text=study.text,
-    )
-    ctx = StudyContext(
-        name=name, base=study.base, spec_path=str(study.path), objectives=objectives,
-        constraints=tuple(spec.constraints), tracking_uri=tracking_uri,
-        experiment_id=tracker.experiment_id, parent_run_id=parent, home=str(home),
-        cpus_per_trial=spec.resources.cpu, task=base_cfg.task.name,
-    )
+    # -- set-up: everything that can fail, before the MLflow study run exists -------------------
+    space, sampler = check_search(study)
+    metric_keys = objective_keys(len(objectives))
+    modes = ["max" if d == "maximize" else "min" for _, d in objectives]
+    scheduler = None
+    if spec.scheduler is not None:
+        sch = spec.scheduler
+        s_metric, s_mode = metric_keys[0], modes[0]
+        if sch.metric is not None:  # one of the objectives (validated): its always-present key
+            i = [m for m, _ in objectives].index(sch.metric)
+            s_metric, s_mode = metric_keys[i], modes[i]
+        scheduler = ASHAScheduler(time_attr="training_iteration", metric=s_metric, mode=s_mode,
+                                  max_t=base_cfg.train.epochs // base_cfg.train.eval_every + 2,
+                                  grace_period=sch.grace_period,
+                                  reduction_factor=sch.reduction_factor)
+    for key in ("home", "ray", "artifacts"):
+        paths[key].mkdir(parents=True, exist_ok=True)
+    try:
+        storage = optuna.storages.RDBStorage(storage_url)
+    except Exception as e:  # noqa: BLE001 - a storage that cannot be opened: say which, redacted
+        raise RuntimeError(f"cannot open the Optuna storage {redact_url(storage_url)}: "
+                           f"{redact_url(' '.join(str(e).split())[:300])}") from None
+    secure_store(storage_url)
 
     # the legacy output engine honours CLIReporter's columns (trial, params, epoch, accuracy,
     # q_func, status); the new one prints every result in full
@@ -341,71 +404,69 @@ def run_study(
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
                      include_dashboard=False, log_to_driver=verbose > 0)
 
-    fn = tune.with_resources(tune.with_parameters(trial, ctx=ctx),
-                             {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-    metric_keys = objective_keys(len(objectives))
-    modes = ["max" if d == "maximize" else "min" for _, d in objectives]
-    search = OptunaSearch(
-        space={k: _distribution(p) for k, p in spec.search.items()},
-        metric=metric_keys[0] if len(metric_keys) == 1 else metric_keys,
-        mode=modes[0] if len(modes) == 1 else modes,
-        sampler=_sampler(study),
-        study_name=name,
-        storage=optuna.storages.RDBStorage(storage_url),
+    # -- the study run: opened now, closed on every path below ---------------------------------
+    tracker = StudyTracker(tracking_uri, name, artifact_root=paths["artifacts"])
+    parent = tracker.start(
+        tags={TAG_SWEPT: json.dumps(swept), TAG_TASK: base_cfg.task.name,
+              TAG_OBJECTIVES: json.dumps([o.model_dump() for o in spec.objectives]),
+              TAG_COMMIT: git_commit(), TAG_VERSIONS: json.dumps(versions())},
+        params={"spec.name": name, "spec.sampler": spec.sampler.name,
+                "spec.trials": spec.n_trials(), "spec.concurrency": spec.concurrency,
+                "spec.cpu": spec.resources.cpu, "spec.gpu": spec.resources.gpu},
+        spec_text=study.text,
     )
-    scheduler = None
-    if spec.scheduler is not None:
-        sch = spec.scheduler
-        s_metric, s_mode = "objective" if len(objectives) == 1 else None, modes[0]
-        if sch.metric is not None:
-            s_metric = sch.metric
-            s_mode = "max"
-            for m, d in objectives:
-                if m == sch.metric:
-                    s_mode = "max" if d == "maximize" else "min"
-        scheduler = ASHAScheduler(time_attr="training_iteration", metric=s_metric, mode=s_mode,
-                                  max_t=base_cfg.train.epochs // base_cfg.train.eval_every + 2,
-                                  grace_period=sch.grace_period,
-                                  reduction_factor=sch.reduction_factor)
-    task_metric = "accuracy" if base_cfg.task.name == "working_memory" else "r2"
-    shown = {"epoch": "epoch", task_metric: task_metric[:3], "mi": "mi", "q_func": "q_func",
-             "q_struct": "q_struct"}
-    for metric, _ in objectives:  # the objective itself, not its constraint-penalised value
-        shown.setdefault(metric, metric)
-    reporter = tune.CLIReporter(
-        metric_columns=shown,
-        parameter_columns={k: k for k in swept},
-        max_report_frequency=15, sort_by_metric=False,
-    )
-    run_config = tune.RunConfig(
-        name=name, storage_path=str(paths["ray"]),
-        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        progress_reporter=reporter, verbose=verbose,
-    )
-    experiment = paths["experiment"]
-    resumed = tune.Tuner.can_restore(str(experiment))
-    if resumed:
-        log.info("resuming study %s from %s", name, experiment)
-        try:
-            tuner = tune.Tuner.restore(str(experiment), trainable=fn, resume_errored=True)
-        except ValueError as e:  # e.g. written by an incompatible version of mistudy
-            from study.config import ConfigError
-
-            tracker.finish("failed", f"could not resume: {e}")
-            raise ConfigError(f"cannot resume study '{name}' ({e}); run it with --fresh to "
-                              f"start over under a new name", source=str(experiment)) from e
-    else:
-        tuner = tune.Tuner(
-            fn,
-            tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler,
-                                        num_samples=spec.n_trials(),
-                                        max_concurrent_trials=spec.concurrency),
-            run_config=run_config,
-        )
     status, message = "finished", ""
     reasons: dict[str, str] = {}
+    experiment = paths["experiment"]
     try:
+        ctx = StudyContext(
+            name=name, base=study.base, spec_path=str(study.path), objectives=objectives,
+            constraints=tuple(spec.constraints), tracking_uri=tracking_uri,
+            experiment_id=tracker.experiment_id, parent_run_id=parent, home=str(home),
+            cpus_per_trial=spec.resources.cpu, task=base_cfg.task.name,
+        )
+        fn = tune.with_resources(tune.with_parameters(trial, ctx=ctx),
+                                 {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+        search = OptunaSearch(
+            space=space,
+            metric=metric_keys[0] if len(metric_keys) == 1 else metric_keys,
+            mode=modes[0] if len(modes) == 1 else modes,
+            sampler=sampler,
+            study_name=name,
+            storage=storage,
+        )
+        task_metric = "accuracy" if base_cfg.task.name == "working_memory" else "r2"
+        shown = {"epoch": "epoch", task_metric: task_metric[:3], "mi": "mi", "q_func": "q_func",
+                 "q_struct": "q_struct"}
+        for metric, _ in objectives:  # the objective itself, not its constraint-penalised value
+            shown.setdefault(metric, metric)
+        reporter = tune.CLIReporter(
+            metric_columns=shown,
+            parameter_columns={k: k for k in swept},
+            max_report_frequency=15, sort_by_metric=False,
+        )
+        run_config = tune.RunConfig(
+            name=name, storage_path=str(paths["ray"]),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            progress_reporter=reporter, verbose=verbose,
+        )
+        resumed = tune.Tuner.can_restore(str(experiment))
+        if resumed:
+            log.info("resuming study %s from %s", name, experiment)
+            try:
+                tuner = tune.Tuner.restore(str(experiment), trainable=fn, resume_errored=True)
+            except ValueError as e:  # e.g. written by an incompatible version of mistudy
+                raise ConfigError(f"cannot resume study '{name}' ({e}); run it with --fresh to "
+                                  f"start over under a new name", source=str(experiment)) from e
+        else:
+            tuner = tune.Tuner(
+                fn,
+                tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler,
+                                            num_samples=spec.n_trials(),
+                                            max_concurrent_trials=spec.concurrency),
+                run_config=run_config,
+            )
         grid = tuner.fit()
         for res in grid:
             m = res.metrics or {}
@@ -414,11 +475,15 @@ def run_study(
                 reasons[m.get("trial_id", "")] = (
                     f"stopped by the scheduler after epoch {m.get('epoch')}")
     except BaseException as e:
-        status, message = "failed", f"{type(e).__name__}: {e}"
+        status, message = "failed", redact_url(f"{type(e).__name__}: {e}")
         raise
     finally:
-        tracker.close_orphans(reasons=reasons)
-        tracker.finish(status, message)
+        try:
+            tracker.close_orphans(reasons=reasons)
+            tracker.complete_summaries(paths["trials"])
+            sweep_work_dirs()
+        finally:
+            tracker.finish(status, message)
     outcome = StudyOutcome(name, experiment, tracking_uri, storage_url,
                            n_trials=len(grid), n_errors=grid.num_errors, resumed=resumed)
     outcome.best = best_trials(tracker, swept, objectives, spec.constraints)
@@ -478,12 +543,12 @@ def format_outcome(outcome: StudyOutcome) -> str:
         lines.append("  " + "  ".join(k.ljust(widths[k]) for k in keys))
         for r in outcome.best:
             lines.append("  " + "  ".join(_fmt(r.get(k)).ljust(widths[k]) for k in keys))
-    uri = outcome.tracking_uri
+    uri = redact_url(outcome.tracking_uri)
     lines += [
         "browse runs:   mlflow ui --backend-store-uri " + uri
         if uri.startswith("sqlite") else f"browse runs:   open {uri}",
         f"make a report: python -m analysis report {outcome.name}",
-        f"optuna study:  {outcome.optuna_storage} (study '{outcome.name}')",
+        f"optuna study:  {redact_url(outcome.optuna_storage)} (study '{outcome.name}')",
     ]
     return "\n".join(lines)
 
