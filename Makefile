@@ -8,7 +8,7 @@ export STUDY_HOME
 
 .PHONY: setup demo test test-fast bench bench-train bench-effect bench-service clean-studies
 
-## setup: virtualenv with the project (editable) and its test extra; quick when already done
+## setup: virtualenv with the project (editable), its test and cluster extras; quick when done
 setup: $(VENV)/.installed
 
 # torch==2.13.0 first: the CPU wheel on disk; the project's bound (<2.14) then keeps pip on it
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,cluster]'
 	touch $@
 
 ## demo: a small lambda x K study on the embedded default (local Ray, SQLite MLflow + Optuna)

@@ -48,6 +48,16 @@ TAG_COMMIT = "study.git_commit"
 TAG_VERSIONS = "study.versions"
 TAG_MESSAGE = "study.message"
 TAG_PARENT = "mlflow.parentRunId"
+# tags the MLflow UI reads (mlflow 3.17, found in its JS bundle): the experiment kind picks the
+# view ("custom_model_development" = classic training runs, not the GenAI traces view); a note is
+# the experiment's / run's description (markdown); a shared view state is a saved runs-table view
+# (columns, filter, sort) that the "Views" menu lists and `?viewStateShareKey=<id>` opens
+TAG_KIND = "mlflow.experimentKind"
+KIND_TRAINING = "custom_model_development"
+TAG_NOTE = "mlflow.note.content"
+TAG_VIEW_PREFIX = "mlflow.sharedViewState."
+TRIALS_VIEW = "trials"  # id of the saved view of the trial runs
+REPORT_ARTIFACT = "report/report.html"  # where `python -m analysis report` logs the report
 
 # study.status -> MLflow run status
 _RUN_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED",
@@ -184,6 +194,8 @@ class StudyTracker:
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
             self.experiment_id = exp.experiment_id
+        # older studies get the tag too, so every study opens on its runs
+        self.client.set_experiment_tag(self.experiment_id, TAG_KIND, KIND_TRAINING)
         self.run_id: str | None = None
 
     def find_study_run(self) -> str | None:
@@ -209,7 +221,36 @@ class StudyTracker:
             self.client.update_run(run_id, status="RUNNING")
             self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
         self.run_id = run_id
+        swept = json.loads(all_tags.get(TAG_SWEPT, "[]"))
+        objectives = [o["metric"] for o in json.loads(all_tags.get(TAG_OBJECTIVES, "[]"))]
+        self.describe(swept, objectives)
         return run_id
+
+    def describe(self, swept: Sequence[str], objectives: Sequence[str] = ()) -> None:
+        """What the MLflow UI shows without any set-up: the experiment's description with links
+        to a saved "Trials" view (one row per trial: swept parameters, summary metrics, status)
+        and to the report, and the study run's description linking the report artifact."""
+        eid, rid = self.experiment_id, self.run_id
+        # `workflowType=machine_learning`: MLflow 3.17 picks GenAI or training views from a
+        # browser-wide switch (default GenAI), not from the experiment's kind tag
+        ml = "workflowType=machine_learning"
+        view = f"#/experiments/{eid}/runs?{ml}&viewStateShareKey={TRIALS_VIEW}"
+        run = f"#/experiments/{eid}/runs/{rid}"
+        report = f"{run}/artifacts/{REPORT_ARTIFACT}?{ml}"
+        self.client.set_experiment_tag(eid, TAG_VIEW_PREFIX + TRIALS_VIEW,
+                                       trials_view(swept, objectives))
+        sweeps = ", ".join(f"`{k}`" for k in swept) or "nothing"
+        self.client.set_experiment_tag(eid, TAG_NOTE, (
+            f"Study **{self.name}**: [trials table]({view}) · [study run]({run}?{ml}) · "
+            f"[report]({report})\n\n"
+            f"Sweeps {sweeps}. The trials table (also under *Views*) has one row per trial: "
+            "swept parameters, `final.q_func`, `final.q_struct`, `final.success_rate`, "
+            "emergence epochs `t_func`, `t_struct`, `lag` and `study.status`. The report is "
+            f"written by `python -m analysis report {self.name}`."))
+        self.client.set_tag(rid, TAG_NOTE, (
+            f"Study run of **{self.name}**: [open the report]({report}) (artifacts `report/`: "
+            f"HTML, PNG, CSV; written by `python -m analysis report {self.name}`) · "
+            f"[trials table]({view}). The trials are this run's child runs."))
 
     def trial_runs(self) -> list[Any]:
         return self.client.search_runs([self.experiment_id],
@@ -265,11 +306,46 @@ class StudyTracker:
         self.client.set_terminated(self.run_id, _RUN_STATUS.get(status, "FINISHED"))
 
 
+def trials_view(swept: Sequence[str], objectives: Sequence[str] = ()) -> str:
+    """A saved runs-table view (the JSON envelope the MLflow 3.17 UI stores in an experiment tag
+    `mlflow.sharedViewState.<id>`): trial runs only (a filter also lists them flat instead of
+    folded under the study run), sorted by the first objective, with the swept parameters, the
+    summary metrics and the trial's status as columns."""
+    metrics = list(dict.fromkeys([*objectives, "final.q_func", "final.q_struct",
+                                  "final.success_rate", "t_func", "t_struct", "lag"]))
+    columns = ([f"params.`{k}`" for k in swept]
+               + [f"metrics.`{m}`" for m in metrics] + [f"tags.`{TAG_STATUS}`"])
+    state = {
+        "searchFilter": f"tags.`{TAG_ROLE}` = 'trial'",
+        "orderByKey": f"metrics.`{metrics[0]}`", "orderByAsc": False,
+        "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [],
+        "modelVersionFilter": "All Runs",
+        "selectedColumns": columns, "columnOrder": columns, "columnWidths": {},
+        "runsHiddenMode": "SHOW_ALL", "viewMaximized": False, "runListHidden": False,
+        "isAccordionReordered": False, "groupBy": None, "groupsExpanded": {},
+        "useGroupedValuesInCharts": True, "hideEmptyCharts": True,
+        "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0,
+                                  "selectedXAxisMetricKey": ""},
+    }
+    now = int(time.time() * 1000)
+    return json.dumps({"name": "Trials", "createdAt": now, "updatedAt": now,
+                       "state": json.dumps(state)})
+
+
+def trial_run_name(trial_id: str, swept: Mapping[str, Any]) -> str:
+    """A trial run's name: its swept values first (the runs table always shows the name column),
+    then the trial id, e.g. `mi.weight=0.1 partition.groups=2 · 3f2a1_00004`."""
+    values = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                      for k, v in swept.items())
+    return f"{values} · {trial_id}" if values else trial_id
+
+
 class TrialTracker:
     """Worker side: one trial's child run, found again by its trial id when a trial resumes."""
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str | None,
-                 trial_id: str, *, study_name: str, task: str, params: Mapping[str, Any]):
+                 trial_id: str, *, study_name: str, task: str, params: Mapping[str, Any],
+                 run_name: str | None = None):
         self.client = MlflowClient(tracking_uri)
         self.trial_id = trial_id
         existing = self.client.search_runs(
@@ -289,7 +365,8 @@ class TrialTracker:
                     TAG_STATUS: "running", TAG_TASK: task}
             if parent_run_id:
                 tags[TAG_PARENT] = parent_run_id
-            run = self.client.create_run(experiment_id, run_name=trial_id, tags=tags)
+            run = self.client.create_run(experiment_id, run_name=run_name or trial_id,
+                                         tags=tags)
             self.run_id = run.info.run_id
             plist = [Param(k, json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v))
                      for k, v in params.items()]

@@ -29,6 +29,7 @@ from study.tracking import (
     secure_store, study_home, versions, TAG_COMMIT, TAG_OBJECTIVES, TAG_SWEPT, TAG_TASK,
     TAG_VERSIONS,
 )
+from study.tracking import trial_run_name
 
 __all__ = ["StudyContext", "trial", "objective_values", "run_study", "study_paths",
            "check_search", "sweep_work_dirs"]
@@ -144,8 +145,15 @@ class _TuneReporter:
             outputs = write_outputs(self.out_dir, self.cfg, summary)
             self.tracker.log_progress(record.epoch, summary.metrics, outputs, self.out_dir)
         result = _tune_result(self.ctx, record.epoch, means, summary.metrics, diverged=False)
+        result["node_id"] = _node_id()  # which Ray node ran this evaluation (result.json)
         ckpt = tune.Checkpoint.from_directory(str(checkpoint.parent)) if checkpoint else None
         tune.report(result, checkpoint=ckpt)
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def _tune_result(ctx: StudyContext, epoch: int, means: Mapping[str, float],
@@ -186,7 +194,8 @@ def trial(config: dict[str, Any], ctx: StudyContext) -> None:
     out_dir = Path(ctx.home) / "trials" / ctx.name / trial_id
     out_dir.mkdir(parents=True, exist_ok=True)
     tracker = TrialTracker(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, trial_id,
-                           study_name=ctx.name, task=ctx.task, params=cfg.flat())
+                           study_name=ctx.name, task=ctx.task, params=cfg.flat(),
+                           run_name=trial_run_name(trial_id, params))
 
     work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{trial_id}-{os.getpid()}-"))
     resume_from = None
