@@ -238,7 +238,8 @@ class Trainer:
                 pairs=cfg.mi.pairs, input_noise=cfg.mi.input_noise, noise_mode=cfg.mi.noise_mode,
                 ema_rate=cfg.mi.ema_rate, nce_block=cfg.mi.nce_block,
                 critic={"width": c.width, "depth": c.depth, "activation": c.activation,
-                        "leaky_slope": c.leaky_slope, "out_bias": c.out_bias},
+                        "leaky_slope": c.leaky_slope, "out_bias": c.out_bias,
+                        "precision": c.precision},
                 optim=c.optim.model_dump(), seed=cfg.seed,
             ).to(self.device)  # the critics' optimiser state follows them (optim.py)
         # data streams: training and evaluation are separate, so eval_every never changes training
