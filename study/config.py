@@ -186,6 +186,7 @@ class CriticConfig(_Strict):
     activation: Literal["relu", "leaky_relu"] = "relu"
     leaky_slope: float = Field(0.25, ge=0, lt=1)
     out_bias: bool = True
+    precision: Literal["float32", "bfloat16"] = "float32"  # matmuls; bf16 keeps fp32 accum
     steps: int = Field(10, ge=0)  # critic updates per network update
     pretrain_steps: int = Field(100, ge=0)
     reuse_batch: bool = False  # one no-grad batch for all `steps` updates (cheap preset trick)

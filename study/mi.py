@@ -25,6 +25,9 @@ __all__ = [
     "penalty_terms",
     "PenaltyTerms",
     "Critic",
+    "PRECISIONS",
+    "compute_dtype",
+    "bf16_matmul_native",
     "SubgroupMI",
     "estimate_mi",
     "heldout_mi",
@@ -99,6 +102,14 @@ class Critic(nn.Module):
 
     The first layer is two dense maps summed (method.md §4.3), Glorot-uniform kernels, zero
     biases. `depth` hidden layers of `width` units with ReLU or LeakyReLU.
+
+    `precision` "bfloat16" runs every matrix product (and the activations between them) in
+    bfloat16 with float32 accumulation, on bf16 copies of the float32 weights made per call, so
+    gradients and the optimiser stay float32; the scores come back as float32 and everything
+    after them (log-mean-exp, the bound) is float32. The casts are explicit rather than
+    autocast, so CPU and CUDA take the same path and autocast's per-op dispatch is not paid.
+    Pays where the hardware has bf16 matrix units (AMX or AVX512-BF16 CPUs, tensor-core GPUs);
+    elsewhere oneDNN emulates it and it is slower than float32 (see `bf16_matmul_native`).
     """
 
     def __init__(
@@ -112,9 +123,13 @@ class Critic(nn.Module):
         activation: str = "relu",
         leaky_slope: float = 0.25,
         out_bias: bool = True,
+        precision: str = "float32",
         seeds: list[int] | None = None,
     ):
         super().__init__()
+        self.compute_dtype = compute_dtype(precision)
+        if self.compute_dtype == torch.bfloat16:  # float32 accumulation on CUDA (process-wide)
+            torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
         if activation not in ("relu", "leaky_relu"):
             raise ValueError(f"Critic: activation must be 'relu' or 'leaky_relu', got {activation!r}")
         if depth < 1 or width < 1:
@@ -139,21 +154,30 @@ class Critic(nn.Module):
             return torch.relu_(h)
         return nn.functional.leaky_relu_(h, self.leaky_slope)
 
+    def _lp(self, x: Tensor) -> Tensor:
+        """x in the compute dtype (a no-op in float32; a differentiable cast otherwise)."""
+        return x if x.dtype == self.compute_dtype else x.to(self.compute_dtype)
+
     def project_a(self, a: Tensor) -> Tensor:
-        """(R, M, da) -> (R, M, H); includes the first-layer bias."""
-        return torch.baddbmm(self.b_1, a, self.w_a)
+        """(R, M, da) -> (R, M, H) in the compute dtype; includes the first-layer bias."""
+        return torch.baddbmm(self._lp(self.b_1), self._lp(a), self._lp(self.w_a))
 
     def project_b(self, b: Tensor) -> Tensor:
-        """(R, M, db) -> (R, M, H)."""
-        return torch.bmm(b, self.w_b)
+        """(R, M, db) -> (R, M, H) in the compute dtype."""
+        return torch.bmm(self._lp(b), self._lp(self.w_b))
 
     def head(self, pre: Tensor) -> Tensor:
-        """First-layer pre-activations (R, M, H), a tensor the caller gives up -> scores (R, M)."""
+        """First-layer pre-activations (R, M, H), a tensor the caller gives up -> scores (R, M),
+        always float32."""
+        lp = self._lp
         h = self._act_(pre)
         for w, b in zip(self.w_h, self.b_h):
-            h = self._act_(torch.baddbmm(b, h, w))
-        out = torch.bmm(h, self.w_o) if self.b_o is None else torch.baddbmm(self.b_o, h, self.w_o)
-        return out.squeeze(-1)
+            h = self._act_(torch.baddbmm(lp(b), h, lp(w)))
+        if self.b_o is None:
+            out = torch.bmm(h, lp(self.w_o))
+        else:
+            out = torch.baddbmm(lp(self.b_o), h, lp(self.w_o))
+        return out.squeeze(-1).float()
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         return self.head(self.project_a(a) + self.project_b(b))
@@ -198,7 +222,37 @@ def take_rows(x: Tensor, index: Tensor) -> Tensor:
 
 
 def _log_mean_exp(x: Tensor) -> Tensor:
+    """log mean e^x over the last axis, always in (at least) float32: bf16 scores would lose
+    the few nats of the bound in the exponentials' rounding."""
+    if x.dtype in (torch.bfloat16, torch.float16):
+        x = x.float()
     return torch.logsumexp(x, dim=-1) - math.log(x.shape[-1])
+
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+def compute_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of a critic precision name ("float32" or "bfloat16").
+
+    On CUDA, bfloat16 products accumulate in float32: a bfloat16 `Critic` switches off torch's
+    reduced-precision (bf16) split-K reduction for the process. float32 is left exactly as
+    torch's default (no TF32), so float32 runs stay comparable with earlier ones.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"Critic: precision must be one of {PRECISIONS}, but got {precision!r}")
+    return torch.float32 if precision == "float32" else torch.bfloat16
+
+
+def bf16_matmul_native() -> bool:
+    """Whether this CPU has bf16 matrix instructions (AMX-BF16 or AVX512-BF16), i.e. whether a
+    bfloat16 critic can be faster than float32 here (oneDNN emulates bf16 elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 class SubgroupMI(nn.Module):

@@ -243,7 +243,8 @@ class Trainer:
                 pairs=cfg.mi.pairs, input_noise=cfg.mi.input_noise, noise_mode=cfg.mi.noise_mode,
                 ema_rate=cfg.mi.ema_rate, nce_block=cfg.mi.nce_block,
                 critic={"width": c.width, "depth": c.depth, "activation": c.activation,
-                        "leaky_slope": c.leaky_slope, "out_bias": c.out_bias},
+                        "leaky_slope": c.leaky_slope, "out_bias": c.out_bias,
+                        "precision": c.precision},
                 optim=c.optim.model_dump(), seed=cfg.seed,
             ).to(self.device)  # the critics' optimiser state follows them (optim.py)
         # data streams: training and evaluation are separate, so eval_every never changes training
@@ -262,6 +263,9 @@ class Trainer:
         self.w_rec0 = self.net.recurrent_weights().detach().clone()
         self.null_partitions = metrics.random_partitions(
             self.labels, cfg.train.null_partitions, seed=[cfg.seed, 3])
+        # finiteness checks once per epoch on CUDA (no host sync per step); eager on the CPU
+        self.lazy_checks = self.device.type == "cuda"
+        self._pending: list[tuple[str, Tensor]] = []
 
     @property
     def seed_values(self) -> list[int]:
@@ -320,9 +324,7 @@ class Trainer:
                                    outputs=False)
                 act = out.rows()  # every (step, sequence) is one sample (method.md §1)
             value = self.mi.critic_step(act, self.gen, transform=out.mi_transform)
-            bad = ~torch.isfinite(value)
-            if bad.any():
-                raise Diverged(self._where("MI estimate (critic step)", bad))
+            self._check_finite("MI estimate (critic step)", value)
         self.timings["critic"] += time.perf_counter() - t0
         return value
 
@@ -333,6 +335,7 @@ class Trainer:
         while steps > 0:
             self._critic_round(min(chunk, steps))
             steps -= chunk
+        self._flush_checks()
 
     # -- network --------------------------------------------------------------------------------
     def _regulariser(self) -> Tensor:
@@ -357,13 +360,9 @@ class Trainer:
         loss = task_loss + self._regulariser()
         if self.mi is not None and cfg.mi.weight > 0:
             penalty, _ = self.mi.penalty(out.rows(), self.gen, transform=out.mi_transform)
-            bad = ~torch.isfinite(penalty)
-            if bad.any():
-                raise Diverged(self._where("MI penalty (network step)", bad))
+            self._check_finite("MI penalty (network step)", penalty)
             loss = loss + cfg.mi.weight * penalty
-        bad = ~torch.isfinite(loss)
-        if bad.any():
-            raise Diverged(self._where("network loss", bad))
+        self._check_finite("network loss", loss)
         self.optimizer.zero_grad()
         loss.sum().backward()  # members are independent: the sum gives each its own gradient
         self.optimizer.step()
@@ -374,10 +373,36 @@ class Trainer:
         return (f"train: {term} is not finite at epoch {self.epoch + 1} for seed(s) {seeds} "
                 f"of {self.n_seeds} (mi.weight={self.cfg.mi.weight}, optim.lr={self.cfg.optim.lr})")
 
+    def _check_finite(self, term: str, values: Tensor) -> None:
+        """Raise Diverged when any seed's (S,) `values` is not finite.
+
+        Eager (a host sync per call) unless `lazy_checks`, where the check is queued and
+        `_flush_checks` does all of an epoch's at once: on a GPU each eager check stalls the
+        launch queue, 12 times per paper-wm epoch. The message is the same either way; lazily,
+        the rest of the epoch has run on the non-finite values before it is raised.
+        """
+        if self.lazy_checks:
+            self._pending.append((term, values.detach()))
+            return
+        bad = ~torch.isfinite(values)
+        if bad.any():
+            raise Diverged(self._where(term, bad))
+
+    def _flush_checks(self) -> None:
+        """The queued checks in one host sync; raises for the first non-finite one."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        finite = torch.stack([torch.isfinite(v).all() for _, v in pending]).cpu()
+        if not bool(finite.all()):
+            term, values = pending[int(torch.nonzero(~finite)[0])]
+            raise Diverged(self._where(term, ~torch.isfinite(values)))
+
     def train_epoch(self) -> None:
         for _ in range(self.cfg.train.updates_per_epoch):
             self._critic_round(self.cfg.critic.steps)
             self._network_step()
+        self._flush_checks()
         self.epoch += 1
 
     # -- evaluation -----------------------------------------------------------------------------
