@@ -1,7 +1,11 @@
-"""Command line: ``python -m analysis report STUDY [--tracking-uri URI] [--out DIR]``.
+"""Command line: ``python -m analysis report|timing|calibrate ...``.
 
-Writes the study's self-contained HTML report (PNG and CSV beside it), logs it to the study run and
-prints the report's path. Exit codes: 0 done, 2 study or store not found, 1 other bad input.
+``report STUDY [--tracking-uri URI] [--out DIR]`` writes the study's self-contained HTML report
+(PNG and CSV beside it), logs it to the study run and prints the report's path. ``timing STUDY``
+prints the timing verdict per λ, the false-emergence rate at λ = 0, the calibration and the
+median final z-scores and NMIs per λ (``--json`` writes them too). ``calibrate`` runs the
+pipeline's calibration on a declared noise model. Exit codes: 0 done, 2 study or store not
+found, 1 other bad input.
 """
 
 from __future__ import annotations
@@ -28,6 +32,64 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+FINAL_COLUMNS = ("final.q_func_z", "final.q_struct_z", "final.q_struct_delta_z",
+                 "final.nmi_func", "final.nmi_struct", "final.q_func", "final.q_struct")
+
+
+def _timing(args: argparse.Namespace) -> int:
+    """Print a study's timing verdict per λ, false emergence, calibration, final z-scores/NMIs."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from analysis.report import analysed_seeds, findings
+    from analysis.runs import PARAM_MI_WEIGHT, load_study
+
+    data = load_study(args.study, args.tracking_uri)
+    fnd = findings(data, rng=np.random.default_rng(args.seed))
+    seeds = analysed_seeds(data)
+    cols = [c for c in FINAL_COLUMNS if c in seeds]
+    by = PARAM_MI_WEIGHT if PARAM_MI_WEIGHT in seeds else None
+    finals = (seeds.groupby(by)[cols].median().reset_index() if by and cols and len(seeds)
+              else pd.DataFrame())
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(fnd.text, end="\n\n")
+        if len(fnd.verdicts):
+            print(fnd.verdicts.to_string(index=False), end="\n\n")
+        if len(finals):
+            print("median final values per λ:")
+            print(finals.to_string(index=False))
+    if args.json:
+        out = {"findings": fnd.text,
+               "verdicts": json.loads(fnd.verdicts.to_json(orient="records"))
+               if len(fnd.verdicts) else [],
+               "false_emergence": fnd.false_emergence,
+               "calibration": fnd.calibration._asdict() if fnd.calibration else None,
+               "finals": json.loads(finals.to_json(orient="records")) if len(finals) else [],
+               "excluded": int(len(fnd.excluded))}
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(out, fh, indent=2)
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    """Calibrate the onset + test pipeline on a declared noise model and print its rates."""
+    import numpy as np
+
+    from analysis.emergence import Noise, calibrate
+
+    epochs = np.arange(0, args.epochs + 1, args.eval_every, dtype=float)
+    func = Noise(args.func_sd, args.func_rho, 0)
+    struct = Noise(args.struct_sd, args.struct_rho, 0)
+    cal = calibrate(func, struct, epochs=epochs, n_seeds=args.seeds, n_cells=args.cells,
+                    z=args.z, run=args.run,
+                    amplitude=args.amplitude, rng=np.random.default_rng(args.seed))
+    for k, v in cal._asdict().items():
+        print(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m analysis",
                                      description=__doc__.splitlines()[0])
@@ -47,6 +109,31 @@ def _parser() -> argparse.ArgumentParser:
                      help="seed of the calibration's synthetic curves")
     rep.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     rep.set_defaults(func=_report)
+
+    tim = sub.add_parser("timing", help=_timing.__doc__, description=_timing.__doc__)
+    tim.add_argument("study", help="study name (= MLflow experiment name)")
+    tim.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (as for report)")
+    tim.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    tim.add_argument("--seed", type=int, default=0,
+                     help="seed of the calibration's synthetic curves")
+    tim.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    tim.set_defaults(func=_timing)
+
+    cal = sub.add_parser("calibrate", help=_calibrate.__doc__, description=_calibrate.__doc__)
+    cal.add_argument("--epochs", type=int, default=1000, help="run length in epochs")
+    cal.add_argument("--eval-every", type=int, default=25, help="epochs between evaluations")
+    cal.add_argument("--seeds", type=int, default=8, help="seeds per simulated λ")
+    cal.add_argument("--cells", type=int, default=200, help="simulated λ cells")
+    cal.add_argument("--func-sd", type=float, default=1.0, help="q_func_z noise sd")
+    cal.add_argument("--func-rho", type=float, default=0.0, help="q_func_z lag-1 autocorr.")
+    cal.add_argument("--struct-sd", type=float, default=0.3, help="q_struct_z noise sd")
+    cal.add_argument("--struct-rho", type=float, default=0.95, help="q_struct_z lag-1 autocorr.")
+    cal.add_argument("--amplitude", type=float, default=10.0, help="plateau z of the rise")
+    cal.add_argument("--z", type=float, default=3.0, help="onset threshold (emergence.z)")
+    cal.add_argument("--run", type=int, default=3, help="onset run (emergence.run)")
+    cal.add_argument("--seed", type=int, default=0, help="seed of the synthetic curves")
+    cal.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    cal.set_defaults(func=_calibrate)
     return parser
 
 

@@ -202,13 +202,16 @@ def verdict_table(
         One row per group: the ``by`` columns, ``n_seeds``, ``n_func_first``,
         ``n_struct_first``, ``n_tie``, ``n_neither``, ``p_sign``, ``p_tost``, ``p_sign_bh``,
         ``p_tost_bh`` (BH across the treated rows of this table; λ = 0 control rows keep their
-        raw p), ``verdict``, ``median_lag`` (seeds where both emerged; descriptive).
+        raw p), ``verdict``, ``median_lag`` (seeds where both emerged; descriptive),
+        ``t_func_km``, ``t_struct_km`` (Kaplan–Meier median onsets, censored seeds included;
+        inf when fewer than half emerged).
     """
     import pandas as pd
 
     by = list(by)
     cols = [*by, "n_seeds", "n_func_first", "n_struct_first", "n_tie", "n_neither", "p_sign",
-            "p_tost", "p_sign_bh", "p_tost_bh", "verdict", "median_lag"]
+            "p_tost", "p_sign_bh", "p_tost_bh", "verdict", "median_lag", "t_func_km",
+            "t_struct_km"]
     if not len(seeds):
         return pd.DataFrame(columns=cols)
     margins = _margins(seeds, step, margin_evals)
@@ -222,7 +225,8 @@ def verdict_table(
         n_f, n_s = int((first == "function").sum()), int((first == "structure").sum())
         p_tost, _, _ = tost_lag(g["_lo"], g["_hi"], g["_d"])
         lag = g["lag"].to_numpy(float)
-        rows.append({**dict(zip(by, key)), "n_seeds": len(g), "n_func_first": n_f,
+        km = {f"t_{tag}_km": _km_median(g, tag) for tag in ("func", "struct")}
+        rows.append({**dict(zip(by, key)), **km, "n_seeds": len(g), "n_func_first": n_f,
                      "n_struct_first": n_s, "n_tie": int((first == "tie").sum()),
                      "n_neither": int((first == "neither").sum()),
                      "p_sign": sign_test(n_f, n_s), "p_tost": p_tost,
@@ -240,6 +244,18 @@ def verdict_table(
     out["verdict"] = [verdict(r.n_func_first, r.n_struct_first, r.p_sign_bh, r.p_tost_bh, alpha)
                       for r in out.itertuples()]
     return out[cols]
+
+
+def _km_median(g: pd.DataFrame, tag: str) -> float:
+    """Kaplan–Meier median time to emergence of one metric over a group's seeds (NaN if none)."""
+    from lifelines import KaplanMeierFitter
+
+    ev = g[f"{tag}_emerged"].to_numpy(bool)
+    dur = np.where(ev, g[f"t_{tag}"].to_numpy(float), g[f"t_{tag}_censor"].to_numpy(float))
+    ok = np.isfinite(dur)
+    if not ok.any():
+        return math.nan
+    return float(KaplanMeierFitter().fit(dur[ok], event_observed=ev[ok]).median_survival_time_)
 
 
 def km_table(seeds: pd.DataFrame, by: str | None = None) -> pd.DataFrame:

@@ -101,3 +101,14 @@ def test_contract_round_trip_through_mlflow(tmp_path):
     # the seeds.parquet study wrote is current, so analysis reads the owner's outcomes as written
     assert {"first", "t_func_censor", "t_struct_censor", "onsets_measured"} <= set(
         data.seeds.columns)
+
+
+def test_emergence_config_defaults_are_the_owners_and_bad_values_name_the_key():
+    from analysis.outcomes import DEFAULT_RUN, DEFAULT_Z
+    from study.config import ConfigError
+
+    cfg = TrialConfig()
+    assert (cfg.emergence.z, cfg.emergence.run) == (DEFAULT_Z, DEFAULT_RUN)
+    assert load_trial_config(overrides={"emergence.z": 4, "emergence.run": 5}).emergence.run == 5
+    with pytest.raises(ConfigError, match=r"key 'emergence.run': expected greater than or equal"):
+        load_trial_config(overrides={"emergence.run": 0})

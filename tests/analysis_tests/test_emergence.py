@@ -218,6 +218,9 @@ def test_verdict_table_per_lambda_never_pools_and_adjusts_across_rows():
     assert v.loc[0.0, "p_sign_bh"] == v.loc[0.0, "p_sign"] == 1.0
     assert v.loc[0.3, "p_tost"] == pytest.approx(1 / 256)
     assert v.loc[0.0, "n_neither"] == 8
+    # KM medians keep the censored seeds: the controls never emerge (inf), λ = 0.1 all at 100
+    assert math.isinf(v.loc[0.0, "t_func_km"]) and v.loc[0.1, "t_func_km"] == 100.0
+    assert v.loc[0.1, "t_struct_km"] == 200.0
 
 
 def test_timing_seeds_exclude_trials_cut_short():

@@ -258,3 +258,31 @@ def test_findings_without_z_scores_say_not_measured():
     f = findings(_synthetic_study(["function"] * 6, with_z=False), rng=np.random.default_rng(0))
     assert not f.measured and "not measured in this study" in f.text
     assert "function first" not in f.text
+
+
+def test_cli_timing_prints_verdicts_and_writes_json(fixture_study, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "timing.json"
+    assert main(["timing", fixture_study.name, "--tracking-uri", fixture_study.tracking_uri,
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "function first" in printed and "median final values per λ" in printed
+    got = json.loads(out.read_text())
+    v = {r["mi.weight"]: r for r in got["verdicts"]}
+    assert v[0.1]["verdict"] == "function first" and v[0.1]["n_func_first"] == 7
+    assert got["false_emergence"] == {"func": [0, 7], "struct": [0, 7]}
+    assert got["calibration"]["false_function_first"] <= 0.05
+    assert {r["mi.weight"] for r in got["finals"]} == {0.0, 0.1, 0.3}
+
+
+def test_cli_calibrate_prints_rates(capsys):
+    assert main(["calibrate", "--cells", "20", "--epochs", "500"]) == 0
+    lines = dict(line.split(": ") for line in capsys.readouterr().out.strip().splitlines())
+    assert float(lines["false_function_first"]) <= 0.05 and lines["n_cells"] == "20"
+
+
+def test_cli_calibrate_bad_input_is_one_line(capsys):
+    assert main(["calibrate", "--func-rho", "1.5"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "func noise must have a finite sd >= 0 and 0 <= rho < 1" in err[0]
