@@ -8,6 +8,9 @@ Three parts, each measured side by side inside this one run (only same-run ratio
    the preset's λ are evaluated --repeats times each on fresh evaluation batches of several
    sizes; the std across repeats of q_func and q_func_z (per seed, then the mean over seeds) is
    the evaluation noise, and its ratio to the preset's eval_batch says what a larger batch buys.
+   Along the training run itself, the same networks are scored every 25 epochs on a fresh
+   batch of 40, a fresh batch of 160 and one fixed batch of 40 (`train.eval_fixed`): the RMS
+   of successive differences of each curve shows the jitter an onset rule sees.
 2. **Cost of each new metric** at the cpu-wm evaluation size (N = 40, eval batch 40, 200 + 400
    steps) and at N = 100: functional adjacency, Q of the design, the random-partition z-scores,
    Q and z of ΔW, Leiden + Q + NMI of the found partitions; medians of --reps calls.
@@ -45,13 +48,57 @@ def _trainer(over: dict) -> Trainer:
     return Trainer(load_trial_config(PRESET, {"train.device": "cpu", **over}))
 
 
-def _trained(weight: float, epochs: int, seeds: int) -> dict:
-    """State of a cpu-wm trial at mi.weight = weight after `epochs` epochs (no evaluations)."""
-    t = _trainer({"mi.weight": weight, "seeds": seeds})
+EVAL_VARIANTS = {"fresh 40": {"train.eval_batch": 40}, "fresh 160": {"train.eval_batch": 160},
+                 "fixed 40": {"train.eval_batch": 40, "train.eval_fixed": True}}
+
+
+def _func_q(t: Trainer) -> tuple[np.ndarray, np.ndarray]:
+    adj = metrics.functional_adjacency(_forward(t).rows())
+    return (metrics.modularity(adj, t.labels).double().numpy(),
+            metrics.modularity_zscore(adj, t.labels, t.null_partitions).double().numpy())
+
+
+def _trained(weight: float, epochs: int, seeds: int) -> tuple[dict, dict]:
+    """A cpu-wm trial at mi.weight = weight trained for `epochs` epochs, and its q_func curve.
+
+    Every eval_every epochs the *same* networks are scored on each evaluation variant (a
+    fresh batch of 40 as in the preset, a fresh batch of 160, one fixed batch of 40); the
+    evaluation streams never touch training, so the curves differ only by evaluation noise.
+    """
+    over = {"mi.weight": weight, "seeds": seeds}
+    t = _trainer(over)
+    variants = {}
+    for name, extra in EVAL_VARIANTS.items():
+        v = _trainer({**over, **extra})
+        v.net, v.w_rec0 = t.net, t.w_rec0  # share the networks being trained
+        variants[name] = v
+    curves = {name: {"q": [], "z": []} for name in variants}
     t.pretrain_critic()
-    for _ in range(epochs):
-        t.train_epoch()
-    return t.state_dict()
+    for epoch in range(epochs + 1):
+        if epoch % t.cfg.train.eval_every == 0:
+            for name, v in variants.items():
+                q, z = _func_q(v)
+                curves[name]["q"].append(q)
+                curves[name]["z"].append(z)
+        if epoch < epochs:
+            t.train_epoch()
+    summary = {}
+    for name, c in curves.items():
+        q, z = np.array(c["q"]), np.array(c["z"])  # (evaluations, S)
+        # RMS of successive differences: real change is common to every variant, so what
+        # differs between them is the evaluation jitter an onset rule has to live with
+        summary[name] = {
+            "rms_successive_diff_q_func": round(float(np.sqrt((np.diff(q, axis=0) ** 2)
+                                                              .mean())), 5),
+            "rms_successive_diff_q_func_z": round(float(np.sqrt((np.diff(z, axis=0) ** 2)
+                                                                .mean())), 4),
+            "final_q_func": np.round(q[-1], 4).tolist(),
+            "final_q_func_z": np.round(z[-1], 3).tolist(),
+            "q_func_curve_seed0": np.round(q[:, 0], 4).tolist(),
+        }
+        print(f"trajectory λ={weight} {name}: {summary[name]['rms_successive_diff_q_func']}"
+              f" / z {summary[name]['rms_successive_diff_q_func_z']}", flush=True)
+    return t.state_dict(), summary
 
 
 def _with_state(state: dict, over: dict) -> Trainer:
@@ -179,7 +226,9 @@ def main() -> int:
                     "train_epochs": args.train_epochs, "seeds": args.seeds,
                     "threads": args.threads}
     t0 = time.perf_counter()
-    states = {w: _trained(w, args.train_epochs, args.seeds) for w in (0.0, lam)}
+    trained = {w: _trained(w, args.train_epochs, args.seeds) for w in (0.0, lam)}
+    states = {w: st for w, (st, _) in trained.items()}
+    result["trajectory"] = {str(w): traj for w, (_, traj) in trained.items()}
     result["train_wall_s"] = round(time.perf_counter() - t0, 1)
     result["noise"] = noise(states, args.batches, args.repeats, args.seeds)
     base = {r["lambda"]: r for r in result["noise"] if r["eval_batch"] == 40}

@@ -220,6 +220,10 @@ class TrainConfig(_Strict):
     # drawn once per trial, score q_*_z; Leiden communities give q_*_found and nmi_*
     null_partitions: int = Field(200, ge=2)
     communities: bool = True
+    # evaluate every time on one fixed batch (inputs, x0, noise drawn from their own seed):
+    # q_func then changes only when the weights do, like q_struct, instead of carrying the
+    # sampling jitter of a fresh batch (bench/bench_modularity.py measures both)
+    eval_fixed: bool = False
 
 
 class EmergenceConfig(_Strict):

@@ -282,6 +282,9 @@ class Trainer:
         evaluating = purpose == "eval"
         rng = self.eval_rng if evaluating else self.data_rng
         gen = self.eval_gen if evaluating else self.gen
+        if evaluating and cfg.train.eval_fixed:  # the same batch at every evaluation
+            rng = np.random.default_rng([cfg.seed, 4])
+            gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 7919 + 4)
         batch = cfg.train.eval_batch if evaluating else cfg.task.batch
         if evaluating and hasattr(self.task, "test_set"):
             x, y = self.task.test_set(batch)  # the fixed test pool (method.md §6.5)

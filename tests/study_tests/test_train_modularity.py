@@ -112,3 +112,17 @@ def test_single_group_gives_nan_nmi_and_z():
 def test_too_few_null_partitions_is_a_config_error():
     with pytest.raises(ConfigError, match=r"train\.null_partitions.*greater than or equal to 2"):
         load_trial_config(overrides={"train.null_partitions": 1})
+
+
+def test_fixed_evaluation_batch_repeats_exactly_and_leaves_training_alone():
+    fixed, fresh = tiny(**{"train.eval_fixed": True}), tiny()
+    a, b = fixed.evaluate(), fixed.evaluate()
+    for name in ("q_func", "q_func_z", "accuracy", "task_loss"):
+        np.testing.assert_array_equal(a[name], b[name])
+    c, d = fresh.evaluate(), fresh.evaluate()
+    assert not np.array_equal(c["q_func"], d["q_func"])  # a fresh batch each time
+    for t in (fixed, fresh):
+        t.train_epoch()
+    torch.testing.assert_close(fixed.net.recurrent_weights(), fresh.net.recurrent_weights(),
+                               rtol=0, atol=0)  # evaluation streams never reach training
+    assert not np.array_equal(fixed.evaluate()["q_func"], a["q_func"])  # the weights moved
