@@ -543,3 +543,59 @@ def test_local_up_then_down_serves_and_cleans_up(local_cluster):
         time.sleep(0.2)
     assert not [p for p in ports.values() if _port_in_use(p)]
     assert not list((home / "run").glob("*.pid"))
+
+
+# --- security: token auth, network policies, no world-writable folders ---------------------------
+
+
+@pytest.mark.parametrize(("which", "spec"), _cluster_specs(), ids=lambda x: str(x)[:20])
+def test_kuberay_token_auth_is_on(which, spec):
+    assert spec["authOptions"] == {"mode": "token"}
+
+
+def _policies() -> dict[str, dict]:
+    docs = _docs(CLUSTER / "networkpolicy.yaml")
+    assert all(d["kind"] == "NetworkPolicy" for d in docs)
+    return {d["metadata"]["name"]: d["spec"] for d in docs}
+
+
+def _peers(policy: dict) -> list[dict]:
+    return [peer for rule in policy["ingress"] for peer in rule["from"]]
+
+
+def test_networkpolicy_denies_ingress_by_default():
+    deny = _policies()["mistudy-default-deny-ingress"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}
+
+
+def test_networkpolicy_admits_only_ray_pods_to_mlflow_and_selects_the_real_pods():
+    policies = _policies()
+    mlflow = policies["mistudy-mlflow"]
+    deploy = [d for d in _docs(CLUSTER / "mlflow" / "deployment.yaml")
+              if d["kind"] == "Deployment"][0]
+    labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert mlflow["podSelector"]["matchLabels"].items() <= labels.items()
+    assert _peers(mlflow) == [{"podSelector": {"matchLabels": {"ray.io/is-ray-node": "yes"}}}]
+    assert [p["port"] for r in mlflow["ingress"] for p in r["ports"]] == [5000]
+    sts = [d for d in _docs(CLUSTER / "mlflow" / "postgres.yaml")
+           if d["kind"] == "StatefulSet"][0]
+    pg = policies["mistudy-postgres"]
+    assert pg["podSelector"]["matchLabels"].items() <= \
+        sts["spec"]["template"]["metadata"]["labels"].items()
+    assert {tuple(p["podSelector"]["matchLabels"].items())[0] for p in _peers(pg)} == {
+        ("app.kubernetes.io/name", "mistudy-mlflow"), ("ray.io/node-type", "head")}
+    # no rule anywhere admits every namespace
+    for policy in policies.values():
+        for peer in _peers(policy) if "ingress" in policy else []:
+            assert peer.get("namespaceSelector") != {}
+
+
+@pytest.mark.parametrize("name", RAY_UP_FILES)
+def test_ray_up_starts_every_node_with_token_auth(name):
+    cfg = _docs(CLUSTER / name)[0]
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        start = " ".join(c for c in cfg[key] if "ray start" in c)
+        assert "RAY_AUTH_MODE=token" in start and "RAY_AUTH_TOKEN_PATH=" in start, key
+    assert any("ray_auth_token" in c and "umask 077" in c for c in cfg["head_setup_commands"])
+    text = (CLUSTER / name).read_text()
+    assert not re.search(r"chmod\s+[0-7]?[0-7][0-7][2367]\b", text), "a world-writable folder"
