@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     from analysis.runs import StudyNotFoundError
 
+    old_umask = os.umask(0o077)  # reports (HTML, PNG, CSV) are the user's alone: 0600 / 0700
     try:
         return args.func(args)
     except StudyNotFoundError as e:
@@ -156,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return 1
+    finally:
+        os.umask(old_umask)
 
 
 if __name__ == "__main__":

@@ -166,7 +166,7 @@ if [[ -n "$ray_tmp" ]]; then
     fi
     rm -f -- "$run_dir/ray.temp_dir"
 fi
-rm -f -- "$run_dir/env.sh"
+rm -f -- "$run_dir/env.sh" "$run_dir/ray_auth_token"
 
 if ((stopped_any)); then
     say "stopped."

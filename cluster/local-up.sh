@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Start a local Ray head (jobs API on loopback) and an MLflow tracking server for mistudy.
+# Start a local Ray head and an MLflow tracking server for mistudy: the HTTP endpoints (MLflow,
+# Ray dashboard + jobs API) on loopback only, Ray token auth on (a fresh token in
+# $STUDY_HOME/run/ray_auth_token, mode 0600).
 # Usage: cluster/local-up.sh [options] [-- extra `ray start` args]; `eval "$(cluster/local-up.sh)"`
 # sets the exports, because stdout carries only `export ...` lines and progress goes to stderr.
 # State (PIDs, logs, env.sh) lives in $STUDY_HOME/run/; cluster/local-down.sh undoes it (Linux).
@@ -11,11 +13,13 @@ usage() {
 Usage: cluster/local-up.sh [options] [-- extra ray start args]
 
 Starts, from the repository's .venv:
-  1. a Ray head:      RAY_AUTH_MODE=disabled ray start --head --dashboard-host=127.0.0.1 ...
+  1. a Ray head:      RAY_AUTH_MODE=token ray start --head --dashboard-host=127.0.0.1 ...
+                        (every request to the jobs API, GCS and the client server needs the
+                        token)
   2. an MLflow server: mlflow server --backend-store-uri sqlite:///$STUDY_HOME/mlflow.db
                         --artifacts-destination $STUDY_HOME/mlartifacts --host 127.0.0.1
-and prints the lines to export (RAY_ADDRESS, MLFLOW_TRACKING_URI, STUDY_HOME, RAY_AUTH_MODE).
-They are also written to $STUDY_HOME/run/env.sh.
+and prints the lines to export (RAY_ADDRESS, MLFLOW_TRACKING_URI, STUDY_HOME, RAY_AUTH_MODE and,
+with auth, RAY_AUTH_TOKEN_PATH). They are also written to $STUDY_HOME/run/env.sh (mode 0600).
 
 Options (environment variable in brackets; flags win):
   --study-home DIR        folder for everything [STUDY_HOME, default ./studies]; made absolute
@@ -28,7 +32,16 @@ Options (environment variable in brackets; flags win):
   --mlflow-port P         MLflow server [MISTUDY_MLFLOW_PORT, default 5000]
   --mlflow-workers N      uvicorn workers [MISTUDY_MLFLOW_WORKERS, default 2]
   --timeout S             seconds to wait for each service [MISTUDY_UP_TIMEOUT, default 180]
+  --no-auth               start Ray without token auth (RAY_AUTH_MODE=disabled)
+                          [MISTUDY_RAY_AUTH=disabled]: anyone who reaches the ports can then
+                          submit jobs, i.e. run code as you
   -h, --help              this text
+
+What listens where (measured with Ray 2.60): MLflow and the Ray dashboard/jobs API on 127.0.0.1
+only. Ray's GCS, raylet, agents and client server bind every interface (or the machine's
+address) whatever the flags: `ray start` turns --node-ip-address=127.0.0.1 into the machine's
+address, and the client server cannot be switched off. The token guards them; on a machine
+others can reach, also firewall the Ray ports (cluster/README.md, "Security").
 
 Ray's session files go to a fresh /tmp/mistudy-ray.XXXXXX (or MISTUDY_RAY_TEMP_DIR, which
 must be short: Ray's socket paths live under it). Ports 10002-19999 are Ray's default worker
@@ -66,6 +79,7 @@ agent_port=${MISTUDY_AGENT_PORT:-52365}
 mlflow_port=${MISTUDY_MLFLOW_PORT:-5000}
 mlflow_workers=${MISTUDY_MLFLOW_WORKERS:-2}
 timeout_s=${MISTUDY_UP_TIMEOUT:-180}
+auth_mode=${MISTUDY_RAY_AUTH:-token}
 extra_ray_args=()
 
 need_value() {
@@ -86,6 +100,7 @@ while [[ $# -gt 0 ]]; do
         --mlflow-port) need_value "$@"; mlflow_port=$2; shift 2 ;;
         --mlflow-workers) need_value "$@"; mlflow_workers=$2; shift 2 ;;
         --timeout) need_value "$@"; timeout_s=$2; shift 2 ;;
+        --no-auth) auth_mode=disabled; shift ;;
         -h | --help) usage; exit 0 ;;
         --) shift; extra_ray_args=("$@"); break ;;
         *) say "unknown option '$1' (see --help)."; exit 2 ;;
@@ -104,6 +119,11 @@ check_int --num-cpus "$num_cpus" 0 100000
 [[ -z "$num_gpus" ]] || check_int --num-gpus "$num_gpus" 0 1024
 check_int --mlflow-workers "$mlflow_workers" 1 64
 check_int --timeout "$timeout_s" 1 3600
+if [[ "$auth_mode" != token && "$auth_mode" != disabled ]]; then
+    say "MISTUDY_RAY_AUTH must be 'token' or 'disabled', but got '$auth_mode'."
+    exit 2
+fi
+
 for pair in "--ray-port:$ray_port" "--dashboard-port:$dashboard_port" \
     "--client-port:$client_port" "--agent-port:$agent_port" "--mlflow-port:$mlflow_port"; do
     check_int "${pair%%:*}" "${pair#*:}" 1 65535
@@ -116,6 +136,7 @@ if [[ $(printf '%s\n' "${ports[@]}" | sort -u | wc -l) -ne ${#ports[@]} ]]; then
 fi
 
 # --- STUDY_HOME, made absolute (jobs run from a temporary working dir: stack.md §5.1) ---------
+umask 077  # the stores, logs, token and env.sh are the user's alone
 mkdir -p -- "$study_home"
 study_home=$(cd -- "$study_home" && pwd -P)
 run_dir="$study_home/run"
@@ -176,11 +197,16 @@ fi
 detach() {  # exec "$@" as the leader of a new session, so its pid is the session id
     exec "$PY" -c 'import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])' "$@"
 }
-http_ok() {  # url -> 0 if it answers 2xx (no proxy: http_proxy must not catch loopback)
-    "$PY" - "$1" <<'EOF' >/dev/null 2>&1
+http_ok() {  # url [token-file] -> 0 if it answers 2xx (no proxy: http_proxy must not catch
+    # loopback); with a token file, the request carries the Ray token
+    "$PY" - "$1" "${2:-}" <<'EOF' >/dev/null 2>&1
 import sys, urllib.request
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-with opener.open(sys.argv[1], timeout=3) as r:
+request = urllib.request.Request(sys.argv[1])
+if sys.argv[2]:
+    with open(sys.argv[2]) as f:
+        request.add_header("Authorization", "Bearer " + f.read().strip())
+with opener.open(request, timeout=3) as r:
     sys.exit(0 if 200 <= r.status < 300 else 1)
 EOF
 }
@@ -247,14 +273,25 @@ ray_args=(
 [[ -z "$num_gpus" ]] || ray_args+=(--num-gpus="$num_gpus")
 ray_args+=("${extra_ray_args[@]}")
 
+# Token auth: a fresh random token per local-up, readable by this user only. Jobs and clients
+# find it through RAY_AUTH_TOKEN_PATH (exported below).
+token_file=""
+auth_env=(RAY_AUTH_MODE=disabled)
+if [[ "$auth_mode" == token ]]; then
+    token_file="$run_dir/ray_auth_token"
+    "$PY" -c 'import secrets; print(secrets.token_hex(32))' >"$token_file"
+    chmod 600 -- "$token_file"
+    auth_env=(RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$token_file")
+fi
+
 say "starting Ray head (GCS :$ray_port, dashboard http://127.0.0.1:$dashboard_port," \
-    "temp dir $ray_tmp)..."
+    "auth $auth_mode, temp dir $ray_tmp)..."
 # Jobs inherit the head's environment, so a job submitted here logs to this MLflow server and
 # writes under this STUDY_HOME without any --runtime-env edits. RAY_ADDRESS from the caller's
 # shell must not leak into `ray start`.
 (
     cd -- "$study_home"
-    detach env -u RAY_ADDRESS RAY_AUTH_MODE=disabled \
+    detach env -u RAY_ADDRESS -u RAY_AUTH_TOKEN "${auth_env[@]}" \
         STUDY_HOME="$study_home" MLFLOW_TRACKING_URI="http://127.0.0.1:$mlflow_port" \
         PYTHONUNBUFFERED=1 timeout "$timeout_s" ray "${ray_args[@]}"
 ) >"$run_dir/ray-start.log" 2>&1 </dev/null &
@@ -273,7 +310,7 @@ fi
 
 # --- 3. wait until both answer -------------------------------------------------------------------
 deadline=$((SECONDS + timeout_s))
-until http_ok "http://127.0.0.1:$dashboard_port/api/version"; do
+until http_ok "http://127.0.0.1:$dashboard_port/api/version" "$token_file"; do
     if ((SECONDS >= deadline)); then
         show_tail "$run_dir/ray-start.log"
         fail "the Ray dashboard did not answer on http://127.0.0.1:$dashboard_port/api/version" \
@@ -304,7 +341,8 @@ trap - INT TERM
     printf 'export RAY_ADDRESS=%q\n' "http://127.0.0.1:$dashboard_port"
     printf 'export MLFLOW_TRACKING_URI=%q\n' "http://127.0.0.1:$mlflow_port"
     printf 'export STUDY_HOME=%q\n' "$study_home"
-    printf 'export RAY_AUTH_MODE=disabled\n'
+    printf 'export RAY_AUTH_MODE=%q\n' "$auth_mode"
+    [[ -z "$token_file" ]] || printf 'export RAY_AUTH_TOKEN_PATH=%q\n' "$token_file"
 } >"$run_dir/env.sh"
 say "ready. Exports (also in $run_dir/env.sh); stop with cluster/local-down.sh" \
     "--study-home '$study_home':"

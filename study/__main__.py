@@ -313,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else
                         logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format="%(levelname)s %(name)s: %(message)s",
+                        force=True)  # to the current stderr, also when called again in-process
     old_umask = os.umask(0o077)  # stores, checkpoints and reports: 0600 files, 0700 folders
     try:
         return args.func(args)

@@ -226,7 +226,7 @@ def trial(config: dict[str, Any], ctx: StudyContext) -> None:
                        outputs=outputs, root=out_dir, message=message)
         status = "done"
     except BaseException as e:  # noqa: BLE001 - re-raised; we only record how the run ended
-        message = f"{type(e).__name__}: {e}"
+        message = redact_url(f"{type(e).__name__}: {e}")
         raise
     finally:
         if status != "done":

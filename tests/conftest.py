@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -28,6 +29,9 @@ def local_cluster(tmp_path):
         )
         # Read now: the test's own local-down removes the files, even if it then fails.
         sids = [int(f.read_text()) for f in (home / "run").glob("*.pid")]
+        # local-up turns Ray token auth on: later commands need its token (RAY_AUTH_TOKEN_PATH)
+        env.update({k: v for k, v in re.findall(r"^export (\w+)=(\S+)$", up.stdout, flags=re.M)
+                    if k.startswith("RAY_AUTH_")})
         yield {"up": up, "home": home, "ports": ports, "env": env}
     finally:
         subprocess.run([str(LOCAL_DOWN), "--study-home", str(home), "--grace", "5"],

@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -460,11 +461,25 @@ def test_local_down_without_state_does_nothing(tmp_path):
 # --- local-up.sh / local-down.sh for real --------------------------------------------------------
 
 
-def _get(url: str) -> bytes:
+def _get(url: str, token: str | None = None) -> bytes:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=10) as r:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with opener.open(request, timeout=10) as r:
         assert r.status == 200
         return r.read()
+
+
+def _listening(pid: int) -> list:
+    """The listening inet sockets of a process (none if it is gone)."""
+    import psutil
+
+    try:
+        return [c for c in psutil.Process(pid).net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
 
 
 @pytest.mark.cluster
@@ -479,11 +494,15 @@ def test_local_up_then_down_serves_and_cleans_up(local_cluster):
         "RAY_ADDRESS": f"http://127.0.0.1:{ports['dashboard']}",
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ports['mlflow']}",
         "STUDY_HOME": str(home.resolve()),
-        "RAY_AUTH_MODE": "disabled",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(home.resolve() / "run" / "ray_auth_token"),
     }
+    token = home / "run" / "ray_auth_token"
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600 and len(token.read_text().strip()) == 64
     assert (home / "run" / "env.sh").read_text() == up.stdout
 
-    version = json.loads(_get(f"{exports['RAY_ADDRESS']}/api/version"))
+    version = json.loads(_get(f"{exports['RAY_ADDRESS']}/api/version",
+                              token.read_text().strip()))
     assert version["ray_version"] == ray.__version__
     status = subprocess.run(
         [str(Path(sys.executable).parent / "ray"), "status",
@@ -501,6 +520,19 @@ def test_local_up_then_down_serves_and_cleans_up(local_cluster):
     sids = {f.stem: int(f.read_text()) for f in (home / "run").glob("*.pid")}
     assert set(sids) == {"ray", "mlflow"}
     assert all(_session_pids(sid) for sid in sids.values())
+    # the HTTP endpoints listen on loopback only (GCS, raylet and the client server bind every
+    # interface in Ray 2.60 whatever the flags: the token guards them)
+    listening = {(c.laddr.ip, c.laddr.port) for sid in sids.values() for pid in _session_pids(sid)
+                 for c in _listening(pid)}
+    for port in (ports["dashboard"], ports["mlflow"]):
+        hosts = {ip for ip, p in listening if p == port}
+        assert hosts and hosts <= {"127.0.0.1", "::1", "::ffff:127.0.0.1"}, (port, hosts)
+    # token auth: the jobs API refuses a request without the token
+    import urllib.error
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _get(f"{exports['RAY_ADDRESS']}/api/jobs/")
+    assert refused.value.code == 401
 
     down = subprocess.run([str(LOCAL_DOWN), "--study-home", str(home)], capture_output=True,
                           text=True, env=env, timeout=120)
@@ -511,3 +543,59 @@ def test_local_up_then_down_serves_and_cleans_up(local_cluster):
         time.sleep(0.2)
     assert not [p for p in ports.values() if _port_in_use(p)]
     assert not list((home / "run").glob("*.pid"))
+
+
+# --- security: token auth, network policies, no world-writable folders ---------------------------
+
+
+@pytest.mark.parametrize(("which", "spec"), _cluster_specs(), ids=lambda x: str(x)[:20])
+def test_kuberay_token_auth_is_on(which, spec):
+    assert spec["authOptions"] == {"mode": "token"}
+
+
+def _policies() -> dict[str, dict]:
+    docs = _docs(CLUSTER / "networkpolicy.yaml")
+    assert all(d["kind"] == "NetworkPolicy" for d in docs)
+    return {d["metadata"]["name"]: d["spec"] for d in docs}
+
+
+def _peers(policy: dict) -> list[dict]:
+    return [peer for rule in policy["ingress"] for peer in rule["from"]]
+
+
+def test_networkpolicy_denies_ingress_by_default():
+    deny = _policies()["mistudy-default-deny-ingress"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}
+
+
+def test_networkpolicy_admits_only_ray_pods_to_mlflow_and_selects_the_real_pods():
+    policies = _policies()
+    mlflow = policies["mistudy-mlflow"]
+    deploy = [d for d in _docs(CLUSTER / "mlflow" / "deployment.yaml")
+              if d["kind"] == "Deployment"][0]
+    labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert mlflow["podSelector"]["matchLabels"].items() <= labels.items()
+    assert _peers(mlflow) == [{"podSelector": {"matchLabels": {"ray.io/is-ray-node": "yes"}}}]
+    assert [p["port"] for r in mlflow["ingress"] for p in r["ports"]] == [5000]
+    sts = [d for d in _docs(CLUSTER / "mlflow" / "postgres.yaml")
+           if d["kind"] == "StatefulSet"][0]
+    pg = policies["mistudy-postgres"]
+    assert pg["podSelector"]["matchLabels"].items() <= \
+        sts["spec"]["template"]["metadata"]["labels"].items()
+    assert {tuple(p["podSelector"]["matchLabels"].items())[0] for p in _peers(pg)} == {
+        ("app.kubernetes.io/name", "mistudy-mlflow"), ("ray.io/node-type", "head")}
+    # no rule anywhere admits every namespace
+    for policy in policies.values():
+        for peer in _peers(policy) if "ingress" in policy else []:
+            assert peer.get("namespaceSelector") != {}
+
+
+@pytest.mark.parametrize("name", RAY_UP_FILES)
+def test_ray_up_starts_every_node_with_token_auth(name):
+    cfg = _docs(CLUSTER / name)[0]
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        start = " ".join(c for c in cfg[key] if "ray start" in c)
+        assert "RAY_AUTH_MODE=token" in start and "RAY_AUTH_TOKEN_PATH=" in start, key
+    assert any("ray_auth_token" in c and "umask 077" in c for c in cfg["head_setup_commands"])
+    text = (CLUSTER / name).read_text()
+    assert not re.search(r"chmod\s+[0-7]?[0-7][0-7][2367]\b", text), "a world-writable folder"

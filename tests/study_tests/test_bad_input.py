@@ -420,7 +420,7 @@ def test_stale_trial_scratch_folders_are_swept(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory):  # about 10 s on 2 busy cores
     """One tracked `study train` (4 epochs of the smoke preset) into a folder whose name holds
     a quote, then a `--resume` of the finished run."""
     from mlflow.tracking import MlflowClient
@@ -475,3 +475,34 @@ def test_stores_checkpoints_and_outputs_are_private(trained):
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
     for d in (out, out / "checkpoint", home / "mlartifacts"):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_failure_after_the_study_run_opened_closes_it(tmp_path):
+    """Set-up succeeds (a real embedded Ray), then resuming fails on a corrupt Tune state: the
+    MLflow study run, opened by then, ends FAILED with the reason, never left RUNNING; the
+    command says so in one line."""
+    from mlflow.tracking import MlflowClient
+
+    home = tmp_path / "home"
+    spec = tmp_path / "s.yaml"
+    spec.write_text(OK)
+    state = home / "ray" / "t" / "tuner.pkl"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"not a pickle")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "STUDY_OPTUNA_STORAGE")}
+    env.update(STUDY_HOME=str(home), RAY_AUTH_MODE="disabled", PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, "-m", "study", "run", str(spec), "--num-cpus", "1",
+                          "-q"], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert out.returncode in (1, 2) and len(errors) == 1, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("t")
+    (run,) = client.search_runs([exp.experiment_id], "tags.`study.role` = 'study'")
+    assert run.info.status == "FAILED"
+    assert run.data.tags["study.status"] == "failed" and run.data.tags["study.message"]
+    assert stat.S_IMODE((home / "mlflow.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE((home / "optuna.db").stat().st_mode) == 0o600
