@@ -162,7 +162,8 @@ def test_browse_a_finished_study_from_the_experiment_list_to_its_report(
         for header in ("mi.weight", "final.q_func", "final.success_rate", "study.status"):
             assert header in text
         for run in trials.values():  # the numbers the table shows are the runs' metrics
-            assert repr(run.data.metrics["final.q_func"]) in text
+            value = run.data.metrics["final.q_func"]
+            assert await page.eval(f"String({value!r})") in text  # as JavaScript prints it
             assert run.data.params["mi.weight"] in text
         assert text.count("finished") >= 2
         await page.screenshot(shots / "3-trials.png")
