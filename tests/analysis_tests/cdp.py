@@ -75,8 +75,9 @@ class Page:
         """Clicks, with real mouse events at its centre, the last element matching `selector`
         whose own text contains `needle` (the innermost one: React menus and tabs react to
         pointer events, not to `element.click()`)."""
-        js = (f"(() => {{ const els = Array.from(document.querySelectorAll({json.dumps(selector)}))"
-              f".filter(e => e.innerText && e.innerText.includes({json.dumps(needle)}));"
+        js = ("(() => { const els = Array.from(document.querySelectorAll("
+              f"{json.dumps(selector)})).filter(e => e.innerText && "
+              f"e.innerText.includes({json.dumps(needle)}));"
               " const el = els[els.length - 1]; if (!el) return null;"
               " el.scrollIntoView({block: 'center'}); const r = el.getBoundingClientRect();"
               " return [r.x + r.width / 2, r.y + r.height / 2]; })()")

@@ -4,8 +4,8 @@ A real two-trial study (the CLI on an embedded Ray, so every tag, name and descr
 study/tracking.py), its report built by `analysis`, a real `mlflow server` on 127.0.0.1, and
 headless chromium over DevTools walking: experiment list → the study (its description) → the
 "Trials" saved view (swept parameter and summary metrics as columns) → one trial → its q_func
-curve → the study run (its description) → the report artifact rendered inline. Assertions are on
-the rendered DOM text, compared with what MLflow's API holds; a PNG of every step is written to
+curve → the study run (its description) → the report artifact rendered inline. Assertions are
+on the rendered DOM text, compared with what MLflow's API holds; a PNG of every step is written to
 $JOURNEY_SCREENSHOTS (default: the test's tmp folder). About 90 s on 2 cores, most of it the study.
 
 What MLflow 3.17.2's UI honours (read in its JS bundle, checked here): the GenAI/"Model training"
