@@ -6,7 +6,8 @@ headless chromium over DevTools walking: experiment list → the study (its desc
 "Trials" saved view (swept parameter and summary metrics as columns) → one trial → its q_func
 curve → the study run (its description) → the report artifact rendered inline. Assertions are
 on the rendered DOM text, compared with what MLflow's API holds; a PNG of every step is written to
-$JOURNEY_SCREENSHOTS (default: the test's tmp folder). About 90 s on 2 cores, most of it the study.
+$JOURNEY_SCREENSHOTS (default: the test's tmp folder). 126 s on 2 busy cores (load ~10): 90 s for
+the study, its report and the server, 36 s for the walk.
 
 What MLflow 3.17.2's UI honours (read in its JS bundle, checked here): the GenAI/"Model training"
 view is a browser-wide switch (localStorage `mlflow.workflowType`, default GenAI, or the URL's
