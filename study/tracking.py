@@ -222,11 +222,13 @@ class StudyTracker:
             self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
         self.run_id = run_id
         swept = json.loads(all_tags.get(TAG_SWEPT, "[]"))
-        objectives = [o["metric"] for o in json.loads(all_tags.get(TAG_OBJECTIVES, "[]"))]
-        self.describe(swept, objectives)
+        objectives = json.loads(all_tags.get(TAG_OBJECTIVES, "[]"))
+        self.describe(swept, [o["metric"] for o in objectives],
+                      ascending=bool(objectives) and objectives[0]["direction"] == "minimize")
         return run_id
 
-    def describe(self, swept: Sequence[str], objectives: Sequence[str] = ()) -> None:
+    def describe(self, swept: Sequence[str], objectives: Sequence[str] = (), *,
+                 ascending: bool = False) -> None:
         """What the MLflow UI shows without any set-up: the experiment's description with links
         to a saved "Trials" view (one row per trial: swept parameters, summary metrics, status)
         and to the report, and the study run's description linking the report artifact."""
@@ -238,7 +240,7 @@ class StudyTracker:
         run = f"#/experiments/{eid}/runs/{rid}"
         report = f"{run}/artifacts/{REPORT_ARTIFACT}?{ml}"
         self.client.set_experiment_tag(eid, TAG_VIEW_PREFIX + TRIALS_VIEW,
-                                       trials_view(swept, objectives))
+                                       trials_view(swept, objectives, ascending=ascending))
         sweeps = ", ".join(f"`{k}`" for k in swept) or "nothing"
         self.client.set_experiment_tag(eid, TAG_NOTE, (
             f"Study **{self.name}**: [trials table]({view}) · [study run]({run}?{ml}) · "
@@ -306,18 +308,19 @@ class StudyTracker:
         self.client.set_terminated(self.run_id, _RUN_STATUS.get(status, "FINISHED"))
 
 
-def trials_view(swept: Sequence[str], objectives: Sequence[str] = ()) -> str:
+def trials_view(swept: Sequence[str], objectives: Sequence[str] = (), *,
+                ascending: bool = False) -> str:
     """A saved runs-table view (the JSON envelope the MLflow 3.17 UI stores in an experiment tag
     `mlflow.sharedViewState.<id>`): trial runs only (a filter also lists them flat instead of
     folded under the study run), sorted by the first objective, with the swept parameters, the
-    summary metrics and the trial's status as columns."""
+    summary metrics and the trial's status as columns (`ascending` for a minimised objective)."""
     metrics = list(dict.fromkeys([*objectives, "final.q_func", "final.q_struct",
                                   "final.success_rate", "t_func", "t_struct", "lag"]))
     columns = ([f"params.`{k}`" for k in swept]
                + [f"metrics.`{m}`" for m in metrics] + [f"tags.`{TAG_STATUS}`"])
     state = {
         "searchFilter": f"tags.`{TAG_ROLE}` = 'trial'",
-        "orderByKey": f"metrics.`{metrics[0]}`", "orderByAsc": False,
+        "orderByKey": f"metrics.`{metrics[0]}`", "orderByAsc": ascending,
         "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [],
         "modelVersionFilter": "All Runs",
         "selectedColumns": columns, "columnOrder": columns, "columnWidths": {},

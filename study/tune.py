@@ -29,7 +29,7 @@ from study.tracking import (
     secure_store, study_home, versions, TAG_COMMIT, TAG_OBJECTIVES, TAG_SWEPT, TAG_TASK,
     TAG_VERSIONS,
 )
-from study.tracking import trial_run_name
+from study.tracking import TRIALS_VIEW, trial_run_name
 
 __all__ = ["StudyContext", "trial", "objective_values", "run_study", "study_paths",
            "check_search", "sweep_work_dirs"]
@@ -340,6 +340,7 @@ class StudyOutcome:
     n_errors: int
     best: list[dict[str, Any]] = field(default_factory=list)
     resumed: bool = False
+    experiment_id: str = ""
 
 
 def run_study(
@@ -494,7 +495,8 @@ def run_study(
         finally:
             tracker.finish(status, message)
     outcome = StudyOutcome(name, experiment, tracking_uri, storage_url,
-                           n_trials=len(grid), n_errors=grid.num_errors, resumed=resumed)
+                           n_trials=len(grid), n_errors=grid.num_errors, resumed=resumed,
+                           experiment_id=tracker.experiment_id)
     outcome.best = best_trials(tracker, swept, objectives, spec.constraints)
     return outcome
 
@@ -553,9 +555,13 @@ def format_outcome(outcome: StudyOutcome) -> str:
         for r in outcome.best:
             lines.append("  " + "  ".join(_fmt(r.get(k)).ljust(widths[k]) for k in keys))
     uri = redact_url(outcome.tracking_uri)
+    # MLflow 3.17 opens experiments in its GenAI view unless the link asks for the training one
+    trials = (f"/#/experiments/{outcome.experiment_id}/runs?workflowType=machine_learning"
+              f"&viewStateShareKey={TRIALS_VIEW}")
     lines += [
-        "browse runs:   mlflow ui --backend-store-uri " + uri
-        if uri.startswith("sqlite") else f"browse runs:   open {uri}",
+        f"browse runs:   mlflow ui --backend-store-uri {uri}, then open "
+        f"http://127.0.0.1:5000{trials}"
+        if uri.startswith("sqlite") else f"browse runs:   open {uri.rstrip('/')}{trials}",
         f"make a report: python -m analysis report {outcome.name}",
         f"optuna study:  {redact_url(outcome.optuna_storage)} (study '{outcome.name}')",
     ]
