@@ -63,6 +63,7 @@ DEFAULT_FINAL_WINDOW = 3
 
 CURVE_METRICS = ("task_loss", "accuracy", "r2", "mi", "mi_gauss", "q_func", "q_struct",
                  "q_func_norm", "q_struct_norm", "d_in", "d_out", "d_corr")
+CURVE_METRICS += ("mi_gauss_null", "mi_heldout", "mi_heldout_null")  # MI audit (issue 8)
 SUMMARY_METRICS = ("final.success_rate", "final.differentiated_rate", "t_func", "t_struct", "lag",
                    "n_seeds", "n_func_emerged", "n_struct_emerged", "n_lag_positive",
                    *(f"final.{m}" for m in CURVE_METRICS))
