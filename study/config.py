@@ -633,6 +633,7 @@ SUMMARY_METRICS = (
     "final.d_in", "final.d_out", "final.d_corr", "final.success_rate",
     "final.differentiated_rate", "t_func", "t_struct", "lag",
 )
+SUMMARY_METRICS += ("final.mi_gauss_null", "final.mi_heldout", "final.mi_heldout_null")
 
 
 class StudySpec(_Strict):
