@@ -186,7 +186,7 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0)  # torch intra-op threads; 0 = leave as set by the environment
     # evaluations between held-out MI estimates (mi_heldout; also at the last); 0 = never
-    heldout_mi_every: int = Field(5, ge=0)
+    heldout_mi_every: int = Field(10, ge=0)
 
 
 class TrialConfig(_Strict):
