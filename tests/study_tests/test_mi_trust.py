@@ -88,7 +88,9 @@ def test_no_fake_mi_any_k_and_sizes(k, sizes, estimator, noise_mode):
     assert abs(got) < 0.05, got
 
 
-@pytest.mark.parametrize("k, sizes", [(3, None), (4, (8, 5, 4, 3)), (5, (6, 5, 4, 3, 2))])
+@pytest.mark.parametrize("k, sizes", [(3, None),
+                                      pytest.param(4, (8, 5, 4, 3), marks=pytest.mark.slow),
+                                      pytest.param(5, (6, 5, 4, 3, 2), marks=pytest.mark.slow)])
 def test_measurements_of_independent_units_read_zero(k, sizes):
     # Gaussian plug-in (noisy), its null and the held-out estimate with its null, on i.i.d.
     # independent units: all within 0.05 nats of 0 (plug-in bias Σ dx·dy/(2M) ≈ 0.01 here)
