@@ -215,7 +215,7 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0)  # torch intra-op threads; 0 = leave as set by the environment
     # evaluations between held-out MI estimates (mi_heldout; also at the last); 0 = never
-    heldout_mi_every: int = Field(5, ge=0)
+    heldout_mi_every: int = Field(10, ge=0)
     # null-referenced modularity (issue 9): R random partitions with the designed group sizes,
     # drawn once per trial, score q_*_z; Leiden communities give q_*_found and nmi_*
     null_partitions: int = Field(200, ge=2)
@@ -943,6 +943,7 @@ SUMMARY_METRICS = (
     "final.differentiated_rate", "t_func", "t_struct", "lag",
     "t_func_half", "t_struct_half", "n_func_first", "n_struct_first", "n_tie", "n_neither",
 )
+SUMMARY_METRICS += ("final.mi_gauss_null", "final.mi_heldout", "final.mi_heldout_null")
 
 
 class StudySpec(_Strict):

@@ -268,7 +268,10 @@ class SubgroupMI(nn.Module):
         input_noise: std of Gaussian noise added to the critic inputs.
         noise_mode: "clean_partner" (WM reference: the shuffled partner is a permutation of the
             noise-free b, method.md §4.2) or "noisy_partner" (separation reference: noise added to
-            a and b once, the partner is the permuted noisy b, method.md §7.6).
+            a and b once, the partner is the permuted noisy b, method.md §7.6). clean_partner's
+            bound is the critic objective I(a+ε; b+ε′) + KL(p_{b+ε} ‖ p_b), not the MI, and is
+            asymmetric in a and b; noisy_partner's is I(a+ε; b+ε′). In both modes the zero
+            columns that pad unequal sides get no noise, so they read 0 in both branches.
         ema_rate: MINE moving-average rate.
         nce_block: InfoNCE rows per block; each row is contrasted with the other rows of its block.
         critic: keyword arguments of `Critic` (width, depth, activation, leaky_slope, out_bias).
