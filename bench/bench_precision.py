@@ -5,7 +5,9 @@
 
 Each code path is a worker process that builds its trainer once and then runs one epoch per
 request, so the paths' epochs are interleaved (A B C A B C ...) and a shared host's drift hits
-all of them alike; only the ratios inside one run count. The paths: this tree with
+all of them alike; only the ratios inside one run count. Then single critic steps (most of an
+epoch's cost) are interleaved the same way (--critic-rounds), a finer grain for hosts whose load
+changes within an epoch. The paths: this tree with
 critic.precision float32 and bfloat16, and (with --main) the float32 path of another checkout
 (e.g. the main branch), to show float32 did not get slower. Also records, per path, where the
 time goes (trainer.timings per epoch) and the top operators of a torch profile of one epoch;
@@ -74,7 +76,11 @@ def _worker(args: argparse.Namespace) -> int:
                  if v - before.get(k, 0.0) > 0}
         return {"sec": round(sec, 4), "parts": parts}
 
-    epoch()  # warm-up: allocator, first-call overheads (not reported)
+    # warm-up (allocator, first-call overheads; not reported): one critic and one network step
+    # touch every buffer an epoch uses, at a fifth of an epoch's cost
+    trainer._critic_round(1)
+    trainer._network_step()
+    sync()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         cmd = line.strip()
@@ -82,6 +88,12 @@ def _worker(args: argparse.Namespace) -> int:
             reply = epoch()
         elif cmd == "profile":
             reply = _profile_epoch(trainer, sync)
+        elif cmd == "critic":  # one critic step on a fresh batch: 1/11 of a paper-wm epoch
+            sync()
+            t0 = time.perf_counter()
+            trainer._critic_round(1)
+            sync()
+            reply = {"sec": round(time.perf_counter() - t0, 4)}
         elif cmd == "eval":
             sync()
             t0 = time.perf_counter()
@@ -293,6 +305,8 @@ def main() -> int:
     p.add_argument("--main", default=None,
                    help="another checkout whose float32 path runs alongside (e.g. /work/main)")
     p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--critic-rounds", type=int, default=6,
+                   help="interleaved single critic steps per path (0 = none)")
     p.add_argument("--graphs", action="store_true",
                    help="also time both precisions with MISTUDY_CUDA_GRAPHS=1 (CUDA)")
     p.add_argument("--eval-share", default=None, metavar="PRESET",
@@ -358,11 +372,28 @@ def main() -> int:
                          for k in runs[w.name][0]["parts"]}
                 row["paths"][w.name] = {"sec_per_epoch": round(statistics.median(secs), 4),
                                         "all_epochs": secs, "breakdown_sec_per_epoch": parts}
+            # finer interleaving: single critic steps (most of an epoch) in turn, so a shared
+            # host's load changes within an epoch hit every path alike
+            for i in range(args.critic_rounds):
+                for w in workers:
+                    runs[w.name + " critic"] = runs.get(w.name + " critic", [])
+                    runs[w.name + " critic"].append(w.ask("critic")["sec"])
             base = row["paths"]["float32"]["sec_per_epoch"]
             row["bf16_speedup"] = round(base / row["paths"]["bfloat16"]["sec_per_epoch"], 3)
             if args.main:
                 row["float32_vs_main"] = round(
                     row["paths"]["main float32"]["sec_per_epoch"] / base, 3)
+            if args.critic_rounds:
+                for w in workers:
+                    steps = runs[w.name + " critic"]
+                    row["paths"][w.name]["critic_step_sec"] = round(statistics.median(steps), 4)
+                    row["paths"][w.name]["critic_steps_all"] = steps
+                c32 = row["paths"]["float32"]["critic_step_sec"]
+                row["critic_bf16_speedup"] = round(
+                    c32 / row["paths"]["bfloat16"]["critic_step_sec"], 3)
+                if args.main:
+                    row["critic_float32_vs_main"] = round(
+                        row["paths"]["main float32"]["critic_step_sec"] / c32, 3)
             for w in workers:  # a full trial from the measured epoch and evaluation
                 path = row["paths"][w.name]
                 path["eval_sec"] = w.ask("eval")["sec"]
