@@ -44,3 +44,13 @@ bench-effect: setup
 
 clean-studies:
 	rm -rf $(STUDY_HOME)
+
+.PHONY: bench-precision validate-precision
+
+## bench-precision: paper-wm epochs, float32 and bfloat16 critic side by side (S = 1), profile
+bench-precision: setup
+	$(PY) bench/bench_precision.py --eval-share cpu-wm
+
+## validate-precision: cpu-wm, 8 seeds, lambda 0 / 0.1, float32 vs bfloat16 critic, paired tests
+validate-precision: setup
+	$(PY) bench/precision_validation.py

@@ -5,7 +5,9 @@
 
 Each code path is a worker process that builds its trainer once and then runs one epoch per
 request, so the paths' epochs are interleaved (A B C A B C ...) and a shared host's drift hits
-all of them alike; only the ratios inside one run count. The paths: this tree with
+all of them alike; only the ratios inside one run count. Then single critic steps (most of an
+epoch's cost) are interleaved the same way (--critic-rounds), a finer grain for hosts whose load
+changes within an epoch. The paths: this tree with
 critic.precision float32 and bfloat16, and (with --main) the float32 path of another checkout
 (e.g. the main branch), to show float32 did not get slower. Also records, per path, where the
 time goes (trainer.timings per epoch) and the top operators of a torch profile of one epoch;
@@ -74,7 +76,11 @@ def _worker(args: argparse.Namespace) -> int:
                  if v - before.get(k, 0.0) > 0}
         return {"sec": round(sec, 4), "parts": parts}
 
-    epoch()  # warm-up: allocator, first-call overheads (not reported)
+    # warm-up (allocator, first-call overheads; not reported): one critic and one network step
+    # touch every buffer an epoch uses, at a fifth of an epoch's cost
+    trainer._critic_round(1)
+    trainer._network_step()
+    sync()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         cmd = line.strip()
@@ -82,6 +88,18 @@ def _worker(args: argparse.Namespace) -> int:
             reply = epoch()
         elif cmd == "profile":
             reply = _profile_epoch(trainer, sync)
+        elif cmd == "critic":  # one critic step on a fresh batch: 1/11 of a paper-wm epoch
+            sync()
+            t0 = time.perf_counter()
+            trainer._critic_round(1)
+            sync()
+            reply = {"sec": round(time.perf_counter() - t0, 4)}
+        elif cmd == "eval":
+            sync()
+            t0 = time.perf_counter()
+            trainer.evaluate()
+            sync()
+            reply = {"sec": round(time.perf_counter() - t0, 4)}
         elif cmd == "quit":
             break
         else:
@@ -127,9 +145,11 @@ def _profile_epoch(trainer, sync) -> dict:
 class Worker:
     """A worker process for one code path, answering one JSON line per command."""
 
-    def __init__(self, name: str, root: str, precision: str, args: argparse.Namespace):
+    def __init__(self, name: str, root: str, precision: str, args: argparse.Namespace,
+                 graphs: bool = False):
         self.name = name
-        env = {**os.environ, "PYTHONPATH": root, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONPATH": root, "PYTHONUNBUFFERED": "1",
+               "MISTUDY_CUDA_GRAPHS": "1" if graphs else "0"}
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--root", root,
                "--precision", precision, "--preset", args.preset, "--seeds", str(args.seeds[0]),
                "--device", args.device, "--threads", str(args.threads)]
@@ -263,6 +283,14 @@ def eval_share(preset: str, precision: str, device: str, threads: int, n_epochs:
                                        for k, v in sections.items()}}
 
 
+def _trial_hours(cfgs, epoch_s: float, eval_s: float) -> float:
+    """Critic pre-training (as epochs' worth of critic steps) + epochs + evaluations, in h."""
+    t, c = cfgs
+    pre = c.pretrain_steps / max(1, c.steps + 1) * epoch_s
+    evals = t.epochs // t.eval_every + 1
+    return round((pre + t.epochs * epoch_s + evals * eval_s) / 3600, 3)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -277,6 +305,10 @@ def main() -> int:
     p.add_argument("--main", default=None,
                    help="another checkout whose float32 path runs alongside (e.g. /work/main)")
     p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--critic-rounds", type=int, default=6,
+                   help="interleaved single critic steps per path (0 = none)")
+    p.add_argument("--graphs", action="store_true",
+                   help="also time both precisions with MISTUDY_CUDA_GRAPHS=1 (CUDA)")
     p.add_argument("--eval-share", default=None, metavar="PRESET",
                    help="also measure one evaluation's share of a PRESET trial (e.g. cpu-wm)")
     p.add_argument("--out", default=None)
@@ -289,6 +321,8 @@ def main() -> int:
     import torch
 
     from _machine import machine_info
+
+    from study.config import load_trial_config
 
     torch.set_num_threads(args.threads)
     info = machine_info(args.device)
@@ -307,12 +341,19 @@ def main() -> int:
         out.write_text(json.dumps(result, indent=2))
 
     save()
+    trial_cfg = load_trial_config(PRESETS / f"{args.preset}.yaml").train
+    critic_cfg = load_trial_config(PRESETS / f"{args.preset}.yaml").critic
+    trial_cfg = (trial_cfg, critic_cfg)
     for s in args.seeds:
         args.seeds = [s]
-        paths = [("float32", str(ROOT), "float32"), ("bfloat16", str(ROOT), "bfloat16")]
+        paths = [("float32", str(ROOT), "float32", False),
+                 ("bfloat16", str(ROOT), "bfloat16", False)]
+        if args.graphs:
+            paths += [("float32 graphs", str(ROOT), "float32", True),
+                      ("bfloat16 graphs", str(ROOT), "bfloat16", True)]
         if args.main:
-            paths.insert(0, ("main float32", args.main, "default"))
-        workers = [Worker(name, root, prec, args) for name, root, prec in paths]
+            paths.insert(0, ("main float32", args.main, "default", False))
+        workers = [Worker(name, root, prec, args, graphs) for name, root, prec, graphs in paths]
         row = {"seeds": s, "epochs_timed": args.epochs,
                "main": {"root": args.main, "commit": _git_commit(args.main)} if args.main
                else None, "paths": {}}
@@ -331,11 +372,36 @@ def main() -> int:
                          for k in runs[w.name][0]["parts"]}
                 row["paths"][w.name] = {"sec_per_epoch": round(statistics.median(secs), 4),
                                         "all_epochs": secs, "breakdown_sec_per_epoch": parts}
+            # finer interleaving: single critic steps (most of an epoch) in turn, so a shared
+            # host's load changes within an epoch hit every path alike
+            for i in range(args.critic_rounds):
+                for w in workers:
+                    runs[w.name + " critic"] = runs.get(w.name + " critic", [])
+                    runs[w.name + " critic"].append(w.ask("critic")["sec"])
             base = row["paths"]["float32"]["sec_per_epoch"]
             row["bf16_speedup"] = round(base / row["paths"]["bfloat16"]["sec_per_epoch"], 3)
             if args.main:
                 row["float32_vs_main"] = round(
                     row["paths"]["main float32"]["sec_per_epoch"] / base, 3)
+            if args.critic_rounds:
+                for w in workers:
+                    steps = runs[w.name + " critic"]
+                    row["paths"][w.name]["critic_step_sec"] = round(statistics.median(steps), 4)
+                    row["paths"][w.name]["critic_steps_all"] = steps
+                c32 = row["paths"]["float32"]["critic_step_sec"]
+                row["critic_bf16_speedup"] = round(
+                    c32 / row["paths"]["bfloat16"]["critic_step_sec"], 3)
+                if args.main:
+                    row["critic_float32_vs_main"] = round(
+                        row["paths"]["main float32"]["critic_step_sec"] / c32, 3)
+            for w in workers:  # a full trial from the measured epoch and evaluation
+                path = row["paths"][w.name]
+                path["eval_sec"] = w.ask("eval")["sec"]
+                path["estimated_full_trial_hours"] = _trial_hours(
+                    trial_cfg, path["sec_per_epoch"], path["eval_sec"])
+                if s >= 16:  # phase-wm: 72 trials of 20 seeds, one after another on one device
+                    path["estimated_phase_wm_grid_hours"] = round(
+                        72 * path["estimated_full_trial_hours"] * 20 / s, 2)
             save()
             if not args.no_profile:
                 for w in workers:
