@@ -134,6 +134,16 @@ def study_calibration(study: StudyData, timing: pd.DataFrame, *,
                      run=run, rng=rng)
 
 
+def verdict_cells(swept: list[str], timing: pd.DataFrame) -> list[str]:
+    """The keys of a verdict's cell: λ first, then every other swept key the seeds carry."""
+    keys = [PARAM_MI_WEIGHT] if PARAM_MI_WEIGHT in timing else []
+    return keys + [k for k in swept if k in timing and k not in keys]
+
+
+def _fmt_value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, (int, float, np.number)) else str(v)
+
+
 def _p(p: float) -> str:
     return f"{p:.2g}" if np.isfinite(p) else "–"
 
@@ -184,7 +194,10 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
     timing, excluded = timing_seeds(seeds)
     measured = bool(seeds.get("onsets_measured", pd.Series(False)).astype(bool).any())
     by = [PARAM_MI_WEIGHT] if PARAM_MI_WEIGHT in timing else []
-    verdicts = verdict_table(timing, by) if measured else pd.DataFrame()
+    # a verdict is per cell: λ and every other swept key (cells of a grid share seed values, so
+    # pooling them would count one seed several times); the per-λ pooled table is descriptive
+    cells = verdict_cells(study.swept, timing)
+    verdicts = verdict_table(timing, cells) if measured else pd.DataFrame()
     cal = fe = None
     if not measured:
         parts.append("Emergence timing was not measured in this study (its curves have no "
@@ -201,16 +214,23 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
                      f"evaluations; ties are onsets within {TIE_EVALS} evaluation; tests at "
                      f"α = {ALPHA:g} after Benjamini–Hochberg across the λ > 0 rows.")
         readings = []
+        others = [k for k in cells if k != PARAM_MI_WEIGHT]
+        if others:
+            parts.append(f"Verdicts are per cell of {' × '.join(cells)} (BH across the treated "
+                         "cells); the per-λ table pooled over "
+                         f"{', '.join(others)} is descriptive only.")
         for r in verdicts.to_dict("records"):
             lam = r.get(PARAM_MI_WEIGHT, math.nan)
+            cell = "".join(f", {k} = {_fmt_value(r[k])}" for k in others)
             counts = (f"{r['n_seeds']} seeds: function first {r['n_func_first']}, structure "
                       f"first {r['n_struct_first']}, tie {r['n_tie']}, neither {r['n_neither']}")
             if lam == 0:
-                parts.append(f"λ = 0 (controls, {counts}).")
+                parts.append(f"λ = 0{cell} (controls, {counts}).")
                 continue
             p = r["p_tost_bh"] if r["verdict"] == "co-emergent" else r["p_sign_bh"]
             test = "TOST" if r["verdict"] == "co-emergent" else "sign test"
-            where = f"λ = {lam:g}" if np.isfinite(lam) else "All seeds (λ not logged)"
+            where = (f"λ = {lam:g}{cell}" if np.isfinite(lam)
+                     else "All seeds (λ not logged)" + cell)
             parts.append(f"{where} ({counts}): {r['verdict']} ({test}, BH-adjusted "
                          f"p = {_p(p)}).")
             readings.append(r["verdict"])
@@ -526,13 +546,20 @@ def _verdicts(page: _Page, data: StudyData, fnd: Findings, timing: pd.DataFrame,
            "for co-emergence, Benjamini–Hochberg across the treated rows of each table, "
            f"α = {ALPHA:g}. λ = 0 rows are controls (raw p, outside the BH family): any "
            "verdict there is a false one.")
-    if by:
-        page.p(f"Verdict per {by}:")
-    page.table(fnd.verdicts, f"verdicts_by_{_slug(by)}" if by else "verdicts")
-    cell_keys = [k for k in swept if k in timing]
-    if len(cell_keys) > 1 and len(timing):
-        page.p(f"Verdict per cell of {' × '.join(cell_keys)} (BH across these cells):")
-        page.table(verdict_table(timing, cell_keys), "verdicts_by_cell")
+    cell_keys = verdict_cells(swept, timing)
+    if len(cell_keys) > 1:
+        page.p(f"Verdict per cell of {' × '.join(cell_keys)} (BH across the treated cells):")
+        page.table(fnd.verdicts, "verdicts_by_cell")
+        if by and len(timing):
+            page.p(f"Pooled per {by} over {', '.join(k for k in cell_keys if k != by)}: "
+                   "descriptive only, not a verdict (the cells of a grid share seed values, "
+                   "so pooling counts one seed several times).")
+            pooled = verdict_table(timing, [by]).drop(columns=["verdict"])
+            page.table(pooled, f"pooled_by_{_slug(by)}")
+    else:
+        if by:
+            page.p(f"Verdict per {by}:")
+        page.table(fnd.verdicts, f"verdicts_by_{_slug(by)}" if by else "verdicts")
     if len(fnd.excluded):
         page.p("Seeds excluded from the timing statistics:")
         cols = [c for c in ("trial_id", "seed", "status", "reason") if c in fnd.excluded]
@@ -595,6 +622,9 @@ def _mi_audit(page: _Page, data: StudyData) -> None:
         found = False
     if not found:
         page.nothing("the MI audit is not part of this installation")
+        return
+    if data.curves is None or not len(data.curves):
+        page.nothing("no curves to audit")
         return
     try:
         fig, table = importlib.import_module(MI_AUDIT_MODULE).mi_audit(data)

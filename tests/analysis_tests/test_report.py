@@ -67,23 +67,27 @@ def test_report_is_self_contained(grid_report):
             assert not a.get(key, "").startswith(("http:", "https:", "file:", "//"))
 
 
-def test_report_findings_give_a_verdict_per_lambda_never_pooled(grid_report):
+def test_report_findings_give_a_verdict_per_cell_never_pooled(grid_report):
     # The fixture's λ > 0 seeds all have q_func_z rise 5-7 evaluations before q_struct_z.
-    # λ = 0.1: 7 decided seeds, exact sign test p = 2 / 2^7 = 0.015625, BH over the 2 treated
-    # λ rows (p = 0.015625, 0.125) gives 0.03125 < 0.05. λ = 0.3: its K = 3 trial diverged and is
-    # excluded, 4 seeds give p = 0.125 (BH 0.125): inconclusive. λ = 0 controls: neither.
+    # A verdict is per cell of λ × K (the cells of a grid share seed values, so pooling K would
+    # count a seed twice): λ = 0.1, K = 2: 4 decided seeds, exact sign test p = 2 / 2^4 = 0.125;
+    # K = 3: 3 seeds, p = 0.25; λ = 0.3, K = 2: p = 0.125 (its K = 3 trial diverged and is
+    # excluded). BH over the 3 treated cells: 0.1875, 0.25, 0.1875: every cell inconclusive,
+    # although every decided seed is function-first: 3-4 seeds cannot show an order.
     text = _findings(grid_report.path.read_text())
-    v = grid_report.findings.verdicts.set_index("mi.weight")
-    assert v.loc[0.1, ["n_seeds", "n_func_first", "n_struct_first", "n_tie", "n_neither"]
-                 ].tolist() == [7, 7, 0, 0, 0]
-    assert v.loc[0.1, "p_sign"] == pytest.approx(2 / 2 ** 7)
-    assert v.loc[0.1, "p_sign_bh"] == pytest.approx(0.03125)
-    assert v.loc[0.1, "verdict"] == "function first"
-    assert v.loc[0.3, "n_seeds"] == 4 and v.loc[0.3, "verdict"] == "inconclusive"
-    assert v.loc[0.0, "n_neither"] == 7
-    assert "λ = 0.1 (7 seeds: function first 7" in text
-    assert "function first (sign test, BH-adjusted p = 0.031)" in text
-    assert "λ = 0.3 (4 seeds" in text and "inconclusive (sign test" in text
+    v = grid_report.findings.verdicts.set_index(["mi.weight", "partition.groups"])
+    assert v.loc[(0.1, 2), ["n_seeds", "n_func_first", "n_struct_first", "n_tie", "n_neither"]
+                 ].tolist() == [4, 4, 0, 0, 0]
+    assert v.loc[(0.1, 2), "p_sign"] == pytest.approx(2 / 2 ** 4)
+    assert v.loc[(0.1, 2), "p_sign_bh"] == pytest.approx(0.1875)
+    assert v.loc[(0.1, 3), "p_sign_bh"] == pytest.approx(0.25)
+    assert set(v["verdict"]) == {"inconclusive"}
+    assert (0.3, 3) not in v.index
+    assert v.loc[(0.0, 2), "n_neither"] == 4 and v.loc[(0.0, 3), "n_neither"] == 3
+    assert "Verdicts are per cell of mi.weight × partition.groups" in text
+    assert "λ = 0.1, partition.groups = 2 (4 seeds: function first 4" in text
+    assert "inconclusive (sign test, BH-adjusted p = 0.19)" in text
+    assert "Overall the timing is inconclusive" in text
     assert "False emergence at λ = 0: q_func_z 0 of 7 seeds" in text
     assert "3 seed(s) of trials cut short (trial diverged) are excluded" in text
     assert "Wilcoxon" not in text and "median lag" not in text
@@ -121,9 +125,9 @@ def test_report_writes_csv_tables_beside_it(grid_report, fixture_study):
     out = grid_report.out_dir
     seeds = pd.read_csv(out / "seeds.csv")
     assert len(seeds) == 21
-    by_lam = pd.read_csv(out / "verdicts_by_mi_weight.csv").set_index("mi.weight")
+    by_lam = pd.read_csv(out / "pooled_by_mi_weight.csv").set_index("mi.weight")
     assert by_lam.loc[0.1, "median_lag"] == fixture_study.known_median_lag
-    assert by_lam.loc[0.1, "verdict"] == "function first"
+    assert "verdict" not in by_lam.columns  # pooled over K: descriptive, never a verdict
     cells = pd.read_csv(out / "verdicts_by_cell.csv")
     assert len(cells) == 5 and cells["n_seeds"].sum() == 18  # the diverged cell is excluded
     excluded = pd.read_csv(out / "timing_excluded.csv")
@@ -269,8 +273,8 @@ def test_cli_timing_prints_verdicts_and_writes_json(fixture_study, tmp_path, cap
     printed = capsys.readouterr().out
     assert "function first" in printed and "median final values per λ" in printed
     got = json.loads(out.read_text())
-    v = {r["mi.weight"]: r for r in got["verdicts"]}
-    assert v[0.1]["verdict"] == "function first" and v[0.1]["n_func_first"] == 7
+    v = {(r["mi.weight"], r["partition.groups"]): r for r in got["verdicts"]}  # per cell
+    assert v[(0.1, 2)]["verdict"] == "inconclusive" and v[(0.1, 2)]["n_func_first"] == 4
     assert got["false_emergence"] == {"func": [0, 7], "struct": [0, 7]}
     assert got["calibration"]["false_function_first"] <= 0.05
     assert {r["mi.weight"] for r in got["finals"]} == {0.0, 0.1, 0.3}
