@@ -74,9 +74,12 @@ def test_padded_columns_carry_no_noise():
 
 _SIZES = [(2, None), (2, (12, 8)), (3, None), (3, (9, 6, 5)), (4, None), (4, (8, 5, 4, 3)),
           (5, None), (5, (6, 5, 4, 3, 2))]
-# DV at every K and layout; MINE and InfoNCE (same sampling and noise code) at the unequal ones
+# DV at every K and layout; MINE (same sampling and noise code) at the unequal ones; InfoNCE at
+# the unequal K = 2, 3 only: its K = 4, 5 cases cost ~110 s of CI and exercise the same masking
+# code as MINE and DV there
 _CASES = ([(k, sz, "dv") for k, sz in _SIZES]
-          + [(k, sz, e) for k, sz in _SIZES if sz is not None for e in ("mine", "infonce")])
+          + [(k, sz, "mine") for k, sz in _SIZES if sz is not None]
+          + [(k, sz, "infonce") for k, sz in _SIZES if sz is not None and k <= 3])
 
 
 @pytest.mark.slow
