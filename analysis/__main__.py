@@ -16,6 +16,8 @@ import os
 import sys
 import traceback
 
+from analysis.outcomes import DEFAULT_RUN, DEFAULT_Z
+
 
 def _report(args: argparse.Namespace) -> int:
     """Write a study's HTML report: timing verdicts, calibration, phase diagrams, provenance."""
@@ -130,8 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--struct-sd", type=float, default=0.3, help="q_struct_z noise sd")
     cal.add_argument("--struct-rho", type=float, default=0.95, help="q_struct_z lag-1 autocorr.")
     cal.add_argument("--amplitude", type=float, default=10.0, help="plateau z of the rise")
-    cal.add_argument("--z", type=float, default=3.0, help="onset threshold (emergence.z)")
-    cal.add_argument("--run", type=int, default=3, help="onset run (emergence.run)")
+    cal.add_argument("--z", type=float, default=DEFAULT_Z, help="onset threshold (emergence.z)")
+    cal.add_argument("--run", type=int, default=DEFAULT_RUN,
+                     help="onset run (emergence.run)")
     cal.add_argument("--seed", type=int, default=0, help="seed of the synthetic curves")
     cal.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     cal.set_defaults(func=_calibrate)

@@ -422,7 +422,7 @@ class Trainer:
         w = self.task.washout
         pred, tgt = out.outputs[:, w:], targets[:, w:]
         res: dict[str, Tensor] = {}
-        sections = (("task", lambda: self._eval_task(out, targets, res)),
+        sections = (("task", lambda: self._eval_task(out, targets, pred, tgt, res)),
                     ("mi", lambda: self._eval_mi(out, res)),
                     ("modularity", lambda: self._eval_modularity(out, res)),
                     ("specialisation", lambda: self._eval_specialisation(out, pred, tgt, res)))
@@ -437,9 +437,8 @@ class Trainer:
     def _nan(self) -> Tensor:
         return torch.full((self.n_seeds,), float("nan"), device=self.device)
 
-    def _eval_task(self, out, targets: Tensor, res: dict[str, Tensor]) -> None:
-        w = self.task.washout
-        pred, tgt = out.outputs[:, w:], targets[:, w:]
+    def _eval_task(self, out, targets: Tensor, pred: Tensor, tgt: Tensor,
+                   res: dict[str, Tensor]) -> None:
         res["task_loss"] = (pred - tgt).square().mean(dim=(1, 2, 3))
         if self.task.metric == "accuracy":
             res["accuracy"] = metrics.accuracy(pred, tgt)
