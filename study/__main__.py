@@ -26,6 +26,7 @@ from pathlib import Path
 from study.config import (
     ConfigError, check_name, check_storage_url, load_study, load_trial_config, redact_url,
 )
+from study.tasks import task_metric
 
 log = logging.getLogger("study")
 
@@ -43,7 +44,7 @@ class _ProgressReporter:
         from tqdm.auto import tqdm
 
         self.cfg, self.out_dir, self.tracker = cfg, out_dir, tracker
-        self.task_metric = "accuracy" if cfg.task.name == "working_memory" else "r2"
+        self.task_metric = task_metric(cfg)
         self.bar = tqdm(total=cfg.train.epochs, initial=start, unit="epoch", disable=quiet,
                         dynamic_ncols=True, file=sys.stderr)
 

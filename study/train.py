@@ -26,6 +26,7 @@ from study.mi import SubgroupMI, heldout_mi
 from study.networks import build_network
 from study.optim import ReplicaOptimizer
 from study.partition import groups
+from study.tasks import task_metric
 
 __all__ = [
     "EvalRecord",
@@ -163,8 +164,8 @@ SPECIALISATION_METRICS = ("d_in", "d_out", "d_corr")
 
 def metric_names(cfg: TrialConfig) -> tuple[str, ...]:
     """Per-evaluation metric keys, in logging order (docs/run-data.md)."""
-    task_metric = "accuracy" if cfg.task.name == "working_memory" else "r2"
-    return ("task_loss", task_metric, *MI_METRICS, *MODULARITY_METRICS, *SPECIALISATION_METRICS)
+    return ("task_loss", task_metric(cfg), *MI_METRICS, *MODULARITY_METRICS,
+            *SPECIALISATION_METRICS)
 
 
 def resolve_device(name: str) -> torch.device:

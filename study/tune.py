@@ -30,6 +30,7 @@ from study.tracking import (
     TAG_VERSIONS,
 )
 from study.tracking import TRIALS_VIEW, trial_run_name
+from study.tasks import task_metric
 
 __all__ = ["StudyContext", "trial", "objective_values", "run_study", "study_paths",
            "check_search", "sweep_work_dirs"]
@@ -445,8 +446,8 @@ def run_study(
             study_name=name,
             storage=storage,
         )
-        task_metric = "accuracy" if base_cfg.task.name == "working_memory" else "r2"
-        shown = {"epoch": "epoch", task_metric: task_metric[:3], "mi": "mi", "q_func": "q_func",
+        scored = task_metric(base_cfg)
+        shown = {"epoch": "epoch", scored: scored[:3], "mi": "mi", "q_func": "q_func",
                  "q_struct": "q_struct"}
         for metric, _ in objectives:  # the objective itself, not its constraint-penalised value
             shown.setdefault(metric, metric)
