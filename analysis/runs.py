@@ -25,6 +25,7 @@ from analysis.outcomes import (DEFAULT_FINAL_WINDOW, DEFAULT_RUN, DEFAULT_Z,
                                chance_modularity, seed_table)
 
 __all__ = [
+    "AnalysisInputError",
     "READ_NAMES",
     "StudyData",
     "StudyNotFoundError",
@@ -105,7 +106,12 @@ _MLFLOW_TO_STATUS = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "
                      "FAILED": "failed", "KILLED": "stopped"}
 
 
-class StudyNotFoundError(ValueError):
+class AnalysisInputError(ValueError):
+    """Bad input to the analysis CLI (a study name, a store): `python -m analysis` exits 2 with
+    one line, whereas any other exception is a run-time failure (exit 1)."""
+
+
+class StudyNotFoundError(AnalysisInputError):
     """The tracking store or the study's experiment does not exist."""
 
 
