@@ -72,7 +72,8 @@ def closest_key(key: str, candidates: Iterable[str]) -> str | None:
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
-    """'mi.weight=0.3' -> ('mi.weight', 0.3); the value is parsed as YAML (numbers, lists, null)."""
+    """'mi.weight=0.3' -> ('mi.weight', 0.3); the value is parsed as YAML (numbers, lists,
+    null)."""
     if "=" not in text:
         raise ConfigError(f"override must look like key=value, but got {short_repr(text)}",
                           source="--set", key=text[:60] or "(empty)")

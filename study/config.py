@@ -596,7 +596,8 @@ class StudySpec(_Strict):
     @model_validator(mode="after")
     def _check(self) -> StudySpec:
         if not 1 <= len(self.objectives) <= 2:
-            raise ValueError(f"objectives must list 1 or 2 metrics, but got {len(self.objectives)}")
+            raise ValueError(f"objectives must list 1 or 2 metrics, but got "
+                             f"{len(self.objectives)}")
         for o in self.objectives:
             if o.metric not in SUMMARY_METRICS:
                 guess = closest_key(o.metric, SUMMARY_METRICS)
@@ -621,7 +622,8 @@ class StudySpec(_Strict):
                 raise ValueError(f"search: the grid has {math.prod(sizes.values())} points "
                                  f"({', '.join(f'{k}: {n} values' for k, n in sizes.items())}), "
                                  f"more than the {MAX_GRID} allowed")
-        if self.scheduler is not None and len(self.objectives) > 1 and self.scheduler.metric is None:
+        if (self.scheduler is not None and len(self.objectives) > 1
+                and self.scheduler.metric is None):
             raise ValueError("scheduler.metric must name the objective ASHA uses when there are "
                              "two objectives")
         if self.scheduler is not None and self.scheduler.metric is not None:
