@@ -596,8 +596,7 @@ class StudySpec(_Strict):
     @model_validator(mode="after")
     def _check(self) -> StudySpec:
         if not 1 <= len(self.objectives) <= 2:
-            raise ValueError(f"objectives must list 1 or 2 metrics, but got "
-                             f"{len(self.objectives)}")
+            raise ValueError(f"objectives must list 1 or 2 metrics, but got {len(self.objectives)}")
         for o in self.objectives:
             if o.metric not in SUMMARY_METRICS:
                 guess = closest_key(o.metric, SUMMARY_METRICS)
