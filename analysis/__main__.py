@@ -4,8 +4,11 @@
 (PNG and CSV beside it), logs it to the study run and prints the report's path. ``timing STUDY``
 prints the timing verdict per λ, the false-emergence rate at λ = 0, the calibration and the
 median final z-scores and NMIs per λ (``--json`` writes them too). ``calibrate`` runs the
-pipeline's calibration on a declared noise model. Exit codes: 0 done, 2 study or store not
-found, 1 other bad input.
+pipeline's calibration on a declared noise model.
+
+Exit codes, as for ``python -m study`` (docs/analysis.md): 0 done; 2 bad input or usage (a study
+or store that does not exist, an empty study name, a bad option), one line; 1 a failure at run
+time, one line naming the exception (``--debug`` shows the traceback); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,13 +22,22 @@ import traceback
 from analysis.outcomes import DEFAULT_RUN, DEFAULT_Z
 
 
+def _study_name(text: str) -> str:
+    """The STUDY argument, refused (AnalysisInputError, exit 2) when blank."""
+    from analysis.runs import AnalysisInputError  # pandas/MLflow only once a command runs
+
+    if not text.strip():
+        raise AnalysisInputError(f"the study name must not be empty, but got {text!r}")
+    return text
+
+
 def _report(args: argparse.Namespace) -> int:
     """Write a study's HTML report: timing verdicts, calibration, phase diagrams, provenance."""
     from analysis.report import build_report
 
     import numpy as np
 
-    rep = build_report(args.study, tracking_uri=args.tracking_uri, out_dir=args.out,
+    rep = build_report(_study_name(args.study), tracking_uri=args.tracking_uri, out_dir=args.out,
                        log_to_mlflow=not args.no_log, rng=np.random.default_rng(args.seed))
     for note in rep.notes:
         logging.getLogger("analysis").info("note: %s", note)
@@ -49,7 +61,7 @@ def _timing(args: argparse.Namespace) -> int:
     from analysis.report import analysed_seeds, findings
     from analysis.runs import PARAM_MI_WEIGHT, load_study
 
-    data = load_study(args.study, args.tracking_uri)
+    data = load_study(_study_name(args.study), args.tracking_uri)
     fnd = findings(data, rng=np.random.default_rng(args.seed))
     seeds = analysed_seeds(data)
     cols = [c for c in FINAL_COLUMNS if c in seeds]
@@ -146,23 +158,33 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = logging.WARNING - 10 * args.verbose + 10 * args.quiet
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    from analysis.runs import StudyNotFoundError
+    from analysis.runs import AnalysisInputError  # pandas/MLflow only once a command runs
 
     old_umask = os.umask(0o077)  # reports (HTML, PNG, CSV) are the user's alone: 0600 / 0700
     try:
         return args.func(args)
-    except StudyNotFoundError as e:
+    except AnalysisInputError as e:  # raised where the input is checked: study name, store
         if args.debug:
             traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError) as e:
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - a run-time failure: its type named, status 1
         if args.debug:
             traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {type(e).__name__}: {_one_line(str(e))} (run with --debug for the "
+              f"traceback)", file=sys.stderr)
         return 1
     finally:
         os.umask(old_umask)
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    """Collapse a message to one line of at most `limit` characters (one line on stderr)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 if __name__ == "__main__":

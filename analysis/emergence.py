@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from analysis.outcomes import (DEFAULT_RUN, DEFAULT_Z, TIE_EVALS, chance_modularity,
+from analysis.outcomes import (DEFAULT_RUN, DEFAULT_Z, TIE_EVALS, Onset, chance_modularity,
                                group_sizes, onset, which_first)
 
 if TYPE_CHECKING:
@@ -479,15 +479,7 @@ def calibrate(
         The :class:`Calibration`.
     """
     t = np.asarray(epochs, float)
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"calibrate(): rng must be a numpy Generator, but got {type(rng)!r}.")
-    if t.ndim != 1 or t.size < run + 2:
-        raise ValueError(f"calibrate(): epochs must be 1-D with more than run + 1 = {run + 1} "
-                         f"evaluations, but got shape {t.shape}.")
-    for name, nz in (("func", func), ("struct", struct)):
-        if not (math.isfinite(nz.sd) and nz.sd >= 0 and 0 <= nz.rho < 1):
-            raise ValueError(f"calibrate(): {name} noise must have a finite sd >= 0 and "
-                             f"0 <= rho < 1, but got {nz}.")
+    _check_calibration(t, func, struct, run, rng)
     step = float(np.median(np.diff(t)))
     shape = (n_cells, n_seeds, t.size)
     lo, hi = t[0] + 0.25 * (t[-1] - t[0]), t[0] + 0.75 * (t[-1] - t[0])
@@ -507,18 +499,9 @@ def calibrate(
             of = onset(t, zf[c, s], threshold=z, run=run)
             os_ = onset(t, zs[c, s], threshold=z, run=run)
             firsts.append(which_first(of, os_, step, tie_evals))
-            if of.emerged and os_.emerged:
-                lows.append(os_.epoch - of.epoch)
-                highs.append(os_.epoch - of.epoch)
-            elif of.emerged:
-                lows.append(os_.censor - of.epoch)
-                highs.append(np.inf)
-            elif os_.emerged:
-                lows.append(-np.inf)
-                highs.append(os_.epoch - of.censor)
-            else:
-                lows.append(-np.inf)
-                highs.append(np.inf)
+            low, high = _seed_lag_bounds(of, os_)
+            lows.append(low)
+            highs.append(high)
             emerge_f += onset(t, nf[c, s], threshold=z, run=run).emerged
             emerge_s += onset(t, ns[c, s], threshold=z, run=run).emerged
         k_f, k_s = firsts.count("function"), firsts.count("structure")
@@ -531,6 +514,33 @@ def calibrate(
     total = n_cells * n_seeds
     return Calibration(n_ff / n_cells, n_sf / n_cells, seeds_f / total, seeds_s / total,
                        emerge_f / total, emerge_s / total, n_cells, n_seeds, alpha, z, run)
+
+
+def _check_calibration(t: np.ndarray, func: Noise, struct: Noise, run: int,
+                       rng: np.random.Generator) -> None:
+    """calibrate()'s argument checks: a numpy Generator, enough epochs, AR(1) noise that is
+    finite and stationary."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"calibrate(): rng must be a numpy Generator, but got {type(rng)!r}.")
+    if t.ndim != 1 or t.size < run + 2:
+        raise ValueError(f"calibrate(): epochs must be 1-D with more than run + 1 = {run + 1} "
+                         f"evaluations, but got shape {t.shape}.")
+    for name, nz in (("func", func), ("struct", struct)):
+        if not (math.isfinite(nz.sd) and nz.sd >= 0 and 0 <= nz.rho < 1):
+            raise ValueError(f"calibrate(): {name} noise must have a finite sd >= 0 and "
+                             f"0 <= rho < 1, but got {nz}.")
+
+
+def _seed_lag_bounds(of: Onset, os_: Onset) -> tuple[float, float]:
+    """Bounds on one seed's lag t_struct − t_func: exact when both emerged, one-sided from the
+    censoring epoch when one did, unbounded when neither did (the TOST's interval data)."""
+    if of.emerged and os_.emerged:
+        return os_.epoch - of.epoch, os_.epoch - of.epoch
+    if of.emerged:
+        return os_.censor - of.epoch, np.inf
+    if os_.emerged:
+        return -np.inf, os_.epoch - of.censor
+    return -np.inf, np.inf
 
 
 def false_emergence(seeds: pd.DataFrame) -> dict[str, tuple[int, int]]:

@@ -129,17 +129,7 @@ def phase_info(
     Raises:
         ValueError: when x or y is not a column of seeds.
     """
-    for key in (x, y):
-        if key is not None and key not in seeds.columns:
-            raise ValueError(
-                f"phase_info(): {key!r} must be a column of seeds, but the columns are "
-                f"{sorted(map(str, seeds.columns))}."
-            )
-    if max_levels < 1 or n_bins < 1:
-        raise ValueError(
-            f"phase_info(): max_levels and n_bins must be >= 1, but got max_levels={max_levels}, "
-            f"n_bins={n_bins}."
-        )
+    _check_phase_args(seeds, x, y, max_levels, n_bins)
     columns = list(seeds.columns)
     if "onsets_measured" in seeds and not seeds["onsets_measured"].astype(bool).any():
         columns = [c for c in columns if c not in ("func_emerged", "struct_emerged")]
@@ -152,12 +142,43 @@ def phase_info(
         ay, iy = Axis("", ["all"], [math.nan], False, []), np.zeros(len(data), dtype=int)
     else:
         ay, iy = _axis(data[y], y, max_levels, n_bins)
+    frame = data.assign(_ix=ix, _iy=iy)
+    values, n_seeds, n_defined, rows = _fill_cells(frame, ax, ay, quantities, task_metric)
+    sparse = int(np.count_nonzero((n_seeds > 0) & (n_seeds < MIN_SEEDS)))
+    if sparse:
+        warnings.warn(
+            f"phase_info(): {sparse} cell(s) of {x} x {y or '-'} have fewer than {MIN_SEEDS} "
+            "seeds; their medians and rates are rough.", stacklevel=2)
+    cells = pd.DataFrame(rows, columns=["x", "y", "n_seeds", *(f"n_{q}" for q in _ONSETS),
+                                        *quantities])
+    return PhaseInfo(ax, ay, values, n_seeds, n_defined, cells, sparse)
+
+
+def _check_phase_args(seeds: pd.DataFrame, x: str, y: str | None, max_levels: int,
+                      n_bins: int) -> None:
+    """phase_info()'s argument checks (ValueError): x and y are columns, levels and bins >= 1."""
+    for key in (x, y):
+        if key is not None and key not in seeds.columns:
+            raise ValueError(
+                f"phase_info(): {key!r} must be a column of seeds, but the columns are "
+                f"{sorted(map(str, seeds.columns))}."
+            )
+    if max_levels < 1 or n_bins < 1:
+        raise ValueError(
+            f"phase_info(): max_levels and n_bins must be >= 1, but got max_levels={max_levels}, "
+            f"n_bins={n_bins}."
+        )
+
+
+def _fill_cells(frame: pd.DataFrame, ax: Axis, ay: Axis, quantities: dict[str, str],
+                task_metric: str) -> tuple[dict, np.ndarray, dict, list[dict]]:
+    """Aggregate the seeds of each (y, x) cell (columns _iy, _ix of `frame`): the value grids,
+    seed counts and defined-onset counts per quantity, and one table row per non-empty cell."""
     shape = (len(ay.labels), len(ax.labels))
     values = {q: np.full(shape, np.nan) for q in quantities}
     n_seeds = np.zeros(shape, dtype=int)
     n_defined = {q: np.zeros(shape, dtype=int) for q in quantities}
     rows = []
-    frame = data.assign(_ix=ix, _iy=iy)
     for (j, i), g in frame.groupby(["_iy", "_ix"], sort=True):
         if i < 0 or j < 0:
             continue  # NaN hyperparameter value: the run did not log it
@@ -173,14 +194,7 @@ def phase_info(
                 n_defined[q][j, i] = int(np.isfinite(g[q].to_numpy(float)).sum())
         rows.append({"x": ax.labels[i], "y": ay.labels[j], "n_seeds": len(g),
                      **{f"n_{q}": n_defined[q][j, i] for q in _ONSETS}, **agg})
-    sparse = int(np.count_nonzero((n_seeds > 0) & (n_seeds < MIN_SEEDS)))
-    if sparse:
-        warnings.warn(
-            f"phase_info(): {sparse} cell(s) of {x} x {y or '-'} have fewer than {MIN_SEEDS} "
-            "seeds; their medians and rates are rough.", stacklevel=2)
-    cells = pd.DataFrame(rows, columns=["x", "y", "n_seeds", *(f"n_{q}" for q in _ONSETS),
-                                        *quantities])
-    return PhaseInfo(ax, ay, values, n_seeds, n_defined, cells, sparse)
+    return values, n_seeds, n_defined, rows
 
 
 def _aggregate(g: pd.DataFrame, task_metric: str) -> dict[str, float]:

@@ -170,11 +170,49 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
     n_trials = len(trials)
     status_counts = trials["status"].value_counts() if n_trials else pd.Series(dtype=int)
     n_running = int(status_counts.get("running", 0))
+    parts = _count_sentences(study, status_counts, n_trials, len(seeds))
+    empty = pd.DataFrame()
+    if not len(seeds):
+        parts.append("There are no finished seeds yet, so there is nothing to analyse.")
+        return Findings(" ".join(parts), n_trials, n_running, 0, 0, False, empty, empty, None,
+                        None, None)
+
+    timing, excluded = timing_seeds(seeds)
+    measured = bool(seeds.get("onsets_measured", pd.Series(False)).astype(bool).any())
+    # a verdict is per cell: λ and every other swept key (cells of a grid share seed values, so
+    # pooling them would count one seed several times); the per-λ pooled table is descriptive
+    cells = verdict_cells(study.swept, timing)
+    verdicts = verdict_table(timing, cells) if measured else pd.DataFrame()
+    cal = fe = None
+    if not measured:
+        parts.append("Emergence timing was not measured in this study (its curves have no "
+                     "q_func_z / q_struct_z z-scores), so no timing verdict is given.")
+    else:
+        parts += _rule_sentences(timing, excluded, cells)
+        verdict_parts, readings = _verdict_sentences(verdicts, cells)
+        parts += verdict_parts
+        if PARAM_MI_WEIGHT in timing:
+            control_parts, fe, cal = _control_sentences(study, timing, rng)
+            parts += control_parts
+        treated = [v for v in readings if v != "inconclusive"]
+        if not readings or not treated:
+            parts.append("Overall the timing is inconclusive: no λ with the MI penalty gives a "
+                         "significant order or a significant co-emergence.")
+    success_parts, drop_at = _success_sentences(study, seeds)
+    parts += success_parts
+    return Findings(" ".join(parts), n_trials, n_running, len(seeds), len(timing), measured,
+                    verdicts, excluded, cal, fe, drop_at)
+
+
+def _count_sentences(study: StudyData, status_counts: pd.Series, n_trials: int,
+                     n_seeds: int) -> list[str]:
+    """Trial and seed counts, whether the study still runs, failed and diverged trials."""
     parts = []
+    n_running = int(status_counts.get("running", 0))
     counts = ", ".join(f"{n} {s}" for s, n in status_counts.items())
     parts.append(f"Study {study.name} ({study.status}) has {n_trials} trial"
                  f"{'' if n_trials == 1 else 's'}{f' ({counts})' if counts else ''} and "
-                 f"{len(seeds)} analysed seed{'' if len(seeds) == 1 else 's'}.")
+                 f"{n_seeds} analysed seed{'' if n_seeds == 1 else 's'}.")
     if n_running:
         parts.append(f"The study is still running: {n_running} trial(s) have not finished and are "
                      "left out of the statistics below.")
@@ -185,80 +223,83 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
     if n_failed or n_diverged:
         parts.append(f"{n_failed} trial(s) failed and {n_diverged} diverged (see Provenance); "
                      "diverged seeds count as unsuccessful.")
-    empty = pd.DataFrame()
-    if not len(seeds):
-        parts.append("There are no finished seeds yet, so there is nothing to analyse.")
-        return Findings(" ".join(parts), n_trials, n_running, 0, 0, False, empty, empty, None,
-                        None, None)
+    return parts
 
-    timing, excluded = timing_seeds(seeds)
-    measured = bool(seeds.get("onsets_measured", pd.Series(False)).astype(bool).any())
-    by = [PARAM_MI_WEIGHT] if PARAM_MI_WEIGHT in timing else []
-    # a verdict is per cell: λ and every other swept key (cells of a grid share seed values, so
-    # pooling them would count one seed several times); the per-λ pooled table is descriptive
-    cells = verdict_cells(study.swept, timing)
-    verdicts = verdict_table(timing, cells) if measured else pd.DataFrame()
-    cal = fe = None
-    if not measured:
-        parts.append("Emergence timing was not measured in this study (its curves have no "
-                     "q_func_z / q_struct_z z-scores), so no timing verdict is given.")
+
+def _rule_sentences(timing: pd.DataFrame, excluded: pd.DataFrame, cells: list[str]) -> list[str]:
+    """The seeds cut short, the onset rule and tests used, and what a verdict cell is."""
+    parts = []
+    cut = excluded[~excluded["reason"].str.startswith("no z-score")] if len(excluded) \
+        else excluded
+    if len(cut):
+        parts.append(f"{len(cut)} seed(s) of trials cut short ("
+                     f"{', '.join(sorted(set(cut['reason'])))}) are excluded from the timing "
+                     "statistics (listed in the timing section).")
+    z, run = _mode(timing, PARAM_Z, DEFAULT_Z), int(_mode(timing, PARAM_RUN, DEFAULT_RUN))
+    parts.append(f"Onset = first evaluation from which the z-score stays >= {z:g} for {run} "
+                 f"evaluations; ties are onsets within {TIE_EVALS} evaluation; tests at "
+                 f"α = {ALPHA:g} after Benjamini–Hochberg across the λ > 0 rows.")
+    others = [k for k in cells if k != PARAM_MI_WEIGHT]
+    if others:
+        parts.append(f"Verdicts are per cell of {' × '.join(cells)} (BH across the treated "
+                     "cells); the per-λ table pooled over "
+                     f"{', '.join(others)} is descriptive only.")
+    return parts
+
+
+def _verdict_sentences(verdicts: pd.DataFrame, cells: list[str]) -> tuple[list[str], list[str]]:
+    """One sentence per verdict cell (λ = 0 as controls), and the treated cells' verdicts."""
+    parts, readings = [], []
+    others = [k for k in cells if k != PARAM_MI_WEIGHT]
+    for r in verdicts.to_dict("records"):
+        lam = r.get(PARAM_MI_WEIGHT, math.nan)
+        cell = "".join(f", {k} = {_fmt_value(r[k])}" for k in others)
+        counts = (f"{r['n_seeds']} seeds: function first {r['n_func_first']}, structure "
+                  f"first {r['n_struct_first']}, tie {r['n_tie']}, neither {r['n_neither']}")
+        if lam == 0:
+            parts.append(f"λ = 0{cell} (controls, {counts}).")
+            continue
+        p = r["p_tost_bh"] if r["verdict"] == "co-emergent" else r["p_sign_bh"]
+        test = "TOST" if r["verdict"] == "co-emergent" else "sign test"
+        where = (f"λ = {lam:g}{cell}" if np.isfinite(lam)
+                 else "All seeds (λ not logged)" + cell)
+        parts.append(f"{where} ({counts}): {r['verdict']} ({test}, BH-adjusted "
+                     f"p = {_p(p)}).")
+        readings.append(r["verdict"])
+    return parts, readings
+
+
+def _control_sentences(study: StudyData, timing: pd.DataFrame, rng: np.random.Generator
+                       ) -> tuple[list[str], dict | None, Calibration | None]:
+    """False emergence of the λ = 0 controls and the calibration on their noise."""
+    parts = []
+    fe = None
+    ctrl = timing[_controls(timing)]
+    if len(ctrl):
+        fe = false_emergence(ctrl)
+        parts.append(
+            f"False emergence at λ = 0: q_func_z {fe['func'][0]} of {fe['func'][1]} "
+            f"seeds, q_struct_z {fe['struct'][0]} of {fe['struct'][1]} (target <= 5%).")
+    cal = study_calibration(study, timing, rng=rng)
+    if cal is not None:
+        ok = "within" if cal.false_function_first <= cal.alpha else "ABOVE"
+        parts.append(
+            f"Calibration on this study's λ = 0 noise: identical time courses read as "
+            f"'function first' in {100 * cal.false_function_first:.1f}% of "
+            f"{cal.n_cells} simulated {cal.n_seeds}-seed cells ({ok} α = "
+            f"{cal.alpha:g}).")
     else:
-        cut = excluded[~excluded["reason"].str.startswith("no z-score")] if len(excluded) \
-            else excluded
-        if len(cut):
-            parts.append(f"{len(cut)} seed(s) of trials cut short ("
-                         f"{', '.join(sorted(set(cut['reason'])))}) are excluded from the timing "
-                         "statistics (listed in the timing section).")
-        z, run = _mode(timing, PARAM_Z, DEFAULT_Z), int(_mode(timing, PARAM_RUN, DEFAULT_RUN))
-        parts.append(f"Onset = first evaluation from which the z-score stays >= {z:g} for {run} "
-                     f"evaluations; ties are onsets within {TIE_EVALS} evaluation; tests at "
-                     f"α = {ALPHA:g} after Benjamini–Hochberg across the λ > 0 rows.")
-        readings = []
-        others = [k for k in cells if k != PARAM_MI_WEIGHT]
-        if others:
-            parts.append(f"Verdicts are per cell of {' × '.join(cells)} (BH across the treated "
-                         "cells); the per-λ table pooled over "
-                         f"{', '.join(others)} is descriptive only.")
-        for r in verdicts.to_dict("records"):
-            lam = r.get(PARAM_MI_WEIGHT, math.nan)
-            cell = "".join(f", {k} = {_fmt_value(r[k])}" for k in others)
-            counts = (f"{r['n_seeds']} seeds: function first {r['n_func_first']}, structure "
-                      f"first {r['n_struct_first']}, tie {r['n_tie']}, neither {r['n_neither']}")
-            if lam == 0:
-                parts.append(f"λ = 0{cell} (controls, {counts}).")
-                continue
-            p = r["p_tost_bh"] if r["verdict"] == "co-emergent" else r["p_sign_bh"]
-            test = "TOST" if r["verdict"] == "co-emergent" else "sign test"
-            where = (f"λ = {lam:g}{cell}" if np.isfinite(lam)
-                     else "All seeds (λ not logged)" + cell)
-            parts.append(f"{where} ({counts}): {r['verdict']} ({test}, BH-adjusted "
-                         f"p = {_p(p)}).")
-            readings.append(r["verdict"])
-        if by:
-            ctrl = timing[_controls(timing)]
-            if len(ctrl):
-                fe = false_emergence(ctrl)
-                parts.append(
-                    f"False emergence at λ = 0: q_func_z {fe['func'][0]} of {fe['func'][1]} "
-                    f"seeds, q_struct_z {fe['struct'][0]} of {fe['struct'][1]} (target <= 5%).")
-            cal = study_calibration(study, timing, rng=rng)
-            if cal is not None:
-                ok = "within" if cal.false_function_first <= cal.alpha else "ABOVE"
-                parts.append(
-                    f"Calibration on this study's λ = 0 noise: identical time courses read as "
-                    f"'function first' in {100 * cal.false_function_first:.1f}% of "
-                    f"{cal.n_cells} simulated {cal.n_seeds}-seed cells ({ok} α = "
-                    f"{cal.alpha:g}).")
-            else:
-                parts.append("The pipeline is not calibrated on this study's noise (no λ = 0 "
-                             "seeds with z-score curves).")
-        treated = [v for v in readings if v != "inconclusive"]
-        if not readings or not treated:
-            parts.append("Overall the timing is inconclusive: no λ with the MI penalty gives a "
-                         "significant order or a significant co-emergence.")
+        parts.append("The pipeline is not calibrated on this study's noise (no λ = 0 "
+                     "seeds with z-score curves).")
+    return parts, fe, cal
+
+
+def _success_sentences(study: StudyData, seeds: pd.DataFrame) -> tuple[list[str], float | None]:
+    """Success and differentiated counts, and the λ at which the median task metric drops."""
     metric, thr = study.success_metric, study.success_threshold
     n_success = int(seeds["success"].astype(bool).sum())
     n_diff = int(seeds["differentiated"].astype(bool).sum())
+    parts = []
     parts.append(f"{n_success} of {len(seeds)} seeds succeeded (final {metric} > {thr:g}) and "
                  f"{n_diff} were differentiated (success and final q_struct > 0.1).")
     drop_at = None
@@ -279,8 +320,7 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
                     f"The median final {metric} does not drop over λ = {ref_lam:g} to "
                     f"{float(by_lam.index[-1]):g} (never more than {ACCURACY_DROP:g} below "
                     f"{ref:.3f}).")
-    return Findings(" ".join(parts), n_trials, n_running, len(seeds), len(timing), measured,
-                    verdicts, excluded, cal, fe, drop_at)
+    return parts, drop_at
 
 
 class _Page:
@@ -438,7 +478,16 @@ def _sections(page: _Page, data: StudyData, fnd: Findings, rng: np.random.Genera
     _km(page, fnd, timing, by)
     _calibration(page, fnd)
     _mi_audit(page, data)
+    _phase_diagrams(page, seeds, swept, metric)
+    _timing_regression(page, fnd, timing, swept)
+    _curves(page, data, fnd, seeds, timing, by)
+    _pareto(page, seeds, metric, by)
+    _tables(page, data)
+    _provenance(page, data)
 
+
+def _phase_diagrams(page: _Page, seeds: pd.DataFrame, swept: list[str], metric: str) -> None:
+    """One phase diagram (figure and table) per pair of swept keys, or over the one swept key."""
     page.h2("Phase diagrams")
     if not len(seeds) or not swept:
         page.nothing("no finished seeds" if not len(seeds) else "no swept hyperparameters")
@@ -459,6 +508,10 @@ def _sections(page: _Page, data: StudyData, fnd: Findings, rng: np.random.Genera
                         f"over those k seeds only, see the Kaplan–Meier curves).{pooled}")
             page.table(info.cells, f"phase_{slug}")
 
+
+def _timing_regression(page: _Page, fnd: Findings, timing: pd.DataFrame,
+                       swept: list[str]) -> None:
+    """Censored regressions of the onsets on the numeric swept keys."""
     page.h2("Relating timing to the hyperparameters")
     params = [k for k in swept if k in timing and pd.api.types.is_numeric_dtype(timing[k])]
     if not fnd.measured or not len(timing):
@@ -472,6 +525,10 @@ def _sections(page: _Page, data: StudyData, fnd: Findings, rng: np.random.Genera
                "a verdict.")
         page.table(censored_regression(timing, params), "timing_regression")
 
+
+def _curves(page: _Page, data: StudyData, fnd: Findings, seeds: pd.DataFrame,
+            timing: pd.DataFrame, by: str | None) -> None:
+    """Modularity curve bands per `by`, then the onsets scatter and the half-rise epochs."""
     page.h2("Modularity curves")
     bands = curve_bands_info(
         data.curves[data.curves["trial_id"].isin(seeds["trial_id"])]
@@ -494,6 +551,9 @@ def _sections(page: _Page, data: StudyData, fnd: Findings, rng: np.random.Genera
             if by else timing[["t_func_half", "t_struct_half"]].median().to_frame().T
         page.table(half, "half_rise")
 
+
+def _pareto(page: _Page, seeds: pd.DataFrame, metric: str, by: str | None) -> None:
+    """Final task metric against q_func per trial (Pareto front), q_func against q_struct."""
     page.h2(f"{metric[:1].upper()}{metric[1:]} against q_func; q_func against q_struct")
     pareto = pareto_info(seeds, task_metric=metric, by=by)
     scatter = scatter_info(seeds, by=by)
@@ -508,6 +568,9 @@ def _sections(page: _Page, data: StudyData, fnd: Findings, rng: np.random.Genera
         page.figure(plot_scatter(scatter, by=by or ""), "scatter",
                     "Final q_func against final q_struct per seed.")
 
+
+def _tables(page: _Page, data: StudyData) -> None:
+    """The trial and seed tables (CSV beside the report)."""
     page.h2("Tables")
     if len(data.trials):
         page.p("Trials:")
@@ -517,8 +580,6 @@ def _sections(page: _Page, data: StudyData, fnd: Findings, rng: np.random.Genera
     if len(data.seeds):
         page.p("Seeds (CSV beside the report; running trials included there, flagged):")
         page.table(data.seeds, "seeds", max_rows=0)
-
-    _provenance(page, data)
 
 
 def _verdicts(page: _Page, data: StudyData, fnd: Findings, timing: pd.DataFrame,

@@ -25,6 +25,7 @@ from analysis.outcomes import (DEFAULT_FINAL_WINDOW, DEFAULT_RUN, DEFAULT_Z,
                                chance_modularity, seed_table)
 
 __all__ = [
+    "AnalysisInputError",
     "READ_NAMES",
     "StudyData",
     "StudyNotFoundError",
@@ -105,7 +106,12 @@ _MLFLOW_TO_STATUS = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "
                      "FAILED": "failed", "KILLED": "stopped"}
 
 
-class StudyNotFoundError(ValueError):
+class AnalysisInputError(ValueError):
+    """Bad input to the analysis CLI (a study name, a store): `python -m analysis` exits 2 with
+    one line, whereas any other exception is a run-time failure (exit 1)."""
+
+
+class StudyNotFoundError(AnalysisInputError):
     """The tracking store or the study's experiment does not exist."""
 
 
@@ -197,59 +203,22 @@ def load_study(name: str, tracking_uri: str | None = None) -> StudyData:
     Raises:
         StudyNotFoundError: when the SQLite store or the experiment does not exist.
     """
-    from mlflow import MlflowClient
-
     if not isinstance(name, str) or not name:
         raise TypeError(f"load_study(): name must be a non-empty str, but got {name!r}.")
     uri = resolve_tracking_uri(tracking_uri)
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
-        if not db.is_file():
-            # Opening a missing SQLite store would silently create an empty one.
-            raise StudyNotFoundError(
-                f"load_study(): no MLflow store at {uri} (file {db} missing).")
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        known = sorted(e.name for e in client.search_experiments())
-        raise StudyNotFoundError(
-            f"load_study(): no study {name!r} in {uri} "
-            f"(studies there: {', '.join(known) or 'none'})."
-        )
+    client, exp = _open_experiment(name, uri)
     runs = _all_runs(client, exp.experiment_id)
     notes: list[str] = []
 
-    study_runs = [r for r in runs if r["tags"].get(TAG_ROLE) == ROLE_STUDY]
-    study_runs.sort(key=lambda r: r["start_time"])
-    study = study_runs[-1] if study_runs else None
-    if study is None:
-        notes.append("The experiment has no study run (tag study.role = study).")
-    elif len(study_runs) > 1:
-        notes.append(
-            f"{len(study_runs)} study runs found; the latest ({study['run_id']}) is used.")
+    study, study_ids = _study_run(runs, notes)
     tags = dict(study["tags"]) if study else {}
-    study_ids = {r["run_id"] for r in study_runs}
-
     trial_runs = [r for r in runs if r["tags"].get(TAG_ROLE) == ROLE_TRIAL]
     kept, dropped = _dedupe(trial_runs, study_ids)
     task = tags.get(TAG_TASK) or next(
         (r["tags"][TAG_TASK] for r in kept if TAG_TASK in r["tags"]), None)
     swept = [str(k) for k in _json_or(tags.get(TAG_SWEPT), [])]
 
-    with tempfile.TemporaryDirectory(prefix="analysis-") as tmp, _quiet_downloads():
-        spec_text = None
-        if study is not None and _has_artifact(client, study["run_id"], ARTIFACT_SPEC):
-            local = client.download_artifacts(study["run_id"], ARTIFACT_SPEC, tmp)
-            spec_text = Path(local).read_text()
-        trial_rows, seed_frames, curve_frames = [], [], []
-        for r in kept:
-            row, seeds_df, curves_df = _read_trial(client, r, tmp, notes)
-            trial_rows.append(row)
-            if seeds_df is not None:
-                seed_frames.append(seeds_df)
-            if curves_df is not None:
-                curve_frames.append(curves_df)
-
+    spec_text, trial_rows, seed_frames, curve_frames = _download(client, study, kept, notes)
     trials = _trials_frame(trial_rows)
     curves = (pd.concat(curve_frames, ignore_index=True) if curve_frames
               else pd.DataFrame(columns=["trial_id", "run_id", *CURVE_KEYS]))
@@ -267,6 +236,61 @@ def load_study(name: str, tracking_uri: str | None = None) -> StudyData:
         dropped=pd.DataFrame(dropped, columns=["run_id", "trial_id", "run_status", "reason"]),
         spec_text=spec_text, notes=notes,
     )
+
+
+def _open_experiment(name: str, uri: str) -> tuple[Any, Any]:
+    """An MlflowClient on `uri` and the study's experiment; StudyNotFoundError when the SQLite
+    store or the experiment does not exist."""
+    from mlflow import MlflowClient  # MLflow only once a study is read
+
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        if not db.is_file():
+            # Opening a missing SQLite store would silently create an empty one.
+            raise StudyNotFoundError(
+                f"load_study(): no MLflow store at {uri} (file {db} missing).")
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        known = sorted(e.name for e in client.search_experiments())
+        raise StudyNotFoundError(
+            f"load_study(): no study {name!r} in {uri} "
+            f"(studies there: {', '.join(known) or 'none'})."
+        )
+    return client, exp
+
+
+def _study_run(runs: list[dict[str, Any]], notes: list[str]
+               ) -> tuple[dict[str, Any] | None, set[str]]:
+    """The latest study run (None without one, noted; several noted) and the ids of all."""
+    study_runs = [r for r in runs if r["tags"].get(TAG_ROLE) == ROLE_STUDY]
+    study_runs.sort(key=lambda r: r["start_time"])
+    study = study_runs[-1] if study_runs else None
+    if study is None:
+        notes.append("The experiment has no study run (tag study.role = study).")
+    elif len(study_runs) > 1:
+        notes.append(
+            f"{len(study_runs)} study runs found; the latest ({study['run_id']}) is used.")
+    return study, {r["run_id"] for r in study_runs}
+
+
+def _download(client: Any, study: dict[str, Any] | None, kept: list[dict[str, Any]],
+              notes: list[str]) -> tuple[str | None, list, list, list]:
+    """The spec text of the study run, and per kept trial its row, seeds and curves frames."""
+    with tempfile.TemporaryDirectory(prefix="analysis-") as tmp, _quiet_downloads():
+        spec_text = None
+        if study is not None and _has_artifact(client, study["run_id"], ARTIFACT_SPEC):
+            local = client.download_artifacts(study["run_id"], ARTIFACT_SPEC, tmp)
+            spec_text = Path(local).read_text()
+        trial_rows, seed_frames, curve_frames = [], [], []
+        for r in kept:
+            row, seeds_df, curves_df = _read_trial(client, r, tmp, notes)
+            trial_rows.append(row)
+            if seeds_df is not None:
+                seed_frames.append(seeds_df)
+            if curves_df is not None:
+                curve_frames.append(curves_df)
+    return spec_text, trial_rows, seed_frames, curve_frames
 
 
 @contextlib.contextmanager

@@ -4,24 +4,33 @@ Defaults are the official working-memory settings (method.md §5.1); presets in 
 override them. Every bad input raises `ConfigError`, which names the file, the dotted key, what was
 expected and the value given (and, for an unknown key, the closest valid one). This module imports
 neither torch nor Ray, so validating a spec is fast.
+
+This module holds the schemas and the study spec. The machinery they use lives in private
+modules that never import this one: dotted keys and overrides in `study._keys`, pydantic error
+formatting in `study._validation`, the bounded YAML reader in `study._yaml`, `ConfigError` in
+`study._errors`. Callers import the public names (`ConfigError`, `flatten`, `read_yaml`, ...)
+from here.
 """
 
 from __future__ import annotations
 
-import difflib
+import itertools
 import json
 import math
-import reprlib
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from analysis.outcomes import DEFAULT_RUN, DEFAULT_Z
+from study import _keys, _validation
+from study._errors import ConfigError, short_repr
+from study._keys import SEED_MAX, check_limits, closest_key, flatten, parse_assignment, valid_keys
+from study._yaml import read_yaml, read_yaml_text
 
 __all__ = [
     "ConfigError",
@@ -42,7 +51,6 @@ __all__ = [
     "apply_overrides",
     "parse_assignment",
     "flatten",
-    "unflatten",
     "format_validation_error",
     "StudySpec",
     "Study",
@@ -56,16 +64,6 @@ __all__ = [
     "redact_url",
     "short_repr",
 ]
-
-
-class ConfigError(ValueError):
-    """A bad config or spec: says where (file and dotted key), what was expected and what was given."""
-
-    def __init__(self, message: str, *, source: str | None = None, key: str | None = None):
-        self.source = source
-        self.key = key
-        self.detail = message  # the message without the source prefix
-        super().__init__(f"{source}: {message}" if source else message)
 
 
 # Study names (spec `name`, `study train --name`): one path component of STUDY_HOME and an MLflow
@@ -335,109 +333,17 @@ class TrialConfig(_Strict):
 
 
 # ----------------------------------------------------------------------------------------------
-# Dotted keys
+# Dotted keys, validation errors and YAML: the machinery lives in study._keys, study._validation
+# and study._yaml; here it is bound to TrialConfig (and re-exported for the callers).
+
+VALID_KEYS: tuple[str, ...] = tuple(valid_keys(TrialConfig))
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mapping -> {"a.b.c": leaf}. Lists stay leaves."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
-
-
-def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """{"a.b": 1} -> {"a": {"b": 1}}."""
-    tree: dict[str, Any] = {}
-    for dotted, value in flat.items():
-        node = tree
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"key '{dotted}' sets a field inside a value", key=dotted)
-        node[leaf] = value
-    return tree
-
-
-def _section(ann: Any) -> Any:
-    """What a field annotation holds: a model class, ("dict", value type) for a dict of
-    models (the spec's `search`), or None for a leaf (Optional/union members included)."""
-    if getattr(ann, "__origin__", None) is dict:
-        return ("dict", ann.__args__[1])
-    for a in [ann, *getattr(ann, "__args__", ())]:
-        if isinstance(a, type) and issubclass(a, BaseModel):
-            return a
-    return None
-
-
-def _valid_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
-    """Every dotted key of a model; section names too (they are valid keys of their parent)."""
-    model = model or TrialConfig
-    keys: list[str] = []
-    for name, field in model.model_fields.items():
-        keys.append(prefix + name)
-        sub = _section(field.annotation)
-        if isinstance(sub, type):
-            keys.extend(_valid_keys(sub, f"{prefix}{name}."))
-    return keys
-
-
-VALID_KEYS: tuple[str, ...] = tuple(_valid_keys())
-
-
-def closest_key(key: str, candidates: Iterable[str]) -> str | None:
-    """The valid key a typo most likely meant ('network.hiden' -> 'network.hidden'), or None."""
-    candidates = list(candidates)
-    leaf = key.rsplit(".", 1)[-1]
-    prefixed = [c for c in candidates if c.rsplit(".", 1)[-1].startswith(leaf) and len(leaf) >= 3]
-    if len(prefixed) == 1:
-        return prefixed[0]
-    match = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
-    if match:
-        return match[0]
-    # fall back to the leaf name alone (e.g. 'hiden' -> 'network.hidden')
-    leaf = key.rsplit(".", 1)[-1]
-    leaves = {c.rsplit(".", 1)[-1]: c for c in candidates}
-    match = difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.7)
-    return leaves[match[0]] if match else None
-
-
-def _walk(loc: tuple[Any, ...], model: type[BaseModel]) -> tuple[list[str], Any]:
-    """Dotted parts of a pydantic error location (union-branch labels dropped) and the section
-    the last part lives in."""
-    parts: list[str] = []
-    node: Any = model
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-            continue
-        if isinstance(node, tuple):  # a dict field: this item is one of its keys
-            parts.append(str(item))
-            node = node[1] if isinstance(node[1], type) and issubclass(node[1], BaseModel) \
-                else None
-            continue
-        fields = getattr(node, "model_fields", None)
-        if fields is None:
-            continue  # inside a union or a leaf: branch labels such as 'int'
-        parts.append(str(item))  # a field, or an unknown key of this section
-        node = _section(fields[item].annotation) if item in fields else None
-    return parts, node
-
-
-def _dotted(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
-    """Keep the field names of a pydantic error location, drop union-branch labels."""
-    return ".".join(_walk(loc, model)[0]).replace(".[", "[")
-
-
-def _model_at(loc: tuple[Any, ...], model: type[BaseModel]) -> type[BaseModel] | None:
-    """The model class of the section at a pydantic error location (None if not a model)."""
-    node = _walk(loc, model)[1] if loc else model
-    return node if isinstance(node, type) and issubclass(node, BaseModel) else None
+def apply_overrides(
+    tree: Mapping[str, Any], overrides: Mapping[str, Any], *, source: str = "--set"
+) -> dict[str, Any]:
+    """Set dotted keys in a nested dict (copy); unknown keys raise with the closest valid key."""
+    return _keys.apply_overrides(tree, overrides, valid=VALID_KEYS, source=source)
 
 
 def format_validation_error(
@@ -447,118 +353,22 @@ def format_validation_error(
     source: str | None = None,
     prefix: str = "",
 ) -> ConfigError:
-    """Turn a pydantic error into one ConfigError listing every problem, one line each."""
-    model = model or TrialConfig
-    lines: list[str] = []
-    first_key: str | None = None
-    by_key: dict[str, list[dict]] = {}
-    for e in err.errors():
-        key = prefix + _dotted(tuple(e["loc"]), model)
-        by_key.setdefault(key, []).append(e)
-    known = [prefix + k for k in _valid_keys(model)]
-    for key, errs in by_key.items():
-        e = errs[0]
-        msg = str(e["msg"]).removeprefix("Value error, ")
-        if key == prefix:  # a cross-field check (no location): its message names the key
-            key = _key_of_message(msg, prefix)
-            msg = msg.removeprefix(key.removeprefix(prefix) + ": ")
-        first_key = first_key or key
-        if e["type"] == "extra_forbidden":
-            parent = key.rsplit(".", 1)[0] + "." if "." in key else ""
-            section = _model_at(tuple(e["loc"])[:-1], model)
-            siblings = list(section.model_fields) if section is not None else []
-            guess = closest_key(key, [parent + f for f in siblings] or known)
-            hint = f" (did you mean '{guess}'?)" if guess else ""
-            allowed = f"; allowed here: {', '.join(siblings)}" if siblings else ""
-            lines.append(f"unknown key '{key}'{hint}{allowed}")
-        elif e["type"] == "value_error":
-            lines.append(f"key '{key}': {msg}")
-        elif e["type"] == "missing":
-            lines.append(f"key '{key}' is required")
-        else:
-            expected = " or ".join(dict.fromkeys(_expectation(x) for x in errs))
-            lines.append(f"key '{key}': expected {expected}, but got {short_repr(e.get('input'))}")
-    # one line, so that a CLI error is exactly one line on stderr
-    message = lines[0] if len(lines) == 1 else "invalid config: " + "; ".join(lines)
-    return ConfigError(message, source=source, key=first_key)
+    """Turn a pydantic error into one ConfigError listing every problem, one line each (for the
+    TrialConfig unless `model` says otherwise)."""
+    return _validation.format_validation_error(err, model=model or TrialConfig,
+                                               is_key=_is_message_key, source=source,
+                                               prefix=prefix)
 
 
-def _key_of_message(msg: str, prefix: str) -> str:
-    """The key a cross-field message is about: its leading dotted name if that is a key of the
-    model (`partition.groups must ...`), else the section the check belongs to (never blank)."""
-    m = re.match(r"([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)", msg)
-    if m and (m.group(1) in VALID_KEYS or m.group(1) in StudySpec.model_fields
-              or m.group(1).split(".")[0] in StudySpec.model_fields):
-        return prefix + m.group(1)
-    return prefix.rstrip(".") or "(top level)"
-
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxtuple, _REPR.maxlist, _REPR.maxdict = 3, 6, 6, 6
-_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 80, 80, 40
-
-
-def short_repr(value: Any) -> str:
-    """repr() bounded in size and depth: an error message never expands a YAML alias bomb or
-    echoes a megabyte of input."""
-    return _REPR.repr(value)
-
-
-def _expectation(e: Mapping[str, Any]) -> str:
-    msg = str(e["msg"])
-    return msg[len("Input should be "):] if msg.startswith("Input should be ") else msg
-
-
-# ----------------------------------------------------------------------------------------------
-# Loading
-
-
-def parse_assignment(text: str) -> tuple[str, Any]:
-    """'mi.weight=0.3' -> ('mi.weight', 0.3); the value is parsed as YAML (numbers, lists, null)."""
-    if "=" not in text:
-        raise ConfigError(f"override must look like key=value, but got {short_repr(text)}",
-                          source="--set", key=text[:60] or "(empty)")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"override {short_repr(text)} has no key before '='", source="--set",
-                          key="(empty)")
-    if len(raw) > MAX_SET_CHARS:
-        raise ConfigError(f"value of '{key}' is {len(raw)} characters long; at most "
-                          f"{MAX_SET_CHARS}", source="--set", key=key)
-    try:
-        value = load_yaml_text(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"value of '{key}' is not valid YAML ({_yaml_problem(e)}): "
-                          f"{short_repr(raw)}", source="--set", key=key) from None
-    if non_finite_key(value):
-        raise ConfigError(f"key '{key}': expected a finite number, but got {short_repr(raw)}",
-                          source="--set", key=key)
-    return key, value
-
-
-def apply_overrides(
-    tree: Mapping[str, Any], overrides: Mapping[str, Any], *, source: str = "--set"
-) -> dict[str, Any]:
-    """Set dotted keys in a nested dict (copy); unknown keys raise with the closest valid key."""
-    out = json.loads(json.dumps(tree))  # deep copy of plain data
-    for dotted, value in overrides.items():
-        if dotted not in VALID_KEYS:
-            guess = closest_key(dotted, VALID_KEYS)
-            hint = f" (did you mean '{guess}'?)" if guess else ""
-            raise ConfigError(f"unknown key '{dotted}'{hint}", source=source, key=dotted)
-        node = out
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
+def _is_message_key(name: str) -> bool:
+    """Whether a cross-field message's leading name is a key: a trial config key, or a study spec
+    field or a dotted key below one (`scheduler.metric must ...`)."""
+    return name in VALID_KEYS or name.split(".")[0] in StudySpec.model_fields
 
 
 # Upper (and, where the schema has none, lower) bounds on sizes, checked after the schema: values
 # beyond them are typos or attacks (a 10^9-unit network, 10^6 seeds), not studies. They sit here,
 # apart from the schema classes, so that adding a key never has to touch them.
-SEED_MAX = 2**32 - 1  # NumPy / Optuna seeds
 TRIAL_LIMITS: dict[str, tuple[float, float]] = {
     "seeds": (1, 4096),
     "seed": (0, SEED_MAX),
@@ -603,28 +413,6 @@ SPEC_LIMITS: dict[str, tuple[float, float]] = {
 }
 
 
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def check_limits(flat: Mapping[str, Any], limits: Mapping[str, tuple[float, float]], *,
-                 source: str | None, prefix: str = "") -> None:
-    """ConfigError for the first value of `flat` (dotted keys) outside its bounds in `limits`.
-    Also a seed range that `seed + seeds - 1` would push past SEED_MAX."""
-    for key, (low, high) in limits.items():
-        value = flat.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if not low <= value <= high:
-            raise ConfigError(f"key '{prefix}{key}': expected a value in [{_num(low)}, "
-                              f"{_num(high)}], but got {short_repr(value)}", source=source,
-                              key=prefix + key)
-    seed, seeds = flat.get("seed"), flat.get("seeds")
-    if isinstance(seed, int) and isinstance(seeds, int) and seed + seeds - 1 > SEED_MAX:
-        raise ConfigError(f"key '{prefix}seed': seed + seeds - 1 must be at most {SEED_MAX}, but "
-                          f"got seed={seed}, seeds={seeds}", source=source, key=prefix + "seed")
-
-
 def trial_config_from_dict(
     tree: Mapping[str, Any], *, source: str | None = None, prefix: str = ""
 ) -> TrialConfig:
@@ -652,167 +440,6 @@ def _lists_to_tuples(node: Any) -> Any:
     return node
 
 
-# Bounds on what a YAML document may cost to read (a spec is a few KB; these are generous).
-MAX_YAML_BYTES = 1_000_000  # file size
-MAX_SET_CHARS = 10_000  # one --set value
-MAX_YAML_DEPTH = 40  # nesting of mappings/sequences
-MAX_YAML_NODES = 200_000  # nodes after alias expansion (an alias counts what it points at)
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads 1e-3 as a float (YAML 1.1 wants 1.0e-3 and gives a string),
-    refuses duplicate keys, nesting deeper than MAX_YAML_DEPTH and documents that expand (through
-    aliases) to more than MAX_YAML_NODES nodes, so validation can neither be fooled (the last
-    duplicate silently winning) nor made to exhaust memory or the recursion limit."""
-
-    def __init__(self, stream: str):
-        super().__init__(stream)
-        self._depth = 0
-        self._nodes = 0
-        self._sizes: dict[int, int] = {}  # id(node) -> expanded size, for completed nodes
-
-    def _expanded(self, node: yaml.Node) -> int:
-        size = self._sizes.get(id(node))
-        if size is None:
-            if isinstance(node, yaml.ScalarNode):
-                return 1
-            raise yaml.composer.ComposerError(
-                None, None, "found a recursive alias (an anchor used inside itself)",
-                node.start_mark)
-        return size
-
-    def compose_node(self, parent, index):  # noqa: D102 - PyYAML's hook
-        if self.check_event(yaml.AliasEvent):
-            node = super().compose_node(parent, index)
-            self._count(self._expanded(node), node)
-            return node
-        self._depth += 1
-        if self._depth > MAX_YAML_DEPTH:
-            raise yaml.composer.ComposerError(
-                None, None, f"nesting deeper than {MAX_YAML_DEPTH} levels",
-                self.peek_event().start_mark)
-        try:
-            node = super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-        if isinstance(node, yaml.SequenceNode):
-            size = 1 + sum(self._expanded(c) for c in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            size = 1 + sum(self._expanded(k) + self._expanded(v) for k, v in node.value)
-        else:
-            size = 1
-        self._sizes[id(node)] = size
-        self._count(1, node)
-        return node
-
-    def _count(self, n: int, node: yaml.Node) -> None:
-        self._nodes += n
-        if self._nodes > MAX_YAML_NODES:
-            raise yaml.composer.ComposerError(
-                None, None, f"the document expands (aliases included) to more than "
-                            f"{MAX_YAML_NODES} values", node.start_mark)
-
-    def construct_mapping(self, node, deep=False):  # noqa: D102 - PyYAML's hook
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, Any] = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue  # `<<: *defaults` merges on purpose
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    first = seen.setdefault(key, key_node.start_mark)
-                except TypeError:
-                    continue  # an unhashable key: PyYAML reports it itself
-                if first is not key_node.start_mark:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {short_repr(key)} (first given on line "
-                                    f"{first.line + 1})", key_node.start_mark)
-        return super().construct_mapping(node, deep)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                    |[-+]?\.(?:inf|Inf|INF)
-                    |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."),
-)
-
-
-def _yaml_problem(e: yaml.YAMLError) -> str:
-    """A PyYAML error as one line: what, and where (line, column)."""
-    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-    mark = getattr(e, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"{problem}{where}"
-
-
-def load_yaml_text(text: str) -> Any:
-    """yaml.safe_load, except that scientific notation without a dot is a float, and with the
-    bounds of `_Loader` (duplicate keys, depth, alias expansion)."""
-    loader = _Loader(text)
-    try:
-        return loader.get_single_data()
-    finally:
-        loader.dispose()
-
-
-def non_finite_key(node: Any, prefix: str = "") -> tuple[str, float] | None:
-    """(dotted key, value) of the first inf/nan float in a loaded document, or None."""
-    if isinstance(node, float) and not math.isfinite(node):
-        return prefix or "(value)", node
-    if isinstance(node, Mapping):
-        for k, v in node.items():
-            hit = non_finite_key(v, f"{prefix}{k}.") if isinstance(v, Mapping) else \
-                non_finite_key(v, f"{prefix}{k}")
-            if hit:
-                return hit
-    elif isinstance(node, (list, tuple)):
-        for i, v in enumerate(node):
-            hit = non_finite_key(v, f"{prefix.rstrip('.')}[{i}]")
-            if hit:
-                return hit
-    return None
-
-
-def read_yaml(path: str | Path) -> Any:
-    """Read a YAML file: at most MAX_YAML_BYTES, UTF-8, no duplicate keys, no inf/nan.
-
-    Raises:
-        ConfigError: one line naming the file and what is wrong where.
-    """
-    return _read_yaml_text(path)[0]
-
-
-def _read_yaml_text(path: str | Path) -> tuple[Any, str]:
-    path = Path(path)
-    if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "no such file"
-        raise ConfigError(f"{what}: {path}", source=str(path))
-    size = path.stat().st_size
-    if size > MAX_YAML_BYTES:
-        raise ConfigError(f"the file is {size} bytes; a spec or config may have at most "
-                          f"{MAX_YAML_BYTES}", source=str(path))
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise ConfigError(f"not UTF-8 text: byte 0x{raw[e.start]:02x} at offset {e.start} "
-                          f"(line {line})", source=str(path)) from None
-    try:
-        tree = load_yaml_text(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"not valid YAML: {_yaml_problem(e)}", source=str(path)) from None
-    bad = non_finite_key(tree)
-    if bad:
-        raise ConfigError(f"key '{bad[0]}': expected a finite number, but got {bad[1]}",
-                          source=str(path), key=bad[0])
-    return (tree if tree is not None else {}), text
-
-
 def load_trial_config(
     path: str | Path | None = None, overrides: Mapping[str, Any] | Iterable[str] = ()
 ) -> TrialConfig:
@@ -828,7 +455,8 @@ def load_trial_config(
     tree = read_yaml(path) if path is not None else {}
     source = str(path) if path is not None else "config"
     if not isinstance(tree, Mapping):
-        raise ConfigError(f"expected a mapping of sections, got {type(tree).__name__}", source=source)
+        raise ConfigError(f"expected a mapping of sections, got {type(tree).__name__}",
+                          source=source)
     if not isinstance(overrides, Mapping):
         overrides = dict(parse_assignment(o) for o in overrides)
     if overrides:
@@ -993,7 +621,8 @@ class StudySpec(_Strict):
                 raise ValueError(f"search: the grid has {math.prod(sizes.values())} points "
                                  f"({', '.join(f'{k}: {n} values' for k, n in sizes.items())}), "
                                  f"more than the {MAX_GRID} allowed")
-        if self.scheduler is not None and len(self.objectives) > 1 and self.scheduler.metric is None:
+        if (self.scheduler is not None and len(self.objectives) > 1
+                and self.scheduler.metric is None):
             raise ValueError("scheduler.metric must name the objective ASHA uses when there are "
                              "two objectives")
         if self.scheduler is not None and self.scheduler.metric is not None:
@@ -1047,6 +676,7 @@ class Study:
 
 
 def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `over` merged in, section by section (a copy; `over` wins at the leaves)."""
     out = dict(base)
     for k, v in over.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(
@@ -1065,8 +695,20 @@ def load_study(path: str | Path) -> Study:
         ConfigError: naming the spec file, the key, what was expected and what was given.
     """
     path = Path(path)
-    raw, text = _read_yaml_text(path)
     source = str(path)
+    spec, text = _read_spec(path)
+    tree = _trial_tree(spec, path)
+    _check_search_keys(spec, source)
+    study = Study(spec, json.loads(json.dumps(tree)), path, text)
+    points = _check_points(study, source)
+    _warn_clean_partner_sweep(study, points, source)
+    return study
+
+
+def _read_spec(path: Path) -> tuple[StudySpec, str]:
+    """The spec file validated against StudySpec, its size limits and storage URL; and its text."""
+    source = str(path)
+    raw, text = read_yaml_text(path)
     if not isinstance(raw, Mapping):
         raise ConfigError(f"a study spec must be a mapping, but got {type(raw).__name__}",
                           source=source)
@@ -1077,6 +719,13 @@ def load_study(path: str | Path) -> Study:
     check_limits(flatten(spec.model_dump()), SPEC_LIMITS, source=source)
     if spec.storage is not None:
         check_storage_url(spec.storage, source=source, key="storage")
+    return spec, text
+
+
+def _trial_tree(spec: StudySpec, path: Path) -> dict[str, Any]:
+    """The study's base trial config (nested): the `base` file (validated on its own), then the
+    spec's `trial` overrides and `seeds`, validated together under the `trial.` prefix."""
+    source = str(path)
     base: dict[str, Any] = {}
     if spec.base is not None:
         base_path = (path.parent / spec.base).resolve()
@@ -1092,6 +741,11 @@ def load_study(path: str | Path) -> Study:
     if spec.seeds is not None:
         tree = _deep_merge(tree, {"seeds": spec.seeds})
     trial_config_from_dict(tree, source=source, prefix="trial.")
+    return tree
+
+
+def _check_search_keys(spec: StudySpec, source: str) -> None:
+    """At least one searched key, and each a dotted trial config leaf (not a section)."""
     if not spec.search:
         raise ConfigError("key 'search': a study needs at least one searched key (e.g. "
                           "search: {mi.weight: {values: [0.0, 0.1]}}); to train one config, use "
@@ -1103,11 +757,15 @@ def load_study(path: str | Path) -> Study:
             raise ConfigError(f"unknown key 'search.{key}'{hint}: searched keys are dotted trial "
                               f"config keys such as mi.weight, partition.groups, network.hidden",
                               source=source, key=f"search.{key}")
-    study = Study(spec, json.loads(json.dumps(tree)), path, text)
+
+
+def _check_points(study: Study, source: str) -> list[dict[str, Any]]:
+    """Validate the trial config of every point the search can take, and return the points:
+    the whole grid (up to 5000 points), else each listed value or range end of one key at a time.
+    """
+    spec = study.spec
     points: list[dict[str, Any]]
     if spec.sampler.name == "grid" and spec.grid_size() <= 5000:
-        import itertools
-
         keys = list(spec.search)
         points = [dict(zip(keys, combo))
                   for combo in itertools.product(*(spec.search[k].grid() for k in keys))]
@@ -1120,8 +778,7 @@ def load_study(path: str | Path) -> Study:
             key = f"search.{next(iter(point))}" if len(point) == 1 else "search"
             raise ConfigError(f"key '{key}': search point {short_repr(point)} gives an invalid "
                               f"trial config: {e.detail}", source=source, key=key) from None
-    _warn_clean_partner_sweep(study, points, source)
-    return study
+    return points
 
 
 class CleanPartnerWarning(UserWarning):
@@ -1136,8 +793,6 @@ def _warn_clean_partner_sweep(study: Study, points: list[dict[str, Any]], source
     activity scale (0.006 to 2.8 nats on independent data), so the penalty and `mi` are not
     comparable across K or N. noisy_partner estimates the MI alone.
     """
-    import warnings
-
     swept = [k for k in ("partition.groups", "partition.sizes", "network.hidden")
              if k in study.spec.search]
     if not swept:

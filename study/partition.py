@@ -120,19 +120,3 @@ def group_sizes(labels: np.ndarray | torch.Tensor | Sequence[int]) -> tuple[int,
     arr = _as_labels(labels, "group_sizes()")
     return tuple(int(c) for c in np.bincount(arr))
 
-
-def group_index(labels: np.ndarray | torch.Tensor | Sequence[int]) -> list[np.ndarray]:
-    """Unit indices of each group.
-
-    Args:
-        labels: shape (N,), integers 0..K-1, every group non-empty.
-
-    Returns:
-        K int64 arrays; entry k holds the sorted indices of the units of group k.
-
-    Raises:
-        TypeError: if labels are not integers.
-        ValueError: if labels are not a non-empty vector, are negative or skip a group.
-    """
-    arr = _as_labels(labels, "group_index()")
-    return [np.flatnonzero(arr == k) for k in range(int(arr.max()) + 1)]

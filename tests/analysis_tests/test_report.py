@@ -198,6 +198,37 @@ def test_cli_missing_store_exits_two(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "home").exists()
 
 
+@pytest.mark.parametrize("command", ["report", "timing"])
+def test_cli_empty_study_name_exits_two_with_one_line(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("STUDY_HOME", str(tmp_path / "home"))
+    assert main([command, " "]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: the study name must not be empty, but got ' '"]
+
+
+def test_cli_usage_error_exits_two(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["report"])  # STUDY missing: argparse's usage error
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("bug", [TypeError, ValueError, KeyError])
+@pytest.mark.parametrize("debug", [False, True])
+def test_cli_bug_is_a_runtime_failure_not_bad_input(bug, debug, tmp_path, capsys, monkeypatch):
+    import analysis.runs
+
+    def broken(*args, **kwargs):
+        raise bug("a bug inside the analysis")
+
+    monkeypatch.setattr(analysis.runs, "load_study", broken)
+    assert main(["timing", "demo"] + (["--debug"] if debug else [])) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {bug.__name__}: ") and "a bug inside" in err[-1]
+    assert "--debug" in err[-1]
+    assert ("Traceback" in "\n".join(err)) is debug
+    assert len(err) == 1 or debug
+
+
 def test_findings_are_reproducible_with_same_generator(fixture_study, grid_report):
     study = load_study(fixture_study.name, fixture_study.tracking_uri)
     again = findings(study, rng=np.random.default_rng(0))

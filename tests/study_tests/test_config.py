@@ -15,7 +15,6 @@ from study.config import (
     load_trial_config,
     parse_assignment,
     trial_config_from_dict,
-    unflatten,
 )
 
 # method.md §5.1 (gp_wm), §2, §3.3–3.4, §4.2–4.5
@@ -268,6 +267,21 @@ def test_apply_overrides_copies_and_rejects_unknown():
 
 # ----------------------------------------------------------------------------------------------
 # dotted keys
+
+
+def unflatten(flat):
+    """{"a.b": 1} -> {"a": {"b": 1}}: the inverse of flatten, which only these tests need (moved
+    here from study/config.py)."""
+    tree = {}
+    for dotted, value in flat.items():
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"key '{dotted}' sets a field inside a value", key=dotted)
+        node[leaf] = value
+    return tree
 
 
 def test_flatten_unflatten_round_trip():

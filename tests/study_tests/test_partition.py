@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from study.partition import group_index, group_sizes, groups
+from study.partition import _as_labels, group_sizes, groups
+
+
+def group_index(labels):
+    """Unit indices of each group: K sorted int64 arrays (moved here from study/partition.py,
+    where nothing but these tests used it)."""
+    arr = _as_labels(labels, "group_index()")
+    return [np.flatnonzero(arr == k) for k in range(int(arr.max()) + 1)]
 
 
 @pytest.mark.parametrize(
