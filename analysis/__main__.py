@@ -8,13 +8,14 @@ pipeline's calibration on a declared noise model.
 
 Exit codes, as for ``python -m study`` (docs/analysis.md): 0 done; 2 bad input or usage (a study
 or store that does not exist, an empty study name, a bad option), one line; 1 a failure at run
-time, one line naming the exception (``--debug`` shows the traceback); 130 interrupted.
+time or a bug (its traceback, uncaught); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import traceback
@@ -93,7 +94,18 @@ def _calibrate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from analysis.emergence import Noise, calibrate
+    from analysis.runs import AnalysisInputError
 
+    for name in ("func", "struct"):  # the declared noise model is the input: exit 2 if bad
+        sd, rho = getattr(args, f"{name}_sd"), getattr(args, f"{name}_rho")
+        if not (math.isfinite(sd) and sd >= 0 and 0 <= rho < 1):
+            raise AnalysisInputError(f"--{name}-sd/--{name}-rho: {name} noise must have a "
+                                     f"finite sd >= 0 and 0 <= rho < 1, but got sd={sd}, "
+                                     f"rho={rho}")
+    if args.eval_every <= 0 or args.epochs // args.eval_every < args.run + 1:
+        raise AnalysisInputError(f"--epochs/--eval-every: expected more than --run + 1 = "
+                                 f"{args.run + 1} evaluations, but got --epochs {args.epochs} "
+                                 f"--eval-every {args.eval_every}")
     epochs = np.arange(0, args.epochs + 1, args.eval_every, dtype=float)
     func = Noise(args.func_sd, args.func_rho, 0)
     struct = Noise(args.struct_sd, args.struct_rho, 0)
@@ -171,12 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - a run-time failure: its type named, status 1
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {type(e).__name__}: {_one_line(str(e))} (run with --debug for the "
-              f"traceback)", file=sys.stderr)
-        return 1
+    # Anything else is a failure at run time or a bug: it propagates with its traceback, and
+    # Python exits 1. Nothing is caught that could be mistaken for bad input.
     finally:
         os.umask(old_umask)
 

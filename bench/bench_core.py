@@ -60,7 +60,7 @@ def leaky_call(s: int, device: torch.device, *, backward: bool) -> Callable[[], 
     Forward only is a critic batch (no readout, no grad); forward+backward is the network step's
     BPTT through the 2000-step segment on the per-seed MSE (without the MI term).
     """
-    net = LeakyRNN(s, N_IN, N_HIDDEN, N_OUT, alpha=ALPHA, noise=NOISE, seed=0).to(device)
+    net = LeakyRNN(s, N_IN, N_HIDDEN, N_OUT, alpha=ALPHA, seed=0).to(device)
     gen = torch.Generator(device=device).manual_seed(0)
     t_len = TRANSIENT + SEGMENT
     # pulse-like inputs (duty ≈ 0.077, method.md §2.2) and ±1 targets; data generation untimed

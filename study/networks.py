@@ -32,9 +32,6 @@ class NetOutput:
         s, _, _, n = self.states.shape
         return self.states[:, start:].reshape(s, -1, n)
 
-    @property
-    def last_state(self) -> Tensor:
-        return self.states[:, -1]
 
 
 def _glorot(n_seeds: int, fan_in: int, fan_out: int, gen: list[torch.Generator]) -> Tensor:
@@ -214,12 +211,11 @@ class LeakyRNN(_Population):
         n_outputs: int,
         *,
         alpha: float = 0.1,
-        noise: float = 0.1,
         gain: float = 1.0,
         seed: int = 0,
     ):
         super().__init__(n_seeds, n_inputs, n_hidden, n_outputs)
-        self.alpha, self.noise = alpha, noise
+        self.alpha = alpha  # the state noise is drawn by the caller and passed to forward()
         gen = member_generators(seed, n_seeds)
         s, n = n_seeds, n_hidden
         # W_rec ~ N(0, g²/N); W_in, W_out Glorot-uniform; zero biases (method.md §3.3)
@@ -308,11 +304,9 @@ class GRU(_Population):
         n_hidden: int,
         n_outputs: int,
         *,
-        noise: float = 0.0,
         seed: int = 0,
     ):
         super().__init__(n_seeds, n_inputs, n_hidden, n_outputs)
-        self.noise = noise
         gen = member_generators(seed, n_seeds)
         s, n = n_seeds, n_hidden
         self.w = nn.Parameter(_glorot(s, n_inputs, 3 * n, gen))  # Glorot over (I, 3N)
@@ -395,16 +389,15 @@ def build_network(
     n_outputs: int,
     *,
     alpha: float = 0.1,
-    noise: float = 0.1,
     gain: float = 1.0,
     seed: int = 0,
 ) -> LeakyRNN | GRU:
     """Construct the network named by `kind` ("leaky" or "gru")."""
     if kind == "leaky":
         return LeakyRNN(n_seeds, n_inputs, n_hidden, n_outputs,
-                        alpha=alpha, noise=noise, gain=gain, seed=seed)
+                        alpha=alpha, gain=gain, seed=seed)
     if kind == "gru":
-        return GRU(n_seeds, n_inputs, n_hidden, n_outputs, noise=noise, seed=seed)
+        return GRU(n_seeds, n_inputs, n_hidden, n_outputs, seed=seed)
     raise ValueError(f"build_network(): kind must be 'leaky' or 'gru', but got {kind!r}")
 
 

@@ -232,7 +232,7 @@ class Trainer:
         self.labels = groups(n, cfg.partition.groups, cfg.partition.sizes)
         self.net = build_network(
             cfg.network.kind, s, self.task.n_inputs, n, self.task.n_outputs,
-            alpha=cfg.network.alpha, noise=cfg.network.noise, gain=cfg.network.gain, seed=cfg.seed,
+            alpha=cfg.network.alpha, gain=cfg.network.gain, seed=cfg.seed,
         ).to(self.device)
         o = cfg.optim
         self.optimizer = ReplicaOptimizer.from_config(self.net.parameters(), o)
