@@ -89,8 +89,8 @@ def claims_table(seeds: pd.DataFrame, swept: list[str], *, task_metric: str = "a
     """One row per (cell, λ > 0, claim): n, medians, paired effect, p, BH p, verdict.
 
     Args:
-        seeds: per-seed outcomes (``analysis.runs.StudyData.seeds``), with ``seed_value`` and
-            the swept keys as columns. Seeds of trials that did not finish should be dropped
+        seeds: per-seed outcomes (``analysis.runs.StudyData.seeds``), with ``seed_value`` (else
+            ``seed``, the member index) to pair on and the swept keys as columns. Seeds of trials that did not finish should be dropped
             by the caller; a seed missing in the control or the treated trial is unpaired and
             left out of that row (``n`` says how many pairs remain).
         swept: the study's swept keys; must include ``mi.weight`` with a 0 value, else the
@@ -106,7 +106,8 @@ def claims_table(seeds: pd.DataFrame, swept: list[str], *, task_metric: str = "a
     """
     import pandas as pd
 
-    if LAMBDA not in seeds or not (pd.to_numeric(seeds[LAMBDA]) == 0).any():
+    pair_on = next((c for c in ("seed_value", "seed") if c in seeds), None)
+    if pair_on is None or LAMBDA not in seeds or not (pd.to_numeric(seeds[LAMBDA]) == 0).any():
         return pd.DataFrame()
     cell_keys = _cells(seeds, swept)
     rows = []
@@ -114,9 +115,9 @@ def claims_table(seeds: pd.DataFrame, swept: list[str], *, task_metric: str = "a
     for key, cell in groups:
         key = key if isinstance(key, tuple) else (key,)
         lam = pd.to_numeric(cell[LAMBDA])
-        control = cell[lam == 0].set_index("seed_value")
+        control = cell[lam == 0].set_index(pair_on)
         for value in sorted(set(lam[lam != 0])):
-            treated = cell[lam == value].set_index("seed_value")
+            treated = cell[lam == value].set_index(pair_on)
             both = control.index.intersection(treated.index)
             for claim in CLAIMS:
                 c = _column(control.loc[both], claim, task_metric)

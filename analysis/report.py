@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib
-import importlib.util
 import itertools
 import logging
 import math
@@ -24,11 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.claims import CLAIMS, CLEAR_Z, calibrate_paired, claims_table
 from analysis.emergence import (ALPHA, MARGIN_EVALS, Calibration, calibrate,
                                 censored_regression, false_emergence, km_table, measure_noise,
                                 timing_seeds, verdict_table)
 from analysis.figures import (plot_curve_bands, plot_km, plot_onsets, plot_pareto, plot_phase,
                               plot_scatter, to_png)
+from analysis.mi_audit import mi_audit
 from analysis.outcomes import DEFAULT_RUN, DEFAULT_Z, ONSET_METRICS, TIE_EVALS
 from analysis.phase import Z_QUANTITIES, curve_bands_info, pareto_info, phase_info, scatter_info
 from analysis.runs import (ARTIFACT_REPORT, PARAM_EVAL_EVERY, PARAM_MI_WEIGHT, PARAM_RUN,
@@ -42,7 +42,8 @@ _log = logging.getLogger(__name__)
 ACCURACY_DROP = 0.02
 REPORT_FILE = "report.html"
 CALIBRATION_CELLS = 200  # simulated cells per calibration (~1 s for 41 evaluations)
-MI_AUDIT_MODULE = "analysis.mi_audit"  # optional: mi_audit(data) -> (figure, DataFrame)
+CLAIMS_CALIBRATION_REPS = 2000  # no-effect replicates per world of the paired test (~1 s)
+CLAIM_VERDICTS = ("holds", "weak", "breaks", "inconclusive", "not measured")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class Findings:
     calibration: Calibration | None  # on this study's λ = 0 noise; None without controls
     false_emergence: dict[str, tuple[int, int]] | None  # λ = 0 seeds with an onset, per metric
     accuracy_drop_at: float | None  # smallest λ whose accuracy dropped, None if none / not swept
+    # the paper's claims per (cell, λ) against the cell's λ = 0 seeds (analysis.claims)
+    claims: pd.DataFrame = field(default_factory=pd.DataFrame)
+    claims_calibration: pd.DataFrame | None = None  # the paired test on no-effect data
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,7 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
     status_counts = trials["status"].value_counts() if n_trials else pd.Series(dtype=int)
     n_running = int(status_counts.get("running", 0))
     parts = _count_sentences(study, status_counts, n_trials, len(seeds))
+    n_counts = len(parts)  # the claims come right after the counts: the answer first
     empty = pd.DataFrame()
     if not len(seeds):
         parts.append("There are no finished seeds yet, so there is nothing to analyse.")
@@ -199,9 +204,46 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
             parts.append("Overall the timing is inconclusive: no λ with the MI penalty gives a "
                          "significant order or a significant co-emergence.")
     success_parts, drop_at = _success_sentences(study, seeds)
-    parts += success_parts
+    claims, claims_cal = _claims_of(study, seeds, rng)
+    parts = (parts[:n_counts] + _claim_sentences(claims, claims_cal) + parts[n_counts:]
+             + success_parts)
     return Findings(" ".join(parts), n_trials, n_running, len(seeds), len(timing), measured,
-                    verdicts, excluded, cal, fe, drop_at)
+                    verdicts, excluded, cal, fe, drop_at, claims, claims_cal)
+
+
+def _claims_of(study: StudyData, seeds: pd.DataFrame, rng: np.random.Generator
+               ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The claims table on the finished seeds, and its test's calibration at the study's n."""
+    done = seeds[seeds["status"].astype(str) == "finished"] if "status" in seeds else seeds
+    table = claims_table(done, study.swept, task_metric=study.success_metric)
+    if not len(table):
+        return table, None
+    n = int(table["n"].max())
+    return table, calibrate_paired(n, reps=CLAIMS_CALIBRATION_REPS, rng=rng) if n else None
+
+
+def _claim_sentences(claims: pd.DataFrame, cal: pd.DataFrame | None) -> list[str]:
+    """Per claim, in how many treated cells it holds, is weak, breaks or is inconclusive."""
+    if not len(claims):
+        return []
+    parts = []
+    n_cells = claims.groupby("claim").size().max()
+    words = []
+    for claim in CLAIMS:
+        rows = claims[claims["claim"] == claim.name]
+        if not len(rows):
+            continue
+        counts = rows["verdict"].value_counts()
+        said = ", ".join(f"{v} in {int(counts[v])}" for v in CLAIM_VERDICTS if v in counts)
+        words.append(f"{claim.text}: {said}")
+    parts.append(f"Claims, each (cell, λ) against the same cell's λ = 0 seeds ({n_cells} "
+                 f"treated cell(s), paired by seed, exact signed-rank test, BH per claim, α = {ALPHA:g}): "
+                 + "; ".join(words) + ".")
+    if cal is not None and len(cal):
+        parts.append(f"That paired test rejects {100 * cal['rejected'].max():.1f}% or fewer of "
+                     f"no-effect cells of {int(cal['n'].iloc[0])} pairs (normal, heavy-tailed "
+                     "and tied synthetic data).")
+    return parts
 
 
 def _count_sentences(study: StudyData, status_counts: pd.Series, n_trials: int,
@@ -474,6 +516,7 @@ def _sections(page: _Page, data: StudyData, fnd: Findings, rng: np.random.Genera
     by = PARAM_MI_WEIGHT if PARAM_MI_WEIGHT in seeds.columns else (swept[0] if swept else None)
     timing = timing_seeds(seeds)[0] if len(seeds) else seeds
 
+    _claims(page, fnd)
     _verdicts(page, data, fnd, timing, swept, by)
     _km(page, fnd, timing, by)
     _calibration(page, fnd)
@@ -582,6 +625,29 @@ def _tables(page: _Page, data: StudyData) -> None:
         page.table(data.seeds, "seeds", max_rows=0)
 
 
+def _claims(page: _Page, fnd: Findings) -> None:
+    """The paper's claims per cell against the cell's own λ = 0 seeds, and the test's
+    calibration (analysis.claims)."""
+    page.h2("Claims per cell")
+    if not len(fnd.claims):
+        page.nothing("no λ = 0 control in this study, so no claim can be tested against one")
+        return
+    page.p("Each row: one cell (a value of every other swept key) and one λ > 0, against the "
+           "λ = 0 seeds of the same cell, paired by seed (same initialisation and data). "
+           "effect = median of treated − control; p: exact two-sided Wilcoxon signed-rank; "
+           f"p_bh: Benjamini–Hochberg across the treated cells of the claim; α = {ALPHA:g}. "
+           "accuracy holds when all treated seeds but at most one succeed and no significant "
+           "drop > 0.02; functional / structural (final q_func_z / q_struct_z) hold when the "
+           f"rise is significant and the treated median z > {CLEAR_Z:g}, weak when significant "
+           "but not clear; mi (held-out MI excess over its null) holds when it falls "
+           "significantly. Cells are never pooled.")
+    page.table(fnd.claims, "claims_by_cell")
+    if fnd.claims_calibration is not None:
+        page.p("Calibration of the paired test: fraction of synthetic no-effect cells (same n) "
+               f"it rejects at α = {ALPHA:g}:")
+        page.table(fnd.claims_calibration, "claims_calibration")
+
+
 def _verdicts(page: _Page, data: StudyData, fnd: Findings, timing: pd.DataFrame,
               swept: list[str], by: str | None) -> None:
     """The answer first: the verdict per λ, then per phase cell, and the excluded seeds."""
@@ -675,24 +741,12 @@ def _calibration(page: _Page, fnd: Findings) -> None:
 
 
 def _mi_audit(page: _Page, data: StudyData) -> None:
-    """The MI audit section, when analysis.mi_audit is installed (another part of the project)."""
+    """The MI audit section (analysis.mi_audit): every MI measurement against its null."""
     page.h2("MI audit")
-    try:
-        found = importlib.util.find_spec(MI_AUDIT_MODULE) is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        page.nothing("the MI audit is not part of this installation")
-        return
     if data.curves is None or not len(data.curves):
         page.nothing("no curves to audit")
         return
-    try:
-        fig, table = importlib.import_module(MI_AUDIT_MODULE).mi_audit(data)
-    except Exception as e:  # noqa: BLE001 - one failing section must not lose the report
-        _log.warning("report: the MI audit failed: %s", e)
-        page.nothing(f"the MI audit failed ({type(e).__name__}: {e})")
-        return
+    fig, table = mi_audit(data)
     if fig is not None:
         page.figure(fig, "mi_audit", "MI audit: measured MI against its null floor.")
     if table is not None and len(table):

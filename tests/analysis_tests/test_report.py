@@ -316,3 +316,16 @@ def test_cli_calibrate_bad_input_is_one_line(capsys):
     assert main(["calibrate", "--func-rho", "1.5"]) == 2  # a bad declared noise model: input
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "func noise must have a finite sd >= 0 and 0 <= rho < 1" in err[0]
+
+
+def test_report_tests_the_claims_per_cell_against_the_cells_controls(grid_report):
+    claims = grid_report.findings.claims
+    assert len(claims) and set(claims["claim"]) == {"accuracy", "functional", "structural", "mi"}
+    assert (pd.to_numeric(claims["mi.weight"]) > 0).all()  # controls are the reference, no row
+    assert "partition.groups" in claims  # per cell of K, never pooled over it
+    assert (claims["n"] <= 4).all()  # at most the seeds of one trial are paired
+    assert (grid_report.out_dir / "claims_by_cell.csv").exists()
+    text = _findings(grid_report.path.read_text())
+    assert "Claims, each (cell, λ) against the same cell" in text
+    cal = grid_report.findings.claims_calibration
+    assert cal is not None and (cal["rejected"] <= 0.07).all()
