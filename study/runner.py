@@ -39,7 +39,6 @@ __all__ = ["TrialRun", "StageReporter", "FanOut", "MlflowReporter", "ProgressBar
 log = logging.getLogger("study.runner")
 
 
-
 def _stop_message(e: BaseException) -> str:
     """Why a trial ended early (status `stopped`), from the exception that ended it."""
     if isinstance(e, KeyboardInterrupt):

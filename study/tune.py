@@ -157,9 +157,12 @@ def run_study(
     status, message, reasons = "finished", "", {}
     try:
         fn = _trainable(study, ctx)
-        tuner, resumed = _restore_or_new(paths["experiment"], fn, lambda: _tuner(
-            study, fn, _search(study, name, space, sampler, storage), scheduler,
-            _run_config(study, name, paths, _progress(study, base_cfg), verbose)))
+
+        def new_tuner():  # only when there is nothing to resume
+            return _tuner(study, fn, _search(study, name, space, sampler, storage), scheduler,
+                          _run_config(study, name, paths, _progress(study, base_cfg), verbose))
+
+        tuner, resumed = _restore_or_new(paths["experiment"], fn, new_tuner)
         grid = tuner.fit()
         reasons = _stop_reasons(grid, base_cfg.train.epochs)
     except KeyboardInterrupt:
