@@ -6,9 +6,10 @@
     ray job submit --runtime-env cluster/runtime_env.yaml --working-dir . -- \\
         python -m study run search_spaces/demo.yaml
 
-Exit status: 0 done (a diverged trial included); 2 bad input or usage (a spec, config, --set
-value, --name, --out, checkpoint or storage URL): one line naming the file and key, nothing
-started; 1 a failure at run time (one line; --debug shows the traceback); 130 interrupted.
+Exit status (README.md, "Exit status"): 0 done (a diverged trial included); 2 bad input or
+usage (a spec, config, --set value, --name, --out, checkpoint or storage URL): one line naming
+the file and key, nothing started; 1 a failure at run time, including a study whose trials
+failed for good (one line; --debug shows the traceback); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import json
 import logging
 import math
 import os
-import re
 import sys
 import time
 from pathlib import Path
 
 from study.config import (
-    ConfigError, check_name, check_storage_url, load_study, load_trial_config, redact_url,
+    ConfigError, _deep_merge, check_name, check_storage_url, load_study, load_trial_config,
+    read_yaml, redact_url, trial_config_from_dict,
 )
 from study.tasks import task_metric
 
@@ -37,39 +38,6 @@ SMOKE_FILE = Path(__file__).resolve().parent.parent / "search_spaces" / "smoke.y
 # train
 
 
-class _ProgressReporter:
-    """tqdm bar over epochs with the latest accuracy / MI / q_func; writes snapshots to disk."""
-
-    def __init__(self, cfg, out_dir: Path, tracker=None, quiet: bool = False, start: int = 0):
-        from tqdm.auto import tqdm
-
-        self.cfg, self.out_dir, self.tracker = cfg, out_dir, tracker
-        self.task_metric = task_metric(cfg)
-        self.bar = tqdm(total=cfg.train.epochs, initial=start, unit="epoch", disable=quiet,
-                        dynamic_ncols=True, file=sys.stderr)
-
-    def on_epoch(self, epoch: int) -> None:
-        self.bar.update(epoch - self.bar.n)
-
-    def report(self, record, checkpoint) -> None:
-        means = {k: record.mean(k) for k in record.metrics}
-        self.bar.set_postfix({self.task_metric[:3]: f"{means[self.task_metric]:.3f}",
-                              "mi": f"{means['mi']:.3f}", "q_func": f"{means['q_func']:.3f}",
-                              "q_struct": f"{means['q_struct']:.3f}"}, refresh=True)
-        if self.tracker is not None:
-            self.tracker.log_eval(record.epoch, means)
-
-    def snapshot(self, epoch: int, weights) -> None:
-        from study.summary import write_snapshot
-
-        path = write_snapshot(self.out_dir, epoch, weights)
-        if self.tracker is not None:
-            self.tracker.log_artifact(path, "weights")
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one trial (S seeds) from a trial config YAML and write its outputs."""
     cfg = load_trial_config(args.config, args.set or [])  # bad input fails before heavy imports
@@ -79,78 +47,33 @@ def cmd_train(args: argparse.Namespace) -> int:
         name = check_name(Path(args.config).stem, source=args.config, key="--name (default: "
                           "the config file's name)")
     out = _out_dir(args.out, name)
-    from study.summary import summarize, write_outputs
-    from study.tracking import StudyTracker, TrialTracker, default_tracking_uri, study_home
-    from study.train import CHECKPOINT_FILE, check_resumable, read_checkpoint, train
+    # torch, pandas and mlflow: imported only once the input is known to be good
+    from study.runner import train_command
+    from study.train import CHECKPOINT_FILE, check_resumable, read_checkpoint
 
-    ckpt = out / "checkpoint"
-    resume = ckpt / CHECKPOINT_FILE if args.resume and (ckpt / CHECKPOINT_FILE).is_file() else None
+    ckpt = out / "checkpoint" / CHECKPOINT_FILE
+    resume = ckpt if args.resume and ckpt.is_file() else None
     state = None
     if resume is not None:  # a malformed or foreign checkpoint is refused before anything starts
         state = read_checkpoint(resume)
         check_resumable(state, cfg, source=str(resume))
-    out.mkdir(parents=True, exist_ok=True)
     print(f"training {name}: task={cfg.task.name} network={cfg.network.kind} "
           f"N={cfg.network.hidden} K={cfg.partition.groups} mi.weight={cfg.mi.weight} "
           f"seeds={cfg.seeds} epochs={cfg.train.epochs}", file=sys.stderr)
     print(f"outputs: {out}" + (f" (resuming from {resume})" if resume else ""), file=sys.stderr)
-
-    tracker = None
-    study = None
-    if not args.no_track:
-        uri = default_tracking_uri()
-        home = study_home()
-        study = StudyTracker(uri, name, artifact_root=home / "mlartifacts")
-        from study.tracking import TAG_COMMIT, TAG_SWEPT, TAG_TASK, git_commit
-
-        parent = study.start(tags={TAG_SWEPT: "[]", TAG_TASK: cfg.task.name,
-                                   TAG_COMMIT: git_commit()},
-                             spec_text=Path(args.config).read_text())
-        trial_id = _train_run_id(out)
-        tracker = TrialTracker(uri, study.experiment_id, parent, trial_id,
-                               study_name=name, task=cfg.task.name, params=cfg.flat())
-    start_epoch = int(state["epoch"]) if state is not None else 0
-    reporter = _ProgressReporter(cfg, out, tracker, quiet=args.quiet, start=start_epoch)
-    status = "failed"
-    try:
-        result = train(cfg, reporter=reporter, checkpoint_dir=ckpt, resume_from=resume,
-                       device=args.device)
-        reporter.close()
-        summary = summarize(cfg, result.history, result.seed_values)
-        paths = write_outputs(out, cfg, summary)
-        status = result.status
-        if tracker is not None:
-            tracker.finish(result.status, summary=summary.metrics, step=result.epochs_done,
-                           outputs=paths, root=out, message=result.message)
-            study.finish(result.status)
-    finally:
-        reporter.close()
-        if status == "failed" and tracker is not None:
-            tracker.finish("failed", message="interrupted or crashed")
-            study.finish("failed")
+    result, summary = train_command(cfg, out, name=name, spec_text=Path(args.config).read_text(),
+                                    track=not args.no_track, quiet=args.quiet,
+                                    device=args.device, resume_from=resume, resume_state=state)
     print(_train_summary(result, summary, out), file=sys.stderr)
     if result.status == "diverged":
         print(f"diverged: {result.message}", file=sys.stderr)
     return 0
 
 
-def _train_run_id(out: Path) -> str:
-    """The trial id of a `study train` run, from its output folder's name: letters, digits and
-    `_.-` only (a quote or a space in --out is replaced, and a hash of the real name keeps two
-    such folders apart), so the id is safe in an MLflow filter and a file name."""
-    import hashlib
-
-    real = out.resolve().name
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", real)[:80]
-    if safe != real:
-        safe += "-" + hashlib.sha1(real.encode()).hexdigest()[:8]
-    return f"train-{safe}"
-
-
 def _out_dir(given: str | None, name: str) -> Path:
     """The output folder of `study train`: --out, else STUDY_HOME/train/NAME; refused (exit 2)
     when it exists and is not a folder, or cannot be created."""
-    from study.tracking import study_home
+    from study.tracking import study_home  # mlflow: not imported before the input is checked
 
     out = Path(given) if given else study_home() / "train" / name
     source = "--out" if given else "STUDY_HOME"
@@ -168,7 +91,7 @@ def _out_dir(given: str | None, name: str) -> Path:
 
 def _train_summary(result, summary, out: Path) -> str:
     m = summary.metrics
-    key = "final.accuracy" if "final.accuracy" in m else "final.r2"
+    key = f"final.{task_metric(result.config)}"
 
     def f(k):
         v = m.get(k, math.nan)
@@ -194,8 +117,6 @@ def _load(args: argparse.Namespace):
 
 def _smoke(study):
     """Shrink a study to seconds (Ray's --smoke-test convention): 2 trials, tiny budgets."""
-    from study.config import _deep_merge, read_yaml, trial_config_from_dict
-
     over = read_yaml(SMOKE_FILE) if SMOKE_FILE.is_file() else {}
     study.base = _deep_merge(study.base, over)
     trial_config_from_dict(study.base, source=str(SMOKE_FILE))
@@ -215,7 +136,7 @@ def _check_environment(study) -> None:
     env = os.environ.get("STUDY_OPTUNA_STORAGE")
     if env and not study.spec.storage:
         check_storage_url(env, source="environment", key="STUDY_OPTUNA_STORAGE")
-    from study.tune import check_search
+    from study.tune import check_search  # mlflow and optuna: only once the spec parsed
 
     check_search(study)
 
@@ -242,10 +163,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     s = study.spec
     home = study_home()
     cfg = study.trial_config({})
+    search = json.dumps({k: v.model_dump(exclude_none=True) for k, v in s.search.items()})
     print(f"study '{s.name}' from {study.path}\n"
           f"  task {cfg.task.name}, network {cfg.network.kind} N={cfg.network.hidden}, "
           f"{cfg.seeds} seeds/trial, {cfg.train.epochs} epochs\n"
-          f"  search: {json.dumps({k: v.model_dump(exclude_none=True) for k, v in s.search.items()})}\n"
+          f"  search: {search}\n"
           f"  sampler {s.sampler.name} (seed {s.sampler.seed}), {s.n_trials()} trials, "
           f"{s.concurrency} at a time, {s.resources.cpu} CPU + {s.resources.gpu} GPU each\n"
           f"  objectives {[(o.metric, o.direction) for o in s.objectives]}"
@@ -257,6 +179,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                         num_gpus=args.num_gpus, fresh=args.fresh, verbose=0 if args.quiet else 1)
     print(format_outcome(outcome))
     print(f"done in {time.time() - t0:.0f} s")
+    if outcome.n_errors:  # trials that failed for good (after max_failures retries)
+        print(f"error: {outcome.n_errors} of {outcome.n_trials} trials failed; their errors are "
+              f"in {outcome.experiment_path}", file=sys.stderr)
+        return 1
     return 0
 
 

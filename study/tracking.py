@@ -31,6 +31,7 @@ __all__ = [
     "versions",
     "TAG_ROLE", "TAG_NAME", "TAG_TRIAL", "TAG_STATUS", "TAG_TASK", "TAG_SWEPT",
     "TAG_OBJECTIVES", "TAG_COMMIT", "TAG_VERSIONS", "TAG_MESSAGE", "TAG_PARENT",
+    "ROLE_STUDY", "ROLE_TRIAL", "TRIALS_VIEW", "trial_run_name",
     "filter_literal", "secure_store", "write_summary", "read_summary", "SUMMARY_FILE",
 ]
 
@@ -48,6 +49,9 @@ TAG_COMMIT = "study.git_commit"
 TAG_VERSIONS = "study.versions"
 TAG_MESSAGE = "study.message"
 TAG_PARENT = "mlflow.parentRunId"
+# the values of TAG_ROLE
+ROLE_STUDY = "study"
+ROLE_TRIAL = "trial"
 # tags the MLflow UI reads (mlflow 3.17, found in its JS bundle): the experiment kind picks the
 # view ("custom_model_development" = classic training runs, not the GenAI traces view); a note is
 # the experiment's / run's description (markdown); a shared view state is a saved runs-table view
@@ -71,11 +75,15 @@ def study_home() -> Path:
 
 
 def default_tracking_uri(home: Path | None = None) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(home or study_home()) / 'mlflow.db'}"
+    """MLFLOW_TRACKING_URI, else the SQLite store STUDY_HOME/mlflow.db."""
+    return (os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{(home or study_home()) / 'mlflow.db'}")
 
 
 def default_optuna_storage(home: Path | None = None) -> str:
-    return os.environ.get("STUDY_OPTUNA_STORAGE") or f"sqlite:///{(home or study_home()) / 'optuna.db'}"
+    """STUDY_OPTUNA_STORAGE, else the SQLite storage STUDY_HOME/optuna.db."""
+    return (os.environ.get("STUDY_OPTUNA_STORAGE")
+            or f"sqlite:///{(home or study_home()) / 'optuna.db'}")
 
 
 def git_commit(cwd: Path | None = None) -> str:
@@ -200,7 +208,7 @@ class StudyTracker:
 
     def find_study_run(self) -> str | None:
         runs = self.client.search_runs([self.experiment_id],
-                                       filter_string=f"tags.`{TAG_ROLE}` = 'study'",
+                                       filter_string=f"tags.`{TAG_ROLE}` = '{ROLE_STUDY}'",
                                        order_by=["attributes.start_time ASC"], max_results=10)
         return runs[0].info.run_id if runs else None
 
@@ -208,7 +216,7 @@ class StudyTracker:
               spec_text: str | None = None) -> str:
         """Create the study run, or reuse the existing one (a resumed study)."""
         run_id = self.find_study_run()
-        all_tags = {TAG_ROLE: "study", TAG_NAME: self.name, TAG_STATUS: "running", **tags}
+        all_tags = {TAG_ROLE: ROLE_STUDY, TAG_NAME: self.name, TAG_STATUS: "running", **tags}
         if run_id is None:
             run = self.client.create_run(self.experiment_id, run_name=self.name, tags=all_tags)
             run_id = run.info.run_id
@@ -256,21 +264,20 @@ class StudyTracker:
 
     def trial_runs(self) -> list[Any]:
         return self.client.search_runs([self.experiment_id],
-                                       filter_string=f"tags.`{TAG_ROLE}` = 'trial'",
+                                       filter_string=f"tags.`{TAG_ROLE}` = '{ROLE_TRIAL}'",
                                        max_results=50000)
 
-    def close_orphans(self, active: Sequence[str] = (), reasons: Mapping[str, str] = {}) -> int:
-        """End RUNNING trial runs whose trial is not running any more; returns how many.
+    def close_orphans(self, reasons: Mapping[str, str] = {}) -> int:
+        """End the trial runs still RUNNING once the study's Tuner has returned (no trial of the
+        study runs any more); returns how many.
 
-        A duplicate run of a trial that also has a finished run is marked KILLED with status
-        `stopped`; a lone RUNNING run of a trial that is gone is marked KILLED too, so the UI never
-        shows a trial as running forever after a crash.
+        Each is marked KILLED with status `stopped` and the reason REASONS gives for its trial
+        id (default: it was no longer running), so the UI never shows a trial as running
+        forever after a scheduler stopped it or its process crashed.
         """
         n = 0
         for run in self.trial_runs():
             if run.info.status != "RUNNING":
-                continue
-            if run.data.tags.get(TAG_TRIAL) in active:
                 continue
             reason = reasons.get(run.data.tags.get(TAG_TRIAL, ""),
                                  "closed by the driver: the trial was no longer running")
@@ -319,7 +326,7 @@ def trials_view(swept: Sequence[str], objectives: Sequence[str] = (), *,
     columns = ([f"params.`{k}`" for k in swept]
                + [f"metrics.`{m}`" for m in metrics] + [f"tags.`{TAG_STATUS}`"])
     state = {
-        "searchFilter": f"tags.`{TAG_ROLE}` = 'trial'",
+        "searchFilter": f"tags.`{TAG_ROLE}` = '{ROLE_TRIAL}'",
         "orderByKey": f"metrics.`{metrics[0]}`", "orderByAsc": ascending,
         "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [],
         "modelVersionFilter": "All Runs",
@@ -364,7 +371,7 @@ class TrialTracker:
                     self.client.set_tag(dup.info.run_id, TAG_STATUS, "stopped")
                     self.client.set_terminated(dup.info.run_id, "KILLED")
         else:
-            tags = {TAG_ROLE: "trial", TAG_NAME: study_name, TAG_TRIAL: trial_id,
+            tags = {TAG_ROLE: ROLE_TRIAL, TAG_NAME: study_name, TAG_TRIAL: trial_id,
                     TAG_STATUS: "running", TAG_TASK: task}
             if parent_run_id:
                 tags[TAG_PARENT] = parent_run_id

@@ -1,9 +1,13 @@
-"""Ray Tune side of the service: the trainable, the spec → OptunaSearch/ASHA/Tuner wiring, resume.
+"""Ray Tune side of the service, driver half: spec → OptunaSearch/ASHA/Tuner wiring, resume.
 
 `run_study(study)` takes a spec validated by `config.load_study` (and `check_search`), sets up
 everything that can fail (search space, sampler, scheduler, Optuna storage, Ray: a cluster when
 RAY_ADDRESS / --address is given, else embedded) and only then opens the MLflow study run, which
-it closes on every exit path. Ray API names follow reference/stack.md §0 (ray.tune.* only inside trainables).
+it closes on every exit path. Each step is a function of its own below, in the order
+`run_study` calls them. The trial-process half (the trainable) is `study.worker`; its public
+names are re-exported here. Ray API names follow reference/stack.md §0 (ray.tune.* only inside
+trainables). Ray and Optuna are imported inside the steps that use them: `python -m study
+validate` imports this module for `check_search` and must stay light.
 """
 
 from __future__ import annotations
@@ -12,265 +16,35 @@ import json
 import logging
 import math
 import os
-import re
-import shutil
-import tempfile
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from study.config import ConfigError, Study, TrialConfig, parse_constraint, redact_url
-from study.tracking import (
-    StudyTracker, TrialTracker, default_optuna_storage, default_tracking_uri, git_commit,
-    secure_store, study_home, versions, TAG_COMMIT, TAG_OBJECTIVES, TAG_SWEPT, TAG_TASK,
-    TAG_VERSIONS,
-)
-from study.tracking import TRIALS_VIEW, trial_run_name
 from study.tasks import task_metric
+from study.tracking import (
+    TAG_COMMIT, TAG_OBJECTIVES, TAG_STATUS, TAG_SWEPT, TAG_TASK, TAG_TRIAL, TAG_VERSIONS,
+    TRIALS_VIEW, StudyTracker, default_optuna_storage, default_tracking_uri, git_commit,
+    secure_store, study_home, versions,
+)
+from study.worker import (  # noqa: F401 - re-exported: the trainable side, study.worker
+    PENALTY, WORK_PREFIX, WORST, StudyContext, objective_keys, objective_values, sweep_work_dirs,
+    trial,
+)
 
 __all__ = ["StudyContext", "trial", "objective_values", "run_study", "study_paths",
-           "check_search", "sweep_work_dirs"]
-
-WORK_PREFIX = "mistudy-"  # a trial's scratch folder: /tmp/mistudy-<trial id>-<pid>-XXXX
+           "check_search", "sweep_work_dirs", "best_trials", "format_outcome", "StudyOutcome"]
 
 log = logging.getLogger("study.tune")
 
-# an objective a trial never reached (diverged, or no evaluation): far below / above any real one
-WORST = 1e6
-# constraint-violating trials rank below every feasible one: objective ∓ PENALTY·(1 + violation)
-PENALTY = 1e3
-
-
-@dataclass(frozen=True)
-class StudyContext:
-    """Constants every trial of a study needs, shipped once through the object store."""
-
-    name: str
-    base: dict[str, Any]  # the base trial config (nested)
-    spec_path: str
-    objectives: tuple[tuple[str, str], ...]  # (metric, direction)
-    constraints: tuple[str, ...]
-    tracking_uri: str
-    experiment_id: str
-    parent_run_id: str
-    home: str
-    cpus_per_trial: float
-    task: str
-
 
 def study_paths(name: str, home: Path | None = None) -> dict[str, Path]:
+    """Where a study's files live under STUDY_HOME."""
     home = home or study_home()
     return {"home": home, "ray": home / "ray", "experiment": home / "ray" / name,
             "artifacts": home / "mlartifacts", "reports": home / "reports" / name,
             "trials": home / "trials" / name}
-
-
-# ----------------------------------------------------------------------------------------------
-# Objectives
-
-
-def objective_values(summary: Mapping[str, float], objectives, constraints, *,
-                     diverged: bool = False) -> list[float]:
-    """The value(s) reported to Optuna: the objective metrics, penalised when a constraint fails.
-
-    Always finite (Optuna cannot `tell` NaN, stack.md §3.8): a missing metric or a diverged trial
-    gets the worst value for its direction.
-    """
-    violation = 0.0
-    for text in constraints:
-        metric, op, bound = parse_constraint(text)
-        value = summary.get(metric, math.nan)
-        if not math.isfinite(value):
-            violation += 1.0
-        elif op == ">=" and value < bound:
-            violation += bound - value
-        elif op == "<=" and value > bound:
-            violation += value - bound
-    out = []
-    for metric, direction in objectives:
-        sign = 1.0 if direction == "maximize" else -1.0
-        value = summary.get(metric, math.nan)
-        if diverged or not math.isfinite(value):
-            out.append(-sign * WORST)
-            continue
-        if violation > 0:
-            value -= sign * PENALTY * (1.0 + violation)
-        out.append(float(value))
-    return out
-
-
-def objective_keys(n: int) -> list[str]:
-    return ["objective"] if n == 1 else [f"objective_{i}" for i in range(n)]
-
-
-# ----------------------------------------------------------------------------------------------
-# Trainable
-
-
-class _TuneReporter:
-    """Forwards each evaluation to MLflow and to Tune (with the checkpoint when one was written)."""
-
-    def __init__(self, ctx: StudyContext, cfg: TrialConfig, tracker: TrialTracker,
-                 out_dir: Path, history: list, seed_values: list[int]):
-        self.ctx, self.cfg, self.tracker, self.out_dir = ctx, cfg, tracker, out_dir
-        self.history = history  # full history, including what a resumed checkpoint held
-        self.seed_values = seed_values
-
-    def on_epoch(self, epoch: int) -> None:
-        pass
-
-    def snapshot(self, epoch: int, weights) -> None:
-        from study.summary import write_snapshot
-
-        path = write_snapshot(self.out_dir, epoch, weights)
-        self.tracker.log_artifact(path, "weights")  # logged at once: survives a killed trial
-
-    def report(self, record, checkpoint: Path | None) -> None:
-        from ray import tune
-
-        from study.summary import summarize
-
-        self.history.append(record)
-        means = {k: record.mean(k) for k in record.metrics}
-        self.tracker.log_eval(record.epoch, means)
-        summary = summarize(self.cfg, self.history, self.seed_values)
-        if checkpoint is not None:
-            # keep MLflow as current as the checkpoint: a trial that a scheduler stops (its
-            # process is killed, no `finally` runs) still has its curves and provisional summary
-            from study.summary import write_outputs
-
-            outputs = write_outputs(self.out_dir, self.cfg, summary)
-            self.tracker.log_progress(record.epoch, summary.metrics, outputs, self.out_dir)
-        result = _tune_result(self.ctx, record.epoch, means, summary.metrics, diverged=False)
-        result["node_id"] = _node_id()  # which Ray node ran this evaluation (result.json)
-        ckpt = tune.Checkpoint.from_directory(str(checkpoint.parent)) if checkpoint else None
-        tune.report(result, checkpoint=ckpt)
-
-
-def _node_id() -> str:
-    import ray
-
-    return ray.get_runtime_context().get_node_id()
-
-
-def _tune_result(ctx: StudyContext, epoch: int, means: Mapping[str, float],
-                 summary: Mapping[str, float], *, diverged: bool) -> dict[str, float]:
-    result: dict[str, float] = {"epoch": epoch, "diverged": float(diverged)}
-    result.update({k: (v if math.isfinite(v) else float("nan")) for k, v in means.items()})
-    result.update({k: v for k, v in summary.items() if math.isfinite(v)})
-    values = objective_values(summary, ctx.objectives, ctx.constraints, diverged=diverged)
-    result.update(zip(objective_keys(len(values)), values))
-    return result
-
-
-def trial(config: dict[str, Any], ctx: StudyContext) -> None:
-    """One trial: searched values (dotted keys) on top of the study's base config.
-
-    Converts the Tune config once, strictly; opens (or, on resume, finds) the trial's MLflow run;
-    trains; logs summary and artifacts; ends the run with the right status on every path.
-    Exceptions are not swallowed, so Ray marks the trial ERROR (and retries it from its
-    checkpoint up to `max_failures`).
-    """
-    import torch
-    from ray import tune
-
-    from study.config import apply_overrides, trial_config_from_dict
-    from study.summary import summarize, write_outputs
-    from study.train import CHECKPOINT_FILE, read_checkpoint, records_from_state, train
-
-    for noisy in ("ray.tune", "ray.train"):  # per-checkpoint INFO lines drown the live table
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    os.umask(0o077)  # trial outputs and checkpoints: 0600 files, 0700 folders
-    sweep_work_dirs()  # scratch folders of trials killed on this node (no `finally` ran)
-    params = {k: v for k, v in config.items()}
-    cfg = trial_config_from_dict(apply_overrides(ctx.base, params, source=ctx.spec_path),
-                                 source=ctx.spec_path)
-    if cfg.train.threads == 0:
-        torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))  # the CPUs Ray gave this trial
-    trial_id = tune.get_context().get_trial_id()
-    out_dir = Path(ctx.home) / "trials" / ctx.name / trial_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tracker = TrialTracker(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, trial_id,
-                           study_name=ctx.name, task=ctx.task, params=cfg.flat(),
-                           run_name=trial_run_name(trial_id, params))
-
-    work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{trial_id}-{os.getpid()}-"))
-    resume_from = None
-    history: list = []
-    ckpt = tune.get_checkpoint()
-    if ckpt is not None:
-        with ckpt.as_directory() as d:
-            resume_from = work / "resume" / CHECKPOINT_FILE
-            resume_from.parent.mkdir(parents=True)
-            shutil.copy(Path(d) / CHECKPOINT_FILE, resume_from)
-    seed_values = [cfg.seed + i for i in range(cfg.seeds)]
-    reporter = _TuneReporter(ctx, cfg, tracker, out_dir, history, seed_values)
-    if resume_from is not None:
-        history.extend(records_from_state(read_checkpoint(resume_from)))
-    status, message = "failed", ""
-    try:
-        result = train(cfg, reporter=reporter, checkpoint_dir=work / "ckpt",
-                       resume_from=resume_from)
-        status, message = result.status, result.message
-        summary = summarize(cfg, result.history, result.seed_values)
-        if result.status == "diverged":
-            means = ({k: result.history[-1].mean(k) for k in result.history[-1].metrics}
-                     if result.history else {})
-            tune.report(_tune_result(ctx, result.epochs_done, means, summary.metrics,
-                                     diverged=True))
-        outputs = write_outputs(out_dir, cfg, summary)
-        tracker.finish(status, summary=summary.metrics, step=result.epochs_done,
-                       outputs=outputs, root=out_dir, message=message)
-        status = "done"
-    except BaseException as e:  # noqa: BLE001 - re-raised; we only record how the run ended
-        message = redact_url(f"{type(e).__name__}: {e}")
-        raise
-    finally:
-        if status != "done":
-            # crashed or interrupted: keep what exists. (A trial a scheduler stops is killed
-            # without reaching this; the driver closes its run as `stopped`, and its curves are
-            # in MLflow from the last checkpoint.)
-            try:
-                summary = summarize(cfg, history, seed_values) if history else None
-                outputs = write_outputs(out_dir, cfg, summary) if summary else []
-                tracker.finish("failed", summary=summary.metrics if summary else {},
-                               step=history[-1].epoch if history else 0, outputs=outputs,
-                               root=out_dir, message=message)
-            except Exception:  # noqa: BLE001 - never hide the original error
-                log.exception("could not close the MLflow run of trial %s", trial_id)
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def sweep_work_dirs(tmp: str | Path | None = None) -> list[Path]:
-    """Remove the scratch folders (TMP/mistudy-<trial>-<pid>-*) of trial processes that are gone:
-    a trial killed by a scheduler or a crash never reaches its `finally`. Folders of live
-    processes are left alone. Returns the folders removed."""
-    removed = []
-    for d in Path(tmp or tempfile.gettempdir()).glob(f"{WORK_PREFIX}*-*-*"):
-        m = re.fullmatch(rf"{WORK_PREFIX}(.+)-(\d+)-[A-Za-z0-9_]+", d.name)
-        if m is None or not d.is_dir() or d.is_symlink() or d.owner() != _user():
-            continue
-        pid = int(m.group(2))
-        try:
-            os.kill(pid, 0)
-            continue  # alive (or not ours to signal): keep
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
-        shutil.rmtree(d, ignore_errors=True)
-        removed.append(d)
-    return removed
-
-
-def _user() -> str:
-    import getpass
-
-    return getpass.getuser()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -333,6 +107,8 @@ def _sampler(study: Study):
 
 @dataclass
 class StudyOutcome:
+    """What `run_study` returns: where the study lives, how its trials went, the best ones."""
+
     name: str
     experiment_path: Path
     tracking_uri: str
@@ -361,64 +137,119 @@ def run_study(
         num_cpus, num_gpus: resources of an embedded Ray (ignored when connecting).
         fresh: start over under a new name instead of resuming a study of the same name.
     """
-    import optuna
-    import ray
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
-
     spec = study.spec
-    name = spec.name
-    if fresh:
-        name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}" if fresh else spec.name
     home = study_home()
     paths = study_paths(name, home)
-    tracking_uri = default_tracking_uri(home)
-    storage_url = spec.storage or default_optuna_storage(home)
-    objectives = tuple((o.metric, o.direction) for o in spec.objectives)
     base_cfg = study.trial_config({})
-    swept = list(spec.search)
-
+    storage_url = spec.storage or default_optuna_storage(home)
     # -- set-up: everything that can fail, before the MLflow study run exists -------------------
     space, sampler = check_search(study)
-    metric_keys = objective_keys(len(objectives))
-    modes = ["max" if d == "maximize" else "min" for _, d in objectives]
-    scheduler = None
-    if spec.scheduler is not None:
-        sch = spec.scheduler
-        s_metric, s_mode = metric_keys[0], modes[0]
-        if sch.metric is not None:  # one of the objectives (validated): its always-present key
-            i = [m for m, _ in objectives].index(sch.metric)
-            s_metric, s_mode = metric_keys[i], modes[i]
-        scheduler = ASHAScheduler(time_attr="training_iteration", metric=s_metric, mode=s_mode,
-                                  max_t=base_cfg.train.epochs // base_cfg.train.eval_every + 2,
-                                  grace_period=sch.grace_period,
-                                  reduction_factor=sch.reduction_factor)
+    scheduler = _scheduler(study, base_cfg)
     for key in ("home", "ray", "artifacts"):
         paths[key].mkdir(parents=True, exist_ok=True)
+    storage = _open_storage(storage_url)
+    _init_ray(address, num_cpus, num_gpus, verbose)
+    # -- the study run: opened now, closed on every path below ---------------------------------
+    tracker = StudyTracker(default_tracking_uri(home), name, artifact_root=paths["artifacts"])
+    parent = _start_study_run(tracker, study, name, base_cfg)
+    ctx = _study_context(study, name, home, tracker, parent, base_cfg)
+    status, message, reasons = "finished", "", {}
     try:
-        storage = optuna.storages.RDBStorage(storage_url)
+        fn = _trainable(study, ctx)
+
+        def new_tuner():  # only when there is nothing to resume
+            return _tuner(study, fn, _search(study, name, space, sampler, storage), scheduler,
+                          _run_config(study, name, paths, _progress(study, base_cfg), verbose))
+
+        tuner, resumed = _restore_or_new(paths["experiment"], fn, new_tuner)
+        grid = tuner.fit()
+        reasons = _stop_reasons(grid, base_cfg.train.epochs)
+    except KeyboardInterrupt:
+        status, message = "stopped", "stopped: interrupted (Ctrl-C)"
+        raise
+    except BaseException as e:  # noqa: BLE001 - re-raised; recorded on the study run
+        status, message = "failed", redact_url(f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        _close_study(tracker, paths["trials"], reasons, status, message)
+    outcome = StudyOutcome(name, paths["experiment"], ctx.tracking_uri, storage_url,
+                           n_trials=len(grid), n_errors=grid.num_errors, resumed=resumed,
+                           experiment_id=tracker.experiment_id)
+    outcome.best = best_trials(tracker, list(spec.search), ctx.objectives, spec.constraints)
+    return outcome
+
+
+def _objectives(study: Study) -> tuple[tuple[str, str], ...]:
+    """(metric, direction) of each objective of the spec."""
+    return tuple((o.metric, o.direction) for o in study.spec.objectives)
+
+
+def _modes(study: Study) -> list[str]:
+    """Tune's mode ("max"/"min") of each objective, in the order of `objective_keys`."""
+    return ["max" if d == "maximize" else "min" for _, d in _objectives(study)]
+
+
+def _scheduler(study: Study, base_cfg: TrialConfig):
+    """The spec's ASHA scheduler (None without one), on the always-present result key of the
+    objective it names (default: the first)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    sch = study.spec.scheduler
+    if sch is None:
+        return None
+    metrics = [m for m, _ in _objectives(study)]
+    i = metrics.index(sch.metric) if sch.metric is not None else 0  # validated: an objective
+    return ASHAScheduler(time_attr="training_iteration", metric=objective_keys(len(metrics))[i],
+                         mode=_modes(study)[i],
+                         max_t=base_cfg.train.epochs // base_cfg.train.eval_every + 2,
+                         grace_period=sch.grace_period, reduction_factor=sch.reduction_factor)
+
+
+def _open_storage(url: str):
+    """The Optuna RDB storage at URL (made private when it is a SQLite file).
+
+    Raises:
+        RuntimeError: naming the (redacted) URL when it cannot be opened.
+    """
+    import optuna
+
+    try:
+        storage = optuna.storages.RDBStorage(url)
     except Exception as e:  # noqa: BLE001 - a storage that cannot be opened: say which, redacted
-        raise RuntimeError(f"cannot open the Optuna storage {redact_url(storage_url)}: "
+        raise RuntimeError(f"cannot open the Optuna storage {redact_url(url)}: "
                            f"{redact_url(' '.join(str(e).split())[:300])}") from None
-    secure_store(storage_url)
+    secure_store(url)
+    return storage
+
+
+def _init_ray(address: str | None, num_cpus: int | None, num_gpus: int | None,
+              verbose: int) -> None:
+    """Connect to the cluster at ADDRESS (default RAY_ADDRESS), else start an embedded Ray;
+    nothing when Ray is already initialised (tests, notebooks)."""
+    import ray
 
     # the legacy output engine honours CLIReporter's columns (trial, params, epoch, accuracy,
     # q_func, status); the new one prints every result in full
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     address = address or os.environ.get("RAY_ADDRESS")
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=verbose > 0)
-        else:
-            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
-                     include_dashboard=False, log_to_driver=verbose > 0)
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=verbose > 0)
+    else:
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
+                 include_dashboard=False, log_to_driver=verbose > 0)
 
-    # -- the study run: opened now, closed on every path below ---------------------------------
-    tracker = StudyTracker(tracking_uri, name, artifact_root=paths["artifacts"])
-    parent = tracker.start(
-        tags={TAG_SWEPT: json.dumps(swept), TAG_TASK: base_cfg.task.name,
+
+def _start_study_run(tracker: StudyTracker, study: Study, name: str,
+                     base_cfg: TrialConfig) -> str:
+    """Open (or, on resume, reopen) the study's parent run; returns its id."""
+    spec = study.spec
+    return tracker.start(
+        tags={TAG_SWEPT: json.dumps(list(spec.search)),
+              TAG_TASK: base_cfg.task.name,
               TAG_OBJECTIVES: json.dumps([o.model_dump() for o in spec.objectives]),
               TAG_COMMIT: git_commit(), TAG_VERSIONS: json.dumps(versions())},
         params={"spec.name": name, "spec.sampler": spec.sampler.name,
@@ -426,94 +257,130 @@ def run_study(
                 "spec.cpu": spec.resources.cpu, "spec.gpu": spec.resources.gpu},
         spec_text=study.text,
     )
-    status, message = "finished", ""
-    reasons: dict[str, str] = {}
-    experiment = paths["experiment"]
+
+
+def _study_context(study: Study, name: str, home: Path, tracker: StudyTracker, parent: str,
+                   base_cfg: TrialConfig) -> StudyContext:
+    """The constants every trial of the study needs."""
+    spec = study.spec
+    return StudyContext(
+        name=name, base=study.base, spec_path=str(study.path), objectives=_objectives(study),
+        constraints=tuple(spec.constraints), tracking_uri=tracker.uri,
+        experiment_id=tracker.experiment_id, parent_run_id=parent, home=str(home),
+        cpus_per_trial=spec.resources.cpu, task=base_cfg.task.name,
+    )
+
+
+def _trainable(study: Study, ctx: StudyContext):
+    """`worker.trial` with the study context bound and the spec's resources per trial."""
+    from ray import tune
+
+    return tune.with_resources(tune.with_parameters(trial, ctx=ctx),
+                               {"cpu": study.spec.resources.cpu, "gpu": study.spec.resources.gpu})
+
+
+def _search(study: Study, name: str, space, sampler, storage):
+    """OptunaSearch over SPACE with the spec's sampler, persisted in STORAGE as study NAME."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    keys, modes = objective_keys(len(study.spec.objectives)), _modes(study)
+    return OptunaSearch(space=space, metric=keys[0] if len(keys) == 1 else keys,
+                        mode=modes[0] if len(modes) == 1 else modes, sampler=sampler,
+                        study_name=name, storage=storage)
+
+
+def _progress(study: Study, base_cfg: TrialConfig):
+    """The driver's live table: swept values, epoch, task metric, MI, q_func, q_struct and
+    each objective's raw metric (not its constraint-penalised value)."""
+    from ray import tune
+
+    scored = task_metric(base_cfg)
+    shown = {"epoch": "epoch", scored: scored[:3], "mi": "mi", "q_func": "q_func",
+             "q_struct": "q_struct"}
+    for metric, _ in _objectives(study):
+        shown.setdefault(metric, metric)
+    return tune.CLIReporter(metric_columns=shown,
+                            parameter_columns={k: k for k in study.spec.search},
+                            max_report_frequency=15, sort_by_metric=False)
+
+
+def _run_config(study: Study, name: str, paths: dict[str, Path], progress, verbose: int):
+    """Tune's RunConfig: results under STUDY_HOME/ray/NAME, retries, two checkpoints kept."""
+    from ray import tune
+
+    return tune.RunConfig(
+        name=name, storage_path=str(paths["ray"]),
+        failure_config=tune.FailureConfig(max_failures=study.spec.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        progress_reporter=progress, verbose=verbose,
+    )
+
+
+def _tuner(study: Study, fn, search, scheduler, run_config):
+    """A new Tuner for the whole study."""
+    from ray import tune
+
+    spec = study.spec
+    return tune.Tuner(fn, run_config=run_config, tune_config=tune.TuneConfig(
+        search_alg=search, scheduler=scheduler, num_samples=spec.n_trials(),
+        max_concurrent_trials=spec.concurrency))
+
+
+def _restore_or_new(experiment: Path, fn, new) -> tuple[Any, bool]:
+    """The Tuner restored from EXPERIMENT (errored trials resumed) when Tune can restore it,
+    else `new()`; and whether it was restored.
+
+    Raises:
+        RuntimeError: the saved state cannot be restored (e.g. written by an incompatible
+            version); the message says to start over with --fresh.
+    """
+    from ray import tune
+
+    if not tune.Tuner.can_restore(str(experiment)):
+        return new(), False
+    log.info("resuming study %s from %s", experiment.name, experiment)
     try:
-        ctx = StudyContext(
-            name=name, base=study.base, spec_path=str(study.path), objectives=objectives,
-            constraints=tuple(spec.constraints), tracking_uri=tracking_uri,
-            experiment_id=tracker.experiment_id, parent_run_id=parent, home=str(home),
-            cpus_per_trial=spec.resources.cpu, task=base_cfg.task.name,
-        )
-        fn = tune.with_resources(tune.with_parameters(trial, ctx=ctx),
-                                 {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-        search = OptunaSearch(
-            space=space,
-            metric=metric_keys[0] if len(metric_keys) == 1 else metric_keys,
-            mode=modes[0] if len(modes) == 1 else modes,
-            sampler=sampler,
-            study_name=name,
-            storage=storage,
-        )
-        scored = task_metric(base_cfg)
-        shown = {"epoch": "epoch", scored: scored[:3], "mi": "mi", "q_func": "q_func",
-                 "q_struct": "q_struct"}
-        for metric, _ in objectives:  # the objective itself, not its constraint-penalised value
-            shown.setdefault(metric, metric)
-        reporter = tune.CLIReporter(
-            metric_columns=shown,
-            parameter_columns={k: k for k in swept},
-            max_report_frequency=15, sort_by_metric=False,
-        )
-        run_config = tune.RunConfig(
-            name=name, storage_path=str(paths["ray"]),
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            progress_reporter=reporter, verbose=verbose,
-        )
-        resumed = tune.Tuner.can_restore(str(experiment))
-        if resumed:
-            log.info("resuming study %s from %s", name, experiment)
-            try:
-                tuner = tune.Tuner.restore(str(experiment), trainable=fn, resume_errored=True)
-            except ValueError as e:  # e.g. written by an incompatible version of mistudy
-                raise ConfigError(f"cannot resume study '{name}' ({e}); run it with --fresh to "
-                                  f"start over under a new name", source=str(experiment)) from e
-        else:
-            tuner = tune.Tuner(
-                fn,
-                tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler,
-                                            num_samples=spec.n_trials(),
-                                            max_concurrent_trials=spec.concurrency),
-                run_config=run_config,
-            )
-        grid = tuner.fit()
-        for res in grid:
-            m = res.metrics or {}
-            if res.error is None and m.get("epoch", 0) < base_cfg.train.epochs \
-                    and not m.get("diverged"):
-                reasons[m.get("trial_id", "")] = (
-                    f"stopped by the scheduler after epoch {m.get('epoch')}")
-    except BaseException as e:
-        status, message = "failed", redact_url(f"{type(e).__name__}: {e}")
-        raise
+        return tune.Tuner.restore(str(experiment), trainable=fn, resume_errored=True), True
+    except ValueError as e:  # e.g. written by an incompatible version of mistudy
+        raise RuntimeError(f"cannot resume study '{experiment.name}' from {experiment} ({e}); "
+                           f"run it with --fresh to start over under a new name") from e
+
+
+def _stop_reasons(grid, epochs: int) -> dict[str, str]:
+    """trial id → why it ended early, for the trials a scheduler stopped (no error, not
+    diverged, fewer than EPOCHS epochs); the driver writes it on their runs."""
+    reasons = {}
+    for res in grid:
+        m = res.metrics or {}
+        if res.error is None and m.get("epoch", 0) < epochs and not m.get("diverged"):
+            reasons[m.get("trial_id", "")] = (
+                f"stopped by the scheduler after epoch {m.get('epoch')}")
+    return reasons
+
+
+def _close_study(tracker: StudyTracker, trials_dir: Path, reasons: dict[str, str], status: str,
+                 message: str) -> None:
+    """End the study: close the runs of trials that are gone, log the provisional summaries of
+    trials that never finished, sweep stale scratch folders, end the study run as STATUS
+    (always, even when one of the others fails)."""
+    try:
+        tracker.close_orphans(reasons=reasons)
+        tracker.complete_summaries(trials_dir)
+        sweep_work_dirs()
     finally:
-        try:
-            tracker.close_orphans(reasons=reasons)
-            tracker.complete_summaries(paths["trials"])
-            sweep_work_dirs()
-        finally:
-            tracker.finish(status, message)
-    outcome = StudyOutcome(name, experiment, tracking_uri, storage_url,
-                           n_trials=len(grid), n_errors=grid.num_errors, resumed=resumed,
-                           experiment_id=tracker.experiment_id)
-    outcome.best = best_trials(tracker, swept, objectives, spec.constraints)
-    return outcome
+        tracker.finish(status, message)
 
 
 def best_trials(tracker: StudyTracker, swept, objectives, constraints, k: int = 5) -> list[dict]:
     """The top trials by their raw summary metrics in MLflow (feasible ones first); for two
     objectives, the Pareto front of the feasible trials."""
-    from study.config import parse_constraint
-
     rows = []
     for run in tracker.trial_runs():
         m, params = run.data.metrics, run.data.params
-        row = {"trial": run.data.tags.get("study.trial_id", run.info.run_name),
+        row = {"trial": run.data.tags.get(TAG_TRIAL, run.info.run_name),
                **{key: params.get(key) for key in swept},
                **{metric: m.get(metric, math.nan) for metric, _ in objectives},
-               "status": run.data.tags.get("study.status", "")}
+               "status": run.data.tags.get(TAG_STATUS, "")}
         feasible = all(
             math.isfinite(m.get(c, math.nan)) and (m[c] >= b if op == ">=" else m[c] <= b)
             for c, op, b in map(parse_constraint, constraints))

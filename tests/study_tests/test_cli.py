@@ -99,3 +99,84 @@ def test_cli_run_smoke_test(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "study demo-smoke: 2 trials" in out.stdout
     assert "python -m analysis report demo-smoke" in out.stdout
+
+
+# ----------------------------------------------------------------------------------------------
+# The trial runner's guarantee: every exit path of `study train` closes the MLflow runs with the
+# right status and each reporter exactly once (in-process, real SQLite MLflow, smoke budgets)
+
+
+@pytest.fixture
+def counted_closes(monkeypatch):
+    """How many times the progress bar of `study train` was closed."""
+    from study import runner
+
+    closes = []
+    real = runner.ProgressBar.close
+
+    def close(self):
+        closes.append(self)
+        real(self)
+
+    monkeypatch.setattr(runner.ProgressBar, "close", close)
+    return closes
+
+
+def _train_in_process(tmp_path, monkeypatch, *sets: str) -> tuple[int, MlflowClient]:
+    from study.__main__ import main
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("STUDY_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    argv = ["train", "search_spaces/smoke.yaml", "--out", str(tmp_path / "run"), "-q",
+            "--set", "train.threads=1"]
+    for s in sets:
+        argv += ["--set", s]
+    monkeypatch.chdir(REPO)
+    rc = main(argv)
+    return rc, MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+
+
+def _runs(client: MlflowClient):
+    exp = client.get_experiment_by_name("smoke")
+    (study,) = client.search_runs([exp.experiment_id], "tags.`study.role` = 'study'")
+    (trial,) = client.search_runs([exp.experiment_id], "tags.`study.role` = 'trial'")
+    return study, trial
+
+
+def test_train_diverged_trial_ends_diverged_closed_once(tmp_path, monkeypatch, counted_closes):
+    rc, client = _train_in_process(tmp_path, monkeypatch, "optim.kind=adam",
+                                   "optim.clip_norm=null", "optim.lr=1e37",
+                                   "train.eval_every=1")
+    assert rc == 0  # a diverged trial is a result, not an error
+    study, trial = _runs(client)
+    assert trial.data.tags["study.status"] == "diverged" and trial.info.status == "FINISHED"
+    assert "not finite" in trial.data.tags["study.message"]
+    assert trial.data.tags["study.trial_id"] == "train-run"  # train-<output folder name>
+    assert study.data.tags["study.status"] == "diverged" and study.info.status == "FINISHED"
+    assert len(counted_closes) == 1
+    assert (tmp_path / "run" / "curves.parquet").is_file()
+
+
+@pytest.mark.parametrize(("raised", "rc", "status", "mlflow_status"), [
+    (KeyboardInterrupt, 130, "stopped", "KILLED"),
+    (RuntimeError, 1, "failed", "FAILED"),
+])
+def test_train_interrupted_or_crashed_closes_runs_and_reporter_once(
+        raised, rc, status, mlflow_status, tmp_path, monkeypatch, counted_closes):
+    from study import runner
+
+    def on_epoch(self, epoch):  # after the epoch-0 evaluation, during epoch 1
+        raise raised("from the test")
+
+    monkeypatch.setattr(runner.ProgressBar, "on_epoch", on_epoch)
+    got, client = _train_in_process(tmp_path, monkeypatch)
+    assert got == rc
+    study, trial = _runs(client)
+    assert trial.data.tags["study.status"] == status and trial.info.status == mlflow_status
+    assert trial.data.tags["study.message"]
+    assert study.data.tags["study.status"] == status and study.info.status == mlflow_status
+    assert len(counted_closes) == 1
+    # what existed is kept: the epoch-0 evaluation, as curves and in MLflow
+    assert set(pd.read_parquet(tmp_path / "run" / "curves.parquet")["epoch"]) == {0}
+    assert [m.step for m in client.get_metric_history(trial.info.run_id, "q_func")] == [0]
