@@ -8,7 +8,8 @@ pipeline's calibration on a declared noise model.
 
 Exit codes, as for ``python -m study`` (docs/analysis.md): 0 done; 2 bad input or usage (a study
 or store that does not exist, an empty study name, a bad option), one line; 1 a failure at run
-time or a bug (its traceback, uncaught); 130 interrupted.
+time or a bug, one line naming the exception (``--debug`` re-raises it with the traceback);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import logging
 import math
 import os
+import re
 import sys
 import traceback
 
@@ -183,10 +185,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    # Anything else is a failure at run time or a bug: it propagates with its traceback, and
-    # Python exits 1. Nothing is caught that could be mistaken for bad input.
+    except Exception as e:  # noqa: BLE001 - the CLI boundary, as in `python -m study`
+        # A failure at run time or a bug: status 1 (never 2, so a bug is not read as bad
+        # input), its type named, credentials of a tracking URI redacted; --debug re-raises
+        # with the traceback.
+        if args.debug:
+            raise
+        print(f"error: {type(e).__name__}: {_one_line(_redact(str(e)))} (run with --debug "
+              f"for the traceback)", file=sys.stderr)
+        return 1
     finally:
         os.umask(old_umask)
+
+
+_CREDENTIALS = re.compile(r"(\b[A-Za-z][\w+.-]*://[^:/@\s]*:)[^\s/]*@")
+
+
+def _redact(text: str) -> str:
+    """``scheme://user:secret@host`` -> ``scheme://user:***@host`` (a tracking URI's password)."""
+    return _CREDENTIALS.sub(r"\1***@", text)
 
 
 def _one_line(text: str, limit: int = 2000) -> str:

@@ -213,15 +213,22 @@ def test_cli_usage_error_exits_two(capsys):
 
 
 @pytest.mark.parametrize("bug", [TypeError, ValueError, KeyError])
-def test_cli_bug_is_not_swallowed_as_bad_input(bug, monkeypatch):
+@pytest.mark.parametrize("debug", [False, True])
+def test_cli_bug_is_a_runtime_failure_not_bad_input(bug, debug, monkeypatch, capsys):
     import analysis.runs
 
     def broken(*args, **kwargs):
-        raise bug("a bug inside the analysis")
+        raise bug("a bug inside the analysis at postgresql://me:s3cret@db/x")
 
     monkeypatch.setattr(analysis.runs, "load_study", broken)
-    with pytest.raises(bug, match="a bug inside"):  # propagates: traceback, Python exits 1
-        main(["timing", "demo"])
+    if debug:  # the traceback, not swallowed
+        with pytest.raises(bug, match="a bug inside"):
+            main(["timing", "demo", "--debug"])
+        return
+    assert main(["timing", "demo"]) == 1  # never 2: a bug is not bad input
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {bug.__name__}: ")
+    assert "a bug inside" in err[0] and "s3cret" not in err[0] and "--debug" in err[0]
 
 
 def test_findings_are_reproducible_with_same_generator(fixture_study, grid_report):
