@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["WorkingMemory", "ramp_targets"]
+__all__ = ["WorkingMemory", "build", "ramp_targets"]
 
 
 class WorkingMemory:
@@ -32,7 +32,10 @@ class WorkingMemory:
         washout: scored steps excluded from the loss.
     """
 
+    name = "working_memory"
     metric = "accuracy"
+    device_sampling = True  # the loop draws batches with `sample_tensors` (study.tasks.Task)
+    fixed_eval_pool = False
 
     def __init__(
         self,
@@ -190,3 +193,11 @@ def _check_int(name: str, value: int, low: int) -> None:
         raise TypeError(f"WorkingMemory: {name} must be an int, but got {type(value).__name__}")
     if value < low:
         raise ValueError(f"WorkingMemory: {name} must be >= {low}, but got {name}={value}")
+
+
+def build(cfg) -> WorkingMemory:
+    """The working-memory task of a TrialConfig (`task.wm`; n_bits may follow the groups)."""
+    w = cfg.task.wm
+    return WorkingMemory(n_bits=cfg.n_bits, p_onset=w.p_onset, pulse_len=w.pulse_len,
+                         slope=w.slope, transient=w.transient, segment=w.segment,
+                         off_cue=w.off_cue, target_lead=w.target_lead, washout=w.washout)
