@@ -135,9 +135,11 @@ class Critic(nn.Module):
         if self.compute_dtype == torch.bfloat16:  # float32 accumulation on CUDA (process-wide)
             torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
         if activation not in ("relu", "leaky_relu"):
-            raise ValueError(f"Critic: activation must be 'relu' or 'leaky_relu', got {activation!r}")
+            raise ValueError(f"Critic: activation must be 'relu' or 'leaky_relu', "
+                             f"got {activation!r}")
         if depth < 1 or width < 1:
-            raise ValueError(f"Critic: depth and width must be >= 1, got depth={depth}, width={width}")
+            raise ValueError(f"Critic: depth and width must be >= 1, got depth={depth}, "
+                             f"width={width}")
         seeds = seeds if seeds is not None else list(range(n_replicas))
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.activation, self.leaky_slope = activation, leaky_slope

@@ -160,7 +160,8 @@ class Trainer:
 
     def __init__(self, cfg: TrialConfig, device: torch.device | str | None = None):
         self.cfg = cfg
-        self.device = torch.device(device) if device is not None else resolve_device(cfg.train.device)
+        self.device = (torch.device(device) if device is not None
+                       else resolve_device(cfg.train.device))
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         if self.device.type == "cpu":
@@ -266,7 +267,8 @@ class Trainer:
     def pretrain_critic(self) -> None:
         """Critic updates against the untrained networks (method.md §5.2 step 2)."""
         steps = self.cfg.critic.pretrain_steps
-        chunk = self.cfg.critic.steps if self.cfg.critic.reuse_batch and self.cfg.critic.steps else 1
+        critic = self.cfg.critic
+        chunk = critic.steps if critic.reuse_batch and critic.steps else 1
         while steps > 0:
             self._critic_round(min(chunk, steps))
             steps -= chunk
@@ -306,7 +308,8 @@ class Trainer:
     def _where(self, term: str, bad: Tensor) -> str:
         seeds = torch.nonzero(bad).flatten().tolist()
         return (f"train: {term} is not finite at epoch {self.epoch + 1} for seed(s) {seeds} "
-                f"of {self.n_seeds} (mi.weight={self.cfg.mi.weight}, optim.lr={self.cfg.optim.lr})")
+                f"of {self.n_seeds} (mi.weight={self.cfg.mi.weight}, "
+                f"optim.lr={self.cfg.optim.lr})")
 
     def _check_finite(self, term: str, values: Tensor) -> None:
         """Raise Diverged when any seed's (S,) `values` is not finite.

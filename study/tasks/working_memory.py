@@ -1,4 +1,4 @@
-"""n-bit flip-flop working-memory task with on/off pulse lines and ramped ±1 targets (method.md §2).
+"""n-bit flip-flop working-memory task: on/off pulse lines and ramped ±1 targets (method.md §2).
 
 `sample` gives NumPy float32 arrays with the seed axis first: inputs (S, B, transient + segment,
 2·n_bits) ordered (on₁, off₁, on₂, off₂, ...), targets (S, B, segment, n_bits) aligned with the
@@ -56,7 +56,8 @@ class WorkingMemory:
         _check_int("segment", segment, 1)
         _check_int("washout", washout, 0)
         if not 0 < p_onset < 1:
-            raise ValueError(f"WorkingMemory: p_onset must be in (0, 1), but got p_onset={p_onset}")
+            raise ValueError(f"WorkingMemory: p_onset must be in (0, 1), but got "
+                             f"p_onset={p_onset}")
         if not slope > 0:
             raise ValueError(f"WorkingMemory: slope must be positive, but got slope={slope}")
         if target_lead not in (0, 1):
@@ -129,7 +130,8 @@ class WorkingMemory:
         pulses[..., self.pulse_len:] = (csum[..., self.pulse_len:]
                                         - csum[..., : -self.pulse_len]) > 0
 
-        # latent state: +1 after an on onset, -1 after an off onset, "on" wins ties; s_0 = 2·on_0 − 1
+        # latent state: +1 after an on onset, -1 after an off onset, "on" wins ties;
+        # s_0 = 2·on_0 − 1
         events = torch.where(on, 1, torch.where(off, -1, 0)).to(torch.int8)
         events[..., 0] = torch.where(on[..., 0], 1, -1).to(torch.int8)
         y = ramp_targets(events, self.slope)  # (S, B, n, T+1)
