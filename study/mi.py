@@ -5,6 +5,8 @@ A penalty over K groups is a sum of P terms I(A_p; B_p) (method.md §1, DESIGN.m
 I(G_1; G_2) at K = 2. Each (seed, term) pair has its own critic, so every critic weight has a
 leading replica axis R = S·P and one batched matmul serves all of them. Estimates are in nats.
 Shapes: activity (S, M, N) with M (time × batch) rows; critic inputs (R, M, d).
+The bounds themselves (DV, MINE, InfoNCE) are registered objects in `study.estimators`;
+`SubgroupMI` owns the critics, their input noise and optimiser, and asks its estimator.
 """
 
 from __future__ import annotations
