@@ -27,7 +27,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from analysis.outcomes import DEFAULT_RUN, DEFAULT_Z
-from study import _keys, _validation
+from study import _keys, _validation, names
 from study._errors import ConfigError, short_repr
 from study._keys import SEED_MAX, check_limits, closest_key, flatten, parse_assignment, valid_keys
 from study._yaml import read_yaml, read_yaml_text
@@ -93,7 +93,20 @@ class _Strict(BaseModel):
 # Task
 
 
-class WorkingMemoryConfig(_Strict):
+class TaskSettings(_Strict):
+    """Base of one task's own section under `task` (`task.wm`, `task.chaos`, ...).
+
+    Each task validates its own constraints in `check`, so a new task gets its own checks and
+    never another task's; the checks that hold for every task stay in TrialConfig._cross_checks.
+    """
+
+    def check(self, trial: TrialConfig) -> int:
+        """Raise ValueError for a constraint of this task that `trial` breaks; return the
+        (batch x time) rows one MI estimate can draw from a training batch (for `mi.pairs`)."""
+        raise NotImplementedError(f"{type(self).__name__} must define check()")
+
+
+class WorkingMemoryConfig(TaskSettings):
     """n-bit flip-flop working memory (method.md §2)."""
 
     n_bits: Annotated[int, Field(ge=1)] | Literal["groups"] = 2  # memories; "groups" = K
@@ -106,8 +119,17 @@ class WorkingMemoryConfig(_Strict):
     target_lead: Literal[0, 1] = 1  # 1 = reference quirk: target at t is y_{t+1} (method.md §2.3)
     washout: int = Field(0, ge=0)  # scored steps excluded from the loss
 
+    def check(self, trial: TrialConfig) -> int:
+        """The washout leaves scored steps; rows = batch x segment."""
+        if self.washout >= self.segment:
+            raise ValueError(
+                f"task.wm.washout must be shorter than task.wm.segment, but got "
+                f"washout={self.washout}, segment={self.segment}"
+            )
+        return trial.task.batch * self.segment
 
-class ChaosConfig(_Strict):
+
+class ChaosConfig(TaskSettings):
     """Lorenz + Rössler signal separation (method.md §6)."""
 
     n_train: int = Field(5000, ge=1)  # sequences in the training pool
@@ -119,12 +141,52 @@ class ChaosConfig(_Strict):
     washout: int = Field(200, ge=0)  # leading steps excluded from the loss
     data_seed: int = Field(0, ge=0)  # seed of the generated pools (shared by all trials)
 
+    def check(self, trial: TrialConfig) -> int:
+        """The sequence outlasts drop and washout, and the pools hold the training and
+        evaluation batches; rows = batch x (n_samples - drop)."""
+        t = trial.task
+        if self.drop >= self.n_samples:
+            raise ValueError(
+                f"task.chaos.drop must be less than task.chaos.n_samples, but got "
+                f"drop={self.drop}, n_samples={self.n_samples}"
+            )
+        if self.washout >= self.n_samples - self.drop:
+            raise ValueError(
+                f"task.chaos.washout must be shorter than the sequence "
+                f"(n_samples - drop = {self.n_samples - self.drop}), but got "
+                f"washout={self.washout}"
+            )
+        if t.batch > self.n_train:
+            raise ValueError(
+                f"task.batch must be at most task.chaos.n_train, but got "
+                f"batch={t.batch}, n_train={self.n_train}"
+            )
+        if trial.train.eval_batch > self.n_test:
+            raise ValueError(
+                f"train.eval_batch must be at most task.chaos.n_test (the fixed test pool), "
+                f"but got eval_batch={trial.train.eval_batch}, n_test={self.n_test}"
+            )
+        return t.batch * (self.n_samples - self.drop)
+
+
+# task name -> the key of its section under `task`. A new task adds its TaskSettings class
+# above, its section field to TaskConfig and a line here (and registers its builder in
+# study.tasks); the Literal of task names is derived from this table.
+TASK_SECTIONS = {"working_memory": "wm", "chaos_separation": "chaos"}
+
 
 class TaskConfig(_Strict):
-    name: Literal["working_memory", "chaos_separation"] = "working_memory"
+    """Which task, its batch size, and every task's own section (only the named one is used)."""
+
+    name: Literal[tuple(TASK_SECTIONS)] = "working_memory"  # type: ignore[valid-type]
     batch: int = Field(20, ge=1)  # sequences per training batch
     wm: WorkingMemoryConfig = WorkingMemoryConfig()
     chaos: ChaosConfig = ChaosConfig()
+
+    @property
+    def settings(self) -> TaskSettings:
+        """The section of the named task (e.g. `task.wm` for working_memory)."""
+        return getattr(self, TASK_SECTIONS[self.name])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -157,8 +219,9 @@ class HeldoutConfig(_Strict):
 
 class MIConfig(_Strict):
     weight: float = Field(0.1, ge=0)  # lambda: weight of the MI penalty in the network loss
-    estimator: Literal["dv", "mine", "infonce"] = "dv"
-    penalty: Literal["pairwise", "total_correlation"] = "pairwise"  # how K > 2 groups combine
+    # the names live in study.names (one list, shared with study.estimators and study.mi)
+    estimator: Literal[names.ESTIMATOR_NAMES] = "dv"  # type: ignore[valid-type]
+    penalty: Literal[names.PENALTIES] = "pairwise"  # type: ignore[valid-type]  # K > 2 groups
     pairs: int = Field(0, ge=0)  # (time x batch) rows sampled per estimate; 0 = all
     input_noise: float = Field(0.1, ge=0)  # std of Gaussian noise added to critic inputs
     noise_mode: Literal["clean_partner", "noisy_partner"] = "clean_partner"  # method.md §4.2
@@ -267,37 +330,7 @@ class TrialConfig(_Strict):
                 )
         if self.mi.weight > 0 and k < 2:
             raise ValueError(f"mi.weight > 0 needs partition.groups >= 2, but got {k}")
-        t = self.task
-        if t.name == "working_memory":
-            if t.wm.washout >= t.wm.segment:
-                raise ValueError(
-                    f"task.wm.washout must be shorter than task.wm.segment, but got "
-                    f"washout={t.wm.washout}, segment={t.wm.segment}"
-                )
-            rows = t.batch * t.wm.segment
-        else:
-            c = t.chaos
-            if c.drop >= c.n_samples:
-                raise ValueError(
-                    f"task.chaos.drop must be less than task.chaos.n_samples, but got "
-                    f"drop={c.drop}, n_samples={c.n_samples}"
-                )
-            if c.washout >= c.n_samples - c.drop:
-                raise ValueError(
-                    f"task.chaos.washout must be shorter than the sequence "
-                    f"(n_samples - drop = {c.n_samples - c.drop}), but got washout={c.washout}"
-                )
-            if t.batch > c.n_train:
-                raise ValueError(
-                    f"task.batch must be at most task.chaos.n_train, but got "
-                    f"batch={t.batch}, n_train={c.n_train}"
-                )
-            if self.train.eval_batch > c.n_test:
-                raise ValueError(
-                    f"train.eval_batch must be at most task.chaos.n_test (the fixed test pool), "
-                    f"but got eval_batch={self.train.eval_batch}, n_test={c.n_test}"
-                )
-            rows = t.batch * (c.n_samples - c.drop)
+        rows = self.task.settings.check(self)  # the named task's own constraints
         if self.mi.pairs > rows:
             raise ValueError(
                 f"mi.pairs must be at most the (batch x time) rows available ({rows}), "
@@ -564,14 +597,8 @@ class ResourcesSpec(_Strict):
     gpu: float = Field(0.0, ge=0)
 
 
-SUMMARY_METRICS = (
-    "final.task_loss", "final.accuracy", "final.r2", "final.mi", "final.mi_gauss",
-    "final.q_func", "final.q_struct", "final.q_func_norm", "final.q_struct_norm",
-    "final.d_in", "final.d_out", "final.d_corr", "final.success_rate",
-    "final.differentiated_rate", "t_func", "t_struct", "lag",
-    "t_func_half", "t_struct_half", "n_func_first", "n_struct_first", "n_tie", "n_neither",
-)
-SUMMARY_METRICS += ("final.mi_gauss_null", "final.mi_heldout", "final.mi_heldout_null")
+# what objectives and constraints may name; derived from the one list of metric names
+SUMMARY_METRICS = names.SUMMARY_METRICS
 
 
 class StudySpec(_Strict):

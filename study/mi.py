@@ -5,18 +5,25 @@ A penalty over K groups is a sum of P terms I(A_p; B_p) (method.md §1, DESIGN.m
 I(G_1; G_2) at K = 2. Each (seed, term) pair has its own critic, so every critic weight has a
 leading replica axis R = S·P and one batched matmul serves all of them. Estimates are in nats.
 Shapes: activity (S, M, N) with M (time × batch) rows; critic inputs (R, M, d).
+The bounds themselves (DV, MINE, InfoNCE) are registered objects in `study.estimators`;
+`SubgroupMI` owns the critics, their input noise and optimiser, and asks its estimator.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from study.estimators import (ESTIMATORS as _REGISTRY, Estimator, InfoNCE,
+                              estimator_from_config, make_estimator, random_permutations,
+                              take_rows)
 from study.metrics import sequence_null
+from study.names import ESTIMATOR_NAMES, PENALTIES
 from study.optim import ReplicaOptimizer
 
 __all__ = [
@@ -35,8 +42,7 @@ __all__ = [
     "random_permutations",
 ]
 
-ESTIMATORS = ("dv", "mine", "infonce")
-PENALTIES = ("pairwise", "total_correlation")
+ESTIMATORS = ESTIMATOR_NAMES  # the names; the registry is study.estimators.ESTIMATORS
 
 
 @dataclass(frozen=True)
@@ -131,9 +137,11 @@ class Critic(nn.Module):
         if self.compute_dtype == torch.bfloat16:  # float32 accumulation on CUDA (process-wide)
             torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
         if activation not in ("relu", "leaky_relu"):
-            raise ValueError(f"Critic: activation must be 'relu' or 'leaky_relu', got {activation!r}")
+            raise ValueError(f"Critic: activation must be 'relu' or 'leaky_relu', "
+                             f"got {activation!r}")
         if depth < 1 or width < 1:
-            raise ValueError(f"Critic: depth and width must be >= 1, got depth={depth}, width={width}")
+            raise ValueError(f"Critic: depth and width must be >= 1, got depth={depth}, "
+                             f"width={width}")
         seeds = seeds if seeds is not None else list(range(n_replicas))
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.activation, self.leaky_slope = activation, leaky_slope
@@ -199,36 +207,6 @@ def _glorot(gens: list[torch.Generator], fan_in: int, fan_out: int) -> Tensor:
     return torch.stack([(torch.rand(fan_in, fan_out, generator=g) * 2 - 1) * limit for g in gens])
 
 
-def random_permutations(rows: int, m: int, gen: torch.Generator, device: torch.device) -> Tensor:
-    """(rows, m) independent uniform permutations of range(m).
-
-    On CPU, one O(m) randperm per row beats sorting random keys; on a GPU one argsort is a single
-    kernel while per-row calls would each pay a launch.
-    """
-    if torch.device(device).type == "cpu":
-        return torch.stack([torch.randperm(m, generator=gen) for _ in range(rows)])
-    return torch.rand(rows, m, generator=gen, device=device).argsort(dim=1)
-
-
-def take_rows(x: Tensor, index: Tensor) -> Tensor:
-    """x (R, M, d), index (R, M') -> (R, M', d) with out[r, j] = x[r, index[r, j]].
-
-    One index_select over the flattened rows: several times faster than gather on CPU.
-    """
-    r, m, d = x.shape
-    offsets = torch.arange(r, device=x.device).unsqueeze(1) * m
-    flat = x.reshape(r * m, d).index_select(0, (index + offsets).flatten())
-    return flat.view(r, index.shape[1], d)
-
-
-def _log_mean_exp(x: Tensor) -> Tensor:
-    """log mean e^x over the last axis, always in (at least) float32: bf16 scores would lose
-    the few nats of the bound in the exponentials' rounding."""
-    if x.dtype in (torch.bfloat16, torch.float16):
-        x = x.float()
-    return torch.logsumexp(x, dim=-1) - math.log(x.shape[-1])
-
-
 PRECISIONS = ("float32", "bfloat16")
 
 
@@ -262,8 +240,9 @@ class SubgroupMI(nn.Module):
         n_seeds: S.
         labels: (N,) group labels.
         penalty: "pairwise" or "total_correlation".
-        estimator: "dv" (plain Donsker–Varadhan, shuffled marginals; the paper's), "mine" (DV with
-            the moving-average gradient correction of Belghazi et al. 2018) or "infonce".
+        estimator: a registered estimator's name (study.estimators: "dv", plain Donsker–Varadhan
+            with shuffled marginals, the paper's; "mine", DV with the moving-average gradient
+            correction of Belghazi et al. 2018; "infonce") or an `Estimator` object.
         pairs: rows sampled per estimate (0 = all rows, as the reference).
         input_noise: std of Gaussian noise added to the critic inputs.
         noise_mode: "clean_partner" (WM reference: the shuffled partner is a permutation of the
@@ -272,8 +251,9 @@ class SubgroupMI(nn.Module):
             bound is the critic objective I(a+ε; b+ε′) + KL(p_{b+ε} ‖ p_b), not the MI, and is
             asymmetric in a and b; noisy_partner's is I(a+ε; b+ε′). In both modes the zero
             columns that pad unequal sides get no noise, so they read 0 in both branches.
-        ema_rate: MINE moving-average rate.
-        nce_block: InfoNCE rows per block; each row is contrasted with the other rows of its block.
+        **estimator_options: the named estimator's options (`Estimator.options`), e.g.
+            ema_rate (MINE moving-average rate) or nce_block (InfoNCE rows per block; each row
+            is contrasted with the other rows of its block); other estimators' are ignored.
         critic: keyword arguments of `Critic` (width, depth, activation, leaky_slope, out_bias).
         optim: keyword arguments of `ReplicaOptimizer` for the critics.
         seed: critics of seed s, term p are initialised from a stream derived from (seed + s, p).
@@ -285,19 +265,18 @@ class SubgroupMI(nn.Module):
         labels: np.ndarray,
         *,
         penalty: str = "pairwise",
-        estimator: str = "dv",
+        estimator: str | Estimator = "dv",
         pairs: int = 0,
         input_noise: float = 0.1,
         noise_mode: str = "clean_partner",
-        ema_rate: float = 0.01,
-        nce_block: int = 128,
         critic: dict | None = None,
         optim: dict | None = None,
         seed: int = 0,
+        **estimator_options: Any,
     ):
         super().__init__()
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"SubgroupMI: estimator must be one of {ESTIMATORS}, but got {estimator!r}")
+        if not isinstance(estimator, Estimator):
+            estimator = make_estimator(estimator, estimator_options)
         if noise_mode not in ("clean_partner", "noisy_partner"):
             raise ValueError(
                 f"SubgroupMI: noise_mode must be 'clean_partner' or 'noisy_partner', "
@@ -316,9 +295,8 @@ class SubgroupMI(nn.Module):
                              persistent=False)
         self.register_buffer("b_mask", _replica_mask(terms.b_index, n_units, n_seeds),
                              persistent=False)
-        self.estimator, self.pairs = estimator, pairs
+        self.estimator, self.pairs = estimator, pairs  # the Estimator object (`.name`)
         self.input_noise, self.noise_mode = input_noise, noise_mode
-        self.ema_rate, self.nce_block = ema_rate, nce_block
         replica_seeds = [
             int(np.random.SeedSequence([seed + s, p, 0x6D69]).generate_state(1)[0])
             for s in range(n_seeds) for p in range(self.n_terms)
@@ -327,6 +305,19 @@ class SubgroupMI(nn.Module):
                              terms.b_index.shape[1], seeds=replica_seeds, **(critic or {}))
         self.register_buffer("log_ema", torch.full((n_seeds * self.n_terms,), float("nan")))
         self.optimizer = ReplicaOptimizer(self.critic.parameters(), **(optim or {}))
+
+    @classmethod
+    def from_config(cls, cfg: Any, labels: np.ndarray) -> SubgroupMI:
+        """The penalty of a TrialConfig: `mi.*` (estimator and its options, penalty, rows,
+        noise), `critic.*` (architecture and optimiser), S = `seeds`, critics from `seed`."""
+        m, c = cfg.mi, cfg.critic
+        return cls(
+            cfg.seeds, labels, penalty=m.penalty, estimator=estimator_from_config(m),
+            pairs=m.pairs, input_noise=m.input_noise, noise_mode=m.noise_mode,
+            critic={"width": c.width, "depth": c.depth, "activation": c.activation,
+                    "leaky_slope": c.leaky_slope, "out_bias": c.out_bias,
+                    "precision": c.precision},
+            optim=c.optim.model_dump(), seed=cfg.seed)
 
     # -- sampling -------------------------------------------------------------------------------
     def _sides(self, activity: Tensor, gen: torch.Generator, transform=None
@@ -370,68 +361,21 @@ class SubgroupMI(nn.Module):
             eps.mul_(mask.to(x.dtype))
         return eps
 
-    def _scores(self, a: Tensor, b: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Critic scores on joint pairs and on shuffled (product-of-marginals) pairs, (R, M) each."""
-        r, m, _ = a.shape
-        perm = random_permutations(r, m, gen, a.device)  # fresh each call
-        sigma = self.input_noise
-        if sigma > 0:
-            a = a + self._noise(a, self.a_mask, sigma, gen)
-            b_noisy = b + self._noise(b, self.b_mask, sigma, gen)
-        else:
-            b_noisy = b
-        partner_source = b if self.noise_mode == "clean_partner" else b_noisy
-        b_shuf = take_rows(partner_source, perm)
-        # a's projection is shared by both branches (the first layer is a sum of two dense maps)
-        ha = self.critic.project_a(a)  # (R, M, H)
-        joint = self.critic.head(ha + self.critic.project_b(b_noisy))
-        shuffled = self.critic.head(ha + self.critic.project_b(b_shuf))
-        return joint, shuffled
-
-    def _infonce(self, a: Tensor, b: Tensor, gen: torch.Generator) -> Tensor:
-        """InfoNCE bound per replica (R,): each row against the other rows of its block."""
-        r, m, _ = a.shape
-        k = self.nce_block
-        n_blocks = m // k
-        order = random_permutations(r, m, gen, a.device)[:, : n_blocks * k]
-        a = take_rows(a, order)
-        b = take_rows(b, order)
-        if self.input_noise > 0:
-            a = a + self._noise(a, self.a_mask, self.input_noise, gen)
-            b = b + self._noise(b, self.b_mask, self.input_noise, gen)
-        ha = self.critic.project_a(a).view(r, n_blocks, k, 1, -1)
-        hb = self.critic.project_b(b).view(r, n_blocks, 1, k, -1)
-        pre = (ha + hb).reshape(r, n_blocks * k * k, -1)  # every (i, j) within a block
-        scores = self.critic.head(pre).view(r, n_blocks, k, k)
-        diag = scores.diagonal(dim1=2, dim2=3)
-        bound = diag - torch.logsumexp(scores, dim=3) + math.log(k)  # ≤ ln k by construction
-        return bound.mean(dim=(1, 2))
+    def add_noise(self, x: Tensor, side: str, gen: torch.Generator) -> Tensor:
+        """x (R, M, d) of side "a" or "b" plus `input_noise`·N(0, 1), none on padded columns."""
+        mask = self.a_mask if side == "a" else self.b_mask
+        return x + self._noise(x, mask, self.input_noise, gen)
 
     # -- estimates ------------------------------------------------------------------------------
     def _estimate(self, activity: Tensor, gen: torch.Generator, *, update_ema: bool,
                   transform=None) -> tuple[Tensor, Tensor]:
         """(value, surrogate), each (R,): the bound, and what gradients should follow."""
         a, b = self._sides(activity, gen, transform)
-        if self.estimator == "infonce":
-            value = self._infonce(a, b, gen)
-            return value, value
-        joint, shuffled = self._scores(a, b, gen)
-        log_m = _log_mean_exp(shuffled)  # log mean e^T over shuffled pairs
-        value = joint.mean(dim=1) - log_m  # DV bound (method.md §4.4)
-        if self.estimator == "dv":
-            return value, value
-        # MINE: replace ∇ log E[e^T] by ∇E[e^T] / EMA(E[e^T]) to remove the minibatch bias
-        log_ema = self.log_ema
-        current = log_m.detach()
-        if update_ema:
-            rate = self.ema_rate
-            fresh = torch.isnan(log_ema)
-            mixed = torch.logaddexp(log_ema + math.log1p(-rate), current + math.log(rate))
-            log_ema = torch.where(fresh, current, mixed)
-            self.log_ema.copy_(log_ema)
-        log_ema = torch.where(torch.isnan(log_ema), current, log_ema)
-        surrogate = joint.mean(dim=1) - torch.exp(log_m - log_ema)
-        return value, surrogate
+        return self.estimator.bound(self, a, b, gen, update_ema=update_ema)
+
+    def _fold(self, per_replica: Tensor) -> Tensor:
+        """(R,) per (seed, term) -> (S,) summed over the penalty's terms."""
+        return per_replica.view(self.n_seeds, self.n_terms).sum(dim=1)
 
     def critic_step(self, activity: Tensor, gen: torch.Generator, transform=None) -> Tensor:
         """One critic update that maximises the bound; activity (S, M, N) is treated as data.
@@ -445,7 +389,7 @@ class SubgroupMI(nn.Module):
         self.optimizer.zero_grad()
         (-surrogate.sum()).backward()
         self.optimizer.step()
-        return value.detach().view(self.n_seeds, self.n_terms).sum(dim=1)
+        return self._fold(value.detach())
 
     def penalty(self, activity: Tensor, gen: torch.Generator, transform=None
                 ) -> tuple[Tensor, Tensor]:
@@ -455,7 +399,8 @@ class SubgroupMI(nn.Module):
             activity: (S, M, N) with gradient to the network.
 
         Returns:
-            (differentiable (S,) penalty, (S,) measured value) — they differ only for MINE.
+            (differentiable (S,) penalty, (S,) measured value) — they differ only where the
+            estimator's gradient follows a surrogate (MINE, `Estimator.network_penalty`).
         """
         self.critic.requires_grad_(False)
         try:
@@ -463,18 +408,15 @@ class SubgroupMI(nn.Module):
                                               transform=transform)
         finally:
             self.critic.requires_grad_(True)
-        value = value.view(self.n_seeds, self.n_terms).sum(dim=1)
-        if self.estimator == "mine":
-            # gradient of the corrected surrogate, value of the DV bound
-            surrogate = surrogate.view(self.n_seeds, self.n_terms).sum(dim=1)
-            return surrogate - surrogate.detach() + value.detach(), value.detach()
-        return value, value.detach()
+        value = self._fold(value)
+        penalty = self.estimator.network_penalty(value, self._fold(surrogate))
+        return penalty, value.detach()
 
     @torch.no_grad()
     def measure(self, activity: Tensor, gen: torch.Generator, transform=None) -> Tensor:
         """(S,) penalty estimate with the current critics, no update."""
         value, _ = self._estimate(activity, gen, update_ema=False, transform=transform)
-        return value.view(self.n_seeds, self.n_terms).sum(dim=1)
+        return self._fold(value)
 
     def state(self) -> dict:
         return {"module": self.state_dict(), "optimizer": self.optimizer.state_dict()}
@@ -520,8 +462,9 @@ def estimate_mi(
         raise ValueError(
             f"estimate_mi(): x and y must be (M, dx) and (M, dy) with the same M, but got "
             f"shapes {tuple(x.shape)} and {tuple(y.shape)}")
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimate_mi(): estimator must be one of {ESTIMATORS}, but got {estimator!r}")
+    if estimator not in _REGISTRY:
+        raise ValueError(f"estimate_mi(): estimator must be one of {tuple(_REGISTRY)}, but got "
+                         f"{estimator!r}")
     m = x.shape[0]
     n_test = int(round(m * holdout))
     if m - n_test < batch or n_test < (nce_block if estimator == "infonce" else 2):
@@ -541,7 +484,8 @@ def estimate_mi(
     for _ in range(steps):
         rows = torch.randint(0, train_data.shape[1], (batch,), generator=gen)
         est.critic_step(train_data[:, rows], gen)
-    est.nce_block = min(nce_block, n_test)
+    if isinstance(est.estimator, InfoNCE):  # its blocks must fit in the held-out rows
+        est.estimator.nce_block = min(nce_block, n_test)
     test_data = data[:, test_idx]
     with torch.no_grad():
         values = [est.measure(test_data, gen).item() for _ in range(8)]

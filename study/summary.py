@@ -20,10 +20,10 @@ import yaml
 from analysis.outcomes import (DIFFERENTIATED_Q_STRUCT, SUCCESS_THRESHOLD, seed_table,
                                trial_metrics)
 from study.config import TrialConfig
-from study.train import EvalRecord, records_to_rows
+from study.train import EvalRecord
 
-__all__ = ["Summary", "summarize", "write_outputs", "write_snapshot", "SUCCESS_THRESHOLD",
-           "DIFFERENTIATED_Q_STRUCT"]
+__all__ = ["Summary", "summarize", "records_to_rows", "write_outputs", "write_snapshot",
+           "SUCCESS_THRESHOLD", "DIFFERENTIATED_Q_STRUCT"]
 
 
 @dataclass
@@ -31,6 +31,17 @@ class Summary:
     curves: pd.DataFrame  # one row per (seed, evaluation epoch)
     seeds: pd.DataFrame  # one row per seed
     metrics: dict[str, float]  # summary metrics logged at the end of a trial run
+
+
+def records_to_rows(history: Sequence[EvalRecord], seed_values: Sequence[int]) -> list[dict]:
+    """One dict per (seed, evaluation): the rows of curves.parquet."""
+    rows = []
+    for rec in history:
+        for i, sv in enumerate(seed_values):
+            row = {"seed": i, "seed_value": sv, "epoch": rec.epoch}
+            row.update({k: v[i] for k, v in rec.metrics.items()})
+            rows.append(row)
+    return rows
 
 
 def summarize(cfg: TrialConfig, history: Sequence[EvalRecord],

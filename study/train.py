@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,11 +22,14 @@ from torch import Tensor
 
 from study import communities, metrics
 from study.config import ConfigError, TrialConfig, trial_config_from_dict
+from study.device import keep_freed_memory, resolve_device
 from study.mi import SubgroupMI, heldout_mi
+# the metric-name sections (MI_METRICS, ...) stay importable from here (tests read them)
+from study.names import MI_METRICS, MODULARITY_METRICS, SPECIALISATION_METRICS, curve_metrics
 from study.networks import build_network
 from study.optim import ReplicaOptimizer
 from study.partition import groups
-from study.tasks import task_metric
+from study.tasks import build_task, task_metric
 
 __all__ = [
     "EvalRecord",
@@ -134,73 +137,9 @@ class Diverged(FloatingPointError):
 # Construction
 
 
-def build_task(cfg: TrialConfig):
-    """The task object named by cfg.task (see study.tasks)."""
-    t = cfg.task
-    if t.name == "working_memory":
-        from study.tasks.working_memory import WorkingMemory
-
-        w = t.wm
-        return WorkingMemory(n_bits=cfg.n_bits, p_onset=w.p_onset, pulse_len=w.pulse_len,
-                             slope=w.slope, transient=w.transient, segment=w.segment,
-                             off_cue=w.off_cue, target_lead=w.target_lead, washout=w.washout)
-    from study.tasks.chaos import ChaosSeparation
-
-    c = t.chaos
-    return ChaosSeparation(n_train=c.n_train, n_test=c.n_test, n_samples=c.n_samples,
-                           drop=c.drop, lorenz_t_end=c.lorenz_t_end,
-                           rossler_t_end=c.rossler_t_end, washout=c.washout,
-                           data_seed=c.data_seed)
-
-
-# the per-evaluation metrics of each section of Trainer.evaluate, in logging order
-MI_METRICS = ("mi", "mi_gauss", "mi_gauss_null", "mi_heldout", "mi_heldout_null")
-MODULARITY_METRICS = ("q_func", "q_struct", "q_func_norm", "q_struct_norm",
-                      "q_func_z", "q_struct_z", "q_struct_delta", "q_struct_delta_z",
-                      "nmi_func", "nmi_struct", "q_func_found", "q_struct_found",
-                      "q_update_z", "q_reset_z")
-SPECIALISATION_METRICS = ("d_in", "d_out", "d_corr")
-
-
 def metric_names(cfg: TrialConfig) -> tuple[str, ...]:
-    """Per-evaluation metric keys, in logging order (docs/run-data.md)."""
-    return ("task_loss", task_metric(cfg), *MI_METRICS, *MODULARITY_METRICS,
-            *SPECIALISATION_METRICS)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device is 'cuda' but no CUDA device is visible to this process")
-    return torch.device(name)
-
-
-_ALLOCATOR_TUNED = False
-
-
-def keep_freed_memory() -> None:
-    """Make glibc reuse freed large blocks instead of returning them to the kernel at once.
-
-    The critic's activations are ~80 MB per layer at the reference size (40 000 × 512 floats);
-    by default every such tensor is a fresh mmap whose pages fault in on first touch, which cost
-    as much as the matrix products around them (a critic step went from ~1.05 s to ~0.72 s on
-    2 cores). Blocks up to 512 MiB come from the heap; more than 1 GiB free at its top is still
-    given back (keeping everything let fragmentation grow a 16-seed reference run past 24 GB).
-    Process-wide; a no-op off glibc.
-    """
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED:
-        return
-    _ALLOCATOR_TUNED = True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 512 << 20)  # M_MMAP_THRESHOLD: blocks up to 512 MiB from the heap
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: give back only beyond 1 GiB free
-    except (OSError, AttributeError):
-        pass
+    """Per-evaluation metric keys, in logging order (docs/run-data.md; study.names)."""
+    return curve_metrics(task_metric(cfg))
 
 
 def _abs_cross_corr(x: Tensor, y: Tensor) -> Tensor:
@@ -221,7 +160,8 @@ class Trainer:
 
     def __init__(self, cfg: TrialConfig, device: torch.device | str | None = None):
         self.cfg = cfg
-        self.device = torch.device(device) if device is not None else resolve_device(cfg.train.device)
+        self.device = (torch.device(device) if device is not None
+                       else resolve_device(cfg.train.device))
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         if self.device.type == "cpu":
@@ -238,16 +178,8 @@ class Trainer:
         self.optimizer = ReplicaOptimizer.from_config(self.net.parameters(), o)
         self.mi: SubgroupMI | None = None
         if cfg.partition.groups >= 2:
-            c = cfg.critic
-            self.mi = SubgroupMI(
-                s, self.labels, penalty=cfg.mi.penalty, estimator=cfg.mi.estimator,
-                pairs=cfg.mi.pairs, input_noise=cfg.mi.input_noise, noise_mode=cfg.mi.noise_mode,
-                ema_rate=cfg.mi.ema_rate, nce_block=cfg.mi.nce_block,
-                critic={"width": c.width, "depth": c.depth, "activation": c.activation,
-                        "leaky_slope": c.leaky_slope, "out_bias": c.out_bias,
-                        "precision": c.precision},
-                optim=c.optim.model_dump(), seed=cfg.seed,
-            ).to(self.device)  # the critics' optimiser state follows them (optim.py)
+            # the critics' optimiser state follows them to the device (optim.py)
+            self.mi = SubgroupMI.from_config(cfg, self.labels).to(self.device)
         # data streams: training and evaluation are separate, so eval_every never changes training
         self.data_rng = np.random.default_rng([cfg.seed, 1])
         self.eval_rng = np.random.default_rng([cfg.seed, 2])
@@ -287,11 +219,11 @@ class Trainer:
             rng = np.random.default_rng([cfg.seed, 4])
             gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 7919 + 4)
         batch = cfg.train.eval_batch if evaluating else cfg.task.batch
-        if evaluating and hasattr(self.task, "test_set"):
+        if evaluating and self.task.fixed_eval_pool:
             x, y = self.task.test_set(batch)  # the fixed test pool (method.md §6.5)
             inputs, targets = self._to_device(np.broadcast_to(x, (s, *x.shape)),
                                               np.broadcast_to(y, (s, *y.shape)))
-        elif hasattr(self.task, "sample_tensors"):  # generated on the training device
+        elif self.task.device_sampling:  # generated on the training device
             inputs, targets = self.task.sample_tensors(gen, s, batch, self.device)
         else:
             inputs, targets = self._to_device(*self.task.sample([rng] * s, batch))
@@ -335,7 +267,8 @@ class Trainer:
     def pretrain_critic(self) -> None:
         """Critic updates against the untrained networks (method.md §5.2 step 2)."""
         steps = self.cfg.critic.pretrain_steps
-        chunk = self.cfg.critic.steps if self.cfg.critic.reuse_batch and self.cfg.critic.steps else 1
+        critic = self.cfg.critic
+        chunk = critic.steps if critic.reuse_batch and critic.steps else 1
         while steps > 0:
             self._critic_round(min(chunk, steps))
             steps -= chunk
@@ -375,7 +308,8 @@ class Trainer:
     def _where(self, term: str, bad: Tensor) -> str:
         seeds = torch.nonzero(bad).flatten().tolist()
         return (f"train: {term} is not finite at epoch {self.epoch + 1} for seed(s) {seeds} "
-                f"of {self.n_seeds} (mi.weight={self.cfg.mi.weight}, optim.lr={self.cfg.optim.lr})")
+                f"of {self.n_seeds} (mi.weight={self.cfg.mi.weight}, "
+                f"optim.lr={self.cfg.optim.lr})")
 
     def _check_finite(self, term: str, values: Tensor) -> None:
         """Raise Diverged when any seed's (S,) `values` is not finite.
@@ -738,14 +672,3 @@ def check_resumable(state: Mapping[str, Any], cfg: TrialConfig, *,
         raise CheckpointError(f"checkpoint was written with a different config ({pairs}); "
                               f"start a fresh run instead of resuming", source=source,
                               key=differ[0])
-
-
-def records_to_rows(history: Sequence[EvalRecord], seed_values: Sequence[int]) -> list[dict]:
-    """One dict per (seed, evaluation): the rows of curves.parquet."""
-    rows = []
-    for rec in history:
-        for i, sv in enumerate(seed_values):
-            row = {"seed": i, "seed_value": sv, "epoch": rec.epoch}
-            row.update({k: v[i] for k, v in rec.metrics.items()})
-            rows.append(row)
-    return rows

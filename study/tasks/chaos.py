@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy.integrate import solve_ivp
 
-__all__ = ["ChaosSeparation", "lorenz", "minmax_then_drop", "rossler"]
+__all__ = ["ChaosSeparation", "build", "lorenz", "minmax_then_drop", "rossler"]
 
 logger = logging.getLogger("study.tasks.chaos")
 
@@ -289,6 +289,8 @@ class ChaosSeparation:
     transient = 0
     input_channels = None
     metric = "r2"
+    device_sampling = False  # study.tasks.Task: batches come from `sample` (NumPy pools)
+    fixed_eval_pool = True  # evaluation uses `test_set`
 
     def __init__(self, *, n_train: int = 5000, n_test: int = 50, n_samples: int = 14000,
                  drop: int = 4000, lorenz_t_end: float = 100.0, rossler_t_end: float = 700.0,
@@ -453,3 +455,12 @@ class ChaosSeparation:
     @staticmethod
     def _mix(targets: np.ndarray) -> np.ndarray:
         return targets[..., :3] + targets[..., 3:]  # L + R, method.md §6.4
+
+
+def build(cfg) -> ChaosSeparation:
+    """The separation task of a TrialConfig (`task.chaos`)."""
+    c = cfg.task.chaos
+    return ChaosSeparation(n_train=c.n_train, n_test=c.n_test, n_samples=c.n_samples,
+                           drop=c.drop, lorenz_t_end=c.lorenz_t_end,
+                           rossler_t_end=c.rossler_t_end, washout=c.washout,
+                           data_seed=c.data_seed)

@@ -1,4 +1,4 @@
-"""n-bit flip-flop working-memory task with on/off pulse lines and ramped ±1 targets (method.md §2).
+"""n-bit flip-flop working-memory task: on/off pulse lines and ramped ±1 targets (method.md §2).
 
 `sample` gives NumPy float32 arrays with the seed axis first: inputs (S, B, transient + segment,
 2·n_bits) ordered (on₁, off₁, on₂, off₂, ...), targets (S, B, segment, n_bits) aligned with the
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["WorkingMemory", "ramp_targets"]
+__all__ = ["WorkingMemory", "build", "ramp_targets"]
 
 
 class WorkingMemory:
@@ -32,7 +32,10 @@ class WorkingMemory:
         washout: scored steps excluded from the loss.
     """
 
+    name = "working_memory"
     metric = "accuracy"
+    device_sampling = True  # the loop draws batches with `sample_tensors` (study.tasks.Task)
+    fixed_eval_pool = False
 
     def __init__(
         self,
@@ -53,7 +56,8 @@ class WorkingMemory:
         _check_int("segment", segment, 1)
         _check_int("washout", washout, 0)
         if not 0 < p_onset < 1:
-            raise ValueError(f"WorkingMemory: p_onset must be in (0, 1), but got p_onset={p_onset}")
+            raise ValueError(f"WorkingMemory: p_onset must be in (0, 1), but got "
+                             f"p_onset={p_onset}")
         if not slope > 0:
             raise ValueError(f"WorkingMemory: slope must be positive, but got slope={slope}")
         if target_lead not in (0, 1):
@@ -126,7 +130,8 @@ class WorkingMemory:
         pulses[..., self.pulse_len:] = (csum[..., self.pulse_len:]
                                         - csum[..., : -self.pulse_len]) > 0
 
-        # latent state: +1 after an on onset, -1 after an off onset, "on" wins ties; s_0 = 2·on_0 − 1
+        # latent state: +1 after an on onset, -1 after an off onset, "on" wins ties;
+        # s_0 = 2·on_0 − 1
         events = torch.where(on, 1, torch.where(off, -1, 0)).to(torch.int8)
         events[..., 0] = torch.where(on[..., 0], 1, -1).to(torch.int8)
         y = ramp_targets(events, self.slope)  # (S, B, n, T+1)
@@ -190,3 +195,11 @@ def _check_int(name: str, value: int, low: int) -> None:
         raise TypeError(f"WorkingMemory: {name} must be an int, but got {type(value).__name__}")
     if value < low:
         raise ValueError(f"WorkingMemory: {name} must be >= {low}, but got {name}={value}")
+
+
+def build(cfg) -> WorkingMemory:
+    """The working-memory task of a TrialConfig (`task.wm`; n_bits may follow the groups)."""
+    w = cfg.task.wm
+    return WorkingMemory(n_bits=cfg.n_bits, p_onset=w.p_onset, pulse_len=w.pulse_len,
+                         slope=w.slope, transient=w.transient, segment=w.segment,
+                         off_cue=w.off_cue, target_lead=w.target_lead, washout=w.washout)

@@ -1,0 +1,57 @@
+"""The names config.py validates against and the torch modules implement, in one light module.
+
+config.py must stay free of torch (validating a spec is fast), yet its Literals and its list of
+summary metrics have to agree with what `study.mi`, `study.estimators` and `study.train` compute.
+Both sides read the tuples below, so each list exists once; tests check that the registries of
+the torch side (`study.estimators.ESTIMATORS`) hold exactly these names.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PENALTIES",
+    "ESTIMATOR_NAMES",
+    "TASK_SCORES",
+    "MI_METRICS",
+    "MODULARITY_METRICS",
+    "SPECIALISATION_METRICS",
+    "curve_metrics",
+    "SUMMARY_METRICS",
+]
+
+# how the MI terms of K > 2 groups combine (study.mi.penalty_terms, metrics.gaussian_penalty)
+PENALTIES = ("pairwise", "total_correlation")
+# the MI estimators a config may name (implemented and registered in study.estimators)
+ESTIMATOR_NAMES = ("dv", "mine", "infonce")
+
+# -- per-evaluation (curve) metrics, docs/run-data.md; each section of Trainer.evaluate in order
+TASK_LOSS = "task_loss"
+TASK_SCORES = ("accuracy", "r2")  # the task metrics (analysis.outcomes.TASK_METRIC's values)
+MI_METRICS = ("mi", "mi_gauss", "mi_gauss_null", "mi_heldout", "mi_heldout_null")
+MODULARITY_METRICS = ("q_func", "q_struct", "q_func_norm", "q_struct_norm",
+                      "q_func_z", "q_struct_z", "q_struct_delta", "q_struct_delta_z",
+                      "nmi_func", "nmi_struct", "q_func_found", "q_struct_found",
+                      "q_update_z", "q_reset_z")
+SPECIALISATION_METRICS = ("d_in", "d_out", "d_corr")
+
+
+def curve_metrics(task_score: str) -> tuple[str, ...]:
+    """Per-evaluation metric keys of a trial whose task is scored by `task_score`, in logging
+    order (the loss, the task score, then the MI, modularity and specialisation sections)."""
+    return (TASK_LOSS, task_score, *MI_METRICS, *MODULARITY_METRICS, *SPECIALISATION_METRICS)
+
+
+# -- trial summary metrics (what a spec's objectives and constraints may name)
+# The curve metrics whose seed-median final an objective may name, in the order of the
+# allowed-list in error messages: the task, the training critic's MI and the plug-in, the raw
+# and normalised Q, specialisation; the null-referenced MI measurements come last (they were
+# added later and the list keeps its order).
+_FINAL_FIRST = (TASK_LOSS, *TASK_SCORES, *MI_METRICS[:2], *MODULARITY_METRICS[:4],
+                *SPECIALISATION_METRICS)
+_FINAL_LAST = MI_METRICS[2:]
+# outcome metrics of analysis.outcomes.trial_metrics (rates, onset medians, which-first counts)
+_OUTCOMES = ("final.success_rate", "final.differentiated_rate", "t_func", "t_struct", "lag",
+             "t_func_half", "t_struct_half", "n_func_first", "n_struct_first", "n_tie",
+             "n_neither")
+SUMMARY_METRICS = (*(f"final.{m}" for m in _FINAL_FIRST), *_OUTCOMES,
+                   *(f"final.{m}" for m in _FINAL_LAST))
