@@ -206,3 +206,21 @@ def test_killed_study_resumes_without_duplicates(tmp_path):
         steps = [m.step for m in MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
                  .get_metric_history(r.info.run_id, "q_func")]
         assert sorted(steps) == list(range(0, 41, 4))
+
+
+def test_embedded_ray_runs_trial_workers_at_the_drivers_priority(tmp_path):
+    # Ray's default worker niceness is 15; an embedded study sets RAY_worker_niceness=0 so that
+    # other jobs on the machine cannot take the trials' CPU. A fresh process: Ray not yet started.
+    code = ("import os, ray\n"
+            "from study.tune import _init_ray\n"
+            "_init_ray(None, 1, 0, 0)\n"
+            "print('NICE', ray.get(ray.remote(lambda: os.nice(0)).remote()), os.nice(0))\n"
+            "ray.shutdown()\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_worker_niceness", None)
+    env.pop("RAY_ADDRESS", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, timeout=180,
+                         capture_output=True, text=True)
+    line = next(l for l in out.stdout.splitlines() if l.startswith("NICE"))
+    worker, driver = map(int, line.split()[1:])
+    assert worker == driver
