@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from analysis.outcomes import TASK_METRIC
 from analysis.runs import READ_NAMES, load_study
 from study import tracking
 from study.config import TrialConfig, load_trial_config
@@ -45,8 +46,8 @@ def _fake_history(cfg: TrialConfig) -> list[EvalRecord]:
 def test_contract_metrics_and_columns_read_by_analysis_are_written(task):
     cfg = load_trial_config(overrides={"task.name": task, "train.eval_batch": 20})
     s = summarize(cfg, _fake_history(cfg), [0, 1])
-    task_metric = "accuracy" if task == "working_memory" else "r2"
-    other = "r2" if task == "working_memory" else "accuracy"
+    task_metric = TASK_METRIC[task]
+    (other,) = set(TASK_METRIC.values()) - {task_metric}
     curve = [m for m in READ_NAMES["metrics"] if not m.startswith(("final.", "t_", "lag", "n_"))]
     assert set(curve) - {other} <= set(metric_names(cfg))
     summary = [m for m in READ_NAMES["metrics"] if m not in curve]
