@@ -2,7 +2,7 @@
 
     python docs/results/phase-cpu/claims.py docs/results/phase-cpu > docs/results/phase-cpu/claims.txt
 
-Reads claims_by_cell.csv and verdicts_by_cell.csv (written by `python -m analysis report`) and
+Reads claims_by_cell.csv and verdicts_by_cell.csv (or verdicts_by_mi_weight.csv) (written by `python -m analysis report`) and
 prints, per claim, one line per (cell, λ): n, the medians, the paired effect, the BH-adjusted p
 and the verdict; then the timing verdict per cell. Nothing is recomputed here.
 """
@@ -13,7 +13,7 @@ import pandas as pd
 
 folder = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
 claims = pd.read_csv(folder / "claims_by_cell.csv")
-verdicts = pd.read_csv(folder / "verdicts_by_cell.csv")
+verdicts = pd.read_csv(next(iter(sorted(folder.glob("verdicts_by_*.csv")))))  # per cell, or per λ
 cells = [c for c in claims.columns if c not in {
     "mi.weight", "claim", "n", "median_control", "median_treated", "effect", "n_in_direction",
     "p", "n_success", "p_bh", "verdict"}]
