@@ -18,6 +18,7 @@ SciPy, pandas and statsmodels are imported inside the functions, as in analysis.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -197,20 +198,32 @@ def _verdict(r: dict, alpha: float) -> str:
     return "holds" if r["median_treated"] > CLEAR_Z else "weak"
 
 
-def calibrate_paired(n: int, *, reps: int = 2000, alpha: float = ALPHA,
+def calibrate_paired(n: int, *, reps: int = 1000, alpha: float = ALPHA,
                      rng: np.random.Generator | None = None) -> pd.DataFrame:
     """False-positive rate of :func:`wilcoxon_p` at n pairs on synthetic data with no effect.
 
     Three no-effect worlds: normal differences, Cauchy (heavy-tailed) differences, and
     differences rounded to a coarse grid (ties and zeros, as accuracy values give). A calibrated
-    test rejects in at most about α of the replicates in each.
+    test rejects in at most about α of the replicates in each (Monte Carlo SE ~0.7 % at 1000
+    replicates). Without `rng` the draws come from a fixed seed and the result is cached per
+    (n, reps, alpha): a report pays for it once per process, and reruns print the same rates.
 
     Returns:
         One row per world: ``world``, ``n``, ``reps``, ``rejected`` (fraction with p < α).
     """
+    if rng is None:
+        return _calibrate_cached(int(n), int(reps), float(alpha)).copy()
+    return _calibrate(n, reps, alpha, rng)
+
+
+@functools.lru_cache(maxsize=32)
+def _calibrate_cached(n: int, reps: int, alpha: float) -> pd.DataFrame:
+    return _calibrate(n, reps, alpha, np.random.default_rng([n, reps]))
+
+
+def _calibrate(n: int, reps: int, alpha: float, rng: np.random.Generator) -> pd.DataFrame:
     import pandas as pd
 
-    rng = rng or np.random.default_rng(0)
     worlds = {
         "normal": lambda: rng.standard_normal(n),
         "cauchy": lambda: rng.standard_cauchy(n),

@@ -42,7 +42,7 @@ _log = logging.getLogger(__name__)
 ACCURACY_DROP = 0.02
 REPORT_FILE = "report.html"
 CALIBRATION_CELLS = 200  # simulated cells per calibration (~1 s for 41 evaluations)
-CLAIMS_CALIBRATION_REPS = 2000  # no-effect replicates per world of the paired test (~1 s)
+CLAIMS_CALIBRATION_REPS = 1000  # no-effect replicates per world of the paired test (cached)
 CLAIM_VERDICTS = ("holds", "weak", "breaks", "inconclusive", "not measured")
 
 
@@ -204,14 +204,14 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
             parts.append("Overall the timing is inconclusive: no λ with the MI penalty gives a "
                          "significant order or a significant co-emergence.")
     success_parts, drop_at = _success_sentences(study, seeds)
-    claims, claims_cal = _claims_of(study, seeds, rng)
+    claims, claims_cal = _claims_of(study, seeds)
     parts = (parts[:n_counts] + _claim_sentences(claims, claims_cal) + parts[n_counts:]
              + success_parts)
     return Findings(" ".join(parts), n_trials, n_running, len(seeds), len(timing), measured,
                     verdicts, excluded, cal, fe, drop_at, claims, claims_cal)
 
 
-def _claims_of(study: StudyData, seeds: pd.DataFrame, rng: np.random.Generator
+def _claims_of(study: StudyData, seeds: pd.DataFrame
                ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The claims table on the finished seeds, and its test's calibration at the study's n."""
     done = seeds[seeds["status"].astype(str) == "finished"] if "status" in seeds else seeds
@@ -219,7 +219,7 @@ def _claims_of(study: StudyData, seeds: pd.DataFrame, rng: np.random.Generator
     if not len(table):
         return table, None
     n = int(table["n"].max())
-    return table, calibrate_paired(n, reps=CLAIMS_CALIBRATION_REPS, rng=rng) if n else None
+    return table, calibrate_paired(n, reps=CLAIMS_CALIBRATION_REPS) if n else None
 
 
 def _claim_sentences(claims: pd.DataFrame, cal: pd.DataFrame | None) -> list[str]:

@@ -65,3 +65,9 @@ def test_paired_test_is_calibrated_on_no_effect_data():
     cal = calibrate_paired(8, reps=1000, rng=np.random.default_rng(0))
     assert set(cal.world) == {"normal", "cauchy", "ties"}
     assert (cal.rejected <= 0.05 + 0.02).all()  # exact test: at most α (+ Monte Carlo slack)
+
+
+def test_default_calibration_is_reproducible():
+    a, b = calibrate_paired(6, reps=50), calibrate_paired(6, reps=50)
+    pd.testing.assert_frame_equal(a, b)
+    assert (a["n"] == 6).all() and (a["reps"] == 50).all()
