@@ -303,7 +303,9 @@ def test_worker_node_removed_mid_study_trials_resume_on_the_other(tmp_path, monk
     monkeypatch.setenv("STUDY_HOME", str(home))
     for var in ("MLFLOW_TRACKING_URI", "STUDY_OPTUNA_STORAGE", "RAY_ADDRESS"):
         monkeypatch.delenv(var, raising=False)
-    spec = write_spec(tmp_path, "nodes", [0.0, 0.3], epochs=24, concurrency=2, max_failures=2)
+    # 60 epochs: the node is removed once both trials pass epoch 8, so the moved trial has most of
+    # its run left (with 24 epochs an idle machine could finish it before the removal landed)
+    spec = write_spec(tmp_path, "nodes", [0.0, 0.3], epochs=60, concurrency=2, max_failures=2)
     if ray.is_initialized():
         ray.shutdown()
     cluster = Cluster(initialize_head=True,
@@ -334,6 +336,7 @@ def test_worker_node_removed_mid_study_trials_resume_on_the_other(tmp_path, monk
         driver_node = ray.get_runtime_context().get_node_id()
         victim = next(w for w in workers if w.node_id != driver_node)  # never the driver's
         moved = next(t for t, n in nodes.items() if n == victim.node_id)
+        assert max(x["epoch"] for x in placed[moved]) < 60  # still running when removed
         cluster.remove_node(victim, allow_graceful=False)
         driver.join(timeout=400)
         assert not driver.is_alive(), "the study did not finish after the node was removed"
@@ -352,7 +355,7 @@ def test_worker_node_removed_mid_study_trials_resume_on_the_other(tmp_path, monk
     assert min(x["epoch"] for x in after) > 0  # resumed from a checkpoint, not from scratch
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     counts = fault_counts(client, "nodes", f"sqlite:///{home / 'optuna.db'}", 2,
-                          list(range(0, 25, 4)))
+                          list(range(0, 61, 4)))
     counts.update(moved_trial_last_epoch_on_removed_node=before,
                   moved_trial_first_epoch_after=min(x["epoch"] for x in after))
     print("multi-node fault counts:", json.dumps(counts))
