@@ -31,7 +31,7 @@ from study.tracking import (
     TAG_COMMIT, TAG_SWEPT, TAG_TASK, StudyTracker, TrialTracker, default_tracking_uri, git_commit,
     study_home,
 )
-from study.train import EvalRecord, TrainResult, records_from_state, train
+from study.train import EvalRecord, NullReporter, TrainResult, records_from_state, train
 
 __all__ = ["TrialRun", "StageReporter", "FanOut", "MlflowReporter", "ProgressBar", "run_trial",
            "train_command", "train_trial_id", "means_of"]
@@ -84,19 +84,10 @@ class TrialRun:
         return cached
 
 
-class StageReporter:
+class StageReporter(NullReporter):
     """A `study.train.Reporter` with the two hooks the runner adds: `done` (the trial's result
     and summary, before its run is closed) and `close` (called exactly once, on every path).
     Every hook does nothing unless overridden."""
-
-    def report(self, record: EvalRecord, checkpoint: Path | None) -> None:
-        pass
-
-    def snapshot(self, epoch: int, weights: Mapping[str, np.ndarray]) -> None:
-        pass
-
-    def on_epoch(self, epoch: int) -> None:
-        pass
 
     def done(self, result: TrainResult, summary: Summary) -> None:
         pass

@@ -1,18 +1,23 @@
 """Truncation check on real curves: an onset must not move when the run is cut after it.
 
-    STUDY_HOME=<where effect-cpu ran> python docs/results/effect-cpu/truncation.py
+    STUDY_HOME=<where the study ran> python docs/results/effect-cpu/truncation.py [STUDY]
+
+STUDY defaults to effect-cpu (docs/results/phase-cpu/truncation.txt is the same check on
+phase-cpu).
 
 For every seed of the effect-cpu study and both metrics (q_func_z, q_struct_z), the onset of the
 full 1000-epoch curve is compared with the onset of the curve cut at 300, 500 and 700 epochs.
 An onset t with t + (run - 1)·eval_every <= cut must be unchanged; the half-rise is shown beside
 it for contrast (it depends on the run's end by construction).
 """
+import sys
+
 import numpy as np
 
 from analysis.outcomes import DEFAULT_RUN, half_rise, onset
 from analysis.runs import load_study
 
-data = load_study("effect-cpu")
+data = load_study(sys.argv[1] if len(sys.argv) > 1 else "effect-cpu")
 c = data.curves
 moved = checked = 0
 half_moved = half_checked = 0
