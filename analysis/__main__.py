@@ -22,7 +22,7 @@ import re
 import sys
 import traceback
 
-from analysis.outcomes import DEFAULT_RUN, DEFAULT_Z
+from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z
 
 
 def _study_name(text: str) -> str:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from analysis.outcomes import SUCCESS_THRESHOLD
+from study.contract.outcomes import SUCCESS_THRESHOLD
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,7 +40,7 @@ class Claim:
     """One claim: the per-seed value it reads, and what the paired test must show."""
 
     name: str
-    column: str  # a column of the per-seed table (analysis.outcomes.seed_table)
+    column: str  # a column of the per-seed table (study.contract.outcomes.seed_table)
     text: str
     direction: int  # +1: the penalty should raise it, -1: lower it, 0: leave it unchanged
 
@@ -97,7 +97,7 @@ def claims_table(seeds: pd.DataFrame, swept: list[str], *, task_metric: str = "a
         swept: the study's swept keys; must include ``mi.weight`` with a 0 value, else the
             table is empty (no control, no claim can be tested).
         task_metric: ``accuracy`` or ``r2``; the success threshold comes from
-            :data:`analysis.outcomes.SUCCESS_THRESHOLD`.
+            :data:`study.contract.outcomes.SUCCESS_THRESHOLD`.
 
     Returns:
         Columns: the cell keys, ``mi.weight``, ``claim``, ``n``, ``median_control``,

@@ -1,6 +1,6 @@
 """Timing statistics of functional vs structural emergence, censoring-aware, never pooled over λ.
 
-Per-seed onsets and the which-first outcome come from :mod:`analysis.outcomes` (their one
+Per-seed onsets and the which-first outcome come from :mod:`study.contract.outcomes` (their one
 owner). Here: per group of seeds (a λ, a phase cell) an exact sign test of function-first against
 structure-first, a TOST equivalence test of co-emergence with a declared margin, Benjamini–Hochberg
 across the groups of a table, the verdict; Kaplan–Meier curves of time to emergence (lifelines);
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from analysis.outcomes import (DEFAULT_RUN, DEFAULT_Z, TIE_EVALS, Onset, chance_modularity,
+from study.contract.outcomes import (DEFAULT_RUN, DEFAULT_Z, TIE_EVALS, Onset, chance_modularity,
                                group_sizes, onset, which_first)
 
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ def verdict_table(
     """Per group of seeds: n, the four which-first counts, sign test, TOST, BH, verdict.
 
     Args:
-        seeds: per-seed outcomes (:func:`analysis.outcomes.seed_table` columns), already
+        seeds: per-seed outcomes (:func:`study.contract.outcomes.seed_table` columns), already
             restricted to the seeds usable for timing (:func:`timing_seeds`).
         by: grouping columns (e.g. ``["mi.weight"]``, or every swept key for phase cells). Each
             group is tested on its own; λ is never pooled when it is one of ``by``.

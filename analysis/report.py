@@ -29,7 +29,7 @@ from analysis.emergence import (ALPHA, MARGIN_EVALS, Calibration, calibrate,
 from analysis.figures import (plot_curve_bands, plot_km, plot_onsets, plot_pareto, plot_phase,
                               plot_scatter, to_png)
 from analysis.mi_audit import mi_audit
-from analysis.outcomes import DEFAULT_RUN, DEFAULT_Z, ONSET_METRICS, TIE_EVALS
+from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z, ONSET_METRICS, TIE_EVALS
 from analysis.phase import Z_QUANTITIES, curve_bands_info, pareto_info, phase_info, scatter_info
 from analysis.runs import (ARTIFACT_REPORT, PARAM_EVAL_EVERY, PARAM_MI_WEIGHT, PARAM_RUN,
                            PARAM_Z, TAG_GIT_COMMIT, StudyData, load_study, resolve_study_home)

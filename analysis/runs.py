@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.outcomes import (DEFAULT_FINAL_WINDOW, DEFAULT_RUN, DEFAULT_Z,
+from study.contract.outcomes import (DEFAULT_FINAL_WINDOW, DEFAULT_RUN, DEFAULT_Z,
                                SUCCESS_THRESHOLD, TASK_METRIC,
                                chance_modularity, seed_table)
 
@@ -50,7 +50,7 @@ TAG_OBJECTIVES = "study.objectives"  # JSON list of {"metric", "direction"}
 TAG_GIT_COMMIT = "study.git_commit"
 TAG_VERSIONS = "study.versions"  # JSON object
 TAG_MESSAGE = "study.message"
-# Task → (success metric, success if final value > threshold), from analysis.outcomes (their
+# Task → (success metric, success if final value > threshold), from study.contract.outcomes (their
 # one owner; run-data.md "Who computes what").
 TASKS = {task: (m, SUCCESS_THRESHOLD[m]) for task, m in TASK_METRIC.items()}
 
@@ -63,7 +63,7 @@ PARAM_SEED = "seed"  # base seed; its column is renamed BASE_SEED_COLUMN (clashe
 PARAM_FINAL_WINDOW = "train.final_window"  # evaluations averaged into a final value, default 3
 PARAM_EPOCHS = "train.epochs"
 PARAM_EVAL_EVERY = "train.eval_every"
-PARAM_Z = "emergence.z"  # onset rule (analysis.outcomes.onset); defaults for older studies
+PARAM_Z = "emergence.z"  # onset rule (study.contract.outcomes.onset); defaults for older studies
 PARAM_RUN = "emergence.run"
 
 CURVE_METRICS = ("task_loss", "accuracy", "r2", "mi", "mi_gauss", "q_func", "q_struct",
@@ -125,7 +125,7 @@ class StudyData:
     ``n_seeds``, ``q_chance``, every param, and the logged summary metrics.
     ``seeds``: one row per (trial, seed): ``trial_id``, ``run_id``, ``seed``, ``seed_value``, the
     trial's status/flags/params, ``final.<metric>``, ``success``, ``differentiated`` and the
-    outcome columns of :func:`analysis.outcomes.seed_table` (recomputed from the curves where
+    outcome columns of :func:`study.contract.outcomes.seed_table` (recomputed from the curves where
     the logged seeds.parquet predates them).
     ``curves``: one row per (trial, seed, evaluation epoch) with every metric as a column.
     ``dropped``: the duplicate or orphaned runs left out, with the reason.
@@ -191,7 +191,7 @@ def load_study(name: str, tracking_uri: str | None = None) -> StudyData:
     duplicates. Trial runs without a trial id, or whose parent is not a study run of this
     experiment, are dropped as orphans. Diverged, failed and still running trials are kept and
     flagged. Per-seed outcomes (finals, onsets, which came first) come from ``seeds.parquet``
-    when it is current, else from ``curves.parquet`` through ``analysis.outcomes``.
+    when it is current, else from ``curves.parquet`` through ``study.contract.outcomes``.
 
     Args:
         name: the study name (= MLflow experiment name).
@@ -456,7 +456,7 @@ def _json_or(text: Any, default: Any) -> Any:
 def _seeds_frame(trials: pd.DataFrame, seed_frames: list[pd.DataFrame], curves: pd.DataFrame,
                  task: str | None) -> pd.DataFrame:
     """One row per (trial, seed): the logged seeds.parquet where it is current, else the outcomes
-    recomputed from the curves by ``analysis.outcomes.seed_table`` (the one owner), plus the
+    recomputed from the curves by ``study.contract.outcomes.seed_table`` (the one owner), plus the
     trial's params and flags.
 
     A seeds.parquet is current when it has every column of SEED_COLUMNS (studies written before

@@ -23,11 +23,11 @@ sys.path.insert(0, str(HERE.parent))  # study, when the package is not installed
 
 from _machine import machine_info  # noqa: E402
 
-from study.mi import SubgroupMI  # noqa: E402
-from study.networks import LeakyRNN  # noqa: E402
-from study.optim import ReplicaOptimizer  # noqa: E402
-from study.partition import groups  # noqa: E402
-from study.device import keep_freed_memory  # noqa: E402
+from study.core.mi import SubgroupMI  # noqa: E402
+from study.core.networks import LeakyRNN  # noqa: E402
+from study.core.optim import ReplicaOptimizer  # noqa: E402
+from study.core.partition import groups  # noqa: E402
+from study.training.device import keep_freed_memory  # noqa: E402
 
 # reference working-memory sizes (method.md §2.1, §3.2, §4, §5.1)
 N_HIDDEN, N_IN, N_OUT, BATCH = 40, 4, 2, 20

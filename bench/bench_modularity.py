@@ -36,9 +36,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info  # noqa: E402
 
-from study import communities, metrics  # noqa: E402
-from study.config import load_trial_config  # noqa: E402
-from study.train import Trainer  # noqa: E402
+from study.core import communities, metrics  # noqa: E402
+from study.spec.config import load_trial_config  # noqa: E402
+from study.training.loop import Trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PRESET = REPO / "search_spaces" / "cpu-wm.yaml"

@@ -23,11 +23,11 @@ import sys
 import time
 from pathlib import Path
 
-from study.config import (
+from study.spec.config import (
     ConfigError, _deep_merge, check_name, check_storage_url, load_study, load_trial_config,
     read_yaml, redact_url, trial_config_from_dict,
 )
-from study.tasks import task_metric
+from study.core.tasks import task_metric
 
 log = logging.getLogger("study")
 
@@ -48,8 +48,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                           "the config file's name)")
     out = _out_dir(args.out, name)
     # torch, pandas and mlflow: imported only once the input is known to be good
-    from study.runner import train_command
-    from study.train import CHECKPOINT_FILE, check_resumable, read_checkpoint
+    from study.service.runner import train_command
+    from study.training.loop import CHECKPOINT_FILE, check_resumable, read_checkpoint
 
     ckpt = out / "checkpoint" / CHECKPOINT_FILE
     resume = ckpt if args.resume and ckpt.is_file() else None
@@ -73,7 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _out_dir(given: str | None, name: str) -> Path:
     """The output folder of `study train`: --out, else STUDY_HOME/train/NAME; refused (exit 2)
     when it exists and is not a folder, or cannot be created."""
-    from study.tracking import study_home  # mlflow: not imported before the input is checked
+    from study.service.tracking import study_home  # mlflow: not imported before the input is checked
 
     out = Path(given) if given else study_home() / "train" / name
     source = "--out" if given else "STUDY_HOME"
@@ -136,7 +136,7 @@ def _check_environment(study) -> None:
     env = os.environ.get("STUDY_OPTUNA_STORAGE")
     if env and not study.spec.storage:
         check_storage_url(env, source="environment", key="STUDY_OPTUNA_STORAGE")
-    from study.tune import check_search  # mlflow and optuna: only once the spec parsed
+    from study.service.driver import check_search  # mlflow and optuna: only once the spec parsed
 
     check_search(study)
 
@@ -157,8 +157,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run (or resume) a study: Ray Tune + Optuna, tracked in MLflow."""
     study = _load(args)  # bad input fails before the heavy imports
     _check_environment(study)
-    from study.tracking import default_optuna_storage, default_tracking_uri, study_home
-    from study.tune import format_outcome, run_study
+    from study.service.tracking import default_optuna_storage, default_tracking_uri, study_home
+    from study.service.driver import format_outcome, run_study
 
     s = study.spec
     home = study_home()

@@ -296,8 +296,8 @@ def test_worker_node_removed_mid_study_trials_resume_on_the_other(tmp_path, monk
     import ray
     from ray.cluster_utils import Cluster
 
-    from study.config import load_study
-    from study.tune import run_study
+    from study.spec.config import load_study
+    from study.service.driver import run_study
 
     home = tmp_path / "home"
     monkeypatch.setenv("STUDY_HOME", str(home))

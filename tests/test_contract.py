@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.outcomes import TASK_METRIC
+from study.contract.outcomes import TASK_METRIC
 from analysis.runs import READ_NAMES, load_study
-from study import tracking
-from study.config import TrialConfig, load_trial_config
-from study.summary import summarize
-from study.train import EvalRecord, metric_names
+from study.service import tracking
+from study.spec.config import TrialConfig, load_trial_config
+from study.service.summary import summarize
+from study.training.loop import EvalRecord, metric_names
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -105,8 +105,8 @@ def test_contract_round_trip_through_mlflow(tmp_path):
 
 
 def test_emergence_config_defaults_are_the_owners_and_bad_values_name_the_key():
-    from analysis.outcomes import DEFAULT_RUN, DEFAULT_Z
-    from study.config import ConfigError
+    from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z
+    from study.spec.config import ConfigError
 
     cfg = TrialConfig()
     assert (cfg.emergence.z, cfg.emergence.run) == (DEFAULT_Z, DEFAULT_RUN)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.outcomes import chance_modularity
+from study.contract.outcomes import chance_modularity
 
 GRID_NAME = "fixture-grid"
 RUNNING_NAME = "fixture-running"

@@ -15,7 +15,7 @@ from scipy import stats
 from analysis.emergence import (Noise, bh_adjust, calibrate, censored_regression, km_table,
                                 measure_noise, sign_test, timing_seeds, tost_lag, verdict,
                                 verdict_table)
-from analysis.outcomes import (Onset, chance_modularity, group_sizes, half_rise, onset,
+from study.contract.outcomes import (Onset, chance_modularity, group_sizes, half_rise, onset,
                                seed_table, which_first)
 
 EPOCHS = np.arange(0, 1001, 25, dtype=float)  # 41 evaluations, eval_every 25
@@ -119,8 +119,8 @@ def test_onset_rejects_bad_input():
 
 
 def test_outcomes_and_emergence_imports_stay_light():
-    # study/summary.py and study/config.py import analysis.outcomes: no pandas, MLflow, SciPy.
-    code = ("import sys, analysis.outcomes, analysis.emergence; "
+    # study/summary.py and study/config.py import study.contract.outcomes: no pandas, MLflow, SciPy.
+    code = ("import sys, study.contract.outcomes, analysis.emergence; "
             "print(sorted(m for m in ('pandas', 'mlflow', 'matplotlib', 'scipy', 'ray', "
             "'lifelines', 'statsmodels') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

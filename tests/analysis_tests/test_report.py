@@ -259,7 +259,7 @@ def _synthetic_study(firsts_treated: list[str], with_z: bool = True):
                 row |= {"q_func_z": zf, "q_struct_z": zs}
             curves.append(pd.DataFrame(row))
     curves = pd.concat(curves, ignore_index=True)
-    from analysis.outcomes import seed_table
+    from study.contract.outcomes import seed_table
 
     for trial, lam in (("c", 0.0), ("t", 0.1)):
         tab = seed_table(curves[curves["trial_id"] == trial].drop(columns=["trial_id", "run_id"]),

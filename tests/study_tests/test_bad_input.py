@@ -260,8 +260,8 @@ def _torch_save(path: Path, obj) -> None:
 
 @pytest.mark.parametrize("kind", ["garbage", "empty", "truncated", "foreign", "other-config"])
 def test_malformed_checkpoint_is_refused_with_one_line(kind, tmp_path, monkeypatch, capsys):
-    from study.config import load_trial_config
-    from study.train import Trainer
+    from study.spec.config import load_trial_config
+    from study.training.loop import Trainer
 
     home = _fresh(tmp_path, monkeypatch)
     out = tmp_path / "run"
@@ -363,7 +363,7 @@ def test_runtime_failure_is_one_line_status_1_and_opens_no_run(tmp_path, monkeyp
 
 
 def test_redaction_hides_passwords_only():
-    from study.config import redact_url
+    from study.spec.config import redact_url
 
     assert redact_url("postgresql+psycopg://u:p%40ss@db:5432/x") == \
         "postgresql+psycopg://u:***@db:5432/x"
@@ -374,7 +374,7 @@ def test_redaction_hides_passwords_only():
 
 
 def test_outcome_lines_redact_the_storage_password():
-    from study.tune import StudyOutcome, format_outcome
+    from study.service.driver import StudyOutcome, format_outcome
 
     text = format_outcome(StudyOutcome("s", Path("/x"), "http://u:pw1@mlflow:5000",
                                        "postgresql://optuna:pw2@pg/optuna", 1, 0))
@@ -382,7 +382,7 @@ def test_outcome_lines_redact_the_storage_password():
 
 
 def test_filter_literal_quotes_or_refuses():
-    from study.tracking import filter_literal
+    from study.service.tracking import filter_literal
 
     assert filter_literal("abc") == "'abc'"
     assert filter_literal("it's") == '"it\'s"'
@@ -391,7 +391,7 @@ def test_filter_literal_quotes_or_refuses():
 
 
 def test_grid_size_is_computed_without_materialising():
-    from study.config import ParamSpec
+    from study.spec.config import ParamSpec
 
     big = ParamSpec(type="int", low=2, high=10**12)
     assert big.grid_len() == 10**12 - 1  # O(1): a list this long would not fit in memory
@@ -402,7 +402,7 @@ def test_grid_size_is_computed_without_materialising():
 
 
 def test_stale_trial_scratch_folders_are_swept(tmp_path):
-    from study.tune import sweep_work_dirs
+    from study.service.driver import sweep_work_dirs
 
     dead = subprocess.Popen(["true"])
     dead.wait()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from study.tasks.chaos import ChaosSeparation, lorenz, minmax_then_drop, rossler
+from study.core.tasks.chaos import ChaosSeparation, lorenz, minmax_then_drop, rossler
 
 LORENZ_REF = {"sigma": 10.0, "rho": 28.0, "beta": 8.0 / 3.0}
 ROSSLER_REF = {"a": 0.2, "b": 0.2, "c": 5.7}
@@ -401,7 +401,7 @@ def test_chaos_separation_concurrent_builds_leave_valid_file(tmp_path, small_tas
 
 
 def test_chaos_separation_logs_progress_per_chunk(tmp_path, caplog):
-    caplog.set_level("INFO", logger="study.tasks.chaos")
+    caplog.set_level("INFO", logger="study.core.tasks.chaos")
     ChaosSeparation(**SMALL, cache_dir=tmp_path)
     lines = [r.getMessage() for r in caplog.records if "integrated trajectories" in r.getMessage()]
     # One chunk per (pool, system): train/test × Lorenz/Rössler.

@@ -109,7 +109,7 @@ def test_cli_run_smoke_test(tmp_path):
 @pytest.fixture
 def counted_closes(monkeypatch):
     """How many times the progress bar of `study train` was closed."""
-    from study import runner
+    from study.service import runner
 
     closes = []
     real = runner.ProgressBar.close
@@ -164,7 +164,7 @@ def test_train_diverged_trial_ends_diverged_closed_once(tmp_path, monkeypatch, c
 ])
 def test_train_interrupted_or_crashed_closes_runs_and_reporter_once(
         raised, rc, status, mlflow_status, tmp_path, monkeypatch, counted_closes):
-    from study import runner
+    from study.service import runner
 
     def on_epoch(self, epoch):  # after the epoch-0 evaluation, during epoch 1
         raise raised("from the test")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from study.communities import UNDEFINED, found_modularity, leiden, partition_nmi
-from study.partition import groups
+from study.core.communities import UNDEFINED, found_modularity, leiden, partition_nmi
+from study.core.partition import groups
 
 
 def _adjacency(graph: nx.Graph, rng=None) -> np.ndarray:

@@ -6,7 +6,7 @@ import math
 import pydantic
 import pytest
 
-from study.config import (
+from study.spec.config import (
     VALID_KEYS,
     ConfigError,
     TrialConfig,
@@ -242,7 +242,7 @@ def test_parse_assignment_rejects_malformed(text, match):
         parse_assignment(text)
 
 
-# regression: YAML 1.1 (PyYAML) reads '1e-3' as a string; study.config's loader reads a float
+# regression: YAML 1.1 (PyYAML) reads '1e-3' as a string; study.spec.config's loader reads a float
 @pytest.mark.parametrize("how", ["set", "file"])
 def test_scientific_notation_is_a_float(how, tmp_path):
     if how == "set":

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from study import networks
-from study.config import load_trial_config
-from study.mi import SubgroupMI
-from study.networks import leaky_scan
-from study.train import Diverged, Trainer
+from study.core import networks
+from study.spec.config import load_trial_config
+from study.core.mi import SubgroupMI
+from study.core.networks import leaky_scan
+from study.training.loop import Diverged, Trainer
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from study.metrics import (
+from study.core.metrics import (
     accuracy,
     functional_adjacency,
     functional_modularity,
@@ -22,7 +22,7 @@ from study.metrics import (
     structural_adjacency,
     structural_modularity,
 )
-from study.partition import groups
+from study.core.partition import groups
 
 
 def _labels(sizes):

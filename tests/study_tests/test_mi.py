@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy.special import logsumexp
 
-from study.mi import (
+from study.core.mi import (
     Critic,
     SubgroupMI,
     estimate_mi,

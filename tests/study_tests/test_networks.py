@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from study.networks import GRU, LeakyRNN, NetOutput, build_network, leaky_scan
+from study.core.networks import GRU, LeakyRNN, NetOutput, build_network, leaky_scan
 
 F64 = torch.float64
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from study.metrics import (
+from study.core.metrics import (
     modularity,
     modularity_of_partitions,
     modularity_zscore,
@@ -17,7 +17,7 @@ from study.metrics import (
     structural_adjacency,
     weight_change,
 )
-from study.partition import groups
+from study.core.partition import groups
 
 
 def _adjacency(graph: nx.Graph, weighted_rng=None) -> np.ndarray:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from study.partition import _as_labels, group_sizes, groups
+from study.core.partition import _as_labels, group_sizes, groups
 
 
 def group_index(labels):

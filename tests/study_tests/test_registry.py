@@ -1,6 +1,6 @@
-"""Tests of the registries (issue 10): tasks (study.tasks + TaskSettings cross-checks in
-study.config), MI estimators (study.estimators, SubgroupMI.from_config) and the one list of
-metric, penalty and estimator names (study.names)."""
+"""Tests of the registries (issue 10): tasks (study.core.tasks + TaskSettings cross-checks in
+study.spec.config), MI estimators (study.core.estimators, SubgroupMI.from_config) and the one list of
+metric, penalty and estimator names (study.contract.names)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,18 @@ import pydantic
 import pytest
 import torch
 
-import study.config as config
-import study.estimators as estimators
-import study.tasks as tasks
-from analysis.outcomes import SUCCESS_THRESHOLD, TASK_METRIC
-from study import metrics, mi, names
-from study.config import (ConfigError, MIConfig, TaskConfig, TaskSettings, TrainConfig,
+import study.spec.config as config
+import study.core.estimators as estimators
+import study.core.tasks as tasks
+from study.contract.outcomes import SUCCESS_THRESHOLD, TASK_METRIC
+from study.core import metrics, mi
+from study.contract import names
+from study.spec.config import (ConfigError, MIConfig, TaskConfig, TaskSettings, TrainConfig,
                           TrialConfig, load_trial_config)
-from study.estimators import Estimator, shuffled_scores
-from study.mi import SubgroupMI
-from study.partition import groups
-from study.train import metric_names
+from study.core.estimators import Estimator, shuffled_scores
+from study.core.mi import SubgroupMI
+from study.core.partition import groups
+from study.training.loop import metric_names
 
 TINY = {"task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 40, "network.hidden": 12,
         "critic.width": 16, "seeds": 2}
@@ -111,7 +112,7 @@ def test_unknown_task_name_gives_the_same_error_as_before():
                               "'chaos_separation', but got 'toy'")
     with pytest.raises(ValueError, match="unknown task 'toy'; registered tasks: working_memory"):
         tasks.get_task("toy")
-    with pytest.raises(ValueError, match="not in analysis.outcomes.TASK_METRIC"):
+    with pytest.raises(ValueError, match="not in study.contract.outcomes.TASK_METRIC"):
         tasks.register_task("toy", "nowhere:build")
 
 

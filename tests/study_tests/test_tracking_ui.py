@@ -7,7 +7,7 @@ import json
 
 from mlflow.tracking import MlflowClient
 
-from study.tracking import (
+from study.service.tracking import (
     TAG_OBJECTIVES, TAG_SWEPT, StudyTracker, TrialTracker, trial_run_name, trials_view,
 )
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
-from study.config import load_trial_config
-from study.summary import summarize, write_outputs
-from study.train import Diverged, RecordingReporter, Trainer, metric_names, train
+from study.spec.config import load_trial_config
+from study.service.summary import summarize, write_outputs
+from study.training.loop import Diverged, RecordingReporter, Trainer, metric_names, train
 
 TINY = {
     "task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 40, "network.hidden": 12,
@@ -131,7 +131,7 @@ def test_train_without_mi_penalty_and_single_group():
 
 def test_summarize_finals_success_and_onsets():
     cfg = tiny(**{"train.final_window": 2})
-    from study.train import EvalRecord
+    from study.training.loop import EvalRecord
 
     epochs = np.arange(0, 200, 10)
     sig = 1 / (1 + np.exp(-(epochs - 55) / 5))  # q_func half-way between evaluations 50 and 60
@@ -178,7 +178,7 @@ def test_write_outputs_files(tmp_path):
 
 
 def test_train_module_does_not_import_ray_or_mlflow():
-    code = ("import sys, study.train, study.summary; "
+    code = ("import sys, study.training.loop, study.service.summary; "
             "print(sorted(m for m in ('ray', 'mlflow', 'optuna') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from study import metrics
-from study.config import ConfigError, load_trial_config
-from study.train import MODULARITY_METRICS, Trainer
+from study.core import metrics
+from study.spec.config import ConfigError, load_trial_config
+from study.training.loop import MODULARITY_METRICS, Trainer
 
 TINY = {
     "task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 40, "network.hidden": 12,

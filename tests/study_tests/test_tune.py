@@ -23,8 +23,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from cluster_helpers import kill_all
-from study.config import load_study
-from study.tune import objective_values
+from study.spec.config import load_study
+from study.service.driver import objective_values
 
 SPECS = Path(__file__).parent / "specs"
 REPO = Path(__file__).resolve().parents[2]
@@ -82,7 +82,7 @@ def test_objective_values_penalise_constraints_and_divergence():
 
 
 def test_three_trial_study_tracks_everything(local_ray, home, tmp_path):
-    from study.tune import run_study
+    from study.service.driver import run_study
 
     outcome = run_study(load_study(SPECS / "tiny.yaml"))
     assert outcome.n_trials == 3 and outcome.n_errors == 0
@@ -112,7 +112,7 @@ def test_three_trial_study_tracks_everything(local_ray, home, tmp_path):
 
 
 def test_diverging_trial_is_marked_and_the_study_goes_on(local_ray, home, tmp_path):
-    from study.tune import run_study
+    from study.service.driver import run_study
 
     spec = write_spec(tmp_path, "diverge",
                       trial={"optim": {"kind": "adam", "clip_norm": None},
@@ -136,7 +136,7 @@ def test_diverging_trial_is_marked_and_the_study_goes_on(local_ray, home, tmp_pa
 
 
 def test_fractional_gpus_pack_four_trials_at_once(local_ray, home, tmp_path):
-    from study.tune import run_study
+    from study.service.driver import run_study
 
     spec = write_spec(tmp_path, "packing", concurrency=4, resources={"cpu": 0.5, "gpu": 0.25},
                       trial={"train": {"epochs": 30, "eval_every": 10, "checkpoint_every": 10,
@@ -212,7 +212,7 @@ def test_embedded_ray_runs_trial_workers_at_the_drivers_priority(tmp_path):
     # Ray's default worker niceness is 15; an embedded study sets RAY_worker_niceness=0 so that
     # other jobs on the machine cannot take the trials' CPU. A fresh process: Ray not yet started.
     code = ("import os, ray\n"
-            "from study.tune import _init_ray\n"
+            "from study.service.driver import _init_ray\n"
             "_init_ray(None, 1, 0, 0)\n"
             "print('NICE', ray.get(ray.remote(lambda: os.nice(0)).remote()), os.nice(0))\n"
             "ray.shutdown()\n")

@@ -9,7 +9,7 @@ empirical standard error over independent sequences.
 import numpy as np
 import pytest
 
-from study.tasks.working_memory import WorkingMemory, ramp_targets
+from study.core.tasks.working_memory import WorkingMemory, ramp_targets
 
 # (p_onset, pulse_len, slope): the reference, and a faster process with a steeper ramp
 SETTINGS = [(1 / 500, 40, 0.1), (1 / 200, 10, 0.25)]

@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from analysis.outcomes import DEFAULT_RUN, half_rise, onset
+from study.contract.outcomes import DEFAULT_RUN, half_rise, onset
 from analysis.runs import load_study
 
 data = load_study(sys.argv[1] if len(sys.argv) > 1 else "effect-cpu")

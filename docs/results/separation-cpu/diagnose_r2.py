@@ -14,9 +14,9 @@ import time
 import numpy as np
 import torch
 
-from study import metrics
-from study.config import load_trial_config
-from study.train import Trainer
+from study.core import metrics
+from study.spec.config import load_trial_config
+from study.training.loop import Trainer
 
 EPOCHS = int(sys.argv[1]) if len(sys.argv) > 1 else 240
 SEEDS = int(sys.argv[2]) if len(sys.argv) > 2 else 2

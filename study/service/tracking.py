@@ -35,7 +35,7 @@ __all__ = [
     "filter_literal", "secure_store", "write_summary", "read_summary", "SUMMARY_FILE",
 ]
 
-log = logging.getLogger("study.tracking")
+log = logging.getLogger("study.service.tracking")
 
 # tag names of the contract (docs/run-data.md); analysis/runs.py declares the same names
 TAG_ROLE = "study.role"

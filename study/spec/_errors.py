@@ -1,7 +1,7 @@
 """The error every bad config or spec raises, and the bounded repr its messages quote.
 
-A leaf module (no imports from `study`): `study._keys`, `study._yaml` and `study._validation`
-raise `ConfigError`, and `study.config` re-exports both names, which is where callers import
+A leaf module (no imports from `study`): `study.spec._keys`, `study.spec._yaml` and `study.spec._validation`
+raise `ConfigError`, and `study.spec.config` re-exports both names, which is where callers import
 them from.
 """
 

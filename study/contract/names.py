@@ -1,9 +1,9 @@
 """The names config.py validates against and the torch modules implement, in one light module.
 
 config.py must stay free of torch (validating a spec is fast), yet its Literals and its list of
-summary metrics have to agree with what `study.mi`, `study.estimators` and `study.train` compute.
+summary metrics have to agree with what `study.core.mi`, `study.core.estimators` and `study.training.loop` compute.
 Both sides read the tuples below, so each list exists once; tests check that the registries of
-the torch side (`study.estimators.ESTIMATORS`) hold exactly these names.
+the torch side (`study.core.estimators.ESTIMATORS`) hold exactly these names.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ __all__ = [
     "SUMMARY_METRICS",
 ]
 
-# how the MI terms of K > 2 groups combine (study.mi.penalty_terms, metrics.gaussian_penalty)
+# how the MI terms of K > 2 groups combine (study.core.mi.penalty_terms, metrics.gaussian_penalty)
 PENALTIES = ("pairwise", "total_correlation")
-# the MI estimators a config may name (implemented and registered in study.estimators)
+# the MI estimators a config may name (implemented and registered in study.core.estimators)
 ESTIMATOR_NAMES = ("dv", "mine", "infonce")
 
 # -- per-evaluation (curve) metrics, docs/run-data.md; each section of Trainer.evaluate in order
 TASK_LOSS = "task_loss"
-TASK_SCORES = ("accuracy", "r2")  # the task metrics (analysis.outcomes.TASK_METRIC's values)
+TASK_SCORES = ("accuracy", "r2")  # the task metrics (study.contract.outcomes.TASK_METRIC's values)
 MI_METRICS = ("mi", "mi_gauss", "mi_gauss_null", "mi_heldout", "mi_heldout_null")
 MODULARITY_METRICS = ("q_func", "q_struct", "q_func_norm", "q_struct_norm",
                       "q_func_z", "q_struct_z", "q_struct_delta", "q_struct_delta_z",
@@ -49,7 +49,7 @@ def curve_metrics(task_score: str) -> tuple[str, ...]:
 _FINAL_FIRST = (TASK_LOSS, *TASK_SCORES, *MI_METRICS[:2], *MODULARITY_METRICS[:4],
                 *SPECIALISATION_METRICS)
 _FINAL_LAST = MI_METRICS[2:]
-# outcome metrics of analysis.outcomes.trial_metrics (rates, onset medians, which-first counts)
+# outcome metrics of study.contract.outcomes.trial_metrics (rates, onset medians, which-first counts)
 _OUTCOMES = ("final.success_rate", "final.differentiated_rate", "t_func", "t_struct", "lag",
              "t_func_half", "t_struct_half", "n_func_first", "n_struct_first", "n_tie",
              "n_neither")

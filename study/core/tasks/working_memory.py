@@ -34,7 +34,7 @@ class WorkingMemory:
 
     name = "working_memory"
     metric = "accuracy"
-    device_sampling = True  # the loop draws batches with `sample_tensors` (study.tasks.Task)
+    device_sampling = True  # the loop draws batches with `sample_tensors` (study.core.tasks.Task)
     fixed_eval_pool = False
 
     def __init__(

@@ -20,16 +20,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from study import communities, metrics
-from study.config import ConfigError, TrialConfig, trial_config_from_dict
-from study.device import keep_freed_memory, resolve_device
-from study.mi import SubgroupMI, heldout_mi
+from study.core import communities, metrics
+from study.spec.config import ConfigError, TrialConfig, trial_config_from_dict
+from study.training.device import keep_freed_memory, resolve_device
+from study.core.mi import SubgroupMI, heldout_mi
 # the metric-name sections (MI_METRICS, ...) stay importable from here (tests read them)
-from study.names import MI_METRICS, MODULARITY_METRICS, SPECIALISATION_METRICS, curve_metrics
-from study.networks import build_network
-from study.optim import ReplicaOptimizer
-from study.partition import groups
-from study.tasks import build_task, task_metric
+from study.contract.names import MI_METRICS, MODULARITY_METRICS, SPECIALISATION_METRICS, curve_metrics
+from study.core.networks import build_network
+from study.core.optim import ReplicaOptimizer
+from study.core.partition import groups
+from study.core.tasks import build_task, task_metric
 
 __all__ = [
     "EvalRecord",
@@ -50,7 +50,7 @@ __all__ = [
     "CheckpointError",
 ]
 
-log = logging.getLogger("study.train")
+log = logging.getLogger("study.training.loop")
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
@@ -138,7 +138,7 @@ class Diverged(FloatingPointError):
 
 
 def metric_names(cfg: TrialConfig) -> tuple[str, ...]:
-    """Per-evaluation metric keys, in logging order (docs/run-data.md; study.names)."""
+    """Per-evaluation metric keys, in logging order (docs/run-data.md; study.contract.names)."""
     return curve_metrics(task_metric(cfg))
 
 

@@ -2,7 +2,7 @@
 
 `read_yaml` refuses what could fool validation (a duplicate key whose last copy silently wins)
 or exhaust memory (a huge file, deep nesting, an alias bomb), reads `1e-3` as a float and
-rejects inf/nan, each with one line naming the file and where. Split out of `study.config`,
+rejects inf/nan, each with one line naming the file and where. Split out of `study.spec.config`,
 which re-exports `read_yaml`.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from study._errors import ConfigError, short_repr
+from study.spec._errors import ConfigError, short_repr
 
 # Bounds on what a YAML document may cost to read (a spec is a few KB; these are generous).
 MAX_YAML_BYTES = 1_000_000  # file size

@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from study.names import PENALTIES
-from study.partition import _as_labels
+from study.contract.names import PENALTIES
+from study.core.partition import _as_labels
 
 Labels = np.ndarray | torch.Tensor | Sequence[int]
 
-PENALTY_KINDS = PENALTIES  # the one list (study.names)
+PENALTY_KINDS = PENALTIES  # the one list (study.contract.names)
 _MAX_BRUTE_FORCE_K = 6  # 6! = 720 assignments; beyond that use the Hungarian algorithm
 
 

@@ -6,9 +6,9 @@ expected and the value given (and, for an unknown key, the closest valid one). T
 neither torch nor Ray, so validating a spec is fast.
 
 This module holds the schemas and the study spec. The machinery they use lives in private
-modules that never import this one: dotted keys and overrides in `study._keys`, pydantic error
-formatting in `study._validation`, the bounded YAML reader in `study._yaml`, `ConfigError` in
-`study._errors`. Callers import the public names (`ConfigError`, `flatten`, `read_yaml`, ...)
+modules that never import this one: dotted keys and overrides in `study.spec._keys`, pydantic error
+formatting in `study.spec._validation`, the bounded YAML reader in `study.spec._yaml`, `ConfigError` in
+`study.spec._errors`. Callers import the public names (`ConfigError`, `flatten`, `read_yaml`, ...)
 from here.
 """
 
@@ -26,11 +26,12 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from analysis.outcomes import DEFAULT_RUN, DEFAULT_Z
-from study import _keys, _validation, names
-from study._errors import ConfigError, short_repr
-from study._keys import SEED_MAX, check_limits, closest_key, flatten, parse_assignment, valid_keys
-from study._yaml import read_yaml, read_yaml_text
+from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z
+from study.spec import _keys, _validation
+from study.contract import names
+from study.spec._errors import ConfigError, short_repr
+from study.spec._keys import SEED_MAX, check_limits, closest_key, flatten, parse_assignment, valid_keys
+from study.spec._yaml import read_yaml, read_yaml_text
 
 __all__ = [
     "ConfigError",
@@ -171,7 +172,7 @@ class ChaosConfig(TaskSettings):
 
 # task name -> the key of its section under `task`. A new task adds its TaskSettings class
 # above, its section field to TaskConfig and a line here (and registers its builder in
-# study.tasks); the Literal of task names is derived from this table.
+# study.core.tasks); the Literal of task names is derived from this table.
 TASK_SECTIONS = {"working_memory": "wm", "chaos_separation": "chaos"}
 
 
@@ -207,7 +208,7 @@ class PartitionConfig(_Strict):
 
 
 class HeldoutConfig(_Strict):
-    """The held-out MI critic (`study.mi.heldout_mi`), run every `train.heldout_mi_every` evals."""
+    """The held-out MI critic (`study.core.mi.heldout_mi`), run every `train.heldout_mi_every` evals."""
 
     width: int = Field(64, ge=1)  # hidden units per layer of the fresh critic
     depth: int = Field(2, ge=1)  # hidden layers
@@ -219,7 +220,7 @@ class HeldoutConfig(_Strict):
 
 class MIConfig(_Strict):
     weight: float = Field(0.1, ge=0)  # lambda: weight of the MI penalty in the network loss
-    # the names live in study.names (one list, shared with study.estimators and study.mi)
+    # the names live in study.contract.names (one list, shared with study.core.estimators and study.core.mi)
     estimator: Literal[names.ESTIMATOR_NAMES] = "dv"  # type: ignore[valid-type]
     penalty: Literal[names.PENALTIES] = "pairwise"  # type: ignore[valid-type]  # K > 2 groups
     pairs: int = Field(0, ge=0)  # (time x batch) rows sampled per estimate; 0 = all
@@ -366,8 +367,8 @@ class TrialConfig(_Strict):
 
 
 # ----------------------------------------------------------------------------------------------
-# Dotted keys, validation errors and YAML: the machinery lives in study._keys, study._validation
-# and study._yaml; here it is bound to TrialConfig (and re-exported for the callers).
+# Dotted keys, validation errors and YAML: the machinery lives in study.spec._keys, study.spec._validation
+# and study.spec._yaml; here it is bound to TrialConfig (and re-exported for the callers).
 
 VALID_KEYS: tuple[str, ...] = tuple(valid_keys(TrialConfig))
 

@@ -1,6 +1,6 @@
 """The one trial runner: config → MLflow run → `train()` through a fan-out of reporters →
 summary → outputs → final status. `python -m study train` (`train_command`) and the Ray Tune
-trainable (`study.worker.trial`) both run a trial through `run_trial`; they differ only in the
+trainable (`study.service.worker.trial`) both run a trial through `run_trial`; they differ only in the
 reporters they add (a progress bar; Tune's session report) and in where the run and its
 checkpoint live.
 
@@ -24,19 +24,19 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from study.config import TrialConfig, redact_url
-from study.summary import Summary, summarize, write_outputs, write_snapshot
-from study.tasks import task_metric
-from study.tracking import (
+from study.spec.config import TrialConfig, redact_url
+from study.service.summary import Summary, summarize, write_outputs, write_snapshot
+from study.core.tasks import task_metric
+from study.service.tracking import (
     TAG_COMMIT, TAG_SWEPT, TAG_TASK, StudyTracker, TrialTracker, default_tracking_uri, git_commit,
     study_home,
 )
-from study.train import EvalRecord, NullReporter, TrainResult, records_from_state, train
+from study.training.loop import EvalRecord, NullReporter, TrainResult, records_from_state, train
 
 __all__ = ["TrialRun", "StageReporter", "FanOut", "MlflowReporter", "ProgressBar", "run_trial",
            "train_command", "train_trial_id", "means_of"]
 
-log = logging.getLogger("study.runner")
+log = logging.getLogger("study.service.runner")
 
 
 def _stop_message(e: BaseException) -> str:
@@ -85,7 +85,7 @@ class TrialRun:
 
 
 class StageReporter(NullReporter):
-    """A `study.train.Reporter` with the two hooks the runner adds: `done` (the trial's result
+    """A `study.training.loop.Reporter` with the two hooks the runner adds: `done` (the trial's result
     and summary, before its run is closed) and `close` (called exactly once, on every path).
     Every hook does nothing unless overridden."""
 

@@ -1,10 +1,10 @@
 """MI lower bounds as small registered objects, and the row sampling they share.
 
 An estimator turns the critics' scores on the two sides (a, b) of every (seed, term) replica
-into a bound and the surrogate its gradients follow; `study.mi.SubgroupMI` owns the critics,
+into a bound and the surrogate its gradients follow; `study.core.mi.SubgroupMI` owns the critics,
 the noise on their inputs and the optimiser, and calls `estimator.bound(mi, a, b, gen, ...)`.
 A new estimator is one class here with `@register_estimator` and its name in
-`study.names.ESTIMATOR_NAMES` (the list config.py validates `mi.estimator` against; a test
+`study.contract.names.ESTIMATOR_NAMES` (the list config.py validates `mi.estimator` against; a test
 checks both agree). Its options are `mi.*` config keys named in `options`.
 
 Every bound consumes the torch generator in a fixed order (permutations, then the noise on a,
@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from study.mi import SubgroupMI
+    from study.core.mi import SubgroupMI
 
 __all__ = ["Estimator", "ESTIMATORS", "register_estimator", "make_estimator",
            "estimator_from_config", "DV", "MINE", "InfoNCE", "random_permutations",

@@ -5,7 +5,7 @@ A penalty over K groups is a sum of P terms I(A_p; B_p) (method.md §1, DESIGN.m
 I(G_1; G_2) at K = 2. Each (seed, term) pair has its own critic, so every critic weight has a
 leading replica axis R = S·P and one batched matmul serves all of them. Estimates are in nats.
 Shapes: activity (S, M, N) with M (time × batch) rows; critic inputs (R, M, d).
-The bounds themselves (DV, MINE, InfoNCE) are registered objects in `study.estimators`;
+The bounds themselves (DV, MINE, InfoNCE) are registered objects in `study.core.estimators`;
 `SubgroupMI` owns the critics, their input noise and optimiser, and asks its estimator.
 """
 
@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from study.estimators import (ESTIMATORS as _REGISTRY, Estimator, InfoNCE,
+from study.core.estimators import (ESTIMATORS as _REGISTRY, Estimator, InfoNCE,
                               estimator_from_config, make_estimator, random_permutations,
                               take_rows)
-from study.metrics import sequence_null
-from study.names import ESTIMATOR_NAMES, PENALTIES
-from study.optim import ReplicaOptimizer
+from study.core.metrics import sequence_null
+from study.contract.names import ESTIMATOR_NAMES, PENALTIES
+from study.core.optim import ReplicaOptimizer
 
 __all__ = [
     "ESTIMATORS",
@@ -42,7 +42,7 @@ __all__ = [
     "random_permutations",
 ]
 
-ESTIMATORS = ESTIMATOR_NAMES  # the names; the registry is study.estimators.ESTIMATORS
+ESTIMATORS = ESTIMATOR_NAMES  # the names; the registry is study.core.estimators.ESTIMATORS
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,7 @@ class SubgroupMI(nn.Module):
         n_seeds: S.
         labels: (N,) group labels.
         penalty: "pairwise" or "total_correlation".
-        estimator: a registered estimator's name (study.estimators: "dv", plain Donsker–Varadhan
+        estimator: a registered estimator's name (study.core.estimators: "dv", plain Donsker–Varadhan
             with shuffled marginals, the paper's; "mine", DV with the moving-average gradient
             correction of Belghazi et al. 2018; "infonce") or an `Estimator` object.
         pairs: rows sampled per estimate (0 = all rows, as the reference).

@@ -2,7 +2,7 @@
 
 `format_validation_error` names every problem by its dotted key, with what was expected, what was
 given and, for an unknown key, the closest valid one. The model and the test for "is this a key"
-come in as arguments; `study.config` binds them to TrialConfig / StudySpec and re-exports it.
+come in as arguments; `study.spec.config` binds them to TrialConfig / StudySpec and re-exports it.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel
 
-from study._errors import ConfigError, short_repr
-from study._keys import closest_key, section, valid_keys
+from study.spec._errors import ConfigError, short_repr
+from study.spec._keys import closest_key, section, valid_keys
 
 def _walk(loc: tuple[Any, ...], model: type[BaseModel]) -> tuple[list[str], Any]:
     """Dotted parts of a pydantic error location (union-branch labels dropped) and the section

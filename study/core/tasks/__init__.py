@@ -1,9 +1,9 @@
 """The task registry: what the training loop needs of a task, and one entry per task.
 
 A task is one module with a class satisfying `Task` and a `build(cfg)` function, plus one
-`register_task` line below. Its config section (a `study.config.TaskSettings` with its own
+`register_task` line below. Its config section (a `study.spec.config.TaskSettings` with its own
 cross-checks) is declared in config.py, which must stay free of torch; `TASK_SECTIONS` there
-lists the task names, and a test checks that it, this registry and `analysis.outcomes`
+lists the task names, and a test checks that it, this registry and `study.contract.outcomes`
 (TASK_METRIC / SUCCESS_THRESHOLD, the NumPy-only source the analysis side reads) agree.
 
 This module is light: a task's module (torch, SciPy) is imported on its first `build`.
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from analysis.outcomes import SUCCESS_THRESHOLD, TASK_METRIC
+from study.contract.outcomes import SUCCESS_THRESHOLD, TASK_METRIC
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,7 +26,7 @@ __all__ = ["Task", "TaskEntry", "TASKS", "register_task", "get_task", "build_tas
 
 
 class Task(Protocol):
-    """What `study.train.Trainer` reads of a task object.
+    """What `study.training.loop.Trainer` reads of a task object.
 
     Arrays are (S, B, T, channels) from `sample`; the loop makes them seed-major, time-major.
     Two flags say which optional method the loop calls instead of `sample`:
@@ -58,7 +58,7 @@ class TaskEntry:
     name: str
     builder: str  # "module:function"; function(cfg: TrialConfig) -> Task
     metric: str
-    threshold: float  # success = final metric > threshold (analysis.outcomes)
+    threshold: float  # success = final metric > threshold (study.contract.outcomes)
 
     def build(self, cfg: Any) -> Task:
         """The task object for cfg (imports the task's module on first use)."""
@@ -73,13 +73,13 @@ def register_task(name: str, builder: str, *, metric: str | None = None,
                   threshold: float | None = None) -> TaskEntry:
     """Add a task to the registry and return its entry.
 
-    `metric` and `threshold` default to analysis.outcomes' TASK_METRIC[name] and
+    `metric` and `threshold` default to study.contract.outcomes' TASK_METRIC[name] and
     SUCCESS_THRESHOLD[metric], so the training side and the reports cannot disagree; a task
-    the analysis side does not know must name them (and then belongs in analysis.outcomes).
+    the analysis side does not know must name them (and then belongs in study.contract.outcomes).
     """
     if metric is None:
         if name not in TASK_METRIC:
-            raise ValueError(f"register_task(): task {name!r} is not in analysis.outcomes."
+            raise ValueError(f"register_task(): task {name!r} is not in study.contract.outcomes."
                              f"TASK_METRIC; add it there or pass metric= and threshold=")
         metric = TASK_METRIC[name]
     if threshold is None:
@@ -108,5 +108,5 @@ def task_metric(cfg: Any) -> str:
     return get_task(cfg.task.name).metric
 
 
-register_task("working_memory", "study.tasks.working_memory:build")
-register_task("chaos_separation", "study.tasks.chaos:build")
+register_task("working_memory", "study.core.tasks.working_memory:build")
+register_task("chaos_separation", "study.core.tasks.chaos:build")

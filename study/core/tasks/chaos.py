@@ -22,7 +22,7 @@ from scipy.integrate import solve_ivp
 
 __all__ = ["ChaosSeparation", "build", "lorenz", "minmax_then_drop", "rossler"]
 
-logger = logging.getLogger("study.tasks.chaos")
+logger = logging.getLogger("study.core.tasks.chaos")
 
 # Trajectories integrated together in one solve_ivp call. Part of the cache key: the stacked
 # error control (see _integrate) makes the data depend on how trajectories are grouped.
@@ -289,7 +289,7 @@ class ChaosSeparation:
     transient = 0
     input_channels = None
     metric = "r2"
-    device_sampling = False  # study.tasks.Task: batches come from `sample` (NumPy pools)
+    device_sampling = False  # study.core.tasks.Task: batches come from `sample` (NumPy pools)
     fixed_eval_pool = True  # evaluation uses `test_set`
 
     def __init__(self, *, n_train: int = 5000, n_test: int = 50, n_samples: int = 14000,

@@ -7,7 +7,7 @@ deterministic), then scored twice:
 their own modularity (how modular the matrix is at all) and their normalised mutual
 information with the designed partition (whether that modularity is about the design).
 
-Inputs are batched like study.metrics: adjacency (..., N, N), symmetric, non-negative, diagonal
+Inputs are batched like study.core.metrics: adjacency (..., N, N), symmetric, non-negative, diagonal
 ignored; community detection itself runs per matrix on the CPU.
 """
 
@@ -21,8 +21,8 @@ import igraph
 import numpy as np
 import torch
 
-from study.metrics import Labels, _check_adjacency, _zero_diagonal
-from study.partition import _as_labels
+from study.core.metrics import Labels, _check_adjacency, _zero_diagonal
+from study.core.partition import _as_labels
 
 __all__ = ["leiden", "found_modularity", "partition_nmi", "UNDEFINED"]
 

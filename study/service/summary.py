@@ -3,7 +3,7 @@
 `summarize` builds the per-(seed, epoch) curves table, the per-seed table (final values, success,
 onsets, which came first) and the summary metrics; `write_outputs` writes them with the resolved
 config and a figure into a trial folder. Every per-seed outcome and summary metric is computed by
-`analysis.outcomes` (their one owner, pure NumPy), which the reports use too; nothing here
+`study.contract.outcomes` (their one owner, pure NumPy), which the reports use too; nothing here
 recomputes one.
 """
 
@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis.outcomes import (DIFFERENTIATED_Q_STRUCT, SUCCESS_THRESHOLD, seed_table,
+from study.contract.outcomes import (DIFFERENTIATED_Q_STRUCT, SUCCESS_THRESHOLD, seed_table,
                                trial_metrics)
-from study.config import TrialConfig
-from study.train import EvalRecord
+from study.spec.config import TrialConfig
+from study.training.loop import EvalRecord
 
 __all__ = ["Summary", "summarize", "records_to_rows", "write_outputs", "write_snapshot",
            "SUCCESS_THRESHOLD", "DIFFERENTIATED_Q_STRUCT"]

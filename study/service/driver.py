@@ -4,7 +4,7 @@
 everything that can fail (search space, sampler, scheduler, Optuna storage, Ray: a cluster when
 RAY_ADDRESS / --address is given, else embedded) and only then opens the MLflow study run, which
 it closes on every exit path. Each step is a function of its own below, in the order
-`run_study` calls them. The trial-process half (the trainable) is `study.worker`; its public
+`run_study` calls them. The trial-process half (the trainable) is `study.service.worker`; its public
 names are re-exported here. Ray API names follow reference/stack.md §0 (ray.tune.* only inside
 trainables). Ray and Optuna are imported inside the steps that use them: `python -m study
 validate` imports this module for `check_search` and must stay light.
@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from study.config import ConfigError, Study, TrialConfig, parse_constraint, redact_url
-from study.tasks import task_metric
-from study.tracking import (
+from study.spec.config import ConfigError, Study, TrialConfig, parse_constraint, redact_url
+from study.core.tasks import task_metric
+from study.service.tracking import (
     TAG_COMMIT, TAG_OBJECTIVES, TAG_STATUS, TAG_SWEPT, TAG_TASK, TAG_TRIAL, TAG_VERSIONS,
     TRIALS_VIEW, StudyTracker, default_optuna_storage, default_tracking_uri, git_commit,
     secure_store, study_home, versions,
 )
-from study.worker import (  # noqa: F401 - re-exported: the trainable side, study.worker
+from study.service.worker import (  # noqa: F401 - re-exported: the trainable side, study.service.worker
     PENALTY, WORK_PREFIX, WORST, StudyContext, objective_keys, objective_values, sweep_work_dirs,
     trial,
 )
@@ -36,7 +36,7 @@ from study.worker import (  # noqa: F401 - re-exported: the trainable side, stud
 __all__ = ["StudyContext", "trial", "objective_values", "run_study", "study_paths",
            "check_search", "sweep_work_dirs", "best_trials", "format_outcome", "StudyOutcome"]
 
-log = logging.getLogger("study.tune")
+log = logging.getLogger("study.service.driver")
 
 
 def study_paths(name: str, home: Path | None = None) -> dict[str, Path]:

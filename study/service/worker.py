@@ -1,10 +1,10 @@
 """The Tune-worker side of a study: what runs inside a trial process.
 
-`trial` is the trainable, a thin adapter from Tune to the one trial runner (`study.runner`):
+`trial` is the trainable, a thin adapter from Tune to the one trial runner (`study.service.runner`):
 Tune's config and checkpoint in, Tune's session report out. Also here: the study constants
 shipped to every trial (`StudyContext`), the objective values reported to Optuna, and the sweep
 of scratch folders left by killed trials. Light at import (the driver imports it through
-study.tune); Ray and the training stack are imported inside the functions that run in a trial.
+study.service.driver); Ray and the training stack are imported inside the functions that run in a trial.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.config import apply_overrides, parse_constraint, trial_config_from_dict
-from study.tracking import TrialTracker, trial_run_name
+from study.spec.config import apply_overrides, parse_constraint, trial_config_from_dict
+from study.service.tracking import TrialTracker, trial_run_name
 
 __all__ = ["StudyContext", "trial", "objective_values", "objective_keys", "sweep_work_dirs",
            "WORK_PREFIX", "WORST", "PENALTY"]
@@ -108,13 +108,13 @@ def tune_result(ctx: StudyContext, epoch: int, means: Mapping[str, float],
 
 def trial(config: dict[str, Any], ctx: StudyContext) -> None:
     """One trial: the searched values (dotted keys) on top of the study's base config, run by
-    `study.runner.run_trial` with Tune's report added; its MLflow run is found again on resume.
+    `study.service.runner.run_trial` with Tune's report added; its MLflow run is found again on resume.
     Exceptions propagate, so Ray marks the trial ERROR and retries it from its checkpoint (up to
     `max_failures`)."""
     from ray import tune  # a trial process: Ray and the training stack are loaded here only
 
-    from study.runner import TrialRun, run_trial
-    from study.train import read_checkpoint
+    from study.service.runner import TrialRun, run_trial
+    from study.training.loop import read_checkpoint
 
     cfg = _trial_config(config, ctx)
     trial_id = tune.get_context().get_trial_id()
@@ -151,7 +151,7 @@ def _trial_config(config: Mapping[str, Any], ctx: StudyContext):
 def _restored_checkpoint(ckpt, work: Path) -> Path | None:
     """The checkpoint file Tune restored this trial from, copied into WORK; None for a new
     trial."""
-    from study.train import CHECKPOINT_FILE  # torch: a trial process only
+    from study.training.loop import CHECKPOINT_FILE  # torch: a trial process only
 
     if ckpt is None:
         return None
@@ -183,7 +183,7 @@ class TuneReporter:
         import ray
         from ray import tune
 
-        from study.runner import means_of
+        from study.service.runner import means_of
 
         result = tune_result(self.ctx, record.epoch, means_of(record),
                              self.run.summary().metrics, diverged=False)
@@ -194,7 +194,7 @@ class TuneReporter:
     def done(self, result, summary) -> None:
         from ray import tune
 
-        from study.runner import means_of
+        from study.service.runner import means_of
 
         if result.status != "diverged":
             return

@@ -2,7 +2,7 @@
 apply `--set key=value` overrides, and check values against size bounds.
 
 Nothing here knows the trial config: the model or the valid keys come in as arguments, so that
-`study.config` (which binds them to TrialConfig and re-exports these names) imports this module
+`study.spec.config` (which binds them to TrialConfig and re-exports these names) imports this module
 and never the other way round.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from study._errors import ConfigError, short_repr
-from study._yaml import MAX_SET_CHARS, load_yaml_text, non_finite_key, yaml_problem
+from study.spec._errors import ConfigError, short_repr
+from study.spec._yaml import MAX_SET_CHARS, load_yaml_text, non_finite_key, yaml_problem
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
