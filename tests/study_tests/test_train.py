@@ -13,7 +13,7 @@ import torch
 
 from study.spec.config import load_trial_config
 from study.service.summary import summarize, write_outputs
-from study.training.loop import Diverged, RecordingReporter, Trainer, metric_names, train
+from study.training import Diverged, RecordingReporter, Trainer, metric_names, train
 
 TINY = {
     "task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 40, "network.hidden": 12,
@@ -131,7 +131,7 @@ def test_train_without_mi_penalty_and_single_group():
 
 def test_summarize_finals_success_and_onsets():
     cfg = tiny(**{"train.final_window": 2})
-    from study.training.loop import EvalRecord
+    from study.training import EvalRecord
 
     epochs = np.arange(0, 200, 10)
     sig = 1 / (1 + np.exp(-(epochs - 55) / 5))  # q_func half-way between evaluations 50 and 60

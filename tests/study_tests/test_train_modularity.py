@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from study.contract.names import MODULARITY_METRICS
 from study.core import metrics
 from study.spec.config import ConfigError, load_trial_config
-from study.training.loop import MODULARITY_METRICS, Trainer
+from study.training import Trainer
 
 TINY = {
     "task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 40, "network.hidden": 12,
