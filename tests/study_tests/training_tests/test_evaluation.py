@@ -1,4 +1,5 @@
-"""The modularity section of Trainer.evaluate: z-scores, ΔW, communities, GRU gates, W_rec(0)."""
+"""Tests of study/training/evaluation.py, its modularity section through Trainer.evaluate:
+z-scores, ΔW, communities, GRU gates, W_rec(0)."""
 
 from __future__ import annotations
 
