@@ -36,7 +36,7 @@ PRESET = REPO / "search_spaces" / "cpu-wm.yaml"
 def worker(every: int, epochs: int, device: str, out: Path) -> None:
     """One trial in this process; writes its wall time and the trainer's timings to `out`."""
     from study.spec.config import load_trial_config
-    from study.training.loop import train
+    from study.training import train
 
     cfg = load_trial_config(PRESET, {"train.heldout_mi_every": every, "train.epochs": epochs,
                                      "train.threads": 1, "train.device": device})

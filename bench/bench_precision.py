@@ -51,6 +51,7 @@ def _worker(args: argparse.Namespace) -> int:
     import torch
 
     from study.spec.config import load_trial_config
+    # the module, not the package: also imports from checkouts older than study.training's API
     from study.training.loop import Trainer
 
     torch.set_num_threads(args.threads)
@@ -247,7 +248,7 @@ def eval_share(preset: str, precision: str, device: str, threads: int, n_epochs:
     import torch
 
     from study.spec.config import load_trial_config
-    from study.training.loop import Trainer
+    from study.training import Trainer
 
     cfg = load_trial_config(PRESETS / f"{preset}.yaml",
                             {"train.device": device, "train.threads": threads,

@@ -49,7 +49,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = _out_dir(args.out, name)
     # torch, pandas and mlflow: imported only once the input is known to be good
     from study.service.runner import train_command
-    from study.training.loop import CHECKPOINT_FILE, check_resumable, read_checkpoint
+    from study.training import CHECKPOINT_FILE, check_resumable, read_checkpoint
 
     ckpt = out / "checkpoint" / CHECKPOINT_FILE
     resume = ckpt if args.resume and ckpt.is_file() else None

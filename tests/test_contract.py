@@ -20,7 +20,7 @@ from analysis.runs import READ_NAMES, load_study
 from study.service import tracking
 from study.spec.config import TrialConfig, load_trial_config
 from study.service.summary import summarize
-from study.training.loop import EvalRecord, metric_names
+from study.training import EvalRecord, metric_names
 
 REPO = Path(__file__).resolve().parents[1]
 

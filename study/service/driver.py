@@ -29,8 +29,7 @@ from study.service.tracking import (
     secure_store, study_home, versions,
 )
 from study.service.worker import (  # noqa: F401 - re-exported: the trainable side, study.service.worker
-    PENALTY, WORK_PREFIX, WORST, StudyContext, objective_keys, objective_values, sweep_work_dirs,
-    trial,
+    StudyContext, objective_keys, objective_values, sweep_work_dirs, trial,
 )
 
 __all__ = ["StudyContext", "trial", "objective_values", "run_study", "study_paths",

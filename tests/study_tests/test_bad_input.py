@@ -261,7 +261,7 @@ def _torch_save(path: Path, obj) -> None:
 @pytest.mark.parametrize("kind", ["garbage", "empty", "truncated", "foreign", "other-config"])
 def test_malformed_checkpoint_is_refused_with_one_line(kind, tmp_path, monkeypatch, capsys):
     from study.spec.config import load_trial_config
-    from study.training.loop import Trainer
+    from study.training import Trainer
 
     home = _fresh(tmp_path, monkeypatch)
     out = tmp_path / "run"

@@ -12,7 +12,7 @@ from study.core import networks
 from study.spec.config import load_trial_config
 from study.core.mi import SubgroupMI
 from study.core.networks import leaky_scan
-from study.training.loop import Diverged, Trainer
+from study.training import Diverged, Trainer
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -296,8 +296,9 @@ TINY = {
 
 
 def _curves(**over):
+    from study.contract.names import MI_METRICS
     from study.spec.config import load_trial_config
-    from study.training.loop import MI_METRICS, train
+    from study.training import train
 
     res = train(load_trial_config(overrides={**TINY, **over}))
     assert res.status == "finished"

@@ -22,7 +22,7 @@ from study.spec.config import (ConfigError, MIConfig, TaskConfig, TaskSettings, 
 from study.core.estimators import Estimator, shuffled_scores
 from study.core.mi import SubgroupMI
 from study.core.partition import groups
-from study.training.loop import metric_names
+from study.training import metric_names
 
 TINY = {"task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 40, "network.hidden": 12,
         "critic.width": 16, "seeds": 2}

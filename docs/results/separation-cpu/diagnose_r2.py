@@ -16,7 +16,7 @@ import torch
 
 from study.core import metrics
 from study.spec.config import load_trial_config
-from study.training.loop import Trainer
+from study.training import Trainer
 
 EPOCHS = int(sys.argv[1]) if len(sys.argv) > 1 else 240
 SEEDS = int(sys.argv[2]) if len(sys.argv) > 2 else 2
