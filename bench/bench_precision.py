@@ -50,7 +50,7 @@ def _worker(args: argparse.Namespace) -> int:
     sys.path.insert(0, args.root)  # the checkout whose `study` is timed
     import torch
 
-    from study.spec.config import load_trial_config
+    from study.spec import load_trial_config
     from study.training.loop import Trainer
 
     torch.set_num_threads(args.threads)
@@ -246,7 +246,7 @@ def eval_share(preset: str, precision: str, device: str, threads: int, n_epochs:
     """One evaluation's cost, per section, as a share of a whole `preset` trial."""
     import torch
 
-    from study.spec.config import load_trial_config
+    from study.spec import load_trial_config
     from study.training.loop import Trainer
 
     cfg = load_trial_config(PRESETS / f"{preset}.yaml",
@@ -322,7 +322,7 @@ def main() -> int:
 
     from _machine import machine_info
 
-    from study.spec.config import load_trial_config
+    from study.spec import load_trial_config
 
     torch.set_num_threads(args.threads)
     info = machine_info(args.device)

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from study.spec.config import ConfigError, Study, TrialConfig, parse_constraint, redact_url
+from study.contract.text import redact_url
+from study.spec import ConfigError, Study, TrialConfig, parse_constraint
 from study.core.tasks import task_metric
 from study.service.tracking import (
     TAG_COMMIT, TAG_OBJECTIVES, TAG_STATUS, TAG_SWEPT, TAG_TASK, TAG_TRIAL, TAG_VERSIONS,

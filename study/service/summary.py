@@ -19,7 +19,7 @@ import yaml
 
 from study.contract.outcomes import (DIFFERENTIATED_Q_STRUCT, SUCCESS_THRESHOLD, seed_table,
                                trial_metrics)
-from study.spec.config import TrialConfig
+from study.spec import TrialConfig
 from study.training.loop import EvalRecord
 
 __all__ = ["Summary", "summarize", "records_to_rows", "write_outputs", "write_snapshot",

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from study.core import communities, metrics
-from study.spec.config import ConfigError, TrialConfig, trial_config_from_dict
+from study.spec import ConfigError, TrialConfig, trial_config_from_dict
 from study.training.device import keep_freed_memory, resolve_device
 from study.core.mi import SubgroupMI, heldout_mi
 # the metric-name sections (MI_METRICS, ...) stay importable from here (tests read them)

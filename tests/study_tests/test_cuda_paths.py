@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from study.core import networks
-from study.spec.config import load_trial_config
+from study.spec import load_trial_config
 from study.core.mi import SubgroupMI
 from study.core.networks import leaky_scan
 from study.training.loop import Diverged, Trainer

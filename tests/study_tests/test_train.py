@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from study.spec.config import load_trial_config
+from study.spec import load_trial_config
 from study.service.summary import summarize, write_outputs
 from study.training.loop import Diverged, RecordingReporter, Trainer, metric_names, train
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from study.core import metrics
-from study.spec.config import ConfigError, load_trial_config
+from study.spec import ConfigError, load_trial_config
 from study.training.loop import MODULARITY_METRICS, Trainer
 
 TINY = {
