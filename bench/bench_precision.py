@@ -149,7 +149,7 @@ class Worker:
                  graphs: bool = False):
         self.name = name
         env = {**os.environ, "PYTHONPATH": root, "PYTHONUNBUFFERED": "1",
-               "MISTUDY_CUDA_GRAPHS": "1" if graphs else "0"}
+               "STUDY_CUDA_GRAPHS": "1" if graphs else "0"}
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--root", root,
                "--precision", precision, "--preset", args.preset, "--seeds", str(args.seeds[0]),
                "--device", args.device, "--threads", str(args.threads)]
@@ -308,7 +308,7 @@ def main() -> int:
     p.add_argument("--critic-rounds", type=int, default=6,
                    help="interleaved single critic steps per path (0 = none)")
     p.add_argument("--graphs", action="store_true",
-                   help="also time both precisions with MISTUDY_CUDA_GRAPHS=1 (CUDA)")
+                   help="also time both precisions with STUDY_CUDA_GRAPHS=1 (CUDA)")
     p.add_argument("--eval-share", default=None, metavar="PRESET",
                    help="also measure one evaluation's share of a PRESET trial (e.g. cpu-wm)")
     p.add_argument("--out", default=None)

@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from study.contract import settings
 from study.contract.text import one_line, redact_url
 from study.spec import (
     ConfigError, check_name, check_storage_url, deep_merge, load_study, load_trial_config,
@@ -74,9 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _out_dir(given: str | None, name: str) -> Path:
     """The output folder of `study train`: --out, else STUDY_HOME/train/NAME; refused (exit 2)
     when it exists and is not a folder, or cannot be created."""
-    from study.service.tracking import study_home  # mlflow: not imported before the input is checked
-
-    out = Path(given) if given else study_home() / "train" / name
+    out = Path(given) if given else settings.study_home() / "train" / name
     source = "--out" if given else "STUDY_HOME"
     for p in (out, *out.parents):
         if p.exists():
@@ -134,7 +133,7 @@ def _check_environment(study) -> None:
     """What `run` takes from the environment and the spec beyond the schema, checked up front:
     an Optuna storage URL given as STUDY_OPTUNA_STORAGE, and the search space and sampler as
     Optuna builds them (no storage, no study created)."""
-    env = os.environ.get("STUDY_OPTUNA_STORAGE")
+    env = settings.optuna_storage()
     if env and not study.spec.storage:
         check_storage_url(env, source="environment", key="STUDY_OPTUNA_STORAGE")
     from study.service.driver import check_search  # mlflow and optuna: only once the spec parsed

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from study.contract import settings
 from study.contract.text import redact_url
 from study.spec import ConfigError, Study, TrialConfig, parse_constraint
 from study.core.tasks import task_metric
@@ -239,7 +240,7 @@ def _init_ray(address: str | None, num_cpus: int | None, num_gpus: int | None,
     # driver's priority instead (measured: 2 trials at nice 15 beside one nice-19 pytest got
     # ~45-50 % of a core each). Set RAY_worker_niceness yourself to keep Ray's default.
     os.environ.setdefault("RAY_worker_niceness", "0")
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = address or settings.ray_address()
     if ray.is_initialized():
         return
     if address:
