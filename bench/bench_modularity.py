@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info  # noqa: E402
 
 from study.core import communities, metrics  # noqa: E402
-from study.spec.config import load_trial_config  # noqa: E402
+from study.spec import load_trial_config  # noqa: E402
 from study.training import Trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from study.spec.config import load_trial_config
+from study.spec import load_trial_config
 
 TINY = {
     "task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 40, "network.hidden": 12,

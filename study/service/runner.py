@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from study.spec.config import TrialConfig, redact_url
+from study.contract.text import redact_url
+from study.spec import TrialConfig
 from study.service.summary import Summary, summarize, write_outputs, write_snapshot
 from study.core.tasks import task_metric
 from study.service.tracking import (

@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from study.contract.outcomes import seed_table, trial_metrics
-from study.spec.config import TrialConfig
+from study.spec import TrialConfig
 from study.training import EvalRecord
 
 __all__ = ["Summary", "summarize", "records_to_rows", "write_outputs", "write_snapshot"]

@@ -21,6 +21,8 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from study.contract import settings
+
 __all__ = [
     "study_home",
     "default_tracking_uri",
@@ -71,18 +73,18 @@ _RUN_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED
 def study_home() -> Path:
     """STUDY_HOME made absolute (default ./studies), so Ray workers and jobs in temporary
     working directories all write to the same place."""
-    return Path(os.environ.get("STUDY_HOME", "studies")).expanduser().resolve()
+    return settings.study_home()
 
 
 def default_tracking_uri(home: Path | None = None) -> str:
     """MLFLOW_TRACKING_URI, else the SQLite store STUDY_HOME/mlflow.db."""
-    return (os.environ.get("MLFLOW_TRACKING_URI")
+    return (settings.tracking_uri()
             or f"sqlite:///{(home or study_home()) / 'mlflow.db'}")
 
 
 def default_optuna_storage(home: Path | None = None) -> str:
     """STUDY_OPTUNA_STORAGE, else the SQLite storage STUDY_HOME/optuna.db."""
-    return (os.environ.get("STUDY_OPTUNA_STORAGE")
+    return (settings.optuna_storage()
             or f"sqlite:///{(home or study_home()) / 'optuna.db'}")
 
 
@@ -98,7 +100,7 @@ def git_commit(cwd: Path | None = None) -> str:
             return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         pass
-    return os.environ.get("STUDY_GIT_COMMIT", "unknown")
+    return settings.git_commit()
 
 
 def versions() -> dict[str, str]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.spec.config import apply_overrides, parse_constraint, trial_config_from_dict
+from study.spec import apply_overrides, parse_constraint, trial_config_from_dict
 from study.service.tracking import TrialTracker, trial_run_name
 
 __all__ = ["StudyContext", "trial", "objective_values", "objective_keys", "sweep_work_dirs",

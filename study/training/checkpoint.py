@@ -19,7 +19,7 @@ from torch import Tensor
 
 from study.core.mi import SubgroupMI
 from study.core.optim import ReplicaOptimizer
-from study.spec.config import ConfigError, TrialConfig, trial_config_from_dict
+from study.spec import ConfigError, TrialConfig, trial_config_from_dict
 from study.training.reporting import EvalRecord
 from study.training.streams import TrialStreams
 

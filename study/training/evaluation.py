@@ -20,7 +20,7 @@ from study.contract.names import curve_metrics
 from study.core import communities, metrics
 from study.core.mi import SubgroupMI, heldout_mi
 from study.core.tasks import task_metric
-from study.spec.config import TrialConfig
+from study.spec import TrialConfig
 from study.training import streams
 
 __all__ = ["Evaluation", "metric_names"]

@@ -23,7 +23,7 @@ from study.core.networks import build_network
 from study.core.optim import ReplicaOptimizer
 from study.core.partition import groups
 from study.core.tasks import build_task
-from study.spec.config import TrialConfig
+from study.spec import TrialConfig
 from study.training import streams
 from study.training.checkpoint import (
     check_resumable, load_modules, read_checkpoint, records_from_state, trial_state,

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from study.spec.config import TrialConfig
+from study.spec import TrialConfig
 
 __all__ = ["EvalRecord", "Reporter", "NullReporter", "RecordingReporter", "TrainResult"]
 

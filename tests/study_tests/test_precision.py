@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from study.spec.config import ConfigError, load_trial_config, trial_config_from_dict
+from study.spec import ConfigError, load_trial_config, trial_config_from_dict
 from study.core.mi import Critic, SubgroupMI, compute_dtype
 from study.training import Diverged, Trainer
 

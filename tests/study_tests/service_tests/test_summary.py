@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study.spec.config import load_trial_config
+from study.spec import load_trial_config
 from study.service.summary import summarize, write_outputs
 from study.training import metric_names, train
 from tiny_trial import tiny

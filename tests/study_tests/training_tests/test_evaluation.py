@@ -11,7 +11,7 @@ import torch
 
 from study.contract.names import MODULARITY_METRICS
 from study.core import metrics
-from study.spec.config import ConfigError, load_trial_config
+from study.spec import ConfigError, load_trial_config
 from study.training import Trainer
 
 TINY = {
