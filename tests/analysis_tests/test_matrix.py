@@ -8,9 +8,15 @@ import pytest
 
 from analysis.claims import claims_table
 from analysis.figures import to_png
-from analysis.matrix import (NOT_MEASURED, cell_label, facets, matrix_info, plot_matrix,
-                             timing_colour)
-from analysis.matrix import _panels
+from analysis.matrix import (
+    NOT_MEASURED,
+    _panels,
+    cell_label,
+    facets,
+    matrix_info,
+    plot_matrix,
+    timing_colour,
+)
 
 
 def _claims(cells, verdict):

@@ -10,8 +10,15 @@ import pandas as pd
 import pytest
 
 from analysis.claims import claims_table
-from analysis.tables import (EMPTY, MAX_DECIMALS, display_name, display_table, format_number,
-                             format_p, is_p_column)
+from analysis.tables import (
+    EMPTY,
+    MAX_DECIMALS,
+    display_name,
+    display_table,
+    format_number,
+    format_p,
+    is_p_column,
+)
 
 
 @pytest.mark.parametrize("p, shown", [
