@@ -105,12 +105,17 @@ def _numeric(col: pd.Series) -> bool:
 
 
 def log_scale(values: Any) -> bool:
-    """Whether values go on a log axis: none negative, and the positive ones span more than
-    :data:`LOG_SPAN` (zeros allowed: they are shown apart)."""
+    """Whether values go on a log axis: none negative, the positive ones span more than
+    :data:`LOG_SPAN`, and their median sits nearer (in log) to the geometric than to the
+    arithmetic middle of their range, as for a log-uniform sampler or a log-spaced grid and
+    not for a uniform one. Zeros are allowed: they are shown apart."""
     v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(float)
     v = v[np.isfinite(v)]
     pos = v[v > 0]
-    return bool(len(pos) >= 2 and (v >= 0).all() and pos.max() / pos.min() > LOG_SPAN)
+    if len(pos) < 2 or (v < 0).any() or pos.max() / pos.min() <= LOG_SPAN:
+        return False
+    lo, hi, med = math.log(pos.min()), math.log(pos.max()), math.log(float(np.median(pos)))
+    return abs(med - (lo + hi) / 2) < abs(med - math.log((pos.min() + pos.max()) / 2))
 
 
 def claim_metric(seeds: pd.DataFrame, name: str, task_metric: str = "accuracy") -> np.ndarray:

@@ -60,6 +60,10 @@ def test_log_scale_rule():
     assert not log_scale([0.1, 0.3, 1.0])  # a factor 10 stays linear
     assert not log_scale([-1e-3, 1e-3, 1.0])
     assert not log_scale([np.nan, 1.0])
+    rng = np.random.default_rng(0)
+    assert log_scale(10 ** rng.uniform(-3, 0, 60))  # a log-uniform sampler
+    assert not log_scale(rng.uniform(0, 1, 60))  # a uniform one, though min/max > 20
+    assert log_scale([0.0, 0.01, 0.03, 0.1, 0.3, 1.0])  # a log-spaced grid
 
 
 def test_response_recovers_a_known_curve_and_keeps_controls_apart():
