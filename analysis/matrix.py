@@ -37,6 +37,7 @@ __all__ = [
 
 NOT_MEASURED = "not measured"
 TIMING_ROW = "Timing"
+LAMBDA = "mi.weight"
 
 # Dotted key -> the symbol a cell label uses (DESIGN.md's λ, K, N); others keep their last part.
 KEY_SYMBOLS: Mapping[str, str] = {"mi.weight": "λ", "partition.groups": "K",
@@ -92,7 +93,7 @@ class MatrixInfo(NamedTuple):
     claims: list[str]  # row titles of the claims (CLAIM_TITLES), in row order
     verdicts: np.ndarray  # (n_claims, n_cells) str: claim verdict or NOT_MEASURED
     timing: list[str]  # one timing verdict per cell (NOT_MEASURED where none)
-    sentences: list[str]  # one short sentence per claim, then one for timing (if any)
+    sentences: list[str]  # one per claim, then timing over treated cells and over controls
     legend: list[tuple[str, str, str]]  # (label, colour, glyph) of each verdict shown
 
 
@@ -168,22 +169,22 @@ def matrix_info(
     titles = [CLAIM_TITLES.get(n, n) for n in names]
     sentences = [_sentence(t, grid[i], cells) for i, t in enumerate(titles)]
     if timing is not None and len(t_cells):
-        sentences.append(_sentence(TIMING_ROW, np.array(timing_row, dtype=object), cells))
+        sentences += _timing_sentences(timing_row, cells, values)
     return MatrixInfo(keys, cells, values, titles, grid, timing_row, sentences,
                       _legend(grid, timing_row if timing is not None else []))
 
 
-_STAT_COLUMNS = {"claim", "verdict", "n", "median_control", "median_treated", "effect",
-                 "n_in_direction", "p", "p_bh", "n_success", "cell", "text"}
+# Columns of a claims table that are statistics, not cell keys (analysis.claims.claims_table,
+# analysis.response.binned_claims); so are names starting with _STAT_PREFIXES.
+_STAT_COLUMNS = {"claim", "verdict", "n", "effect", "p", "limit", "level", "cell", "text"}
+_STAT_PREFIXES = ("p_", "n_", "median", "ci_", "mean", "worst", "power", "min_")
 
 
 def _keys(claims: pd.DataFrame, timing: pd.DataFrame | None) -> list[str]:
     """The cell keys: columns of `claims` that are not statistics, λ first."""
-    cols = [c for c in claims.columns if c not in _STAT_COLUMNS
-            and not str(c).startswith(("p_", "n_", "median", "ci_", "mean", "worst"))]
-    if not cols and timing is not None and "cell" not in timing:
-        cols = [c for c in timing.columns if c != "verdict" and not str(c).startswith(
-            ("p_", "n_", "median", "ci_", "power", "min_"))]
+    source = claims if len(claims.columns) or timing is None or "cell" in timing else timing
+    cols = [c for c in source.columns
+            if c not in _STAT_COLUMNS and not str(c).startswith(_STAT_PREFIXES)]
     return sorted(cols, key=lambda k: (k != "mi.weight", list(KEY_SYMBOLS).index(k)
                                        if k in KEY_SYMBOLS else len(KEY_SYMBOLS)))
 
@@ -222,6 +223,10 @@ def _timing_cells(timing: pd.DataFrame | None, keys: list[str]
         else:
             raise ValueError("matrix_info(): timing rows need a 'cell' column or the cell "
                              f"keys {keys} as columns.")
+        if label in out:
+            raise ValueError(f"matrix_info(): each cell must have one timing verdict, but "
+                             f"{label} has several (are the timing cells finer than the "
+                             f"keys {keys}?).")
         out[label] = (values, str(r["verdict"]))
     return out
 
@@ -250,6 +255,23 @@ def _cell_order(labelled: pd.DataFrame, t_cells: dict, keys: list[str]
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
         v, (bool, np.bool_)) and math.isfinite(float(v))
+
+
+def _timing_sentences(timing: list[str], cells: list[str], values: list[dict[str, Any]]
+                      ) -> list[str]:
+    """The timing sentence over the treated cells, and one over the λ = 0 controls (where any
+    order is a false one) when the timing table has them (a bare label counts as a control
+    when one of its parts reads ``λ=0``)."""
+    zero = f"{_symbol(LAMBDA)}=0"
+    control = np.array([float(v[LAMBDA]) == 0 if _is_number(v.get(LAMBDA)) else
+                        zero in c.split(" · ") for c, v in zip(cells, values)], dtype=bool)
+    verdicts = np.array(timing, dtype=object)
+    out = [_sentence(TIMING_ROW, verdicts[~control], [c for c, k in zip(cells, control)
+                                                      if not k])]
+    if control.any() and (verdicts[control] != NOT_MEASURED).any():
+        out.append(_sentence("Timing at λ = 0 (controls: any order there is a false one)",
+                             verdicts[control], [c for c, k in zip(cells, control) if k]))
+    return out
 
 
 def _sentence(title: str, verdicts: np.ndarray, cells: list[str]) -> str:

@@ -95,8 +95,12 @@ def test_timing_is_matched_to_cells_in_every_accepted_form(form):
     control = info.cells.index("λ=0 · K=2")
     assert control == (len(info.cells) - 1 if form == "label" else 0)
     assert (info.verdicts[:, control] == NOT_MEASURED).all()
-    assert info.sentences[-1].startswith("Timing: ")
-    assert "(1 not measured)" in info.sentences[-1]
+    # the treated cells' timing, then the controls' apart
+    assert info.sentences[-2] == ("Timing: function first in 1 of 3 cells; inconclusive "
+                                  "(power) in λ=0.3 · K=2; co-emergent in λ=0.1 · K=3 "
+                                  "(1 not measured).")
+    assert info.sentences[-1] == ("Timing at λ = 0 (controls: any order there is a false "
+                                  "one): structure never emerged in 1 of 1 cell.")
     labels = [lab for lab, _, _ in info.legend]
     assert labels.index("timing: function first") < labels.index("timing: co-emergent")
 
@@ -118,6 +122,10 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="timing must have a 'verdict' column"):
         matrix_info(_claims(cells[:1], lambda cell, c: "holds"),
                     pd.DataFrame({"mi.weight": [0.1]}))
+    finer = pd.DataFrame({"mi.weight": [0.1, 0.1], "network.hidden": [24, 48],
+                          "verdict": ["function first", "inconclusive"]})
+    with pytest.raises(ValueError, match="λ=0.1 has several"):
+        matrix_info(_claims(cells[:1], lambda cell, c: "holds"), finer)
 
 
 def test_empty_inputs_give_an_empty_matrix_and_a_message_figure():
