@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from gaussian_truth import _correlated, _optimal_dv, _optimal_infonce
-from study.core.mi import SubgroupMI, estimate_mi, random_permutations, take_rows
+from study.core.mi import (DV, MINE, Critic, InfoNCE, InputNoise, SubgroupMI, estimate_mi,
+                           random_permutations, take_rows)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,3 +153,81 @@ def test_take_rows_equals_gather():
     want = torch.gather(x, 1, index[..., None].expand(3, 7, 4))
     torch.testing.assert_close(take_rows(x, index), want, rtol=0, atol=0)
 
+
+# ----------------------------------------------------------------------------------------------
+# what an estimator is handed, and the state it owns
+
+
+def test_dv_bound_is_the_dv_formula_on_the_critic_it_is_handed():
+    # no SubgroupMI: a critic, a noise policy without noise, and the generator
+    critic = Critic(2, 3, 2, width=8, depth=2, seeds=[4, 5])
+    noise = InputNoise(0.0, "clean_partner", None, None)
+    data = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 50, 3, generator=data), torch.randn(2, 50, 2, generator=data)
+    with torch.no_grad():
+        value, surrogate = DV().bound(critic, noise, a, b, torch.Generator().manual_seed(1),
+                                      update_state=False)
+        gen = torch.Generator().manual_seed(1)  # the same draws: one permutation per replica
+        perm = torch.stack([torch.randperm(50, generator=gen) for _ in range(2)])
+        shuffled = critic(a, torch.stack([b[r, perm[r]] for r in range(2)]))
+        want = critic(a, b).mean(1) - (torch.logsumexp(shuffled, 1) - math.log(50))
+    torch.testing.assert_close(value, want, rtol=1e-6, atol=1e-6)
+    assert torch.equal(value, surrogate)
+
+
+def test_the_noise_policy_draws_a_before_b_and_names_the_partner():
+    mask = torch.tensor([[[1.0, 0.0]]])  # (R = 1, 1, d = 2): the second b column is padding
+    a, b = torch.ones(1, 4, 3), torch.ones(1, 4, 2)
+    for mode, partner_is_noisy in (("clean_partner", False), ("noisy_partner", True)):
+        policy = InputNoise(0.5, mode, None, mask)
+        na, nb, partner = policy.noisy(a, b, torch.Generator().manual_seed(2))
+        gen = torch.Generator().manual_seed(2)
+        eps_a = 0.5 * torch.randn(1, 4, 3, generator=gen)
+        eps_b = 0.5 * torch.randn(1, 4, 2, generator=gen) * mask
+        torch.testing.assert_close(na, a + eps_a, rtol=0, atol=0)
+        torch.testing.assert_close(nb, b + eps_b, rtol=0, atol=0)
+        assert (partner is nb) == partner_is_noisy and (partner is b) != partner_is_noisy
+    quiet = InputNoise(0.0, "noisy_partner", None, mask)
+    gen = torch.Generator().manual_seed(3)
+    before = gen.get_state()
+    assert all(x is y for x, y in zip(quiet.noisy(a, b, gen), (a, b, b)))
+    assert torch.equal(gen.get_state(), before)  # no noise, no draws
+
+
+def test_mine_owns_its_moving_average():
+    mine = MINE(ema_rate=0.3)
+    assert mine.state_dict() == {}
+    est = SubgroupMI(2, np.array([0, 0, 1, 1, 1]), estimator=mine, input_noise=0.0,
+                     critic={"width": 8, "depth": 1}, seed=0)
+    assert est.estimator is mine and mine.log_ema.shape == (2,)  # R = S·P = 2 · 1
+    assert "log_ema" not in est.state_dict()  # not the penalty's buffer any more
+    gen = torch.Generator().manual_seed(0)
+    est.critic_step(torch.randn(2, 64, 5, generator=gen), gen)
+    assert torch.isfinite(mine.log_ema).all()
+    saved = mine.state_dict()
+    assert torch.equal(saved["log_ema"], mine.log_ema) and saved["log_ema"] is not mine.log_ema
+    other = MINE(ema_rate=0.3)
+    other.load_state_dict(saved)
+    assert torch.equal(other.log_ema, mine.log_ema)
+    for estimator in (DV(), InfoNCE(nce_block=4)):  # the others keep none
+        estimator.reset(2)
+        assert estimator.state_dict() == {}
+        estimator.load_state_dict({})
+
+
+def test_measure_scores_with_another_bound_on_the_same_critics():
+    # InfoNCE blocks of 8 on the critics of a penalty trained with blocks of 32: the same as a
+    # penalty built with blocks of 8 and those critics
+    labels = np.array([0, 0, 1, 1])
+    kw = dict(estimator="infonce", input_noise=0.1, critic={"width": 8, "depth": 1}, seed=1)
+    trained = SubgroupMI(1, labels, nce_block=32, **kw)
+    twin = SubgroupMI(1, labels, nce_block=8, **kw)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        trained.critic_step(torch.randn(1, 64, 4, generator=gen), gen)
+    twin.critic.load_state_dict(trained.critic.state_dict())
+    act = torch.randn(1, 40, 4, generator=gen)
+    got = trained.measure(act, torch.Generator().manual_seed(5), estimator=InfoNCE(nce_block=8))
+    want = twin.measure(act, torch.Generator().manual_seed(5))
+    assert torch.equal(got, want)
+    assert got.item() <= math.log(8) + 1e-6

@@ -5,6 +5,7 @@ state, and the input-noise policy: no fake MI from padded columns, the clean_par
 """
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -340,3 +341,102 @@ def test_swap_test_shows_the_clean_partner_asymmetry():
     assert abs(run("noisy_partner", 1.0, 0.2)) < 0.03
     assert abs(run("noisy_partner", 0.2, 1.0)) < 0.03
 
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints written before the estimators kept their own state
+
+CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+# what checkpoints/make_before_estimator_state.py built its penalties with
+_BEFORE_LABELS = np.array([0, 0, 0, 1, 1])
+_BEFORE_KW = dict(critic={"width": 8, "depth": 1}, optim={"kind": "adam", "lr": 1e-2},
+                  ema_rate=0.2, input_noise=0.1, seed=3)
+
+
+def _continue(est, data_state):
+    """What the fixture recorded after its state: 3 critic steps, a penalty and its gradient,
+    a measurement, MINE's moving average and a critic kernel."""
+    data = torch.Generator()
+    data.set_state(data_state)
+    gen = torch.Generator().manual_seed(1)
+    steps = torch.stack([est.critic_step(torch.randn(2, 64, 5, generator=data), gen)
+                         for _ in range(3)])
+    act = torch.randn(2, 64, 5, generator=data, requires_grad=True)
+    penalty, _ = est.penalty(act, gen)
+    penalty.sum().backward()
+    log_ema = getattr(est.estimator, "log_ema", None)
+    return {"steps": steps, "penalty": penalty.detach(), "grad": act.grad,
+            "measure": est.measure(act.detach(), gen), "w_a": est.critic.w_a.detach().clone(),
+            **({"log_ema": log_ema.clone()} if log_ema is not None else {})}
+
+
+@pytest.mark.parametrize("estimator", ["mine", "dv"])
+def test_a_state_in_the_older_layout_continues_as_the_code_that_wrote_it(estimator):
+    saved = torch.load(CHECKPOINTS / "mi_state_before_estimator_state.pth",
+                       weights_only=True)[estimator]
+    assert "log_ema" in saved["state"]["module"] and "estimator" not in saved["state"]
+    old = SubgroupMI(2, _BEFORE_LABELS, estimator=estimator, **_BEFORE_KW)
+    old.load_state(saved["state"])
+    # the same state as this code writes it: MINE's average moves into the estimator entry
+    new_state = old.state()
+    assert "log_ema" not in new_state["module"]
+    assert set(new_state["estimator"]) == ({"log_ema"} if estimator == "mine" else set())
+    new = SubgroupMI(2, _BEFORE_LABELS, estimator=estimator, **_BEFORE_KW)
+    new.load_state(new_state)
+    got_old, got_new = _continue(old, saved["data"]), _continue(new, saved["data"])
+    for key in ("steps", "penalty", "grad", "measure", "w_a"):
+        assert torch.equal(got_old[key], saved[key]), key  # bit for bit as the older code ran
+        assert torch.equal(got_new[key], saved[key]), key
+    if estimator == "mine":
+        assert torch.equal(got_old["log_ema"], saved["log_ema"])
+        assert torch.equal(got_new["log_ema"], saved["log_ema"])
+    else:
+        assert torch.isnan(saved["log_ema"]).all()  # the older layout's unused buffer
+
+
+def _mine_state(**over):
+    est = SubgroupMI(2, _BEFORE_LABELS, estimator="mine", **{**_BEFORE_KW, **over})
+    est.critic_step(torch.randn(2, 64, 5, generator=torch.Generator().manual_seed(0)),
+                    torch.Generator().manual_seed(1))
+    return est.state()
+
+
+def _without(mapping, key):
+    return {k: v for k, v in mapping.items() if k != key}
+
+
+@pytest.mark.parametrize("bad, match", [
+    (lambda s: [s], r"the MI state must hold 'module' and 'optimizer', but got list"),
+    (lambda s: _without(s, "optimizer"),
+     r"the MI state must hold 'module' and 'optimizer', but got \['estimator', 'module'\]"),
+    (lambda s: {**s, "module": _without(s["module"], "critic.w_a")},
+     r"the critic state does not fit this penalty \(missing \['critic.w_a'\], unexpected "
+     r"nothing\)"),
+    (lambda s: {**s, "module": {**s["module"], "critic.w_x": torch.zeros(1)}},
+     r"\(missing nothing, unexpected \['critic.w_x'\]\)"),
+    (lambda s: {**s, "module": _mine_state(critic={"width": 16, "depth": 1})["module"]},
+     r"critic.w_a \(2, 3, 16\) \(expected \(2, 3, 8\)\)"),
+    (lambda s: {**s, "module": {**s["module"], "log_ema": s["estimator"]["log_ema"]}},
+     r"holds both an 'estimator' entry and the older module buffer 'log_ema'"),
+    (lambda s: _without(s, "estimator"),
+     r"the state holds no moving average for estimator 'mine'"),
+    (lambda s: {**s, "estimator": {"log_ema": torch.zeros(3)}},
+     r"estimator 'mine': log_ema must have shape \(2,\), but got \(3,\)"),
+    (lambda s: {**s, "estimator": {"ema": torch.zeros(2)}},
+     r"estimator 'mine' expects its state to be \{'log_ema': \(R,\) tensor\}, but got keys "
+     r"\['ema'\]"),
+    (lambda s: {**s, "optimizer": {"step_count": 3}},
+     r"the critic optimiser state does not fit \(KeyError: 'state'\)"),
+])
+def test_load_state_refuses_what_does_not_fit_in_one_line(bad, match):
+    est = SubgroupMI(2, _BEFORE_LABELS, estimator="mine", **_BEFORE_KW)
+    with pytest.raises(ValueError, match=match) as e:
+        est.load_state(bad(_mine_state()))
+    assert "\n" not in str(e.value)
+
+
+def test_load_state_refuses_estimator_state_for_an_estimator_without_one():
+    est = SubgroupMI(2, _BEFORE_LABELS, estimator="dv", **_BEFORE_KW)
+    state = est.state()
+    with pytest.raises(ValueError, match=r"estimator 'dv' keeps no state, but the saved state "
+                                         r"holds log_ema"):
+        est.load_state({**state, "estimator": {"log_ema": torch.zeros(2)}})

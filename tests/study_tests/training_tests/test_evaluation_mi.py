@@ -1,11 +1,15 @@
 """The MI metrics in the training loop (the training critic's value, the Gaussian plug-in and
-the held-out estimate with their null floors, on schedule), and the warning load_study gives
-when a study sweeps K or N with clean_partner noise.
+the held-out estimate with their null floors, on schedule), a trial checkpoint written before
+the estimators kept their own state resuming bit for bit, and the warning load_study gives when
+a study sweeps K or N with clean_partner noise.
 """
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 
 TINY = {
     "task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 40, "network.hidden": 12,
@@ -86,3 +90,24 @@ def test_load_study_is_quiet_for_noisy_partner_or_no_k_n_sweep(tmp_path, recwarn
         load_study(root / f"{name}.yaml")
     assert not [w for w in recwarn if issubclass(w.category, CleanPartnerWarning)]
 
+
+def test_a_trial_checkpoint_from_before_estimator_state_resumes_as_that_code_ran_on(tmp_path):
+    # a MINE trial's checkpoint at epoch 1 written by the code whose SubgroupMI held MINE's
+    # moving average as the module buffer `log_ema`, and that code's uninterrupted history to
+    # epoch 3 (checkpoints/make_before_estimator_state.py): resuming reproduces it bit for bit
+    import torch
+
+    from study.spec import trial_config_from_dict
+    from study.training import train
+
+    saved = torch.load(CHECKPOINTS / "trial_before_estimator_state.pth", weights_only=True)
+    checkpoint = saved["checkpoint"]
+    assert checkpoint["epoch"] == 1 and "log_ema" in checkpoint["mi"]["module"]
+    torch.save(checkpoint, tmp_path / "checkpoint.pt")
+    res = train(trial_config_from_dict(checkpoint["config"]), resume_from=tmp_path)
+    assert res.status == "finished"
+    assert [r.epoch for r in res.history] == [r["epoch"] for r in saved["history"]] == [0, 1, 2, 3]
+    for got, want in zip(res.history, saved["history"]):
+        assert set(got.metrics) == set(want["metrics"])
+        for k, v in want["metrics"].items():
+            assert np.array_equal(got.metrics[k], v, equal_nan=True), (got.epoch, k)
