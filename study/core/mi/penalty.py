@@ -326,9 +326,9 @@ class SubgroupMI(nn.Module):
                 "estimator": self.estimator.state_dict()}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        """Restore `state()`'s output, or the layout before estimators kept their own state
-        (no "estimator" entry; MINE's moving average the module buffer "log_ema", present, all
-        NaN and unused, for every estimator).
+        """Restore `state()`'s output, or the older layout (checkpoints written before the
+        estimators kept their own state): no "estimator" entry, and MINE's moving average as the
+        module buffer "log_ema", which every estimator's state held (all NaN where unused).
 
         Raises:
             ValueError: one line saying what does not fit (missing or unexpected entries,
