@@ -1,1 +1,7 @@
-"""core"""
+"""The science, pure PyTorch/NumPy (no Ray, MLflow or files but the chaos data cache).
+
+tasks/ (working memory, chaos separation), networks (leaky RNN, GRU), partition (subgroup
+labels), optim (replica optimisers), mi/ (critic, estimators, penalty, measurement),
+modularity, specialization, scores, communities (Leiden); metrics gathers the evaluation
+metrics under one name; _checks holds the argument checks they share.
+"""

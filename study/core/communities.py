@@ -7,8 +7,8 @@ deterministic), then scored twice:
 their own modularity (how modular the matrix is at all) and their normalised mutual
 information with the designed partition (whether that modularity is about the design).
 
-Inputs are batched like study.core.metrics: adjacency (..., N, N), symmetric, non-negative, diagonal
-ignored; community detection itself runs per matrix on the CPU.
+Inputs are batched like study.core.modularity: adjacency (..., N, N), symmetric,
+non-negative, diagonal ignored; community detection itself runs per matrix on the CPU.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import igraph
 import numpy as np
 import torch
 
-from study.core.metrics import Labels, _check_adjacency, _zero_diagonal
-from study.core.partition import _as_labels
+from study.core._checks import Labels, _as_labels, _check_adjacency
+from study.core.modularity import _zero_diagonal
 
 __all__ = ["leiden", "found_modularity", "partition_nmi", "UNDEFINED"]
 
@@ -54,7 +54,7 @@ def leiden(adjacency: torch.Tensor, seeds: int | Sequence[int]) -> np.ndarray:
     """Communities of every matrix that maximise weighted Newman Q (Leiden algorithm).
 
     igraph's `community_leiden(objective_function="modularity")` (resolution 1, the Q of
-    `metrics.modularity`), iterated until the partition is stable. Leiden refines Louvain so
+    `modularity.modularity`), iterated until the partition is stable. Leiden refines Louvain so
     that every community is connected. igraph draws its random numbers from a Python
     generator; each call gets its own `random.Random(seed)` and igraph's default generator
     (the `random` module) is put back afterwards. One graph takes ~0.4 ms at N = 40 and

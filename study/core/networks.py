@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from study.contract import settings
 
-__all__ = ["NetOutput", "LeakyRNN", "GRU", "build_network", "leaky_scan"]
+__all__ = ["NetOutput", "LeakyRNN", "GRU", "build_network", "leaky_scan", "glorot_uniform"]
 
 
 @dataclass
@@ -34,12 +34,11 @@ class NetOutput:
         return self.states[:, start:].reshape(s, -1, n)
 
 
-
-def _glorot(n_seeds: int, fan_in: int, fan_out: int, gen: list[torch.Generator]) -> Tensor:
+def glorot_uniform(gens: list[torch.Generator], fan_in: int, fan_out: int) -> Tensor:
+    """(len(gens), fan_in, fan_out) Glorot-uniform kernels, U(−l, l) with l = √(6/(fan_in +
+    fan_out)), replica r drawn from gens[r] (the networks' and the critics' initialisation)."""
     limit = math.sqrt(6.0 / (fan_in + fan_out))
-    return torch.stack(
-        [(torch.rand(fan_in, fan_out, generator=g) * 2 - 1) * limit for g in gen[:n_seeds]]
-    )
+    return torch.stack([(torch.rand(fan_in, fan_out, generator=g) * 2 - 1) * limit for g in gens])
 
 
 def member_generators(seed: int, n_seeds: int) -> list[torch.Generator]:
@@ -223,9 +222,9 @@ class LeakyRNN(_Population):
         self.w_rec = nn.Parameter(
             torch.stack([torch.randn(n, n, generator=g) * (gain / math.sqrt(n)) for g in gen])
         )
-        self.w_in = nn.Parameter(_glorot(s, n_inputs, n, gen))
+        self.w_in = nn.Parameter(glorot_uniform(gen, n_inputs, n))
         self.b = nn.Parameter(torch.zeros(s, n))
-        self.w_out = nn.Parameter(_glorot(s, n, n_outputs, gen))
+        self.w_out = nn.Parameter(glorot_uniform(gen, n, n_outputs))
         self.b_out = nn.Parameter(torch.zeros(s, n_outputs))
 
     def forward(
@@ -310,14 +309,14 @@ class GRU(_Population):
         super().__init__(n_seeds, n_inputs, n_hidden, n_outputs)
         gen = member_generators(seed, n_seeds)
         s, n = n_seeds, n_hidden
-        self.w = nn.Parameter(_glorot(s, n_inputs, 3 * n, gen))  # Glorot over (I, 3N)
+        self.w = nn.Parameter(glorot_uniform(gen, n_inputs, 3 * n))  # Glorot over (I, 3N)
         u = torch.empty(s, n, 3 * n)
         for i, g in enumerate(gen):  # Keras: orthogonal over the whole (N, 3N) kernel
             nn.init.orthogonal_(u[i], generator=g)
         self.u = nn.Parameter(u)
         self.b = nn.Parameter(torch.zeros(s, 3 * n))
         self.b_rec = nn.Parameter(torch.zeros(s, 3 * n))
-        self.w_out = nn.Parameter(_glorot(s, n, n_outputs, gen))
+        self.w_out = nn.Parameter(glorot_uniform(gen, n, n_outputs))
         self.b_out = nn.Parameter(torch.zeros(s, n_outputs))
 
     def forward(

@@ -1,5 +1,6 @@
-"""Tests for the bfloat16 critic (`critic.precision`, study/mi.py): MI estimates on the Gaussian
-closed forms within the float32 tests' tolerances (test_mi.py), float32 and bfloat16 gradients
+"""Tests for the bfloat16 critic (`critic.precision`, study/core/mi/critic.py): MI estimates on
+the Gaussian closed forms within the float32 tests' tolerances (test_mi_estimators.py,
+test_mi_penalty.py), float32 and bfloat16 gradients
 close on the same critic, float32 weights, scores and optimiser state whatever the precision, the
 config key, a bfloat16 trial end to end, and the lazy (once per epoch) finiteness checks the
 trainer uses on CUDA, exercised here on the CPU.
@@ -15,7 +16,8 @@ from study.spec import ConfigError, load_trial_config, trial_config_from_dict
 from study.core.mi import Critic, SubgroupMI, compute_dtype
 from study.training import Diverged, Trainer
 
-from test_mi import _correlated, _equicorrelated_groups, _optimal_dv, _pairwise_truth, _tc_truth
+from gaussian_truth import (_correlated, _equicorrelated_groups, _optimal_dv, _pairwise_truth,
+                            _tc_truth)
 
 TINY = {"task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 60, "network.hidden": 8,
         "critic.width": 16, "critic.steps": 2, "critic.pretrain_steps": 2, "train.epochs": 2,
@@ -58,8 +60,9 @@ def test_bf16_trained_penalty_matches_closed_form(penalty, truth):
 @pytest.mark.parametrize("mi", [1.0, 3.0])
 def test_bf16_gaussian_pair_within_float32_tolerance(estimator, mi):
     # the held-out bound of a critic trained on fresh Gaussian samples, bf16 against the optimal
-    # critic's value with test_mi.test_estimate_mi_recovers_gaussian_mi's band (≤ target + 4
-    # spreads + 0.01, ≥ 85 % of it − 0.02), and within 0.05 nats of the same run in float32
+    # critic's value with the band of test_mi_estimators.test_estimate_mi_recovers_gaussian_mi
+    # (≤ target + 4 spreads + 0.01, ≥ 85 % of it − 0.02), and within 0.05 nats of the same run in
+    # float32
     d, n_test = 4, 5000
     rng = np.random.default_rng(int(mi * 10))
     got = {}
@@ -102,7 +105,7 @@ def _trained_pair(estimator: str = "dv"):
         f32.critic_step(sample(512), gen)
     bf16 = SubgroupMI(2, labels, critic={"width": 32, "precision": "bfloat16"}, **kw)
     _copy_critic(bf16, f32)
-    bf16.log_ema.copy_(f32.log_ema)
+    bf16.estimator.load_state_dict(f32.estimator.state_dict())
     return f32, bf16, sample(2000)
 
 
@@ -115,7 +118,7 @@ def test_bf16_value_and_gradients_close_to_float32(estimator):
         pen, value = est.penalty(x, torch.Generator().manual_seed(3))
         pen.sum().backward()  # the network's gradient through the frozen critic
         est.critic.zero_grad()
-        _, surrogate = est._estimate(act, torch.Generator().manual_seed(3), update_ema=False)
+        _, surrogate = est._estimate(act, torch.Generator().manual_seed(3), update_state=False)
         (-surrogate.sum()).backward()  # the critic's own gradient
         out[name] = (value, x.grad, {k: p.grad for k, p in est.critic.named_parameters()})
     (v32, gx32, gp32), (v16, gx16, gp16) = out["f32"], out["bf16"]

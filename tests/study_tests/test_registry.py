@@ -1,6 +1,6 @@
 """Tests of the registries (issue 10): tasks (study.core.tasks + TaskSettings cross-checks in
-study.spec), MI estimators (study.core.estimators, SubgroupMI.from_config) and the one list of
-metric, penalty and estimator names (study.contract.names)."""
+study.spec), MI estimators (study.core.mi.estimators, SubgroupMI.from_config) and the one list
+of metric, penalty and estimator names (study.contract.names)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ import pytest
 import torch
 
 import study.spec as spec
-import study.core.estimators as estimators
+import study.core.mi.estimators as estimators
 import study.core.tasks as tasks
 from study.contract.outcomes import SUCCESS_THRESHOLD, TASK_METRIC
-from study.core import metrics, mi
+from study.core import mi
+from study.core.mi import measure
 from study.contract import names
 from study.spec import (ConfigError, MIConfig, TaskConfig, TaskSettings, TrainConfig,
                           TrialConfig, load_trial_config)
-from study.core.estimators import Estimator, shuffled_scores
+from study.core.mi import Estimator, shuffled_scores
 from study.core.mi import SubgroupMI
 from study.core.partition import groups
 from study.training import metric_names
@@ -121,10 +122,10 @@ def test_unknown_task_name_gives_the_same_error_as_before():
 
 
 def test_estimator_registry_holds_exactly_the_config_names():
-    assert tuple(estimators.ESTIMATORS) == names.ESTIMATOR_NAMES == mi.ESTIMATORS
+    assert tuple(estimators.ESTIMATORS) == names.ESTIMATOR_NAMES == tuple(mi.ESTIMATORS)
     assert get_args(MIConfig.model_fields["estimator"].annotation) == names.ESTIMATOR_NAMES
     assert get_args(MIConfig.model_fields["penalty"].annotation) == names.PENALTIES
-    assert mi.PENALTIES is names.PENALTIES and metrics.PENALTY_KINDS is names.PENALTIES
+    assert mi.PENALTIES is names.PENALTIES and measure.PENALTIES is names.PENALTIES
 
 
 class Toy(Estimator):
@@ -132,8 +133,8 @@ class Toy(Estimator):
 
     name = "toy"
 
-    def bound(self, mi, a, b, gen, *, update_ema):
-        joint, shuffled = shuffled_scores(mi, a, b, gen)
+    def bound(self, critic, noise, a, b, gen, *, update_state):
+        joint, shuffled = shuffled_scores(critic, noise, a, b, gen)
         value = joint.mean(dim=1) - shuffled.mean(dim=1)
         return value, value
 
@@ -171,7 +172,11 @@ def test_from_config_is_the_keyword_construction(estimator):
         optim=c.optim.model_dump(), seed=cfg.seed)
     built = SubgroupMI.from_config(cfg, labels)
     assert type(built.estimator) is type(by_hand.estimator)
-    assert vars(built.estimator) == vars(by_hand.estimator)
+    assert ({k: getattr(built.estimator, k) for k in built.estimator.options}
+            == {k: getattr(by_hand.estimator, k) for k in by_hand.estimator.options})
+    for (k, v), (k2, v2) in zip(built.estimator.state_dict().items(),
+                                by_hand.estimator.state_dict().items()):
+        assert k == k2 and torch.equal(v.nan_to_num(), v2.nan_to_num()), k
     for (k, v), (k2, v2) in zip(built.state_dict().items(), by_hand.state_dict().items()):
         assert k == k2 and torch.equal(v.nan_to_num(), v2.nan_to_num()), k
     act = torch.randn(2, 64, 12, generator=torch.Generator().manual_seed(0))

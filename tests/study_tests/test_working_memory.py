@@ -248,12 +248,12 @@ def test_ramp_targets_single_run_is_clipped_line():
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
-    ({"n_bits": 0}, ValueError, r"n_bits must be >= 1, but got n_bits=0"),
+    ({"n_bits": 0}, ValueError, r"n_bits must be at least 1, but got n_bits=0"),
     ({"n_bits": 2.0}, TypeError, r"n_bits must be an int, but got float"),
     ({"n_bits": True}, TypeError, r"n_bits must be an int, but got bool"),
-    ({"pulse_len": 0}, ValueError, r"pulse_len must be >= 1"),
-    ({"transient": -1}, ValueError, r"transient must be >= 0"),
-    ({"segment": 0}, ValueError, r"segment must be >= 1"),
+    ({"pulse_len": 0}, ValueError, r"pulse_len must be at least 1"),
+    ({"transient": -1}, ValueError, r"transient must be at least 0"),
+    ({"segment": 0}, ValueError, r"segment must be at least 1"),
     ({"p_onset": 0.0}, ValueError, r"p_onset must be in \(0, 1\), but got p_onset=0.0"),
     ({"p_onset": 1.0}, ValueError, r"p_onset must be in \(0, 1\)"),
     ({"slope": 0.0}, ValueError, r"slope must be positive, but got slope=0.0"),

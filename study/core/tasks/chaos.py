@@ -21,6 +21,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from study.contract import settings
+from study.core._checks import _check_int
 
 __all__ = ["ChaosSeparation", "build", "lorenz", "minmax_then_drop", "rossler"]
 
@@ -39,16 +40,6 @@ _RTOL, _ATOL = 1e-3, 1e-6
 
 
 # --------------------------------------------------------------------------------- validation
-
-
-def _check_int(where: str, name: str, value: object, minimum: int) -> int:
-    # bool is an Integral, but n_train=True is always a mistake.
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{where}: {name} must be an int, but got "
-                        f"{type(value).__name__} {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{where}: {name} must be at least {minimum}, but got {name}={value}.")
-    return int(value)
 
 
 def _check_positive(where: str, name: str, value: object) -> float:

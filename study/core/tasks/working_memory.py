@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from study.core._checks import _check_int
+
 __all__ = ["WorkingMemory", "build", "ramp_targets"]
 
 
@@ -50,11 +52,11 @@ class WorkingMemory:
         target_lead: int = 1,
         washout: int = 0,
     ):
-        _check_int("n_bits", n_bits, 1)
-        _check_int("pulse_len", pulse_len, 1)
-        _check_int("transient", transient, 0)
-        _check_int("segment", segment, 1)
-        _check_int("washout", washout, 0)
+        _check_int("WorkingMemory", "n_bits", n_bits, 1)
+        _check_int("WorkingMemory", "pulse_len", pulse_len, 1)
+        _check_int("WorkingMemory", "transient", transient, 0)
+        _check_int("WorkingMemory", "segment", segment, 1)
+        _check_int("WorkingMemory", "washout", washout, 0)
         if not 0 < p_onset < 1:
             raise ValueError(f"WorkingMemory: p_onset must be in (0, 1), but got "
                              f"p_onset={p_onset}")
@@ -95,7 +97,7 @@ class WorkingMemory:
             inputs (S, B, transient + segment, 2·n_bits) and targets (S, B, segment, n_bits),
             float32.
         """
-        _check_int("batch", batch, 1)
+        _check_int("WorkingMemory", "batch", batch, 1)
         # time is the last axis internally (contiguous cumulative sums); one extra step because
         # the target at index t may be y_{t+1} (method.md §2.3)
         onsets = np.stack(
@@ -112,7 +114,7 @@ class WorkingMemory:
         """Fresh sequences generated where they are used (e.g. on the GPU), seed-major then
         time-major as the networks want them: inputs (S, T, B, 2·n_bits) and targets
         (S, segment, B, n_bits), float32."""
-        _check_int("batch", batch, 1)
+        _check_int("WorkingMemory", "batch", batch, 1)
         shape = (n_seeds, batch, self.n_inputs, self.transient + self.seq_len + 1)
         onsets = torch.rand(shape, generator=gen, device=device) < self.p_onset
         return self._signals(onsets)
@@ -188,13 +190,6 @@ def ramp_targets(events, slope: float):
         ramp += slope * s1 * torch.arange(n, dtype=torch.float64, device=dev)
         y[:, 1:] = torch.clamp(ramp, -1.0, 1.0)
     return y.to(torch.float32).reshape(*lead_shape, t_len)
-
-
-def _check_int(name: str, value: int, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"WorkingMemory: {name} must be an int, but got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"WorkingMemory: {name} must be >= {low}, but got {name}={value}")
 
 
 def build(cfg) -> WorkingMemory:

@@ -1,11 +1,14 @@
 """MI lower bounds as small registered objects, and the row sampling they share.
 
-An estimator turns the critics' scores on the two sides (a, b) of every (seed, term) replica
-into a bound and the surrogate its gradients follow; `study.core.mi.SubgroupMI` owns the critics,
-the noise on their inputs and the optimiser, and calls `estimator.bound(mi, a, b, gen, ...)`.
+An estimator turns the critic's scores on the two sides (a, b) of every (seed, term) replica
+into a bound and the surrogate its gradients follow. It is handed everything it uses: the critic
+(`study.core.mi.critic.Critic`), the input-noise policy (`NoisePolicy`; `SubgroupMI` passes its
+`InputNoise`) and the generator. An estimator with running statistics (MINE's moving average)
+owns them: `reset` sizes them for R replicas, `state_dict`/`load_state_dict` checkpoint them.
+
 A new estimator is one class here with `@register_estimator` and its name in
-`study.contract.names.ESTIMATOR_NAMES` (the list config.py validates `mi.estimator` against; a test
-checks both agree). Its options are `mi.*` config keys named in `options`.
+`study.contract.names.ESTIMATOR_NAMES` (the list config.py validates `mi.estimator` against; a
+test checks both agree). Its options are `mi.*` config keys named in `options`.
 
 Every bound consumes the torch generator in a fixed order (permutations, then the noise on a,
 then on b), which keeps runs bit-for-bit reproducible from their seeds.
@@ -15,17 +18,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from study.core.mi import SubgroupMI
+from study.core.mi.critic import Critic
 
 __all__ = ["Estimator", "ESTIMATORS", "register_estimator", "make_estimator",
-           "estimator_from_config", "DV", "MINE", "InfoNCE", "random_permutations",
-           "take_rows", "log_mean_exp"]
+           "estimator_from_config", "DV", "MINE", "InfoNCE", "NoisePolicy", "shuffled_scores",
+           "random_permutations", "take_rows", "log_mean_exp"]
+
+
+class NoisePolicy(Protocol):
+    """The noise on the critic's inputs, as an estimator sees it (`penalty.InputNoise`)."""
+
+    def noisy(self, a: Tensor, b: Tensor, gen: torch.Generator
+              ) -> tuple[Tensor, Tensor, Tensor]:
+        """(a + ε, b + ε′, partner): the noisy sides, each shaped like its input, and the b the
+        shuffled partner is drawn from (the noise-free or the noisy one). Draws ε before ε′,
+        nothing when there is no noise."""
+        ...
 
 
 def random_permutations(rows: int, m: int, gen: torch.Generator, device: torch.device) -> Tensor:
@@ -62,7 +75,8 @@ class Estimator:
     """One MI lower bound. Subclasses set `name` and `options` and implement `bound`.
 
     `options` are the `mi.*` config keys (and `SubgroupMI` keywords) the estimator reads; they
-    become its constructor's keyword arguments.
+    become its constructor's keyword arguments. An estimator with running state overrides
+    `reset`, `state_dict` and `load_state_dict`; the others keep none.
     """
 
     name: ClassVar[str] = ""
@@ -73,12 +87,13 @@ class Estimator:
         """The estimator with its options read from an `MIConfig`."""
         return cls(**{key: getattr(mi_cfg, key) for key in cls.options})
 
-    def bound(self, mi: SubgroupMI, a: Tensor, b: Tensor, gen: torch.Generator, *,
-              update_ema: bool) -> tuple[Tensor, Tensor]:
-        """(value, surrogate), each (R,): the bound, and what the critics' gradients follow.
+    def bound(self, critic: Critic, noise: NoisePolicy, a: Tensor, b: Tensor,
+              gen: torch.Generator, *, update_state: bool) -> tuple[Tensor, Tensor]:
+        """(value, surrogate), each (R,): the bound, and what the critic's gradients follow.
 
-        a (R, M, da), b (R, M, db) are the sampled sides; `update_ema` is True only in a
-        critic update (a bound with running statistics advances them then).
+        a (R, M, da), b (R, M, db) are the sampled sides, before noise; `noise` adds it;
+        `update_state` is True only in a critic update (a bound with running statistics
+        advances them then).
         """
         raise NotImplementedError(f"{type(self).__name__} must define bound()")
 
@@ -86,6 +101,19 @@ class Estimator:
         """The differentiable (S,) penalty the network minimises, from the (S,) sums over terms
         of the value and the surrogate. By default the bound itself."""
         return value
+
+    def reset(self, n_replicas: int) -> None:
+        """Start the running state afresh for R = n_replicas replicas (none by default)."""
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The running state, as tensors (empty by default)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Restore `state_dict()`'s output; ValueError when it does not fit this estimator."""
+        if state:
+            raise ValueError(f"estimator {self.name!r} keeps no state, but the saved state "
+                             f"holds {', '.join(sorted(state))}")
 
 
 ESTIMATORS: dict[str, type[Estimator]] = {}
@@ -126,26 +154,21 @@ def estimator_from_config(mi_cfg: Any) -> Estimator:
     return _lookup(mi_cfg.estimator, "SubgroupMI").from_config(mi_cfg)
 
 
-def shuffled_scores(mi: SubgroupMI, a: Tensor, b: Tensor, gen: torch.Generator
-                    ) -> tuple[Tensor, Tensor]:
+def shuffled_scores(critic: Critic, noise: NoisePolicy, a: Tensor, b: Tensor,
+                    gen: torch.Generator) -> tuple[Tensor, Tensor]:
     """Critic scores on joint pairs and on shuffled (product-of-marginals) pairs, (R, M) each.
 
-    The shuffled partner is a fresh permutation of b: of the noise-free b in clean_partner mode,
-    of the noisy b in noisy_partner mode (see SubgroupMI).
+    The shuffled partner is a fresh permutation of the b `noise` names as the partner: the
+    noise-free b in clean_partner mode, the noisy b in noisy_partner mode (see SubgroupMI).
     """
     r, m, _ = a.shape
     perm = random_permutations(r, m, gen, a.device)  # fresh each call
-    if mi.input_noise > 0:
-        a = mi.add_noise(a, "a", gen)
-        b_noisy = mi.add_noise(b, "b", gen)
-    else:
-        b_noisy = b
-    partner_source = b if mi.noise_mode == "clean_partner" else b_noisy
+    a, b_noisy, partner_source = noise.noisy(a, b, gen)
     b_shuf = take_rows(partner_source, perm)
     # a's projection is shared by both branches (the first layer is a sum of two dense maps)
-    ha = mi.critic.project_a(a)  # (R, M, H)
-    joint = mi.critic.head(ha + mi.critic.project_b(b_noisy))
-    shuffled = mi.critic.head(ha + mi.critic.project_b(b_shuf))
+    ha = critic.project_a(a)  # (R, M, H)
+    joint = critic.head(ha + critic.project_b(b_noisy))
+    shuffled = critic.head(ha + critic.project_b(b_shuf))
     return joint, shuffled
 
 
@@ -155,8 +178,8 @@ class DV(Estimator):
 
     name = "dv"
 
-    def bound(self, mi, a, b, gen, *, update_ema):
-        joint, shuffled = shuffled_scores(mi, a, b, gen)
+    def bound(self, critic, noise, a, b, gen, *, update_state):
+        joint, shuffled = shuffled_scores(critic, noise, a, b, gen)
         value = joint.mean(dim=1) - log_mean_exp(shuffled)
         return value, value
 
@@ -166,8 +189,9 @@ class MINE(Estimator):
     """DV with the moving-average gradient correction of Belghazi et al. 2018.
 
     The gradient of log E[e^T] is replaced by ∇E[e^T] / EMA(E[e^T]) to remove the minibatch
-    bias; the EMA (in log space) is `mi.log_ema`, part of the checkpointed state, advanced by
-    `ema_rate` in critic updates. The value reported is still the DV bound.
+    bias. The EMA, in log space, is this object's `log_ema` (R,) — NaN until the first critic
+    update, advanced by `ema_rate` in critic updates only, checkpointed through `state_dict`.
+    The value reported is still the DV bound.
     """
 
     name = "mine"
@@ -175,19 +199,50 @@ class MINE(Estimator):
 
     def __init__(self, ema_rate: float = 0.01):
         self.ema_rate = ema_rate
+        self.log_ema: Tensor | None = None  # (R,) float32, set by reset()
 
-    def bound(self, mi, a, b, gen, *, update_ema):
-        joint, shuffled = shuffled_scores(mi, a, b, gen)
+    def reset(self, n_replicas: int) -> None:
+        self.log_ema = torch.full((n_replicas,), float("nan"))
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {} if self.log_ema is None else {"log_ema": self.log_ema.clone()}
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        saved = state.get("log_ema")
+        if set(state) != {"log_ema"} or not isinstance(saved, Tensor) or saved.dim() != 1:
+            raise ValueError(f"estimator 'mine' expects its state to be {{'log_ema': (R,) "
+                             f"tensor}}, but got keys {sorted(state)}")
+        if self.log_ema is None:
+            self.reset(saved.shape[0])
+        if saved.shape != self.log_ema.shape:
+            raise ValueError(f"estimator 'mine': log_ema must have shape "
+                             f"{tuple(self.log_ema.shape)}, but got {tuple(saved.shape)}")
+        self.log_ema.copy_(saved)
+
+    def _moving_average(self, like: Tensor) -> Tensor:
+        """`log_ema` on the device of `like` (R,), created on first use without `reset`."""
+        if self.log_ema is None:
+            self.reset(like.shape[0])
+        if self.log_ema.shape != like.shape:
+            raise ValueError(f"estimator 'mine': its moving average covers "
+                             f"{self.log_ema.shape[0]} replicas, but the critic has "
+                             f"{like.shape[0]}; call reset(n_replicas)")
+        if self.log_ema.device != like.device:  # the penalty was moved with .to(device)
+            self.log_ema = self.log_ema.to(like.device)
+        return self.log_ema
+
+    def bound(self, critic, noise, a, b, gen, *, update_state):
+        joint, shuffled = shuffled_scores(critic, noise, a, b, gen)
         log_m = log_mean_exp(shuffled)  # log mean e^T over shuffled pairs
         value = joint.mean(dim=1) - log_m
-        log_ema = mi.log_ema
         current = log_m.detach()
-        if update_ema:
+        log_ema = self._moving_average(current)
+        if update_state:
             rate = self.ema_rate
             fresh = torch.isnan(log_ema)
             mixed = torch.logaddexp(log_ema + math.log1p(-rate), current + math.log(rate))
             log_ema = torch.where(fresh, current, mixed)
-            mi.log_ema.copy_(log_ema)
+            self.log_ema.copy_(log_ema)
         log_ema = torch.where(torch.isnan(log_ema), current, log_ema)
         surrogate = joint.mean(dim=1) - torch.exp(log_m - log_ema)
         return value, surrogate
@@ -207,20 +262,16 @@ class InfoNCE(Estimator):
     def __init__(self, nce_block: int = 128):
         self.nce_block = nce_block
 
-    def bound(self, mi, a, b, gen, *, update_ema):
+    def bound(self, critic, noise, a, b, gen, *, update_state):
         r, m, _ = a.shape
         k = self.nce_block
         n_blocks = m // k
         order = random_permutations(r, m, gen, a.device)[:, : n_blocks * k]
-        a = take_rows(a, order)
-        b = take_rows(b, order)
-        if mi.input_noise > 0:
-            a = mi.add_noise(a, "a", gen)
-            b = mi.add_noise(b, "b", gen)
-        ha = mi.critic.project_a(a).view(r, n_blocks, k, 1, -1)
-        hb = mi.critic.project_b(b).view(r, n_blocks, 1, k, -1)
+        a, b, _ = noise.noisy(take_rows(a, order), take_rows(b, order), gen)
+        ha = critic.project_a(a).view(r, n_blocks, k, 1, -1)
+        hb = critic.project_b(b).view(r, n_blocks, 1, k, -1)
         pre = (ha + hb).reshape(r, n_blocks * k * k, -1)  # every (i, j) within a block
-        scores = mi.critic.head(pre).view(r, n_blocks, k, k)
+        scores = critic.head(pre).view(r, n_blocks, k, k)
         diag = scores.diagonal(dim1=2, dim2=3)
         value = (diag - torch.logsumexp(scores, dim=3) + math.log(k)).mean(dim=(1, 2))
         return value, value

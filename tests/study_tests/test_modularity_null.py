@@ -1,4 +1,4 @@
-"""Null-referenced modularity (study/metrics.py): random-partition z-scores and Q of ΔW.
+"""Null-referenced modularity (study/core/modularity.py): random-partition z-scores and Q of ΔW.
 
 References: networkx modularity of every partition (brute force), planted-partition and
 Erdős–Rényi graphs from networkx, and closed forms for the weight change.
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from study.core.metrics import (
+from study.core.modularity import (
     modularity,
     modularity_of_partitions,
     modularity_zscore,

@@ -1,94 +1,32 @@
-"""MI that can be trusted (issue 8): no fake MI from padded columns, the held-out estimate
-against closed forms (i.i.d. Gaussians and an AR(1) pair), the sequence-shuffled null floor,
-and the Gaussian plug-in on the noisy activity the penalty sees.
+"""Tests for study/core/mi/measure.py, the measurements of MI apart from training: the held-out
+estimate against closed forms (i.i.d. Gaussians and an AR(1) pair), the sequence-shuffled null
+floor, the Gaussian plug-in (closed forms, and on the noisy activity the penalty sees), and
+estimate_mi's argument checks.
 
 Ground truth used throughout: for unit-variance jointly Gaussian pairs (x_c, y_c) with
 correlation ρ, independent across d coordinates, I(x; y) = −(d/2)·ln(1 − ρ²). Adding
 independent N(0, σ²) noise to every unit keeps them Gaussian with correlation ρ/(1 + σ²).
 """
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from study.core.metrics import gaussian_mi, gaussian_penalty, sequence_null
-from study.core.mi import SubgroupMI, heldout_mi, split_sequences
+from gaussian_truth import _mi_closed_form, _rho_for
+from study.core.mi import (estimate_mi, gaussian_mi, gaussian_penalty, heldout_mi, sequence_null,
+                           split_sequences)
 from study.core.partition import groups
 
 
-def _mi_closed_form(rho: float, d: int, sigma: float = 0.0) -> float:
-    r = rho / (1 + sigma**2)
-    return -0.5 * d * math.log(1 - r**2)
-
-
-def _rho_for(mi: float, d: int) -> float:
-    return math.sqrt(1 - math.exp(-2 * mi / d))
+def _labels(sizes):
+    return groups(sum(sizes), len(sizes), sizes=sizes)
 
 
 # ----------------------------------------------------------------------------------------------
-# no fake MI from padded columns
-
-
-def _train_on_independent(labels, estimator, noise_mode, steps=100, seed=0):
-    """A training critic on independent tanh(N(0, 1)) units; its estimate on fresh rows.
-
-    Adam at 1e-2 is an aggressive critic: before the fix, 100 such steps read 24 nats of fake
-    MI in the 7-7-6 case (0.5 nats at width 32 on 256 rows).
-    """
-    n = len(labels)
-    est = SubgroupMI(1, labels, estimator=estimator, noise_mode=noise_mode, input_noise=0.1,
-                     nce_block=64, critic={"width": 64}, optim={"kind": "adam", "lr": 1e-2},
-                     seed=seed)
-    gen = torch.Generator().manual_seed(seed + 1)
-    for _ in range(steps):
-        est.critic_step(torch.tanh(torch.randn(1, 512, n, generator=gen)), gen)
-    test = torch.tanh(torch.randn(1, 8192, n, generator=gen))
-    return float(torch.stack([est.measure(test, gen) for _ in range(4)]).mean())
-
-
-@pytest.mark.parametrize("noise_mode", ["clean_partner", "noisy_partner"])
-def test_unequal_groups_7_7_6_read_zero_on_independent_units(noise_mode):
-    # the regression of issue 8: N = 20, K = 3 pads the 6-unit group to 7 columns; in
-    # clean_partner mode the padded column was noisy in the joint branch and exactly 0 in the
-    # shuffled one, and the critic read 2.3 nats (and growing) on independent units
-    labels = groups(20, 3, None)
-    assert np.bincount(labels).tolist() == [7, 7, 6]
-    got = _train_on_independent(labels, "dv", noise_mode)
-    assert abs(got) < 0.05, got
-
-
-def test_padded_columns_carry_no_noise():
-    labels = groups(20, 3, None)  # pairs (G1, G3), (G2, G3): b side padded to 7 columns
-    est = SubgroupMI(2, labels, input_noise=0.5, critic={"width": 8})
-    assert est.a_mask is None and est.b_mask is not None
-    gen = torch.Generator().manual_seed(0)
-    a, b = est._sides(torch.randn(2, 64, 20, generator=gen), gen)
-    padded = est.b_mask[:, 0] == 0  # (R, 7)
-    assert padded.sum() == 2 * 2  # two padded terms per seed, one column each
-    noisy = b + est._noise(b, est.b_mask, 0.5, gen)
-    assert (noisy.permute(0, 2, 1)[padded] == 0).all()  # padded columns stay exactly 0
-    assert (noisy.permute(0, 2, 1)[~padded] != 0).all()
-
-
-_SIZES = [(2, None), (2, (12, 8)), (3, None), (3, (9, 6, 5)), (4, None), (4, (8, 5, 4, 3)),
-          (5, None), (5, (6, 5, 4, 3, 2))]
-# DV at every K and layout; MINE (same sampling and noise code) at the unequal ones; InfoNCE at
-# the unequal K = 2, 3 only: its K = 4, 5 cases cost ~110 s of CI and exercise the same masking
-# code as MINE and DV there
-_CASES = ([(k, sz, "dv") for k, sz in _SIZES]
-          + [(k, sz, "mine") for k, sz in _SIZES if sz is not None]
-          + [(k, sz, "infonce") for k, sz in _SIZES if sz is not None and k <= 3])
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("noise_mode", ["clean_partner", "noisy_partner"])
-@pytest.mark.parametrize("k, sizes, estimator", _CASES)
-def test_no_fake_mi_any_k_and_sizes(k, sizes, estimator, noise_mode):
-    labels = groups(20, k, sizes)
-    got = _train_on_independent(labels, estimator, noise_mode)
-    assert abs(got) < 0.05, got
+# measurements of independent units
 
 
 @pytest.mark.parametrize("k, sizes", [(3, None),
@@ -282,111 +220,150 @@ def test_heldout_is_deterministic_given_its_seed():
     assert not torch.equal(a[0], c[0])
 
 
+# --------------------------------------------------------------------------------------------
+# Gaussian MI
+
+
+def _correlated_pairs(gen, m, d, rho, leading=()):
+    """x, y of shape (*leading, M, d): d independent pairs of unit Gaussians, correlation rho."""
+    x = torch.randn(*leading, m, d, generator=gen, dtype=torch.float64)
+    noise = torch.randn(*leading, m, d, generator=gen, dtype=torch.float64)
+    return x, rho * x + math.sqrt(1.0 - rho**2) * noise
+
+
+@pytest.mark.parametrize("d", [1, 3, 10])
+@pytest.mark.parametrize("rho", [0.2, 0.5, 0.8])
+def test_gaussian_mi_matches_closed_form(d, rho):
+    # plug-in sd ≈ rho·sqrt(d/M) (delta method on each pair), bias ≈ d²/(2M)
+    m = 100_000
+    gen = torch.Generator().manual_seed(22)
+    x, y = _correlated_pairs(gen, m, d, rho, leading=(2,))
+    got = gaussian_mi(x, y)
+    expected = -0.5 * d * math.log(1.0 - rho**2)
+    tol = 5.0 * rho * math.sqrt(d / m) + d**2 / (2 * m)
+    assert got.shape == (2,)
+    np.testing.assert_allclose(got.numpy(), expected, atol=tol, rtol=0)
+
+
+def test_gaussian_mi_of_independent_blocks_is_near_zero():
+    m, dx, dy = 50_000, 4, 3
+    gen = torch.Generator().manual_seed(23)
+    x = torch.randn(m, dx, generator=gen)
+    y = torch.randn(m, dy, generator=gen)
+    got = gaussian_mi(x, y)
+    assert got.dtype == torch.float32
+    # plug-in bias dx·dy/(2M) with sd of the same order; 5× covers it
+    assert abs(got.item()) < 5.0 * dx * dy / (2 * m)
+
+
+def test_gaussian_mi_constant_unit_is_finite():
+    gen = torch.Generator().manual_seed(24)
+    x, y = _correlated_pairs(gen, 20_000, 2, 0.6)
+    x_const = torch.cat([x, torch.full((20_000, 1), 0.3, dtype=torch.float64)], -1)
+    got = gaussian_mi(x_const, y)
+    assert torch.isfinite(got)
+    # a constant unit carries no information; only the 1e-6 ridge moves the estimate
+    assert got.item() == pytest.approx(gaussian_mi(x, y).item(), abs=1e-4)
+
+
+def test_gaussian_mi_all_constant_is_zero():
+    assert gaussian_mi(torch.ones(50, 2), torch.ones(50, 3)).item() == pytest.approx(0.0, abs=1e-9)
+
+
+def _tc_equicorrelated(k, rho):
+    """Total correlation of k equicorrelated unit Gaussians (ground-truth.md)."""
+    return -0.5 * math.log((1.0 - rho) ** (k - 1) * (1.0 + (k - 1) * rho))
+
+
+def _equicorrelated(gen, m, n, rho):
+    shared = torch.randn(m, 1, generator=gen, dtype=torch.float64)
+    own = torch.randn(m, n, generator=gen, dtype=torch.float64)
+    return math.sqrt(rho) * shared + math.sqrt(1.0 - rho) * own
+
+
+@pytest.mark.parametrize("rho", [0.3, 0.6])
+@pytest.mark.parametrize("sizes", [(1, 1, 1), (2, 1, 3)])
+def test_gaussian_penalty_equicorrelated_closed_forms(rho, sizes):
+    # I(A; B) = TC(A ∪ B) − TC(A) − TC(B) for equicorrelated units, so both penalties follow
+    # from the total-correlation closed form; 1 unit per group gives
+    # TC = −½ln[(1−ρ)²(1+2ρ)] and pairwise = 3·(−½ln(1−ρ²))
+    m = 100_000
+    gen = torch.Generator().manual_seed(25)
+    n = sum(sizes)
+    activity = _equicorrelated(gen, m, n, rho)
+    labels = _labels(sizes)
+    tc = _tc_equicorrelated(n, rho) - sum(_tc_equicorrelated(s, rho) for s in sizes)
+    pairwise = sum(
+        _tc_equicorrelated(a + b, rho) - _tc_equicorrelated(a, rho) - _tc_equicorrelated(b, rho)
+        for a, b in itertools.combinations(sizes, 2)
+    )
+    if sizes == (1, 1, 1):
+        assert tc == pytest.approx(-0.5 * math.log((1 - rho) ** 2 * (1 + 2 * rho)))
+        assert pairwise == pytest.approx(3 * -0.5 * math.log(1 - rho**2))
+    tol = 5.0 * n * rho / math.sqrt(m) + n**2 / m  # per-pair sd rho/sqrt(M), summed over n units
+    got_tc = gaussian_penalty(activity, labels, "total_correlation")
+    got_pw = gaussian_penalty(activity, labels, "pairwise")
+    assert got_tc.item() == pytest.approx(tc, abs=tol)
+    assert got_pw.item() == pytest.approx(pairwise, abs=tol)
+
+
+@pytest.mark.parametrize("kind", ["pairwise", "total_correlation"])
+def test_gaussian_penalty_two_groups_equals_gaussian_mi(kind):
+    gen = torch.Generator().manual_seed(26)
+    activity = _equicorrelated(gen, 2000, 8, 0.4).reshape(1, 2000, 8).expand(3, 2000, 8)
+    activity = activity + 0.5 * torch.randn(3, 2000, 8, generator=gen, dtype=torch.float64)
+    labels = _labels((3, 5))
+    got = gaussian_penalty(activity, labels, kind)
+    torch.testing.assert_close(got, gaussian_mi(activity[..., :3], activity[..., 3:]))
+
+
+@pytest.mark.parametrize("kind", ["pairwise", "total_correlation"])
+def test_gaussian_penalty_single_group_is_zero(kind):
+    activity = torch.randn(2, 100, 4, generator=torch.Generator().manual_seed(27))
+    got = gaussian_penalty(activity, groups(4, 1), kind)
+    assert got.shape == (2,) and (got == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("fn", "args", "error", "match"),
+    [
+        (gaussian_penalty, (torch.ones(10, 4), groups(4, 2), "tc"), ValueError,
+         r"gaussian_penalty\(\): kind must be one of \('pairwise', 'total_correlation'\), "
+         r"but got 'tc'"),
+        (gaussian_penalty, (torch.ones(10, 4), groups(3, 2), "pairwise"), ValueError,
+         r"gaussian_penalty\(\): labels must have shape \(N,\) with N=4"),
+        (gaussian_penalty, (torch.ones(1, 4), groups(4, 2), "pairwise"), ValueError,
+         r"gaussian_penalty\(\): activity must have shape \(..., M, N\) with M >= 2 samples"),
+        (gaussian_mi, (torch.ones(10, 2), torch.ones(9, 2)), ValueError,
+         r"gaussian_mi\(\): x and y must share their leading axes and sample count \(..., M\), "
+         r"but got shapes \(10, 2\) and \(9, 2\)"),
+        (gaussian_mi, (torch.ones(1, 2), torch.ones(1, 2)), ValueError,
+         r"gaussian_mi\(\): x and y need M >= 2 samples, but got shape \(1, 2\)"),
+        (gaussian_mi, (torch.ones(10), torch.ones(10, 2)), ValueError,
+         r"gaussian_mi\(\): x must have at least 2 axes, but got shape \(10,\)"),
+        (gaussian_mi, (torch.ones(10, 2), np.ones((10, 2))), TypeError,
+         r"gaussian_mi\(\): y must be a torch.Tensor, but got ndarray"),
+    ],
+)
+def test_gaussian_metrics_reject_bad_input(fn, args, error, match):
+    with pytest.raises(error, match=match):
+        fn(*args)
+
+
 # ----------------------------------------------------------------------------------------------
-# the metrics in the training loop, and the clean_partner warning
-
-TINY = {
-    "task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 40, "network.hidden": 12,
-    "partition.groups": 3, "task.wm.n_bits": 3, "critic.width": 16, "critic.steps": 1,
-    "critic.pretrain_steps": 2, "mi.pairs": 0, "mi.heldout.steps": 5, "mi.heldout.width": 8,
-    "train.epochs": 4, "train.eval_every": 1, "train.eval_batch": 12,
-    "train.heldout_mi_every": 2, "train.snapshot_every": 0, "train.threads": 1, "seeds": 2,
-    "train.device": "cpu",
-}
+# estimate_mi's argument checks
 
 
-def _curves(**over):
-    from study.contract.names import MI_METRICS
-    from study.spec import load_trial_config
-    from study.training import train
-
-    res = train(load_trial_config(overrides={**TINY, **over}))
-    assert res.status == "finished"
-    assert set(MI_METRICS) <= set(res.history[0].metrics)
-    return res
-
-
-def test_trainer_logs_every_mi_metric_and_heldout_on_schedule():
-    res = _curves()
-    assert [r.epoch for r in res.history] == [0, 1, 2, 3, 4]
-    for i, rec in enumerate(res.history):
-        m = {k: np.array(v) for k, v in rec.metrics.items()}
-        for k in ("mi", "mi_gauss", "mi_gauss_null"):
-            assert np.isfinite(m[k]).all(), (i, k)
-        due = i % 2 == 0  # evaluations 0, 2 and 4 (the last)
-        assert np.isfinite(m["mi_heldout"]).all() == due, i
-        assert np.isfinite(m["mi_heldout_null"]).all() == due, i
-    assert "eval.mi.heldout" in res.timings
-    # the plug-in sees the penalty's noise: never above the noise-free plug-in
-    assert all(g >= 0 for r in res.history for g in r.metrics["mi_gauss"])
-
-
-def test_heldout_estimate_changes_no_other_metric_and_can_be_off():
-    on, off = _curves(), _curves(**{"train.heldout_mi_every": 0})
-    for a, b in zip(on.history, off.history):
-        for k in a.metrics:
-            if k.startswith("mi_heldout"):
-                assert np.isnan(b.metrics[k]).all()
-            else:
-                assert np.array_equal(a.metrics[k], b.metrics[k], equal_nan=True), k
-    assert "eval.mi.heldout" not in off.timings
-
-
-def _spec(tmp_path, mode, search):
-    import yaml
-
-    path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "s", "trial": {"mi": {"noise_mode": mode}}, "search": search,
-        "sampler": {"name": "grid", "seed": 0},
-        "objectives": [{"metric": "final.q_func", "direction": "maximize"}]}))
-    return path
-
-
-@pytest.mark.parametrize("key", ["partition.groups", "network.hidden"])
-def test_load_study_warns_when_sweeping_k_or_n_with_clean_partner(tmp_path, key):
-    from study.spec import CleanPartnerWarning, load_study
-
-    values = [2, 3] if key == "partition.groups" else [20, 40]
-    with pytest.warns(CleanPartnerWarning, match=f"sweeps {key} with mi.noise_mode"):
-        load_study(_spec(tmp_path, "clean_partner", {key: {"values": values}}))
-
-
-def test_load_study_is_quiet_for_noisy_partner_or_no_k_n_sweep(tmp_path, recwarn):
-    from pathlib import Path
-
-    from study.spec import CleanPartnerWarning, load_study
-
-    load_study(_spec(tmp_path, "noisy_partner", {"partition.groups": {"values": [2, 3]}}))
-    load_study(_spec(tmp_path, "clean_partner", {"mi.weight": {"values": [0.0, 0.1]}}))
-    root = Path(__file__).resolve().parents[2] / "search_spaces"
-    for name in ("phase-wm", "demo", "pareto-wm"):  # not paper reproductions: noisy_partner
-        load_study(root / f"{name}.yaml")
-    assert not [w for w in recwarn if issubclass(w.category, CleanPartnerWarning)]
-
-
-@pytest.mark.slow
-def test_swap_test_shows_the_clean_partner_asymmetry():
-    # independent groups, G1 = tanh(z) and G2 = tanh(0.2 z) (low variance): clean_partner reads
-    # ~0.15 nats (the KL(p_{b+ε} ‖ p_b) term, large when b's spread is comparable to σ) and
-    # ~0 with the roles swapped; noisy_partner reads ~0 both ways (README, "What mi is")
-    labels = np.repeat([0, 1], 10)
-
-    def run(mode, gain_1, gain_2):
-        est = SubgroupMI(1, labels, noise_mode=mode, input_noise=0.1, critic={"width": 64},
-                         optim={"kind": "adam", "lr": 1e-2}, seed=0)
-        gen = torch.Generator().manual_seed(1)
-
-        def data(m):
-            z = torch.randn(1, m, 20, generator=gen)
-            return torch.cat([torch.tanh(gain_1 * z[..., :10]),
-                              torch.tanh(gain_2 * z[..., 10:])], -1)
-
-        for _ in range(200):
-            est.critic_step(data(1024), gen)
-        return float(torch.stack([est.measure(data(8192), gen) for _ in range(4)]).mean())
-
-    assert run("clean_partner", 1.0, 0.2) > 0.08
-    assert abs(run("clean_partner", 0.2, 1.0)) < 0.03
-    assert abs(run("noisy_partner", 1.0, 0.2)) < 0.03
-    assert abs(run("noisy_partner", 0.2, 1.0)) < 0.03
+@pytest.mark.parametrize("x, y, kwargs, match", [
+    (np.zeros((100, 2)), np.zeros((99, 2)), {},
+     r"x and y must be \(M, dx\) and \(M, dy\) with the same M, but got shapes \(100, 2\) and "
+     r"\(99, 2\)"),
+    (np.zeros((10, 2, 2)), np.zeros((10, 2)), {}, r".*but got shapes \(10, 2, 2\) and \(10, 2\)"),
+    (np.zeros((1000, 2)), np.zeros((1000, 2)), {"estimator": "nwj"},
+     r"estimator must be one of .*, but got 'nwj'"),
+    (np.zeros((600, 2)), np.zeros((600, 2)), {},
+     r"need at least batch=512 training rows and a held-out part, but got M=600 rows"),
+])
+def test_estimate_mi_rejects_bad_arguments(x, y, kwargs, match):
+    with pytest.raises(ValueError, match=r"estimate_mi\(\): " + match):
+        estimate_mi(x, y, **kwargs)
