@@ -36,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info  # noqa: E402
 
-from study.core import communities, metrics  # noqa: E402
+from study.core import communities, modularity  # noqa: E402
 from study.spec import load_trial_config  # noqa: E402
 from study.training import Trainer  # noqa: E402
 
@@ -53,9 +53,9 @@ EVAL_VARIANTS = {"fresh 40": {"train.eval_batch": 40}, "fresh 160": {"train.eval
 
 
 def _func_q(t: Trainer) -> tuple[np.ndarray, np.ndarray]:
-    adj = metrics.functional_adjacency(_forward(t).rows())
-    return (metrics.modularity(adj, t.labels).double().numpy(),
-            metrics.modularity_zscore(adj, t.labels, t.null_partitions).double().numpy())
+    adj = modularity.functional_adjacency(_forward(t).rows())
+    return (modularity.modularity(adj, t.labels).double().numpy(),
+            modularity.modularity_zscore(adj, t.labels, t.null_partitions).double().numpy())
 
 
 def _trained(weight: float, epochs: int, seeds: int) -> tuple[dict, dict]:
@@ -135,9 +135,9 @@ def noise(states: dict, batches: list[int], repeats: int, seeds: int) -> list[di
                                     "train.eval_batch": batch})
             q, z = [], []
             for _ in range(repeats):
-                adj = metrics.functional_adjacency(_forward(t).rows())
-                q.append(metrics.modularity(adj, t.labels).double().numpy())
-                z.append(metrics.modularity_zscore(adj, t.labels, t.null_partitions)
+                adj = modularity.functional_adjacency(_forward(t).rows())
+                q.append(modularity.modularity(adj, t.labels).double().numpy())
+                z.append(modularity.modularity_zscore(adj, t.labels, t.null_partitions)
                          .double().numpy())
             q, z = np.array(q), np.array(z)  # (repeats, S)
             rows.append({"lambda": weight, "eval_batch": batch, "repeats": repeats,
@@ -155,9 +155,9 @@ def costs(t: Trainer, reps: int) -> dict:
     out = _forward(t)
     lab, parts, seeds = t.labels, t.null_partitions, t.seed_values
     w = t.net.recurrent_weights().detach()
-    func = metrics.functional_adjacency(out.rows())
-    struct = metrics.structural_adjacency(w)
-    delta = metrics.weight_change(w, t.w_rec0)
+    func = modularity.functional_adjacency(out.rows())
+    struct = modularity.structural_adjacency(w)
+    delta = modularity.weight_change(w, t.w_rec0)
 
     def found(adj):
         f = communities.leiden(adj, seeds)
@@ -167,14 +167,14 @@ def costs(t: Trainer, reps: int) -> dict:
     res: dict = {}
     ms = {
         "forward (eval batch)": lambda: _forward(t),
-        "functional adjacency": lambda: metrics.functional_adjacency(out.rows()),
+        "functional adjacency": lambda: modularity.functional_adjacency(out.rows()),
         "q + q_norm (func, struct)": lambda: [
-            (metrics.modularity(a, lab), metrics.modularity_max(a, lab)) for a in (func, struct)],
+            (modularity.modularity(a, lab), modularity.modularity_max(a, lab)) for a in (func, struct)],
         "q_func_z + q_struct_z": lambda: [
-            metrics.modularity_zscore(a, lab, parts) for a in (func, struct)],
+            modularity.modularity_zscore(a, lab, parts) for a in (func, struct)],
         "q_struct_delta + _z": lambda: (
-            metrics.modularity(metrics.weight_change(w, t.w_rec0), lab),
-            metrics.modularity_zscore(delta, lab, parts)),
+            modularity.modularity(modularity.weight_change(w, t.w_rec0), lab),
+            modularity.modularity_zscore(delta, lab, parts)),
         "leiden + found Q + NMI (func)": lambda: found(func),
         "leiden + found Q + NMI (struct)": lambda: found(struct),
         "whole modularity section": lambda: t.evaluation.modularity_metrics(

@@ -87,7 +87,7 @@ def test_the_import_graph_is_read_from_the_source(tmp_path):
     graph = _graph()
     assert "study.core.mi.critic" in graph["study.core.mi.penalty"]  # a submodule
     assert "study.core.mi" in graph["study.training.loop"]  # a package's __init__
-    assert "study.core.metrics" in graph["study.training.evaluation"]  # `from study.core import …`
+    assert "study.core.modularity" in graph["study.training.evaluation"]  # `from study.core import …`
     assert {"study.core.mi.critic", "study.core.mi.estimators", "study.core.mi.penalty",
             "study.core.mi.measure"} <= graph["study.core.mi"]
     assert "study.service.runner" in graph["study.service.worker"]  # inside a function

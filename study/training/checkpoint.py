@@ -28,7 +28,9 @@ __all__ = ["CHECKPOINT_FILE", "CHECKPOINT_VERSION", "CheckpointError", "trial_st
            "records_from_state"]
 
 CHECKPOINT_FILE = "checkpoint.pt"
-CHECKPOINT_VERSION = 1
+# 2: MINE's moving average is the estimator's own state (`mi.estimator`), no longer a buffer of
+# the critics' module; version-1 checkpoints still load (SubgroupMI.load_state reads both)
+CHECKPOINT_VERSION = 2
 # config keys that may differ between a checkpoint and the run resuming it
 _RESUMABLE_CHANGES = ("train.epochs", "train.device", "train.threads")
 _STATE_KEYS = ("version", "config", "epoch", "elapsed", "network", "optimizer", "mi", "rng",
@@ -66,7 +68,10 @@ def load_modules(state: Mapping[str, Any], *, net: torch.nn.Module,
     net.load_state_dict(state["network"])
     optimizer.load_state_dict(state["optimizer"])
     if mi is not None:
-        mi.load_state(state["mi"])
+        try:
+            mi.load_state(state["mi"])
+        except ValueError as e:  # a state of the critics this code cannot read: one line, exit 2
+            raise CheckpointError(f"cannot resume the MI critics: {e}", key="mi") from None
     streams.load_state(state["rng"])
 
 
@@ -130,6 +135,11 @@ def check_resumable(state: Mapping[str, Any], cfg: TrialConfig, *,
     except ConfigError as e:
         raise CheckpointError(f"the checkpoint's config is invalid: {e.detail}", source=source,
                               key="config") from None
+    critics = state.get("mi")
+    if critics is not None and not (isinstance(critics, Mapping)
+                                    and {"module", "optimizer"} <= set(critics)):
+        raise CheckpointError("the MI critics' state is not one this code wrote (expected a "
+                              "mapping with 'module' and 'optimizer')", source=source, key="mi")
     mine = cfg.flat()
     differ = [k for k in mine if k not in _RESUMABLE_CHANGES and saved.get(k) != mine[k]]
     if differ:

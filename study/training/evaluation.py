@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from study.contract.names import curve_metrics
-from study.core import communities, metrics
-from study.core.mi import SubgroupMI, heldout_mi
+from study.core import communities, modularity, scores, specialization
+from study.core.mi import SubgroupMI, heldout_mi, measure
 from study.core.tasks import task_metric
 from study.spec import TrialConfig
 from study.training import streams
@@ -63,7 +63,7 @@ class Evaluation:
         self.n_seeds = cfg.seeds
         self.timings = timings
         self.seed_values = streams.member_seeds(cfg.seed, cfg.seeds)
-        self.null_partitions = metrics.random_partitions(
+        self.null_partitions = modularity.random_partitions(
             labels, cfg.train.null_partitions,
             seed=streams.NULL_PARTITIONS.entropy(cfg.seed))
 
@@ -117,9 +117,9 @@ class Evaluation:
         """TASK metrics: the loss, and accuracy (WM) or R² (separation)."""
         res["task_loss"] = (pred - tgt).square().mean(dim=(1, 2, 3))
         if self.task.metric == "accuracy":
-            res["accuracy"] = metrics.accuracy(pred, tgt)
+            res["accuracy"] = scores.accuracy(pred, tgt)
         else:
-            res["r2"] = metrics.r2(out.outputs, targets).mean(dim=-1)  # over all steps, §6.6
+            res["r2"] = scores.r2(out.outputs, targets).mean(dim=-1)  # over all steps, §6.6
 
     def mi_metrics(self, out, res: dict[str, Tensor], *, mi: SubgroupMI | None,
                    gen: torch.Generator, epoch: int, heldout: bool) -> None:
@@ -131,7 +131,7 @@ class Evaluation:
         `mi.input_noise`² on the covariance diagonal); `mi_heldout` a fresh critic scored on
         held-out sequences (when `heldout`: every `train.heldout_mi_every` evaluations and at
         the last, else NaN). Each `*_null` is the same estimator on the sequence-shuffled
-        pairing (`metrics.sequence_null`), its floor for independent groups with the same
+        pairing (`measure.sequence_null`), its floor for independent groups with the same
         autocorrelation.
         """
         cfg = self.cfg
@@ -145,9 +145,9 @@ class Evaluation:
         sigma, kind = cfg.mi.input_noise, cfg.mi.penalty
         seqs = out.mi_transform(out.states)  # (S, T, B, N) rates
         flat = seqs.reshape(self.n_seeds, -1, seqs.shape[-1])
-        res["mi_gauss"] = metrics.gaussian_penalty(flat, self.labels, kind, noise=sigma)
-        null = metrics.sequence_null(seqs, self.labels)
-        res["mi_gauss_null"] = (nan() if null is None else metrics.gaussian_penalty(
+        res["mi_gauss"] = measure.gaussian_penalty(flat, self.labels, kind, noise=sigma)
+        null = measure.sequence_null(seqs, self.labels)
+        res["mi_gauss_null"] = (nan() if null is None else measure.gaussian_penalty(
             null.reshape(flat.shape), self.labels, kind, noise=sigma))
         res["mi_heldout"], res["mi_heldout_null"] = nan(), nan()
         if heldout:
@@ -170,19 +170,19 @@ class Evaluation:
         """
         labels, parts = self.labels, self.null_partitions
         if self.cfg.train.corr_pooling == "pooled":
-            func = metrics.functional_adjacency(out.rows())
+            func = modularity.functional_adjacency(out.rows())
         else:  # mean |corr| over sequences (separation reference, method.md §10.2)
-            func = metrics.functional_adjacency(out.states.transpose(1, 2)).mean(dim=1)
+            func = modularity.functional_adjacency(out.states.transpose(1, 2)).mean(dim=1)
         w_rec = net.recurrent_weights()
-        graphs = {"func": func, "struct": metrics.structural_adjacency(w_rec)}
+        graphs = {"func": func, "struct": modularity.structural_adjacency(w_rec)}
         for name, adj in graphs.items():
-            q = metrics.modularity(adj, labels)
+            q = modularity.modularity(adj, labels)
             res[f"q_{name}"] = q
-            res[f"q_{name}_norm"] = q / metrics.modularity_max(adj, labels)
-            res[f"q_{name}_z"] = metrics.modularity_zscore(adj, labels, parts)
-        delta = metrics.weight_change(w_rec, w_rec0)
-        res["q_struct_delta"] = metrics.modularity(delta, labels)
-        res["q_struct_delta_z"] = metrics.modularity_zscore(delta, labels, parts)
+            res[f"q_{name}_norm"] = q / modularity.modularity_max(adj, labels)
+            res[f"q_{name}_z"] = modularity.modularity_zscore(adj, labels, parts)
+        delta = modularity.weight_change(w_rec, w_rec0)
+        res["q_struct_delta"] = modularity.modularity(delta, labels)
+        res["q_struct_delta_z"] = modularity.modularity_zscore(delta, labels, parts)
         for name, adj in graphs.items():
             if self.cfg.train.communities and self.cfg.partition.groups >= 2:
                 found = communities.leiden(adj, self.seed_values)
@@ -193,22 +193,22 @@ class Evaluation:
         gates = (net.gate_recurrent_weights() if self.cfg.network.kind == "gru" else {})
         for gate in ("update", "reset"):
             res[f"q_{gate}_z"] = (
-                metrics.modularity_zscore(metrics.structural_adjacency(gates[gate]), labels, parts)
+                modularity.modularity_zscore(modularity.structural_adjacency(gates[gate]), labels, parts)
                 if gate in gates else self._nan())
 
     def specialisation_metrics(self, net, out, pred: Tensor, tgt: Tensor,
                                res: dict[str, Tensor]) -> None:
-        """SPECIALISATION_METRICS: D_in, D_out and D_corr (metrics.specialization)."""
+        """SPECIALISATION_METRICS: D_in, D_out and D_corr (specialization.specialization)."""
         task, labels = self.task, self.labels
         if task.input_channels is not None:
             strength = net.input_weights().abs().transpose(1, 2)  # (S, N, I)
-            res["d_in"] = metrics.specialization(strength, labels, task.input_channels)
+            res["d_in"] = specialization.specialization(strength, labels, task.input_channels)
         else:
             res["d_in"] = self._nan()
-        res["d_out"] = metrics.specialization(net.output_weights().abs(), labels,
+        res["d_out"] = specialization.specialization(net.output_weights().abs(), labels,
                                               task.output_channels)
         # D_corr: unit–target correlations (WM) or unit–prediction correlations (separation)
         reference = tgt if task.metric == "accuracy" else pred
         cross = _abs_cross_corr(out.rows(self.task.washout),
                                 reference.reshape(self.n_seeds, -1, reference.shape[-1]))
-        res["d_corr"] = metrics.specialization(cross, labels, task.output_channels)
+        res["d_corr"] = specialization.specialization(cross, labels, task.output_channels)

@@ -26,7 +26,7 @@ from study.core.tasks import build_task
 from study.spec import TrialConfig
 from study.training import streams
 from study.training.checkpoint import (
-    check_resumable, load_modules, read_checkpoint, records_from_state, trial_state,
+    CheckpointError, check_resumable, load_modules, read_checkpoint, records_from_state, trial_state,
     write_checkpoint,
 )
 from study.training.device import keep_freed_memory, resolve_device
@@ -279,7 +279,12 @@ class Trainer:
         return write_checkpoint(self.state_dict(), directory)
 
     def load(self, path: Path) -> None:
-        self.load_state_dict(read_checkpoint(path))  # tensors move in load_state_dict
+        try:
+            self.load_state_dict(read_checkpoint(path))  # tensors move in load_state_dict
+        except CheckpointError as e:
+            if e.source is not None:
+                raise
+            raise CheckpointError(e.detail, source=str(path), key=e.key) from None
 
 
 

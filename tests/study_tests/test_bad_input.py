@@ -258,7 +258,8 @@ def _torch_save(path: Path, obj) -> None:
     torch.save(obj, path)
 
 
-@pytest.mark.parametrize("kind", ["garbage", "empty", "truncated", "foreign", "other-config"])
+@pytest.mark.parametrize("kind", ["garbage", "empty", "truncated", "foreign", "other-config",
+                                  "bad-mi-state"])
 def test_malformed_checkpoint_is_refused_with_one_line(kind, tmp_path, monkeypatch, capsys):
     from study.spec import load_trial_config
     from study.training import Trainer
@@ -271,15 +272,19 @@ def test_malformed_checkpoint_is_refused_with_one_line(kind, tmp_path, monkeypat
         ckpt.write_bytes(os.urandom(4096))
     elif kind == "empty":
         ckpt.write_bytes(b"")
-    elif kind in ("truncated", "other-config"):
+    elif kind in ("truncated", "other-config", "bad-mi-state"):
         cfg = load_trial_config(SMOKE, ["mi.weight=0.3"] if kind == "other-config" else [])
-        _torch_save(ckpt, Trainer(cfg, "cpu").state_dict())
+        state = Trainer(cfg, "cpu").state_dict()
+        if kind == "bad-mi-state":
+            state["mi"] = {"critics": torch.zeros(3)}
+        _torch_save(ckpt, state)
         if kind == "truncated":
             ckpt.write_bytes(ckpt.read_bytes()[:2000])
     else:
         _torch_save(ckpt, {"weights": torch.zeros(3)})
     must = {"other-config": ["different config", "mi.weight"],
-            "foreign": ["not a mistudy checkpoint"]}.get(kind, ["cannot read checkpoint"])
+            "foreign": ["not a mistudy checkpoint"],
+            "bad-mi-state": ["MI critics", "'module'"]}.get(kind, ["cannot read checkpoint"])
     line = _refused(["train", str(SMOKE), "--out", str(out), "--resume"], capsys, home, must)
     assert str(ckpt) in line
 

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from study.core import metrics
+from study.core import scores
 from study.spec import load_trial_config
 from study.training import Trainer
 
@@ -42,8 +42,8 @@ t0 = time.perf_counter()
 def score(epoch):
     x0 = torch.zeros(SEEDS, inputs.shape[2], cfg.network.hidden)
     out = tr.net(inputs, x0, None, n_transient=task.transient).outputs
-    all_ = metrics.r2(out, targets).mean(-1)
-    late = metrics.r2(out[:, w:], targets[:, w:])
+    all_ = scores.r2(out, targets).mean(-1)
+    late = scores.r2(out[:, w:], targets[:, w:])
     per = late.mean(0).numpy()
     print(f"{epoch:5d}  {epoch * cfg.train.updates_per_epoch:7d}  "
           f"{all_.mean().item():20.3f}  {late.mean(-1).mean().item():13.3f}  "

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from study.contract.names import MODULARITY_METRICS
-from study.core import metrics
+from study.core import modularity
 from study.spec import ConfigError, load_trial_config
 from study.training import Trainer
 
@@ -50,8 +50,8 @@ def test_weight_change_metrics_follow_the_initial_weights():
     trainer.train_epoch()
     torch.testing.assert_close(trainer.w_rec0, w0)  # W_rec(0) is kept, not the current W
     res = trainer.evaluate()
-    delta = metrics.weight_change(trainer.net.recurrent_weights().detach(), w0)
-    want = metrics.modularity(delta, trainer.labels).double().numpy()
+    delta = modularity.weight_change(trainer.net.recurrent_weights().detach(), w0)
+    want = modularity.modularity(delta, trainer.labels).double().numpy()
     np.testing.assert_allclose(res["q_struct_delta"], want, rtol=1e-6)
     assert np.isfinite(res["q_struct_delta_z"]).all()
 
@@ -63,8 +63,8 @@ def test_z_scores_use_the_trials_fixed_null_partitions():
     assert np.array_equal(parts, tiny().null_partitions)  # a function of the seed only
     assert not np.array_equal(parts, tiny(seed=1).null_partitions)
     res = trainer.evaluate()
-    adj = metrics.structural_adjacency(trainer.net.recurrent_weights().detach())
-    want = metrics.modularity_zscore(adj, trainer.labels, parts).double().numpy()
+    adj = modularity.structural_adjacency(trainer.net.recurrent_weights().detach())
+    want = modularity.modularity_zscore(adj, trainer.labels, parts).double().numpy()
     np.testing.assert_allclose(res["q_struct_z"], want, rtol=1e-6)
 
 
@@ -74,7 +74,7 @@ def test_gru_gate_blocks_are_scored():
     u = trainer.net.u.detach()
     n = 12
     for gate, block in (("update", u[:, :, :n]), ("reset", u[:, :, n:2 * n])):
-        want = metrics.modularity_zscore(metrics.structural_adjacency(block), trainer.labels,
+        want = modularity.modularity_zscore(modularity.structural_adjacency(block), trainer.labels,
                                          trainer.null_partitions).double().numpy()
         np.testing.assert_allclose(res[f"q_{gate}_z"], want, rtol=1e-6)
     # the structural graph of the GRU is its candidate block U_h
