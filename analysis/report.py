@@ -31,8 +31,10 @@ from analysis.figures import (plot_curve_bands, plot_km, plot_onsets, plot_paret
 from analysis.mi_audit import mi_audit
 from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z, ONSET_METRICS, TIE_EVALS
 from analysis.phase import Z_QUANTITIES, curve_bands_info, pareto_info, phase_info, scatter_info
-from analysis.runs import (ARTIFACT_REPORT, PARAM_EVAL_EVERY, PARAM_MI_WEIGHT, PARAM_RUN,
-                           PARAM_Z, TAG_GIT_COMMIT, StudyData, load_study, resolve_study_home)
+from analysis.runs import StudyData, load_study, resolve_study_home
+from study.contract.artifacts import ARTIFACT_REPORT, REPORT_FILE
+from study.contract.params import PARAM_EVAL_EVERY, PARAM_MI_WEIGHT, PARAM_RUN, PARAM_Z
+from study.contract.tags import TAG_COMMIT
 
 __all__ = ["ACCURACY_DROP", "Findings", "Report", "build_report", "findings"]
 
@@ -40,7 +42,6 @@ _log = logging.getLogger(__name__)
 
 # A λ "drops accuracy" when its median final task metric is this far below the smallest λ's.
 ACCURACY_DROP = 0.02
-REPORT_FILE = "report.html"
 CALIBRATION_CELLS = 200  # simulated cells per calibration (~1 s for 41 evaluations)
 CLAIMS_CALIBRATION_REPS = 1000  # no-effect replicates per world of the paired test (cached)
 CLAIM_VERDICTS = ("holds", "weak", "breaks", "inconclusive", "not measured")
@@ -586,7 +587,7 @@ def _curves(page: _Page, data: StudyData, fnd: Findings, seeds: pd.DataFrame,
                     "and interquartile range (band).")
         page.table(bands, "curve_bands", max_rows=0)
     if len(timing) and fnd.measured:
-        page.figure(plot_onsets(timing, by=by or "mi.weight"), "onsets",
+        page.figure(plot_onsets(timing, by=by or PARAM_MI_WEIGHT), "onsets",
                     "Onsets of q_struct_z against q_func_z for the seeds where both emerged.")
         page.p("Half-rise epochs (descriptive only: run-length dependent, used by no test) per "
                f"{by or 'study'}:")
@@ -763,7 +764,7 @@ def _provenance(page: _Page, data: StudyData) -> None:
             ("objectives", "; ".join(f"{o.get('direction', '?')} {o.get('metric', '?')}"
                                      if isinstance(o, dict) else str(o) for o in data.objectives)
              or "none"),
-            ("git commit", data.tags.get(TAG_GIT_COMMIT, "unknown")),
+            ("git commit", data.tags.get(TAG_COMMIT, "unknown")),
             ("versions", ", ".join(f"{k} {v}" for k, v in data.versions.items()) or "unknown"),
             ("trials", f"{len(trials)} ("
                        f"{', '.join(f'{n} {s}' for s, n in counts.items()) or '-'})"),
