@@ -190,7 +190,8 @@ def test_analysis_imports_only_the_contract_of_study_and_the_contract_stands_alo
 
 def test_the_boundary_check_finds_each_kind_of_crossing(tmp_path):
     files = {
-        "analysis/ok.py": "from study.contract.outcomes import onset\nfrom study import contract\n",
+        "analysis/ok.py": "from study.contract.outcomes import onset\n"
+                          "from study import contract\n",
         "analysis/sub/bad.py": "def f():\n    from study.core import mi\n",
         "analysis/star.py": "from study import *\nimport study\n",
         "study/contract/ok.py": "from . import names\nfrom .outcomes import onset\n",
