@@ -18,11 +18,11 @@ import argparse
 import logging
 import math
 import os
-import re
 import sys
 import traceback
 
 from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z
+from study.contract.text import one_line, redact_url
 
 
 def _study_name(text: str) -> str:
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     except AnalysisInputError as e:  # raised where the input is checked: study name, store
         if args.debug:
             traceback.print_exc()
-        print(f"error: {_one_line(str(e))}", file=sys.stderr)
+        print(f"error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -192,25 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         # with the traceback.
         if args.debug:
             raise
-        print(f"error: {type(e).__name__}: {_one_line(_redact(str(e)))} (run with --debug "
+        print(f"error: {type(e).__name__}: {one_line(redact_url(str(e)))} (run with --debug "
               f"for the traceback)", file=sys.stderr)
         return 1
     finally:
         os.umask(old_umask)
-
-
-_CREDENTIALS = re.compile(r"(\b[A-Za-z][\w+.-]*://[^:/@\s]*:)[^\s/]*@")
-
-
-def _redact(text: str) -> str:
-    """``scheme://user:secret@host`` -> ``scheme://user:***@host`` (a tracking URI's password)."""
-    return _CREDENTIALS.sub(r"\1***@", text)
-
-
-def _one_line(text: str, limit: int = 2000) -> str:
-    """Collapse a message to one line of at most `limit` characters (one line on stderr)."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from study.contract import names
+from study.contract import names, settings
 from study.contract.artifacts import ARTIFACT_CURVES, ARTIFACT_SEEDS, ARTIFACT_SPEC, ARTIFACTS
 from study.contract.outcomes import (DEFAULT_FINAL_WINDOW, DEFAULT_RUN, DEFAULT_Z,
                                SUCCESS_THRESHOLD, TASK_METRIC,
@@ -150,15 +150,16 @@ class StudyData:
 
 def resolve_study_home(study_home: str | os.PathLike[str] | None = None) -> Path:
     """``study_home``, else ``$STUDY_HOME``, else ``./studies``, made absolute."""
-    home = study_home if study_home is not None else os.environ.get("STUDY_HOME", "studies")
-    return Path(home).expanduser().resolve()
+    if study_home is None:
+        return settings.study_home()
+    return Path(study_home).expanduser().resolve()
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     """The argument, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///$STUDY_HOME/mlflow.db``."""
     if tracking_uri:
         return tracking_uri
-    env = os.environ.get("MLFLOW_TRACKING_URI")
+    env = settings.tracking_uri()
     if env:
         return env
     return f"sqlite:///{resolve_study_home() / 'mlflow.db'}"

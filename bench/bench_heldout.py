@@ -35,8 +35,8 @@ PRESET = REPO / "search_spaces" / "cpu-wm.yaml"
 
 def worker(every: int, epochs: int, device: str, out: Path) -> None:
     """One trial in this process; writes its wall time and the trainer's timings to `out`."""
-    from study.spec.config import load_trial_config
-    from study.training.loop import train
+    from study.spec import load_trial_config
+    from study.training import train
 
     cfg = load_trial_config(PRESET, {"train.heldout_mi_every": every, "train.epochs": epochs,
                                      "train.threads": 1, "train.device": device})
@@ -63,7 +63,7 @@ def main() -> int:
     if args.worker:
         worker(int(args.worker[0]), args.epochs, args.device, Path(args.worker[1]))
         return 0
-    from study.spec.config import TrainConfig, load_trial_config
+    from study.spec import TrainConfig, load_trial_config
 
     every = args.every if args.every is not None else TrainConfig().heldout_mi_every
     tmp = Path(__import__("tempfile").mkdtemp(prefix="bench-heldout-"))

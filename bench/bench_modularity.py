@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info  # noqa: E402
 
 from study.core import communities, metrics  # noqa: E402
-from study.spec.config import load_trial_config  # noqa: E402
-from study.training.loop import Trainer  # noqa: E402
+from study.spec import load_trial_config  # noqa: E402
+from study.training import Trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PRESET = REPO / "search_spaces" / "cpu-wm.yaml"
@@ -177,7 +177,8 @@ def costs(t: Trainer, reps: int) -> dict:
             metrics.modularity_zscore(delta, lab, parts)),
         "leiden + found Q + NMI (func)": lambda: found(func),
         "leiden + found Q + NMI (struct)": lambda: found(struct),
-        "whole modularity section": lambda: t._eval_modularity(out, res),
+        "whole modularity section": lambda: t.evaluation.modularity_metrics(
+            t.net, out, t.w_rec0, res),
     }
     return {name: _median_ms(fn, reps) for name, fn in ms.items()}
 

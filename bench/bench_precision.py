@@ -50,7 +50,8 @@ def _worker(args: argparse.Namespace) -> int:
     sys.path.insert(0, args.root)  # the checkout whose `study` is timed
     import torch
 
-    from study.spec.config import load_trial_config
+    from study.spec import load_trial_config
+    # the module, not the package: also imports from checkouts older than study.training's API
     from study.training.loop import Trainer
 
     torch.set_num_threads(args.threads)
@@ -149,7 +150,7 @@ class Worker:
                  graphs: bool = False):
         self.name = name
         env = {**os.environ, "PYTHONPATH": root, "PYTHONUNBUFFERED": "1",
-               "MISTUDY_CUDA_GRAPHS": "1" if graphs else "0"}
+               "STUDY_CUDA_GRAPHS": "1" if graphs else "0"}
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--root", root,
                "--precision", precision, "--preset", args.preset, "--seeds", str(args.seeds[0]),
                "--device", args.device, "--threads", str(args.threads)]
@@ -246,8 +247,8 @@ def eval_share(preset: str, precision: str, device: str, threads: int, n_epochs:
     """One evaluation's cost, per section, as a share of a whole `preset` trial."""
     import torch
 
-    from study.spec.config import load_trial_config
-    from study.training.loop import Trainer
+    from study.spec import load_trial_config
+    from study.training import Trainer
 
     cfg = load_trial_config(PRESETS / f"{preset}.yaml",
                             {"train.device": device, "train.threads": threads,
@@ -308,7 +309,7 @@ def main() -> int:
     p.add_argument("--critic-rounds", type=int, default=6,
                    help="interleaved single critic steps per path (0 = none)")
     p.add_argument("--graphs", action="store_true",
-                   help="also time both precisions with MISTUDY_CUDA_GRAPHS=1 (CUDA)")
+                   help="also time both precisions with STUDY_CUDA_GRAPHS=1 (CUDA)")
     p.add_argument("--eval-share", default=None, metavar="PRESET",
                    help="also measure one evaluation's share of a PRESET trial (e.g. cpu-wm)")
     p.add_argument("--out", default=None)
@@ -322,7 +323,7 @@ def main() -> int:
 
     from _machine import machine_info
 
-    from study.spec.config import load_trial_config
+    from study.spec import load_trial_config
 
     torch.set_num_threads(args.threads)
     info = machine_info(args.device)

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _machine import machine_info  # noqa: E402
 
-from study.spec.config import load_trial_config  # noqa: E402
-from study.training.loop import Trainer  # noqa: E402
+from study.spec import load_trial_config  # noqa: E402
+from study.training import Trainer  # noqa: E402
 
 PRESETS = Path(__file__).resolve().parents[1] / "search_spaces"
 

@@ -8,7 +8,7 @@
 #      with float32, an epoch's finiteness checks are one host sync and still raise,
 #   2. both tasks, both networks and the K>2 / MINE paths train on CUDA (gpu_smoke.py),
 #   3. paper-wm seconds per epoch at S = 1, 16, 64, float32 and bfloat16 critics, each eager
-#      and with CUDA graphs (MISTUDY_CUDA_GRAPHS=1), interleaved in one run, with a profile of
+#      and with CUDA graphs (STUDY_CUDA_GRAPHS=1), interleaved in one run, with a profile of
 #      one epoch per path (kernel time against wall time, launches, host syncs), the full-trial
 #      and phase-wm grid estimates, and an evaluation's share of a cpu-wm trial
 #      (bench_precision.py).
@@ -28,7 +28,7 @@ if ! python3 -c "import pydantic" 2>/dev/null; then
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-export MISTUDY_CACHE=/tmp/mistudy-cache PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled
+export STUDY_CACHE=/tmp/mistudy-cache PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled
 status=0
 step() {  # step NAME CMD...: run, keep going, remember the first failure
   local name=$1

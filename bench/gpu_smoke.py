@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import machine_info  # noqa: E402
 
-from study.spec.config import load_trial_config  # noqa: E402
-from study.training.loop import train  # noqa: E402
+from study.spec import load_trial_config  # noqa: E402
+from study.training import train  # noqa: E402
 
 SMOKE = Path(__file__).resolve().parents[1] / "search_spaces" / "smoke.yaml"
 CASES = {

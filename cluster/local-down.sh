@@ -14,16 +14,25 @@ the session ids recorded in $STUDY_HOME/run/{mlflow,ray}.pid, and waits until th
 
 Options (environment variable in brackets; flags win):
   --study-home DIR   [STUDY_HOME, default ./studies]
-  --grace S          seconds to wait after SIGTERM before SIGKILL [MISTUDY_STOP_GRACE, default 15]
+  --grace S          seconds to wait after SIGTERM before SIGKILL [STUDY_STOP_GRACE, default 15]
   --purge-logs       also delete the Ray temp dir that local-up created (session logs)
   -h, --help         this text
+
+The old name MISTUDY_STOP_GRACE still works, with a deprecation line; STUDY_STOP_GRACE wins.
 EOF
 }
 
 say() { printf 'local-down: %s\n' "$*" >&2; }
 
 study_home=${STUDY_HOME:-./studies}
-grace=${MISTUDY_STOP_GRACE:-15}
+if [[ -n "${STUDY_STOP_GRACE:-}" ]]; then
+    grace=$STUDY_STOP_GRACE
+elif [[ -n "${MISTUDY_STOP_GRACE:-}" ]]; then
+    say "MISTUDY_STOP_GRACE is deprecated; set STUDY_STOP_GRACE instead."
+    grace=$MISTUDY_STOP_GRACE
+else
+    grace=15
+fi
 purge_logs=0
 while [[ $# -gt 0 ]]; do
     case "$1" in

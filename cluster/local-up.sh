@@ -23,17 +23,17 @@ with auth, RAY_AUTH_TOKEN_PATH). They are also written to $STUDY_HOME/run/env.sh
 
 Options (environment variable in brackets; flags win):
   --study-home DIR        folder for everything [STUDY_HOME, default ./studies]; made absolute
-  --num-cpus N            CPUs Ray may schedule [MISTUDY_NUM_CPUS, default: nproc]
-  --num-gpus G            GPUs Ray may schedule [MISTUDY_NUM_GPUS, default: Ray detects]
-  --ray-port P            GCS port [MISTUDY_RAY_PORT, default 6379]
-  --dashboard-port P      dashboard + jobs API [MISTUDY_DASHBOARD_PORT, default 8265]
-  --client-port P         Ray client server [MISTUDY_CLIENT_PORT, default 10001]
-  --agent-port P          dashboard agent HTTP [MISTUDY_AGENT_PORT, default 52365]
-  --mlflow-port P         MLflow server [MISTUDY_MLFLOW_PORT, default 5000]
-  --mlflow-workers N      uvicorn workers [MISTUDY_MLFLOW_WORKERS, default 2]
-  --timeout S             seconds to wait for each service [MISTUDY_UP_TIMEOUT, default 180]
+  --num-cpus N            CPUs Ray may schedule [STUDY_NUM_CPUS, default: nproc]
+  --num-gpus G            GPUs Ray may schedule [STUDY_NUM_GPUS, default: Ray detects]
+  --ray-port P            GCS port [STUDY_RAY_PORT, default 6379]
+  --dashboard-port P      dashboard + jobs API [STUDY_DASHBOARD_PORT, default 8265]
+  --client-port P         Ray client server [STUDY_CLIENT_PORT, default 10001]
+  --agent-port P          dashboard agent HTTP [STUDY_AGENT_PORT, default 52365]
+  --mlflow-port P         MLflow server [STUDY_MLFLOW_PORT, default 5000]
+  --mlflow-workers N      uvicorn workers [STUDY_MLFLOW_WORKERS, default 2]
+  --timeout S             seconds to wait for each service [STUDY_UP_TIMEOUT, default 180]
   --no-auth               start Ray without token auth (RAY_AUTH_MODE=disabled)
-                          [MISTUDY_RAY_AUTH=disabled]: anyone who reaches the ports can then
+                          [STUDY_RAY_AUTH=disabled]: anyone who reaches the ports can then
                           submit jobs, i.e. run code as you
   -h, --help              this text
 
@@ -43,9 +43,12 @@ address) whatever the flags: `ray start` turns --node-ip-address=127.0.0.1 into 
 address, and the client server cannot be switched off. The token guards them; on a machine
 others can reach, also firewall the Ray ports (cluster/README.md, "Security").
 
-Ray's session files go to a fresh /tmp/mistudy-ray.XXXXXX (or MISTUDY_RAY_TEMP_DIR, which
+Ray's session files go to a fresh /tmp/mistudy-ray.XXXXXX (or STUDY_RAY_TEMP_DIR, which
 must be short: Ray's socket paths live under it). Ports 10002-19999 are Ray's default worker
 ports; keep the ports above outside that range.
+
+The old names of these variables (MISTUDY_NUM_CPUS, ..., MISTUDY_RAY_TEMP_DIR) still work, with
+a deprecation line; the STUDY_ name wins when both are set.
 EOF
 }
 
@@ -69,17 +72,31 @@ export PATH="$venv_bin:$PATH"
 export VIRTUAL_ENV="$repo_root/.venv"
 
 # --- options -----------------------------------------------------------------------------------
+# setting NAME DEFAULT -> $STUDY_NAME, else the old $MISTUDY_NAME (with a deprecation line),
+# else DEFAULT; an empty variable counts as unset
+setting() {
+    local new="STUDY_$1" old="MISTUDY_$1"
+    if [[ -n "${!new:-}" ]]; then
+        printf '%s' "${!new}"
+    elif [[ -n "${!old:-}" ]]; then
+        say "$old is deprecated; set $new instead."
+        printf '%s' "${!old}"
+    else
+        printf '%s' "$2"
+    fi
+}
 study_home=${STUDY_HOME:-./studies}
-num_cpus=${MISTUDY_NUM_CPUS:-}
-num_gpus=${MISTUDY_NUM_GPUS:-}
-ray_port=${MISTUDY_RAY_PORT:-6379}
-dashboard_port=${MISTUDY_DASHBOARD_PORT:-8265}
-client_port=${MISTUDY_CLIENT_PORT:-10001}
-agent_port=${MISTUDY_AGENT_PORT:-52365}
-mlflow_port=${MISTUDY_MLFLOW_PORT:-5000}
-mlflow_workers=${MISTUDY_MLFLOW_WORKERS:-2}
-timeout_s=${MISTUDY_UP_TIMEOUT:-180}
-auth_mode=${MISTUDY_RAY_AUTH:-token}
+num_cpus=$(setting NUM_CPUS "")
+num_gpus=$(setting NUM_GPUS "")
+ray_port=$(setting RAY_PORT 6379)
+dashboard_port=$(setting DASHBOARD_PORT 8265)
+client_port=$(setting CLIENT_PORT 10001)
+agent_port=$(setting AGENT_PORT 52365)
+mlflow_port=$(setting MLFLOW_PORT 5000)
+mlflow_workers=$(setting MLFLOW_WORKERS 2)
+timeout_s=$(setting UP_TIMEOUT 180)
+auth_mode=$(setting RAY_AUTH token)
+ray_tmp=$(setting RAY_TEMP_DIR "")
 extra_ray_args=()
 
 need_value() {
@@ -120,7 +137,7 @@ check_int --num-cpus "$num_cpus" 0 100000
 check_int --mlflow-workers "$mlflow_workers" 1 64
 check_int --timeout "$timeout_s" 1 3600
 if [[ "$auth_mode" != token && "$auth_mode" != disabled ]]; then
-    say "MISTUDY_RAY_AUTH must be 'token' or 'disabled', but got '$auth_mode'."
+    say "STUDY_RAY_AUTH must be 'token' or 'disabled', but got '$auth_mode'."
     exit 2
 fi
 
@@ -244,8 +261,7 @@ printf '%s\n' "$mlflow_sid" >"$run_dir/mlflow.pid"
 started=1
 
 # --- 2. Ray head ---------------------------------------------------------------------------------
-if [[ -n "${MISTUDY_RAY_TEMP_DIR:-}" ]]; then
-    ray_tmp=$MISTUDY_RAY_TEMP_DIR
+if [[ -n "$ray_tmp" ]]; then
     mkdir -p -- "$ray_tmp"
     ray_tmp=$(cd -- "$ray_tmp" && pwd -P)
 else

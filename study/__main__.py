@@ -23,9 +23,11 @@ import sys
 import time
 from pathlib import Path
 
-from study.spec.config import (
-    ConfigError, _deep_merge, check_name, check_storage_url, load_study, load_trial_config,
-    read_yaml, redact_url, trial_config_from_dict,
+from study.contract import settings
+from study.contract.text import one_line, redact_url
+from study.spec import (
+    ConfigError, check_name, check_storage_url, deep_merge, load_study, load_trial_config,
+    read_yaml, trial_config_from_dict,
 )
 from study.core.tasks import task_metric
 
@@ -49,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = _out_dir(args.out, name)
     # torch, pandas and mlflow: imported only once the input is known to be good
     from study.service.runner import train_command
-    from study.training.loop import CHECKPOINT_FILE, check_resumable, read_checkpoint
+    from study.training import CHECKPOINT_FILE, check_resumable, read_checkpoint
 
     ckpt = out / "checkpoint" / CHECKPOINT_FILE
     resume = ckpt if args.resume and ckpt.is_file() else None
@@ -73,9 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _out_dir(given: str | None, name: str) -> Path:
     """The output folder of `study train`: --out, else STUDY_HOME/train/NAME; refused (exit 2)
     when it exists and is not a folder, or cannot be created."""
-    from study.service.tracking import study_home  # mlflow: not imported before the input is checked
-
-    out = Path(given) if given else study_home() / "train" / name
+    out = Path(given) if given else settings.study_home() / "train" / name
     source = "--out" if given else "STUDY_HOME"
     for p in (out, *out.parents):
         if p.exists():
@@ -118,7 +118,7 @@ def _load(args: argparse.Namespace):
 def _smoke(study):
     """Shrink a study to seconds (Ray's --smoke-test convention): 2 trials, tiny budgets."""
     over = read_yaml(SMOKE_FILE) if SMOKE_FILE.is_file() else {}
-    study.base = _deep_merge(study.base, over)
+    study.base = deep_merge(study.base, over)
     trial_config_from_dict(study.base, source=str(SMOKE_FILE))
     spec = study.spec.model_copy(update={
         "name": study.spec.name + "-smoke",
@@ -133,7 +133,7 @@ def _check_environment(study) -> None:
     """What `run` takes from the environment and the spec beyond the schema, checked up front:
     an Optuna storage URL given as STUDY_OPTUNA_STORAGE, and the search space and sampler as
     Optuna builds them (no storage, no study created)."""
-    env = os.environ.get("STUDY_OPTUNA_STORAGE")
+    env = settings.optuna_storage()
     if env and not study.spec.storage:
         check_storage_url(env, source="environment", key="STUDY_OPTUNA_STORAGE")
     from study.service.driver import check_search  # mlflow and optuna: only once the spec parsed
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         if args.debug:
             raise
-        print(f"error: {_one_line(str(e))}", file=sys.stderr)
+        print(f"error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -256,17 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - a run-time failure: one line, status 1
         if args.debug:
             raise
-        print(f"error: {type(e).__name__}: {_one_line(redact_url(str(e)))} (run with --debug "
+        print(f"error: {type(e).__name__}: {one_line(redact_url(str(e)))} (run with --debug "
               f"for the traceback)", file=sys.stderr)
         return 1
     finally:
         os.umask(old_umask)
-
-
-def _one_line(text: str, limit: int = 2000) -> str:
-    """Collapse a message to one line of at most `limit` characters."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ def local_cluster(tmp_path):
     home = tmp_path / "home"
     ports = {k: free_port() for k in ("ray", "dashboard", "client", "agent", "mlflow")}
     ray_tmp = tempfile.mkdtemp(prefix="mst-", dir="/tmp")  # short: Ray's socket paths
-    env = script_env(STUDY_HOME=str(home), MISTUDY_RAY_TEMP_DIR=ray_tmp)
+    env = script_env(STUDY_HOME=str(home), STUDY_RAY_TEMP_DIR=ray_tmp)
     sids: list[int] = []
     try:
         up = subprocess.run(

@@ -233,7 +233,7 @@ def test_kuberay_pods_use_shared_volume_as_study_home(which, spec):
         assert home_volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"], group
         assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory", group
         assert env["MLFLOW_TRACKING_URI"] == tracking, group
-        assert env["MISTUDY_CACHE"].startswith(env["STUDY_HOME"] + "/"), group
+        assert env["STUDY_CACHE"].startswith(env["STUDY_HOME"] + "/"), group
 
 
 @pytest.mark.parametrize(("which", "spec"), _cluster_specs())
@@ -432,6 +432,34 @@ def test_local_up_rejects_bad_options(tmp_path, args, message):
                           env=_script_env(STUDY_HOME=str(tmp_path / "home")), timeout=30)
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+@pytest.mark.parametrize(("variables", "deprecated"), [
+    ({"STUDY_RAY_PORT": "70000"}, False),
+    ({"MISTUDY_RAY_PORT": "70000"}, True),  # the old name still works, with one line
+    ({"STUDY_RAY_PORT": "70000", "MISTUDY_RAY_PORT": "6379"}, False),  # the new name wins
+])
+def test_local_up_reads_its_options_from_study_variables(tmp_path, variables, deprecated):
+    env = {k: v for k, v in _script_env(STUDY_HOME=str(tmp_path / "home")).items()
+           if not k.endswith("STUDY_RAY_PORT")}
+    proc = subprocess.run([str(LOCAL_UP)], capture_output=True, text=True,
+                          env={**env, **variables}, timeout=30)
+    assert proc.returncode == 2
+    assert "--ray-port must be an integer in [1, 65535], but got '70000'" in proc.stderr
+    notice = "MISTUDY_RAY_PORT is deprecated; set STUDY_RAY_PORT instead."
+    assert proc.stderr.count(notice) == (1 if deprecated else 0), proc.stderr
+
+
+@pytest.mark.parametrize(("name", "deprecated"), [("STUDY_STOP_GRACE", False),
+                                                  ("MISTUDY_STOP_GRACE", True)])
+def test_local_down_reads_the_grace_from_study_variables(tmp_path, name, deprecated):
+    env = {k: v for k, v in _script_env().items() if not k.endswith("STUDY_STOP_GRACE")}
+    proc = subprocess.run([str(LOCAL_DOWN), "--study-home", str(tmp_path / "home")],
+                          capture_output=True, text=True, env={**env, name: "soon"}, timeout=30)
+    assert proc.returncode == 2
+    assert "--grace must be a whole number of seconds, but got 'soon'" in proc.stderr
+    notice = "MISTUDY_STOP_GRACE is deprecated; set STUDY_STOP_GRACE instead."
+    assert proc.stderr.count(notice) == (1 if deprecated else 0), proc.stderr
 
 
 def test_local_up_refuses_a_busy_port(tmp_path):

@@ -296,7 +296,7 @@ def test_worker_node_removed_mid_study_trials_resume_on_the_other(tmp_path, monk
     import ray
     from ray.cluster_utils import Cluster
 
-    from study.spec.config import load_study
+    from study.spec import load_study
     from study.service.driver import run_study
 
     home = tmp_path / "home"

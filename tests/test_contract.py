@@ -22,9 +22,9 @@ import pytest
 from study.contract import artifacts, tags
 from study.contract.outcomes import TASK_METRIC
 from analysis.runs import READ_NAMES, load_study
-from study.spec.config import TrialConfig, load_trial_config
+from study.spec import TrialConfig, load_trial_config
 from study.service.summary import summarize
-from study.training.loop import EvalRecord, metric_names
+from study.training import EvalRecord, metric_names
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,7 @@ def test_contract_round_trip_through_mlflow(tmp_path):
 
 def test_emergence_config_defaults_are_the_owners_and_bad_values_name_the_key():
     from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z
-    from study.spec.config import ConfigError
+    from study.spec import ConfigError
 
     cfg = TrialConfig()
     assert (cfg.emergence.z, cfg.emergence.run) == (DEFAULT_Z, DEFAULT_RUN)

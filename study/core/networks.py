@@ -9,12 +9,13 @@ rows: inputs (S, T, B, I), states (S, T, B, N), outputs (S, T, B, O).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from study.contract import settings
 
 __all__ = ["NetOutput", "LeakyRNN", "GRU", "build_network", "leaky_scan"]
 
@@ -115,21 +116,21 @@ def _scan_backward(grad_xs: Tensor, w_t: Tensor, dtanh: Tensor, alpha: float,
 
 
 # ----------------------------------------------------------------------------------------------
-# CUDA graphs of the scan loops (opt-in: MISTUDY_CUDA_GRAPHS=1)
+# CUDA graphs of the scan loops (opt-in: STUDY_CUDA_GRAPHS=1)
 
 _GRAPHS: dict[tuple, tuple] = {}  # key -> (graph, static inputs, static outputs), LRU order
 _MAX_GRAPHS = 8
 
 
 def cuda_graphs_enabled() -> bool:
-    """Whether leaky scans on CUDA replay captured CUDA graphs (env MISTUDY_CUDA_GRAPHS=1).
+    """Whether leaky scans on CUDA replay captured CUDA graphs (env STUDY_CUDA_GRAPHS=1).
 
     A paper-wm epoch runs the 3000-step recurrence 11 times and its BPTT once, ~4 small kernels
     per step: on a GPU that is ~140 000 launches, each costing more than its kernel. A graph
     replays a whole loop as one launch. Opt-in until the GPU check in bench/gpu.sh confirms it
     (the results equal the eager loop's; only the launch pattern differs).
     """
-    return os.environ.get("MISTUDY_CUDA_GRAPHS", "0") == "1"
+    return settings.cuda_graphs()
 
 
 def _graphed(kind: str, loop, inputs: tuple[Tensor, ...], alpha: float) -> tuple[Tensor, ...]:

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from study.spec.config import ConfigError, Study, TrialConfig, parse_constraint, redact_url
+from study.contract import settings
+from study.contract.text import redact_url
+from study.spec import ConfigError, Study, TrialConfig, parse_constraint
 from study.core.tasks import task_metric
 from study.service.tracking import (
     TAG_COMMIT, TAG_OBJECTIVES, TAG_STATUS, TAG_SWEPT, TAG_TASK, TAG_TRIAL, TAG_VERSIONS,
@@ -29,8 +31,7 @@ from study.service.tracking import (
     secure_store, study_home, versions,
 )
 from study.service.worker import (  # noqa: F401 - re-exported: the trainable side, study.service.worker
-    PENALTY, WORK_PREFIX, WORST, StudyContext, objective_keys, objective_values, sweep_work_dirs,
-    trial,
+    StudyContext, objective_keys, objective_values, sweep_work_dirs, trial,
 )
 
 __all__ = ["StudyContext", "trial", "objective_values", "run_study", "study_paths",
@@ -238,7 +239,7 @@ def _init_ray(address: str | None, num_cpus: int | None, num_gpus: int | None,
     # driver's priority instead (measured: 2 trials at nice 15 beside one nice-19 pytest got
     # ~45-50 % of a core each). Set RAY_worker_niceness yourself to keep Ray's default.
     os.environ.setdefault("RAY_worker_niceness", "0")
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = address or settings.ray_address()
     if ray.is_initialized():
         return
     if address:

@@ -24,14 +24,15 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from study.spec.config import TrialConfig, redact_url
+from study.contract.text import redact_url
+from study.spec import TrialConfig
 from study.service.summary import Summary, summarize, write_outputs, write_snapshot
 from study.core.tasks import task_metric
 from study.service.tracking import (
     TAG_COMMIT, TAG_SWEPT, TAG_TASK, StudyTracker, TrialTracker, default_tracking_uri, git_commit,
     study_home,
 )
-from study.training.loop import EvalRecord, NullReporter, TrainResult, records_from_state, train
+from study.training import EvalRecord, NullReporter, TrainResult, records_from_state, train
 
 __all__ = ["TrialRun", "StageReporter", "FanOut", "MlflowReporter", "ProgressBar", "run_trial",
            "train_command", "train_trial_id", "means_of"]
@@ -85,7 +86,7 @@ class TrialRun:
 
 
 class StageReporter(NullReporter):
-    """A `study.training.loop.Reporter` with the two hooks the runner adds: `done` (the trial's result
+    """A `study.training.Reporter` with the two hooks the runner adds: `done` (the trial's result
     and summary, before its run is closed) and `close` (called exactly once, on every path).
     Every hook does nothing unless overridden."""
 

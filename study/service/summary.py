@@ -17,13 +17,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from study.contract.outcomes import (DIFFERENTIATED_Q_STRUCT, SUCCESS_THRESHOLD, seed_table,
-                               trial_metrics)
-from study.spec.config import TrialConfig
-from study.training.loop import EvalRecord
+from study.contract.outcomes import seed_table, trial_metrics
+from study.spec import TrialConfig
+from study.training import EvalRecord
 
-__all__ = ["Summary", "summarize", "records_to_rows", "write_outputs", "write_snapshot",
-           "SUCCESS_THRESHOLD", "DIFFERENTIATED_Q_STRUCT"]
+__all__ = ["Summary", "summarize", "records_to_rows", "write_outputs", "write_snapshot"]
 
 
 @dataclass

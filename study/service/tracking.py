@@ -21,6 +21,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from study.contract import settings
 # the tags of the contract (docs/run-data.md), spelled once for study and analysis
 from study.contract.tags import (ROLE_STUDY, ROLE_TRIAL, TAG_COMMIT, TAG_MESSAGE, TAG_NAME,
                                  TAG_OBJECTIVES, TAG_PARENT, TAG_ROLE, TAG_STATUS, TAG_SWEPT,
@@ -61,18 +62,18 @@ _RUN_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED
 def study_home() -> Path:
     """STUDY_HOME made absolute (default ./studies), so Ray workers and jobs in temporary
     working directories all write to the same place."""
-    return Path(os.environ.get("STUDY_HOME", "studies")).expanduser().resolve()
+    return settings.study_home()
 
 
 def default_tracking_uri(home: Path | None = None) -> str:
     """MLFLOW_TRACKING_URI, else the SQLite store STUDY_HOME/mlflow.db."""
-    return (os.environ.get("MLFLOW_TRACKING_URI")
+    return (settings.tracking_uri()
             or f"sqlite:///{(home or study_home()) / 'mlflow.db'}")
 
 
 def default_optuna_storage(home: Path | None = None) -> str:
     """STUDY_OPTUNA_STORAGE, else the SQLite storage STUDY_HOME/optuna.db."""
-    return (os.environ.get("STUDY_OPTUNA_STORAGE")
+    return (settings.optuna_storage()
             or f"sqlite:///{(home or study_home()) / 'optuna.db'}")
 
 
@@ -88,7 +89,7 @@ def git_commit(cwd: Path | None = None) -> str:
             return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         pass
-    return os.environ.get("STUDY_GIT_COMMIT", "unknown")
+    return settings.git_commit()
 
 
 def versions() -> dict[str, str]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.spec.config import apply_overrides, parse_constraint, trial_config_from_dict
+from study.spec import apply_overrides, parse_constraint, trial_config_from_dict
 from study.service.tracking import TrialTracker, trial_run_name
 
 __all__ = ["StudyContext", "trial", "objective_values", "objective_keys", "sweep_work_dirs",
@@ -114,7 +114,7 @@ def trial(config: dict[str, Any], ctx: StudyContext) -> None:
     from ray import tune  # a trial process: Ray and the training stack are loaded here only
 
     from study.service.runner import TrialRun, run_trial
-    from study.training.loop import read_checkpoint
+    from study.training import read_checkpoint
 
     cfg = _trial_config(config, ctx)
     trial_id = tune.get_context().get_trial_id()
@@ -151,7 +151,7 @@ def _trial_config(config: Mapping[str, Any], ctx: StudyContext):
 def _restored_checkpoint(ckpt, work: Path) -> Path | None:
     """The checkpoint file Tune restored this trial from, copied into WORK; None for a new
     trial."""
-    from study.training.loop import CHECKPOINT_FILE  # torch: a trial process only
+    from study.training import CHECKPOINT_FILE  # torch: a trial process only
 
     if ckpt is None:
         return None

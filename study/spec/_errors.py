@@ -1,8 +1,7 @@
 """The error every bad config or spec raises, and the bounded repr its messages quote.
 
-A leaf module (no imports from `study`): `study.spec._keys`, `study.spec._yaml` and `study.spec._validation`
-raise `ConfigError`, and `study.spec.config` re-exports both names, which is where callers import
-them from.
+A leaf module (no imports from `study`): the other modules of `study.spec` raise `ConfigError`,
+and the package `study.spec` re-exports both names, which is where callers import them from.
 """
 
 from __future__ import annotations

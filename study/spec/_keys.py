@@ -1,9 +1,9 @@
 """Dotted keys ("mi.weight") over nested config trees: flatten, list and suggest keys, parse and
-apply `--set key=value` overrides, and check values against size bounds.
+apply `--set key=value` overrides, merge trees, and check values against size bounds.
 
 Nothing here knows the trial config: the model or the valid keys come in as arguments, so that
-`study.spec.config` (which binds them to TrialConfig and re-exports these names) imports this module
-and never the other way round.
+`study.spec.trial` (which binds them to TrialConfig) imports this module and never the other way
+round; the package `study.spec` re-exports the public names.
 """
 
 from __future__ import annotations
@@ -114,6 +114,34 @@ def apply_overrides(
             node = node.setdefault(part, {})
         node[leaf] = value
     return out
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `over` merged in, section by section (a copy; `over` wins at the leaves)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(
+            out.get(k), Mapping) else v
+    return out
+
+
+def lists_to_tuples(node: Any) -> Any:
+    """Every list in a nested tree as a tuple: strict mode accepts tuples, not lists, for tuple
+    fields (YAML gives lists)."""
+    if isinstance(node, Mapping):
+        return {k: lists_to_tuples(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return tuple(node)
+    return node
+
+
+def tuples_to_lists(node: Any) -> Any:
+    """Every tuple in a nested tree as a list (back to plain YAML/JSON data)."""
+    if isinstance(node, Mapping):
+        return {k: tuples_to_lists(v) for k, v in node.items()}
+    if isinstance(node, tuple):
+        return [tuples_to_lists(v) for v in node]
+    return node
 
 
 SEED_MAX = 2**32 - 1  # NumPy / Optuna seeds (the largest `seed + seeds - 1`)

@@ -1,8 +1,9 @@
-"""Pydantic validation errors as one-line ConfigErrors in dotted keys.
+"""Pydantic validation: the strict base of every schema, and its errors as one-line ConfigErrors.
 
 `format_validation_error` names every problem by its dotted key, with what was expected, what was
 given and, for an unknown key, the closest valid one. The model and the test for "is this a key"
-come in as arguments; `study.spec.config` binds them to TrialConfig / StudySpec and re-exports it.
+come in as arguments; `study.spec.trial` binds them to TrialConfig / StudySpec, and the package
+`study.spec` re-exports it.
 """
 
 from __future__ import annotations
@@ -12,10 +13,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pydantic
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from study.spec._errors import ConfigError, short_repr
 from study.spec._keys import closest_key, section, valid_keys
+
+
+class Strict(BaseModel):
+    """Base of every trial config section and study spec model: unknown keys, coercions
+    ("3" for 3) and non-finite numbers are refused, and a validated config is frozen."""
+
+    # allow_inf_nan=False: `lr: .inf` or `mi.weight=1e999` is an input error, not a diverged run
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
 
 def _walk(loc: tuple[Any, ...], model: type[BaseModel]) -> tuple[list[str], Any]:
     """Dotted parts of a pydantic error location (union-branch labels dropped) and the section

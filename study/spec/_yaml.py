@@ -2,8 +2,8 @@
 
 `read_yaml` refuses what could fool validation (a duplicate key whose last copy silently wins)
 or exhaust memory (a huge file, deep nesting, an alias bomb), reads `1e-3` as a float and
-rejects inf/nan, each with one line naming the file and where. Split out of `study.spec.config`,
-which re-exports `read_yaml`.
+rejects inf/nan, each with one line naming the file and where. The package `study.spec`
+re-exports `read_yaml`.
 """
 
 from __future__ import annotations

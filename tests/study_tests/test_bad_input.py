@@ -260,8 +260,8 @@ def _torch_save(path: Path, obj) -> None:
 
 @pytest.mark.parametrize("kind", ["garbage", "empty", "truncated", "foreign", "other-config"])
 def test_malformed_checkpoint_is_refused_with_one_line(kind, tmp_path, monkeypatch, capsys):
-    from study.spec.config import load_trial_config
-    from study.training.loop import Trainer
+    from study.spec import load_trial_config
+    from study.training import Trainer
 
     home = _fresh(tmp_path, monkeypatch)
     out = tmp_path / "run"
@@ -363,7 +363,7 @@ def test_runtime_failure_is_one_line_status_1_and_opens_no_run(tmp_path, monkeyp
 
 
 def test_redaction_hides_passwords_only():
-    from study.spec.config import redact_url
+    from study.spec import redact_url
 
     assert redact_url("postgresql+psycopg://u:p%40ss@db:5432/x") == \
         "postgresql+psycopg://u:***@db:5432/x"
@@ -391,7 +391,7 @@ def test_filter_literal_quotes_or_refuses():
 
 
 def test_grid_size_is_computed_without_materialising():
-    from study.spec.config import ParamSpec
+    from study.spec import ParamSpec
 
     big = ParamSpec(type="int", low=2, high=10**12)
     assert big.grid_len() == 10**12 - 1  # O(1): a list this long would not fit in memory

@@ -356,7 +356,7 @@ def test_chaos_separation_cache_key_tracks_data_parameters(tmp_path, small_task,
 
 
 def test_chaos_separation_cache_dir_from_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("MISTUDY_CACHE", str(tmp_path / "env-cache"))
+    monkeypatch.setenv("STUDY_CACHE", str(tmp_path / "env-cache"))
     task = ChaosSeparation(**SMALL)
     assert task.cache_path.parent == tmp_path / "env-cache" and task.cache_path.is_file()
 

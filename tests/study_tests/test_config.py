@@ -1,12 +1,17 @@
-"""Tests for study/config.py: reference defaults (method.md §5.1), every ConfigError shape, dotted
-overrides and the flatten/unflatten round trip."""
+"""Tests for study.spec (the trial config): reference defaults (method.md §5.1), every
+ConfigError shape, dotted overrides and the flatten/unflatten round trip; the package stays light
+and is imported as a whole."""
 
 import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pydantic
 import pytest
 
-from study.spec.config import (
+from study.spec import (
     VALID_KEYS,
     ConfigError,
     TrialConfig,
@@ -242,7 +247,7 @@ def test_parse_assignment_rejects_malformed(text, match):
         parse_assignment(text)
 
 
-# regression: YAML 1.1 (PyYAML) reads '1e-3' as a string; study.spec.config's loader reads a float
+# regression: YAML 1.1 (PyYAML) reads '1e-3' as a string; study.spec's loader reads a float
 @pytest.mark.parametrize("how", ["set", "file"])
 def test_scientific_notation_is_a_float(how, tmp_path):
     if how == "set":
@@ -315,3 +320,44 @@ def test_flatten_examples(tree, flat):
 def test_unflatten_rejects_field_inside_value():
     with pytest.raises(ConfigError, match=r"key 'a\.b' sets a field inside a value"):
         unflatten({"a": 1, "a.b": 2})
+
+
+# ----------------------------------------------------------------------------------------------
+# The package: light, and imported as a whole
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_validating_a_study_imports_neither_torch_nor_ray():
+    code = ("import sys, study.spec as spec\n"
+            "study = spec.load_study('search_spaces/demo.yaml')\n"
+            "study.trial_config({})\n"
+            "print(sorted(m for m in ('torch', 'ray', 'mlflow', 'optuna', 'pandas', 'scipy') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""}, timeout=60,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_public_name_of_the_package_exists_once():
+    import study.spec as spec
+
+    assert len(spec.__all__) == len(set(spec.__all__))
+    assert [n for n in spec.__all__ if not hasattr(spec, n)] == []
+
+
+def test_callers_import_the_spec_package_not_its_modules():
+    # only the package's own modules (and tests of a private helper) name a module of it
+    pattern = re.compile(r"^\s*(?:from|import)\s+study\.spec\.(\w+)", re.M)
+    offenders = []
+    paths = [p for folder in ("study", "analysis", "tests", "bench", "docs")
+             for p in (REPO / folder).rglob("*.py")]
+    for path in sorted(paths):
+        rel = path.relative_to(REPO).as_posix()
+        if rel.startswith("study/spec/"):
+            continue
+        for m in pattern.finditer(path.read_text()):
+            if not (rel.startswith("tests/") and m.group(1).startswith("_")):
+                offenders.append(f"{rel}: study.spec.{m.group(1)}")
+    assert offenders == []

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from study.core import networks
-from study.spec.config import load_trial_config
+from study.spec import load_trial_config
 from study.core.mi import SubgroupMI
 from study.core.networks import leaky_scan
-from study.training.loop import Diverged, Trainer
+from study.training import Diverged, Trainer
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -36,7 +36,7 @@ def _scan_and_grads(drive, x0, w, alpha=0.2):
 
 
 def test_cpu_scan_never_uses_graphs(monkeypatch):
-    monkeypatch.setenv("MISTUDY_CUDA_GRAPHS", "1")
+    monkeypatch.setenv("STUDY_CUDA_GRAPHS", "1")
     before = len(networks._GRAPHS)
     _scan_and_grads(*_scan_inputs("cpu"))
     assert len(networks._GRAPHS) == before
@@ -46,7 +46,7 @@ def test_cpu_scan_never_uses_graphs(monkeypatch):
 def test_cuda_graph_scan_equals_eager(monkeypatch):
     got = {}
     for flag in ("0", "1"):
-        monkeypatch.setenv("MISTUDY_CUDA_GRAPHS", flag)
+        monkeypatch.setenv("STUDY_CUDA_GRAPHS", flag)
         for rep in range(2):  # the second graphed call replays the captured graph
             got[flag, rep] = _scan_and_grads(*_scan_inputs("cuda", seed=rep))
     assert any(k[0] == "forward" for k in networks._GRAPHS)
@@ -60,7 +60,7 @@ def test_cuda_graph_scan_equals_eager(monkeypatch):
 def test_cuda_graph_epoch_equals_eager_epoch(monkeypatch):
     weights = []
     for flag in ("0", "1"):
-        monkeypatch.setenv("MISTUDY_CUDA_GRAPHS", flag)
+        monkeypatch.setenv("STUDY_CUDA_GRAPHS", flag)
         tr = Trainer(load_trial_config(overrides=TINY))
         tr.pretrain_critic()
         tr.train_epoch()

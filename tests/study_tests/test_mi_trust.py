@@ -296,8 +296,9 @@ TINY = {
 
 
 def _curves(**over):
-    from study.spec.config import load_trial_config
-    from study.training.loop import MI_METRICS, train
+    from study.contract.names import MI_METRICS
+    from study.spec import load_trial_config
+    from study.training import train
 
     res = train(load_trial_config(overrides={**TINY, **over}))
     assert res.status == "finished"
@@ -344,7 +345,7 @@ def _spec(tmp_path, mode, search):
 
 @pytest.mark.parametrize("key", ["partition.groups", "network.hidden"])
 def test_load_study_warns_when_sweeping_k_or_n_with_clean_partner(tmp_path, key):
-    from study.spec.config import CleanPartnerWarning, load_study
+    from study.spec import CleanPartnerWarning, load_study
 
     values = [2, 3] if key == "partition.groups" else [20, 40]
     with pytest.warns(CleanPartnerWarning, match=f"sweeps {key} with mi.noise_mode"):
@@ -354,7 +355,7 @@ def test_load_study_warns_when_sweeping_k_or_n_with_clean_partner(tmp_path, key)
 def test_load_study_is_quiet_for_noisy_partner_or_no_k_n_sweep(tmp_path, recwarn):
     from pathlib import Path
 
-    from study.spec.config import CleanPartnerWarning, load_study
+    from study.spec import CleanPartnerWarning, load_study
 
     load_study(_spec(tmp_path, "noisy_partner", {"partition.groups": {"values": [2, 3]}}))
     load_study(_spec(tmp_path, "clean_partner", {"mi.weight": {"values": [0.0, 0.1]}}))

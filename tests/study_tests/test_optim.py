@@ -194,7 +194,7 @@ def test_step_skips_parameters_without_gradient():
 
 
 def test_from_config_reads_every_field():
-    from study.spec.config import OptimizerConfig
+    from study.spec import OptimizerConfig
 
     cfg = OptimizerConfig(kind="adam", lr=0.5, beta1=0.8, beta2=0.95, eps=1e-4, clip_norm=None,
                           clip_value=2.0)

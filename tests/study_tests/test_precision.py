@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from study.spec.config import ConfigError, load_trial_config, trial_config_from_dict
+from study.spec import ConfigError, load_trial_config, trial_config_from_dict
 from study.core.mi import Critic, SubgroupMI, compute_dtype
-from study.training.loop import Diverged, Trainer
+from study.training import Diverged, Trainer
 
 from test_mi import _correlated, _equicorrelated_groups, _optimal_dv, _pairwise_truth, _tc_truth
 

@@ -1,5 +1,5 @@
 """Tests of the registries (issue 10): tasks (study.core.tasks + TaskSettings cross-checks in
-study.spec.config), MI estimators (study.core.estimators, SubgroupMI.from_config) and the one list of
+study.spec), MI estimators (study.core.estimators, SubgroupMI.from_config) and the one list of
 metric, penalty and estimator names (study.contract.names)."""
 
 from __future__ import annotations
@@ -11,18 +11,18 @@ import pydantic
 import pytest
 import torch
 
-import study.spec.config as config
+import study.spec as spec
 import study.core.estimators as estimators
 import study.core.tasks as tasks
 from study.contract.outcomes import SUCCESS_THRESHOLD, TASK_METRIC
 from study.core import metrics, mi
 from study.contract import names
-from study.spec.config import (ConfigError, MIConfig, TaskConfig, TaskSettings, TrainConfig,
+from study.spec import (ConfigError, MIConfig, TaskConfig, TaskSettings, TrainConfig,
                           TrialConfig, load_trial_config)
 from study.core.estimators import Estimator, shuffled_scores
 from study.core.mi import SubgroupMI
 from study.core.partition import groups
-from study.training.loop import metric_names
+from study.training import metric_names
 
 TINY = {"task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 40, "network.hidden": 12,
         "critic.width": 16, "seeds": 2}
@@ -33,8 +33,8 @@ TINY = {"task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 40, "networ
 
 
 def test_task_registry_config_sections_and_analysis_agree():
-    assert set(tasks.TASKS) == set(config.TASK_SECTIONS) == set(TASK_METRIC)
-    assert get_args(TaskConfig.model_fields["name"].annotation) == tuple(config.TASK_SECTIONS)
+    assert set(tasks.TASKS) == set(spec.TASK_SECTIONS) == set(TASK_METRIC)
+    assert get_args(TaskConfig.model_fields["name"].annotation) == tuple(spec.TASK_SECTIONS)
     for name, entry in tasks.TASKS.items():
         assert entry.metric == TASK_METRIC[name]
         assert entry.threshold == SUCCESS_THRESHOLD[entry.metric]
@@ -85,7 +85,7 @@ def _build_toy(cfg):
 
 @pytest.fixture
 def toy_task(monkeypatch):
-    monkeypatch.setitem(config.TASK_SECTIONS, "toy", "toy")
+    monkeypatch.setitem(spec.TASK_SECTIONS, "toy", "toy")
     monkeypatch.setattr(tasks, "TASKS", dict(tasks.TASKS))
     return tasks.register_task("toy", f"{__name__}:_build_toy", metric="accuracy",
                                threshold=0.5)
@@ -189,9 +189,9 @@ def test_estimator_options_of_no_estimator_are_refused():
 
 
 def test_summary_metrics_derive_from_the_curve_metric_list():
-    assert config.SUMMARY_METRICS is names.SUMMARY_METRICS
+    assert spec.SUMMARY_METRICS is names.SUMMARY_METRICS
     # the list objectives are checked against, in the order error messages print it
-    assert config.SUMMARY_METRICS == (
+    assert spec.SUMMARY_METRICS == (
         "final.task_loss", "final.accuracy", "final.r2", "final.mi", "final.mi_gauss",
         "final.q_func", "final.q_struct", "final.q_func_norm", "final.q_struct_norm",
         "final.d_in", "final.d_out", "final.d_corr", "final.success_rate",
@@ -199,7 +199,7 @@ def test_summary_metrics_derive_from_the_curve_metric_list():
         "t_func_half", "t_struct_half", "n_func_first", "n_struct_first", "n_tie", "n_neither",
         "final.mi_gauss_null", "final.mi_heldout", "final.mi_heldout_null")
     curves = {m for score in names.TASK_SCORES for m in names.curve_metrics(score)}
-    finals = [m[len("final."):] for m in config.SUMMARY_METRICS if m.startswith("final.")]
+    finals = [m[len("final."):] for m in spec.SUMMARY_METRICS if m.startswith("final.")]
     assert set(finals) - {"success_rate", "differentiated_rate"} <= curves
     assert set(names.TASK_SCORES) == set(TASK_METRIC.values())
 

@@ -23,7 +23,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from cluster_helpers import kill_all
-from study.spec.config import load_study
+from study.spec import load_study
 from study.service.driver import objective_values
 
 SPECS = Path(__file__).parent / "specs"

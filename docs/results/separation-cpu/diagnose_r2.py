@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from study.core import metrics
-from study.spec.config import load_trial_config
-from study.training.loop import Trainer
+from study.spec import load_trial_config
+from study.training import Trainer
 
 EPOCHS = int(sys.argv[1]) if len(sys.argv) > 1 else 240
 SEEDS = int(sys.argv[2]) if len(sys.argv) > 2 else 2

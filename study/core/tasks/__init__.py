@@ -1,10 +1,11 @@
 """The task registry: what the training loop needs of a task, and one entry per task.
 
 A task is one module with a class satisfying `Task` and a `build(cfg)` function, plus one
-`register_task` line below. Its config section (a `study.spec.config.TaskSettings` with its own
-cross-checks) is declared in config.py, which must stay free of torch; `TASK_SECTIONS` there
-lists the task names, and a test checks that it, this registry and `study.contract.outcomes`
-(TASK_METRIC / SUCCESS_THRESHOLD, the NumPy-only source the analysis side reads) agree.
+`register_task` line below. Its config section (a `study.spec.TaskSettings` with its own
+cross-checks) is declared in study/spec/trial.py, torch-free like all of study.spec;
+`TASK_SECTIONS` there lists the task names, and a test checks that it, this registry and
+`study.contract.outcomes` (TASK_METRIC / SUCCESS_THRESHOLD, the NumPy-only source the analysis
+side reads) agree.
 
 This module is light: a task's module (torch, SciPy) is imported on its first `build`.
 `task_metric(cfg)` is the one place callers outside the tasks ask which metric scores a task.

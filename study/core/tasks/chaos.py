@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from study.contract import settings
+
 __all__ = ["ChaosSeparation", "build", "lorenz", "minmax_then_drop", "rossler"]
 
 logger = logging.getLogger("study.core.tasks.chaos")
@@ -244,8 +246,7 @@ def minmax_then_drop(traj: np.ndarray, drop: int) -> np.ndarray:
 
 
 def _default_cache_dir() -> Path:
-    env = os.environ.get("MISTUDY_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "mistudy"
+    return settings.cache_dir()
 
 
 class ChaosSeparation:
@@ -266,7 +267,7 @@ class ChaosSeparation:
         rossler_t_end: Rössler integration end time (reference 700).
         washout: leading steps the loss ignores (reference 200, method.md §6.6); no effect on data.
         data_seed: seed of the data, a non-negative int.
-        cache_dir: folder of the cache files; None means `$MISTUDY_CACHE`, else `~/.cache/mistudy`.
+        cache_dir: folder of the cache files; None means `$STUDY_CACHE`, else `~/.cache/mistudy`.
 
     Attributes:
         n_inputs, n_outputs: 3 and 6.

@@ -1,4 +1,5 @@
-"""The modularity section of Trainer.evaluate: z-scores, ΔW, communities, GRU gates, W_rec(0)."""
+"""Tests of study/training/evaluation.py, its modularity section through Trainer.evaluate:
+z-scores, ΔW, communities, GRU gates, W_rec(0)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from study.contract.names import MODULARITY_METRICS
 from study.core import metrics
-from study.spec.config import ConfigError, load_trial_config
-from study.training.loop import MODULARITY_METRICS, Trainer
+from study.spec import ConfigError, load_trial_config
+from study.training import Trainer
 
 TINY = {
     "task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 40, "network.hidden": 12,

@@ -1,0 +1,139 @@
+"""A trial's checkpoint: the state dict, writing and reading it, and the resume checks.
+
+A checkpoint holds everything a resume needs to continue bit for bit (the curves of an
+uninterrupted run): weights, critics, optimiser states, W_rec(0), the live random streams
+(streams.TrialStreams) and the evaluation history, as tensors and plain data only, so it loads
+with `weights_only=True`. It is the loop's only I/O.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from study.core.mi import SubgroupMI
+from study.core.optim import ReplicaOptimizer
+from study.spec import ConfigError, TrialConfig, trial_config_from_dict
+from study.training.reporting import EvalRecord
+from study.training.streams import TrialStreams
+
+__all__ = ["CHECKPOINT_FILE", "CHECKPOINT_VERSION", "CheckpointError", "trial_state",
+           "load_modules", "write_checkpoint", "read_checkpoint", "check_resumable",
+           "records_from_state"]
+
+CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_VERSION = 1
+# config keys that may differ between a checkpoint and the run resuming it
+_RESUMABLE_CHANGES = ("train.epochs", "train.device", "train.threads")
+_STATE_KEYS = ("version", "config", "epoch", "elapsed", "network", "optimizer", "mi", "rng",
+               "history")
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be resumed from: unreadable, not ours, or written with another
+    config. A ConfigError, so the CLI refuses it with one line and status 2."""
+
+
+def trial_state(cfg: TrialConfig, *, epoch: int, elapsed: float, net: torch.nn.Module,
+                optimizer: ReplicaOptimizer, mi: SubgroupMI | None, w_rec0: Tensor,
+                streams: TrialStreams, history: Sequence[EvalRecord]) -> dict[str, Any]:
+    """The state dict of a trial after `epoch` epochs (`elapsed` seconds of training)."""
+    return {
+        "version": CHECKPOINT_VERSION,
+        "config": cfg.model_dump(mode="json"),
+        "epoch": epoch,
+        "elapsed": elapsed,
+        "network": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "mi": mi.state() if mi is not None else None,
+        "w_rec0": w_rec0.cpu(),
+        "rng": streams.state(),
+        "history": [asdict(r) for r in history],
+    }
+
+
+def load_modules(state: Mapping[str, Any], *, net: torch.nn.Module,
+                 optimizer: ReplicaOptimizer, mi: SubgroupMI | None,
+                 streams: TrialStreams) -> None:
+    """Load the networks, optimiser, critics and random streams of `state` in place (tensors
+    move to the devices of `net` and `mi`). The caller checks `check_resumable` first."""
+    net.load_state_dict(state["network"])
+    optimizer.load_state_dict(state["optimizer"])
+    if mi is not None:
+        mi.load_state(state["mi"])
+    streams.load_state(state["rng"])
+
+
+def records_from_state(state: Mapping[str, Any]) -> list[EvalRecord]:
+    """The evaluation history stored in a checkpoint's state dict."""
+    return [EvalRecord(r["epoch"], {k: tuple(v) for k, v in r["metrics"].items()}, r["elapsed"])
+            for r in state["history"]]
+
+
+def write_checkpoint(state: Mapping[str, Any], directory: Path) -> Path:
+    """DIRECTORY/checkpoint.pt holding `state`, replaced atomically; its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / CHECKPOINT_FILE
+    tmp = directory / (CHECKPOINT_FILE + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # never leave a half-written checkpoint behind
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's state dict on the CPU (a file, or the folder holding checkpoint.pt).
+
+    Loaded with `weights_only=True`: only tensors and plain data (dicts, lists, numbers,
+    strings) are unpickled, so a planted checkpoint cannot run code. The state (NumPy RNG
+    states included) is plain data by construction.
+
+    Raises:
+        CheckpointError: the file is unreadable, holds anything but tensors and plain data, or
+            lacks the keys a mistudy checkpoint has.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
+        kind = ("it holds objects other than tensors and plain data (refused: only "
+                "weights_only loading is allowed)" if "weights_only" in str(e) or
+                "Unsupported global" in str(e) else f"{type(e).__name__}: "
+                                                     f"{' '.join(str(e).split())[:200]}")
+        raise CheckpointError(f"cannot read checkpoint: {kind}", source=str(path),
+                              key="checkpoint") from None
+    missing = [k for k in _STATE_KEYS if not isinstance(state, Mapping) or k not in state]
+    if missing:
+        raise CheckpointError(f"not a mistudy checkpoint (missing {', '.join(missing)})",
+                              source=str(path), key="checkpoint")
+    return state
+
+
+def check_resumable(state: Mapping[str, Any], cfg: TrialConfig, *,
+                    source: str = "checkpoint") -> None:
+    """CheckpointError unless `state` was written by this code version with `cfg` (up to the
+    keys a resume may change: _RESUMABLE_CHANGES)."""
+    version = state.get("version", 0)
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise CheckpointError(f"checkpoint version {version!r} is newer than this code "
+                              f"({CHECKPOINT_VERSION}); update mistudy", source=source,
+                              key="version")
+    try:
+        saved = trial_config_from_dict(state["config"], source=source).flat()
+    except ConfigError as e:
+        raise CheckpointError(f"the checkpoint's config is invalid: {e.detail}", source=source,
+                              key="config") from None
+    mine = cfg.flat()
+    differ = [k for k in mine if k not in _RESUMABLE_CHANGES and saved.get(k) != mine[k]]
+    if differ:
+        pairs = ", ".join(f"{k}: {saved.get(k)!r} -> {mine[k]!r}" for k in differ[:6])
+        raise CheckpointError(f"checkpoint was written with a different config ({pairs}); "
+                              f"start a fresh run instead of resuming", source=source,
+                              key=differ[0])
