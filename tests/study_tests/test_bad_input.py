@@ -363,7 +363,7 @@ def test_runtime_failure_is_one_line_status_1_and_opens_no_run(tmp_path, monkeyp
 
 
 def test_redaction_hides_passwords_only():
-    from study.spec import redact_url
+    from study.contract.text import redact_url
 
     assert redact_url("postgresql+psycopg://u:p%40ss@db:5432/x") == \
         "postgresql+psycopg://u:***@db:5432/x"
