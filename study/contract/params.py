@@ -10,7 +10,7 @@ from __future__ import annotations
 __all__ = [
     "PARAM_HIDDEN", "PARAM_GROUPS", "PARAM_SIZES", "PARAM_MI_WEIGHT", "PARAM_SEEDS",
     "PARAM_SEED", "PARAM_FINAL_WINDOW", "PARAM_EPOCHS", "PARAM_EVAL_EVERY", "PARAM_Z",
-    "PARAM_RUN", "PARAMS",
+    "PARAM_RUN", "PARAM_LR", "PARAM_REG_REC", "PARAMS",
 ]
 
 PARAM_HIDDEN = "network.hidden"  # N, units of the network
@@ -24,6 +24,9 @@ PARAM_EPOCHS = "train.epochs"
 PARAM_EVAL_EVERY = "train.eval_every"  # epochs between evaluations
 PARAM_Z = "emergence.z"  # onset threshold (study.contract.outcomes.onset)
 PARAM_RUN = "emergence.run"  # consecutive evaluations an onset needs
+PARAM_LR = "optim.lr"  # learning rate (the report labels it when swept)
+PARAM_REG_REC = "optim.reg_rec"  # L2 weight of the recurrent matrix (labelled when swept)
 
 PARAMS = (PARAM_HIDDEN, PARAM_GROUPS, PARAM_SIZES, PARAM_MI_WEIGHT, PARAM_SEEDS, PARAM_SEED,
-          PARAM_FINAL_WINDOW, PARAM_EPOCHS, PARAM_EVAL_EVERY, PARAM_Z, PARAM_RUN)
+          PARAM_FINAL_WINDOW, PARAM_EPOCHS, PARAM_EVAL_EVERY, PARAM_Z, PARAM_RUN, PARAM_LR,
+          PARAM_REG_REC)
