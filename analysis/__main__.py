@@ -62,7 +62,8 @@ def _timing(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from analysis.report import analysed_seeds, findings
-    from analysis.runs import PARAM_MI_WEIGHT, load_study
+    from analysis.runs import load_study
+    from study.contract.params import PARAM_MI_WEIGHT
 
     data = load_study(_study_name(args.study), args.tracking_uri)
     fnd = findings(data, rng=np.random.default_rng(args.seed))

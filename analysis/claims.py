@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from analysis.emergence import ALPHA
 from study.contract.outcomes import SUCCESS_THRESHOLD
+from study.contract.params import PARAM_MI_WEIGHT as LAMBDA
 
 if TYPE_CHECKING:
     import pandas as pd
 
-ALPHA = 0.05
-LAMBDA = "mi.weight"
 CLEAR_Z = 3.0  # a modularity z-score against random partitions above this is "clear"
 
 
@@ -91,9 +91,10 @@ def claims_table(seeds: pd.DataFrame, swept: list[str], *, task_metric: str = "a
 
     Args:
         seeds: per-seed outcomes (``analysis.runs.StudyData.seeds``), with ``seed_value`` (else
-            ``seed``, the member index) to pair on and the swept keys as columns. Seeds of trials that did not finish should be dropped
-            by the caller; a seed missing in the control or the treated trial is unpaired and
-            left out of that row (``n`` says how many pairs remain).
+            ``seed``, the member index) to pair on and the swept keys as columns. Seeds of
+            trials that did not finish should be dropped by the caller; a seed missing in the
+            control or the treated trial is unpaired and left out of that row (``n`` says how
+            many pairs remain).
         swept: the study's swept keys; must include ``mi.weight`` with a 0 value, else the
             table is empty (no control, no claim can be tested).
         task_metric: ``accuracy`` or ``r2``; the success threshold comes from

@@ -22,6 +22,7 @@ import numpy as np
 
 from study.contract.outcomes import (DEFAULT_RUN, DEFAULT_Z, TIE_EVALS, Onset, chance_modularity,
                                group_sizes, onset, which_first)
+from study.contract.params import PARAM_EVAL_EVERY, PARAM_MI_WEIGHT
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,14 +47,13 @@ __all__ = [
     "verdict_table",
 ]
 
-ALPHA = 0.05  # declared level of every timing test (after BH across the cells of a table)
+# declared level of every test, timing and claims (analysis.claims), after BH across a table
+ALPHA = 0.05
 # Declared TOST margin: co-emergent when the median lag is within ±2 evaluations. A lag of one
 # evaluation is already a tie (outcomes.TIE_EVALS); the margin allows one more for the jitter of
 # onsets on noisy curves.
 MARGIN_EVALS = 2.0
 VERDICTS = ("function first", "structure first", "co-emergent", "inconclusive")
-_STEP_PARAM = "train.eval_every"
-_LAMBDA = "mi.weight"
 
 
 def sign_test(n_func: int, n_struct: int) -> float:
@@ -173,8 +173,8 @@ def _margins(seeds: pd.DataFrame, step: float | None, margin_evals: float) -> np
 
     if step is not None:
         return np.full(len(seeds), margin_evals * float(step))
-    if _STEP_PARAM in seeds:
-        s = pd.to_numeric(seeds[_STEP_PARAM], errors="coerce").to_numpy(float)
+    if PARAM_EVAL_EVERY in seeds:
+        s = pd.to_numeric(seeds[PARAM_EVAL_EVERY], errors="coerce").to_numpy(float)
         return margin_evals * np.where(np.isfinite(s), s, 1.0)
     return np.full(len(seeds), float(margin_evals))
 
@@ -235,7 +235,8 @@ def verdict_table(
     out = pd.DataFrame(rows)
     # The family is the treated groups: λ = 0 control rows are judged on their raw p (any
     # verdict there is a false one) and do not dilute the treated rows' adjustment.
-    control = (pd.to_numeric(out[_LAMBDA], errors="coerce").eq(0.0) if _LAMBDA in by
+    control = (pd.to_numeric(out[PARAM_MI_WEIGHT], errors="coerce").eq(0.0)
+               if PARAM_MI_WEIGHT in by
                else pd.Series(False, index=out.index)).to_numpy(bool)
     for raw in ("p_sign", "p_tost"):
         adj = out[raw].to_numpy(float).copy()

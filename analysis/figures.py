@@ -16,6 +16,7 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from analysis.phase import PhaseInfo, phase_quantities
+from study.contract.params import PARAM_MI_WEIGHT
 
 __all__ = ["plot_curve_bands", "plot_km", "plot_onsets", "plot_pareto", "plot_phase",
            "plot_scatter", "to_png"]
@@ -93,7 +94,7 @@ def plot_phase(info: PhaseInfo, *, task_metric: str = "accuracy", title: str = "
     return fig
 
 
-def plot_curve_bands(bands: pd.DataFrame, *, by: str = "mi.weight") -> Figure:
+def plot_curve_bands(bands: pd.DataFrame, *, by: str = PARAM_MI_WEIGHT) -> Figure:
     """Median (line) and interquartile band (shade) over seeds of each metric, per level."""
     metrics = list(dict.fromkeys(bands["metric"]))
     fig = _figure(5.0 * max(1, len(metrics)), 3.6)
@@ -110,7 +111,7 @@ def plot_curve_bands(bands: pd.DataFrame, *, by: str = "mi.weight") -> Figure:
     return fig
 
 
-def plot_onsets(seeds: pd.DataFrame, *, by: str = "mi.weight") -> Figure:
+def plot_onsets(seeds: pd.DataFrame, *, by: str = PARAM_MI_WEIGHT) -> Figure:
     """t_struct against t_func per seed: points above the diagonal are structure after function."""
     fig = _figure(4.8, 4.2)
     ax = fig.subplots()
@@ -136,7 +137,7 @@ def plot_onsets(seeds: pd.DataFrame, *, by: str = "mi.weight") -> Figure:
 
 
 def plot_pareto(points: pd.DataFrame, *, task_metric: str = "accuracy",
-                by: str = "mi.weight") -> Figure:
+                by: str = PARAM_MI_WEIGHT) -> Figure:
     """Median final task metric against median final q_func per trial, with the Pareto front."""
     fig = _figure(4.8, 4.0)
     ax = fig.subplots()
@@ -153,7 +154,7 @@ def plot_pareto(points: pd.DataFrame, *, task_metric: str = "accuracy",
     return fig
 
 
-def plot_scatter(points: pd.DataFrame, *, by: str = "mi.weight") -> Figure:
+def plot_scatter(points: pd.DataFrame, *, by: str = PARAM_MI_WEIGHT) -> Figure:
     """Final q_func against final q_struct per seed, coloured by `by`."""
     fig = _figure(4.8, 4.0)
     ax = fig.subplots()
@@ -167,7 +168,7 @@ def plot_scatter(points: pd.DataFrame, *, by: str = "mi.weight") -> Figure:
     return fig
 
 
-def plot_km(km: pd.DataFrame, *, by: str = "mi.weight") -> Figure:
+def plot_km(km: pd.DataFrame, *, by: str = PARAM_MI_WEIGHT) -> Figure:
     """Kaplan–Meier fraction emerged against epoch: one panel per level, q_func and q_struct."""
     levels = list(dict.fromkeys(km["level"]))
     fig = _figure(3.6 * max(1, len(levels)), 3.4)

@@ -20,6 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from analysis.figures import _figure
+from study.contract.params import PARAM_GROUPS, PARAM_HIDDEN, PARAM_LR
+from study.contract.params import PARAM_MI_WEIGHT as LAMBDA
 
 __all__ = [
     "CLAIM_COLOURS",
@@ -37,11 +39,10 @@ __all__ = [
 
 NOT_MEASURED = "not measured"
 TIMING_ROW = "Timing"
-LAMBDA = "mi.weight"
 
 # Dotted key -> the symbol a cell label uses (DESIGN.md's λ, K, N); others keep their last part.
-KEY_SYMBOLS: Mapping[str, str] = {"mi.weight": "λ", "partition.groups": "K",
-                                  "network.hidden": "N", "optim.lr": "lr"}
+KEY_SYMBOLS: Mapping[str, str] = {LAMBDA: "λ", PARAM_GROUPS: "K", PARAM_HIDDEN: "N",
+                                  PARAM_LR: "lr"}
 
 # Claim name (analysis.claims.CLAIMS) -> row title; unknown claims keep their name.
 CLAIM_TITLES: Mapping[str, str] = {"accuracy": "Accuracy kept",
@@ -185,7 +186,7 @@ def _keys(claims: pd.DataFrame, timing: pd.DataFrame | None) -> list[str]:
     source = claims if len(claims.columns) or timing is None or "cell" in timing else timing
     cols = [c for c in source.columns
             if c not in _STAT_COLUMNS and not str(c).startswith(_STAT_PREFIXES)]
-    return sorted(cols, key=lambda k: (k != "mi.weight", list(KEY_SYMBOLS).index(k)
+    return sorted(cols, key=lambda k: (k != LAMBDA, list(KEY_SYMBOLS).index(k)
                                        if k in KEY_SYMBOLS else len(KEY_SYMBOLS)))
 
 

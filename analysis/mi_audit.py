@@ -17,6 +17,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from study.contract.params import PARAM_MI_WEIGHT
+
 __all__ = ["mi_audit", "AUDIT_SERIES"]
 
 # (label, value column, null column or None); the excess is value − null
@@ -26,7 +28,7 @@ AUDIT_SERIES = (
     ("Gaussian plug-in", "mi_gauss", "mi_gauss_null"),
 )
 _COLOURS = {"mi": "tab:grey", "mi_heldout": "tab:blue", "mi_gauss": "tab:orange"}
-_BY = "mi.weight"
+_BY = PARAM_MI_WEIGHT  # one audit row and panel per λ
 
 
 def _per_seed(data) -> pd.DataFrame:

@@ -16,6 +16,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from study.contract.params import PARAM_MI_WEIGHT
+
 __all__ = [
     "Axis",
     "PhaseInfo",
@@ -262,7 +264,7 @@ def curve_bands_info(
     curves: pd.DataFrame,
     seeds: pd.DataFrame,
     *,
-    by: str | None = "mi.weight",
+    by: str | None = PARAM_MI_WEIGHT,
     metrics: Sequence[str] = ("q_func", "q_struct"),
 ) -> pd.DataFrame:
     """Median and interquartile band over seeds of each metric against epoch, per level of `by`.
@@ -304,7 +306,7 @@ def curve_bands_info(
 
 
 def pareto_info(seeds: pd.DataFrame, *, task_metric: str = "accuracy",
-                by: str | None = "mi.weight") -> pd.DataFrame:
+                by: str | None = PARAM_MI_WEIGHT) -> pd.DataFrame:
     """Per trial, median final task metric and q_func, and whether it is on their Pareto front.
 
     Both are maximised; a trial is on the front when no other trial is at least as good in both
@@ -332,7 +334,7 @@ def pareto_info(seeds: pd.DataFrame, *, task_metric: str = "accuracy",
     return df.sort_values("task").reset_index(drop=True)[cols]
 
 
-def scatter_info(seeds: pd.DataFrame, *, by: str | None = "mi.weight") -> pd.DataFrame:
+def scatter_info(seeds: pd.DataFrame, *, by: str | None = PARAM_MI_WEIGHT) -> pd.DataFrame:
     """Final q_func against final q_struct per seed, with the colouring hyperparameter.
 
     Returns:

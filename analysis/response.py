@@ -23,9 +23,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis.claims import CLAIMS, CLEAR_Z, _column
+from analysis.emergence import ALPHA
 from analysis.figures import _figure
 from analysis.matrix import CLAIM_TITLES, KEY_SYMBOLS
 from study.contract.outcomes import SUCCESS_THRESHOLD
+from study.contract.params import PARAM_MI_WEIGHT as LAMBDA
 
 __all__ = [
     "Binning",
@@ -47,13 +49,11 @@ __all__ = [
     "trial_means",
 ]
 
-LAMBDA = "mi.weight"
 MAX_LEVELS = 8  # a numeric key with more distinct values is continuous
 MIN_FILL = 0.5  # a grid with fewer of its combinations present is sparse
 LOG_SPAN = 20.0  # positive values spanning more than this factor go on a log axis
 MIN_DISTINCT = 4  # distinct key values a smooth fit needs
 ACCURACY_MARGIN = 0.02  # equivalence margin of "accuracy kept" (final task metric)
-ALPHA = 0.05
 
 
 class Design(NamedTuple):

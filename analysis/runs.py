@@ -1,7 +1,8 @@
 """Read one study back from MLflow into tidy pandas tables (docs/run-data.md is the contract).
 
-Every MLflow tag, param, metric and artifact name analysis reads is declared in the block below and
-nowhere else; ``tests/test_contract.py`` compares it with what ``study`` writes.
+Every MLflow tag, param, metric and artifact name analysis reads comes from ``study.contract``,
+the names' one owner that ``study`` writes by too, and is listed in :data:`READ_NAMES`;
+``tests/test_contract.py`` proves by a round trip that ``study`` writes them.
 """
 
 from __future__ import annotations
@@ -20,10 +21,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from study.contract import settings
+from study.contract import names, settings
+from study.contract.artifacts import ARTIFACT_CURVES, ARTIFACT_SEEDS, ARTIFACT_SPEC, ARTIFACTS
 from study.contract.outcomes import (DEFAULT_FINAL_WINDOW, DEFAULT_RUN, DEFAULT_Z,
                                SUCCESS_THRESHOLD, TASK_METRIC,
                                chance_modularity, seed_table)
+from study.contract.params import (PARAM_FINAL_WINDOW, PARAM_GROUPS, PARAM_HIDDEN, PARAM_RUN,
+                                   PARAM_SEED, PARAM_SIZES, PARAM_Z, PARAMS)
+from study.contract.tags import (ROLE_STUDY, ROLE_TRIAL, STATUSES, TAG_MESSAGE, TAG_OBJECTIVES,
+                                 TAG_PARENT, TAG_ROLE, TAG_STATUS, TAG_SWEPT, TAG_TASK, TAG_TRIAL,
+                                 TAG_VERSIONS, TAGS)
 
 __all__ = [
     "AnalysisInputError",
@@ -38,64 +45,37 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 # ---- run-data contract: every name analysis reads (docs/run-data.md) ---------------------------
-TAG_PARENT = "mlflow.parentRunId"  # MLflow's own parent/child link
-TAG_ROLE = "study.role"
-ROLE_STUDY, ROLE_TRIAL = "study", "trial"
-TAG_NAME = "study.name"
-TAG_TRIAL_ID = "study.trial_id"
-TAG_STATUS = "study.status"
-STATUSES = ("running", "finished", "diverged", "failed", "stopped")
-TAG_TASK = "study.task"
-TAG_SWEPT = "study.swept"  # JSON list of dotted keys
-TAG_OBJECTIVES = "study.objectives"  # JSON list of {"metric", "direction"}
-TAG_GIT_COMMIT = "study.git_commit"
-TAG_VERSIONS = "study.versions"  # JSON object
-TAG_MESSAGE = "study.message"
+# Each name is spelled once, in study.contract (tags, params, artifacts; the curve metrics in
+# names), which study writes by; READ_NAMES lists the ones analysis reads.
 # Task → (success metric, success if final value > threshold), from study.contract.outcomes (their
 # one owner; run-data.md "Who computes what").
 TASKS = {task: (m, SUCCESS_THRESHOLD[m]) for task, m in TASK_METRIC.items()}
 
-PARAM_HIDDEN = "network.hidden"  # N
-PARAM_GROUPS = "partition.groups"  # K
-PARAM_SIZES = "partition.sizes"  # optional JSON list of group sizes
-PARAM_MI_WEIGHT = "mi.weight"  # λ
-PARAM_SEEDS = "seeds"  # S, networks per trial
-PARAM_SEED = "seed"  # base seed; its column is renamed BASE_SEED_COLUMN (clashes with `seed`)
-PARAM_FINAL_WINDOW = "train.final_window"  # evaluations averaged into a final value, default 3
-PARAM_EPOCHS = "train.epochs"
-PARAM_EVAL_EVERY = "train.eval_every"
-PARAM_Z = "emergence.z"  # onset rule (study.contract.outcomes.onset); defaults for older studies
-PARAM_RUN = "emergence.run"
-
-CURVE_METRICS = ("task_loss", "accuracy", "r2", "mi", "mi_gauss", "q_func", "q_struct",
-                 "q_func_norm", "q_struct_norm", "d_in", "d_out", "d_corr")
-# The contract's null-referenced and partition-free curve metrics (issue 9): read when a study
-# has them; the report says "not measured in this study" when it does not.
-NEW_CURVE_METRICS = ("mi_gauss_null", "mi_heldout", "mi_heldout_null", "q_func_z", "q_struct_z",
-                     "q_struct_delta", "q_struct_delta_z", "nmi_func", "nmi_struct",
-                     "q_func_found", "q_struct_found", "q_update_z", "q_reset_z")
+# The null-referenced and partition-free curve metrics (the MI measurements with their nulls, the
+# modularity z-scores, NMIs and found communities), added after the first studies: read when a
+# study has them; the report says "not measured in this study" when it does not.
+NEW_CURVE_METRICS = (*names.MI_METRICS[2:], *names.MODULARITY_METRICS[4:])
+# The curve metrics every study has, in logging order (the task's loss and both task scores,
+# the training critic's MI and the plug-in, raw and normalised Q, specialisation).
+CURVE_METRICS = tuple(
+    m for m in (names.TASK_LOSS, *names.TASK_SCORES, *names.MI_METRICS, *names.MODULARITY_METRICS,
+                *names.SPECIALISATION_METRICS) if m not in NEW_CURVE_METRICS)
 SUMMARY_METRICS = ("final.success_rate", "final.differentiated_rate", "t_func", "t_struct", "lag",
                    "t_func_half", "t_struct_half", "n_seeds", "n_func_emerged",
                    "n_struct_emerged", "n_func_first", "n_struct_first", "n_tie", "n_neither",
                    *(f"final.{m}" for m in CURVE_METRICS))
 
-ARTIFACT_CURVES = "curves.parquet"
-ARTIFACT_SEEDS = "seeds.parquet"
-ARTIFACT_SPEC = "spec.yaml"  # on the study run
-ARTIFACT_REPORT = "report"  # folder on the study run that analysis writes
 CURVE_KEYS = ("seed", "seed_value", "epoch")  # + CURVE_METRICS present
 SEED_COLUMNS = ("seed", "seed_value", "success", "differentiated", "t_func", "t_struct", "lag",
                 "func_emerged", "struct_emerged", "t_func_censor", "t_struct_censor",
                 "t_func_half", "t_struct_half", "first", "onsets_measured")  # + final.<metric>
 
 READ_NAMES: Mapping[str, tuple[str, ...]] = {
-    "tags": (TAG_PARENT, TAG_ROLE, TAG_NAME, TAG_TRIAL_ID, TAG_STATUS, TAG_TASK, TAG_SWEPT,
-             TAG_OBJECTIVES, TAG_GIT_COMMIT, TAG_VERSIONS, TAG_MESSAGE),
+    "tags": TAGS,
     "tag_values": (ROLE_STUDY, ROLE_TRIAL, *STATUSES, *TASKS),
-    "params": (PARAM_HIDDEN, PARAM_GROUPS, PARAM_SIZES, PARAM_MI_WEIGHT, PARAM_SEEDS, PARAM_SEED,
-               PARAM_FINAL_WINDOW, PARAM_EPOCHS, PARAM_EVAL_EVERY, PARAM_Z, PARAM_RUN),
+    "params": PARAMS,
     "metrics": CURVE_METRICS + SUMMARY_METRICS,
-    "artifacts": (ARTIFACT_CURVES, ARTIFACT_SEEDS, ARTIFACT_SPEC, ARTIFACT_REPORT),
+    "artifacts": ARTIFACTS,
     "curve_columns": CURVE_KEYS + CURVE_METRICS,
     "seed_columns": SEED_COLUMNS + tuple(f"final.{m}" for m in CURVE_METRICS),
     "new_metrics": NEW_CURVE_METRICS,
@@ -329,7 +309,7 @@ def _dedupe(trial_runs: list[dict[str, Any]], study_ids: set[str]) -> tuple[list
     """Keep one run per trial id (FINISHED first, then latest started); the rest are dropped."""
     dropped, by_trial = [], {}
     for r in trial_runs:
-        trial_id = r["tags"].get(TAG_TRIAL_ID)
+        trial_id = r["tags"].get(TAG_TRIAL)
         parent = r["tags"].get(TAG_PARENT)
         if not trial_id:
             dropped.append((r["run_id"], None, r["status"], "orphan: no study.trial_id tag"))
@@ -344,7 +324,7 @@ def _dedupe(trial_runs: list[dict[str, Any]], study_ids: set[str]) -> tuple[list
         kept.append(group[0])
         dropped += [(r["run_id"], trial_id, r["status"], f"duplicate of run {group[0]['run_id']}")
                     for r in group[1:]]
-    kept.sort(key=lambda r: (r["start_time"], r["tags"][TAG_TRIAL_ID]))
+    kept.sort(key=lambda r: (r["start_time"], r["tags"][TAG_TRIAL]))
     return kept, dropped
 
 
@@ -369,7 +349,7 @@ def _has_artifact(client: Any, run_id: str, path: str) -> bool:
 def _read_trial(client: Any, r: dict[str, Any], tmp: str, notes: list[str]):
     """The trial's row, its seeds.parquet and curves.parquet frames (None when absent)."""
     tags, run_id = r["tags"], r["run_id"]
-    trial_id = tags[TAG_TRIAL_ID]
+    trial_id = tags[TAG_TRIAL]
     status = _status(tags.get(TAG_STATUS), r["status"])
     frames: dict[str, pd.DataFrame | None] = {}
     listed = set()

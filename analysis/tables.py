@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from study.contract.params import (PARAM_GROUPS, PARAM_HIDDEN, PARAM_LR, PARAM_MI_WEIGHT,
+                                   PARAM_REG_REC)
+
 __all__ = [
     "DISPLAY_NAMES",
     "EMPTY",
@@ -38,11 +41,11 @@ SENTINELS: Mapping[str, tuple[Any, ...]] = {"n_success": (-1,)}
 
 # Machine name -> what a reader sees. Unlisted names fall back to display_name()'s rule.
 DISPLAY_NAMES: Mapping[str, str] = {
-    "mi.weight": "λ",
-    "partition.groups": "K",
-    "network.hidden": "N",
-    "optim.lr": "learning rate",
-    "optim.reg_rec": "recurrent L2",
+    PARAM_MI_WEIGHT: "λ",
+    PARAM_GROUPS: "K",
+    PARAM_HIDDEN: "N",
+    PARAM_LR: "learning rate",
+    PARAM_REG_REC: "recurrent L2",
     "claim": "claim",
     "n": "pairs",
     "n_seeds": "seeds",

@@ -15,7 +15,7 @@ is censored at the last evaluation from which an onset could still have been con
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -345,12 +345,3 @@ def trial_metrics(seeds: pd.DataFrame, metrics: Sequence[str] = ()) -> dict[str,
         out[key] = float(sum(f == name for f in first))
     return out
 
-
-def lookup(mapping: Mapping[str, Any] | None, key: str, default: Any) -> Any:
-    """``mapping[key]`` when present and not NaN/None, else ``default``."""
-    if mapping is None or key not in mapping:
-        return default
-    v = mapping[key]
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return default
-    return v

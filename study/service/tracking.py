@@ -22,6 +22,10 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from study.contract import settings
+# the tags of the contract (docs/run-data.md), spelled once for study and analysis
+from study.contract.tags import (ROLE_STUDY, ROLE_TRIAL, TAG_COMMIT, TAG_MESSAGE, TAG_NAME,
+                                 TAG_OBJECTIVES, TAG_PARENT, TAG_ROLE, TAG_STATUS, TAG_SWEPT,
+                                 TAG_TASK, TAG_TRIAL, TAG_VERSIONS)
 
 __all__ = [
     "study_home",
@@ -39,21 +43,6 @@ __all__ = [
 
 log = logging.getLogger("study.service.tracking")
 
-# tag names of the contract (docs/run-data.md); analysis/runs.py declares the same names
-TAG_ROLE = "study.role"
-TAG_NAME = "study.name"
-TAG_TRIAL = "study.trial_id"
-TAG_STATUS = "study.status"
-TAG_TASK = "study.task"
-TAG_SWEPT = "study.swept"
-TAG_OBJECTIVES = "study.objectives"
-TAG_COMMIT = "study.git_commit"
-TAG_VERSIONS = "study.versions"
-TAG_MESSAGE = "study.message"
-TAG_PARENT = "mlflow.parentRunId"
-# the values of TAG_ROLE
-ROLE_STUDY = "study"
-ROLE_TRIAL = "trial"
 # tags the MLflow UI reads (mlflow 3.17, found in its JS bundle): the experiment kind picks the
 # view ("custom_model_development" = classic training runs, not the GenAI traces view); a note is
 # the experiment's / run's description (markdown); a shared view state is a saved runs-table view

@@ -119,7 +119,8 @@ def test_onset_rejects_bad_input():
 
 
 def test_outcomes_and_emergence_imports_stay_light():
-    # study/summary.py and study/config.py import study.contract.outcomes: no pandas, MLflow, SciPy.
+    # study.service.summary and study.spec import study.contract.outcomes: no pandas, MLflow,
+    # SciPy.
     code = ("import sys, study.contract.outcomes, analysis.emergence; "
             "print(sorted(m for m in ('pandas', 'mlflow', 'matplotlib', 'scipy', 'ray', "
             "'lifelines', 'statsmodels') if m in sys.modules))")

@@ -1,0 +1,31 @@
+"""Reading a report's HTML in tests: the attributes of every start tag, the findings paragraph."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+
+class _Tags(HTMLParser):
+    """Collects the attributes of every start tag."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def start_tags(html: str) -> list[tuple[str, dict[str, str]]]:
+    """(tag, attributes) of every start tag of the page, in order."""
+    p = _Tags()
+    p.feed(html)
+    return p.tags
+
+
+def findings_text(html: str) -> str:
+    """The text of the findings paragraph (fails the test when the page has none)."""
+    m = re.search(r'<p class="findings" id="findings">(.*?)</p>', html, re.S)
+    assert m, "the report has no findings paragraph"
+    return m.group(1)

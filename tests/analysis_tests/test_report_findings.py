@@ -1,0 +1,127 @@
+"""The findings of a report (analysis.report.findings): the verdicts per cell, the claims, the
+counts and the paragraph, on the fixture study and on synthetic studies with a known answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from report_html import findings_text as _findings
+
+from analysis.report import findings
+from analysis.runs import load_study
+
+
+def test_report_findings_give_a_verdict_per_cell_never_pooled(grid_report):
+    # The fixture's λ > 0 seeds all have q_func_z rise 5-7 evaluations before q_struct_z.
+    # A verdict is per cell of λ × K (the cells of a grid share seed values, so pooling K would
+    # count a seed twice): λ = 0.1, K = 2: 4 decided seeds, exact sign test p = 2 / 2^4 = 0.125;
+    # K = 3: 3 seeds, p = 0.25; λ = 0.3, K = 2: p = 0.125 (its K = 3 trial diverged and is
+    # excluded). BH over the 3 treated cells: 0.1875, 0.25, 0.1875: every cell inconclusive,
+    # although every decided seed is function-first: 3-4 seeds cannot show an order.
+    text = _findings(grid_report.path.read_text())
+    v = grid_report.findings.verdicts.set_index(["mi.weight", "partition.groups"])
+    assert v.loc[(0.1, 2), ["n_seeds", "n_func_first", "n_struct_first", "n_tie", "n_neither"]
+                 ].tolist() == [4, 4, 0, 0, 0]
+    assert v.loc[(0.1, 2), "p_sign"] == pytest.approx(2 / 2 ** 4)
+    assert v.loc[(0.1, 2), "p_sign_bh"] == pytest.approx(0.1875)
+    assert v.loc[(0.1, 3), "p_sign_bh"] == pytest.approx(0.25)
+    assert set(v["verdict"]) == {"inconclusive"}
+    assert (0.3, 3) not in v.index
+    assert v.loc[(0.0, 2), "n_neither"] == 4 and v.loc[(0.0, 3), "n_neither"] == 3
+    assert "Verdicts are per cell of mi.weight × partition.groups" in text
+    assert "λ = 0.1, partition.groups = 2 (4 seeds: function first 4" in text
+    assert "inconclusive (sign test, BH-adjusted p = 0.19)" in text
+    assert "Overall the timing is inconclusive" in text
+    assert "False emergence at λ = 0: q_func_z 0 of 7 seeds" in text
+    assert "3 seed(s) of trials cut short (trial diverged) are excluded" in text
+    assert "Wilcoxon" not in text and "median lag" not in text
+    cal = grid_report.findings.calibration
+    assert cal is not None and cal.false_function_first <= cal.alpha
+
+
+def test_report_findings_state_accuracy_drop_and_failures(grid_report):
+    text = _findings(grid_report.path.read_text())
+    assert grid_report.findings.accuracy_drop_at == 0.3
+    assert "starts to drop at λ = 0.3" in text
+    assert "1 trial(s) failed and 1 diverged" in text
+    assert "7 trials (5 finished, 1 diverged, 1 failed) and 21 analysed seeds" in text
+
+
+def test_report_tests_the_claims_per_cell_against_the_cells_controls(grid_report):
+    claims = grid_report.findings.claims
+    assert len(claims) and set(claims["claim"]) == {"accuracy", "functional", "structural", "mi"}
+    assert (pd.to_numeric(claims["mi.weight"]) > 0).all()  # controls are the reference, no row
+    assert "partition.groups" in claims  # per cell of K, never pooled over it
+    assert (claims["n"] <= 4).all()  # at most the seeds of one trial are paired
+    assert (grid_report.out_dir / "claims_by_cell.csv").exists()
+    text = _findings(grid_report.path.read_text())
+    assert "Claims, each (cell, λ) against the same cell" in text
+    cal = grid_report.findings.claims_calibration
+    assert cal is not None and (cal["rejected"] <= 0.07).all()
+
+
+def test_findings_are_reproducible_with_same_generator(fixture_study, grid_report):
+    study = load_study(fixture_study.name, fixture_study.tracking_uri)
+    again = findings(study, rng=np.random.default_rng(0))
+    assert again.text == grid_report.findings.text
+
+
+def _synthetic_study(firsts_treated: list[str], with_z: bool = True):
+    """A StudyData of λ = 0 controls (pure-noise z) and λ = 0.1 seeds with the given outcomes."""
+    from analysis.runs import StudyData
+
+    epochs = np.arange(0, 501, 25, dtype=float)
+    rng = np.random.default_rng(5)
+    curves, seeds = [], []
+    for trial, lam, firsts in (("c", 0.0, ["neither"] * 6), ("t", 0.1, firsts_treated)):
+        for s, f in enumerate(firsts):
+            zf = rng.normal(0, 0.8, epochs.size)
+            zs = rng.normal(0, 0.3, epochs.size)
+            t_f = {"function": 100.0, "structure": 300.0}.get(f, np.nan)
+            t_s = {"function": 300.0, "structure": 100.0}.get(f, np.nan)
+            if np.isfinite(t_f):
+                zf += 10.0 * (epochs >= t_f)
+                zs += 10.0 * (epochs >= t_s)
+            row = {"trial_id": trial, "run_id": trial, "seed": s, "epoch": epochs,
+                   "q_func": 0.0, "q_struct": 0.0, "accuracy": 0.95}
+            if with_z:
+                row |= {"q_func_z": zf, "q_struct_z": zs}
+            curves.append(pd.DataFrame(row))
+    curves = pd.concat(curves, ignore_index=True)
+    from study.contract.outcomes import seed_table
+
+    for trial, lam in (("c", 0.0), ("t", 0.1)):
+        tab = seed_table(curves[curves["trial_id"] == trial].drop(columns=["trial_id", "run_id"]),
+                         task="working_memory")
+        seeds.append(tab.assign(trial_id=trial, run_id=trial, status="finished", running=False,
+                                **{"mi.weight": lam, "train.eval_every": 25}))
+    trials = pd.DataFrame({"trial_id": ["c", "t"], "run_id": ["c", "t"],
+                           "status": ["finished"] * 2, "mi.weight": [0.0, 0.1]})
+    return StudyData(name="synthetic", tracking_uri="", experiment_id="0", study_run_id=None,
+                     status="finished", tags={}, task="working_memory", swept=["mi.weight"],
+                     trials=trials, seeds=pd.concat(seeds, ignore_index=True), curves=curves,
+                     dropped=pd.DataFrame())
+
+
+def test_findings_say_inconclusive_when_the_data_are():
+    f = findings(_synthetic_study(["function", "structure"] * 3), rng=np.random.default_rng(0))
+    v = f.verdicts.set_index("mi.weight")
+    assert len(v) == 2  # one row per λ: controls never pooled with treated seeds
+    assert v.loc[0.1, ["n_func_first", "n_struct_first"]].tolist() == [3, 3]
+    assert v.loc[0.1, "verdict"] == "inconclusive"
+    assert "Overall the timing is inconclusive" in f.text
+    assert f.calibration is not None and f.calibration.n_seeds == 6
+
+
+def test_findings_state_a_clear_order_and_not_inconclusive():
+    f = findings(_synthetic_study(["function"] * 6), rng=np.random.default_rng(0))
+    assert f.verdicts.set_index("mi.weight").loc[0.1, "verdict"] == "function first"
+    assert "inconclusive" not in f.text.split("λ = 0.1")[1].split(".")[0]
+    assert "Overall the timing is inconclusive" not in f.text
+
+
+def test_findings_without_z_scores_say_not_measured():
+    f = findings(_synthetic_study(["function"] * 6, with_z=False), rng=np.random.default_rng(0))
+    assert not f.measured and "not measured in this study" in f.text
+    assert "function first" not in f.text
