@@ -3,7 +3,7 @@
 # (see README "Benchmarks"). Results land in $OUT (or bench/results when run by hand).
 #   0. installs the few wheels the GPU image lacks, carried in .whl/ (pydantic and its deps;
 #      pytest, pluggy, iniconfig for step 1): `pip download --only-binary :all: -d .whl ...`,
-#   1. the CUDA-path tests (tests/study_tests/test_cuda_paths.py): the CUDA-graph leaky scan
+#   1. the CUDA-path tests (tests/study_tests/core_tests/test_cuda_paths.py): the CUDA-graph leaky scan
 #      equals the eager loop (forward, BPTT, whole epochs), the bfloat16 critic on CUDA agrees
 #      with float32, an epoch's finiteness checks are one host sync and still raise,
 #   2. both tasks, both networks and the K>2 / MINE paths train on CUDA (gpu_smoke.py),
@@ -43,7 +43,7 @@ step() {  # step NAME CMD...: run, keep going, remember the first failure
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 if python3 -c "import pytest" 2>/dev/null; then
   step cuda-tests timeout 150 python3 -m pytest -q -p no:cacheprovider -rs \
-    tests/study_tests/test_cuda_paths.py --junitxml "$OUT/cuda-tests.xml"
+    tests/study_tests/core_tests/test_cuda_paths.py --junitxml "$OUT/cuda-tests.xml"
 else
   echo "== cuda-tests: skipped (no pytest in the image or .whl/)"
 fi

@@ -2,6 +2,6 @@
 
 tasks/ (working memory, chaos separation), networks (leaky RNN, GRU), partition (subgroup
 labels), optim (replica optimisers), mi/ (critic, estimators, penalty, measurement),
-modularity, specialization, scores, communities (Leiden); metrics gathers the evaluation
-metrics under one name; _checks holds the argument checks they share.
+modularity, specialization, scores, communities (Leiden); _checks holds the argument checks
+they share.
 """

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from study.contract.artifacts import ARTIFACT_CURVES, ARTIFACT_SEEDS
 from study.contract.outcomes import seed_table, trial_metrics
 from study.spec import TrialConfig
 from study.training import EvalRecord
@@ -69,7 +70,7 @@ def write_outputs(directory: Path, cfg: TrialConfig, summary: Summary) -> list[P
     """curves.parquet, seeds.parquet, config.yaml and figures/q_curves.png into `directory`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    paths = [directory / "curves.parquet", directory / "seeds.parquet", directory / "config.yaml"]
+    paths = [directory / ARTIFACT_CURVES, directory / ARTIFACT_SEEDS, directory / "config.yaml"]
     summary.curves.to_parquet(paths[0], index=False)
     summary.seeds.to_parquet(paths[1], index=False)
     paths[2].write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

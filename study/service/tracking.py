@@ -22,6 +22,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from study.contract import settings
+from study.contract.artifacts import ARTIFACT_REPORT, ARTIFACT_SPEC, REPORT_FILE
 # the tags of the contract (docs/run-data.md), spelled once for study and analysis
 from study.contract.tags import (ROLE_STUDY, ROLE_TRIAL, TAG_COMMIT, TAG_MESSAGE, TAG_NAME,
                                  TAG_OBJECTIVES, TAG_PARENT, TAG_ROLE, TAG_STATUS, TAG_SWEPT,
@@ -52,7 +53,7 @@ KIND_TRAINING = "custom_model_development"
 TAG_NOTE = "mlflow.note.content"
 TAG_VIEW_PREFIX = "mlflow.sharedViewState."
 TRIALS_VIEW = "trials"  # id of the saved view of the trial runs
-REPORT_ARTIFACT = "report/report.html"  # where `python -m analysis report` logs the report
+REPORT_ARTIFACT = f"{ARTIFACT_REPORT}/{REPORT_FILE}"  # where `analysis report` logs it
 
 # study.status -> MLflow run status
 _RUN_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED",
@@ -215,7 +216,7 @@ class StudyTracker:
                 self.client.log_batch(run_id, params=[Param(k, str(v)[:6000])
                                                       for k, v in params.items()])
             if spec_text is not None:
-                self.client.log_text(run_id, spec_text, "spec.yaml")
+                self.client.log_text(run_id, spec_text, ARTIFACT_SPEC)
         else:
             self.client.update_run(run_id, status="RUNNING")
             self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])

@@ -14,7 +14,7 @@ import pytest
 
 from study.contract import settings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 ALL_NAMES = sorted({*settings.SETTINGS, *settings.RENAMED, *settings.RENAMED.values()})
 

@@ -325,7 +325,7 @@ def test_unflatten_rejects_field_inside_value():
 # ----------------------------------------------------------------------------------------------
 # The package: light, and imported as a whole
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_validating_a_study_imports_neither_torch_nor_ray():

@@ -26,8 +26,8 @@ from cluster_helpers import kill_all
 from study.spec import load_study
 from study.service.driver import objective_values
 
-SPECS = Path(__file__).parent / "specs"
-REPO = Path(__file__).resolve().parents[2]
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+REPO = Path(__file__).resolve().parents[3]
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -26,7 +26,7 @@ from study.spec import TrialConfig, load_trial_config
 from study.service.summary import summarize
 from study.training import EvalRecord, metric_names
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_contract_params_read_by_analysis_exist_in_the_trial_config():

@@ -345,7 +345,7 @@ def test_swap_test_shows_the_clean_partner_asymmetry():
 # ----------------------------------------------------------------------------------------------
 # checkpoints written before the estimators kept their own state
 
-CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 # what checkpoints/make_before_estimator_state.py built its penalties with
 _BEFORE_LABELS = np.array([0, 0, 0, 1, 1])
 _BEFORE_KW = dict(critic={"width": 8, "depth": 1}, optim={"kind": "adam", "lr": 1e-2},
