@@ -40,7 +40,7 @@ __all__ = [
 NOT_MEASURED = "not measured"
 TIMING_ROW = "Timing"
 
-# Dotted key -> the symbol a cell label uses (DESIGN.md's λ, K, N); others keep their last part.
+# Dotted key -> the symbol a cell label uses (λ, K, N); others keep their last part.
 KEY_SYMBOLS: Mapping[str, str] = {LAMBDA: "λ", PARAM_GROUPS: "K", PARAM_HIDDEN: "N",
                                   PARAM_LR: "lr"}
 

@@ -1,5 +1,5 @@
 """The MI audit: per λ, every MI figure of a study against epoch, each measured one as excess
-over its own null floor, with the floor drawn (issue 8, docs/run-data.md).
+over its own null floor, with the floor drawn (docs/run-data.md).
 
 Three kinds of number are compared. `mi` is the training critic's value right after the
 network was trained to fool it (in clean_partner mode the critic objective, which includes a

@@ -59,7 +59,7 @@ class PhaseInfo(NamedTuple):
     sparse_cells: int  # non-empty cells with fewer than MIN_SEEDS seeds
 
 
-# Null-referenced and partition-free finals (issue 9): shown first when a study measured them.
+# Null-referenced and partition-free finals: shown first when a study measured them.
 Z_QUANTITIES = {
     "final.q_func_z": "median final q_func z-score",
     "final.q_struct_z": "median final q_struct z-score",
@@ -78,7 +78,7 @@ EMERGED_RATES = {
 
 
 def phase_quantities(task_metric: str, columns: Sequence[str] | None = None) -> dict[str, str]:
-    """Quantity column → title of the phase-diagram panels (DESIGN.md §5, method.md §15.4).
+    """Quantity column → title of the phase-diagram panels (docs/method.md §15.4).
 
     With ``columns`` (the seeds' columns) the null-referenced quantities of ``Z_QUANTITIES``
     that the study measured come first; those it did not measure are left out.

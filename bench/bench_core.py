@@ -29,7 +29,7 @@ from study.core.optim import ReplicaOptimizer  # noqa: E402
 from study.core.partition import groups  # noqa: E402
 from study.training.device import keep_freed_memory  # noqa: E402
 
-# reference working-memory sizes (method.md §2.1, §3.2, §4, §5.1)
+# reference working-memory sizes (docs/method.md §2.1, §3.2, §4, §5.1)
 N_HIDDEN, N_IN, N_OUT, BATCH = 40, 4, 2, 20
 TRANSIENT, SEGMENT = 1000, 2000
 ALPHA, NOISE = 0.1, 0.1
@@ -63,7 +63,7 @@ def leaky_call(s: int, device: torch.device, *, backward: bool) -> Callable[[], 
     net = LeakyRNN(s, N_IN, N_HIDDEN, N_OUT, alpha=ALPHA, seed=0).to(device)
     gen = torch.Generator(device=device).manual_seed(0)
     t_len = TRANSIENT + SEGMENT
-    # pulse-like inputs (duty ≈ 0.077, method.md §2.2) and ±1 targets; data generation untimed
+    # pulse-like inputs (duty ≈ 0.077, docs/method.md §2.2) and ±1 targets; data generation untimed
     inputs = (torch.rand(s, t_len, BATCH, N_IN, generator=gen, device=device) < 0.077).float()
     targets = torch.rand(s, SEGMENT, BATCH, N_OUT, generator=gen, device=device).round() * 2 - 1
 
@@ -94,7 +94,7 @@ def critic_call(s: int, pairs: int, device: torch.device) -> Callable[[], None]:
     act = torch.randn(s, REF_PAIRS, N_HIDDEN, generator=gen, device=device)  # states x
 
     def call() -> None:
-        mi.critic_step(act, gen, transform=torch.tanh)  # MI on rates tanh(x), method.md §4.1
+        mi.critic_step(act, gen, transform=torch.tanh)  # MI on rates tanh(x), docs/method.md §4.1
 
     return call
 

@@ -1,4 +1,4 @@
-"""Cost and noise of the null-referenced and partition-free modularity metrics (issue 9, 13.4).
+"""Cost and noise of the null-referenced and partition-free modularity metrics.
 
     PYTHONPATH=. .venv/bin/python bench/bench_modularity.py [--train-epochs 300]
 

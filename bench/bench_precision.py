@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ROOT / "search_spaces"
-# context, not same-run numbers (see README "Benchmarks" and issue 13)
+# context, not same-run numbers (see README "Benchmarks")
 REFERENCE_TF = {
     "note": "official TensorFlow code, paper-wm, earlier runs on a 2-core VM; only same-run "
             "ratios are comparable across hosts",

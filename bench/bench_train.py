@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_train.py [--device cuda] [--presets cpu-wm paper-wm] [--seeds 1 4 16]
 
-One epoch = the critic steps + one network update (method.md §5.2). "S separate runs" is S
+One epoch = the critic steps + one network update (docs/method.md §5.2). "S separate runs" is S
 epochs of a single-seed trainer (the same work S one-seed trials do), so the population gain is
 the measured ratio S·t(1)/t(S). Also records where the time goes (data / critic / network) and,
 for the largest S, the top operators of a torch profile. Writes

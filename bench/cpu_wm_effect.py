@@ -5,8 +5,8 @@
 Both trials run as `python -m study train` (one thread each, side by side on a 2-core machine,
 or one after another with --serial). Writes bench/results/cpu-wm-effect-<host>.json: per seed and
 λ the final accuracy, q_func, q_struct, mi_gauss, the half-rise epochs of q_func and q_struct,
-and each trial's wall time, plus the checks of issue 3: accuracy ≥ 0.9 in most seeds at both λ,
-q_func higher with the penalty by ≥ 0.2, q_struct rising after q_func in most penalised seeds. The MI audit (issue 8) adds, per seed at
+and each trial's wall time, plus the replication checks: accuracy ≥ 0.9 in most seeds at both λ,
+q_func higher with the penalty by ≥ 0.2, q_struct rising after q_func in most penalised seeds. The MI audit adds, per seed at
 the last evaluation, mi, mi_gauss, mi_gauss_null, mi_heldout, mi_heldout_null, and per λ their
 means and the spread of each measurement's excess over its null floor.
 """
@@ -78,7 +78,7 @@ def main() -> int:
                 "q_struct": round(float(s["final.q_struct"]), 4),
                 "mi_gauss": round(float(s["final.mi_gauss"]), 4),
                 "mi_critic": round(float(s["final.mi"]), 4),
-                # the MI audit at the last evaluation (issue 8): measurements and null floors
+                # the MI audit at the last evaluation: measurements and null floors
                 **{f"last.{m}": round(float(at_end[m]), 4) for m in _AUDIT if m in at_end},
                 "t_func": None if pd.isna(s["t_func"]) else float(s["t_func"]),
                 "t_struct": None if pd.isna(s["t_struct"]) else float(s["t_struct"]),

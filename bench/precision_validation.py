@@ -1,4 +1,4 @@
-"""Is a bfloat16 critic statistically indistinguishable from float32 on cpu-wm? (issue 13)
+"""Is a bfloat16 critic statistically indistinguishable from float32 on cpu-wm?
 
     .venv/bin/python bench/precision_validation.py [--seeds 8] [--parallel 2]
         [--set KEY=VALUE ...] [--from DIR] [--out FILE]

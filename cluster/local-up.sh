@@ -66,7 +66,7 @@ for tool in python ray mlflow; do
     fi
 done
 PY="$venv_bin/python"
-# Jobs run `python` from the PATH of the process that ran `ray start` (stack.md §5.1), so the
+# Jobs run `python` from the PATH of the process that ran `ray start` (docs/stack.md §5.1), so the
 # head must see the project venv first.
 export PATH="$venv_bin:$PATH"
 export VIRTUAL_ENV="$repo_root/.venv"
@@ -152,7 +152,7 @@ if [[ $(printf '%s\n' "${ports[@]}" | sort -u | wc -l) -ne ${#ports[@]} ]]; then
     exit 2
 fi
 
-# --- STUDY_HOME, made absolute (jobs run from a temporary working dir: stack.md §5.1) ---------
+# --- STUDY_HOME, made absolute (jobs run from a temporary working dir: docs/stack.md §5.1) ---------
 umask 077  # the stores, logs, token and env.sh are the user's alone
 mkdir -p -- "$study_home"
 study_home=$(cd -- "$study_home" && pwd -P)

@@ -23,7 +23,7 @@ def free_port() -> int:
 
 def script_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "STUDY_HOME")}
-    env["RAY_AUTH_MODE"] = "disabled"  # explicit for every command (stack.md §0 item 3)
+    env["RAY_AUTH_MODE"] = "disabled"  # explicit for every command (docs/stack.md §0.3)
     env.update(extra)
     return env
 

@@ -1,4 +1,4 @@
-"""Closed forms of jointly Gaussian data shared by the MI tests (ground-truth.md): correlated
+"""Closed forms of jointly Gaussian data shared by the MI tests (docs/ground-truth.md): correlated
 pairs and their log density ratio, the optimal critic's DV and InfoNCE values, equicorrelated
 groups and their pairwise and total-correlation MI, and MI seen through input noise.
 """
@@ -13,7 +13,7 @@ from scipy.special import logsumexp
 def _correlated(rng, m, d, mi):
     """(x, y), each (M, d): d independent unit-Gaussian pairs with I(x; y) = mi nats.
 
-    I = −(d/2)·ln(1 − ρ²), so ρ = √(1 − exp(−2I/d)) (ground-truth.md).
+    I = −(d/2)·ln(1 − ρ²), so ρ = √(1 − exp(−2I/d)) (docs/ground-truth.md).
     """
     rho = math.sqrt(1 - math.exp(-2 * mi / d))
     x = rng.standard_normal((m, d))
@@ -62,7 +62,7 @@ def _pairwise_truth(rho, d):
 
 
 def _tc_truth(rho, d, k=3):
-    return d * (-0.5 * math.log((1 - rho) ** (k - 1) * (1 + (k - 1) * rho)))  # ground-truth.md
+    return d * (-0.5 * math.log((1 - rho) ** (k - 1) * (1 + (k - 1) * rho)))
 
 
 def _mi_closed_form(rho: float, d: int, sigma: float = 0.0) -> float:

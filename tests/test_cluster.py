@@ -376,7 +376,7 @@ def test_dockerfile_torch_pin_within_pyproject_bounds():
 
 
 def test_dockerfile_never_uses_a_pip_constraint_file():
-    # The ray image's requirements_compiled.txt pins CPU torch (stack.md §5.3).
+    # The ray image's requirements_compiled.txt pins CPU torch (docs/stack.md §5.3).
     runs = [rest for word, rest in _dockerfile(CLUSTER / "Dockerfile") if word == "RUN"]
     installs = [c.strip() for r in runs for c in re.split(r"&&|;", r) if "pip install" in c]
     assert any("torch==" in c for c in installs)

@@ -363,7 +363,7 @@ def test_worker_node_removed_mid_study_trials_resume_on_the_other(tmp_path, monk
 
 # --- tracking outage -----------------------------------------------------------------------------
 
-OUTAGE_S = 12  # at least; the 30 s cost CI time, the mechanism (connect retries) is the
+OUTAGE_S = 12  # at least; a 30 s outage costs CI time, the mechanism (connect retries) is the
 # same: the client's retries wait about 0, 4, 8, 16, 32, 64 s, two minutes in all
 
 

@@ -1,5 +1,5 @@
 """The launch path: `ray start --head` (cluster/local-up.sh) + `ray job submit` of a study,
-with trial runs logged to a real `mlflow server` on loopback (DESIGN.md §1, job 1)."""
+with trial runs logged to a real `mlflow server` on loopback (README.md, "Launch a study")."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ trials without a current ``seeds.parquet``) compute a seed's outcomes here and n
 (docs/run-data.md, "Who computes what"). The module is pure NumPy at import time (pandas is
 imported inside :func:`seed_table`), so the training side pulls in nothing heavy.
 
-Onset rule (DESIGN.md §5, issue 9): a metric's onset is the first evaluation from which its
+Onset rule (docs/run-data.md, "Onsets"): a metric's onset is the first evaluation from which its
 null-referenced z-score stays ``>= z`` for ``run`` consecutive evaluations. It looks only at that
 evaluation and the ``run - 1`` after it, never at the run's end, so truncating the curve after
 ``onset + run - 1`` evaluations cannot move it. A curve with no such stretch "did not emerge" and
@@ -46,7 +46,7 @@ __all__ = [
     "which_first",
 ]
 
-# method.md §11: success = final accuracy > 0.9 (WM) or final mean R² > 0.96 (separation);
+# docs/method.md §11: success = final accuracy > 0.9 (WM) or final mean R² > 0.96 (separation);
 # differentiated = success and final q_struct > 0.1 (the paper's absolute cut, kept for
 # reproduction; the null-referenced onsets below are what the timing statistics use).
 TASK_METRIC = {"working_memory": "accuracy", "chaos_separation": "r2"}
@@ -74,7 +74,7 @@ def success_metric(task: str | None) -> str:
 
 
 def group_sizes(n_hidden: int, n_groups: int, sizes: Sequence[int] | None = None) -> list[int]:
-    """Sizes of the K contiguous subgroups of N units (DESIGN.md §3, "Subgroups").
+    """Sizes of the K contiguous subgroups of N units.
 
     Args:
         n_hidden: N, the number of units.
@@ -110,7 +110,7 @@ def chance_modularity(n_hidden: int, n_groups: int, sizes: Sequence[int] | None 
     """Newman Q of the fixed partition on the complete graph with equal weights: Q's chance level.
 
     Q_chance = Σ_c [n_c(n_c − 1) / (N(N − 1)) − (n_c / N)²], which is −1/(2(N − 1)) for two equal
-    halves (ground-truth.md, "Modularity"). A graph with no group structure sits here, not at 0.
+    halves (docs/ground-truth.md). A graph with no group structure sits here, not at 0.
     """
     n = int(n_hidden)
     if n < 2:
@@ -207,7 +207,7 @@ def half_rise(epochs: Any, values: Any, final_window: int = DEFAULT_FINAL_WINDOW
 
     X_0 is the first finite value and X_end the mean of the last ``final_window`` finite values.
     A curve that keeps rising until the end gets a later half-rise the longer it runs, so this
-    number is never used for a test (issue 9); NaN for a falling or flat curve.
+    number is never used for a test; NaN for a falling or flat curve.
     """
     t, x = _check_curve("half_rise()", epochs, values)
     ok = np.isfinite(x)

@@ -1,4 +1,4 @@
-"""Modularity of a fixed partition (method.md §10.1): Newman Q and Q/Q_max of functional
+"""Modularity of a fixed partition (docs/method.md §10.1): Newman Q and Q/Q_max of functional
 (|corr| of activity) and structural (|W| + |W|ᵀ) graphs, Q's z-score against random partitions
 of the same group sizes, and the graph of the weight change ΔW.
 
@@ -56,7 +56,7 @@ def _q_and_norm(
 
 
 def modularity(adjacency: torch.Tensor, labels: Labels) -> torch.Tensor:
-    """Weighted Newman modularity Q of the fixed partition `labels` (method.md §10.1).
+    """Weighted Newman modularity Q of the fixed partition `labels` (docs/method.md §10.1).
 
     Q = (1/2m) Σ_ij [A_ij − k_i k_j / 2m] δ(g_i, g_j), with k_i = Σ_j A_ij and 2m = Σ_ij A_ij,
     after zeroing the diagonal. Equals `networkx.community.modularity` (resolution 1).
@@ -80,7 +80,7 @@ def modularity(adjacency: torch.Tensor, labels: Labels) -> torch.Tensor:
 
 
 def modularity_max(adjacency: torch.Tensor, labels: Labels) -> torch.Tensor:
-    """Largest Q the partition allows for these degrees (method.md §10.1).
+    """Largest Q the partition allows for these degrees (docs/method.md §10.1).
 
     Q_max = 1 − (1/(2m)²) Σ_c a_c², with a_c = Σ_{i∈c} k_i the total degree of group c;
     Q/Q_max is the normalised modularity (`Q_nom` in the reference code).
@@ -126,7 +126,7 @@ def _abs_corr(activity: torch.Tensor) -> torch.Tensor:
 
 
 def functional_adjacency(activity: torch.Tensor) -> torch.Tensor:
-    """Functional graph: |Pearson correlation| between units over samples (method.md §10.1).
+    """Functional graph: |Pearson correlation| between units over samples (docs/method.md §10.1).
 
     Args:
         activity: shape (..., M, N), float; M samples (the caller flattens batch × time into
@@ -171,7 +171,7 @@ def _structural(weights: torch.Tensor) -> torch.Tensor:
 
 
 def structural_adjacency(weights: torch.Tensor) -> torch.Tensor:
-    """Structural graph |W| + |W|ᵀ with zero diagonal (method.md §10.1).
+    """Structural graph |W| + |W|ᵀ with zero diagonal (docs/method.md §10.1).
 
     Args:
         weights: shape (..., N, N), float, any sign, e.g. W_rec of shape (S, N, N).

@@ -1,4 +1,4 @@
-"""Population-batched recurrent networks: a leaky-integrator RNN and a GRU (method.md §3, §7).
+"""Population-batched recurrent networks: a leaky-integrator RNN and a GRU (docs/method.md §3, §7).
 
 Every weight has a leading seed axis S, so S independent networks run as one batched recurrence.
 Weights use the row-vector convention of the reference (W[i, j] is the weight from i to j).
@@ -195,12 +195,12 @@ class _Population(nn.Module):
 
 
 class LeakyRNN(_Population):
-    """Leaky-integrator tanh RNN with additive state noise (method.md §3.1).
+    """Leaky-integrator tanh RNN with additive state noise (docs/method.md §3.1).
 
     x_t = (1 − α)·x_{t−1} + α·(u_t W_in + b + tanh(x_{t−1}) W_rec) + ξ_t,  ξ_t ~ N(0, σ² I)
     z_t = tanh(x_t) W_out + b_out
 
-    MI uses the rates tanh(x); correlations use the pre-activations x (method.md §14.9).
+    MI uses the rates tanh(x); correlations use the pre-activations x (docs/method.md §14.9).
     """
 
     def __init__(
@@ -218,7 +218,7 @@ class LeakyRNN(_Population):
         self.alpha = alpha  # the state noise is drawn by the caller and passed to forward()
         gen = member_generators(seed, n_seeds)
         s, n = n_seeds, n_hidden
-        # W_rec ~ N(0, g²/N); W_in, W_out Glorot-uniform; zero biases (method.md §3.3)
+        # W_rec ~ N(0, g²/N); W_in, W_out Glorot-uniform; zero biases (docs/method.md §3.3)
         self.w_rec = nn.Parameter(
             torch.stack([torch.randn(n, n, generator=g) * (gain / math.sqrt(n)) for g in gen])
         )
@@ -276,7 +276,7 @@ class LeakyRNN(_Population):
         return self.w_in
 
     def regularised(self) -> dict[str, Tensor]:
-        """The weights the explicit penalty acts on, by role (method.md §3.4)."""
+        """The weights the explicit penalty acts on, by role (docs/method.md §3.4)."""
         return {"in": self.w_in, "rec": self.w_rec, "out": self.w_out}
 
     def snapshot(self) -> dict[str, Tensor]:
@@ -289,7 +289,7 @@ class LeakyRNN(_Population):
 
 
 class GRU(_Population):
-    """Keras-style GRU (reset_after=True) with a linear readout, batched over seeds (method.md §7).
+    """Keras-style GRU (reset_after=True) with a linear readout, seed-batched (docs/method.md §7).
 
     Gate blocks are ordered (z, r, h) along the last axis as in Keras:
         z = σ(x W_z + b_z + h U_z + b'_z),  r = σ(x W_r + b_r + h U_r + b'_r)
@@ -336,7 +336,7 @@ class GRU(_Population):
         h = x0
         states = []
         # unbind, not gx_all[:, t]: each select's backward would materialise a full-size zero
-        # tensor, making BPTT quadratic in T (feasibility.md §1)
+        # tensor, making BPTT quadratic in T (docs/feasibility.md §1)
         for t, gx in enumerate(gx_all.unbind(1)):
             grad = t >= n_transient
             with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
@@ -353,7 +353,7 @@ class GRU(_Population):
         return NetOutput(hs, self._readout(hs) if outputs else None, _identity)
 
     def recurrent_weights(self) -> Tensor:
-        """(S, N, N): the candidate block U_h (method.md §10.2: the block used for Q_str)."""
+        """(S, N, N): the candidate block U_h (docs/method.md §10.2: the block used for Q_str)."""
         n = self.n_hidden
         return self.u[:, :, 2 * n:]
 

@@ -1,4 +1,4 @@
-"""Keras-semantics optimisers for population-batched parameters (method.md §14.1–14.3).
+"""Keras-semantics optimisers for population-batched parameters (docs/method.md §14.1–14.3).
 
 Every parameter has a leading replica axis (seeds, or seeds × critic pairs); each replica is a
 separate model of the reference, so gradient clipping acts per tensor *and* per replica.

@@ -19,7 +19,7 @@ def groups(n_units: int, n_groups: int, sizes: Sequence[int] | None = None) -> n
     """Label vector of K contiguous groups over N units.
 
     Without `sizes` the groups are as equal as possible, larger groups first
-    (N=40, K=3 gives sizes 14, 13, 13); the reference uses two halves (method.md §3.5, §7.6).
+    (N=40, K=3 gives sizes 14, 13, 13); the reference uses two halves (docs/method.md §3.5, §7.6).
 
     Args:
         n_units: number of units N, at least 1.

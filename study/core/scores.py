@@ -1,4 +1,4 @@
-"""Task scores of the network outputs (method.md §2.4, §6.6): sign accuracy against ±1 targets
+"""Task scores of the network outputs (docs/method.md §2.4, §6.6): sign accuracy against ±1 targets
 and per-output R², over (B, T, C) with any leading axes (seed axis S first).
 """
 
@@ -23,7 +23,7 @@ def _check_pair(output: object, target: object, where: str) -> tuple[torch.Tenso
 
 
 def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Sign agreement between outputs and ±1 targets (method.md §2.4).
+    """Sign agreement between outputs and ±1 targets (docs/method.md §2.4).
 
     Mean over (B, T, C) of [(output > 0) == (target > 0)]: Keras BinaryAccuracy of
     round((y+1)/2) against (z+1)/2 at threshold 0.5, where y = 0 rounds to label 0 (banker's

@@ -1,4 +1,4 @@
-"""Specialisation index D (method.md §10.1): how one-to-one the unit groups map onto the input
+"""Specialisation index D (docs/method.md §10.1): how one-to-one the unit groups map onto the input
 or output channels, from a (..., N, C) non-negative strength matrix batched over leading axes.
 """
 
@@ -34,7 +34,7 @@ def _best_assignment(m: torch.Tensor) -> torch.Tensor:
 
 
 def specialization(strength: torch.Tensor, labels: Labels, channels: Labels) -> torch.Tensor:
-    """Specialisation index D: how one-to-one groups map onto channels (method.md §10.1).
+    """Specialisation index D: how one-to-one groups map onto channels (docs/method.md §10.1).
 
     With M[c, k] = Σ_{i∈G_c} Σ_{j: channels[j]=k} strength[i, j] and T = Σ M,
     D = max_π [Σ_c M[c,π(c)] − (1/(K−1)) Σ_c Σ_{k≠π(c)} M[c,k]] / T over one-to-one π,

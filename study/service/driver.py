@@ -5,7 +5,7 @@ everything that can fail (search space, sampler, scheduler, Optuna storage, Ray:
 RAY_ADDRESS / --address is given, else embedded) and only then opens the MLflow study run, which
 it closes on every exit path. Each step is a function of its own below, in the order
 `run_study` calls them. The trial-process half (the trainable) is `study.service.worker`; its public
-names are re-exported here. Ray API names follow reference/stack.md §0 (ray.tune.* only inside
+names are re-exported here. Ray API names follow docs/stack.md §0.1 (ray.tune.* only inside
 trainables). Ray and Optuna are imported inside the steps that use them: `python -m study
 validate` imports this module for `check_search` and must stay light.
 """

@@ -60,7 +60,7 @@ def objective_values(summary: Mapping[str, float], objectives, constraints, *,
                      diverged: bool = False) -> list[float]:
     """The value(s) reported to Optuna: the objective metrics, penalised when a constraint fails.
 
-    Always finite (Optuna cannot `tell` NaN, stack.md §3.8): a missing metric or a diverged trial
+    Always finite (Optuna rejects NaN, docs/stack.md §3.8): a missing metric or a diverged trial
     gets the worst value for its direction.
     """
     violation = 0.0

@@ -1,6 +1,6 @@
 """The trial config sections beside the task: network, partition, MI penalty, critic, network
 optimiser, training loop and the onset rule (`network`, `partition`, `mi`, `critic`, `optim`,
-`train`, `emergence`). Defaults are the reference working-memory settings (method.md §5.1).
+`train`, `emergence`). Defaults are the reference working-memory settings (docs/method.md §5.1).
 
 `study.spec.trial` assembles them, with the task sections, into TrialConfig; the cross-field
 checks live there.
@@ -62,7 +62,7 @@ class MIConfig(Strict):
     penalty: Literal[names.PENALTIES] = "pairwise"  # type: ignore[valid-type]  # K > 2 groups
     pairs: int = Field(0, ge=0)  # (time x batch) rows sampled per estimate; 0 = all
     input_noise: float = Field(0.1, ge=0)  # std of Gaussian noise added to critic inputs
-    noise_mode: Literal["clean_partner", "noisy_partner"] = "clean_partner"  # method.md §4.2
+    noise_mode: Literal["clean_partner", "noisy_partner"] = "clean_partner"  # docs/method.md §4.2
     ema_rate: float = Field(0.01, gt=0, le=1)  # MINE moving-average rate
     nce_block: int = Field(128, ge=2)  # InfoNCE: rows per block of negatives
     heldout: HeldoutConfig = HeldoutConfig()  # the held-out estimate `mi_heldout`
@@ -109,14 +109,14 @@ class TrainConfig(Strict):
     final_window: int = Field(3, ge=1)  # evaluations averaged into a seed's final value
     checkpoint_every: int = Field(25, ge=1)  # epochs; a multiple of eval_every
     snapshot_every: int = Field(25, ge=0)  # epochs between weight snapshots; 0 = none
-    corr_pooling: Literal["pooled", "per_sequence"] = "pooled"  # method.md §17.6
+    corr_pooling: Literal["pooled", "per_sequence"] = "pooled"  # docs/method.md §17.6
     x0_std: float = Field(1.0, ge=0)  # initial state ~ N(0, x0_std^2) for network steps and evals
     critic_x0_zero: bool = True  # reference: critic batches start from x0 = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0)  # torch intra-op threads; 0 = leave as set by the environment
     # evaluations between held-out MI estimates (mi_heldout; also at the last); 0 = never
     heldout_mi_every: int = Field(10, ge=0)
-    # null-referenced modularity (issue 9): R random partitions with the designed group sizes,
+    # null-referenced modularity: R random partitions with the designed group sizes,
     # drawn once per trial, score q_*_z; Leiden communities give q_*_found and nmi_*
     null_partitions: int = Field(200, ge=2)
     communities: bool = True

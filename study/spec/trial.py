@@ -1,7 +1,7 @@
 """The typed trial config: the task sections, TrialConfig with its cross-field checks, and
 loading it from YAML, a dict or dotted `--set` overrides.
 
-Defaults are the official working-memory settings (method.md §5.1); presets in `search_spaces/`
+Defaults are the working-memory reference (docs/method.md §5.1); presets in `search_spaces/`
 override them. Every bad input raises `ConfigError`, which names the file, the dotted key, what
 was expected and the value given (and, for an unknown key, the closest valid one). Nothing in
 `study.spec` imports torch or Ray, so validating a spec is fast.
@@ -69,7 +69,7 @@ class TaskSettings(Strict):
 
 
 class WorkingMemoryConfig(TaskSettings):
-    """n-bit flip-flop working memory (method.md §2)."""
+    """n-bit flip-flop working memory (docs/method.md §2)."""
 
     n_bits: Annotated[int, Field(ge=1)] | Literal["groups"] = 2  # memories; "groups" = K
     p_onset: float = Field(1 / 500, gt=0, lt=1)  # pulse onset probability per step and line
@@ -77,8 +77,8 @@ class WorkingMemoryConfig(TaskSettings):
     slope: float = Field(0.1, gt=0, le=2)  # target ramp per step
     transient: int = Field(1000, ge=0)  # no-grad steps before the scored segment
     segment: int = Field(2000, ge=1)  # scored steps (loss, MI, metrics)
-    off_cue: bool = False  # force an "off" onset at t = 0 on every line pair (feasibility.md §5.3)
-    target_lead: Literal[0, 1] = 1  # 1 = reference quirk: target at t is y_{t+1} (method.md §2.3)
+    off_cue: bool = False  # force an "off" onset at t = 0 on every bit (docs/feasibility.md §5.3)
+    target_lead: Literal[0, 1] = 1  # 1 = reference quirk: target(t) = y(t+1) (docs/method.md §2.3)
     washout: int = Field(0, ge=0)  # scored steps excluded from the loss
 
     def check(self, trial: TrialConfig) -> int:
@@ -92,7 +92,7 @@ class WorkingMemoryConfig(TaskSettings):
 
 
 class ChaosConfig(TaskSettings):
-    """Lorenz + Rössler signal separation (method.md §6)."""
+    """Lorenz + Rössler signal separation (docs/method.md §6)."""
 
     n_train: int = Field(5000, ge=1)  # sequences in the training pool
     n_test: int = Field(50, ge=1)  # sequences in the fixed test pool
@@ -217,7 +217,7 @@ class TrialConfig(Strict):
         return self.partition.groups if b == "groups" else b
 
     def flat(self) -> dict[str, Any]:
-        """Dotted-key dict of every field (the MLflow params, DESIGN.md §6)."""
+        """Dotted-key dict of every field (the MLflow params, docs/run-data.md, "Params")."""
         return flatten(self.model_dump(mode="json"))
 
 

@@ -1,4 +1,4 @@
-"""The evaluation of a trial: every metric of DESIGN.md §3 for every seed, on one batch.
+"""The evaluation of a trial: every logged metric for every seed, on one batch.
 
 `Evaluation` is built once per trial from what stays fixed (config, task, designed partition,
 the null partitions of the z-scores) and is then given, at each evaluation, what changes: the
@@ -119,7 +119,7 @@ class Evaluation:
         if self.task.metric == "accuracy":
             res["accuracy"] = scores.accuracy(pred, tgt)
         else:
-            res["r2"] = scores.r2(out.outputs, targets).mean(dim=-1)  # over all steps, §6.6
+            res["r2"] = scores.r2(out.outputs, targets).mean(dim=-1)  # over all steps
 
     def mi_metrics(self, out, res: dict[str, Tensor], *, mi: SubgroupMI | None,
                    gen: torch.Generator, epoch: int, heldout: bool) -> None:
@@ -171,7 +171,7 @@ class Evaluation:
         labels, parts = self.labels, self.null_partitions
         if self.cfg.train.corr_pooling == "pooled":
             func = modularity.functional_adjacency(out.rows())
-        else:  # mean |corr| over sequences (separation reference, method.md §10.2)
+        else:  # mean |corr| over sequences (separation reference, docs/method.md §10.2)
             func = modularity.functional_adjacency(out.states.transpose(1, 2)).mean(dim=1)
         w_rec = net.recurrent_weights()
         graphs = {"func": func, "struct": modularity.structural_adjacency(w_rec)}

@@ -1,6 +1,6 @@
 """The training loop: critic pre-training, then per epoch critic updates and one network update.
 
-method.md §5 (working memory) and §9 (separation). `train(config, reporter=...)` trains S seeds
+docs/method.md §5 (WM) and §9 (separation). `train(config, reporter=...)` trains S seeds
 at once and reports every evaluation through the Reporter protocol with plain floats
 (reporting); the metrics are computed by evaluation, the seeds come from the table of streams,
 and the loop's only I/O is the checkpoint file (checkpoint). No Ray, Optuna or MLflow here.
@@ -114,7 +114,7 @@ class Trainer:
         rng, gen = self.streams.for_batch(evaluating, fixed=cfg.train.eval_fixed)
         batch = cfg.train.eval_batch if evaluating else cfg.task.batch
         if evaluating and self.task.fixed_eval_pool:
-            x, y = self.task.test_set(batch)  # the fixed test pool (method.md §6.5)
+            x, y = self.task.test_set(batch)  # the fixed test pool (docs/method.md §6.5)
             inputs, targets = self._to_device(np.broadcast_to(x, (s, *x.shape)),
                                               np.broadcast_to(y, (s, *y.shape)))
         elif self.task.device_sampling:  # generated on the training device
@@ -152,14 +152,14 @@ class Trainer:
                 with torch.no_grad():
                     out = self.net(inputs, x0, noise, n_transient=self.task.transient,
                                    outputs=False)
-                act = out.rows()  # every (step, sequence) is one sample (method.md §1)
+                act = out.rows()  # every (step, sequence) is one sample (docs/method.md §1)
             value = self.mi.critic_step(act, self.streams.train_gen, transform=out.mi_transform)
             self._check_finite("MI estimate (critic step)", value)
         self.timings["critic"] += time.perf_counter() - t0
         return value
 
     def pretrain_critic(self) -> None:
-        """Critic updates against the untrained networks (method.md §5.2 step 2)."""
+        """Critic updates against the untrained networks (docs/method.md §5.2 step 2)."""
         steps = self.cfg.critic.pretrain_steps
         critic = self.cfg.critic
         chunk = critic.steps if critic.reuse_batch and critic.steps else 1
@@ -241,7 +241,7 @@ class Trainer:
     # -- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self) -> dict[str, np.ndarray]:
-        """Every metric of DESIGN.md §3 for every seed, on a fresh (or the fixed test) batch:
+        """Every logged metric for every seed, on a fresh (or the fixed test) batch:
         name -> (S,) float64, in `metric_names` order (evaluation.Evaluation)."""
         t0 = time.perf_counter()
         res = self.evaluation.run(self.net, self._batch("eval"), mi=self.mi,

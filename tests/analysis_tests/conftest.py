@@ -3,7 +3,7 @@
 The grid study has noisy-sigmoid curves with KNOWN onsets: q_func (and its z-score q_func_z) rises
 first and q_struct (q_struct_z) follows by a known per-seed lag (median 150 epochs); λ = 0 never
 rises; accuracy drops at λ = 0.3. The fixture has no NMI curves (a study that did not measure
-them). Its seeds.parquet is the pre-issue-9 form, so the reader recomputes the outcomes.
+them). Its seeds.parquet predates the onsets, so the reader recomputes the outcomes.
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def _write_grid(client, root: Path) -> dict:
                 "study.message": ("train: MI estimate is not finite at epoch 400 for seed 0 of 3"
                                   if diverged else "")}
         if (lam, k) == (0.1, 2):
-            # An earlier attempt of the same trial, never closed (a Tune restore, stack.md §0.8).
+            # An earlier attempt of the same trial, left open (a Tune restore, docs/stack.md §0.8).
             orphan_tags = dict(tags, **{"study.status": "running"})
             out["orphan_run_id"] = w.run(orphan_tags, _trial_params(lam, k, n_seeds, 7), t0 - 500)
             client.log_metric(out["orphan_run_id"], "q_func", 0.0, step=0)

@@ -80,7 +80,7 @@ def test_onsets_invariant_to_truncating_after_them(seed):
 
 def test_half_rise_moves_with_run_length_but_onset_does_not():
     # A curve that keeps rising to the end (q_struct integrates its drive): its half-rise is later
-    # the longer the run, its onset is the same (issue 9's first bullet).
+    # the longer the run, its onset is the same.
     t = np.arange(0, 2001, 25, dtype=float)
     z = np.clip((t - 200.0) / 50.0, 0.0, None)  # starts rising at 200, never saturates
     halves, onsets = [], []
@@ -287,7 +287,7 @@ def test_calibration_unequal_noise_identical_time_course_false_function_first_be
 
 def test_calibration_can_fail_a_first_crossing_rule():
     # Control: a first crossing (run = 1) at z = 2 on the same noise is biased towards function
-    # first, which is what the defaults avoid (issue 9's second bullet).
+    # first, which is what the defaults avoid.
     cal = calibrate(Noise(1.0, 0.0, 8), Noise(0.3, 0.95, 8), epochs=EPOCHS, n_cells=150, z=2.0,
                     run=1, rng=np.random.default_rng(0))
     assert cal.seed_function_first > 3 * cal.seed_structure_first

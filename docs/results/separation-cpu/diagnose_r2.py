@@ -5,7 +5,7 @@
 Trains the cpu-separation preset at λ = 0 (no critic influence on the GRU) for EPOCHS epochs
 (default 240: 4x the preset's 60, i.e. 960 GRU updates against the reference's 4000) and, every
 20 epochs, scores the fixed test batch three ways per output (Lorenz x y z, Rössler x y z):
-R² over all steps (what `r2` logs, method.md §6.6), R² over t >= washout (the steps the loss
+R² over all steps (what `r2` logs, docs/method.md §6.6), R² over t >= washout (the steps the loss
 trains), and the per-output R² at t >= washout. One torch thread.
 """
 import sys

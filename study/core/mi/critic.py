@@ -19,7 +19,7 @@ PRECISIONS = ("float32", "bfloat16")
 class Critic(nn.Module):
     """T(a, b) = w_outᵀ φ(… φ(a W_a + b W_b + c₁) …) + c_out, batched over R replicas.
 
-    The first layer is two dense maps summed (method.md §4.3), Glorot-uniform kernels, zero
+    The first layer is two dense maps summed (docs/method.md §4.3), Glorot-uniform kernels, zero
     biases. `depth` hidden layers of `width` units with ReLU or LeakyReLU.
 
     `precision` "bfloat16" runs every matrix product (and the activations between them) in

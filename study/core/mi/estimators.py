@@ -174,7 +174,7 @@ def shuffled_scores(critic: Critic, noise: NoisePolicy, a: Tensor, b: Tensor,
 
 @register_estimator
 class DV(Estimator):
-    """The plain Donsker–Varadhan bound with shuffled marginals (the paper's, method.md §4.4)."""
+    """The plain Donsker–Varadhan bound with shuffled marginals (docs/method.md §4.4)."""
 
     name = "dv"
 

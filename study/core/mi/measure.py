@@ -1,4 +1,4 @@
-"""Measurements of subgroup MI made apart from training (DESIGN.md §3, "Measurements of MI").
+"""Measurements of subgroup MI made apart from training (README "Reading MI").
 
 - `heldout_mi`: fresh critics trained on some sequences and scored on held-out ones, with the
   same on the sequence-shuffled null pairing (`sequence_null`, split by `split_sequences`);
@@ -137,7 +137,7 @@ def _logdet(cov: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
 
 
 def gaussian_mi(x: torch.Tensor, y: torch.Tensor, noise: float = 0.0) -> torch.Tensor:
-    """Plug-in Gaussian MI I(X; Y) in nats from the sample covariance (ground-truth.md).
+    """Plug-in Gaussian MI I(X; Y) in nats from the sample covariance (docs/ground-truth.md).
 
     I = ½[ln det Σ_xx + ln det Σ_yy − ln det Σ], computed in float64 on the joint covariance
     with a ridge of 1e-6 × its mean variance added to the diagonal, so constant units give a
@@ -177,7 +177,7 @@ def gaussian_mi(x: torch.Tensor, y: torch.Tensor, noise: float = 0.0) -> torch.T
 
 def gaussian_penalty(activity: torch.Tensor, labels: Labels, kind: str,
                      noise: float = 0.0) -> torch.Tensor:
-    """Gaussian plug-in version of the training MI penalty over K subgroups (DESIGN.md §3).
+    """Gaussian plug-in version of the training MI penalty over K subgroups.
 
     `pairwise`: Σ_{i<j} I(G_i; G_j). `total_correlation`: Σ_{i>=2} I(G_1..G_{i−1}; G_i), which
     telescopes to ½[Σ_i ln det Σ_{G_i} − ln det Σ]. Both equal `gaussian_mi` of the two groups

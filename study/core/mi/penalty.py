@@ -1,6 +1,6 @@
 """The subgroup MI penalty of S networks: its terms, critics, input noise and optimiser.
 
-A penalty over K groups is a sum of P terms I(A_p; B_p) (method.md §1, DESIGN.md §3):
+A penalty over K groups is a sum of P terms I(A_p; B_p) (docs/method.md §1):
 `pairwise` (all pairs i < j) or `total_correlation` (I(G_1..G_{i−1}; G_i), i ≥ 2); both are
 I(G_1; G_2) at K = 2. Each (seed, term) pair has its own critic, so every critic weight has a
 leading replica axis R = S·P and one batched matmul serves all of them. Estimates are in nats.
@@ -105,7 +105,7 @@ class InputNoise(nn.Module):
     """The noise policy of the critic inputs: σ·N(0, 1) on every real column of both sides, none
     on the zero columns that pad unequal sides, and which b the shuffled partner is drawn from.
 
-    Modes (method.md §4.2, §7.6): "clean_partner" (WM reference) draws the partner from the
+    Modes (docs/method.md §4.2, §7.6): "clean_partner" (WM reference) draws the partner from the
     noise-free b, so its bound is the critic objective I(a+ε; b+ε′) + KL(p_{b+ε} ‖ p_b), not
     the MI, and is asymmetric in a and b; "noisy_partner" (separation reference) draws it from
     the noisy b, and bounds I(a+ε; b+ε′). Padded columns read exactly 0 in the joint and the
@@ -159,8 +159,8 @@ class SubgroupMI(nn.Module):
         pairs: rows sampled per estimate (0 = all rows, as the reference).
         input_noise: std of Gaussian noise added to the critic inputs.
         noise_mode: "clean_partner" (WM reference: the shuffled partner is a permutation of the
-            noise-free b, method.md §4.2) or "noisy_partner" (separation reference: noise added to
-            a and b once, the partner is the permuted noisy b, method.md §7.6); see
+            clean b, docs/method.md §4.2) or "noisy_partner" (separation reference: noise added to
+            a and b once, its partner the permuted noisy b, docs/method.md §7.6); see
             `InputNoise`, which this penalty keeps as `noise`.
         **estimator_options: the named estimator's options (`Estimator.options`), e.g.
             ema_rate (MINE moving-average rate) or nce_block (InfoNCE rows per block; each row

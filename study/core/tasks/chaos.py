@@ -1,4 +1,4 @@
-"""Chaotic signal separation (method.md §6): Lorenz + Rössler in, the six separated signals out.
+"""Chaotic signal separation (docs/method.md §6): Lorenz + Rössler in, the six source signals out.
 
 Conventions: trajectories are float64 arrays (n, T, 3) with variables x, y, z last; task arrays are
 float32 with the population axis S leading, then batch B and time T. Pools are cached on disk.
@@ -33,7 +33,7 @@ _CHUNK = 256
 # Bump when anything about how the pools are generated or stored changes.
 _FORMAT_VERSION = 1
 
-# Reference system parameters (method.md §6.1) and tolerances (§6.2, scipy defaults).
+# Reference system parameters (docs/method.md §6.1) and tolerances (§6.2, scipy defaults).
 _LORENZ = {"sigma": 10.0, "rho": 28.0, "beta": 8.0 / 3.0}
 _ROSSLER = {"a": 0.2, "b": 0.2, "c": 5.7}
 _RTOL, _ATOL = 1e-3, 1e-6
@@ -61,7 +61,7 @@ def _check_finite(where: str, name: str, value: object) -> float:
 
 
 def _initial_conditions(where: str, n: int, rng: object, y0: object) -> np.ndarray:
-    """Initial states, shape (n, 3): U[0,1]³ from `rng` (method.md §6.2), or `y0` as given."""
+    """Initial states, shape (n, 3): U[0,1]³ from `rng` (docs/method.md §6.2), or `y0` as given."""
     if (rng is None) == (y0 is None):
         raise ValueError(f"{where}: pass exactly one of rng and y0, but got "
                          f"rng={'None' if rng is None else 'a Generator'}, "
@@ -102,7 +102,7 @@ def _integrate(rhs: Callable, y0: np.ndarray, t_end: float, n_samples: int, rtol
     """Yield (start, trajectories (m, n_samples, 3) float64) for chunks of _CHUNK rows of y0."""
     # The m trajectories of a chunk form one stacked ODE of size 3m, so RK45's step-size control
     # acts on the RMS error of the whole stack, not per trajectory as in the reference (one
-    # solve_ivp call each, method.md §6.2). A fidelity choice: the trajectories are chaotic, so
+    # solve_ivp call each, docs/method.md §6.2). A fidelity choice: the orbits are chaotic, so
     # only their statistics matter, and stacking makes generation 60-90x faster.
     t_eval = np.linspace(0.0, t_end, n_samples)
     n = y0.shape[0]
@@ -139,7 +139,7 @@ def _solve(where: str, rhs: Callable, n: object, rng: object, y0: object, t_end:
 def lorenz(n: int, *, rng: np.random.Generator | None = None, y0: np.ndarray | None = None,
            t_end: float = 100.0, n_samples: int = 14000, sigma: float = 10.0, rho: float = 28.0,
            beta: float = 8.0 / 3.0, rtol: float = 1e-3, atol: float = 1e-6) -> np.ndarray:
-    """Integrate `n` Lorenz trajectories (method.md §6.1–6.2), raw, not normalised.
+    """Integrate `n` Lorenz trajectories (docs/method.md §6.1–6.2), raw, not normalised.
 
     dx/dt = σ(y − x), dy/dt = x(ρ − z) − y, dz/dt = xy − βz, with RK45
     (`scipy.integrate.solve_ivp`) sampled at `np.linspace(0, t_end, n_samples)`. Trajectories
@@ -172,7 +172,7 @@ def lorenz(n: int, *, rng: np.random.Generator | None = None, y0: np.ndarray | N
 def rossler(n: int, *, rng: np.random.Generator | None = None, y0: np.ndarray | None = None,
             t_end: float = 700.0, n_samples: int = 14000, a: float = 0.2, b: float = 0.2,
             c: float = 5.7, rtol: float = 1e-3, atol: float = 1e-6) -> np.ndarray:
-    """Integrate `n` Rössler trajectories (method.md §6.1–6.2), raw, not normalised.
+    """Integrate `n` Rössler trajectories (docs/method.md §6.1–6.2), raw, not normalised.
 
     dx/dt = −y − z, dy/dt = x + ay, dz/dt = b + xz − cz, otherwise exactly as `lorenz` (stacked
     RK45 chunks, samples at `np.linspace(0, t_end, n_samples)`).
@@ -201,7 +201,7 @@ def rossler(n: int, *, rng: np.random.Generator | None = None, y0: np.ndarray | 
 def minmax_then_drop(traj: np.ndarray, drop: int) -> np.ndarray:
     """Min-max scale each trajectory and variable to [0, 1] over all samples, then drop a prefix.
 
-    Follows method.md §6.3: the scaling uses the full series, including the transient that is
+    Follows docs/method.md §6.3: the scaling uses the full series, including the transient that is
     dropped afterwards, so the kept part lies in [0, 1] without necessarily reaching 0 or 1.
     A variable that is constant over a trajectory maps to 0.
 
@@ -241,7 +241,7 @@ def _default_cache_dir() -> Path:
 
 
 class ChaosSeparation:
-    """Separate normalised Lorenz and Rössler signals from their sum (method.md §6).
+    """Separate normalised Lorenz and Rössler signals from their sum (docs/method.md §6).
 
     Input x_t = L_t + R_t (3 channels, in [0, 2]); target [L_t; R_t] (6 channels: Lorenz x, y, z
     then Rössler x, y, z, in [0, 1]), at the same time step. A train pool of `n_train` and a
@@ -250,13 +250,13 @@ class ChaosSeparation:
     affects them; a second construction with the same parameters reads the file.
 
     Args:
-        n_train: sequences in the train pool (reference 5000 per file, method.md §6.5).
+        n_train: sequences in the train pool (reference 5000 per file, docs/method.md §6.5).
         n_test: sequences in the test pool (reference 50).
         n_samples: samples per raw trajectory, before the drop (reference 14000).
         drop: leading samples dropped after normalisation (reference 4000).
         lorenz_t_end: Lorenz integration end time (reference 100).
         rossler_t_end: Rössler integration end time (reference 700).
-        washout: leading steps the loss ignores (reference 200, method.md §6.6); no effect on data.
+        washout: leading steps the loss ignores (200 in docs/method.md §6.6); no effect on data.
         data_seed: seed of the data, a non-negative int.
         cache_dir: folder of the cache files; None means `$STUDY_CACHE`, else `~/.cache/mistudy`.
 
@@ -347,7 +347,7 @@ class ChaosSeparation:
                 (_rossler_rhs(**_ROSSLER), rossler_ss, self.rossler_t_end, slice(3, 6), "rossler"),
             )
             for rhs, ss, t_end, channels, system in systems:
-                y0 = np.random.default_rng(ss).uniform(0.0, 1.0, size=(n, 3))  # method.md §6.2
+                y0 = np.random.default_rng(ss).uniform(0.0, 1.0, size=(n, 3))
                 label = f"{self.cache_path.name} {pool} {system}"
                 for start, traj in _integrate(rhs, y0, t_end, self.n_samples, _RTOL, _ATOL, label):
                     rows = slice(start, start + traj.shape[0])
@@ -397,7 +397,7 @@ class ChaosSeparation:
 
     def sample(self, rngs: Sequence[np.random.Generator],
                batch: int) -> tuple[np.ndarray, np.ndarray]:
-        """Draw a training batch per population member, with replacement (method.md §6.5).
+        """Draw a training batch per population member, with replacement (docs/method.md §6.5).
 
         Args:
             rngs: one generator per member s; member s draws its `batch` indices with rngs[s].
@@ -425,7 +425,7 @@ class ChaosSeparation:
         return self._mix(targets), targets
 
     def test_set(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
-        """The fixed evaluation batch: the first `batch` test sequences (method.md §6.5).
+        """The fixed evaluation batch: the first `batch` test sequences (docs/method.md §6.5).
 
         Args:
             batch: number of test sequences (B), 1 <= batch <= n_test.
@@ -446,7 +446,7 @@ class ChaosSeparation:
 
     @staticmethod
     def _mix(targets: np.ndarray) -> np.ndarray:
-        return targets[..., :3] + targets[..., 3:]  # L + R, method.md §6.4
+        return targets[..., :3] + targets[..., 3:]  # L + R, docs/method.md §6.4
 
 
 def build(cfg) -> ChaosSeparation:

@@ -1,4 +1,4 @@
-"""n-bit flip-flop working-memory task: on/off pulse lines and ramped ±1 targets (method.md §2).
+"""n-bit flip-flop working-memory task: on/off pulse lines, ramped ±1 targets (docs/method.md §2).
 
 `sample` gives NumPy float32 arrays with the seed axis first: inputs (S, B, transient + segment,
 2·n_bits) ordered (on₁, off₁, on₂, off₂, ...), targets (S, B, segment, n_bits) aligned with the
@@ -29,7 +29,7 @@ class WorkingMemory:
         transient: leading steps run without gradient and without scoring (1000).
         segment: scored steps (2000).
         off_cue: force an "off" onset at t = 0 on every bit, so the initial memory is cued
-            (feasibility.md §5.3; not in the reference).
+            (docs/feasibility.md §5.3; not in the reference).
         target_lead: 1 reproduces the reference quirk (target at t is y_{t+1}); 0 aligns them.
         washout: scored steps excluded from the loss.
     """
@@ -80,7 +80,7 @@ class WorkingMemory:
         self.washout = washout
         self.n_inputs = 2 * n_bits
         self.n_outputs = n_bits
-        # channel of each input line / output, for the specialisation indices (method.md §10.1)
+        # channel of each input line / output, for specialisation indices (docs/method.md §10.1)
         self.input_channels = np.repeat(np.arange(n_bits), 2)
         self.output_channels = np.arange(n_bits)
 
@@ -99,7 +99,7 @@ class WorkingMemory:
         """
         _check_int("WorkingMemory", "batch", batch, 1)
         # time is the last axis internally (contiguous cumulative sums); one extra step because
-        # the target at index t may be y_{t+1} (method.md §2.3)
+        # the target at index t may be y_{t+1} (docs/method.md §2.3)
         onsets = np.stack(
             [rng.random((batch, self.n_inputs, self.transient + self.seq_len + 1),
                         dtype=np.float32) < self.p_onset for rng in rngs]

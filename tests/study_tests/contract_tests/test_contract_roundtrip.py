@@ -54,7 +54,7 @@ def test_contract_metrics_and_columns_read_by_analysis_are_written(task):
 
 
 def test_contract_new_curve_metrics_are_written_once_train_measures_them():
-    # The issue-9 curve metrics (q_func_z, nmi_func, ...) come from the training side; analysis
+    # The z-score and NMI curves (q_func_z, nmi_func, ...) come from the training side; analysis
     # reads them where present. Once train.py measures the z-scores, every name must be written.
     cfg = load_trial_config(overrides={"train.eval_batch": 20})
     names = set(metric_names(cfg))

@@ -95,7 +95,7 @@ def test_system_shape_dtype_and_initial_conditions(system):
     assert a.shape == (5, 50, 3) and a.dtype == np.float64
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
-    # method.md §6.2: initial conditions U[0,1]³, independent per trajectory.
+    # docs/method.md §6.2: initial conditions U[0,1]³, independent per trajectory.
     assert np.all((a[:, 0] >= 0) & (a[:, 0] <= 1))
     assert len(np.unique(a[:, 0, 0])) == 5
 
@@ -120,7 +120,7 @@ def test_lorenz_time_averages_satisfy_identities():
     traj = lorenz(32, rng=np.random.default_rng(0), t_end=60.0, n_samples=6001)
     est = _lorenz_estimates(traj, keep=1000)
     assert abs(est["x_minus_y"]) < 0.05
-    assert est["z"] == pytest.approx(23.6, abs=0.3)  # ground-truth.md; ρ = 24 gives ≈ 22.7
+    assert est["z"] == pytest.approx(23.6, abs=0.3)  # docs/ground-truth.md; ρ = 24 gives ≈ 22.7
     assert est["beta"] == pytest.approx(LORENZ_REF["beta"], rel=0.01)
     assert est["rho"] == pytest.approx(LORENZ_REF["rho"], rel=0.01)
     assert est["sigma"] == pytest.approx(LORENZ_REF["sigma"], rel=0.03)
@@ -155,7 +155,7 @@ def test_rossler_identities_detect_wrong_parameter(name, wrong):
 
 
 def test_lorenz_largest_lyapunov_exponent():
-    # ground-truth.md: λ_max ≈ 0.906. 16 pairs × 40 renormalisations of τ = 1: about 0.2 s.
+    # docs/ground-truth.md: λ_max ≈ 0.906. 16 pairs × 40 renormalisations of τ = 1: about 0.2 s.
     lam = _largest_lyapunov(lorenz, np.random.default_rng(0), n_pairs=16, n_steps=40, tau=1.0,
                             warmup=20.0)
     assert lam == pytest.approx(0.906, abs=0.08)
@@ -163,7 +163,7 @@ def test_lorenz_largest_lyapunov_exponent():
 
 @pytest.mark.parametrize(("b", "low", "high"), [(0.2, 0.045, 0.10), (2.0, -0.02, 0.02)])
 def test_rossler_chaotic_at_b_02_periodic_at_b_2(b, low, high):
-    # ground-truth.md: λ_max ≈ 0.071 at b = 0.2 (chaos); b = 2.0 is a limit cycle (λ_max = 0).
+    # docs/ground-truth.md: λ_max ≈ 0.071 at b = 0.2 (chaos); b = 2.0 is a limit cycle (λ_max = 0).
     lam = _largest_lyapunov(rossler, np.random.default_rng(1), n_pairs=8, n_steps=60, tau=5.0,
                             warmup=100.0, b=b)
     assert low < lam < high
@@ -249,7 +249,7 @@ def test_chaos_separation_sample_shapes_and_mixing(small_task, n_members, batch)
     x, y = small_task.sample(rngs, batch)
     assert x.shape == (n_members, batch, 300, 3) and y.shape == (n_members, batch, 300, 6)
     assert x.dtype == np.float32 and y.dtype == np.float32
-    # method.md §6.4: input = L + R, target = [L; R] at the same step.
+    # docs/method.md §6.4: input = L + R, target = [L; R] at the same step.
     np.testing.assert_array_equal(x, y[..., :3] + y[..., 3:])
     assert np.all((y >= 0) & (y <= 1)) and np.all((x >= 0) & (x <= 2))
 

@@ -1,5 +1,5 @@
 """Tests for study/core/modularity.py against networkx, numpy and the closed forms of
-ground-truth.md: Q, Q_max, Q's chance level (study.contract.outcomes.chance_modularity), the
+docs/ground-truth.md: Q, Q_max, Q's chance level (study.contract.outcomes.chance_modularity), the
 functional and structural graphs and their modularity.
 """
 
@@ -279,7 +279,7 @@ def _planted_activity(gen, k, n, t, noise_var, shared):
 @pytest.mark.parametrize("k", [2, 3, 4])
 def test_functional_modularity_planted_independent_sources(k):
     # within-group |corr| = a = 1/(1 + noise_var); between-group |corr| of independent units has
-    # the floor b0 = sqrt(2/(πT)) (ground-truth.md). Q of equal blocks then follows
+    # the floor b0 = sqrt(2/(πT)) (docs/ground-truth.md). Q of equal blocks then follows
     # _equal_blocks_q(n, k, a, b); a factor 2 either way on b0 bounds the sampling wiggle.
     n, t, noise_var = 24 // k, 4000, 3.0
     gen = torch.Generator().manual_seed(11 + k)

@@ -1,5 +1,5 @@
 """Tests for study/networks.py: the hand-written leaky BPTT, LeakyRNN and GRU against direct
-transcriptions of method.md §3.1 and §7.2 (and torch.nn.GRU), population batching and init."""
+transcriptions of docs/method.md §3.1 and §7.2 (and torch.nn.GRU), population batching and init."""
 
 import math
 
@@ -84,11 +84,11 @@ def test_leaky_scan_accepts_non_contiguous_upstream_gradient():
 
 
 # ----------------------------------------------------------------------------------------------
-# LeakyRNN against method.md §3.1
+# LeakyRNN against docs/method.md §3.1
 
 
 def _leaky_reference(net, u, x0, noise, n_transient):
-    """Direct transcription of method.md §3.1 for each seed, with the transient under no_grad.
+    """Direct transcription of docs/method.md §3.1 for each seed, with the transient under no_grad.
 
     x_t = (1 − α)·x_{t−1} + α·(u_t W_in + b + tanh(x_{t−1}) W_rec) + ξ_t
     z_t = tanh(x_t) W_out + b_out
@@ -211,7 +211,7 @@ def test_population_outputs_and_gradients_equal_separate_networks(cls, n_transie
 
 
 # ----------------------------------------------------------------------------------------------
-# GRU against the Keras reset_after equations (method.md §7.2) and torch.nn.GRU
+# GRU against the Keras reset_after equations (docs/method.md §7.2) and torch.nn.GRU
 
 
 def _gru_reference(net, u, h0, noise, n_transient):
@@ -280,7 +280,7 @@ def test_gru_matches_torch_nn_gru():
     net = _gru_with_biases(1, i, n, o, seed=9)
     ref = torch.nn.GRU(i, n, dtype=F64)
     z, r, h = slice(0, n), slice(n, 2 * n), slice(2 * n, 3 * n)
-    with torch.no_grad():  # nn.GRU blocks are (r, z, n), stored transposed (method.md §7.3)
+    with torch.no_grad():  # nn.GRU blocks are (r, z, n), stored transposed (docs/method.md §7.3)
         ref.weight_ih_l0.copy_(torch.cat([net.w[0][:, g] for g in (r, z, h)], dim=1).T)
         ref.weight_hh_l0.copy_(torch.cat([net.u[0][:, g] for g in (r, z, h)], dim=1).T)
         ref.bias_ih_l0.copy_(torch.cat([net.b[0][g] for g in (r, z, h)]))
@@ -300,11 +300,11 @@ def test_gru_recurrent_weights_is_candidate_block():
     torch.testing.assert_close(rec, net.u[:, :, 14:21])
     torch.testing.assert_close(net.input_weights(), net.w[:, :, 14:21])
     assert set(net.regularised()) == {"in", "rec", "out"}
-    assert net.regularised()["rec"] is net.u  # L2 on all three recurrent blocks (method.md §7.5)
+    assert net.regularised()["rec"] is net.u  # L2 on all 3 recurrent blocks (docs/method.md §7.5)
 
 
 # ----------------------------------------------------------------------------------------------
-# initialisation statistics (method.md §3.3, §7.4)
+# initialisation statistics (docs/method.md §3.3, §7.4)
 
 
 @pytest.mark.parametrize("gain", [1.0, 1.5])

@@ -1,5 +1,5 @@
 """Tests for study/optim.py: ReplicaOptimizer steps against the Keras formulas written out by hand
-(method.md §14.1–14.3), per-tensor and per-replica clipping, and state round trips."""
+(docs/method.md §14.1–14.3), per-tensor and per-replica clipping, and state round trips."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Tests of the registries (issue 10): tasks (study.core.tasks + TaskSettings cross-checks in
+"""Tests of the registries: tasks (study.core.tasks + TaskSettings cross-checks in
 study.spec), MI estimators (study.core.mi.estimators, SubgroupMI.from_config) and the one list
 of metric, penalty and estimator names (study.contract.names)."""
 

@@ -31,7 +31,7 @@ def test_accuracy_perfect_and_inverted():
 
 
 def test_accuracy_equals_keras_binary_accuracy_transcription():
-    # method.md §2.4: label = round((y+1)/2) (numpy rounds half to even, like TF), prediction
+    # docs/method.md §2.4: label = round((y+1)/2) (numpy rounds half to even, like TF), prediction
     # (z+1)/2 thresholded at 0.5; ramped targets and exact zeros included
     rng = np.random.default_rng(29)
     target = rng.choice([-1.0, -0.5, 0.0, 0.5, 1.0], size=(3, 4, 50, 2))

@@ -1,5 +1,5 @@
 """Tests for study/core/specialization.py: the D indices against the reference formulas at
-K = 2 (method.md §10.1, §10.2), the literal definition, and their properties.
+K = 2 (docs/method.md §10.1, §10.2), the literal definition, and their properties.
 """
 
 import itertools
@@ -21,20 +21,20 @@ def _labels(sizes):
 
 
 def _reference_d_out_wm(w_out, labels):
-    """method.md §10.1 D_out: d_i = |W_out[i,2]| − |W_out[i,1]| (1-based), halves G1, G2."""
+    """docs/method.md §10.1 D_out: d_i = |W_out[i,2]| − |W_out[i,1]| (1-based), halves G1, G2."""
     d = np.abs(w_out[:, 1]) - np.abs(w_out[:, 0])
     return abs(d[labels == 0].sum() - d[labels == 1].sum()) / np.abs(w_out).sum()
 
 
 def _reference_d_in_wm(w_in, labels):
-    """method.md §10.1 D_in: mem1 = inputs 0,1, mem2 = inputs 2,3; W_in has shape (4, N)."""
+    """docs/method.md §10.1 D_in: mem1 = inputs 0,1, mem2 = inputs 2,3; W_in has shape (4, N)."""
     a = np.abs(w_in)
     d = a[2:].sum(0) - a[:2].sum(0)
     return abs(d[labels == 0].sum() - d[labels == 1].sum()) / a.sum()
 
 
 def _reference_d_out_separation(w_o, labels):
-    """method.md §10.2 D_out: o¹, o² = mean |W_o| over the 3 Lorenz / 3 Rössler outputs."""
+    """docs/method.md §10.2 D_out: o¹, o² = mean |W_o| over the 3 Lorenz / 3 Rössler outputs."""
     o1, o2 = np.abs(w_o[:, :3]).mean(1), np.abs(w_o[:, 3:]).mean(1)
     d = o1 - o2
     return abs(d[labels == 0].sum() - d[labels == 1].sum()) / (o1 + o2).sum()

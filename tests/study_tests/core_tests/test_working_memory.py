@@ -1,6 +1,6 @@
 """Tests for study/tasks/working_memory.py against closed forms of the pulse/target process.
 
-The latent state of one bit is a two-state Markov chain (method.md §2.3): − → + with an on onset
+One bit's latent state is a two-state Markov chain (docs/method.md §2.3): − → + with an on onset
 (probability p), + → − with an off onset and no on onset (p·(1 − p)), so its flip rate, stationary
 law and ramp statistics have closed forms; sample statistics are compared with them using the
 empirical standard error over independent sequences.
@@ -94,7 +94,7 @@ def test_sample_ramp_fraction_and_zero_output_mse(p, pulse_len, slope):
     rate = _flip_rate(p, np.arange(start + 1, start + 1 + task.seq_len)).mean()
     ramp = _ramp_values(slope)  # a flip passes 2/slope − 1 steps strictly inside (−1, 1)
     # NOTE: the ramp covers the full amplitude 2, hence 2/slope − 1 steps (19 at slope 0.1, so
-    # ≈ 3.8 % at the reference, as measured in method.md §2.2), not 1/slope − 1
+    # ≈ 3.8 % at the reference, as measured in docs/feasibility.md §1), not 1/slope − 1
     frac_expected = rate * ramp.size
     mse_expected = 1 - rate * np.sum(1 - ramp**2)  # E[y²] (≈ 0.973 at the reference)
     # a second flip within 2/slope steps (probability ≈ 2p/slope) cuts both ramps short: between
@@ -139,7 +139,7 @@ def test_sample_target_ramps_up_at_on_pulse(lead):
     b, idx, bit = np.nonzero(rising)
     tau = idx + 1
     # target index of y_tau is tau − transient − lead; it must be y_{tau−1} + slope (clipped),
-    # because on wins ties (method.md §2.3)
+    # because on wins ties (docs/method.md §2.3)
     k = tau - task.transient - lead
     ok = (k >= 1) & (k < task.seq_len)
     assert ok.sum() > 50

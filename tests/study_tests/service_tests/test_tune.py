@@ -1,7 +1,7 @@
 """The study service end to end on a real local Ray, SQLite MLflow and Optuna storage.
 
 Marked `ray` and `slow`: each study takes 10–40 s on 2 cores. The resume test runs the CLI in a
-subprocess and SIGKILLs it, then cleans up the Ray processes it orphaned (stack.md §7).
+subprocess and SIGKILLs it, then cleans up the Ray processes it orphaned (docs/stack.md §7).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for study.spec (the trial config): reference defaults (method.md §5.1), every
+"""Tests for study.spec (the trial config): reference defaults (docs/method.md §5.1), every
 ConfigError shape, dotted overrides and the flatten/unflatten round trip; the package stays light
 and is imported as a whole."""
 
@@ -22,7 +22,7 @@ from study.spec import (
     trial_config_from_dict,
 )
 
-# method.md §5.1 (gp_wm), §2, §3.3–3.4, §4.2–4.5
+# docs/method.md §5.1 (gp_wm), §2, §3.3–3.4, §4.2–4.5
 REFERENCE = {
     "network.kind": "leaky",
     "network.hidden": 40,

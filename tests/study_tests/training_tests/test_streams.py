@@ -22,7 +22,7 @@ def test_train_same_seed_same_metrics():
 
 
 def test_train_member_initialisation_does_not_depend_on_population_size():
-    # member i is initialised from seed + i whatever S is (DESIGN.md §3, population batching)
+    # member i is initialised from seed + i whatever S is
     big = Trainer(tiny(seeds=3, seed=10))
     small = Trainer(tiny(seeds=1, seed=12))
     assert torch.equal(big.net.w_rec[2], small.net.w_rec[0])

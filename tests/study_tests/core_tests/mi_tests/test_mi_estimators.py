@@ -1,5 +1,5 @@
 """Tests for study/core/mi/estimators.py: each bound (DV, MINE, InfoNCE) against the value of
-the optimal critic on Gaussians of known MI (ground-truth.md; the Gaussian critic's optimum is the
+the optimal critic on Gaussians of known MI (docs/ground-truth.md; the Gaussian critic's optimum is the
 log density ratio, which gives each estimator's exact target value and its sampling spread),
 MINE's moving average, which MINE owns, and the row sampling the bounds share.
 """
@@ -59,7 +59,7 @@ def test_estimate_mi_of_independent_data_is_near_zero(estimator):
     got = estimate_mi(x, y, estimator=estimator, holdout=HOLDOUT, seed=2,
                       **ESTIMATOR_KW[estimator])
     # true MI is 0; a held-out bound of a slightly overfit critic scatters around it, mostly
-    # below: a band, not >= 0 (ground-truth.md)
+    # below: a band, not >= 0 (docs/ground-truth.md)
     assert -0.05 <= got <= 0.03
 
 

@@ -184,7 +184,7 @@ def test_heldout_recovers_ar1_pair_mi():
 
 def test_autocorrelation_bias_of_the_plug_in_is_removed_by_its_null():
     # independent AR(1) halves of 20 units, τ = 50 steps, cpu-wm evaluation size (40 × 400):
-    # the plug-in reads far above 0 (issue 8 measured 0.56 nats), its null reads the same floor.
+    # the plug-in reads far above 0 (0.56 nats when first measured), its null reads the same floor.
     # The held-out DV bound reads *below* 0 here: with ~8 independent samples per sequence the
     # critic overfits, and on held-out independent data E[T] − ln E[e^T] ≤ 0 by Jensen, lower
     # the more T varies. Its null sits at the same floor, so the excess is ~0 and never positive.
@@ -271,7 +271,7 @@ def test_gaussian_mi_all_constant_is_zero():
 
 
 def _tc_equicorrelated(k, rho):
-    """Total correlation of k equicorrelated unit Gaussians (ground-truth.md)."""
+    """Total correlation of k equicorrelated unit Gaussians (docs/ground-truth.md)."""
     return -0.5 * math.log((1.0 - rho) ** (k - 1) * (1.0 + (k - 1) * rho))
 
 

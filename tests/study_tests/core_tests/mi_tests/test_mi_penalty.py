@@ -274,7 +274,7 @@ def _train_on_independent(labels, estimator, noise_mode, steps=100, seed=0):
 
 @pytest.mark.parametrize("noise_mode", ["clean_partner", "noisy_partner"])
 def test_unequal_groups_7_7_6_read_zero_on_independent_units(noise_mode):
-    # the regression of issue 8: N = 20, K = 3 pads the 6-unit group to 7 columns; in
+    # a past regression: N = 20, K = 3 pads the 6-unit group to 7 columns; in
     # clean_partner mode the padded column was noisy in the joint branch and exactly 0 in the
     # shuffled one, and the critic read 2.3 nats (and growing) on independent units
     labels = groups(20, 3, None)
