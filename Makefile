@@ -6,9 +6,9 @@ STUDY_HOME ?= $(CURDIR)/studies
 PYTEST_ARGS ?=
 export STUDY_HOME
 
-.PHONY: setup demo test test-fast bench bench-train bench-effect bench-service clean-studies
+.PHONY: setup lint format demo test test-fast test-slow bench bench-train bench-effect bench-service clean-studies
 
-## setup: virtualenv with the project (editable), its test and cluster extras; quick when done
+## setup: virtualenv with the project (editable), its test, cluster and dev extras; quick when done
 setup: $(VENV)/.installed
 
 # torch==2.13.0 first: the CPU wheel on disk; the project's bound (<2.14) then keeps pip on it
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,cluster]'
+	$(PY) -m pip install -q -e '.[test,cluster,dev]'
 	touch $@
 
 ## demo: a small lambda x K study on the embedded default (local Ray, SQLite MLflow + Optuna)
@@ -24,13 +24,28 @@ demo: setup
 	$(PY) -m study run search_spaces/demo.yaml
 	$(PY) -m analysis report demo
 
-## test: the whole suite (real Ray, MLflow, Optuna, ray job submit, headless chromium)
-test: setup
-	RAY_AUTH_MODE=disabled $(PY) -m pytest $(PYTEST_ARGS)
+## lint: ruff's rules and its formatter, checked (nothing is changed; `make format` fixes)
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
-## test-fast: skip the slow, cluster and browser tests
+## format: apply ruff's safe fixes and its formatter
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+FAST := not slow and not cluster and not browser
+
+## test: the whole suite, the quick lane first (real Ray, MLflow, Optuna, ray job submit, chromium)
+test: test-fast test-slow
+
+## test-fast: the quick lane (no slow, cluster or browser tests; about 3 minutes)
 test-fast: setup
-	RAY_AUTH_MODE=disabled $(PY) -m pytest -m "not slow and not cluster and not browser" $(PYTEST_ARGS)
+	RAY_AUTH_MODE=disabled $(PY) -m pytest -m "$(FAST)" $(PYTEST_ARGS)
+
+## test-slow: the slow lane (slow, cluster and browser tests)
+test-slow: setup
+	RAY_AUTH_MODE=disabled $(PY) -m pytest -m "not ($(FAST))" $(PYTEST_ARGS)
 
 ## bench: speed benchmarks, JSON with the machine's details under bench/results/
 bench: setup

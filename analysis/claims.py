@@ -85,8 +85,9 @@ def _cells(seeds: pd.DataFrame, swept: list[str]) -> list[str]:
     return [k for k in swept if k != LAMBDA and k in seeds and seeds[k].nunique(dropna=False) > 1]
 
 
-def claims_table(seeds: pd.DataFrame, swept: list[str], *, task_metric: str = "accuracy",
-                 alpha: float = ALPHA) -> pd.DataFrame:
+def claims_table(
+    seeds: pd.DataFrame, swept: list[str], *, task_metric: str = "accuracy", alpha: float = ALPHA
+) -> pd.DataFrame:
     """One row per (cell, λ > 0, claim): n, medians, paired effect, p, BH p, verdict.
 
     Args:
@@ -124,8 +125,9 @@ def claims_table(seeds: pd.DataFrame, swept: list[str], *, task_metric: str = "a
             for claim in CLAIMS:
                 c = _column(control.loc[both], claim, task_metric)
                 t = _column(treated.loc[both], claim, task_metric)
-                rows.append({**dict(zip(cell_keys, key)), LAMBDA: value,
-                             **_row(claim, c, t, task_metric)})
+                rows.append(
+                    {**dict(zip(cell_keys, key)), LAMBDA: value, **_row(claim, c, t, task_metric)}
+                )
     out = pd.DataFrame(rows)
     return _adjust(out, alpha)
 
@@ -136,13 +138,18 @@ def _row(claim: Claim, c: np.ndarray, t: np.ndarray, task_metric: str) -> dict:
     c, t = c[ok], t[ok]
     d = t - c
     nan = math.nan
-    row = {"claim": claim.name, "n": int(len(d)),
-           "median_control": float(np.median(c)) if len(c) else nan,
-           "median_treated": float(np.median(t)) if len(t) else nan,
-           "effect": float(np.median(d)) if len(d) else nan,
-           "n_in_direction": int((np.sign(d) == claim.direction).sum()) if claim.direction
-           else int((np.abs(d) <= 0.02).sum()),
-           "p": wilcoxon_p(d) if len(d) else nan, "n_success": -1}
+    row = {
+        "claim": claim.name,
+        "n": int(len(d)),
+        "median_control": float(np.median(c)) if len(c) else nan,
+        "median_treated": float(np.median(t)) if len(t) else nan,
+        "effect": float(np.median(d)) if len(d) else nan,
+        "n_in_direction": int((np.sign(d) == claim.direction).sum())
+        if claim.direction
+        else int((np.abs(d) <= 0.02).sum()),
+        "p": wilcoxon_p(d) if len(d) else nan,
+        "n_success": -1,
+    }
     if claim.name == "accuracy":
         row["n_success"] = int((t > SUCCESS_THRESHOLD[task_metric]).sum())
     return row
@@ -199,8 +206,9 @@ def _verdict(r: dict, alpha: float) -> str:
     return "holds" if r["median_treated"] > CLEAR_Z else "weak"
 
 
-def calibrate_paired(n: int, *, reps: int = 1000, alpha: float = ALPHA,
-                     rng: np.random.Generator | None = None) -> pd.DataFrame:
+def calibrate_paired(
+    n: int, *, reps: int = 1000, alpha: float = ALPHA, rng: np.random.Generator | None = None
+) -> pd.DataFrame:
     """False-positive rate of :func:`wilcoxon_p` at n pairs on synthetic data with no effect.
 
     Three no-effect worlds: normal differences, Cauchy (heavy-tailed) differences, and

@@ -20,8 +20,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from study.contract.outcomes import (DEFAULT_RUN, DEFAULT_Z, TIE_EVALS, Onset, chance_modularity,
-                               group_sizes, onset, which_first)
+from study.contract.outcomes import (
+    DEFAULT_RUN,
+    DEFAULT_Z,
+    TIE_EVALS,
+    Onset,
+    chance_modularity,
+    group_sizes,
+    onset,
+    which_first,
+)
 from study.contract.params import PARAM_EVAL_EVERY, PARAM_MI_WEIGHT
 
 if TYPE_CHECKING:
@@ -135,8 +143,7 @@ def bh_adjust(p: Any) -> np.ndarray:
     return out
 
 
-def verdict(n_func: int, n_struct: int, p_sign: float, p_tost: float,
-            alpha: float = ALPHA) -> str:
+def verdict(n_func: int, n_struct: int, p_sign: float, p_tost: float, alpha: float = ALPHA) -> str:
     """The cell's reading from its (adjusted) p-values: a significant sign test names the side
     that came first; else a significant TOST says co-emergent; else inconclusive."""
     if p_sign <= alpha and n_func != n_struct:
@@ -209,9 +216,22 @@ def verdict_table(
     import pandas as pd
 
     by = list(by)
-    cols = [*by, "n_seeds", "n_func_first", "n_struct_first", "n_tie", "n_neither", "p_sign",
-            "p_tost", "p_sign_bh", "p_tost_bh", "verdict", "median_lag", "t_func_km",
-            "t_struct_km"]
+    cols = [
+        *by,
+        "n_seeds",
+        "n_func_first",
+        "n_struct_first",
+        "n_tie",
+        "n_neither",
+        "p_sign",
+        "p_tost",
+        "p_sign_bh",
+        "p_tost_bh",
+        "verdict",
+        "median_lag",
+        "t_func_km",
+        "t_struct_km",
+    ]
     if not len(seeds):
         return pd.DataFrame(columns=cols)
     margins = _margins(seeds, step, margin_evals)
@@ -226,24 +246,38 @@ def verdict_table(
         p_tost, _, _ = tost_lag(g["_lo"], g["_hi"], g["_d"])
         lag = g["lag"].to_numpy(float)
         km = {f"t_{tag}_km": _km_median(g, tag) for tag in ("func", "struct")}
-        rows.append({**dict(zip(by, key)), **km, "n_seeds": len(g), "n_func_first": n_f,
-                     "n_struct_first": n_s, "n_tie": int((first == "tie").sum()),
-                     "n_neither": int((first == "neither").sum()),
-                     "p_sign": sign_test(n_f, n_s), "p_tost": p_tost,
-                     "median_lag": float(np.median(lag[np.isfinite(lag)]))
-                     if np.isfinite(lag).any() else math.nan})
+        rows.append(
+            {
+                **dict(zip(by, key)),
+                **km,
+                "n_seeds": len(g),
+                "n_func_first": n_f,
+                "n_struct_first": n_s,
+                "n_tie": int((first == "tie").sum()),
+                "n_neither": int((first == "neither").sum()),
+                "p_sign": sign_test(n_f, n_s),
+                "p_tost": p_tost,
+                "median_lag": float(np.median(lag[np.isfinite(lag)]))
+                if np.isfinite(lag).any()
+                else math.nan,
+            }
+        )
     out = pd.DataFrame(rows)
     # The family is the treated groups: λ = 0 control rows are judged on their raw p (any
     # verdict there is a false one) and do not dilute the treated rows' adjustment.
-    control = (pd.to_numeric(out[PARAM_MI_WEIGHT], errors="coerce").eq(0.0)
-               if PARAM_MI_WEIGHT in by
-               else pd.Series(False, index=out.index)).to_numpy(bool)
+    control = (
+        pd.to_numeric(out[PARAM_MI_WEIGHT], errors="coerce").eq(0.0)
+        if PARAM_MI_WEIGHT in by
+        else pd.Series(False, index=out.index)
+    ).to_numpy(bool)
     for raw in ("p_sign", "p_tost"):
         adj = out[raw].to_numpy(float).copy()
         adj[~control] = bh_adjust(adj[~control])
         out[f"{raw}_bh"] = adj
-    out["verdict"] = [verdict(r.n_func_first, r.n_struct_first, r.p_sign_bh, r.p_tost_bh, alpha)
-                      for r in out.itertuples()]
+    out["verdict"] = [
+        verdict(r.n_func_first, r.n_struct_first, r.p_sign_bh, r.p_tost_bh, alpha)
+        for r in out.itertuples()
+    ]
     return out[cols]
 
 
@@ -279,8 +313,7 @@ def km_table(seeds: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
     for level, g in groups:
         for tag in ("func", "struct"):
             ev = g[f"{tag}_emerged"].to_numpy(bool)
-            dur = np.where(ev, g[f"t_{tag}"].to_numpy(float),
-                           g[f"t_{tag}_censor"].to_numpy(float))
+            dur = np.where(ev, g[f"t_{tag}"].to_numpy(float), g[f"t_{tag}_censor"].to_numpy(float))
             ok = np.isfinite(dur)
             if not ok.any():
                 continue
@@ -288,14 +321,23 @@ def km_table(seeds: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
             sf = kmf.survival_function_.iloc[:, 0]
             med = float(kmf.median_survival_time_)
             for t, s in sf.items():
-                rows.append({"level": level, "metric": tag, "epoch": float(t),
-                             "emerged": 1.0 - float(s), "n": int(ok.sum()),
-                             "events": int(ev[ok].sum()), "median": med})
+                rows.append(
+                    {
+                        "level": level,
+                        "metric": tag,
+                        "epoch": float(t),
+                        "emerged": 1.0 - float(s),
+                        "n": int(ok.sum()),
+                        "events": int(ev[ok].sum()),
+                        "median": med,
+                    }
+                )
     return pd.DataFrame(rows, columns=cols)
 
 
-def censored_regression(seeds: pd.DataFrame, params: Sequence[str], *,
-                        step: float | None = None) -> pd.DataFrame:
+def censored_regression(
+    seeds: pd.DataFrame, params: Sequence[str], *, step: float | None = None
+) -> pd.DataFrame:
     """Relate timing to the hyperparameters without dropping the seeds that did not emerge.
 
     For t_func and t_struct: a Weibull accelerated-failure-time model (lifelines
@@ -316,16 +358,32 @@ def censored_regression(seeds: pd.DataFrame, params: Sequence[str], *,
     num = {p: pd.to_numeric(seeds[p], errors="coerce") for p in params if p in seeds}
     keys = [p for p, v in num.items() if v.notna().all() and v.nunique() > 1]
     if not keys or not len(seeds):
-        return pd.DataFrame([{"target": "all", "param": "", "coef": math.nan, "se": math.nan,
-                              "p_value": math.nan, "n": len(seeds), "n_events": 0,
-                              "note": "no swept numeric key varies"}], columns=cols)
+        return pd.DataFrame(
+            [
+                {
+                    "target": "all",
+                    "param": "",
+                    "coef": math.nan,
+                    "se": math.nan,
+                    "p_value": math.nan,
+                    "n": len(seeds),
+                    "n_events": 0,
+                    "note": "no swept numeric key varies",
+                }
+            ],
+            columns=cols,
+        )
     x = pd.DataFrame({f"x{i}": num[p].to_numpy(float) for i, p in enumerate(keys)})
     names = {f"x{i}": p for i, p in enumerate(keys)}
     margins = _margins(seeds, step, 1.0)
     for tag in ("func", "struct"):
         ev = seeds[f"{tag}_emerged"].to_numpy(bool)
-        dur = np.where(ev, seeds[f"t_{tag}"].to_numpy(float),
-                       seeds[f"t_{tag}_censor"].to_numpy(float)) + margins
+        dur = (
+            np.where(
+                ev, seeds[f"t_{tag}"].to_numpy(float), seeds[f"t_{tag}_censor"].to_numpy(float)
+            )
+            + margins
+        )
         ok = np.isfinite(dur)
         rows += _aft(x[ok], dur[ok], ev[ok], f"t_{tag}", names)
     first = seeds["first"].astype(str).to_numpy()
@@ -334,16 +392,26 @@ def censored_regression(seeds: pd.DataFrame, params: Sequence[str], *,
     return pd.DataFrame(rows, columns=cols)
 
 
-def _aft(x: pd.DataFrame, dur: np.ndarray, ev: np.ndarray, target: str,
-         names: dict[str, str]) -> list[dict[str, Any]]:
+def _aft(
+    x: pd.DataFrame, dur: np.ndarray, ev: np.ndarray, target: str, names: dict[str, str]
+) -> list[dict[str, Any]]:
     """Weibull AFT coefficient rows of one onset, or one row with the reason it failed."""
     import warnings
 
     from lifelines import WeibullAFTFitter
 
     n, k = len(dur), int(ev.sum())
-    fail = [{"target": target, "param": "", "coef": math.nan, "se": math.nan,
-             "p_value": math.nan, "n": n, "n_events": k}]
+    fail = [
+        {
+            "target": target,
+            "param": "",
+            "coef": math.nan,
+            "se": math.nan,
+            "p_value": math.nan,
+            "n": n,
+            "n_events": k,
+        }
+    ]
     if k < 2 or n < len(names) + 3:
         return [fail[0] | {"note": f"too few seeds or onsets (n={n}, onsets={k})"}]
     df = x.reset_index(drop=True).assign(_T=dur, _E=ev.astype(int))
@@ -351,15 +419,24 @@ def _aft(x: pd.DataFrame, dur: np.ndarray, ev: np.ndarray, target: str,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit = WeibullAFTFitter().fit(df, duration_col="_T", event_col="_E")
-    except Exception as e:  # noqa: BLE001 - lifelines raises several convergence errors
+    except Exception as e:
         return [fail[0] | {"note": f"not estimable: {type(e).__name__}"}]
     s = fit.summary
     out = []
     for col, param in names.items():
         r = s.loc[("lambda_", col)]
-        out.append({"target": target, "param": param, "coef": float(r["coef"]),
-                    "se": float(r["se(coef)"]), "p_value": float(r["p"]), "n": n,
-                    "n_events": k, "note": ""})
+        out.append(
+            {
+                "target": target,
+                "param": param,
+                "coef": float(r["coef"]),
+                "se": float(r["se(coef)"]),
+                "p_value": float(r["p"]),
+                "n": n,
+                "n_events": k,
+                "note": "",
+            }
+        )
     return out
 
 
@@ -370,21 +447,39 @@ def _logit(x: pd.DataFrame, y: np.ndarray, names: dict[str, str]) -> list[dict[s
     import statsmodels.api as sm
 
     n, k = len(y), int(y.sum())
-    fail = {"target": "function_first", "param": "", "coef": math.nan, "se": math.nan,
-            "p_value": math.nan, "n": n, "n_events": k}
+    fail = {
+        "target": "function_first",
+        "param": "",
+        "coef": math.nan,
+        "se": math.nan,
+        "p_value": math.nan,
+        "n": n,
+        "n_events": k,
+    }
     if n < len(names) + 3 or k in (0, n):
-        return [fail | {"note": f"too few seeds with a sign or one side only (n={n}, "
-                                f"function first={k})"}]
+        return [
+            fail
+            | {"note": f"too few seeds with a sign or one side only (n={n}, function first={k})"}
+        ]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = sm.Logit(y, sm.add_constant(x.to_numpy(float), has_constant="add")).fit(
-                disp=0)
-    except Exception as e:  # noqa: BLE001 - perfect separation and singular matrices
+            fit = sm.Logit(y, sm.add_constant(x.to_numpy(float), has_constant="add")).fit(disp=0)
+    except Exception as e:
         return [fail | {"note": f"not estimable: {type(e).__name__}"}]
-    return [{"target": "function_first", "param": p, "coef": float(fit.params[i + 1]),
-             "se": float(fit.bse[i + 1]), "p_value": float(fit.pvalues[i + 1]), "n": n,
-             "n_events": k, "note": ""} for i, p in enumerate(names.values())]
+    return [
+        {
+            "target": "function_first",
+            "param": p,
+            "coef": float(fit.params[i + 1]),
+            "se": float(fit.bse[i + 1]),
+            "p_value": float(fit.pvalues[i + 1]),
+            "n": n,
+            "n_events": k,
+            "note": "",
+        }
+        for i, p in enumerate(names.values())
+    ]
 
 
 class Noise(NamedTuple):
@@ -430,7 +525,7 @@ def _ar1(rng: np.random.Generator, shape: tuple[int, ...], noise: Noise) -> np.n
     e = rng.normal(0.0, noise.sd, shape)
     out = np.empty(shape)
     out[..., 0] = e[..., 0]
-    c = math.sqrt(1.0 - noise.rho ** 2)
+    c = math.sqrt(1.0 - noise.rho**2)
     for t in range(1, shape[-1]):
         out[..., t] = noise.rho * out[..., t - 1] + c * e[..., t]
     return out
@@ -513,23 +608,39 @@ def calibrate(
         n_ff += v == "function first"
         n_sf += v == "structure first"
     total = n_cells * n_seeds
-    return Calibration(n_ff / n_cells, n_sf / n_cells, seeds_f / total, seeds_s / total,
-                       emerge_f / total, emerge_s / total, n_cells, n_seeds, alpha, z, run)
+    return Calibration(
+        n_ff / n_cells,
+        n_sf / n_cells,
+        seeds_f / total,
+        seeds_s / total,
+        emerge_f / total,
+        emerge_s / total,
+        n_cells,
+        n_seeds,
+        alpha,
+        z,
+        run,
+    )
 
 
-def _check_calibration(t: np.ndarray, func: Noise, struct: Noise, run: int,
-                       rng: np.random.Generator) -> None:
+def _check_calibration(
+    t: np.ndarray, func: Noise, struct: Noise, run: int, rng: np.random.Generator
+) -> None:
     """calibrate()'s argument checks: a numpy Generator, enough epochs, AR(1) noise that is
     finite and stationary."""
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"calibrate(): rng must be a numpy Generator, but got {type(rng)!r}.")
     if t.ndim != 1 or t.size < run + 2:
-        raise ValueError(f"calibrate(): epochs must be 1-D with more than run + 1 = {run + 1} "
-                         f"evaluations, but got shape {t.shape}.")
+        raise ValueError(
+            f"calibrate(): epochs must be 1-D with more than run + 1 = {run + 1} "
+            f"evaluations, but got shape {t.shape}."
+        )
     for name, nz in (("func", func), ("struct", struct)):
         if not (math.isfinite(nz.sd) and nz.sd >= 0 and 0 <= nz.rho < 1):
-            raise ValueError(f"calibrate(): {name} noise must have a finite sd >= 0 and "
-                             f"0 <= rho < 1, but got {nz}.")
+            raise ValueError(
+                f"calibrate(): {name} noise must have a finite sd >= 0 and "
+                f"0 <= rho < 1, but got {nz}."
+            )
 
 
 def _seed_lag_bounds(of: Onset, os_: Onset) -> tuple[float, float]:
@@ -546,5 +657,7 @@ def _seed_lag_bounds(of: Onset, os_: Onset) -> tuple[float, float]:
 
 def false_emergence(seeds: pd.DataFrame) -> dict[str, tuple[int, int]]:
     """Per metric tag, (seeds with an onset, seeds) among the given (λ = 0 control) seeds."""
-    return {tag: (int(seeds[f"{tag}_emerged"].astype(bool).sum()), len(seeds))
-            for tag in ("func", "struct")}
+    return {
+        tag: (int(seeds[f"{tag}_emerged"].astype(bool).sum()), len(seeds))
+        for tag in ("func", "struct")
+    }

@@ -18,8 +18,15 @@ from matplotlib.figure import Figure
 from analysis.phase import PhaseInfo, phase_quantities
 from study.contract.params import PARAM_MI_WEIGHT
 
-__all__ = ["plot_curve_bands", "plot_km", "plot_onsets", "plot_pareto", "plot_phase",
-           "plot_scatter", "to_png"]
+__all__ = [
+    "plot_curve_bands",
+    "plot_km",
+    "plot_onsets",
+    "plot_pareto",
+    "plot_phase",
+    "plot_scatter",
+    "to_png",
+]
 
 _RATE = ("success_rate", "differentiated_rate", "func_emerged_rate", "struct_emerged_rate")
 
@@ -53,8 +60,11 @@ def _ink(im, value: float) -> str:
 
 def plot_phase(info: PhaseInfo, *, task_metric: str = "accuracy", title: str = "") -> Figure:
     """One heat-map panel per phase quantity, each cell annotated with its value and seed count."""
-    quantities = {q: t for q, t in phase_quantities(task_metric, list(info.values)).items()
-                  if q in info.values}
+    quantities = {
+        q: t
+        for q, t in phase_quantities(task_metric, list(info.values)).items()
+        if q in info.values
+    }
     ny, nx = info.n_seeds.shape
     ncols = 4
     nrows = math.ceil(len(quantities) / ncols)
@@ -80,14 +90,21 @@ def plot_phase(info: PhaseInfo, *, task_metric: str = "accuracy", title: str = "
                 n, k = info.n_seeds[j, i], info.n_defined[q][j, i]
                 if n:
                     count = f"n={n}" if k == n else f"n={k}/{n}"
-                    ax.text(i, j, f"{_fmt(z[j, i])}\n{count}", ha="center", va="center",
-                            fontsize=7, color=_ink(im, z[j, i]))
+                    ax.text(
+                        i,
+                        j,
+                        f"{_fmt(z[j, i])}\n{count}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color=_ink(im, z[j, i]),
+                    )
         ax.set_xticks(range(nx), info.x.labels, rotation=45 if info.x.binned else 0, fontsize=7)
         ax.set_yticks(range(ny), info.y.labels, fontsize=7)
         ax.set_xlabel(info.x.key)
         ax.set_ylabel(info.y.key)
         ax.set_title(label, fontsize=9)
-    for ax in axes[len(quantities):]:
+    for ax in axes[len(quantities) :]:
         ax.set_axis_off()
     if title:
         fig.suptitle(title)
@@ -102,7 +119,7 @@ def plot_curve_bands(bands: pd.DataFrame, *, by: str = PARAM_MI_WEIGHT) -> Figur
     for ax, m in zip(axes, metrics):
         sub = bands[bands["metric"] == m]
         for level, g in sub.groupby("level", sort=False):
-            line, = ax.plot(g["epoch"], g["median"], label=f"{by} = {level}")
+            (line,) = ax.plot(g["epoch"], g["median"], label=f"{by} = {level}")
             ax.fill_between(g["epoch"], g["q25"], g["q75"], color=line.get_color(), alpha=0.25)
         ax.set_xlabel("epoch")
         ax.set_ylabel(m)
@@ -115,15 +132,21 @@ def plot_onsets(seeds: pd.DataFrame, *, by: str = PARAM_MI_WEIGHT) -> Figure:
     """t_struct against t_func per seed: points above the diagonal are structure after function."""
     fig = _figure(4.8, 4.2)
     ax = fig.subplots()
-    ok = seeds[np.isfinite(seeds["t_func"].astype(float))
-               & np.isfinite(seeds["t_struct"].astype(float))]
+    ok = seeds[
+        np.isfinite(seeds["t_func"].astype(float)) & np.isfinite(seeds["t_struct"].astype(float))
+    ]
     # Tiny deterministic offsets keep seeds on the same evaluation epoch visible as separate dots.
     jitter = (np.arange(len(ok)) % 5 - 2) * 1.5
     groups = ok.groupby(by, sort=True) if by in ok.columns else [("all", ok)]
     for level, g in groups:
         sel = ok.index.get_indexer(g.index)
-        ax.scatter(g["t_func"] + jitter[sel], g["t_struct"] - jitter[sel], s=18,
-                   label=f"{by} = {level}", alpha=0.8)
+        ax.scatter(
+            g["t_func"] + jitter[sel],
+            g["t_struct"] - jitter[sel],
+            s=18,
+            label=f"{by} = {level}",
+            alpha=0.8,
+        )
     lim = [0.0, 1.0]
     if len(ok):
         lim = [0.0, float(max(ok["t_func"].max(), ok["t_struct"].max())) * 1.05 + 1.0]
@@ -136,16 +159,29 @@ def plot_onsets(seeds: pd.DataFrame, *, by: str = PARAM_MI_WEIGHT) -> Figure:
     return fig
 
 
-def plot_pareto(points: pd.DataFrame, *, task_metric: str = "accuracy",
-                by: str = PARAM_MI_WEIGHT) -> Figure:
+def plot_pareto(
+    points: pd.DataFrame, *, task_metric: str = "accuracy", by: str = PARAM_MI_WEIGHT
+) -> Figure:
     """Median final task metric against median final q_func per trial, with the Pareto front."""
     fig = _figure(4.8, 4.0)
     ax = fig.subplots()
-    sc = ax.scatter(points["task"], points["q_func"],
-                    c=pd.to_numeric(points["level"], errors="coerce"), cmap="viridis", s=28)
+    sc = ax.scatter(
+        points["task"],
+        points["q_func"],
+        c=pd.to_numeric(points["level"], errors="coerce"),
+        cmap="viridis",
+        s=28,
+    )
     front = points[points["on_front"]].sort_values("task")
-    ax.plot(front["task"], front["q_func"], color="crimson", lw=1.2, marker="o", mfc="none",
-            label="Pareto front")
+    ax.plot(
+        front["task"],
+        front["q_func"],
+        color="crimson",
+        lw=1.2,
+        marker="o",
+        mfc="none",
+        label="Pareto front",
+    )
     if points["level"].notna().any():
         fig.colorbar(sc, ax=ax, label=by)
     ax.set_xlabel(f"median final {task_metric}")
@@ -158,8 +194,13 @@ def plot_scatter(points: pd.DataFrame, *, by: str = PARAM_MI_WEIGHT) -> Figure:
     """Final q_func against final q_struct per seed, coloured by `by`."""
     fig = _figure(4.8, 4.0)
     ax = fig.subplots()
-    sc = ax.scatter(points["q_func"], points["q_struct"],
-                    c=pd.to_numeric(points["level"], errors="coerce"), cmap="viridis", s=18)
+    sc = ax.scatter(
+        points["q_func"],
+        points["q_struct"],
+        c=pd.to_numeric(points["level"], errors="coerce"),
+        cmap="viridis",
+        s=18,
+    )
     if points["level"].notna().any():
         fig.colorbar(sc, ax=ax, label=by)
     ax.axhline(0.1, color="grey", lw=1, ls="--")
@@ -179,8 +220,13 @@ def plot_km(km: pd.DataFrame, *, by: str = PARAM_MI_WEIGHT) -> Figure:
         for tag, (colour, label) in styles.items():
             g = sub[sub["metric"] == tag].sort_values("epoch")
             if len(g):
-                ax.step(g["epoch"], g["emerged"], where="post", color=colour,
-                        label=f"{label} ({int(g['events'].iloc[0])}/{int(g['n'].iloc[0])})")
+                ax.step(
+                    g["epoch"],
+                    g["emerged"],
+                    where="post",
+                    color=colour,
+                    label=f"{label} ({int(g['events'].iloc[0])}/{int(g['n'].iloc[0])})",
+                )
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("epoch")
         ax.set_title(f"{by} = {level}" if level != "all" else "all seeds", fontsize=9)

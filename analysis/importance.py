@@ -100,18 +100,32 @@ def importance_info(
     _check(evaluator, direction, n_repeats)
     rng = np.random.default_rng(0) if rng is None else rng
     params = [p for p in params if p in seeds.columns]
-    t = trial_means(seeds, params, objective, task_metric=task_metric) if len(seeds) else \
-        pd.DataFrame(columns=["trial_id", *params, "y", "n", "n_seeds"])
+    t = (
+        trial_means(seeds, params, objective, task_metric=task_metric)
+        if len(seeds)
+        else pd.DataFrame(columns=["trial_id", *params, "y", "n", "n_seeds"])
+    )
     t = t.dropna(subset=params)
     varied = [p for p in params if t[p].nunique() > 1]
     dropped = [p for p in params if p not in varied]
-    info = ImportanceInfo(objective, _metric_label(objective, task_metric), direction,
-                          evaluator, EVALUATORS[evaluator], pd.DataFrame(columns=_TABLE),
-                          len(t), dropped, "")
+    info = ImportanceInfo(
+        objective,
+        _metric_label(objective, task_metric),
+        direction,
+        evaluator,
+        EVALUATORS[evaluator],
+        pd.DataFrame(columns=_TABLE),
+        len(t),
+        dropped,
+        "",
+    )
     if len(t) < MIN_TRIALS or not varied:
-        why = (f"{len(t)} trial{'s' * (len(t) != 1)} with a finite {info.column}, importance "
-               f"needs at least {MIN_TRIALS}" if len(t) < MIN_TRIALS else
-               "no swept key takes two values among the trials")
+        why = (
+            f"{len(t)} trial{'s' * (len(t) != 1)} with a finite {info.column}, importance "
+            f"needs at least {MIN_TRIALS}"
+            if len(t) < MIN_TRIALS
+            else "no swept key takes two values among the trials"
+        )
         return info._replace(message=f"No importance for {info.column}: {why}.")
     dists = {p: _distribution(t[p], (log or {}).get(p)) for p in varied}
     runs, caught = [], []
@@ -127,11 +141,15 @@ def importance_info(
 def _check(evaluator: str, direction: str, n_repeats: int) -> None:
     """importance_info()'s argument checks (ValueError)."""
     if evaluator not in EVALUATORS:
-        raise ValueError(f"importance_info(): evaluator must be one of {', '.join(EVALUATORS)}, "
-                         f"but got {evaluator!r}.")
+        raise ValueError(
+            f"importance_info(): evaluator must be one of {', '.join(EVALUATORS)}, "
+            f"but got {evaluator!r}."
+        )
     if direction not in ("maximize", "minimize"):
-        raise ValueError(f"importance_info(): direction must be 'maximize' or 'minimize', but "
-                         f"got {direction!r}.")
+        raise ValueError(
+            f"importance_info(): direction must be 'maximize' or 'minimize', but "
+            f"got {direction!r}."
+        )
     if n_repeats < 1:
         raise ValueError(f"importance_info(): n_repeats must be >= 1, but got {n_repeats}.")
 
@@ -151,17 +169,25 @@ def _distribution(col: pd.Series, log: bool | None) -> Any:
     return FloatDistribution(lo, hi, log=use_log)
 
 
-def _evaluate(t: pd.DataFrame, dists: dict[str, Any], evaluator: str, direction: str,
-              seed: int) -> tuple[dict[str, float], list[str]]:
+def _evaluate(
+    t: pd.DataFrame, dists: dict[str, Any], evaluator: str, direction: str, seed: int
+) -> tuple[dict[str, float], list[str]]:
     """One evaluation on an in-memory study of the rows of `t`; its warnings as text."""
     import optuna
 
-    trials = [optuna.trial.create_trial(
-        params={p: _param_value(v, dists[p]) for p, v in row.items() if p in dists},
-        distributions=dists, value=float(row["y"]))
-        for row in t[[*dists, "y"]].to_dict("records")]
-    ev = (optuna.importance.FanovaImportanceEvaluator(seed=seed) if evaluator == "fanova"
-          else optuna.importance.PedAnovaImportanceEvaluator())
+    trials = [
+        optuna.trial.create_trial(
+            params={p: _param_value(v, dists[p]) for p, v in row.items() if p in dists},
+            distributions=dists,
+            value=float(row["y"]),
+        )
+        for row in t[[*dists, "y"]].to_dict("records")
+    ]
+    ev = (
+        optuna.importance.FanovaImportanceEvaluator(seed=seed)
+        if evaluator == "fanova"
+        else optuna.importance.PedAnovaImportanceEvaluator()
+    )
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -169,12 +195,16 @@ def _evaluate(t: pd.DataFrame, dists: dict[str, Any], evaluator: str, direction:
             warnings.simplefilter("always")
             study = optuna.create_study(direction=direction)
             study.add_trials(trials)
-            imp = optuna.importance.get_param_importances(study, evaluator=ev,
-                                                          params=list(dists), normalize=True)
+            imp = optuna.importance.get_param_importances(
+                study, evaluator=ev, params=list(dists), normalize=True
+            )
     finally:
         optuna.logging.set_verbosity(verbosity)
-    said = [str(w.message) for w in caught
-            if not issubclass(w.category, optuna.exceptions.ExperimentalWarning)]
+    said = [
+        str(w.message)
+        for w in caught
+        if not issubclass(w.category, optuna.exceptions.ExperimentalWarning)
+    ]
     return {p: float(v) for p, v in imp.items()}, said
 
 
@@ -190,11 +220,17 @@ def _param_value(v: Any, dist: Any) -> Any:
 def _summary(runs: list[dict[str, float]], params: list[str]) -> pd.DataFrame:
     """Per param: the all-trials importance and the mean, sd and 5–95 % range of repeats."""
     m = np.array([[r.get(p, math.nan) for p in params] for r in runs])
-    table = pd.DataFrame({
-        "param": params, "importance": m[0], "mean": np.nanmean(m, axis=0),
-        "sd": np.nanstd(m, axis=0, ddof=1) if len(m) > 1 else np.full(len(params), math.nan),
-        "q05": np.nanpercentile(m, 5, axis=0), "q95": np.nanpercentile(m, 95, axis=0),
-        "n_repeats": len(m)})
+    table = pd.DataFrame(
+        {
+            "param": params,
+            "importance": m[0],
+            "mean": np.nanmean(m, axis=0),
+            "sd": np.nanstd(m, axis=0, ddof=1) if len(m) > 1 else np.full(len(params), math.nan),
+            "q05": np.nanpercentile(m, 5, axis=0),
+            "q95": np.nanpercentile(m, 95, axis=0),
+            "n_repeats": len(m),
+        }
+    )
     return table.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
 
 
@@ -213,17 +249,25 @@ class ParallelInfo(NamedTuple):
 _ZERO_AT = -0.08  # where a 0 on a log axis is drawn, below the axis' range
 
 
-def parallel_info(seeds: pd.DataFrame, params: Sequence[str], objective: str, *,
-                  task_metric: str = "accuracy",
-                  log: Mapping[str, bool] | None = None) -> ParallelInfo:
+def parallel_info(
+    seeds: pd.DataFrame,
+    params: Sequence[str],
+    objective: str,
+    *,
+    task_metric: str = "accuracy",
+    log: Mapping[str, bool] | None = None,
+) -> ParallelInfo:
     """One polyline per trial through its param values and its objective (mean over seeds).
 
     Numeric axes are scaled min → 0, max → 1 (log10 first on a log axis, whose zeros are
     drawn at -0.08 under a "0" tick); a categorical axis spaces its levels evenly.
     """
     params = [p for p in params if p in seeds.columns]
-    t = trial_means(seeds, params, objective, task_metric=task_metric) if len(seeds) else \
-        pd.DataFrame(columns=["trial_id", *params, "y"])
+    t = (
+        trial_means(seeds, params, objective, task_metric=task_metric)
+        if len(seeds)
+        else pd.DataFrame(columns=["trial_id", *params, "y"])
+    )
     column = _metric_label(objective, task_metric)
     axes, logs, cols, ticks = [], [], [], []
     for name, col in [*((p, t[p]) for p in params), (column, t["y"])]:
@@ -256,7 +300,7 @@ def _scale(col: pd.Series, log: bool) -> tuple[np.ndarray, tuple[list[float], li
     scaled = np.where(zero, _ZERO_AT, (u - lo) / span + (0.5 if hi == lo else 0.0))
     marks = np.linspace(lo, hi, 3) if hi > lo else np.array([lo])
     pos = ((marks - lo) / span + (0.5 if hi == lo else 0.0)).tolist()
-    labels = [f"{10 ** m if log else m:.3g}" for m in marks]
+    labels = [f"{10**m if log else m:.3g}" for m in marks]
     if zero.any():
         pos, labels = [_ZERO_AT, *pos], ["0", *labels]
     return scaled, (pos, labels)
@@ -279,15 +323,17 @@ def plot_importance(infos: Sequence[ImportanceInfo], *, ncols: int = 3) -> Figur
     for ax, obj in zip(axes, objectives):
         group = [i for i in infos if i.objective == obj]
         _importance_panel(ax, group, colours)
-    for ax in axes[len(objectives):]:
+    for ax in axes[len(objectives) :]:
         ax.set_axis_off()
     if not infos:
         axes[0].text(0.5, 0.5, "No importance to show.", ha="center", va="center")
-    handles = [Patch(color=c, label=EVALUATORS[e]) for e, c in colours.items()
-               if any(i.evaluator == e and not i.table.empty for i in infos)]
+    handles = [
+        Patch(color=c, label=EVALUATORS[e])
+        for e, c in colours.items()
+        if any(i.evaluator == e and not i.table.empty for i in infos)
+    ]
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=7,
-                   frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=7, frameon=False)
     return fig
 
 
@@ -303,8 +349,14 @@ def _importance_panel(ax: Any, group: list[ImportanceInfo], colours: dict[str, s
             r = tab.loc[p]
             y = j + (k - (len(group) - 1) / 2) * height
             err = [[max(r["importance"] - r["q05"], 0)], [max(r["q95"] - r["importance"], 0)]]
-            ax.barh(y, r["importance"], height=height, color=colours[info.evaluator],
-                    xerr=err if r["n_repeats"] > 1 else None, error_kw={"lw": 0.8})
+            ax.barh(
+                y,
+                r["importance"],
+                height=height,
+                color=colours[info.evaluator],
+                xerr=err if r["n_repeats"] > 1 else None,
+                error_kw={"lw": 0.8},
+            )
     ax.set_yticks(range(len(params)), [_symbol(p) for p in params], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
@@ -313,8 +365,16 @@ def _importance_panel(ax: Any, group: list[ImportanceInfo], colours: dict[str, s
     ax.set_title(f"{first.column} ({first.n_trials} trials)", fontsize=8)
     said = [i.message for i in group if i.table.empty and i.message]
     if said and not params:
-        ax.text(0.5, 0.5, "\n".join(dict.fromkeys(said)), transform=ax.transAxes,
-                ha="center", va="center", fontsize=7, wrap=True)
+        ax.text(
+            0.5,
+            0.5,
+            "\n".join(dict.fromkeys(said)),
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=7,
+            wrap=True,
+        )
     ax.tick_params(labelsize=7)
 
 

@@ -41,14 +41,20 @@ NOT_MEASURED = "not measured"
 TIMING_ROW = "Timing"
 
 # Dotted key -> the symbol a cell label uses (λ, K, N); others keep their last part.
-KEY_SYMBOLS: Mapping[str, str] = {LAMBDA: "λ", PARAM_GROUPS: "K", PARAM_HIDDEN: "N",
-                                  PARAM_LR: "lr"}
+KEY_SYMBOLS: Mapping[str, str] = {
+    LAMBDA: "λ",
+    PARAM_GROUPS: "K",
+    PARAM_HIDDEN: "N",
+    PARAM_LR: "lr",
+}
 
 # Claim name (analysis.claims.CLAIMS) -> row title; unknown claims keep their name.
-CLAIM_TITLES: Mapping[str, str] = {"accuracy": "Accuracy kept",
-                                   "functional": "Functional modularity",
-                                   "structural": "Structural modularity",
-                                   "mi": "MI lowered"}
+CLAIM_TITLES: Mapping[str, str] = {
+    "accuracy": "Accuracy kept",
+    "functional": "Functional modularity",
+    "structural": "Structural modularity",
+    "mi": "MI lowered",
+}
 
 # Claim verdict -> (colour, glyph). The glyph keeps the matrix readable without colour.
 CLAIM_COLOURS: Mapping[str, tuple[str, str]] = {
@@ -148,18 +154,27 @@ def matrix_info(
     """
     claims = claims if claims is not None else pd.DataFrame()
     if len(claims) and not {"claim", "verdict"} <= set(claims.columns):
-        raise ValueError(f"matrix_info(): claims must have columns 'claim' and 'verdict', but "
-                         f"it has {sorted(map(str, claims.columns))}.")
+        raise ValueError(
+            f"matrix_info(): claims must have columns 'claim' and 'verdict', but "
+            f"it has {sorted(map(str, claims.columns))}."
+        )
     keys = list(keys) if keys is not None else _keys(claims, timing)
     labelled = _labelled(claims, keys)
     if len(labelled) and labelled.duplicated(["_cell", "claim"]).any():
         dup = labelled.loc[labelled.duplicated(["_cell", "claim"]), ["_cell", "claim"]].iloc[0]
-        raise ValueError(f"matrix_info(): each (cell, claim) must appear once, but "
-                         f"({dup['_cell']}, {dup['claim']}) repeats.")
+        raise ValueError(
+            f"matrix_info(): each (cell, claim) must appear once, but "
+            f"({dup['_cell']}, {dup['claim']}) repeats."
+        )
     t_cells = _timing_cells(timing, keys)
     cells, values = _cell_order(labelled, t_cells, keys)
-    names = list(claim_order) if claim_order is not None else list(
-        dict.fromkeys(labelled["claim"])) if len(labelled) else []
+    names = (
+        list(claim_order)
+        if claim_order is not None
+        else list(dict.fromkeys(labelled["claim"]))
+        if len(labelled)
+        else []
+    )
     grid = np.full((len(names), len(cells)), NOT_MEASURED, dtype=object)
     col = {c: i for i, c in enumerate(cells)}
     row = {n: i for i, n in enumerate(names)}
@@ -171,8 +186,16 @@ def matrix_info(
     sentences = [_sentence(t, grid[i], cells) for i, t in enumerate(titles)]
     if timing is not None and len(t_cells):
         sentences += _timing_sentences(timing_row, cells, values)
-    return MatrixInfo(keys, cells, values, titles, grid, timing_row, sentences,
-                      _legend(grid, timing_row if timing is not None else []))
+    return MatrixInfo(
+        keys,
+        cells,
+        values,
+        titles,
+        grid,
+        timing_row,
+        sentences,
+        _legend(grid, timing_row if timing is not None else []),
+    )
 
 
 # Columns of a claims table that are statistics, not cell keys (analysis.claims.claims_table,
@@ -184,10 +207,18 @@ _STAT_PREFIXES = ("p_", "n_", "median", "ci_", "mean", "worst", "power", "min_")
 def _keys(claims: pd.DataFrame, timing: pd.DataFrame | None) -> list[str]:
     """The cell keys: columns of `claims` that are not statistics, λ first."""
     source = claims if len(claims.columns) or timing is None or "cell" in timing else timing
-    cols = [c for c in source.columns
-            if c not in _STAT_COLUMNS and not str(c).startswith(_STAT_PREFIXES)]
-    return sorted(cols, key=lambda k: (k != LAMBDA, list(KEY_SYMBOLS).index(k)
-                                       if k in KEY_SYMBOLS else len(KEY_SYMBOLS)))
+    cols = [
+        c
+        for c in source.columns
+        if c not in _STAT_COLUMNS and not str(c).startswith(_STAT_PREFIXES)
+    ]
+    return sorted(
+        cols,
+        key=lambda k: (
+            k != LAMBDA,
+            list(KEY_SYMBOLS).index(k) if k in KEY_SYMBOLS else len(KEY_SYMBOLS),
+        ),
+    )
 
 
 def _labelled(claims: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -196,20 +227,25 @@ def _labelled(claims: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         return pd.DataFrame(columns=[*keys, "claim", "verdict", "_cell"])
     missing = [k for k in keys if k not in claims.columns]
     if missing:
-        raise ValueError(f"matrix_info(): the cell keys {missing} must be columns of claims, "
-                         f"but its columns are {sorted(map(str, claims.columns))}.")
+        raise ValueError(
+            f"matrix_info(): the cell keys {missing} must be columns of claims, "
+            f"but its columns are {sorted(map(str, claims.columns))}."
+        )
     labels = [cell_label({k: r[k] for k in keys}, keys) for r in claims.to_dict("records")]
     return claims.assign(_cell=labels)
 
 
-def _timing_cells(timing: pd.DataFrame | None, keys: list[str]
-                  ) -> dict[str, tuple[dict[str, Any], str]]:
+def _timing_cells(
+    timing: pd.DataFrame | None, keys: list[str]
+) -> dict[str, tuple[dict[str, Any], str]]:
     """Cell label -> (key values, timing verdict) from the timing table's accepted forms."""
     if timing is None or not len(timing):
         return {}
     if "verdict" not in timing:
-        raise ValueError(f"matrix_info(): timing must have a 'verdict' column, but it has "
-                         f"{sorted(map(str, timing.columns))}.")
+        raise ValueError(
+            f"matrix_info(): timing must have a 'verdict' column, but it has "
+            f"{sorted(map(str, timing.columns))}."
+        )
     out: dict[str, tuple[dict[str, Any], str]] = {}
     for r in timing.to_dict("records"):
         cell = r.get("cell")
@@ -222,18 +258,23 @@ def _timing_cells(timing: pd.DataFrame | None, keys: list[str]
         elif cell is not None:
             values, label = {}, str(cell)
         else:
-            raise ValueError("matrix_info(): timing rows need a 'cell' column or the cell "
-                             f"keys {keys} as columns.")
+            raise ValueError(
+                "matrix_info(): timing rows need a 'cell' column or the cell "
+                f"keys {keys} as columns."
+            )
         if label in out:
-            raise ValueError(f"matrix_info(): each cell must have one timing verdict, but "
-                             f"{label} has several (are the timing cells finer than the "
-                             f"keys {keys}?).")
+            raise ValueError(
+                f"matrix_info(): each cell must have one timing verdict, but "
+                f"{label} has several (are the timing cells finer than the "
+                f"keys {keys}?)."
+            )
         out[label] = (values, str(r["verdict"]))
     return out
 
 
-def _cell_order(labelled: pd.DataFrame, t_cells: dict, keys: list[str]
-                ) -> tuple[list[str], list[dict[str, Any]]]:
+def _cell_order(
+    labelled: pd.DataFrame, t_cells: dict, keys: list[str]
+) -> tuple[list[str], list[dict[str, Any]]]:
     """The union of cells, sorted by their key values (numbers numerically)."""
     found: dict[str, dict[str, Any]] = {}
     for r in labelled.to_dict("records"):
@@ -245,38 +286,54 @@ def _cell_order(labelled: pd.DataFrame, t_cells: dict, keys: list[str]
         label, values = item
         # by the second key, then the third, ..., the first (λ) varying fastest; numbers
         # before text
-        return tuple((0, float(values[k]), "") if _is_number(values.get(k)) else
-                     (1, math.inf, str(values.get(k, label)))
-                     for k in [*keys[1:], *keys[:1]]) + ((0, 0.0, label),)
+        return tuple(
+            (0, float(values[k]), "")
+            if _is_number(values.get(k))
+            else (1, math.inf, str(values.get(k, label)))
+            for k in [*keys[1:], *keys[:1]]
+        ) + ((0, 0.0, label),)
 
     ordered = sorted(found.items(), key=order)
     return [label for label, _ in ordered], [values for _, values in ordered]
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
-        v, (bool, np.bool_)) and math.isfinite(float(v))
+    return (
+        isinstance(v, (int, float, np.integer, np.floating))
+        and not isinstance(v, (bool, np.bool_))
+        and math.isfinite(float(v))
+    )
 
 
-def _timing_sentences(timing: list[str], cells: list[str], values: list[dict[str, Any]]
-                      ) -> list[str]:
+def _timing_sentences(
+    timing: list[str], cells: list[str], values: list[dict[str, Any]]
+) -> list[str]:
     """The timing sentence over the treated cells, and one over the λ = 0 controls (where any
     order is a false one) when the timing table has them (a bare label counts as a control
     when one of its parts reads ``λ=0``)."""
     zero = f"{_symbol(LAMBDA)}=0"
-    control = np.array([float(v[LAMBDA]) == 0 if _is_number(v.get(LAMBDA)) else
-                        zero in c.split(" · ") for c, v in zip(cells, values)], dtype=bool)
+    control = np.array(
+        [
+            float(v[LAMBDA]) == 0 if _is_number(v.get(LAMBDA)) else zero in c.split(" · ")
+            for c, v in zip(cells, values)
+        ],
+        dtype=bool,
+    )
     verdicts = np.array(timing, dtype=object)
-    out = [_sentence(TIMING_ROW, verdicts[~control], [c for c, k in zip(cells, control)
-                                                      if not k])]
+    out = [_sentence(TIMING_ROW, verdicts[~control], [c for c, k in zip(cells, control) if not k])]
     if control.any() and (verdicts[control] != NOT_MEASURED).any():
-        out.append(_sentence("Timing at λ = 0 (controls: any order there is a false one)",
-                             verdicts[control], [c for c, k in zip(cells, control) if k]))
+        out.append(
+            _sentence(
+                "Timing at λ = 0 (controls: any order there is a false one)",
+                verdicts[control],
+                [c for c, k in zip(cells, control) if k],
+            )
+        )
     return out
 
 
 def _sentence(title: str, verdicts: np.ndarray, cells: list[str]) -> str:
-    """"Accuracy kept: holds in 11 of 12 cells; breaks in λ=0.3 · K=3." Verdicts by count;
+    """ "Accuracy kept: holds in 11 of 12 cells; breaks in λ=0.3 · K=3." Verdicts by count;
     a verdict of at most two cells names them."""
     measured = [(v, c) for v, c in zip(verdicts, cells) if v != NOT_MEASURED]
     if not measured:
@@ -301,8 +358,10 @@ def _legend(grid: np.ndarray, timing: list[str]) -> list[tuple[str, str, str]]:
     """(label, colour, glyph) of each verdict present: claims first, then timing."""
     out = []
     present = set(grid.ravel().tolist())
-    for v in sorted(present, key=lambda v: list(CLAIM_COLOURS).index(v)
-                    if v in CLAIM_COLOURS else len(CLAIM_COLOURS)):
+    for v in sorted(
+        present,
+        key=lambda v: list(CLAIM_COLOURS).index(v) if v in CLAIM_COLOURS else len(CLAIM_COLOURS),
+    ):
         out.append((v, *CLAIM_COLOURS.get(v, _UNKNOWN)))
     if NOT_MEASURED in timing and NOT_MEASURED not in present:
         out.append((NOT_MEASURED, *CLAIM_COLOURS[NOT_MEASURED]))
@@ -315,8 +374,9 @@ def _legend(grid: np.ndarray, timing: list[str]) -> list[tuple[str, str, str]]:
 def _timing_rank(verdict: str) -> int:
     """Position of a timing verdict's family in the legend (unknown labels last)."""
     v = str(verdict).strip().lower()
-    return next((i for i, (p, _) in enumerate(_TIMING_PREFIXES) if v.startswith(p)),
-                len(_TIMING_PREFIXES))
+    return next(
+        (i for i, (p, _) in enumerate(_TIMING_PREFIXES) if v.startswith(p)), len(_TIMING_PREFIXES)
+    )
 
 
 def _style(verdict: str, timing: bool) -> tuple[str, str]:
@@ -331,10 +391,13 @@ def facets(info: MatrixInfo) -> tuple[list[str], list[str]]:
     if len(info.keys) < 2:
         return [""] * len(info.cells), list(info.cells)
     first, rest = info.keys[0], info.keys[1:]
-    group = [cell_label({k: v[k] for k in rest if k in v}, rest) if v else ""
-             for v in info.cell_values]
-    tick = [cell_label({first: v[first]}, [first]) if first in v else c
-            for v, c in zip(info.cell_values, info.cells)]
+    group = [
+        cell_label({k: v[k] for k in rest if k in v}, rest) if v else "" for v in info.cell_values
+    ]
+    tick = [
+        cell_label({first: v[first]}, [first]) if first in v else c
+        for v, c in zip(info.cell_values, info.cells)
+    ]
     return group, tick
 
 
@@ -350,7 +413,7 @@ def _panels(groups: list[str], max_columns: int) -> list[list[int | None]]:
     panels: list[list[int | None]] = [[]]
     for run in runs:
         for k in range(0, len(run), max_columns):
-            chunk = run[k:k + max_columns]
+            chunk = run[k : k + max_columns]
             if panels[-1] and len(panels[-1]) + 1 + len(chunk) > max_columns:
                 panels.append([])
             panels[-1] += ([None] if panels[-1] else []) + chunk
@@ -368,12 +431,19 @@ def plot_matrix(info: MatrixInfo, *, max_columns: int = 24, title: str = "") -> 
             further panels (60 cells of 5 λ × 12 (K, N) facets: three panels of four).
         title: the figure title.
     """
-    rows = list(info.claims) + ([TIMING_ROW] if any(t != NOT_MEASURED for t in info.timing)
-                                else [])
+    rows = list(info.claims) + (
+        [TIMING_ROW] if any(t != NOT_MEASURED for t in info.timing) else []
+    )
     if not info.cells or not rows:
         fig = _figure(5.0, 1.2)
-        fig.text(0.5, 0.5, "No verdicts to show (no claims or timing measured).", ha="center",
-                 va="center", fontsize=10)
+        fig.text(
+            0.5,
+            0.5,
+            "No verdicts to show (no claims or timing measured).",
+            ha="center",
+            va="center",
+            fontsize=10,
+        )
         return fig
     groups, ticks = facets(info)
     panels = _panels(groups, max_columns)
@@ -385,17 +455,31 @@ def plot_matrix(info: MatrixInfo, *, max_columns: int = 24, title: str = "") -> 
     axes = fig.subplots(len(panels), 1, squeeze=False).ravel()
     for ax, cols in zip(axes, panels):
         _draw_panel(ax, info, rows, cols, width, groups, ticks)
-    handles = [Patch(facecolor=c, edgecolor="#888", label=f"{g} {lab}".strip())
-               for lab, c, g in info.legend]
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(3, max(len(handles), 1)),
-               fontsize=7, frameon=False)
+    handles = [
+        Patch(facecolor=c, edgecolor="#888", label=f"{g} {lab}".strip())
+        for lab, c, g in info.legend
+    ]
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=min(3, max(len(handles), 1)),
+        fontsize=7,
+        frameon=False,
+    )
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
 
 
-def _draw_panel(ax: Any, info: MatrixInfo, rows: list[str], cols: list[int | None], width: int,
-                groups: list[str], ticks: list[str]) -> None:
+def _draw_panel(
+    ax: Any,
+    info: MatrixInfo,
+    rows: list[str],
+    cols: list[int | None],
+    width: int,
+    groups: list[str],
+    ticks: list[str],
+) -> None:
     """One panel: the cells `cols` (None: a gap) of every row, the timing row set apart."""
     n_claims = len(info.claims)
     gap = 0.25  # between the claims and the timing row
@@ -412,12 +496,12 @@ def _draw_panel(ax: Any, info: MatrixInfo, rows: list[str], cols: list[int | Non
             colour, glyph = _style(verdict, timing)
             ax.add_patch(_square(x, y_of(r), colour))
             if glyph:
-                ax.text(x, y_of(r), glyph, ha="center", va="center", fontsize=8,
-                        color=_ink(colour))
+                ax.text(
+                    x, y_of(r), glyph, ha="center", va="center", fontsize=8, color=_ink(colour)
+                )
         if groups[i] and (x == 0 or cols[x - 1] is None):
             span = next((k for k in range(x, len(cols)) if cols[k] is None), len(cols)) - x
-            ax.text(x + (span - 1) / 2, -0.65, groups[i], ha="center", va="bottom",
-                    fontsize=7)
+            ax.text(x + (span - 1) / 2, -0.65, groups[i], ha="center", va="bottom", fontsize=7)
     ax.set_xlim(-0.5, width - 0.5)
     ax.set_ylim(y_of(len(rows) - 1) + 0.5, -0.5)
     ax.set_yticks([y_of(r) for r in range(len(rows))], rows, fontsize=8)
@@ -430,8 +514,9 @@ def _draw_panel(ax: Any, info: MatrixInfo, rows: list[str], cols: list[int | Non
 
 
 def _square(x: float, y: float, colour: str) -> Rectangle:
-    return Rectangle((x - 0.45, y - 0.45), 0.9, 0.9, facecolor=colour, edgecolor="#888",
-                     linewidth=0.5)
+    return Rectangle(
+        (x - 0.45, y - 0.45), 0.9, 0.9, facecolor=colour, edgecolor="#888", linewidth=0.5
+    )
 
 
 def _ink(colour: str) -> str:

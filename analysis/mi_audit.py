@@ -60,12 +60,20 @@ def _last_finite(g: pd.DataFrame, col: str) -> float:
 
 def _table(curves: pd.DataFrame) -> pd.DataFrame:
     """Per λ: each seed's last finite value of every series, summarised over seeds."""
-    cols = ["mi", "mi_heldout", "mi_heldout_null", "mi_heldout_excess", "mi_gauss",
-            "mi_gauss_null", "mi_gauss_excess"]
+    cols = [
+        "mi",
+        "mi_heldout",
+        "mi_heldout_null",
+        "mi_heldout_excess",
+        "mi_gauss",
+        "mi_gauss_null",
+        "mi_gauss_excess",
+    ]
     rows = []
     for lam, g in curves.groupby(_BY, dropna=False, sort=True):
-        finals = pd.DataFrame([{c: _last_finite(s, c) for c in cols}
-                               for _, s in g.groupby(["trial_id", "seed"])])
+        finals = pd.DataFrame(
+            [{c: _last_finite(s, c) for c in cols} for _, s in g.groupby(["trial_id", "seed"])]
+        )
         row: dict[str, object] = {"lambda": lam, "n_seeds": len(finals)}
         for c in cols:
             v = finals[c].to_numpy(float)
@@ -85,10 +93,17 @@ def _band(ax, g: pd.DataFrame, col: str, colour: str, label: str, dashed: bool =
     if not len(d):
         return
     stats = d.groupby("epoch")[col].quantile([0.25, 0.5, 0.75]).unstack()
-    ax.plot(stats.index, stats[0.5], color=colour, ls="--" if dashed else "-",
-            marker="." if not dashed else None, label=label)
-    ax.fill_between(stats.index, stats[0.25], stats[0.75], color=colour,
-                    alpha=0.1 if dashed else 0.2, lw=0)
+    ax.plot(
+        stats.index,
+        stats[0.5],
+        color=colour,
+        ls="--" if dashed else "-",
+        marker="." if not dashed else None,
+        label=label,
+    )
+    ax.fill_between(
+        stats.index, stats[0.25], stats[0.75], color=colour, alpha=0.1 if dashed else 0.2, lw=0
+    )
 
 
 def mi_audit(data) -> tuple[Figure, pd.DataFrame]:

@@ -150,14 +150,18 @@ def phase_info(
     if sparse:
         warnings.warn(
             f"phase_info(): {sparse} cell(s) of {x} x {y or '-'} have fewer than {MIN_SEEDS} "
-            "seeds; their medians and rates are rough.", stacklevel=2)
-    cells = pd.DataFrame(rows, columns=["x", "y", "n_seeds", *(f"n_{q}" for q in _ONSETS),
-                                        *quantities])
+            "seeds; their medians and rates are rough.",
+            stacklevel=2,
+        )
+    cells = pd.DataFrame(
+        rows, columns=["x", "y", "n_seeds", *(f"n_{q}" for q in _ONSETS), *quantities]
+    )
     return PhaseInfo(ax, ay, values, n_seeds, n_defined, cells, sparse)
 
 
-def _check_phase_args(seeds: pd.DataFrame, x: str, y: str | None, max_levels: int,
-                      n_bins: int) -> None:
+def _check_phase_args(
+    seeds: pd.DataFrame, x: str, y: str | None, max_levels: int, n_bins: int
+) -> None:
     """phase_info()'s argument checks (ValueError): x and y are columns, levels and bins >= 1."""
     for key in (x, y):
         if key is not None and key not in seeds.columns:
@@ -172,8 +176,9 @@ def _check_phase_args(seeds: pd.DataFrame, x: str, y: str | None, max_levels: in
         )
 
 
-def _fill_cells(frame: pd.DataFrame, ax: Axis, ay: Axis, quantities: dict[str, str],
-                task_metric: str) -> tuple[dict, np.ndarray, dict, list[dict]]:
+def _fill_cells(
+    frame: pd.DataFrame, ax: Axis, ay: Axis, quantities: dict[str, str], task_metric: str
+) -> tuple[dict, np.ndarray, dict, list[dict]]:
     """Aggregate the seeds of each (y, x) cell (columns _iy, _ix of `frame`): the value grids,
     seed counts and defined-onset counts per quantity, and one table row per non-empty cell."""
     shape = (len(ay.labels), len(ax.labels))
@@ -194,8 +199,15 @@ def _fill_cells(frame: pd.DataFrame, ax: Axis, ay: Axis, quantities: dict[str, s
                 n_defined[q][j, i] = len(g)
             elif q in g:
                 n_defined[q][j, i] = int(np.isfinite(g[q].to_numpy(float)).sum())
-        rows.append({"x": ax.labels[i], "y": ay.labels[j], "n_seeds": len(g),
-                     **{f"n_{q}": n_defined[q][j, i] for q in _ONSETS}, **agg})
+        rows.append(
+            {
+                "x": ax.labels[i],
+                "y": ay.labels[j],
+                "n_seeds": len(g),
+                **{f"n_{q}": n_defined[q][j, i] for q in _ONSETS},
+                **agg,
+            }
+        )
     return values, n_seeds, n_defined, rows
 
 
@@ -212,16 +224,23 @@ def _aggregate(g: pd.DataFrame, task_metric: str) -> dict[str, float]:
     def rate(col: str) -> float:
         return float(g[col].fillna(False).astype(bool).mean()) if col in g else math.nan
 
-    return {**{q: median(q) for q in Z_QUANTITIES if q in g},
-            **{q: rate(src) for q, (src, _) in EMERGED_RATES.items() if src in g},
-            "final.q_func": median("final.q_func"), "final.q_struct": median("final.q_struct"),
-            "success_rate": rate("success"), "differentiated_rate": rate("differentiated"),
-            f"final.{task_metric}": median(f"final.{task_metric}"),
-            "t_func": median("t_func"), "t_struct": median("t_struct"), "lag": median("lag")}
+    return {
+        **{q: median(q) for q in Z_QUANTITIES if q in g},
+        **{q: rate(src) for q, (src, _) in EMERGED_RATES.items() if src in g},
+        "final.q_func": median("final.q_func"),
+        "final.q_struct": median("final.q_struct"),
+        "success_rate": rate("success"),
+        "differentiated_rate": rate("differentiated"),
+        f"final.{task_metric}": median(f"final.{task_metric}"),
+        "t_func": median("t_func"),
+        "t_struct": median("t_struct"),
+        "lag": median("lag"),
+    }
 
 
-def axis_labels(seeds: pd.DataFrame, key: str, *, max_levels: int = 8,
-                n_bins: int = 5) -> pd.Series:
+def axis_labels(
+    seeds: pd.DataFrame, key: str, *, max_levels: int = 8, n_bins: int = 5
+) -> pd.Series:
     """Each seed's level or bin label on the axis of `key`, as :func:`phase_info` assigns it."""
     if key not in seeds.columns:
         raise ValueError(f"axis_labels(): {key!r} must be a column of seeds, but it is missing.")
@@ -255,8 +274,10 @@ def _axis(col: pd.Series, key: str, max_levels: int, n_bins: int) -> tuple[Axis,
     # Inner edges decide the bin; the last bin is closed so the maximum lands in it.
     idx = np.clip(np.searchsorted(edges[1:-1], v, side="right"), 0, n_bins - 1)
     idx[~np.isfinite(v)] = -1
-    labels = [f"[{a:.3g}, {b:.3g}{']' if i == n_bins - 1 else ')'}"
-              for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+    labels = [
+        f"[{a:.3g}, {b:.3g}{']' if i == n_bins - 1 else ')'}"
+        for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))
+    ]
     return Axis(key, labels, centres.tolist(), True, edges.tolist()), idx
 
 
@@ -286,8 +307,9 @@ def curve_bands_info(
     if by is not None and by in seeds.columns:
         level = seeds.drop_duplicates("trial_id").set_index("trial_id")[by]
         lab = level.map(lambda v: f"{v:g}" if isinstance(v, (int, float, np.number)) else str(v))
-        data = curves.assign(level=curves["trial_id"].map(lab),
-                             _order=curves["trial_id"].map(level))
+        data = curves.assign(
+            level=curves["trial_id"].map(lab), _order=curves["trial_id"].map(level)
+        )
         data = data[data["level"].notna()]
     else:
         data = curves.assign(level="all", _order=0)
@@ -295,18 +317,28 @@ def curve_bands_info(
     for m in metrics:
         if m not in data:
             continue
-        for (order, lev, epoch), g in data.groupby(["_order", "level", "epoch"], sort=True):
+        for (_order, lev, epoch), g in data.groupby(["_order", "level", "epoch"], sort=True):
             v = g[m].to_numpy(float)
             v = v[np.isfinite(v)]
             if v.size:
                 q25, med, q75 = np.percentile(v, [25, 50, 75])
-                rows.append({"level": lev, "metric": m, "epoch": float(epoch), "median": med,
-                             "q25": q25, "q75": q75, "n": int(v.size)})
+                rows.append(
+                    {
+                        "level": lev,
+                        "metric": m,
+                        "epoch": float(epoch),
+                        "median": med,
+                        "q25": q25,
+                        "q75": q75,
+                        "n": int(v.size),
+                    }
+                )
     return pd.DataFrame(rows, columns=cols)
 
 
-def pareto_info(seeds: pd.DataFrame, *, task_metric: str = "accuracy",
-                by: str | None = PARAM_MI_WEIGHT) -> pd.DataFrame:
+def pareto_info(
+    seeds: pd.DataFrame, *, task_metric: str = "accuracy", by: str | None = PARAM_MI_WEIGHT
+) -> pd.DataFrame:
     """Per trial, median final task metric and q_func, and whether it is on their Pareto front.
 
     Both are maximised; a trial is on the front when no other trial is at least as good in both
@@ -322,14 +354,20 @@ def pareto_info(seeds: pd.DataFrame, *, task_metric: str = "accuracy",
     if not len(seeds) or not need <= set(seeds.columns):
         return pd.DataFrame(columns=cols)
     g = seeds.groupby("trial_id", sort=True)
-    df = pd.DataFrame({
-        "task": g[f"final.{task_metric}"].median(), "q_func": g["final.q_func"].median(),
-        "level": g[by].first() if by in seeds.columns else math.nan,
-    }).reset_index()
+    df = pd.DataFrame(
+        {
+            "task": g[f"final.{task_metric}"].median(),
+            "q_func": g["final.q_func"].median(),
+            "level": g[by].first() if by in seeds.columns else math.nan,
+        }
+    ).reset_index()
     df = df[np.isfinite(df["task"].astype(float)) & np.isfinite(df["q_func"].astype(float))]
     a, q = df["task"].to_numpy(float), df["q_func"].to_numpy(float)
-    dominated = ((a[None, :] >= a[:, None]) & (q[None, :] >= q[:, None])
-                 & ((a[None, :] > a[:, None]) | (q[None, :] > q[:, None])))
+    dominated = (
+        (a[None, :] >= a[:, None])
+        & (q[None, :] >= q[:, None])
+        & ((a[None, :] > a[:, None]) | (q[None, :] > q[:, None]))
+    )
     df["on_front"] = ~dominated.any(axis=1)
     return df.sort_values("task").reset_index(drop=True)[cols]
 
@@ -344,11 +382,14 @@ def scatter_info(seeds: pd.DataFrame, *, by: str | None = PARAM_MI_WEIGHT) -> pd
     cols = ["trial_id", "seed", "q_func", "q_struct", "level", "differentiated"]
     if not len(seeds) or not {"final.q_func", "final.q_struct"} <= set(seeds.columns):
         return pd.DataFrame(columns=cols)
-    df = pd.DataFrame({
-        "trial_id": seeds["trial_id"], "seed": seeds["seed"],
-        "q_func": pd.to_numeric(seeds["final.q_func"], errors="coerce"),
-        "q_struct": pd.to_numeric(seeds["final.q_struct"], errors="coerce"),
-        "level": seeds[by] if by in seeds.columns else math.nan,
-        "differentiated": seeds.get("differentiated", False),
-    })
+    df = pd.DataFrame(
+        {
+            "trial_id": seeds["trial_id"],
+            "seed": seeds["seed"],
+            "q_func": pd.to_numeric(seeds["final.q_func"], errors="coerce"),
+            "q_struct": pd.to_numeric(seeds["final.q_struct"], errors="coerce"),
+            "level": seeds[by] if by in seeds.columns else math.nan,
+            "differentiated": seeds.get("differentiated", False),
+        }
+    )
     return df[df["q_func"].notna() & df["q_struct"].notna()].reset_index(drop=True)[cols]

@@ -66,8 +66,13 @@ class Design(NamedTuple):
     reason: str  # one sentence: why this kind
 
 
-def study_design(trials: pd.DataFrame, keys: Sequence[str], *, max_levels: int = MAX_LEVELS,
-                 min_fill: float = MIN_FILL) -> Design:
+def study_design(
+    trials: pd.DataFrame,
+    keys: Sequence[str],
+    *,
+    max_levels: int = MAX_LEVELS,
+    min_fill: float = MIN_FILL,
+) -> Design:
     """Grid or adaptive: the rule that decides whether claims are judged per cell or per bin.
 
     A numeric key with more than `max_levels` distinct values is continuous, and then the
@@ -88,15 +93,29 @@ def study_design(trials: pd.DataFrame, keys: Sequence[str], *, max_levels: int =
     fill = n_combos / full if full else 1.0
     wide = [k for k in numeric if levels[k] > max_levels]
     if wide:
-        return Design("adaptive", wide + [k for k in numeric if k not in wide
-                                          and levels[k] >= MIN_DISTINCT],
-                      levels, fill, f"{', '.join(wide)} take more than {max_levels} values.")
+        return Design(
+            "adaptive",
+            wide + [k for k in numeric if k not in wide and levels[k] >= MIN_DISTINCT],
+            levels,
+            fill,
+            f"{', '.join(wide)} take more than {max_levels} values.",
+        )
     if fill < min_fill:
-        return Design("adaptive", [k for k in numeric if levels[k] >= MIN_DISTINCT], levels,
-                      fill, f"only {n_combos} of the {full} combinations of the key levels "
-                      f"hold a trial (< {min_fill:.0%}).")
-    return Design("grid", [], levels, fill,
-                  f"{n_combos} of the {full} combinations of the key levels hold a trial.")
+        return Design(
+            "adaptive",
+            [k for k in numeric if levels[k] >= MIN_DISTINCT],
+            levels,
+            fill,
+            f"only {n_combos} of the {full} combinations of the key levels "
+            f"hold a trial (< {min_fill:.0%}).",
+        )
+    return Design(
+        "grid",
+        [],
+        levels,
+        fill,
+        f"{n_combos} of the {full} combinations of the key levels hold a trial.",
+    )
 
 
 def _numeric(col: pd.Series) -> bool:
@@ -129,17 +148,23 @@ def claim_metric(seeds: pd.DataFrame, name: str, task_metric: str = "accuracy") 
     return pd.to_numeric(seeds[name], errors="coerce").to_numpy(float)
 
 
-def trial_means(seeds: pd.DataFrame, keys: Sequence[str], metric: str, *,
-                task_metric: str = "accuracy") -> pd.DataFrame:
+def trial_means(
+    seeds: pd.DataFrame, keys: Sequence[str], metric: str, *, task_metric: str = "accuracy"
+) -> pd.DataFrame:
     """One row per trial: its key values, ``y`` (mean of the metric over its seeds with a
     finite value), ``n`` (those seeds) and ``n_seeds``; trials with no finite value dropped.
 
     Without a ``trial_id`` column every row is its own trial.
     """
-    ids = seeds["trial_id"] if "trial_id" in seeds else pd.Series(range(len(seeds)),
-                                                                   index=seeds.index)
-    frame = pd.DataFrame({"trial_id": ids.to_numpy(),
-                          "y": claim_metric(seeds, metric, task_metric)}, index=seeds.index)
+    ids = (
+        seeds["trial_id"]
+        if "trial_id" in seeds
+        else pd.Series(range(len(seeds)), index=seeds.index)
+    )
+    frame = pd.DataFrame(
+        {"trial_id": ids.to_numpy(), "y": claim_metric(seeds, metric, task_metric)},
+        index=seeds.index,
+    )
     for k in keys:
         frame[k] = seeds[k].to_numpy()
     g = frame.groupby("trial_id", sort=True)
@@ -175,10 +200,19 @@ class ResponseInfo(NamedTuple):
     message: str  # why no fit is drawn ("" when there is one)
 
 
-def response_info(seeds: pd.DataFrame, key: str, metric: str, *, task_metric: str = "accuracy",
-                  log: bool | None = None, frac: float = 0.6, n_boot: int = 200,
-                  level: float = 0.95, n_grid: int = 50,
-                  rng: np.random.Generator | None = None) -> ResponseInfo:
+def response_info(
+    seeds: pd.DataFrame,
+    key: str,
+    metric: str,
+    *,
+    task_metric: str = "accuracy",
+    log: bool | None = None,
+    frac: float = 0.6,
+    n_boot: int = 200,
+    level: float = 0.95,
+    n_grid: int = 50,
+    rng: np.random.Generator | None = None,
+) -> ResponseInfo:
     """The response of `metric` to `key`: trial means, their LOWESS and its bootstrap band.
 
     The fit is LOWESS (statsmodels, one robustness iteration) of the trial means against the
@@ -199,8 +233,10 @@ def response_info(seeds: pd.DataFrame, key: str, metric: str, *, task_metric: st
         data) give the points without a fit and a `message`.
     """
     if key not in seeds.columns:
-        raise ValueError(f"response_info(): key {key!r} must be a column of seeds, but the "
-                         f"columns are {sorted(map(str, seeds.columns))}.")
+        raise ValueError(
+            f"response_info(): key {key!r} must be a column of seeds, but the "
+            f"columns are {sorted(map(str, seeds.columns))}."
+        )
     rng = np.random.default_rng(0) if rng is None else rng
     t = trial_means(seeds, [key], metric, task_metric=task_metric)
     t["x"] = pd.to_numeric(t[key], errors="coerce")
@@ -216,19 +252,52 @@ def response_info(seeds: pd.DataFrame, key: str, metric: str, *, task_metric: st
     u = np.log10(body["x"].to_numpy(float)) if log else body["x"].to_numpy(float)
     y = body["y"].to_numpy(float)
     if np.unique(u).size < MIN_DISTINCT:
-        msg = (f"{metric} against {key}: no seed has a value." if not len(points) else
-               f"{metric} against {key}: {np.unique(u).size} distinct value(s) with data, a "
-               f"smooth fit needs {MIN_DISTINCT}.")
-        return ResponseInfo(key, metric, _metric_label(metric, task_metric), log, points, empty,
-                            empty, empty, empty, zero, level, frac, n_seeds, n_def, msg)
+        msg = (
+            f"{metric} against {key}: no seed has a value."
+            if not len(points)
+            else f"{metric} against {key}: {np.unique(u).size} distinct value(s) with data, a "
+            f"smooth fit needs {MIN_DISTINCT}."
+        )
+        return ResponseInfo(
+            key,
+            metric,
+            _metric_label(metric, task_metric),
+            log,
+            points,
+            empty,
+            empty,
+            empty,
+            empty,
+            zero,
+            level,
+            frac,
+            n_seeds,
+            n_def,
+            msg,
+        )
     frac = _span(u, frac)
     ug = np.linspace(u.min(), u.max(), n_grid)
     fit = _lowess(y, u, ug, frac)
     boots = np.array([_lowess(y[i], u[i], ug, frac) for i in _resample(len(u), n_boot, rng)])
     lo, hi = _band(boots, level)
-    grid = 10 ** ug if log else ug
-    return ResponseInfo(key, metric, _metric_label(metric, task_metric), log, points, grid, fit,
-                        lo, hi, zero, level, frac, n_seeds, n_def, "")
+    grid = 10**ug if log else ug
+    return ResponseInfo(
+        key,
+        metric,
+        _metric_label(metric, task_metric),
+        log,
+        points,
+        grid,
+        fit,
+        lo,
+        hi,
+        zero,
+        level,
+        frac,
+        n_seeds,
+        n_def,
+        "",
+    )
 
 
 def _span(u: np.ndarray, frac: float) -> float:
@@ -256,8 +325,11 @@ def _band(boots: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     ok = np.isfinite(boots).mean(axis=0) >= 0.5
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     with np.errstate(all="ignore"):
-        lo, hi = (np.nanpercentile(np.where(ok, boots, 0.0), q, axis=0)
-                  if boots.size else (np.array([]), np.array([])))
+        lo, hi = (
+            np.nanpercentile(np.where(ok, boots, 0.0), q, axis=0)
+            if boots.size
+            else (np.array([]), np.array([]))
+        )
     return np.where(ok, lo, math.nan), np.where(ok, hi, math.nan)
 
 
@@ -287,9 +359,15 @@ class LimitInfo(NamedTuple):
     message: str  # why there is no estimate ("" when there is one)
 
 
-def limit_info(seeds: pd.DataFrame, metric: str, *, key: str = LAMBDA,
-               task_metric: str = "accuracy", frac: float = 0.3,
-               level: float = 0.95) -> LimitInfo:
+def limit_info(
+    seeds: pd.DataFrame,
+    metric: str,
+    *,
+    key: str = LAMBDA,
+    task_metric: str = "accuracy",
+    frac: float = 0.3,
+    level: float = 0.95,
+) -> LimitInfo:
     """The metric's limit as the key → 0, so claims can be judged without a key = 0 cell.
 
     A straight line (least squares) through the trial means of the trials with the smallest
@@ -307,8 +385,10 @@ def limit_info(seeds: pd.DataFrame, metric: str, *, key: str = LAMBDA,
         The :class:`LimitInfo`; too few trials give NaN and a `message`.
     """
     if key not in seeds.columns:
-        raise ValueError(f"limit_info(): key {key!r} must be a column of seeds, but the "
-                         f"columns are {sorted(map(str, seeds.columns))}.")
+        raise ValueError(
+            f"limit_info(): key {key!r} must be a column of seeds, but the "
+            f"columns are {sorted(map(str, seeds.columns))}."
+        )
     t = trial_means(seeds, [key], metric, task_metric=task_metric)
     x, y = pd.to_numeric(t[key], errors="coerce").to_numpy(float), t["y"].to_numpy(float)
     obs = y[x == 0]
@@ -316,16 +396,32 @@ def limit_info(seeds: pd.DataFrame, metric: str, *, key: str = LAMBDA,
     win = _window(x, frac)
     nan = math.nan
     if win is None:
-        msg = (f"λ → 0 limit of {metric}: needs four trials at three or more positive values "
-               f"of {key}, got {int((x > 0).sum())} at {int(np.unique(x[x > 0]).size)}.")
+        msg = (
+            f"λ → 0 limit of {metric}: needs four trials at three or more positive values "
+            f"of {key}, got {int((x > 0).sum())} at {int(np.unique(x[x > 0]).size)}."
+        )
         return LimitInfo(key, metric, nan, nan, nan, level, nan, 0, observed, n_obs, "", msg)
     est, se, df = _contrast(y, x, win, _limit_weights(x, win), {})
     half = _t_quantile(df, level) * se
     xw = x[win]
-    method = (f"line through the {len(xw)} trials with {key} ≤ {xw.max():.3g}, evaluated at "
-              f"0; {level:.0%} t-interval ({df:.0f} df)")
-    return LimitInfo(key, metric, est, est - half, est + half, level, float(xw.max()), len(xw),
-                     observed, n_obs, method, "")
+    method = (
+        f"line through the {len(xw)} trials with {key} ≤ {xw.max():.3g}, evaluated at "
+        f"0; {level:.0%} t-interval ({df:.0f} df)"
+    )
+    return LimitInfo(
+        key,
+        metric,
+        est,
+        est - half,
+        est + half,
+        level,
+        float(xw.max()),
+        len(xw),
+        observed,
+        n_obs,
+        method,
+        "",
+    )
 
 
 def _window(x: np.ndarray, frac: float) -> np.ndarray | None:
@@ -350,8 +446,9 @@ def _limit_weights(x: np.ndarray, win: np.ndarray) -> np.ndarray:
     return a
 
 
-def _contrast(y: np.ndarray, x: np.ndarray, win: np.ndarray, c: np.ndarray,
-              groups: Mapping[Any, np.ndarray]) -> tuple[float, float, float]:
+def _contrast(
+    y: np.ndarray, x: np.ndarray, win: np.ndarray, c: np.ndarray, groups: Mapping[Any, np.ndarray]
+) -> tuple[float, float, float]:
     """A linear contrast Σ c_i y_i of trial values, its standard error and Satterthwaite df.
 
     Variance groups: the window trials (residual variance of their line, n − 2 df) and each
@@ -370,8 +467,8 @@ def _contrast(y: np.ndarray, x: np.ndarray, win: np.ndarray, c: np.ndarray,
         if m:
             parts.append((s2 * (c[sel] ** 2).sum(), df))
     var = sum(v for v, _ in parts)
-    denom = sum(v ** 2 / d for v, d in parts if v > 0)
-    df = var ** 2 / denom if denom > 0 else float(df_w)
+    denom = sum(v**2 / d for v, d in parts if v > 0)
+    df = var**2 / denom if denom > 0 else float(df_w)
     return float((c * y).sum()), math.sqrt(var), float(df)
 
 
@@ -411,8 +508,9 @@ def bin_key(values: Any, key: str, *, method: str = "auto", n_bins: int = 4) -> 
         ValueError: for an unknown method, n_bins < 1, or values with no finite number.
     """
     if method not in ("auto", *_METHOD_WORDS):
-        raise ValueError(f"bin_key(): method must be one of auto, log, linear, quantile, but "
-                         f"got {method!r}.")
+        raise ValueError(
+            f"bin_key(): method must be one of auto, log, linear, quantile, but got {method!r}."
+        )
     if n_bins < 1:
         raise ValueError(f"bin_key(): n_bins must be >= 1, but got n_bins={n_bins}.")
     v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(float)
@@ -423,8 +521,9 @@ def bin_key(values: Any, key: str, *, method: str = "auto", n_bins: int = 4) -> 
     zero_apart = bool((v == 0).any() and (v != 0).any())
     body = v[v != 0] if zero_apart else v
     if method == "log" and (body <= 0).any():
-        raise ValueError(f"bin_key(): log bins need positive values of {key}, but got "
-                         f"min={body.min():g}.")
+        raise ValueError(
+            f"bin_key(): log bins need positive values of {key}, but got min={body.min():g}."
+        )
     n = min(n_bins, np.unique(body).size)
     lo, hi = float(body.min()), float(body.max())
     if method == "log":
@@ -435,14 +534,19 @@ def bin_key(values: Any, key: str, *, method: str = "auto", n_bins: int = 4) -> 
         edges = np.linspace(lo, hi, n + 1) if hi > lo else np.array([lo, hi])
     edges = edges if len(edges) > 1 else np.array([lo, hi])
     m = len(edges) - 1
-    labels = [f"[{a:.2g}, {b:.2g}{']' if i == m - 1 else ')'}"
-              for i, (a, b) in enumerate(itertools.pairwise(edges))]
+    labels = [
+        f"[{a:.2g}, {b:.2g}{']' if i == m - 1 else ')'}"
+        for i, (a, b) in enumerate(itertools.pairwise(edges))
+    ]
     sym = _symbol(key)
-    text = (f"{sym} binned into {m} {_METHOD_WORDS[method]} bin{'s' * (m > 1)} over "
-            f"[{lo:.3g}, {hi:.3g}] (edges {', '.join(f'{e:.3g}' for e in edges)})"
-            + (f"; {sym} = 0 is its own cell." if zero_apart else "."))
-    return Binning(key, method, edges.tolist(), (["0"] if zero_apart else []) + labels,
-                   zero_apart, text)
+    text = (
+        f"{sym} binned into {m} {_METHOD_WORDS[method]} bin{'s' * (m > 1)} over "
+        f"[{lo:.3g}, {hi:.3g}] (edges {', '.join(f'{e:.3g}' for e in edges)})"
+        + (f"; {sym} = 0 is its own cell." if zero_apart else ".")
+    )
+    return Binning(
+        key, method, edges.tolist(), (["0"] if zero_apart else []) + labels, zero_apart, text
+    )
 
 
 def _symbol(key: str) -> str:
@@ -464,9 +568,16 @@ def assign_bins(values: Any, binning: Binning) -> pd.Series:
     return pd.Series(out, index=s.index, name=binning.key)
 
 
-def binned_claims(seeds: pd.DataFrame, binning: Binning, *, by: Sequence[str] = (),
-                  task_metric: str = "accuracy", margin: float = ACCURACY_MARGIN,
-                  alpha: float = ALPHA, frac: float = 0.3) -> pd.DataFrame:
+def binned_claims(
+    seeds: pd.DataFrame,
+    binning: Binning,
+    *,
+    by: Sequence[str] = (),
+    task_metric: str = "accuracy",
+    margin: float = ACCURACY_MARGIN,
+    alpha: float = ALPHA,
+    frac: float = 0.3,
+) -> pd.DataFrame:
     """The claims per bin of a key, each against the key → 0 limit of the same `by` cell.
 
     Per (by cell, nonzero bin, claim): the bin's mean of trial means minus the λ → 0 limit
@@ -489,8 +600,20 @@ def binned_claims(seeds: pd.DataFrame, binning: Binning, *, by: Sequence[str] = 
         ``level``, ``verdict``; empty when no cell has a limit.
     """
     key, by = binning.key, list(by)
-    cols = [*by, key, "claim", "n_trials", "n", "mean", "limit", "effect", "ci_lo", "ci_hi",
-            "level", "verdict"]
+    cols = [
+        *by,
+        key,
+        "claim",
+        "n_trials",
+        "n",
+        "mean",
+        "limit",
+        "effect",
+        "ci_lo",
+        "ci_hi",
+        "level",
+        "verdict",
+    ]
     groups = seeds.groupby(by, sort=True, dropna=False) if by else [((), seeds)]
     rows = []
     for cell, part in groups:
@@ -501,8 +624,15 @@ def binned_claims(seeds: pd.DataFrame, binning: Binning, *, by: Sequence[str] = 
     return pd.DataFrame(rows, columns=cols)
 
 
-def _claim_rows(part: pd.DataFrame, binning: Binning, claim: str, task_metric: str,
-                margin: float, alpha: float, frac: float) -> list[dict[str, Any]]:
+def _claim_rows(
+    part: pd.DataFrame,
+    binning: Binning,
+    claim: str,
+    task_metric: str,
+    margin: float,
+    alpha: float,
+    frac: float,
+) -> list[dict[str, Any]]:
     """The rows of one claim in one `by` cell (none without a limit)."""
     t = trial_means(part, [binning.key], claim, task_metric=task_metric)
     x = pd.to_numeric(t[binning.key], errors="coerce").to_numpy(float)
@@ -523,17 +653,29 @@ def _claim_rows(part: pd.DataFrame, binning: Binning, claim: str, task_metric: s
         effect, se, df = _contrast(y, x, win, inb / inb.sum() - a, groups)
         half = _t_quantile(df, level) * se
         mean = float(y[inb].mean())
-        out.append({binning.key: b, "claim": claim, "n_trials": int(inb.sum()),
-                    "n": int(t.loc[inb, "n"].sum()), "mean": mean, "limit": limit,
-                    "effect": effect, "ci_lo": effect - half, "ci_hi": effect + half,
-                    "level": level,
-                    "verdict": _bin_verdict(claim, mean, effect - half, effect + half, margin,
-                                            task_metric)})
+        out.append(
+            {
+                binning.key: b,
+                "claim": claim,
+                "n_trials": int(inb.sum()),
+                "n": int(t.loc[inb, "n"].sum()),
+                "mean": mean,
+                "limit": limit,
+                "effect": effect,
+                "ci_lo": effect - half,
+                "ci_hi": effect + half,
+                "level": level,
+                "verdict": _bin_verdict(
+                    claim, mean, effect - half, effect + half, margin, task_metric
+                ),
+            }
+        )
     return out
 
 
-def _bin_verdict(claim: str, mean: float, lo: float, hi: float, margin: float,
-                 task_metric: str) -> str:
+def _bin_verdict(
+    claim: str, mean: float, lo: float, hi: float, margin: float, task_metric: str
+) -> str:
     """binned_claims()'s declared rule for one row."""
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return "not measured"
@@ -570,9 +712,16 @@ class ContourInfo(NamedTuple):
     message: str  # why there is no surface ("" when there is one)
 
 
-def contour_info(seeds: pd.DataFrame, x: str, y: str, metric: str, *,
-                 task_metric: str = "accuracy", n_grid: int = 40,
-                 log: Mapping[str, bool] | None = None) -> ContourInfo:
+def contour_info(
+    seeds: pd.DataFrame,
+    x: str,
+    y: str,
+    metric: str,
+    *,
+    task_metric: str = "accuracy",
+    n_grid: int = 40,
+    log: Mapping[str, bool] | None = None,
+) -> ContourInfo:
     """Trial means of `metric` over (x, y), linearly interpolated on a grid.
 
     The interpolation (SciPy ``griddata``, linear on the Delaunay triangulation) runs in
@@ -585,8 +734,10 @@ def contour_info(seeds: pd.DataFrame, x: str, y: str, metric: str, *,
     """
     for k in (x, y):
         if k not in seeds.columns:
-            raise ValueError(f"contour_info(): key {k!r} must be a column of seeds, but the "
-                             f"columns are {sorted(map(str, seeds.columns))}.")
+            raise ValueError(
+                f"contour_info(): key {k!r} must be a column of seeds, but the "
+                f"columns are {sorted(map(str, seeds.columns))}."
+            )
     t = trial_means(seeds, [x, y], metric, task_metric=task_metric)
     u = {k: pd.to_numeric(t[k], errors="coerce").to_numpy(float) for k in (x, y)}
     logs = {k: (log or {}).get(k, log_scale(u[k])) for k in (x, y)}
@@ -594,23 +745,38 @@ def contour_info(seeds: pd.DataFrame, x: str, y: str, metric: str, *,
     placeable = ok & ~((logs[x] & (u[x] <= 0)) | (logs[y] & (u[y] <= 0)))
     pts = pd.DataFrame({"trial_id": t["trial_id"], "x": u[x], "y": u[y], "z": t["y"]})[placeable]
     empty = np.array([])
-    out = ContourInfo(x, y, metric, _metric_label(metric, task_metric), logs[x], logs[y],
-                      pts.reset_index(drop=True), empty, empty, np.empty((0, 0)),
-                      int((ok & ~placeable).sum()), "")
+    out = ContourInfo(
+        x,
+        y,
+        metric,
+        _metric_label(metric, task_metric),
+        logs[x],
+        logs[y],
+        pts.reset_index(drop=True),
+        empty,
+        empty,
+        np.empty((0, 0)),
+        int((ok & ~placeable).sum()),
+        "",
+    )
     tx = np.log10(pts["x"].to_numpy()) if logs[x] else pts["x"].to_numpy(float)
     ty = np.log10(pts["y"].to_numpy()) if logs[y] else pts["y"].to_numpy(float)
     if len(pts) < 3 or np.ptp(tx) == 0 or np.ptp(ty) == 0:
-        return out._replace(message=f"{metric} over {x} × {y}: a surface needs three trials "
-                                    f"spread over both keys, got {len(pts)}.")
+        return out._replace(
+            message=f"{metric} over {x} × {y}: a surface needs three trials "
+            f"spread over both keys, got {len(pts)}."
+        )
     gz, ux, uy = _interpolate(tx, ty, pts["z"].to_numpy(float), n_grid)
     if gz is None:
-        return out._replace(message=f"{metric} over {x} × {y}: the trials lie on a line, "
-                                    "no surface.")
-    return out._replace(gx=10 ** ux if logs[x] else ux, gy=10 ** uy if logs[y] else uy, gz=gz)
+        return out._replace(
+            message=f"{metric} over {x} × {y}: the trials lie on a line, no surface."
+        )
+    return out._replace(gx=10**ux if logs[x] else ux, gy=10**uy if logs[y] else uy, gz=gz)
 
 
-def _interpolate(tx: np.ndarray, ty: np.ndarray, z: np.ndarray, n_grid: int
-                 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+def _interpolate(
+    tx: np.ndarray, ty: np.ndarray, z: np.ndarray, n_grid: int
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Linear interpolation of z on an n_grid² grid over the box of (tx, ty)."""
     from scipy.interpolate import griddata
     from scipy.spatial import QhullError
@@ -620,8 +786,9 @@ def _interpolate(tx: np.ndarray, ty: np.ndarray, z: np.ndarray, n_grid: int
     sx, sy = np.ptp(tx), np.ptp(ty)
     gx, gy = np.meshgrid((ux - tx.min()) / sx, (uy - ty.min()) / sy)
     try:
-        gz = griddata(np.c_[(tx - tx.min()) / sx, (ty - ty.min()) / sy], z, (gx, gy),
-                      method="linear")
+        gz = griddata(
+            np.c_[(tx - tx.min()) / sx, (ty - ty.min()) / sy], z, (gx, gy), method="linear"
+        )
     except QhullError:
         return None, ux, uy
     return gz, ux, uy
@@ -630,8 +797,9 @@ def _interpolate(tx: np.ndarray, ty: np.ndarray, z: np.ndarray, n_grid: int
 # ---- figures -----------------------------------------------------------------------------------
 
 
-def plot_response(infos: Sequence[ResponseInfo], limits: Mapping[str, LimitInfo] | None = None,
-                  *, ncols: int = 3) -> Figure:
+def plot_response(
+    infos: Sequence[ResponseInfo], limits: Mapping[str, LimitInfo] | None = None, *, ncols: int = 3
+) -> Figure:
     """One panel per response: trial means (dots, size ∝ seeds), the LOWESS (line) and its
     band; on a log axis a narrow panel at its left shows the key = 0 trials (mean and CI) and
     the λ → 0 limit of `limits[metric]` (diamond and CI)."""
@@ -658,8 +826,15 @@ def _response_panel(sub: Any, info: ResponseInfo, limit: LimitInfo | None) -> No
         ax = sub.subplots()
     if not len(info.points):
         ax.set_axis_off()
-        ax.text(0.5, 0.5, f"{info.column}: no seed has a value.",
-                transform=ax.transAxes, ha="center", va="center", fontsize=8)
+        ax.text(
+            0.5,
+            0.5,
+            f"{info.column}: no seed has a value.",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=8,
+        )
         return
     body = info.points[~((info.points["x"] <= 0) & info.log)]
     ax.scatter(body["x"], body["y"], s=6 + 3 * body["n"], color="tab:blue", alpha=0.5, lw=0)
@@ -673,8 +848,16 @@ def _response_panel(sub: Any, info: ResponseInfo, limit: LimitInfo | None) -> No
         ax.set_ylabel(info.column, fontsize=8)
     ax.set_title(f"{_title(info.metric)} ({info.n_defined}/{info.n_seeds} seeds)", fontsize=8)
     if info.message:
-        ax.text(0.5, 0.5, info.message, transform=ax.transAxes, ha="center", va="center",
-                fontsize=7, wrap=True)
+        ax.text(
+            0.5,
+            0.5,
+            info.message,
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=7,
+            wrap=True,
+        )
     ax.tick_params(labelsize=7)
 
 
@@ -683,13 +866,26 @@ def _zero_panel(ax: Any, info: ResponseInfo, limit: LimitInfo | None) -> None:
     ticks = []
     if info.zero is not None:
         m, lo, hi, _ = info.zero
-        ax.errorbar([0], [m], yerr=[[m - lo], [hi - m]] if np.isfinite(lo) else None,
-                    fmt="o", color="black", ms=4, capsize=2)
+        ax.errorbar(
+            [0],
+            [m],
+            yerr=[[m - lo], [hi - m]] if np.isfinite(lo) else None,
+            fmt="o",
+            color="black",
+            ms=4,
+            capsize=2,
+        )
         ticks.append((0, "0"))
     if limit is not None and not limit.message:
-        ax.errorbar([1], [limit.estimate], yerr=[[limit.estimate - limit.lo],
-                                                 [limit.hi - limit.estimate]],
-                    fmt="D", color="crimson", ms=4, capsize=2)
+        ax.errorbar(
+            [1],
+            [limit.estimate],
+            yerr=[[limit.estimate - limit.lo], [limit.hi - limit.estimate]],
+            fmt="D",
+            color="crimson",
+            ms=4,
+            capsize=2,
+        )
         ticks.append((1, "→0"))
     ax.set_xlim(-0.7, 1.7)
     ax.set_xticks([t for t, _ in ticks], [s for _, s in ticks], fontsize=7)
@@ -716,8 +912,9 @@ def plot_contour(info: ContourInfo) -> Figure:
     fig = _figure(4.4, 3.6)
     ax = fig.subplots()
     if info.gz.size and np.isfinite(info.gz).any():
-        cs = ax.contourf(info.gx, info.gy, np.ma.masked_invalid(info.gz), levels=12,
-                         cmap="viridis")
+        cs = ax.contourf(
+            info.gx, info.gy, np.ma.masked_invalid(info.gz), levels=12, cmap="viridis"
+        )
         fig.colorbar(cs, ax=ax, label=info.column)
     ax.scatter(info.points["x"], info.points["y"], s=8, color="black", lw=0)
     for axis, log in (("x", info.x_log), ("y", info.y_log)):
@@ -728,6 +925,14 @@ def plot_contour(info: ContourInfo) -> Figure:
     note = f" ({info.n_left_out} trials at 0 not shown)" if info.n_left_out else ""
     ax.set_title(f"{_title(info.metric)}: trial means{note}", fontsize=8)
     if info.message:
-        ax.text(0.5, 0.5, info.message, transform=ax.transAxes, ha="center", va="center",
-                fontsize=7, wrap=True)
+        ax.text(
+            0.5,
+            0.5,
+            info.message,
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=7,
+            wrap=True,
+        )
     return fig

@@ -23,14 +23,40 @@ import pandas as pd
 
 from study.contract import names, settings
 from study.contract.artifacts import ARTIFACT_CURVES, ARTIFACT_SEEDS, ARTIFACT_SPEC, ARTIFACTS
-from study.contract.outcomes import (DEFAULT_FINAL_WINDOW, DEFAULT_RUN, DEFAULT_Z,
-                               SUCCESS_THRESHOLD, TASK_METRIC,
-                               chance_modularity, seed_table)
-from study.contract.params import (PARAM_FINAL_WINDOW, PARAM_GROUPS, PARAM_HIDDEN, PARAM_RUN,
-                                   PARAM_SEED, PARAM_SIZES, PARAM_Z, PARAMS)
-from study.contract.tags import (ROLE_STUDY, ROLE_TRIAL, STATUSES, TAG_MESSAGE, TAG_OBJECTIVES,
-                                 TAG_PARENT, TAG_ROLE, TAG_STATUS, TAG_SWEPT, TAG_TASK, TAG_TRIAL,
-                                 TAG_VERSIONS, TAGS)
+from study.contract.outcomes import (
+    DEFAULT_FINAL_WINDOW,
+    DEFAULT_RUN,
+    DEFAULT_Z,
+    SUCCESS_THRESHOLD,
+    TASK_METRIC,
+    chance_modularity,
+    seed_table,
+)
+from study.contract.params import (
+    PARAM_FINAL_WINDOW,
+    PARAM_GROUPS,
+    PARAM_HIDDEN,
+    PARAM_RUN,
+    PARAM_SEED,
+    PARAM_SIZES,
+    PARAM_Z,
+    PARAMS,
+)
+from study.contract.tags import (
+    ROLE_STUDY,
+    ROLE_TRIAL,
+    STATUSES,
+    TAG_MESSAGE,
+    TAG_OBJECTIVES,
+    TAG_PARENT,
+    TAG_ROLE,
+    TAG_STATUS,
+    TAG_SWEPT,
+    TAG_TASK,
+    TAG_TRIAL,
+    TAG_VERSIONS,
+    TAGS,
+)
 
 __all__ = [
     "AnalysisInputError",
@@ -58,17 +84,52 @@ NEW_CURVE_METRICS = (*names.MI_METRICS[2:], *names.MODULARITY_METRICS[4:])
 # The curve metrics every study has, in logging order (the task's loss and both task scores,
 # the training critic's MI and the plug-in, raw and normalised Q, specialisation).
 CURVE_METRICS = tuple(
-    m for m in (names.TASK_LOSS, *names.TASK_SCORES, *names.MI_METRICS, *names.MODULARITY_METRICS,
-                *names.SPECIALISATION_METRICS) if m not in NEW_CURVE_METRICS)
-SUMMARY_METRICS = ("final.success_rate", "final.differentiated_rate", "t_func", "t_struct", "lag",
-                   "t_func_half", "t_struct_half", "n_seeds", "n_func_emerged",
-                   "n_struct_emerged", "n_func_first", "n_struct_first", "n_tie", "n_neither",
-                   *(f"final.{m}" for m in CURVE_METRICS))
+    m
+    for m in (
+        names.TASK_LOSS,
+        *names.TASK_SCORES,
+        *names.MI_METRICS,
+        *names.MODULARITY_METRICS,
+        *names.SPECIALISATION_METRICS,
+    )
+    if m not in NEW_CURVE_METRICS
+)
+SUMMARY_METRICS = (
+    "final.success_rate",
+    "final.differentiated_rate",
+    "t_func",
+    "t_struct",
+    "lag",
+    "t_func_half",
+    "t_struct_half",
+    "n_seeds",
+    "n_func_emerged",
+    "n_struct_emerged",
+    "n_func_first",
+    "n_struct_first",
+    "n_tie",
+    "n_neither",
+    *(f"final.{m}" for m in CURVE_METRICS),
+)
 
 CURVE_KEYS = ("seed", "seed_value", "epoch")  # + CURVE_METRICS present
-SEED_COLUMNS = ("seed", "seed_value", "success", "differentiated", "t_func", "t_struct", "lag",
-                "func_emerged", "struct_emerged", "t_func_censor", "t_struct_censor",
-                "t_func_half", "t_struct_half", "first", "onsets_measured")  # + final.<metric>
+SEED_COLUMNS = (
+    "seed",
+    "seed_value",
+    "success",
+    "differentiated",
+    "t_func",
+    "t_struct",
+    "lag",
+    "func_emerged",
+    "struct_emerged",
+    "t_func_censor",
+    "t_struct_censor",
+    "t_func_half",
+    "t_struct_half",
+    "first",
+    "onsets_measured",
+)  # + final.<metric>
 
 READ_NAMES: Mapping[str, tuple[str, ...]] = {
     "tags": TAGS,
@@ -83,8 +144,13 @@ READ_NAMES: Mapping[str, tuple[str, ...]] = {
 # -----------------------------------------------------------------------------------------------
 
 BASE_SEED_COLUMN = "base_seed"
-_MLFLOW_TO_STATUS = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "finished",
-                     "FAILED": "failed", "KILLED": "stopped"}
+_MLFLOW_TO_STATUS = {
+    "RUNNING": "running",
+    "SCHEDULED": "running",
+    "FINISHED": "finished",
+    "FAILED": "failed",
+    "KILLED": "stopped",
+}
 
 
 class AnalysisInputError(ValueError):
@@ -197,13 +263,17 @@ def load_study(name: str, tracking_uri: str | None = None) -> StudyData:
     trial_runs = [r for r in runs if r["tags"].get(TAG_ROLE) == ROLE_TRIAL]
     kept, dropped = _dedupe(trial_runs, study_ids)
     task = tags.get(TAG_TASK) or next(
-        (r["tags"][TAG_TASK] for r in kept if TAG_TASK in r["tags"]), None)
+        (r["tags"][TAG_TASK] for r in kept if TAG_TASK in r["tags"]), None
+    )
     swept = [str(k) for k in _json_or(tags.get(TAG_SWEPT), [])]
 
     spec_text, trial_rows, seed_frames, curve_frames = _download(client, study, kept, notes)
     trials = _trials_frame(trial_rows)
-    curves = (pd.concat(curve_frames, ignore_index=True) if curve_frames
-              else pd.DataFrame(columns=["trial_id", "run_id", *CURVE_KEYS]))
+    curves = (
+        pd.concat(curve_frames, ignore_index=True)
+        if curve_frames
+        else pd.DataFrame(columns=["trial_id", "run_id", *CURVE_KEYS])
+    )
     seeds = _seeds_frame(trials, seed_frames, curves, task)
     status = "unknown"
     if study is not None:
@@ -212,11 +282,20 @@ def load_study(name: str, tracking_uri: str | None = None) -> StudyData:
         if _column(dotted) not in trials.columns and len(trials):
             notes.append(f"Swept key {dotted!r} is not a param of the trial runs.")
     return StudyData(
-        name=name, tracking_uri=uri, experiment_id=exp.experiment_id,
-        study_run_id=study["run_id"] if study else None, status=status, tags=tags, task=task,
-        swept=swept, trials=trials, seeds=seeds, curves=curves,
+        name=name,
+        tracking_uri=uri,
+        experiment_id=exp.experiment_id,
+        study_run_id=study["run_id"] if study else None,
+        status=status,
+        tags=tags,
+        task=task,
+        swept=swept,
+        trials=trials,
+        seeds=seeds,
+        curves=curves,
         dropped=pd.DataFrame(dropped, columns=["run_id", "trial_id", "run_status", "reason"]),
-        spec_text=spec_text, notes=notes,
+        spec_text=spec_text,
+        notes=notes,
     )
 
 
@@ -226,11 +305,12 @@ def _open_experiment(name: str, uri: str) -> tuple[Any, Any]:
     from mlflow import MlflowClient  # MLflow only once a study is read
 
     if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
+        db = Path(uri[len("sqlite:///") :])
         if not db.is_file():
             # Opening a missing SQLite store would silently create an empty one.
             raise StudyNotFoundError(
-                f"load_study(): no MLflow store at {uri} (file {db} missing).")
+                f"load_study(): no MLflow store at {uri} (file {db} missing)."
+            )
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(name)
     if exp is None:
@@ -242,8 +322,9 @@ def _open_experiment(name: str, uri: str) -> tuple[Any, Any]:
     return client, exp
 
 
-def _study_run(runs: list[dict[str, Any]], notes: list[str]
-               ) -> tuple[dict[str, Any] | None, set[str]]:
+def _study_run(
+    runs: list[dict[str, Any]], notes: list[str]
+) -> tuple[dict[str, Any] | None, set[str]]:
     """The latest study run (None without one, noted; several noted) and the ids of all."""
     study_runs = [r for r in runs if r["tags"].get(TAG_ROLE) == ROLE_STUDY]
     study_runs.sort(key=lambda r: r["start_time"])
@@ -252,12 +333,14 @@ def _study_run(runs: list[dict[str, Any]], notes: list[str]
         notes.append("The experiment has no study run (tag study.role = study).")
     elif len(study_runs) > 1:
         notes.append(
-            f"{len(study_runs)} study runs found; the latest ({study['run_id']}) is used.")
+            f"{len(study_runs)} study runs found; the latest ({study['run_id']}) is used."
+        )
     return study, {r["run_id"] for r in study_runs}
 
 
-def _download(client: Any, study: dict[str, Any] | None, kept: list[dict[str, Any]],
-              notes: list[str]) -> tuple[str | None, list, list, list]:
+def _download(
+    client: Any, study: dict[str, Any] | None, kept: list[dict[str, Any]], notes: list[str]
+) -> tuple[str | None, list, list, list]:
     """The spec text of the study run, and per kept trial its row, seeds and curves frames."""
     with tempfile.TemporaryDirectory(prefix="analysis-") as tmp, _quiet_downloads():
         spec_text = None
@@ -296,10 +379,17 @@ def _all_runs(client: Any, experiment_id: str) -> list[dict[str, Any]]:
     while True:
         page = client.search_runs([experiment_id], max_results=1000, page_token=token)
         for run in page:
-            out.append({"run_id": run.info.run_id, "status": run.info.status,
-                        "start_time": run.info.start_time or 0, "end_time": run.info.end_time,
-                        "tags": dict(run.data.tags), "params": dict(run.data.params),
-                        "metrics": dict(run.data.metrics)})
+            out.append(
+                {
+                    "run_id": run.info.run_id,
+                    "status": run.info.status,
+                    "start_time": run.info.start_time or 0,
+                    "end_time": run.info.end_time,
+                    "tags": dict(run.data.tags),
+                    "params": dict(run.data.params),
+                    "metrics": dict(run.data.metrics),
+                }
+            )
         token = page.token
         if not token:
             return out
@@ -314,16 +404,19 @@ def _dedupe(trial_runs: list[dict[str, Any]], study_ids: set[str]) -> tuple[list
         if not trial_id:
             dropped.append((r["run_id"], None, r["status"], "orphan: no study.trial_id tag"))
         elif study_ids and parent not in study_ids:
-            dropped.append((r["run_id"], trial_id, r["status"],
-                            f"orphan: parent {parent} is not a study run"))
+            dropped.append(
+                (r["run_id"], trial_id, r["status"], f"orphan: parent {parent} is not a study run")
+            )
         else:
             by_trial.setdefault(trial_id, []).append(r)
     kept = []
     for trial_id, group in by_trial.items():
         group.sort(key=lambda r: (r["status"] == "FINISHED", r["start_time"]), reverse=True)
         kept.append(group[0])
-        dropped += [(r["run_id"], trial_id, r["status"], f"duplicate of run {group[0]['run_id']}")
-                    for r in group[1:]]
+        dropped += [
+            (r["run_id"], trial_id, r["status"], f"duplicate of run {group[0]['run_id']}")
+            for r in group[1:]
+        ]
     kept.sort(key=lambda r: (r["start_time"], r["tags"][TAG_TRIAL]))
     return kept, dropped
 
@@ -341,7 +434,7 @@ def _has_artifact(client: Any, run_id: str, path: str) -> bool:
     """Whether the run's artifact root lists `path` (a missing artifact root lists nothing)."""
     try:
         return any(f.path == path for f in client.list_artifacts(run_id))
-    except Exception as e:  # noqa: BLE001 - an unreachable artifact store only loses this file
+    except Exception as e:
         _log.warning("Cannot list artifacts of run %s: %s", run_id, e)
         return False
 
@@ -355,7 +448,7 @@ def _read_trial(client: Any, r: dict[str, Any], tmp: str, notes: list[str]):
     listed = set()
     try:
         listed = {f.path for f in client.list_artifacts(run_id)}
-    except Exception as e:  # noqa: BLE001 - see _has_artifact
+    except Exception as e:
         notes.append(f"Trial {trial_id}: cannot list artifacts ({e}).")
     for art in (ARTIFACT_SEEDS, ARTIFACT_CURVES):
         frames[art] = None
@@ -363,13 +456,17 @@ def _read_trial(client: Any, r: dict[str, Any], tmp: str, notes: list[str]):
             try:
                 local = client.download_artifacts(run_id, art, os.path.join(tmp, run_id))
                 frames[art] = pd.read_parquet(local)
-            except Exception as e:  # noqa: BLE001 - a corrupt artifact is reported, not fatal
+            except Exception as e:
                 notes.append(f"Trial {trial_id}: cannot read {art} ({e}).")
         elif status in ("finished", "diverged"):
             notes.append(f"Trial {trial_id} ({status}) has no {art}.")
     row: dict[str, Any] = {
-        "trial_id": trial_id, "run_id": run_id, "status": status, "run_status": r["status"],
-        "message": tags.get(TAG_MESSAGE, ""), "start_time": r["start_time"],
+        "trial_id": trial_id,
+        "run_id": run_id,
+        "status": status,
+        "run_status": r["status"],
+        "message": tags.get(TAG_MESSAGE, ""),
+        "start_time": r["start_time"],
         "end_time": r["end_time"],
         "has_curves": frames[ARTIFACT_CURVES] is not None,
         "has_seeds": frames[ARTIFACT_SEEDS] is not None,
@@ -391,8 +488,17 @@ def _column(key: str) -> str:
 
 def _trials_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Trial rows with numeric params converted and chance levels and flags added."""
-    base = ["trial_id", "run_id", "status", "run_status", "message", "start_time", "end_time",
-            "has_curves", "has_seeds"]
+    base = [
+        "trial_id",
+        "run_id",
+        "status",
+        "run_status",
+        "message",
+        "start_time",
+        "end_time",
+        "has_curves",
+        "has_seeds",
+    ]
     df = pd.DataFrame(rows, columns=None if rows else base)
     for col in df.columns:
         if col not in base and (df[col].dtype == object or pd.api.types.is_string_dtype(df[col])):
@@ -435,8 +541,9 @@ def _json_or(text: Any, default: Any) -> Any:
         return default
 
 
-def _seeds_frame(trials: pd.DataFrame, seed_frames: list[pd.DataFrame], curves: pd.DataFrame,
-                 task: str | None) -> pd.DataFrame:
+def _seeds_frame(
+    trials: pd.DataFrame, seed_frames: list[pd.DataFrame], curves: pd.DataFrame, task: str | None
+) -> pd.DataFrame:
     """One row per (trial, seed): the logged seeds.parquet where it is current, else the outcomes
     recomputed from the curves by ``study.contract.outcomes.seed_table`` (the one owner), plus the
     trial's params and flags.
@@ -463,31 +570,47 @@ def _seeds_frame(trials: pd.DataFrame, seed_frames: list[pd.DataFrame], curves: 
             continue
         row = by_trial.loc[trial_id] if trial_id in by_trial.index else pd.Series(dtype=object)
         table = seed_table(
-            c.drop(columns=["trial_id", "run_id"]), task=task,
+            c.drop(columns=["trial_id", "run_id"]),
+            task=task,
             final_window=int(_param(row, PARAM_FINAL_WINDOW, DEFAULT_FINAL_WINDOW)),
-            z=float(_param(row, PARAM_Z, DEFAULT_Z)), run=int(_param(row, PARAM_RUN, DEFAULT_RUN)),
-            metrics=[m for m in c.columns if m not in ("trial_id", "run_id", *CURVE_KEYS)])
+            z=float(_param(row, PARAM_Z, DEFAULT_Z)),
+            run=int(_param(row, PARAM_RUN, DEFAULT_RUN)),
+            metrics=[m for m in c.columns if m not in ("trial_id", "run_id", *CURVE_KEYS)],
+        )
         table.insert(0, "run_id", c["run_id"].iloc[0])
         table.insert(0, "trial_id", trial_id)
         frames.append(table)
-    base = (pd.concat(frames, ignore_index=True) if frames
-            else pd.DataFrame(columns=["trial_id", "run_id", "seed"]))
+    base = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["trial_id", "run_id", "seed"])
+    )
     base = base.drop_duplicates(keys, keep="first").reset_index(drop=True)
     for col in ("func_emerged", "struct_emerged", "onsets_measured", "success", "differentiated"):
-        base[col] = (base[col].astype("boolean").fillna(False).astype(bool) if col in base
-                     else False)
-    for col in ("t_func", "t_struct", "lag", "t_func_censor", "t_struct_censor", "t_func_half",
-                "t_struct_half"):
+        base[col] = (
+            base[col].astype("boolean").fillna(False).astype(bool) if col in base else False
+        )
+    for col in (
+        "t_func",
+        "t_struct",
+        "lag",
+        "t_func_censor",
+        "t_struct_censor",
+        "t_func_half",
+        "t_struct_half",
+    ):
         if col not in base:
             base[col] = np.nan
     if "first" not in base:
         base["first"] = "neither"
     if not len(trials):
         return base
-    trial_cols = ["trial_id"] + [c for c in trials.columns
-                                 if c not in base.columns and c not in SUMMARY_METRICS]
+    trial_cols = ["trial_id"] + [
+        c for c in trials.columns if c not in base.columns and c not in SUMMARY_METRICS
+    ]
     out = base.drop(columns=["run_id"], errors="ignore").merge(
-        trials[trial_cols + ["run_id"]], on="trial_id", how="left")
+        trials[trial_cols + ["run_id"]], on="trial_id", how="left"
+    )
     return out.sort_values(keys, kind="stable").reset_index(drop=True)
 
 

@@ -17,8 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from study.contract.params import (PARAM_GROUPS, PARAM_HIDDEN, PARAM_LR, PARAM_MI_WEIGHT,
-                                   PARAM_REG_REC)
+from study.contract.params import (
+    PARAM_GROUPS,
+    PARAM_HIDDEN,
+    PARAM_LR,
+    PARAM_MI_WEIGHT,
+    PARAM_REG_REC,
+)
 
 __all__ = [
     "DISPLAY_NAMES",
@@ -90,7 +95,7 @@ def display_name(name: str, names: Mapping[str, str] | None = None) -> str:
         return names[name]
     text = str(name)
     if text.startswith("final."):
-        text = "final " + text[len("final."):]
+        text = "final " + text[len("final.") :]
     return text.replace("_", " ")
 
 
@@ -154,8 +159,9 @@ def display_table(
         names keep the machine name in brackets so no column is lost.
     """
     if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"display_table(): df must be a pandas DataFrame, but got "
-                        f"{type(df).__name__}.")
+        raise TypeError(
+            f"display_table(): df must be a pandas DataFrame, but got {type(df).__name__}."
+        )
     sentinels = SENTINELS if sentinels is None else sentinels
     p_cols = set(p_columns) if p_columns is not None else {c for c in df if is_p_column(c)}
     out = pd.DataFrame(index=df.index)

@@ -35,7 +35,7 @@ def machine_info(device: str | None = None) -> dict:
     cuda = torch.cuda.is_available()
     return {
         "hostname": socket.gethostname(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "cpu_model": _cpu_model(),
         "cpu_cores": os.cpu_count(),
         "cpu_cores_usable": usable,

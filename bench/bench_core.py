@@ -85,11 +85,17 @@ def leaky_call(s: int, device: torch.device, *, backward: bool) -> Callable[[], 
 
 def critic_call(s: int, pairs: int, device: torch.device) -> Callable[[], None]:
     """One `SubgroupMI.critic_step` at K = 2, N = 40 on (S, 40 000, N) activity."""
-    mi = SubgroupMI(s, groups(N_HIDDEN, 2), pairs=pairs if pairs < REF_PAIRS else 0,
-                    critic={"width": WIDTH, "depth": DEPTH}, seed=0).to(device)
+    mi = SubgroupMI(
+        s,
+        groups(N_HIDDEN, 2),
+        pairs=pairs if pairs < REF_PAIRS else 0,
+        critic={"width": WIDTH, "depth": DEPTH},
+        seed=0,
+    ).to(device)
     # re-create the optimiser after the move so its state lives on the device (as train.py does)
-    mi.optimizer = ReplicaOptimizer(mi.critic.parameters(), kind="rmsprop", lr=0.003,
-                                    clip_norm=4.0)
+    mi.optimizer = ReplicaOptimizer(
+        mi.critic.parameters(), kind="rmsprop", lr=0.003, clip_norm=4.0
+    )
     gen = torch.Generator(device=device).manual_seed(1)
     act = torch.randn(s, REF_PAIRS, N_HIDDEN, generator=gen, device=device)  # states x
 
@@ -101,8 +107,12 @@ def critic_call(s: int, pairs: int, device: torch.device) -> Callable[[], None]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="torch intra-op threads (default: all cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
+        help="torch intra-op threads (default: all cores)",
+    )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per case (median)")
     parser.add_argument("--seeds", default="1,4,16", help="population sizes for the RNN cases")
@@ -122,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     for backward in (False, True):
         for s in seeds:
             name = "leaky forward+backward" if backward else "leaky forward (no grad)"
-            cases.append((name, s, None,
-                          lambda s=s, b=backward: leaky_call(s, device, backward=b)))
+            cases.append(
+                (name, s, None, lambda s=s, b=backward: leaky_call(s, device, backward=b))
+            )
     for pairs in (REF_PAIRS, SUB_PAIRS):
         for s in critic_seeds:
             cases.append(("critic step", s, pairs, lambda s=s, p=pairs: critic_call(s, p, device)))
@@ -133,10 +144,21 @@ def main(argv: list[str] | None = None) -> int:
     for name, s, pairs, build in cases:
         times = _time(build(), device, args.repeats)
         med = statistics.median(times)
-        results.append({"case": name, "seeds": s, "pairs": pairs, "seconds_per_call": med,
-                        "seconds_per_seed": med / s, "repeats": times})
-        print(f"{name:<26}{s:>4}{pairs or '':>8}{med:>10.3f}{med / s:>10.4f}   "
-              + " ".join(f"{t:.3f}" for t in times), flush=True)
+        results.append(
+            {
+                "case": name,
+                "seeds": s,
+                "pairs": pairs,
+                "seconds_per_call": med,
+                "seconds_per_seed": med / s,
+                "repeats": times,
+            }
+        )
+        print(
+            f"{name:<26}{s:>4}{pairs or '':>8}{med:>10.3f}{med / s:>10.4f}   "
+            + " ".join(f"{t:.3f}" for t in times),
+            flush=True,
+        )
 
     def per_seed(name, s, pairs=None):
         for r in results:
@@ -149,20 +171,32 @@ def main(argv: list[str] | None = None) -> int:
         lo, hi = per_seed(name, min(seeds)), per_seed(name, max(seeds))
         ratios[f"{name}: per-seed time S={max(seeds)} / S={min(seeds)}"] = hi / lo
     for pairs in (REF_PAIRS, SUB_PAIRS):
-        lo, hi = (per_seed("critic step", s, pairs)
-                  for s in (min(critic_seeds), max(critic_seeds)))
-        ratios[f"critic step {pairs} pairs: per-seed time S={max(critic_seeds)} / "
-               f"S={min(critic_seeds)}"] = hi / lo
+        lo, hi = (
+            per_seed("critic step", s, pairs) for s in (min(critic_seeds), max(critic_seeds))
+        )
+        ratios[
+            f"critic step {pairs} pairs: per-seed time S={max(critic_seeds)} / "
+            f"S={min(critic_seeds)}"
+        ] = hi / lo
     for key, value in ratios.items():
         print(f"{key}: {value:.3f}")
 
     record = {
         "benchmark": "bench_core",
         "machine": machine_info(args.device),
-        "settings": {"threads": args.threads, "device": args.device, "repeats": args.repeats,
-                     "statistic": "median after one warm-up call", "n_hidden": N_HIDDEN,
-                     "batch": BATCH, "transient": TRANSIENT, "segment": SEGMENT,
-                     "noise": NOISE, "critic_width": WIDTH, "critic_depth": DEPTH},
+        "settings": {
+            "threads": args.threads,
+            "device": args.device,
+            "repeats": args.repeats,
+            "statistic": "median after one warm-up call",
+            "n_hidden": N_HIDDEN,
+            "batch": BATCH,
+            "transient": TRANSIENT,
+            "segment": SEGMENT,
+            "noise": NOISE,
+            "critic_width": WIDTH,
+            "critic_depth": DEPTH,
+        },
         "results": results,
         "per_seed_ratios": ratios,
     }

@@ -38,24 +38,46 @@ def worker(every: int, epochs: int, device: str, out: Path) -> None:
     from study.spec import load_trial_config
     from study.training import train
 
-    cfg = load_trial_config(PRESET, {"train.heldout_mi_every": every, "train.epochs": epochs,
-                                     "train.threads": 1, "train.device": device})
+    cfg = load_trial_config(
+        PRESET,
+        {
+            "train.heldout_mi_every": every,
+            "train.epochs": epochs,
+            "train.threads": 1,
+            "train.device": device,
+        },
+    )
     t0 = time.perf_counter()
     result = train(cfg)
     wall = time.perf_counter() - t0
-    n_heldout = sum(1 for r in result.history
-                    if any(v == v for v in r.metrics["mi_heldout"]))  # finite = estimated
-    out.write_text(json.dumps({"every": every, "wall_s": wall, "status": result.status,
-                               "evaluations": len(result.history), "heldout_runs": n_heldout,
-                               "timings": result.timings}))
+    n_heldout = sum(
+        1 for r in result.history if any(v == v for v in r.metrics["mi_heldout"])
+    )  # finite = estimated
+    out.write_text(
+        json.dumps(
+            {
+                "every": every,
+                "wall_s": wall,
+                "status": result.status,
+                "evaluations": len(result.history),
+                "heldout_runs": n_heldout,
+                "timings": result.timings,
+            }
+        )
+    )
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--epochs", type=int, default=1000)
-    p.add_argument("--every", type=int, default=None,
-                   help="heldout_mi_every of the timed trial (default: the config default)")
+    p.add_argument(
+        "--every",
+        type=int,
+        default=None,
+        help="heldout_mi_every of the timed trial (default: the config default)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None)
     p.add_argument("--worker", nargs=2, metavar=("EVERY", "OUT"), help=argparse.SUPPRESS)
@@ -70,8 +92,19 @@ def main() -> int:
     procs = {}
     for e in (every, 0):  # started together: both see the same machine load
         procs[e] = subprocess.Popen(
-            [sys.executable, __file__, "--epochs", str(args.epochs), "--device", args.device,
-             "--worker", str(e), str(tmp / f"every{e}.json")], cwd=REPO)
+            [
+                sys.executable,
+                __file__,
+                "--epochs",
+                str(args.epochs),
+                "--device",
+                args.device,
+                "--worker",
+                str(e),
+                str(tmp / f"every{e}.json"),
+            ],
+            cwd=REPO,
+        )
     for e, proc in procs.items():
         if proc.wait():
             raise SystemExit(f"bench_heldout: the worker with heldout_mi_every={e} failed")
@@ -84,16 +117,24 @@ def main() -> int:
     extrapolated = {}
     for k in (1, 2, 5, 10, 20, 40):
         runs = len({i for i in range(full_evals) if i % k == 0} | {full_evals - 1})
-        extrapolated[str(k)] = {"heldout_runs": runs,
-                                "overhead": round(runs * per_heldout / full_trial, 4)}
+        extrapolated[str(k)] = {
+            "heldout_runs": runs,
+            "overhead": round(runs * per_heldout / full_trial, 4),
+        }
     result = {
         "machine": machine_info(args.device),
-        "preset": PRESET.name, "epochs": args.epochs, "device": args.device,
-        "threads_per_trial": 1, "side_by_side": True,
-        "heldout_mi_every": every, "heldout_config": cfg.mi.heldout.model_dump(),
-        "wall_s_with": round(on["wall_s"], 2), "wall_s_without": round(off["wall_s"], 2),
+        "preset": PRESET.name,
+        "epochs": args.epochs,
+        "device": args.device,
+        "threads_per_trial": 1,
+        "side_by_side": True,
+        "heldout_mi_every": every,
+        "heldout_config": cfg.mi.heldout.model_dump(),
+        "wall_s_with": round(on["wall_s"], 2),
+        "wall_s_without": round(off["wall_s"], 2),
         "ratio_with_over_without": round(on["wall_s"] / off["wall_s"], 4),
-        "heldout_runs": on["heldout_runs"], "evaluations": on["evaluations"],
+        "heldout_runs": on["heldout_runs"],
+        "evaluations": on["evaluations"],
         "seconds_per_heldout_estimate": round(per_heldout, 3),
         "full_trial_overhead_by_every": extrapolated,
         "timings_with": {k: round(v, 3) for k, v in on["timings"].items()},

@@ -34,11 +34,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info
 
-from study.core import communities, modularity  # noqa: E402
-from study.spec import load_trial_config  # noqa: E402
-from study.training import Trainer  # noqa: E402
+from study.core import communities, modularity
+from study.spec import load_trial_config
+from study.training import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 PRESET = REPO / "search_spaces" / "cpu-wm.yaml"
@@ -48,14 +48,19 @@ def _trainer(over: dict) -> Trainer:
     return Trainer(load_trial_config(PRESET, {"train.device": "cpu", **over}))
 
 
-EVAL_VARIANTS = {"fresh 40": {"train.eval_batch": 40}, "fresh 160": {"train.eval_batch": 160},
-                 "fixed 40": {"train.eval_batch": 40, "train.eval_fixed": True}}
+EVAL_VARIANTS = {
+    "fresh 40": {"train.eval_batch": 40},
+    "fresh 160": {"train.eval_batch": 160},
+    "fixed 40": {"train.eval_batch": 40, "train.eval_fixed": True},
+}
 
 
 def _func_q(t: Trainer) -> tuple[np.ndarray, np.ndarray]:
     adj = modularity.functional_adjacency(_forward(t).rows())
-    return (modularity.modularity(adj, t.labels).double().numpy(),
-            modularity.modularity_zscore(adj, t.labels, t.null_partitions).double().numpy())
+    return (
+        modularity.modularity(adj, t.labels).double().numpy(),
+        modularity.modularity_zscore(adj, t.labels, t.null_partitions).double().numpy(),
+    )
 
 
 def _trained(weight: float, epochs: int, seeds: int) -> tuple[dict, dict]:
@@ -88,16 +93,21 @@ def _trained(weight: float, epochs: int, seeds: int) -> tuple[dict, dict]:
         # RMS of successive differences: real change is common to every variant, so what
         # differs between them is the evaluation jitter an onset rule has to live with
         summary[name] = {
-            "rms_successive_diff_q_func": round(float(np.sqrt((np.diff(q, axis=0) ** 2)
-                                                              .mean())), 5),
-            "rms_successive_diff_q_func_z": round(float(np.sqrt((np.diff(z, axis=0) ** 2)
-                                                                .mean())), 4),
+            "rms_successive_diff_q_func": round(
+                float(np.sqrt((np.diff(q, axis=0) ** 2).mean())), 5
+            ),
+            "rms_successive_diff_q_func_z": round(
+                float(np.sqrt((np.diff(z, axis=0) ** 2).mean())), 4
+            ),
             "final_q_func": np.round(q[-1], 4).tolist(),
             "final_q_func_z": np.round(z[-1], 3).tolist(),
             "q_func_curve_seed0": np.round(q[:, 0], 4).tolist(),
         }
-        print(f"trajectory λ={weight} {name}: {summary[name]['rms_successive_diff_q_func']}"
-              f" / z {summary[name]['rms_successive_diff_q_func_z']}", flush=True)
+        print(
+            f"trajectory λ={weight} {name}: {summary[name]['rms_successive_diff_q_func']}"
+            f" / z {summary[name]['rms_successive_diff_q_func_z']}",
+            flush=True,
+        )
     return t.state_dict(), summary
 
 
@@ -131,23 +141,34 @@ def noise(states: dict, batches: list[int], repeats: int, seeds: int) -> list[di
     rows = []
     for weight, state in states.items():
         for batch in batches:
-            t = _with_state(state, {"mi.weight": weight, "seeds": seeds,
-                                    "train.eval_batch": batch})
+            t = _with_state(
+                state, {"mi.weight": weight, "seeds": seeds, "train.eval_batch": batch}
+            )
             q, z = [], []
             for _ in range(repeats):
                 adj = modularity.functional_adjacency(_forward(t).rows())
                 q.append(modularity.modularity(adj, t.labels).double().numpy())
-                z.append(modularity.modularity_zscore(adj, t.labels, t.null_partitions)
-                         .double().numpy())
+                z.append(
+                    modularity.modularity_zscore(adj, t.labels, t.null_partitions).double().numpy()
+                )
             q, z = np.array(q), np.array(z)  # (repeats, S)
-            rows.append({"lambda": weight, "eval_batch": batch, "repeats": repeats,
-                         "q_func_mean": np.round(q.mean(0), 4).tolist(),
-                         "q_func_std": np.round(q.std(0, ddof=1), 5).tolist(),
-                         "q_func_std_mean": round(float(q.std(0, ddof=1).mean()), 5),
-                         "q_func_z_mean": np.round(z.mean(0), 3).tolist(),
-                         "q_func_z_std_mean": round(float(z.std(0, ddof=1).mean()), 4)})
-            print(f"noise λ={weight} batch={batch:4d}: std q_func {rows[-1]['q_func_std_mean']}"
-                  f"  std q_func_z {rows[-1]['q_func_z_std_mean']}", flush=True)
+            rows.append(
+                {
+                    "lambda": weight,
+                    "eval_batch": batch,
+                    "repeats": repeats,
+                    "q_func_mean": np.round(q.mean(0), 4).tolist(),
+                    "q_func_std": np.round(q.std(0, ddof=1), 5).tolist(),
+                    "q_func_std_mean": round(float(q.std(0, ddof=1).mean()), 5),
+                    "q_func_z_mean": np.round(z.mean(0), 3).tolist(),
+                    "q_func_z_std_mean": round(float(z.std(0, ddof=1).mean()), 4),
+                }
+            )
+            print(
+                f"noise λ={weight} batch={batch:4d}: std q_func {rows[-1]['q_func_std_mean']}"
+                f"  std q_func_z {rows[-1]['q_func_z_std_mean']}",
+                flush=True,
+            )
     return rows
 
 
@@ -169,16 +190,21 @@ def costs(t: Trainer, reps: int) -> dict:
         "forward (eval batch)": lambda: _forward(t),
         "functional adjacency": lambda: modularity.functional_adjacency(out.rows()),
         "q + q_norm (func, struct)": lambda: [
-            (modularity.modularity(a, lab), modularity.modularity_max(a, lab)) for a in (func, struct)],
+            (modularity.modularity(a, lab), modularity.modularity_max(a, lab))
+            for a in (func, struct)
+        ],
         "q_func_z + q_struct_z": lambda: [
-            modularity.modularity_zscore(a, lab, parts) for a in (func, struct)],
+            modularity.modularity_zscore(a, lab, parts) for a in (func, struct)
+        ],
         "q_struct_delta + _z": lambda: (
             modularity.modularity(modularity.weight_change(w, t.w_rec0), lab),
-            modularity.modularity_zscore(delta, lab, parts)),
+            modularity.modularity_zscore(delta, lab, parts),
+        ),
         "leiden + found Q + NMI (func)": lambda: found(func),
         "leiden + found Q + NMI (struct)": lambda: found(struct),
         "whole modularity section": lambda: t.evaluation.modularity_metrics(
-            t.net, out, t.w_rec0, res),
+            t.net, out, t.w_rec0, res
+        ),
     }
     return {name: _median_ms(fn, reps) for name, fn in ms.items()}
 
@@ -202,17 +228,21 @@ def share(t: Trainer, reps: int) -> dict:
             if k.startswith("eval."):
                 sections.setdefault(k, []).append(v - before.get(k, 0.0))
     tr, ev = statistics.median(train_s), statistics.median(eval_s)
-    return {"eval_every": every, "train_sec_per_interval": round(tr, 3),
-            "eval_sec": round(ev, 3), "eval_share_of_trial": round(ev / (tr + ev), 4),
-            "eval_sections_sec": {k: round(statistics.median(v), 4)
-                                  for k, v in sections.items()},
-            "all_train_sec": [round(x, 3) for x in train_s],
-            "all_eval_sec": [round(x, 3) for x in eval_s]}
+    return {
+        "eval_every": every,
+        "train_sec_per_interval": round(tr, 3),
+        "eval_sec": round(ev, 3),
+        "eval_share_of_trial": round(ev / (tr + ev), 4),
+        "eval_sections_sec": {k: round(statistics.median(v), 4) for k, v in sections.items()},
+        "all_train_sec": [round(x, 3) for x in train_s],
+        "all_eval_sec": [round(x, 3) for x in eval_s],
+    }
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--train-epochs", type=int, default=300)
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("--repeats", type=int, default=20, help="evaluations per noise setting")
@@ -223,9 +253,13 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     lam = float(load_trial_config(PRESET).mi.weight)
-    result: dict = {"machine": machine_info("cpu"), "preset": PRESET.name,
-                    "train_epochs": args.train_epochs, "seeds": args.seeds,
-                    "threads": args.threads}
+    result: dict = {
+        "machine": machine_info("cpu"),
+        "preset": PRESET.name,
+        "train_epochs": args.train_epochs,
+        "seeds": args.seeds,
+        "threads": args.threads,
+    }
     t0 = time.perf_counter()
     trained = {w: _trained(w, args.train_epochs, args.seeds) for w in (0.0, lam)}
     states = {w: st for w, (st, _) in trained.items()}
@@ -251,8 +285,11 @@ def main() -> int:
         t = _with_state(states[lam], over) if s == args.seeds else _trainer(over)
         result["eval_share"][f"N=40 S={s}"] = share(t, max(2, args.reps // 2))
         print(f"share S={s}", result["eval_share"][f"N=40 S={s}"], flush=True)
-    out = Path(args.out) if args.out else (
-        REPO / "bench" / "results" / f"modularity-{result['machine']['hostname']}.json")
+    out = (
+        Path(args.out)
+        if args.out
+        else (REPO / "bench" / "results" / f"modularity-{result['machine']['hostname']}.json")
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")

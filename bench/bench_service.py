@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = [0.0, 0.1, 0.2, 0.3]
@@ -33,8 +33,15 @@ def _spec(work: Path, epochs: int, concurrency: int) -> Path:
     spec = {
         "name": f"bench-c{concurrency}",
         "base": str(REPO / "search_spaces" / "demo-wm.yaml"),
-        "trial": {"train": {"epochs": epochs, "eval_every": 10, "checkpoint_every": 20,
-                            "snapshot_every": 0, "threads": 1}},
+        "trial": {
+            "train": {
+                "epochs": epochs,
+                "eval_every": 10,
+                "checkpoint_every": 20,
+                "snapshot_every": 0,
+                "threads": 1,
+            }
+        },
         "search": {"mi.weight": {"values": WEIGHTS}},
         "sampler": {"name": "grid"},
         "concurrency": concurrency,
@@ -45,8 +52,9 @@ def _spec(work: Path, epochs: int, concurrency: int) -> Path:
     return path
 
 
-def _first_eval_time(home: Path, name: str, timeout: float, start: float,
-                     proc: subprocess.Popen) -> float | None:
+def _first_eval_time(
+    home: Path, name: str, timeout: float, start: float, proc: subprocess.Popen
+) -> float | None:
     """Seconds from `start` until any trial of the study has logged its epoch-0 metrics."""
     from mlflow.tracking import MlflowClient
 
@@ -61,12 +69,11 @@ def _first_eval_time(home: Path, name: str, timeout: float, start: float,
             exp = client.get_experiment_by_name(name)
             if exp is None:
                 continue
-            for run in client.search_runs([exp.experiment_id],
-                                          "tags.`study.role` = 'trial'"):
+            for run in client.search_runs([exp.experiment_id], "tags.`study.role` = 'trial'"):
                 hist = client.get_metric_history(run.info.run_id, "q_func")
                 if hist:
                     return min(m.timestamp for m in hist) / 1000.0 - start
-        except Exception:  # noqa: BLE001 - the store may be mid-migration
+        except Exception:
             continue
     return None
 
@@ -77,14 +84,18 @@ def run_study(work: Path, epochs: int, concurrency: int) -> dict:
     env.pop("RAY_ADDRESS", None)
     cmd = [sys.executable, "-m", "study", "run", str(_spec(work, epochs, concurrency)), "-q"]
     start = time.time()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     first = _first_eval_time(home, f"bench-c{concurrency}", 600, start, proc)
     out, _ = proc.communicate()
     wall = time.time() - start
     if proc.returncode:
         raise SystemExit(out[-3000:])
-    return {"wall_s": round(wall, 1), "first_trial_first_eval_s": round(first, 1) if first else None}
+    return {
+        "wall_s": round(wall, 1),
+        "first_trial_first_eval_s": round(first, 1) if first else None,
+    }
 
 
 def run_sequential(work: Path, epochs: int) -> dict:
@@ -94,20 +105,44 @@ def run_sequential(work: Path, epochs: int) -> dict:
     each = []
     for w in WEIGHTS:
         t0 = time.time()
-        subprocess.run([sys.executable, "-m", "study", "train",
-                        str(REPO / "search_spaces" / "demo-wm.yaml"), "-q", "--name", "bench-seq",
-                        "--out", str(work / f"seq-{w}"), "--set", f"mi.weight={w}",
-                        "--set", f"train.epochs={epochs}", "--set", "train.eval_every=10",
-                        "--set", "train.checkpoint_every=20", "--set", "train.snapshot_every=0",
-                        "--set", "train.threads=1"],
-                       cwd=REPO, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "study",
+                "train",
+                str(REPO / "search_spaces" / "demo-wm.yaml"),
+                "-q",
+                "--name",
+                "bench-seq",
+                "--out",
+                str(work / f"seq-{w}"),
+                "--set",
+                f"mi.weight={w}",
+                "--set",
+                f"train.epochs={epochs}",
+                "--set",
+                "train.eval_every=10",
+                "--set",
+                "train.checkpoint_every=20",
+                "--set",
+                "train.snapshot_every=0",
+                "--set",
+                "train.threads=1",
+            ],
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         each.append(round(time.time() - t0, 1))
     return {"wall_s": round(time.time() - start, 1), "per_trial_s": each}
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--out", default=None)
     args = p.parse_args()
@@ -119,9 +154,13 @@ def main() -> int:
     c2 = run_study(work, args.epochs, 2)
     print("study run, concurrency 2:", c2, flush=True)
     result = {
-        "machine": machine_info(), "trials": len(WEIGHTS), "epochs_per_trial": args.epochs,
+        "machine": machine_info(),
+        "trials": len(WEIGHTS),
+        "epochs_per_trial": args.epochs,
         "preset": "demo-wm (4 seeds, 150+300 steps)",
-        "sequential_study_train": seq, "tune_concurrency_1": c1, "tune_concurrency_2": c2,
+        "sequential_study_train": seq,
+        "tune_concurrency_1": c1,
+        "tune_concurrency_2": c2,
         "overhead_concurrency_1_s": round(c1["wall_s"] - seq["wall_s"], 1),
         "speedup_concurrency_2": round(seq["wall_s"] / c2["wall_s"], 2),
     }

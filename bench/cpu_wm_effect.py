@@ -6,9 +6,10 @@ Both trials run as `python -m study train` (one thread each, side by side on a 2
 or one after another with --serial). Writes bench/results/cpu-wm-effect-<host>.json: per seed and
 λ the final accuracy, q_func, q_struct, mi_gauss, the half-rise epochs of q_func and q_struct,
 and each trial's wall time, plus the replication checks: accuracy ≥ 0.9 in most seeds at both λ,
-q_func higher with the penalty by ≥ 0.2, q_struct rising after q_func in most penalised seeds. The MI audit adds, per seed at
-the last evaluation, mi, mi_gauss, mi_gauss_null, mi_heldout, mi_heldout_null, and per λ their
-means and the spread of each measurement's excess over its null floor.
+q_func higher with the penalty by ≥ 0.2, q_struct rising after q_func in most penalised seeds.
+The MI audit adds, per seed at the last evaluation, mi, mi_gauss, mi_gauss_null, mi_heldout,
+mi_heldout_null, and per λ their means and the spread of each measurement's excess over its
+null floor.
 """
 
 from __future__ import annotations
@@ -25,15 +26,16 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 _AUDIT = ("mi", "mi_gauss", "mi_gauss_null", "mi_heldout", "mi_heldout_null")
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--preset", default=str(REPO / "search_spaces" / "cpu-wm.yaml"))
     p.add_argument("--serial", action="store_true", help="one trial at a time, all threads")
     p.add_argument("--out", default=None)
@@ -46,9 +48,21 @@ def main() -> int:
     threads = os.cpu_count() if args.serial else 1
     procs, walls = {}, {}
     for weight in (0.0, lam):
-        cmd = [sys.executable, "-m", "study", "train", args.preset, "-q", "--no-track",
-               "--set", f"mi.weight={weight}", "--set", f"train.threads={threads}",
-               "--out", str(work / f"lam{weight}")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "study",
+            "train",
+            args.preset,
+            "-q",
+            "--no-track",
+            "--set",
+            f"mi.weight={weight}",
+            "--set",
+            f"train.threads={threads}",
+            "--out",
+            str(work / f"lam{weight}"),
+        ]
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
         procs[weight] = (proc, start)
@@ -71,52 +85,75 @@ def main() -> int:
         last = curves[curves["epoch"] == curves["epoch"].max()].set_index("seed")
         for _, s in seeds.iterrows():
             at_end = last.loc[int(s["seed"])]
-            rows.append({
-                "lambda": weight, "seed": int(s["seed_value"]),
-                "accuracy": round(float(s["final.accuracy"]), 4),
-                "q_func": round(float(s["final.q_func"]), 4),
-                "q_struct": round(float(s["final.q_struct"]), 4),
-                "mi_gauss": round(float(s["final.mi_gauss"]), 4),
-                "mi_critic": round(float(s["final.mi"]), 4),
-                # the MI audit at the last evaluation: measurements and null floors
-                **{f"last.{m}": round(float(at_end[m]), 4) for m in _AUDIT if m in at_end},
-                "t_func": None if pd.isna(s["t_func"]) else float(s["t_func"]),
-                "t_struct": None if pd.isna(s["t_struct"]) else float(s["t_struct"]),
-                "wall_s": round(walls[weight], 1),
-            })
+            rows.append(
+                {
+                    "lambda": weight,
+                    "seed": int(s["seed_value"]),
+                    "accuracy": round(float(s["final.accuracy"]), 4),
+                    "q_func": round(float(s["final.q_func"]), 4),
+                    "q_struct": round(float(s["final.q_struct"]), 4),
+                    "mi_gauss": round(float(s["final.mi_gauss"]), 4),
+                    "mi_critic": round(float(s["final.mi"]), 4),
+                    # the MI audit at the last evaluation: measurements and null floors
+                    **{f"last.{m}": round(float(at_end[m]), 4) for m in _AUDIT if m in at_end},
+                    "t_func": None if pd.isna(s["t_func"]) else float(s["t_func"]),
+                    "t_struct": None if pd.isna(s["t_struct"]) else float(s["t_struct"]),
+                    "wall_s": round(walls[weight], 1),
+                }
+            )
     df = pd.DataFrame(rows)
     off, on = df[df["lambda"] == 0.0], df[df["lambda"] == lam]
-    lagged = [(r.t_struct is not None and r.t_func is not None and r.t_struct > r.t_func)
-              for r in on.itertuples()]
+    lagged = [
+        (r.t_struct is not None and r.t_func is not None and r.t_struct > r.t_func)
+        for r in on.itertuples()
+    ]
     audit = {}
     for weight, part in ((0.0, off), (lam, on)):
         if "last.mi_heldout" in part:
             excess_g = part["last.mi_gauss"] - part["last.mi_gauss_null"]
             excess_h = part["last.mi_heldout"] - part["last.mi_heldout_null"]
             audit[str(weight)] = {
-                f"{name} mean": round(float(v.mean()), 4) for name, v in (
+                f"{name} mean": round(float(v.mean()), 4)
+                for name, v in (
                     ("mi_heldout", part["last.mi_heldout"]),
                     ("mi_heldout_null", part["last.mi_heldout_null"]),
                     ("mi_heldout - null", excess_h),
                     ("mi_gauss", part["last.mi_gauss"]),
                     ("mi_gauss_null", part["last.mi_gauss_null"]),
-                    ("mi_gauss - null", excess_g))}
-            audit[str(weight)].update({
-                "mi_heldout - null range": [round(float(excess_h.min()), 4),
-                                            round(float(excess_h.max()), 4)],
-                "mi_gauss - null range": [round(float(excess_g.min()), 4),
-                                          round(float(excess_g.max()), 4)]})
+                    ("mi_gauss - null", excess_g),
+                )
+            }
+            audit[str(weight)].update(
+                {
+                    "mi_heldout - null range": [
+                        round(float(excess_h.min()), 4),
+                        round(float(excess_h.max()), 4),
+                    ],
+                    "mi_gauss - null range": [
+                        round(float(excess_g.min()), 4),
+                        round(float(excess_g.max()), 4),
+                    ],
+                }
+            )
     checks = {
         "accuracy>=0.9 in most seeds (lambda 0)": int((off["accuracy"] >= 0.9).sum()),
         "accuracy>=0.9 in most seeds (lambda on)": int((on["accuracy"] >= 0.9).sum()),
-        "q_func gain (mean on - mean off)": round(float(on["q_func"].mean()
-                                                        - off["q_func"].mean()), 4),
+        "q_func gain (mean on - mean off)": round(
+            float(on["q_func"].mean() - off["q_func"].mean()), 4
+        ),
         "penalised seeds with t_struct > t_func": int(sum(lagged)),
         "seeds per lambda": int(len(on)),
     }
-    result = {"machine": machine_info(), "preset": str(Path(args.preset).name), "lambda": lam,
-              "threads_per_trial": threads, "serial": args.serial, "per_seed": rows,
-              "checks": checks, "mi_audit_last_evaluation": audit}
+    result = {
+        "machine": machine_info(),
+        "preset": str(Path(args.preset).name),
+        "lambda": lam,
+        "threads_per_trial": threads,
+        "serial": args.serial,
+        "per_seed": rows,
+        "checks": checks,
+        "mi_audit_last_evaluation": audit,
+    }
     host = result["machine"].get("hostname", "host")
     out = Path(args.out) if args.out else REPO / "bench" / "results" / f"cpu-wm-effect-{host}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,11 +25,17 @@ from pathlib import Path
 
 from study.contract import settings
 from study.contract.text import one_line, redact_url
-from study.spec import (
-    ConfigError, check_name, check_storage_url, deep_merge, load_study, load_trial_config,
-    read_yaml, trial_config_from_dict,
-)
 from study.core.tasks import task_metric
+from study.spec import (
+    ConfigError,
+    check_name,
+    check_storage_url,
+    deep_merge,
+    load_study,
+    load_trial_config,
+    read_yaml,
+    trial_config_from_dict,
+)
 
 log = logging.getLogger("study")
 
@@ -46,8 +52,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.name is not None:
         name = check_name(args.name, source="--name", key="--name")
     else:
-        name = check_name(Path(args.config).stem, source=args.config, key="--name (default: "
-                          "the config file's name)")
+        name = check_name(
+            Path(args.config).stem,
+            source=args.config,
+            key="--name (default: the config file's name)",
+        )
     out = _out_dir(args.out, name)
     # torch, pandas and mlflow: imported only once the input is known to be good
     from study.service.runner import train_command
@@ -59,13 +68,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     if resume is not None:  # a malformed or foreign checkpoint is refused before anything starts
         state = read_checkpoint(resume)
         check_resumable(state, cfg, source=str(resume))
-    print(f"training {name}: task={cfg.task.name} network={cfg.network.kind} "
-          f"N={cfg.network.hidden} K={cfg.partition.groups} mi.weight={cfg.mi.weight} "
-          f"seeds={cfg.seeds} epochs={cfg.train.epochs}", file=sys.stderr)
+    print(
+        f"training {name}: task={cfg.task.name} network={cfg.network.kind} "
+        f"N={cfg.network.hidden} K={cfg.partition.groups} mi.weight={cfg.mi.weight} "
+        f"seeds={cfg.seeds} epochs={cfg.train.epochs}",
+        file=sys.stderr,
+    )
     print(f"outputs: {out}" + (f" (resuming from {resume})" if resume else ""), file=sys.stderr)
-    result, summary = train_command(cfg, out, name=name, spec_text=Path(args.config).read_text(),
-                                    track=not args.no_track, quiet=args.quiet,
-                                    device=args.device, resume_from=resume, resume_state=state)
+    result, summary = train_command(
+        cfg,
+        out,
+        name=name,
+        spec_text=Path(args.config).read_text(),
+        track=not args.no_track,
+        quiet=args.quiet,
+        device=args.device,
+        resume_from=resume,
+        resume_state=state,
+    )
     print(_train_summary(result, summary, out), file=sys.stderr)
     if result.status == "diverged":
         print(f"diverged: {result.message}", file=sys.stderr)
@@ -80,11 +100,15 @@ def _out_dir(given: str | None, name: str) -> Path:
     for p in (out, *out.parents):
         if p.exists():
             if not p.is_dir():
-                raise ConfigError(f"key '--out': {p} is a file, not a folder", source=source,
-                                  key="--out")
+                raise ConfigError(
+                    f"key '--out': {p} is a file, not a folder", source=source, key="--out"
+                )
             if not os.access(p, os.W_OK | os.X_OK):
-                raise ConfigError(f"key '--out': cannot create {out}: {p} is not writable",
-                                  source=source, key="--out")
+                raise ConfigError(
+                    f"key '--out': cannot create {out}: {p} is not writable",
+                    source=source,
+                    key="--out",
+                )
             break
     return out
 
@@ -97,11 +121,13 @@ def _train_summary(result, summary, out: Path) -> str:
         v = m.get(k, math.nan)
         return "n/a" if not math.isfinite(v) else f"{v:.3f}"
 
-    return (f"{result.status} after {result.epochs_done} epochs in {result.elapsed:.1f} s: "
-            f"{key.split('.')[1]} {f(key)}, q_func {f('final.q_func')}, "
-            f"q_struct {f('final.q_struct')}, mi_gauss {f('final.mi_gauss')}, "
-            f"success {f('final.success_rate')}, t_func {f('t_func')}, t_struct {f('t_struct')}"
-            f"\nwrote {out}/curves.parquet, seeds.parquet, config.yaml, figures/q_curves.png")
+    return (
+        f"{result.status} after {result.epochs_done} epochs in {result.elapsed:.1f} s: "
+        f"{key.split('.')[1]} {f(key)}, q_func {f('final.q_func')}, "
+        f"q_struct {f('final.q_struct')}, mi_gauss {f('final.mi_gauss')}, "
+        f"success {f('final.success_rate')}, t_func {f('t_func')}, t_struct {f('t_struct')}"
+        f"\nwrote {out}/curves.parquet, seeds.parquet, config.yaml, figures/q_curves.png"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -120,11 +146,13 @@ def _smoke(study):
     over = read_yaml(SMOKE_FILE) if SMOKE_FILE.is_file() else {}
     study.base = deep_merge(study.base, over)
     trial_config_from_dict(study.base, source=str(SMOKE_FILE))
-    spec = study.spec.model_copy(update={
-        "name": study.spec.name + "-smoke",
-        "trials": min(study.spec.n_trials(), 2),
-        "scheduler": None,
-    })
+    spec = study.spec.model_copy(
+        update={
+            "name": study.spec.name + "-smoke",
+            "trials": min(study.spec.n_trials(), 2),
+            "scheduler": None,
+        }
+    )
     study.spec = spec
     return study
 
@@ -147,9 +175,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     _check_environment(study)
     cfg = study.trial_config({})
     s = study.spec
-    print(f"{study.path}: ok — study '{s.name}', sampler {s.sampler.name}, "
-          f"{s.n_trials()} trials × {cfg.seeds} seeds, task {cfg.task.name}, "
-          f"searching {', '.join(s.search) or 'nothing'}")
+    print(
+        f"{study.path}: ok — study '{s.name}', sampler {s.sampler.name}, "
+        f"{s.n_trials()} trials × {cfg.seeds} seeds, task {cfg.task.name}, "
+        f"searching {', '.join(s.search) or 'nothing'}"
+    )
     return 0
 
 
@@ -157,31 +187,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run (or resume) a study: Ray Tune + Optuna, tracked in MLflow."""
     study = _load(args)  # bad input fails before the heavy imports
     _check_environment(study)
-    from study.service.tracking import default_optuna_storage, default_tracking_uri, study_home
     from study.service.driver import format_outcome, run_study
+    from study.service.tracking import default_optuna_storage, default_tracking_uri, study_home
 
     s = study.spec
     home = study_home()
     cfg = study.trial_config({})
     search = json.dumps({k: v.model_dump(exclude_none=True) for k, v in s.search.items()})
-    print(f"study '{s.name}' from {study.path}\n"
-          f"  task {cfg.task.name}, network {cfg.network.kind} N={cfg.network.hidden}, "
-          f"{cfg.seeds} seeds/trial, {cfg.train.epochs} epochs\n"
-          f"  search: {search}\n"
-          f"  sampler {s.sampler.name} (seed {s.sampler.seed}), {s.n_trials()} trials, "
-          f"{s.concurrency} at a time, {s.resources.cpu} CPU + {s.resources.gpu} GPU each\n"
-          f"  objectives {[(o.metric, o.direction) for o in s.objectives]}"
-          + (f" subject to {list(s.constraints)}" if s.constraints else "") + "\n"
-          f"  STUDY_HOME {home}\n  MLflow {redact_url(default_tracking_uri(home))}\n"
-          f"  Optuna {redact_url(s.storage or default_optuna_storage(home))}", flush=True)
+    print(
+        f"study '{s.name}' from {study.path}\n"
+        f"  task {cfg.task.name}, network {cfg.network.kind} N={cfg.network.hidden}, "
+        f"{cfg.seeds} seeds/trial, {cfg.train.epochs} epochs\n"
+        f"  search: {search}\n"
+        f"  sampler {s.sampler.name} (seed {s.sampler.seed}), {s.n_trials()} trials, "
+        f"{s.concurrency} at a time, {s.resources.cpu} CPU + {s.resources.gpu} GPU each\n"
+        f"  objectives {[(o.metric, o.direction) for o in s.objectives]}"
+        + (f" subject to {list(s.constraints)}" if s.constraints else "")
+        + "\n"
+        f"  STUDY_HOME {home}\n  MLflow {redact_url(default_tracking_uri(home))}\n"
+        f"  Optuna {redact_url(s.storage or default_optuna_storage(home))}",
+        flush=True,
+    )
     t0 = time.time()
-    outcome = run_study(study, address=args.address, num_cpus=args.num_cpus,
-                        num_gpus=args.num_gpus, fresh=args.fresh, verbose=0 if args.quiet else 1)
+    outcome = run_study(
+        study,
+        address=args.address,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
+        fresh=args.fresh,
+        verbose=0 if args.quiet else 1,
+    )
     print(format_outcome(outcome))
     print(f"done in {time.time() - t0:.0f} s")
     if outcome.n_errors:  # trials that failed for good (after max_failures retries)
-        print(f"error: {outcome.n_errors} of {outcome.n_trials} trials failed; their errors are "
-              f"in {outcome.experiment_path}", file=sys.stderr)
+        print(
+            f"error: {outcome.n_errors} of {outcome.n_trials} trials failed; their errors are "
+            f"in {outcome.experiment_path}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -191,24 +234,37 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _common_flags(p: argparse.ArgumentParser, default) -> None:
     p.add_argument("-v", "--verbose", action="store_true", default=default, help="debug logging")
-    p.add_argument("-q", "--quiet", action="store_true", default=default,
-                   help="warnings only, no progress bar")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="warnings only, no progress bar",
+    )
     p.add_argument("--debug", action="store_true", default=default, help="show tracebacks")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m study", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m study",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common_flags(p, False)
     common = argparse.ArgumentParser(add_help=False)
     _common_flags(common, argparse.SUPPRESS)  # the flags also work after the subcommand
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help=cmd_train.__doc__, description=cmd_train.__doc__,
-                       parents=[common])
+    t = sub.add_parser(
+        "train", help=cmd_train.__doc__, description=cmd_train.__doc__, parents=[common]
+    )
     t.add_argument("config", help="trial config YAML (e.g. search_spaces/cpu-wm.yaml)")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a dotted key, e.g. --set mi.weight=0.3 (repeatable)")
+    t.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a dotted key, e.g. --set mi.weight=0.3 (repeatable)",
+    )
     t.add_argument("--out", help="output folder (default $STUDY_HOME/train/<config name>)")
     t.add_argument("--name", help="MLflow experiment name (default: the config file's stem)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
@@ -216,17 +272,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     t.set_defaults(func=cmd_train)
 
-    v = sub.add_parser("validate", help=cmd_validate.__doc__, description=cmd_validate.__doc__,
-                       parents=[common])
+    v = sub.add_parser(
+        "validate", help=cmd_validate.__doc__, description=cmd_validate.__doc__, parents=[common]
+    )
     v.add_argument("spec", help="study spec YAML")
     v.add_argument("--smoke-test", action="store_true", help="validate the smoke-test variant")
     v.set_defaults(func=cmd_validate)
 
-    r = sub.add_parser("run", help=cmd_run.__doc__, description=cmd_run.__doc__,
-                       parents=[common])
+    r = sub.add_parser("run", help=cmd_run.__doc__, description=cmd_run.__doc__, parents=[common])
     r.add_argument("spec", help="study spec YAML (search_spaces/*.yaml)")
-    r.add_argument("--smoke-test", action="store_true",
-                   help="2 trials with search_spaces/smoke.yaml budgets (seconds)")
+    r.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="2 trials with search_spaces/smoke.yaml budgets (seconds)",
+    )
     r.add_argument("--fresh", action="store_true", help="start over under a new name")
     r.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
     r.add_argument("--num-cpus", type=int, help="CPUs of an embedded Ray")
@@ -238,10 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else
-                        logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s",
-                        force=True)  # to the current stderr, also when called again in-process
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        force=True,
+    )  # to the current stderr, also when called again in-process
     old_umask = os.umask(0o077)  # stores, checkpoints and reports: 0600 files, 0700 folders
     try:
         return args.func(args)
@@ -253,11 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - a run-time failure: one line, status 1
+    except Exception as e:
         if args.debug:
             raise
-        print(f"error: {type(e).__name__}: {one_line(redact_url(str(e)))} (run with --debug "
-              f"for the traceback)", file=sys.stderr)
+        print(
+            f"error: {type(e).__name__}: {one_line(redact_url(str(e)))} (run with --debug "
+            f"for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     finally:
         os.umask(old_umask)

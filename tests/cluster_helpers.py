@@ -29,10 +29,14 @@ def script_env(**extra: str) -> dict[str, str]:
 
 
 def session_pids(sid: int) -> list[int]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,sid=,stat="], capture_output=True,
-                         text=True, check=True).stdout
-    return [int(p) for p, s, st in (line.split() for line in out.splitlines())
-            if int(s) == sid and not st.startswith("Z")]
+    out = subprocess.run(
+        ["ps", "-e", "-o", "pid=,sid=,stat="], capture_output=True, text=True, check=True
+    ).stdout
+    return [
+        int(p)
+        for p, s, st in (line.split() for line in out.splitlines())
+        if int(s) == sid and not st.startswith("Z")
+    ]
 
 
 def kill_all(pids) -> None:

@@ -8,7 +8,6 @@ import subprocess
 import tempfile
 
 import pytest
-
 from cluster_helpers import LOCAL_DOWN, LOCAL_UP, free_port, kill_all, script_env, session_pids
 
 
@@ -22,22 +21,44 @@ def local_cluster(tmp_path):
     sids: list[int] = []
     try:
         up = subprocess.run(
-            [str(LOCAL_UP), "--num-cpus", "1", "--ray-port", str(ports["ray"]),
-             "--dashboard-port", str(ports["dashboard"]), "--client-port", str(ports["client"]),
-             "--agent-port", str(ports["agent"]), "--mlflow-port", str(ports["mlflow"])],
-            capture_output=True, text=True, env=env, timeout=400,
+            [
+                str(LOCAL_UP),
+                "--num-cpus",
+                "1",
+                "--ray-port",
+                str(ports["ray"]),
+                "--dashboard-port",
+                str(ports["dashboard"]),
+                "--client-port",
+                str(ports["client"]),
+                "--agent-port",
+                str(ports["agent"]),
+                "--mlflow-port",
+                str(ports["mlflow"]),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=400,
         )
         # Read now: the test's own local-down removes the files, even if it then fails.
         sids = [int(f.read_text()) for f in (home / "run").glob("*.pid")]
         # local-up turns Ray token auth on: later commands need its token (RAY_AUTH_TOKEN_PATH)
-        env.update({k: v for k, v in re.findall(r"^export (\w+)=(\S+)$", up.stdout, flags=re.M)
-                    if k.startswith("RAY_AUTH_")})
+        env.update(
+            {
+                k: v
+                for k, v in re.findall(r"^export (\w+)=(\S+)$", up.stdout, flags=re.M)
+                if k.startswith("RAY_AUTH_")
+            }
+        )
         yield {"up": up, "home": home, "ports": ports, "env": env}
     finally:
-        subprocess.run([str(LOCAL_DOWN), "--study-home", str(home), "--grace", "5"],
-                       env=env, capture_output=True, timeout=120)
+        subprocess.run(
+            [str(LOCAL_DOWN), "--study-home", str(home), "--grace", "5"],
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
         for sid in sids:  # last resort, only for the sessions this fixture started
             kill_all(session_pids(sid))
         shutil.rmtree(ray_tmp, ignore_errors=True)
-
-

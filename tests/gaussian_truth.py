@@ -33,8 +33,9 @@ def _optimal_dv(rng, mi, d, n, repeats=40):
     for _ in range(repeats):
         x, y, rho = _correlated(rng, n, d, mi)
         shuffled = y[rng.permutation(n)]
-        vals.append(_log_ratio(x, y, rho).mean()
-                    - (logsumexp(_log_ratio(x, shuffled, rho)) - math.log(n)))
+        vals.append(
+            _log_ratio(x, y, rho).mean() - (logsumexp(_log_ratio(x, shuffled, rho)) - math.log(n))
+        )
     return float(np.mean(vals)), float(np.std(vals))
 
 

@@ -11,12 +11,10 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 import urllib.request
@@ -29,16 +27,15 @@ import pytest
 import ray
 import torch
 import yaml
+from cluster_helpers import free_port as _free_port
+from cluster_helpers import script_env as _script_env
+from cluster_helpers import session_pids as _session_pids
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from ray._private.runtime_env.packaging import create_package
 from ray._private.thirdparty.pathspec import PathSpec
 from ray.autoscaler._private.util import prepare_config, validate_config
 from ray.runtime_env import RuntimeEnv
-
-from cluster_helpers import free_port as _free_port  # noqa: E402
-from cluster_helpers import script_env as _script_env  # noqa: E402
-from cluster_helpers import session_pids as _session_pids  # noqa: E402,F401
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"
@@ -107,8 +104,14 @@ def test_cluster_yaml_parses_into_mappings(path):
 
 def test_cluster_yaml_set_is_complete():
     names = {str(p.relative_to(CLUSTER)) for p in YAML_FILES}
-    assert {"runtime_env.yaml", "raycluster.gpu.yaml", "rayjob.study.yaml", "storage.yaml",
-            "mlflow/deployment.yaml", *RAY_UP_FILES} <= names
+    assert {
+        "runtime_env.yaml",
+        "raycluster.gpu.yaml",
+        "rayjob.study.yaml",
+        "storage.yaml",
+        "mlflow/deployment.yaml",
+        *RAY_UP_FILES,
+    } <= names
 
 
 # --- runtime_env.yaml ----------------------------------------------------------------------------
@@ -117,18 +120,45 @@ RUNTIME_ENV = yaml.safe_load((CLUSTER / "runtime_env.yaml").read_text())
 
 # Paths the job needs, and junk each exclude pattern is meant for.
 KEEP = [
-    "pyproject.toml", "README.md", "study/__init__.py", "study/tasks/chaos.py",
-    "analysis/report.py", "search_spaces/demo.yaml", "search_spaces/phase-wm.yaml",
-    "cluster/runtime_env.yaml", "bench/run.py", "docs/run-data.md",
-    "tests/study_tests/test_mi.py", "study/studies.py", "analysis/runs.py",
+    "pyproject.toml",
+    "README.md",
+    "study/__init__.py",
+    "study/tasks/chaos.py",
+    "analysis/report.py",
+    "search_spaces/demo.yaml",
+    "search_spaces/phase-wm.yaml",
+    "cluster/runtime_env.yaml",
+    "bench/run.py",
+    "docs/run-data.md",
+    "tests/study_tests/test_mi.py",
+    "study/studies.py",
+    "analysis/runs.py",
 ]
 JUNK = [
-    ".git/HEAD", ".venv/bin/python", "study/__pycache__/mi.cpython-311.pyc", "study/mi.pyc",
-    "mistudy.egg-info/PKG-INFO", ".pytest_cache/v/x", ".ruff_cache/x", ".mypy_cache/x",
-    ".cache/x", "node_modules/x/index.js", "build/lib/x.py", "dist/x.whl",
-    "studies/mlflow.db", "studies/demo/tuner.pkl", "mlruns/0/meta.yaml", "mlartifacts/1/x.npz",
-    "ray_results/exp/result.json", "runs/x.json", "reports/report.html",
-    "bench/results/bench.json", "optuna.db", "optuna.db-journal", "x.sqlite", "net.pt",
+    ".git/HEAD",
+    ".venv/bin/python",
+    "study/__pycache__/mi.cpython-311.pyc",
+    "study/mi.pyc",
+    "mistudy.egg-info/PKG-INFO",
+    ".pytest_cache/v/x",
+    ".ruff_cache/x",
+    ".mypy_cache/x",
+    ".cache/x",
+    "node_modules/x/index.js",
+    "build/lib/x.py",
+    "dist/x.whl",
+    "studies/mlflow.db",
+    "studies/demo/tuner.pkl",
+    "mlruns/0/meta.yaml",
+    "mlartifacts/1/x.npz",
+    "ray_results/exp/result.json",
+    "runs/x.json",
+    "reports/report.html",
+    "bench/results/bench.json",
+    "optuna.db",
+    "optuna.db-journal",
+    "x.sqlite",
+    "net.pt",
     "trial.ckpt",
 ]
 
@@ -149,24 +179,20 @@ def test_runtime_env_exclude_pattern_is_sane(pattern):
     assert any(spec.match_file(p) for p in JUNK), f"{pattern!r} matches none of the known junk"
 
 
-@pytest.mark.parametrize(
-    ("rel", "kept"), [(p, True) for p in KEEP] + [(p, False) for p in JUNK]
-)
+@pytest.mark.parametrize(("rel", "kept"), [(p, True) for p in KEEP] + [(p, False) for p in JUNK])
 def test_runtime_env_excludes_path_from_working_dir_zip(tmp_path, rel, kept):
     root = tmp_path / "repo"
     (root / rel).parent.mkdir(parents=True, exist_ok=True)
     (root / rel).write_text("x")
     (root / "pyproject.toml").write_text("[project]\n")
     zip_path = tmp_path / "pkg.zip"
-    create_package(str(root), zip_path, include_gitignore=False,
-                   excludes=RUNTIME_ENV["excludes"])
+    create_package(str(root), zip_path, include_gitignore=False, excludes=RUNTIME_ENV["excludes"])
     assert (rel in zipfile.ZipFile(zip_path).namelist()) is kept
 
 
 def test_runtime_env_zip_of_repository_is_small(tmp_path):
     zip_path = tmp_path / "pkg.zip"
-    create_package(str(REPO), zip_path, include_gitignore=True,
-                   excludes=RUNTIME_ENV["excludes"])
+    create_package(str(REPO), zip_path, include_gitignore=True, excludes=RUNTIME_ENV["excludes"])
     names = zipfile.ZipFile(zip_path).namelist()
     assert "pyproject.toml" in names and "study/__init__.py" in names
     assert not [n for n in names if n.startswith((".git/", ".venv/", "studies/"))]
@@ -208,8 +234,9 @@ def test_kuberay_gpu_group_is_guaranteed_one_gpu(which, spec):
     assert res["limits"] == res["requests"]  # Guaranteed QoS; Ray sizes itself from limits
     assert str(res["limits"]["nvidia.com/gpu"]) == "1"
     assert {"cpu", "memory"} <= set(res["limits"])
-    assert any(t["key"] == "nvidia.com/gpu" and t["operator"] == "Exists"
-               for t in pod["tolerations"])
+    assert any(
+        t["key"] == "nvidia.com/gpu" and t["operator"] == "Exists" for t in pod["tolerations"]
+    )
 
 
 @pytest.mark.parametrize(("which", "spec"), _cluster_specs())
@@ -284,8 +311,10 @@ def test_postgres_statefulset_behind_its_service():
     docs = _docs(CLUSTER / "mlflow" / "postgres.yaml")
     (service,) = [d for d in docs if d["kind"] == "Service"]
     (sts,) = [d for d in docs if d["kind"] == "StatefulSet"]
-    assert service["spec"]["selector"].items() <= sts["spec"]["template"]["metadata"][
-        "labels"].items()
+    assert (
+        service["spec"]["selector"].items()
+        <= sts["spec"]["template"]["metadata"]["labels"].items()
+    )
     # The Optuna URL on the Ray head names this Service and the database the init script makes.
     head = _cluster_specs()[0][1]["headGroupSpec"]["template"]["spec"]["containers"][0]
     storage = _env(head)["STUDY_OPTUNA_STORAGE"]
@@ -330,8 +359,9 @@ def test_ray_up_aws_head_has_no_cpus_and_gpu_workers():
     gpu = types["gpu_worker"]
     assert gpu["resources"] == {"CPU": 8, "GPU": 1}
     assert gpu["min_workers"] == 0 < gpu["max_workers"] <= cfg["max_workers"]
-    kuberay_image = _cluster_specs()[0][1]["headGroupSpec"]["template"]["spec"][
-        "containers"][0]["image"]
+    kuberay_image = _cluster_specs()[0][1]["headGroupSpec"]["template"]["spec"]["containers"][0][
+        "image"
+    ]
     assert cfg["docker"]["image"] == kuberay_image
 
 
@@ -401,8 +431,9 @@ def test_mlflow_dockerfile_matches_installed_mlflow():
 def test_local_script_is_valid_bash_with_help(script):
     assert os.access(script, os.X_OK)
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True,
-                          env=_script_env(), timeout=30)
+    proc = subprocess.run(
+        [str(script), "--help"], capture_output=True, text=True, env=_script_env(), timeout=30
+    )
     assert proc.returncode == 0 and "Usage" in proc.stdout
 
 
@@ -410,8 +441,13 @@ def test_local_up_without_venv_fails_clearly(tmp_path):
     copy_dir = tmp_path / "repo" / "cluster"
     copy_dir.mkdir(parents=True)
     shutil.copy2(LOCAL_UP, copy_dir)
-    proc = subprocess.run([str(copy_dir / "local-up.sh")], capture_output=True, text=True,
-                          env=_script_env(STUDY_HOME=str(tmp_path / "home")), timeout=30)
+    proc = subprocess.run(
+        [str(copy_dir / "local-up.sh")],
+        capture_output=True,
+        text=True,
+        env=_script_env(STUDY_HOME=str(tmp_path / "home")),
+        timeout=30,
+    )
     assert proc.returncode == 1
     assert "make setup" in proc.stderr and str(tmp_path / "repo" / ".venv") in proc.stderr
     assert proc.stdout == ""
@@ -428,34 +464,52 @@ def test_local_up_without_venv_fails_clearly(tmp_path):
     ],
 )
 def test_local_up_rejects_bad_options(tmp_path, args, message):
-    proc = subprocess.run([str(LOCAL_UP), *args], capture_output=True, text=True,
-                          env=_script_env(STUDY_HOME=str(tmp_path / "home")), timeout=30)
+    proc = subprocess.run(
+        [str(LOCAL_UP), *args],
+        capture_output=True,
+        text=True,
+        env=_script_env(STUDY_HOME=str(tmp_path / "home")),
+        timeout=30,
+    )
     assert proc.returncode == 2
     assert message in proc.stderr
 
 
-@pytest.mark.parametrize(("variables", "deprecated"), [
-    ({"STUDY_RAY_PORT": "70000"}, False),
-    ({"MISTUDY_RAY_PORT": "70000"}, True),  # the old name still works, with one line
-    ({"STUDY_RAY_PORT": "70000", "MISTUDY_RAY_PORT": "6379"}, False),  # the new name wins
-])
+@pytest.mark.parametrize(
+    ("variables", "deprecated"),
+    [
+        ({"STUDY_RAY_PORT": "70000"}, False),
+        ({"MISTUDY_RAY_PORT": "70000"}, True),  # the old name still works, with one line
+        ({"STUDY_RAY_PORT": "70000", "MISTUDY_RAY_PORT": "6379"}, False),  # the new name wins
+    ],
+)
 def test_local_up_reads_its_options_from_study_variables(tmp_path, variables, deprecated):
-    env = {k: v for k, v in _script_env(STUDY_HOME=str(tmp_path / "home")).items()
-           if not k.endswith("STUDY_RAY_PORT")}
-    proc = subprocess.run([str(LOCAL_UP)], capture_output=True, text=True,
-                          env={**env, **variables}, timeout=30)
+    env = {
+        k: v
+        for k, v in _script_env(STUDY_HOME=str(tmp_path / "home")).items()
+        if not k.endswith("STUDY_RAY_PORT")
+    }
+    proc = subprocess.run(
+        [str(LOCAL_UP)], capture_output=True, text=True, env={**env, **variables}, timeout=30
+    )
     assert proc.returncode == 2
     assert "--ray-port must be an integer in [1, 65535], but got '70000'" in proc.stderr
     notice = "MISTUDY_RAY_PORT is deprecated; set STUDY_RAY_PORT instead."
     assert proc.stderr.count(notice) == (1 if deprecated else 0), proc.stderr
 
 
-@pytest.mark.parametrize(("name", "deprecated"), [("STUDY_STOP_GRACE", False),
-                                                  ("MISTUDY_STOP_GRACE", True)])
+@pytest.mark.parametrize(
+    ("name", "deprecated"), [("STUDY_STOP_GRACE", False), ("MISTUDY_STOP_GRACE", True)]
+)
 def test_local_down_reads_the_grace_from_study_variables(tmp_path, name, deprecated):
     env = {k: v for k, v in _script_env().items() if not k.endswith("STUDY_STOP_GRACE")}
-    proc = subprocess.run([str(LOCAL_DOWN), "--study-home", str(tmp_path / "home")],
-                          capture_output=True, text=True, env={**env, name: "soon"}, timeout=30)
+    proc = subprocess.run(
+        [str(LOCAL_DOWN), "--study-home", str(tmp_path / "home")],
+        capture_output=True,
+        text=True,
+        env={**env, name: "soon"},
+        timeout=30,
+    )
     assert proc.returncode == 2
     assert "--grace must be a whole number of seconds, but got 'soon'" in proc.stderr
     notice = "MISTUDY_STOP_GRACE is deprecated; set STUDY_STOP_GRACE instead."
@@ -469,10 +523,23 @@ def test_local_up_refuses_a_busy_port(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         proc = subprocess.run(
-            [str(LOCAL_UP), "--mlflow-port", str(port), "--ray-port", str(_free_port()),
-             "--dashboard-port", str(_free_port()), "--client-port", str(_free_port()),
-             "--agent-port", str(_free_port())],
-            capture_output=True, text=True, env=_script_env(STUDY_HOME=str(home)), timeout=60,
+            [
+                str(LOCAL_UP),
+                "--mlflow-port",
+                str(port),
+                "--ray-port",
+                str(_free_port()),
+                "--dashboard-port",
+                str(_free_port()),
+                "--client-port",
+                str(_free_port()),
+                "--agent-port",
+                str(_free_port()),
+            ],
+            capture_output=True,
+            text=True,
+            env=_script_env(STUDY_HOME=str(home)),
+            timeout=60,
         )
     assert proc.returncode == 1
     assert f"already listens on port(s) {port};" in proc.stderr
@@ -481,8 +548,13 @@ def test_local_up_refuses_a_busy_port(tmp_path):
 
 def test_local_down_without_state_does_nothing(tmp_path):
     (tmp_path / "home").mkdir()
-    proc = subprocess.run([str(LOCAL_DOWN), "--study-home", str(tmp_path / "home")],
-                          capture_output=True, text=True, env=_script_env(), timeout=30)
+    proc = subprocess.run(
+        [str(LOCAL_DOWN), "--study-home", str(tmp_path / "home")],
+        capture_output=True,
+        text=True,
+        env=_script_env(),
+        timeout=30,
+    )
     assert proc.returncode == 0 and "nothing to stop" in proc.stderr
 
 
@@ -504,8 +576,11 @@ def _listening(pid: int) -> list:
     import psutil
 
     try:
-        return [c for c in psutil.Process(pid).net_connections(kind="inet")
-                if c.status == psutil.CONN_LISTEN]
+        return [
+            c
+            for c in psutil.Process(pid).net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        ]
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return []
 
@@ -529,19 +604,26 @@ def test_local_up_then_down_serves_and_cleans_up(local_cluster):
     assert stat.S_IMODE(token.stat().st_mode) == 0o600 and len(token.read_text().strip()) == 64
     assert (home / "run" / "env.sh").read_text() == up.stdout
 
-    version = json.loads(_get(f"{exports['RAY_ADDRESS']}/api/version",
-                              token.read_text().strip()))
+    version = json.loads(_get(f"{exports['RAY_ADDRESS']}/api/version", token.read_text().strip()))
     assert version["ray_version"] == ray.__version__
     status = subprocess.run(
-        [str(Path(sys.executable).parent / "ray"), "status",
-         "--address", f"127.0.0.1:{ports['ray']}"],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            str(Path(sys.executable).parent / "ray"),
+            "status",
+            "--address",
+            f"127.0.0.1:{ports['ray']}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert status.returncode == 0, status.stderr
     assert "1.0 CPU" in status.stdout  # --num-cpus 1 reached the head
     assert _get(f"{exports['MLFLOW_TRACKING_URI']}/health").strip() == b"OK"
-    experiments = json.loads(_get(
-        f"{exports['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/experiments/search?max_results=5"))
+    experiments = json.loads(
+        _get(f"{exports['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/experiments/search?max_results=5")
+    )
     assert [e["name"] for e in experiments["experiments"]] == ["Default"]
     assert (home / "mlflow.db").is_file()
 
@@ -550,8 +632,12 @@ def test_local_up_then_down_serves_and_cleans_up(local_cluster):
     assert all(_session_pids(sid) for sid in sids.values())
     # the HTTP endpoints listen on loopback only (GCS, raylet and the client server bind every
     # interface in Ray 2.60 whatever the flags: the token guards them)
-    listening = {(c.laddr.ip, c.laddr.port) for sid in sids.values() for pid in _session_pids(sid)
-                 for c in _listening(pid)}
+    listening = {
+        (c.laddr.ip, c.laddr.port)
+        for sid in sids.values()
+        for pid in _session_pids(sid)
+        for c in _listening(pid)
+    }
     for port in (ports["dashboard"], ports["mlflow"]):
         hosts = {ip for ip, p in listening if p == port}
         assert hosts and hosts <= {"127.0.0.1", "::1", "::ffff:127.0.0.1"}, (port, hosts)
@@ -562,8 +648,13 @@ def test_local_up_then_down_serves_and_cleans_up(local_cluster):
         _get(f"{exports['RAY_ADDRESS']}/api/jobs/")
     assert refused.value.code == 401
 
-    down = subprocess.run([str(LOCAL_DOWN), "--study-home", str(home)], capture_output=True,
-                          text=True, env=env, timeout=120)
+    down = subprocess.run(
+        [str(LOCAL_DOWN), "--study-home", str(home)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert down.returncode == 0, down.stderr
     assert not [sid for sid in sids.values() if _session_pids(sid)]
     deadline = time.monotonic() + 10  # the kernel may hold a socket a moment after exit
@@ -599,19 +690,23 @@ def test_networkpolicy_denies_ingress_by_default():
 def test_networkpolicy_admits_only_ray_pods_to_mlflow_and_selects_the_real_pods():
     policies = _policies()
     mlflow = policies["mistudy-mlflow"]
-    deploy = [d for d in _docs(CLUSTER / "mlflow" / "deployment.yaml")
-              if d["kind"] == "Deployment"][0]
+    deploy = [
+        d for d in _docs(CLUSTER / "mlflow" / "deployment.yaml") if d["kind"] == "Deployment"
+    ][0]
     labels = deploy["spec"]["template"]["metadata"]["labels"]
     assert mlflow["podSelector"]["matchLabels"].items() <= labels.items()
     assert _peers(mlflow) == [{"podSelector": {"matchLabels": {"ray.io/is-ray-node": "yes"}}}]
     assert [p["port"] for r in mlflow["ingress"] for p in r["ports"]] == [5000]
-    sts = [d for d in _docs(CLUSTER / "mlflow" / "postgres.yaml")
-           if d["kind"] == "StatefulSet"][0]
+    sts = [d for d in _docs(CLUSTER / "mlflow" / "postgres.yaml") if d["kind"] == "StatefulSet"][0]
     pg = policies["mistudy-postgres"]
-    assert pg["podSelector"]["matchLabels"].items() <= \
-        sts["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        pg["podSelector"]["matchLabels"].items()
+        <= sts["spec"]["template"]["metadata"]["labels"].items()
+    )
     assert {tuple(p["podSelector"]["matchLabels"].items())[0] for p in _peers(pg)} == {
-        ("app.kubernetes.io/name", "mistudy-mlflow"), ("ray.io/node-type", "head")}
+        ("app.kubernetes.io/name", "mistudy-mlflow"),
+        ("ray.io/node-type", "head"),
+    }
     # no rule anywhere admits every namespace
     for policy in policies.values():
         for peer in _peers(policy) if "ingress" in policy else []:

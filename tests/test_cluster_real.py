@@ -34,9 +34,8 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from mlflow.tracking import MlflowClient
-
 from cluster_helpers import free_port, kill_all
+from mlflow.tracking import MlflowClient
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "search_spaces" / "smoke.yaml"
@@ -48,15 +47,35 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def write_spec(tmp_path: Path, name: str, values, *, epochs: int, every: int = 4,
-               concurrency: int = 1, max_failures: int = 1) -> Path:
-    spec = {"name": name, "base": str(SMOKE),
-            "trial": {"train": {"epochs": epochs, "eval_every": every,
-                                "checkpoint_every": every, "snapshot_every": 0, "threads": 1}},
-            "search": {"mi.weight": {"values": list(values)}},
-            "sampler": {"name": "grid", "seed": 0},
-            "objectives": [{"metric": "final.q_func", "direction": "maximize"}],
-            "concurrency": concurrency, "resources": {"cpu": 1}, "max_failures": max_failures}
+def write_spec(
+    tmp_path: Path,
+    name: str,
+    values,
+    *,
+    epochs: int,
+    every: int = 4,
+    concurrency: int = 1,
+    max_failures: int = 1,
+) -> Path:
+    spec = {
+        "name": name,
+        "base": str(SMOKE),
+        "trial": {
+            "train": {
+                "epochs": epochs,
+                "eval_every": every,
+                "checkpoint_every": every,
+                "snapshot_every": 0,
+                "threads": 1,
+            }
+        },
+        "search": {"mi.weight": {"values": list(values)}},
+        "sampler": {"name": "grid", "seed": 0},
+        "objectives": [{"metric": "final.q_func", "direction": "maximize"}],
+        "concurrency": concurrency,
+        "resources": {"cpu": 1},
+        "max_failures": max_failures,
+    }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -81,11 +100,25 @@ class MlflowServer:
     def start(self, timeout: float = 180) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [str(MLFLOW), "server", "--backend-store-uri", self.backend,
-                 "--artifacts-destination", str(self.artifacts), "--host", "127.0.0.1",
-                 "--port", str(self.port), "--workers", "1"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                cwd=self.artifacts.parent)
+                [
+                    str(MLFLOW),
+                    "server",
+                    "--backend-store-uri",
+                    self.backend,
+                    "--artifacts-destination",
+                    str(self.artifacts),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    "1",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.artifacts.parent,
+            )
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -109,10 +142,18 @@ def _ray_pids(marker: str) -> list[int]:
 
 
 def _cli_env(home: Path, ray_tmp: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "STUDY_OPTUNA_STORAGE")}
-    env.update(STUDY_HOME=str(home), RAY_TMPDIR=ray_tmp, RAY_AUTH_MODE="disabled",
-               PYTHONUNBUFFERED="1", **extra)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "STUDY_OPTUNA_STORAGE")
+    }
+    env.update(
+        STUDY_HOME=str(home),
+        RAY_TMPDIR=ray_tmp,
+        RAY_AUTH_MODE="disabled",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
     return env
 
 
@@ -120,8 +161,11 @@ def _trial_runs(client: MlflowClient, name: str) -> list:
     exp = client.get_experiment_by_name(name)
     if exp is None:
         return []
-    return [r for r in client.search_runs([exp.experiment_id], max_results=1000)
-            if r.data.tags.get("study.role") == "trial"]
+    return [
+        r
+        for r in client.search_runs([exp.experiment_id], max_results=1000)
+        if r.data.tags.get("study.role") == "trial"
+    ]
 
 
 def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):
@@ -131,7 +175,7 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None
             raise AssertionError(f"the study exited ({proc.returncode}) before {what}")
         try:
             value = predicate()
-        except Exception:  # noqa: BLE001 - the store may still be starting / migrating
+        except Exception:
             value = None
         if value:
             return value
@@ -139,8 +183,9 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def fault_counts(client: MlflowClient, name: str, storage: str, n_trials: int,
-                 steps: list[int]) -> dict[str, int]:
+def fault_counts(
+    client: MlflowClient, name: str, storage: str, n_trials: int, steps: list[int]
+) -> dict[str, int]:
     """The counts every fault test asserts, as a dict (printed by the tests)."""
     exp = client.get_experiment_by_name(name)
     runs = client.search_runs([exp.experiment_id], max_results=1000)
@@ -148,10 +193,15 @@ def fault_counts(client: MlflowClient, name: str, storage: str, n_trials: int,
     ids = [r.data.tags["study.trial_id"] for r in trial_runs]
     study = optuna.load_study(study_name=name, storage=storage)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    curve = {r.data.tags["study.trial_id"]: sorted(
-        m.step for m in client.get_metric_history(r.info.run_id, "q_func")) for r in trial_runs}
+    curve = {
+        r.data.tags["study.trial_id"]: sorted(
+            m.step for m in client.get_metric_history(r.info.run_id, "q_func")
+        )
+        for r in trial_runs
+    }
     counts = {
-        "trial_runs": len(trial_runs), "complete_trials": len(complete),
+        "trial_runs": len(trial_runs),
+        "complete_trials": len(complete),
         "duplicate_trial_ids": len(ids) - len(set(ids)),
         "running": sum(r.info.status == "RUNNING" for r in runs),
         "curve_steps": sum(len(s) for s in curve.values()),
@@ -166,15 +216,21 @@ def fault_counts(client: MlflowClient, name: str, storage: str, n_trials: int,
     return counts
 
 
-def kill_and_resume(cmd: list[str], env: dict[str, str], client: MlflowClient, name: str,
-                    ray_tmp: str) -> subprocess.CompletedProcess:
+def kill_and_resume(
+    cmd: list[str], env: dict[str, str], client: MlflowClient, name: str, ray_tmp: str
+) -> subprocess.CompletedProcess:
     """Runs the study CLI, SIGKILLs the driver once a trial has logged a curve point, cleans up
     the Ray processes it orphaned, and runs the same command again to the end."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
-        wait_for(lambda: any("q_func" in r.data.metrics for r in _trial_runs(client, name)),
-                 300, "a trial's first evaluation", proc)
+        wait_for(
+            lambda: any("q_func" in r.data.metrics for r in _trial_runs(client, name)),
+            300,
+            "a trial's first evaluation",
+            proc,
+        )
         os.killpg(proc.pid, signal.SIGKILL)  # the driver dies without any cleanup
         proc.wait(timeout=30)
     finally:
@@ -228,23 +284,59 @@ def postgres():
         os.chown(root / "pw", pw.pw_uid, pw.pw_gid)
     os.chmod(root, 0o700)
     try:
-        subprocess.run([*as_user, initdb, "-D", str(data), "-U", "mistudy",
-                        f"--pwfile={root / 'pw'}", "--auth=scram-sha-256", "-E", "UTF8",
-                        "--no-sync", "--no-instructions"],
-                       check=True, capture_output=True, timeout=120)
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(root / "server.log"),
-                        "-w", "-t", "60", "-o",
-                        f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off",
-                        "start"], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                *as_user,
+                initdb,
+                "-D",
+                str(data),
+                "-U",
+                "mistudy",
+                f"--pwfile={root / 'pw'}",
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [
+                *as_user,
+                pg_ctl,
+                "-D",
+                str(data),
+                "-l",
+                str(root / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         base = f"mistudy:{password}@127.0.0.1:{port}"
         with psycopg.connect(f"postgresql://{base}/postgres", autocommit=True) as conn:
             for db in ("optuna", "mlflow"):
                 conn.execute(f"CREATE DATABASE {db}")
-        yield {"optuna": f"postgresql+psycopg://{base}/optuna",
-               "mlflow": f"postgresql+psycopg://{base}/mlflow", "password": password}
+        yield {
+            "optuna": f"postgresql+psycopg://{base}/optuna",
+            "mlflow": f"postgresql+psycopg://{base}/mlflow",
+            "password": password,
+        }
     finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -254,13 +346,19 @@ def test_postgres_study_killed_and_resumed_without_duplicates(postgres, tmp_path
     server = MlflowServer(postgres["mlflow"], tmp_path / "artifacts", tmp_path / "mlflow.log")
     ray_tmp = tempfile.mkdtemp(prefix="mpr-", dir="/tmp")
     spec = write_spec(tmp_path, "pg", [0.0, 0.3], epochs=16)
-    env = _cli_env(home, ray_tmp, MLFLOW_TRACKING_URI=server.uri,
-                   STUDY_OPTUNA_STORAGE=postgres["optuna"])
+    env = _cli_env(
+        home, ray_tmp, MLFLOW_TRACKING_URI=server.uri, STUDY_OPTUNA_STORAGE=postgres["optuna"]
+    )
     try:
         server.start()
         client = MlflowClient(server.uri)
-        kill_and_resume([sys.executable, "-m", "study", "run", str(spec), "-q",
-                                 "--num-cpus", "1"], env, client, "pg", ray_tmp)
+        kill_and_resume(
+            [sys.executable, "-m", "study", "run", str(spec), "-q", "--num-cpus", "1"],
+            env,
+            client,
+            "pg",
+            ray_tmp,
+        )
         counts = fault_counts(client, "pg", postgres["optuna"], 2, list(range(0, 17, 4)))
     finally:
         server.kill()
@@ -296,8 +394,8 @@ def test_worker_node_removed_mid_study_trials_resume_on_the_other(tmp_path, monk
     import ray
     from ray.cluster_utils import Cluster
 
-    from study.spec import load_study
     from study.service.driver import run_study
+    from study.spec import load_study
 
     home = tmp_path / "home"
     monkeypatch.setenv("STUDY_HOME", str(home))
@@ -308,8 +406,9 @@ def test_worker_node_removed_mid_study_trials_resume_on_the_other(tmp_path, monk
     spec = write_spec(tmp_path, "nodes", [0.0, 0.3], epochs=60, concurrency=2, max_failures=2)
     if ray.is_initialized():
         ray.shutdown()
-    cluster = Cluster(initialize_head=True,
-                      head_node_args={"num_cpus": 0, "include_dashboard": False})
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False}
+    )
     try:
         workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
         ray.init(address=cluster.address, log_to_driver=False)
@@ -321,16 +420,25 @@ def test_worker_node_removed_mid_study_trials_resume_on_the_other(tmp_path, monk
         def drive():
             try:
                 outcome.append(run_study(load_study(spec), verbose=0))
-            except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            except BaseException as e:
                 errors.append(e)
 
         driver = threading.Thread(target=drive, daemon=True)
         driver.start()
         experiment = home / "ray" / "nodes"
         # both trials running, each past its first checkpoint (epoch 4), one on each worker
-        placed = wait_for(lambda: (lambda r: r if len(r) == 2 and all(
-            max(x["epoch"] for x in lines) >= 8 for lines in r.values()) else None)(
-            _results(experiment)), 300, "both trials past their first checkpoint")
+        placed = wait_for(
+            lambda: (
+                lambda r: (
+                    r
+                    if len(r) == 2
+                    and all(max(x["epoch"] for x in lines) >= 8 for lines in r.values())
+                    else None
+                )
+            )(_results(experiment)),
+            300,
+            "both trials past their first checkpoint",
+        )
         nodes = {tid: lines[-1]["node_id"] for tid, lines in placed.items()}
         assert set(nodes.values()) == worker_ids  # one trial per worker, none on the head
         driver_node = ray.get_runtime_context().get_node_id()
@@ -354,10 +462,13 @@ def test_worker_node_removed_mid_study_trials_resume_on_the_other(tmp_path, monk
     before = max(x["epoch"] for x in lines if x["node_id"] == victim.node_id)
     assert min(x["epoch"] for x in after) > 0  # resumed from a checkpoint, not from scratch
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
-    counts = fault_counts(client, "nodes", f"sqlite:///{home / 'optuna.db'}", 2,
-                          list(range(0, 61, 4)))
-    counts.update(moved_trial_last_epoch_on_removed_node=before,
-                  moved_trial_first_epoch_after=min(x["epoch"] for x in after))
+    counts = fault_counts(
+        client, "nodes", f"sqlite:///{home / 'optuna.db'}", 2, list(range(0, 61, 4))
+    )
+    counts.update(
+        moved_trial_last_epoch_on_removed_node=before,
+        moved_trial_first_epoch_after=min(x["epoch"] for x in after),
+    )
     print("multi-node fault counts:", json.dumps(counts))
 
 
@@ -370,8 +481,9 @@ OUTAGE_S = 12  # at least; a 30 s outage costs CI time, the mechanism (connect r
 def test_tracking_server_outage_loses_no_metric(tmp_path):
     home = tmp_path / "home"
     (tmp_path / "artifacts").mkdir()
-    server = MlflowServer(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts",
-                          tmp_path / "mlflow.log")
+    server = MlflowServer(
+        f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts", tmp_path / "mlflow.log"
+    )
     ray_tmp = tempfile.mkdtemp(prefix="mor-", dir="/tmp")
     spec = write_spec(tmp_path, "outage", [0.1], epochs=16, every=2)
     env = _cli_env(home, ray_tmp, MLFLOW_TRACKING_URI=server.uri)
@@ -380,20 +492,31 @@ def test_tracking_server_outage_loses_no_metric(tmp_path):
         server.start()
         client = MlflowClient(server.uri)
         log = open(tmp_path / "study.log", "wb")  # a file: a full pipe would block the study
-        proc = subprocess.Popen([sys.executable, "-m", "study", "run", str(spec), "-q",
-                                 "--num-cpus", "1"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: any(len(client.get_metric_history(r.info.run_id, "q_func")) >= 2
-                             for r in _trial_runs(client, "outage")), 300,
-                 "two evaluations logged", proc)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "study", "run", str(spec), "-q", "--num-cpus", "1"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(
+            lambda: any(
+                len(client.get_metric_history(r.info.run_id, "q_func")) >= 2
+                for r in _trial_runs(client, "outage")
+            ),
+            300,
+            "two evaluations logged",
+            proc,
+        )
         (run,) = _trial_runs(client, "outage")
         trial_id = run.data.tags["study.trial_id"]
         work = list(Path(tempfile.gettempdir()).glob(f"mistudy-{trial_id}-*"))
         assert work, "the trial's working folder (its checkpoints) was not found"
 
         def saved() -> float:
-            return max((f.stat().st_mtime for w in work for f in (w / "ckpt").glob("*")),
-                       default=0.0)
+            return max(
+                (f.stat().st_mtime for w in work for f in (w / "ckpt").glob("*")), default=0.0
+            )
 
         # kill the server the moment the trial saves a checkpoint: it logs that evaluation
         # right after (then writes its outputs and logs its provisional summary), so its
@@ -417,22 +540,30 @@ def test_tracking_server_outage_loses_no_metric(tmp_path):
         # takes about a second, so dropped or buffered points would be many), and the next
         # point came once the server was back. Each step is there once (below): nothing was
         # dropped, and the request cut off by the kill was retried without a duplicate.
-        stamps = sorted(m.timestamp / 1000 for key in ("q_func", "final.q_func")
-                        for m in client.get_metric_history(run.info.run_id, key))
+        stamps = sorted(
+            m.timestamp / 1000
+            for key in ("q_func", "final.q_func")
+            for m in client.get_metric_history(run.info.run_id, key)
+        )
         before = [t for t in stamps if t <= down]
         during = [t for t in stamps if down < t <= up]
         after = [t for t in stamps if t > up]
         assert before and after, "the outage did not fall mid-trial"
         assert len(during) <= 1, f"{len(during)} points stamped while the server was down"
         gap = after[0] - (during or before)[-1]
-        counts = fault_counts(client, "outage", f"sqlite:///{home / 'optuna.db'}", 1,
-                              list(range(0, 17, 2)))
+        counts = fault_counts(
+            client, "outage", f"sqlite:///{home / 'optuna.db'}", 1, list(range(0, 17, 2))
+        )
     finally:
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         server.kill()
         kill_all(_ray_pids(ray_tmp))
         shutil.rmtree(ray_tmp, ignore_errors=True)
-    counts.update(outage_s=OUTAGE_S, server_back_after_s=round(back - down, 1),
-                  logging_blocked_s=round(gap, 1), points_stamped_during_outage=len(during))
+    counts.update(
+        outage_s=OUTAGE_S,
+        server_back_after_s=round(back - down, 1),
+        logging_blocked_s=round(gap, 1),
+        points_stamped_during_outage=len(during),
+    )
     print("outage counts:", json.dumps(counts))

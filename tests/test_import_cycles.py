@@ -35,8 +35,9 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
             if node.level:  # relative: from the package, one level up per extra dot
                 anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
-                       for a in node.names]
+            targets = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names
+            ]
         else:
             continue
         found.update(t for t in targets if t in modules and t != name)
@@ -87,14 +88,22 @@ def test_the_import_graph_is_read_from_the_source(tmp_path):
     graph = _graph()
     assert "study.core.mi.critic" in graph["study.core.mi.penalty"]  # a submodule
     assert "study.core.mi" in graph["study.training.loop"]  # a package's __init__
-    assert "study.core.modularity" in graph["study.training.evaluation"]  # `from study.core import …`
-    assert {"study.core.mi.critic", "study.core.mi.estimators", "study.core.mi.penalty",
-            "study.core.mi.measure"} <= graph["study.core.mi"]
+    assert (
+        "study.core.modularity" in graph["study.training.evaluation"]
+    )  # `from study.core import …`
+    assert {
+        "study.core.mi.critic",
+        "study.core.mi.estimators",
+        "study.core.mi.penalty",
+        "study.core.mi.measure",
+    } <= graph["study.core.mi"]
     assert "study.service.runner" in graph["study.service.worker"]  # inside a function
     # under TYPE_CHECKING, and relative imports
     source = tmp_path / "a.py"
-    source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                      "    from pkg.b import X\nfrom . import c\nfrom .d import Y\n")
+    source.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+        "    from pkg.b import X\nfrom . import c\nfrom .d import Y\n"
+    )
     modules = {name: tmp_path / "x.py" for name in ("pkg.a", "pkg.b", "pkg.c", "pkg.d")}
     assert _imports("pkg.a", source, modules) == {"pkg.b", "pkg.c", "pkg.d"}
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

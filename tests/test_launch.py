@@ -21,10 +21,30 @@ def test_ray_job_submit_runs_a_study_tracked_by_the_mlflow_server(local_cluster)
     assert up.returncode == 0, up.stderr
     address = f"http://127.0.0.1:{ports['dashboard']}"
     job = subprocess.run(
-        [RAY, "job", "submit", "--address", address, "--runtime-env",
-         "cluster/runtime_env.yaml", "--working-dir", ".", "--",
-         "python", "-m", "study", "run", "tests/study_tests/specs/tiny.yaml", "-q"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        [
+            RAY,
+            "job",
+            "submit",
+            "--address",
+            address,
+            "--runtime-env",
+            "cluster/runtime_env.yaml",
+            "--working-dir",
+            ".",
+            "--",
+            "python",
+            "-m",
+            "study",
+            "run",
+            "tests/study_tests/specs/tiny.yaml",
+            "-q",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-2000:]
     assert "study tiny: 3 trials" in job.stdout
     assert "succeeded" in job.stdout.lower()

@@ -81,8 +81,10 @@ def build_report(
 
     running = data.status == "running" or fnd.n_running > 0
     path = out / REPORT_FILE
-    path.write_text(page.document(data.name, fnd.text, notes, fnd.n_running if running else None),
-                    encoding="utf-8")
+    path.write_text(
+        page.document(data.name, fnd.text, notes, fnd.n_running if running else None),
+        encoding="utf-8",
+    )
 
     logged = None
     if log_to_mlflow:
@@ -102,7 +104,7 @@ def _log_to_study_run(data: StudyData, files: list[Path], notes: list[str]) -> s
     try:
         for f in files:
             client.log_artifact(data.study_run_id, str(f), artifact_path=ARTIFACT_REPORT)
-    except Exception as e:  # noqa: BLE001 - the local report is still complete
+    except Exception as e:
         _log.warning("report: cannot log the report to run %s: %s", data.study_run_id, e)
         return None
     return data.study_run_id

@@ -18,22 +18,38 @@ import numpy as np
 import pandas as pd
 
 from analysis.claims import CLAIMS, calibrate_paired, claims_table
-from analysis.emergence import (ALPHA, Calibration, calibrate, false_emergence, measure_noise,
-                                timing_seeds, verdict_table)
+from analysis.emergence import (
+    ALPHA,
+    Calibration,
+    calibrate,
+    false_emergence,
+    measure_noise,
+    timing_seeds,
+    verdict_table,
+)
 from analysis.runs import StudyData
 from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z, ONSET_METRICS, TIE_EVALS
 from study.contract.params import PARAM_MI_WEIGHT, PARAM_RUN, PARAM_Z
 
-__all__ = ["ACCURACY_DROP", "Findings", "analysed_seeds", "findings", "param_mode",
-           "study_calibration", "verdict_cells"]
+__all__ = [
+    "ACCURACY_DROP",
+    "Findings",
+    "analysed_seeds",
+    "findings",
+    "param_mode",
+    "study_calibration",
+    "verdict_cells",
+]
 
 # A λ "drops accuracy" when its median final task metric is this far below the smallest λ's.
 ACCURACY_DROP = 0.02
 CALIBRATION_CELLS = 200  # simulated cells per calibration (~1 s for 41 evaluations)
 CLAIMS_CALIBRATION_REPS = 1000  # no-effect replicates per world of the paired test (cached)
 CLAIM_VERDICTS = ("holds", "weak", "breaks", "inconclusive", "not measured")
-_NOT_MEASURED = ("Emergence timing was not measured in this study (its curves have no "
-                 "q_func_z / q_struct_z z-scores), so no timing verdict is given.")
+_NOT_MEASURED = (
+    "Emergence timing was not measured in this study (its curves have no "
+    "q_func_z / q_struct_z z-scores), so no timing verdict is given."
+)
 
 
 @dataclass(frozen=True)
@@ -77,8 +93,9 @@ def _controls(seeds: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(seeds[PARAM_MI_WEIGHT], errors="coerce").eq(0.0)
 
 
-def study_calibration(study: StudyData, timing: pd.DataFrame, *,
-                      rng: np.random.Generator) -> Calibration | None:
+def study_calibration(
+    study: StudyData, timing: pd.DataFrame, *, rng: np.random.Generator
+) -> Calibration | None:
     """The pipeline's calibration on this study's own λ = 0 noise (None without such seeds).
 
     Noise of q_func_z and q_struct_z from the finished λ = 0 seeds' curves; the evaluation grid,
@@ -94,8 +111,7 @@ def study_calibration(study: StudyData, timing: pd.DataFrame, *,
     nf, ns = (measure_noise(c, col) for col in ONSET_METRICS.values())
     if not (nf.n_seeds and ns.n_seeds) or not (np.isfinite(nf.sd) and np.isfinite(ns.sd)):
         return None
-    epochs = np.sort(c.loc[c["trial_id"] == c["trial_id"].iloc[0], "epoch"].unique()).astype(
-        float)
+    epochs = np.sort(c.loc[c["trial_id"] == c["trial_id"].iloc[0], "epoch"].unique()).astype(float)
     z = param_mode(timing, PARAM_Z, DEFAULT_Z)
     run = int(param_mode(timing, PARAM_RUN, DEFAULT_RUN))
     if epochs.size < run + 2:
@@ -104,16 +120,30 @@ def study_calibration(study: StudyData, timing: pd.DataFrame, *,
     n_cell = 8
     amp = 10.0
     if len(treated):
-        n_cell = int(np.median(treated.groupby(PARAM_MI_WEIGHT).size())) \
-            if PARAM_MI_WEIGHT in treated else len(treated)
-        finals = [pd.to_numeric(treated[f"final.{col}"], errors="coerce").median()
-                  for col in ONSET_METRICS.values() if f"final.{col}" in treated]
+        n_cell = (
+            int(np.median(treated.groupby(PARAM_MI_WEIGHT).size()))
+            if PARAM_MI_WEIGHT in treated
+            else len(treated)
+        )
+        finals = [
+            pd.to_numeric(treated[f"final.{col}"], errors="coerce").median()
+            for col in ONSET_METRICS.values()
+            if f"final.{col}" in treated
+        ]
         finals = [f for f in finals if np.isfinite(f)]
         if finals:
             amp = float(np.clip(min(finals), z + 2.0, 20.0))
-    return calibrate(nf._replace(rho=min(nf.rho, 0.99)), ns, epochs=epochs,
-                     n_seeds=max(n_cell, 2), n_cells=CALIBRATION_CELLS, amplitude=amp, z=z,
-                     run=run, rng=rng)
+    return calibrate(
+        nf._replace(rho=min(nf.rho, 0.99)),
+        ns,
+        epochs=epochs,
+        n_seeds=max(n_cell, 2),
+        n_cells=CALIBRATION_CELLS,
+        amplitude=amp,
+        z=z,
+        run=run,
+        rng=rng,
+    )
 
 
 def verdict_cells(swept: list[str], timing: pd.DataFrame) -> list[str]:
@@ -156,8 +186,9 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
     empty = pd.DataFrame()
     if not len(seeds):
         parts.append("There are no finished seeds yet, so there is nothing to analyse.")
-        return Findings(" ".join(parts), n_trials, n_running, 0, 0, False, empty, empty, None,
-                        None, None)
+        return Findings(
+            " ".join(parts), n_trials, n_running, 0, 0, False, empty, empty, None, None, None
+        )
 
     timing, excluded = timing_seeds(seeds)
     measured = bool(seeds.get("onsets_measured", pd.Series(False)).astype(bool).any())
@@ -173,13 +204,31 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
     claims, claims_cal = _claims_of(study, seeds)
     # the claims come right after the counts: the answer first
     parts += _claim_sentences(claims, claims_cal) + timing_parts + success_parts
-    return Findings(" ".join(parts), n_trials, n_running, len(seeds), len(timing), measured,
-                    verdicts, excluded, cal, fe, drop_at, claims, claims_cal)
+    return Findings(
+        " ".join(parts),
+        n_trials,
+        n_running,
+        len(seeds),
+        len(timing),
+        measured,
+        verdicts,
+        excluded,
+        cal,
+        fe,
+        drop_at,
+        claims,
+        claims_cal,
+    )
 
 
-def _timing_sentences(study: StudyData, timing: pd.DataFrame, excluded: pd.DataFrame,
-                      cells: list[str], verdicts: pd.DataFrame, rng: np.random.Generator
-                      ) -> tuple[list[str], dict[str, Any] | None, Calibration | None]:
+def _timing_sentences(
+    study: StudyData,
+    timing: pd.DataFrame,
+    excluded: pd.DataFrame,
+    cells: list[str],
+    verdicts: pd.DataFrame,
+    rng: np.random.Generator,
+) -> tuple[list[str], dict[str, Any] | None, Calibration | None]:
     """The onset rule, one sentence per verdict cell, the controls' false emergence, the
     calibration, and whether any treated cell is decided (a study with z-score curves)."""
     parts = _rule_sentences(timing, excluded, cells)
@@ -191,13 +240,14 @@ def _timing_sentences(study: StudyData, timing: pd.DataFrame, excluded: pd.DataF
         parts += control_parts
     treated = [v for v in readings if v != "inconclusive"]
     if not readings or not treated:
-        parts.append("Overall the timing is inconclusive: no λ with the MI penalty gives a "
-                     "significant order or a significant co-emergence.")
+        parts.append(
+            "Overall the timing is inconclusive: no λ with the MI penalty gives a "
+            "significant order or a significant co-emergence."
+        )
     return parts, fe, cal
 
 
-def _claims_of(study: StudyData, seeds: pd.DataFrame
-               ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def _claims_of(study: StudyData, seeds: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The claims table on the finished seeds, and its test's calibration at the study's n."""
     done = seeds[seeds["status"].astype(str) == "finished"] if "status" in seeds else seeds
     table = claims_table(done, study.swept, task_metric=study.success_metric)
@@ -221,58 +271,73 @@ def _claim_sentences(claims: pd.DataFrame, cal: pd.DataFrame | None) -> list[str
         counts = rows["verdict"].value_counts()
         said = ", ".join(f"{v} in {int(counts[v])}" for v in CLAIM_VERDICTS if v in counts)
         words.append(f"{claim.text}: {said}")
-    parts.append(f"Claims, each (cell, λ) against the same cell's λ = 0 seeds ({n_cells} "
-                 "treated cell(s), paired by seed, exact signed-rank test, BH per claim, "
-                 f"α = {ALPHA:g}): "
-                 + "; ".join(words) + ".")
+    parts.append(
+        f"Claims, each (cell, λ) against the same cell's λ = 0 seeds ({n_cells} "
+        "treated cell(s), paired by seed, exact signed-rank test, BH per claim, "
+        f"α = {ALPHA:g}): " + "; ".join(words) + "."
+    )
     if cal is not None and len(cal):
-        parts.append(f"That paired test rejects {100 * cal['rejected'].max():.1f}% or fewer of "
-                     f"no-effect cells of {int(cal['n'].iloc[0])} pairs (normal, heavy-tailed "
-                     "and tied synthetic data).")
+        parts.append(
+            f"That paired test rejects {100 * cal['rejected'].max():.1f}% or fewer of "
+            f"no-effect cells of {int(cal['n'].iloc[0])} pairs (normal, heavy-tailed "
+            "and tied synthetic data)."
+        )
     return parts
 
 
-def _count_sentences(study: StudyData, status_counts: pd.Series, n_trials: int,
-                     n_seeds: int) -> list[str]:
+def _count_sentences(
+    study: StudyData, status_counts: pd.Series, n_trials: int, n_seeds: int
+) -> list[str]:
     """Trial and seed counts, whether the study still runs, failed and diverged trials."""
     parts = []
     n_running = int(status_counts.get("running", 0))
     counts = ", ".join(f"{n} {s}" for s, n in status_counts.items())
-    parts.append(f"Study {study.name} ({study.status}) has {n_trials} trial"
-                 f"{'' if n_trials == 1 else 's'}{f' ({counts})' if counts else ''} and "
-                 f"{n_seeds} analysed seed{'' if n_seeds == 1 else 's'}.")
+    parts.append(
+        f"Study {study.name} ({study.status}) has {n_trials} trial"
+        f"{'' if n_trials == 1 else 's'}{f' ({counts})' if counts else ''} and "
+        f"{n_seeds} analysed seed{'' if n_seeds == 1 else 's'}."
+    )
     if n_running:
-        parts.append(f"The study is still running: {n_running} trial(s) have not finished and are "
-                     "left out of the statistics below.")
+        parts.append(
+            f"The study is still running: {n_running} trial(s) have not finished and are "
+            "left out of the statistics below."
+        )
     elif study.status == "running":
         parts.append("The study is still running.")
     n_failed = int(status_counts.get("failed", 0))
     n_diverged = int(status_counts.get("diverged", 0))
     if n_failed or n_diverged:
-        parts.append(f"{n_failed} trial(s) failed and {n_diverged} diverged (see Provenance); "
-                     "diverged seeds count as unsuccessful.")
+        parts.append(
+            f"{n_failed} trial(s) failed and {n_diverged} diverged (see Provenance); "
+            "diverged seeds count as unsuccessful."
+        )
     return parts
 
 
 def _rule_sentences(timing: pd.DataFrame, excluded: pd.DataFrame, cells: list[str]) -> list[str]:
     """The seeds cut short, the onset rule and tests used, and what a verdict cell is."""
     parts = []
-    cut = excluded[~excluded["reason"].str.startswith("no z-score")] if len(excluded) \
-        else excluded
+    cut = excluded[~excluded["reason"].str.startswith("no z-score")] if len(excluded) else excluded
     if len(cut):
-        parts.append(f"{len(cut)} seed(s) of trials cut short ("
-                     f"{', '.join(sorted(set(cut['reason'])))}) are excluded from the timing "
-                     "statistics (listed in the timing section).")
+        parts.append(
+            f"{len(cut)} seed(s) of trials cut short ("
+            f"{', '.join(sorted(set(cut['reason'])))}) are excluded from the timing "
+            "statistics (listed in the timing section)."
+        )
     z = param_mode(timing, PARAM_Z, DEFAULT_Z)
     run = int(param_mode(timing, PARAM_RUN, DEFAULT_RUN))
-    parts.append(f"Onset = first evaluation from which the z-score stays >= {z:g} for {run} "
-                 f"evaluations; ties are onsets within {TIE_EVALS} evaluation; tests at "
-                 f"α = {ALPHA:g} after Benjamini–Hochberg across the λ > 0 rows.")
+    parts.append(
+        f"Onset = first evaluation from which the z-score stays >= {z:g} for {run} "
+        f"evaluations; ties are onsets within {TIE_EVALS} evaluation; tests at "
+        f"α = {ALPHA:g} after Benjamini–Hochberg across the λ > 0 rows."
+    )
     others = [k for k in cells if k != PARAM_MI_WEIGHT]
     if others:
-        parts.append(f"Verdicts are per cell of {' × '.join(cells)} (BH across the treated "
-                     "cells); the per-λ table pooled over "
-                     f"{', '.join(others)} is descriptive only.")
+        parts.append(
+            f"Verdicts are per cell of {' × '.join(cells)} (BH across the treated "
+            "cells); the per-λ table pooled over "
+            f"{', '.join(others)} is descriptive only."
+        )
     return parts
 
 
@@ -283,23 +348,24 @@ def _verdict_sentences(verdicts: pd.DataFrame, cells: list[str]) -> tuple[list[s
     for r in verdicts.to_dict("records"):
         lam = r.get(PARAM_MI_WEIGHT, math.nan)
         cell = "".join(f", {k} = {_fmt_value(r[k])}" for k in others)
-        counts = (f"{r['n_seeds']} seeds: function first {r['n_func_first']}, structure "
-                  f"first {r['n_struct_first']}, tie {r['n_tie']}, neither {r['n_neither']}")
+        counts = (
+            f"{r['n_seeds']} seeds: function first {r['n_func_first']}, structure "
+            f"first {r['n_struct_first']}, tie {r['n_tie']}, neither {r['n_neither']}"
+        )
         if lam == 0:
             parts.append(f"λ = 0{cell} (controls, {counts}).")
             continue
         p = r["p_tost_bh"] if r["verdict"] == "co-emergent" else r["p_sign_bh"]
         test = "TOST" if r["verdict"] == "co-emergent" else "sign test"
-        where = (f"λ = {lam:g}{cell}" if np.isfinite(lam)
-                 else "All seeds (λ not logged)" + cell)
-        parts.append(f"{where} ({counts}): {r['verdict']} ({test}, BH-adjusted "
-                     f"p = {_p(p)}).")
+        where = f"λ = {lam:g}{cell}" if np.isfinite(lam) else "All seeds (λ not logged)" + cell
+        parts.append(f"{where} ({counts}): {r['verdict']} ({test}, BH-adjusted p = {_p(p)}).")
         readings.append(r["verdict"])
     return parts, readings
 
 
-def _control_sentences(study: StudyData, timing: pd.DataFrame, rng: np.random.Generator
-                       ) -> tuple[list[str], dict | None, Calibration | None]:
+def _control_sentences(
+    study: StudyData, timing: pd.DataFrame, rng: np.random.Generator
+) -> tuple[list[str], dict | None, Calibration | None]:
     """False emergence of the λ = 0 controls and the calibration on their noise."""
     parts = []
     fe = None
@@ -308,7 +374,8 @@ def _control_sentences(study: StudyData, timing: pd.DataFrame, rng: np.random.Ge
         fe = false_emergence(ctrl)
         parts.append(
             f"False emergence at λ = 0: q_func_z {fe['func'][0]} of {fe['func'][1]} "
-            f"seeds, q_struct_z {fe['struct'][0]} of {fe['struct'][1]} (target <= 5%).")
+            f"seeds, q_struct_z {fe['struct'][0]} of {fe['struct'][1]} (target <= 5%)."
+        )
     cal = study_calibration(study, timing, rng=rng)
     if cal is not None:
         ok = "within" if cal.false_function_first <= cal.alpha else "ABOVE"
@@ -316,10 +383,13 @@ def _control_sentences(study: StudyData, timing: pd.DataFrame, rng: np.random.Ge
             f"Calibration on this study's λ = 0 noise: identical time courses read as "
             f"'function first' in {100 * cal.false_function_first:.1f}% of "
             f"{cal.n_cells} simulated {cal.n_seeds}-seed cells ({ok} α = "
-            f"{cal.alpha:g}).")
+            f"{cal.alpha:g})."
+        )
     else:
-        parts.append("The pipeline is not calibrated on this study's noise (no λ = 0 "
-                     "seeds with z-score curves).")
+        parts.append(
+            "The pipeline is not calibrated on this study's noise (no λ = 0 "
+            "seeds with z-score curves)."
+        )
     return parts, fe, cal
 
 
@@ -329,13 +399,20 @@ def _success_sentences(study: StudyData, seeds: pd.DataFrame) -> tuple[list[str]
     n_success = int(seeds["success"].astype(bool).sum())
     n_diff = int(seeds["differentiated"].astype(bool).sum())
     parts = []
-    parts.append(f"{n_success} of {len(seeds)} seeds succeeded (final {metric} > {thr:g}) and "
-                 f"{n_diff} were differentiated (success and final q_struct > 0.1).")
+    parts.append(
+        f"{n_success} of {len(seeds)} seeds succeeded (final {metric} > {thr:g}) and "
+        f"{n_diff} were differentiated (success and final q_struct > 0.1)."
+    )
     drop_at = None
     if PARAM_MI_WEIGHT in seeds.columns and f"final.{metric}" in seeds.columns:
         lam = pd.to_numeric(seeds[PARAM_MI_WEIGHT], errors="coerce")
-        by_lam = (pd.to_numeric(seeds[f"final.{metric}"], errors="coerce")
-                  .groupby(lam).median().dropna().sort_index())
+        by_lam = (
+            pd.to_numeric(seeds[f"final.{metric}"], errors="coerce")
+            .groupby(lam)
+            .median()
+            .dropna()
+            .sort_index()
+        )
         if len(by_lam) >= 2:
             ref_lam, ref = float(by_lam.index[0]), float(by_lam.iloc[0])
             dropped = by_lam[by_lam < ref - ACCURACY_DROP]
@@ -343,10 +420,12 @@ def _success_sentences(study: StudyData, seeds: pd.DataFrame) -> tuple[list[str]
                 drop_at = float(dropped.index[0])
                 parts.append(
                     f"The median final {metric} starts to drop at λ = {drop_at:g} "
-                    f"({dropped.iloc[0]:.3f} against {ref:.3f} at λ = {ref_lam:g}).")
+                    f"({dropped.iloc[0]:.3f} against {ref:.3f} at λ = {ref_lam:g})."
+                )
             else:
                 parts.append(
                     f"The median final {metric} does not drop over λ = {ref_lam:g} to "
                     f"{float(by_lam.index[-1]):g} (never more than {ACCURACY_DROP:g} below "
-                    f"{ref:.3f}).")
+                    f"{ref:.3f})."
+                )
     return parts, drop_at

@@ -54,8 +54,9 @@ class Page:
         data = base64.b64encode(png).decode("ascii")
         self.body.append(
             f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(caption)} <span class=\"file\">({path.name})</span>"
-            "</figcaption></figure>")
+            f'<figcaption>{html.escape(caption)} <span class="file">({path.name})</span>'
+            "</figcaption></figure>"
+        )
 
     def table(self, df: pd.DataFrame, name: str | None = None, *, max_rows: int = 200) -> None:
         """The first `max_rows` rows of a table (none for 0), and all of it as `name`.csv."""
@@ -64,8 +65,9 @@ class Page:
             df.to_csv(path, index=False)
             self.files.append(path)
         if max_rows > 0:
-            shown = df.head(max_rows).to_html(index=False, na_rep="–", border=0, classes="t",
-                                              float_format=lambda v: f"{v:.4g}")
+            shown = df.head(max_rows).to_html(
+                index=False, na_rep="–", border=0, classes="t", float_format=lambda v: f"{v:.4g}"
+            )
             self.body.append(f'<div class="scroll">{shown}</div>')
         if len(df) > max_rows:
             rest = f"{len(df) - max_rows} more rows" if max_rows > 0 else f"{len(df)} rows"
@@ -75,23 +77,30 @@ class Page:
         """Preformatted text (escaped)."""
         self.body.append(f"<pre>{html.escape(text)}</pre>")
 
-    def document(self, name: str, findings: str, notes: list[str],
-                 n_running: int | None = None) -> str:
+    def document(
+        self, name: str, findings: str, notes: list[str], n_running: int | None = None
+    ) -> str:
         """The whole page: title, a banner when `n_running` is given (the study is still
         running), the findings paragraph, the sections added so far and the data notes."""
-        head = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-                f"<title>Study report: {html.escape(name)}</title><style>{CSS}</style></head>")
+        head = (
+            f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>Study report: {html.escape(name)}</title><style>{CSS}</style></head>"
+        )
         banner = ""
         if n_running is not None:
-            banner = (f"<p class=\"banner\">This study is still running ({n_running} trial(s) "
-                      "unfinished): the report shows the trials finished so far.</p>")
+            banner = (
+                f'<p class="banner">This study is still running ({n_running} trial(s) '
+                "unfinished): the report shows the trials finished so far.</p>"
+            )
         notes_html = ""
         if notes:
             items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
             notes_html = f"<h2>Data notes</h2><ul>{items}</ul>"
-        return (f"{head}<body><h1>Study report: {html.escape(name)}</h1>{banner}"
-                f"<h2>Findings</h2><p class=\"findings\" id=\"findings\">{html.escape(findings)}"
-                f"</p>{''.join(self.body)}{notes_html}</body></html>")
+        return (
+            f"{head}<body><h1>Study report: {html.escape(name)}</h1>{banner}"
+            f'<h2>Findings</h2><p class="findings" id="findings">{html.escape(findings)}'
+            f"</p>{''.join(self.body)}{notes_html}</body></html>"
+        )
 
 
 CSS = """

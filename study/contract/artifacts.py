@@ -7,8 +7,14 @@ module imports nothing.
 
 from __future__ import annotations
 
-__all__ = ["ARTIFACT_CURVES", "ARTIFACT_SEEDS", "ARTIFACT_SPEC", "ARTIFACT_REPORT", "REPORT_FILE",
-           "ARTIFACTS"]
+__all__ = [
+    "ARTIFACT_CURVES",
+    "ARTIFACT_SEEDS",
+    "ARTIFACT_SPEC",
+    "ARTIFACT_REPORT",
+    "REPORT_FILE",
+    "ARTIFACTS",
+]
 
 ARTIFACT_CURVES = "curves.parquet"  # trial run: one row per (seed, evaluation epoch)
 ARTIFACT_SEEDS = "seeds.parquet"  # trial run: one row per seed (outcomes.seed_table)

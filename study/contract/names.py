@@ -1,7 +1,8 @@
 """The names config.py validates against and the torch modules implement, in one light module.
 
 config.py must stay free of torch (validating a spec is fast), yet its Literals and its list of
-summary metrics have to agree with what `study.core.mi`, `study.core.estimators` and `study.training.loop` compute.
+summary metrics have to agree with what `study.core.mi` and `study.training.evaluation`
+compute.
 Both sides read the tuples below, so each list exists once; tests check that the registries of
 the torch side (`study.core.estimators.ESTIMATORS`) hold exactly these names.
 """
@@ -28,10 +29,22 @@ ESTIMATOR_NAMES = ("dv", "mine", "infonce")
 TASK_LOSS = "task_loss"
 TASK_SCORES = ("accuracy", "r2")  # the task metrics (study.contract.outcomes.TASK_METRIC's values)
 MI_METRICS = ("mi", "mi_gauss", "mi_gauss_null", "mi_heldout", "mi_heldout_null")
-MODULARITY_METRICS = ("q_func", "q_struct", "q_func_norm", "q_struct_norm",
-                      "q_func_z", "q_struct_z", "q_struct_delta", "q_struct_delta_z",
-                      "nmi_func", "nmi_struct", "q_func_found", "q_struct_found",
-                      "q_update_z", "q_reset_z")
+MODULARITY_METRICS = (
+    "q_func",
+    "q_struct",
+    "q_func_norm",
+    "q_struct_norm",
+    "q_func_z",
+    "q_struct_z",
+    "q_struct_delta",
+    "q_struct_delta_z",
+    "nmi_func",
+    "nmi_struct",
+    "q_func_found",
+    "q_struct_found",
+    "q_update_z",
+    "q_reset_z",
+)
 SPECIALISATION_METRICS = ("d_in", "d_out", "d_corr")
 
 
@@ -46,12 +59,30 @@ def curve_metrics(task_score: str) -> tuple[str, ...]:
 # allowed-list in error messages: the task, the training critic's MI and the plug-in, the raw
 # and normalised Q, specialisation; the null-referenced MI measurements come last (they were
 # added later and the list keeps its order).
-_FINAL_FIRST = (TASK_LOSS, *TASK_SCORES, *MI_METRICS[:2], *MODULARITY_METRICS[:4],
-                *SPECIALISATION_METRICS)
+_FINAL_FIRST = (
+    TASK_LOSS,
+    *TASK_SCORES,
+    *MI_METRICS[:2],
+    *MODULARITY_METRICS[:4],
+    *SPECIALISATION_METRICS,
+)
 _FINAL_LAST = MI_METRICS[2:]
-# outcome metrics of study.contract.outcomes.trial_metrics (rates, onset medians, which-first counts)
-_OUTCOMES = ("final.success_rate", "final.differentiated_rate", "t_func", "t_struct", "lag",
-             "t_func_half", "t_struct_half", "n_func_first", "n_struct_first", "n_tie",
-             "n_neither")
-SUMMARY_METRICS = (*(f"final.{m}" for m in _FINAL_FIRST), *_OUTCOMES,
-                   *(f"final.{m}" for m in _FINAL_LAST))
+# outcome metrics of study.contract.outcomes.trial_metrics (rates, onset medians, which first)
+_OUTCOMES = (
+    "final.success_rate",
+    "final.differentiated_rate",
+    "t_func",
+    "t_struct",
+    "lag",
+    "t_func_half",
+    "t_struct_half",
+    "n_func_first",
+    "n_struct_first",
+    "n_tie",
+    "n_neither",
+)
+SUMMARY_METRICS = (
+    *(f"final.{m}" for m in _FINAL_FIRST),
+    *_OUTCOMES,
+    *(f"final.{m}" for m in _FINAL_LAST),
+)

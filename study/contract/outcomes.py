@@ -123,7 +123,7 @@ def final_value(values: Any, window: int = DEFAULT_FINAL_WINDOW) -> float:
     """A seed's final value: the mean of its last ``window`` finite evaluations (NaN if none)."""
     x = np.asarray(values, dtype=float).reshape(-1)
     x = x[np.isfinite(x)]
-    return float(x[-int(window):].mean()) if x.size else math.nan
+    return float(x[-int(window) :].mean()) if x.size else math.nan
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ def half_rise(epochs: Any, values: Any, final_window: int = DEFAULT_FINAL_WINDOW
     if x.size < 2:
         return math.nan
     x0 = float(x[0])
-    rise = float(np.mean(x[-min(int(final_window), x.size - 1):])) - x0
+    rise = float(np.mean(x[-min(int(final_window), x.size - 1) :])) - x0
     if not rise > 0:
         return math.nan
     return float(t[np.argmax(x >= x0 + 0.5 * rise)])
@@ -293,7 +293,8 @@ def seed_table(
         success = bool(acc > SUCCESS_THRESHOLD[task_metric])
         row["success"] = success
         row["differentiated"] = success and bool(
-            row.get("final.q_struct", math.nan) > DIFFERENTIATED_Q_STRUCT)
+            row.get("final.q_struct", math.nan) > DIFFERENTIATED_Q_STRUCT
+        )
         ons = {}
         for tag, col in ONSET_METRICS.items():
             if col in c:
@@ -305,8 +306,9 @@ def seed_table(
             row[f"{tag}_emerged"] = o.emerged
             row[f"t_{tag}_censor"] = o.censor
             raw = f"q_{tag}"
-            row[f"t_{tag}_half"] = (half_rise(epochs, c[raw].to_numpy(float), final_window)
-                                    if raw in c else math.nan)
+            row[f"t_{tag}_half"] = (
+                half_rise(epochs, c[raw].to_numpy(float), final_window) if raw in c else math.nan
+            )
         row["lag"] = ons["struct"].epoch - ons["func"].epoch
         row["first"] = which_first(ons["func"], ons["struct"], _step(epochs), tie_evals)
         row["onsets_measured"] = measured
@@ -344,4 +346,3 @@ def trial_metrics(seeds: pd.DataFrame, metrics: Sequence[str] = ()) -> dict[str,
     for name, key in zip(FIRST, ("n_func_first", "n_struct_first", "n_tie", "n_neither")):
         out[key] = float(sum(f == name for f in first))
     return out
-

@@ -8,9 +8,20 @@ each one is a key of the trial config. Pure constants: importing this module imp
 from __future__ import annotations
 
 __all__ = [
-    "PARAM_HIDDEN", "PARAM_GROUPS", "PARAM_SIZES", "PARAM_MI_WEIGHT", "PARAM_SEEDS",
-    "PARAM_SEED", "PARAM_FINAL_WINDOW", "PARAM_EPOCHS", "PARAM_EVAL_EVERY", "PARAM_Z",
-    "PARAM_RUN", "PARAM_LR", "PARAM_REG_REC", "PARAMS",
+    "PARAM_HIDDEN",
+    "PARAM_GROUPS",
+    "PARAM_SIZES",
+    "PARAM_MI_WEIGHT",
+    "PARAM_SEEDS",
+    "PARAM_SEED",
+    "PARAM_FINAL_WINDOW",
+    "PARAM_EPOCHS",
+    "PARAM_EVAL_EVERY",
+    "PARAM_Z",
+    "PARAM_RUN",
+    "PARAM_LR",
+    "PARAM_REG_REC",
+    "PARAMS",
 ]
 
 PARAM_HIDDEN = "network.hidden"  # N, units of the network
@@ -27,6 +38,18 @@ PARAM_RUN = "emergence.run"  # consecutive evaluations an onset needs
 PARAM_LR = "optim.lr"  # learning rate (the report labels it when swept)
 PARAM_REG_REC = "optim.reg_rec"  # L2 weight of the recurrent matrix (labelled when swept)
 
-PARAMS = (PARAM_HIDDEN, PARAM_GROUPS, PARAM_SIZES, PARAM_MI_WEIGHT, PARAM_SEEDS, PARAM_SEED,
-          PARAM_FINAL_WINDOW, PARAM_EPOCHS, PARAM_EVAL_EVERY, PARAM_Z, PARAM_RUN, PARAM_LR,
-          PARAM_REG_REC)
+PARAMS = (
+    PARAM_HIDDEN,
+    PARAM_GROUPS,
+    PARAM_SIZES,
+    PARAM_MI_WEIGHT,
+    PARAM_SEEDS,
+    PARAM_SEED,
+    PARAM_FINAL_WINDOW,
+    PARAM_EPOCHS,
+    PARAM_EVAL_EVERY,
+    PARAM_Z,
+    PARAM_RUN,
+    PARAM_LR,
+    PARAM_REG_REC,
+)

@@ -73,9 +73,12 @@ def read(name: str, default: str | None = None) -> str | None:
     if old is not None and old in os.environ:
         if old not in _WARNED:
             _WARNED.add(old)
-            warnings.warn(f"the environment variable {old} is deprecated; set {name} instead "
-                          f"({old} is read while {name} is unset)", RenamedSettingWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"the environment variable {old} is deprecated; set {name} instead "
+                f"({old} is read while {name} is unset)",
+                RenamedSettingWarning,
+                stacklevel=3,
+            )
         return os.environ[old]
     return default
 

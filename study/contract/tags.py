@@ -7,9 +7,22 @@ from here, so a tag is spelled once. Pure constants: importing this module impor
 from __future__ import annotations
 
 __all__ = [
-    "TAG_ROLE", "TAG_NAME", "TAG_TRIAL", "TAG_STATUS", "TAG_TASK", "TAG_SWEPT",
-    "TAG_OBJECTIVES", "TAG_COMMIT", "TAG_VERSIONS", "TAG_MESSAGE", "TAG_PARENT",
-    "TAGS", "ROLE_STUDY", "ROLE_TRIAL", "ROLES", "STATUSES",
+    "TAG_ROLE",
+    "TAG_NAME",
+    "TAG_TRIAL",
+    "TAG_STATUS",
+    "TAG_TASK",
+    "TAG_SWEPT",
+    "TAG_OBJECTIVES",
+    "TAG_COMMIT",
+    "TAG_VERSIONS",
+    "TAG_MESSAGE",
+    "TAG_PARENT",
+    "TAGS",
+    "ROLE_STUDY",
+    "ROLE_TRIAL",
+    "ROLES",
+    "STATUSES",
 ]
 
 TAG_ROLE = "study.role"  # ROLE_STUDY or ROLE_TRIAL, on every run
@@ -24,8 +37,19 @@ TAG_VERSIONS = "study.versions"  # JSON object of library versions, on the study
 TAG_MESSAGE = "study.message"  # one line: why a trial diverged, failed or was stopped
 TAG_PARENT = "mlflow.parentRunId"  # MLflow's own link from a trial run to its study run
 
-TAGS = (TAG_PARENT, TAG_ROLE, TAG_NAME, TAG_TRIAL, TAG_STATUS, TAG_TASK, TAG_SWEPT,
-        TAG_OBJECTIVES, TAG_COMMIT, TAG_VERSIONS, TAG_MESSAGE)
+TAGS = (
+    TAG_PARENT,
+    TAG_ROLE,
+    TAG_NAME,
+    TAG_TRIAL,
+    TAG_STATUS,
+    TAG_TASK,
+    TAG_SWEPT,
+    TAG_OBJECTIVES,
+    TAG_COMMIT,
+    TAG_VERSIONS,
+    TAG_MESSAGE,
+)
 
 # the values of TAG_ROLE
 ROLE_STUDY = "study"

@@ -21,8 +21,9 @@ def _check_int(where: str, name: str, value: object, minimum: int | None = None)
     below `minimum`."""
     # bool is an Integral, but n_units=True is always a mistake
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{where}: {name} must be an int, but got "
-                        f"{type(value).__name__} {value!r}.")
+        raise TypeError(
+            f"{where}: {name} must be an int, but got {type(value).__name__} {value!r}."
+        )
     if minimum is not None and value < minimum:
         raise ValueError(f"{where}: {name} must be at least {minimum}, but got {name}={value}.")
     return int(value)
@@ -65,7 +66,6 @@ def _one_hot(labels: np.ndarray, device: torch.device) -> torch.Tensor:
     """(N,) labels -> (N, K) float64 indicator matrix."""
     idx = torch.as_tensor(labels, dtype=torch.long, device=device)
     return torch.nn.functional.one_hot(idx, int(labels.max()) + 1).to(torch.float64)
-
 
 
 def _check_float(x: object, name: str, where: str, min_ndim: int) -> torch.Tensor:
@@ -115,7 +115,6 @@ def _check_adjacency(adjacency: object, where: str) -> torch.Tensor:
     return a
 
 
-
 def _check_activity(activity: object, where: str) -> torch.Tensor:
     x = _check_float(activity, "activity", where, 2)
     if x.shape[-2] < 2:
@@ -124,4 +123,3 @@ def _check_activity(activity: object, where: str) -> torch.Tensor:
             f"shape {tuple(x.shape)}."
         )
     return x
-

@@ -13,9 +13,8 @@ non-negative, diagonal ignored; community detection itself runs per matrix on th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import random
+from collections.abc import Sequence
 
 import igraph
 import numpy as np
@@ -46,8 +45,11 @@ def _graph(mat: np.ndarray) -> igraph.Graph:
     rows, cols = np.triu_indices(n, 1)
     w = mat[rows, cols]
     keep = w > 0
-    return igraph.Graph(n=n, edges=np.column_stack([rows[keep], cols[keep]]).tolist(),
-                        edge_attrs={"weight": w[keep].tolist()})
+    return igraph.Graph(
+        n=n,
+        edges=np.column_stack([rows[keep], cols[keep]]).tolist(),
+        edge_attrs={"weight": w[keep].tolist()},
+    )
 
 
 def leiden(adjacency: torch.Tensor, seeds: int | Sequence[int]) -> np.ndarray:
@@ -85,8 +87,9 @@ def leiden(adjacency: torch.Tensor, seeds: int | Sequence[int]) -> np.ndarray:
             continue
         igraph.set_random_number_generator(random.Random(seed))
         try:
-            found = _graph(mat).community_leiden(objective_function="modularity",
-                                                 weights="weight", n_iterations=-1)
+            found = _graph(mat).community_leiden(
+                objective_function="modularity", weights="weight", n_iterations=-1
+            )
         finally:
             igraph.set_random_number_generator(random)
         member = np.asarray(found.membership, dtype=np.int64)

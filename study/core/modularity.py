@@ -15,12 +15,27 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from study.core._checks import (Labels, _as_labels, _check_activity, _check_adjacency,
-                                _check_square, _one_hot)
+from study.core._checks import (
+    Labels,
+    _as_labels,
+    _check_activity,
+    _check_adjacency,
+    _check_square,
+    _one_hot,
+)
 
-__all__ = ["modularity", "modularity_max", "functional_adjacency", "functional_modularity",
-           "structural_adjacency", "structural_modularity", "random_partitions",
-           "modularity_of_partitions", "modularity_zscore", "weight_change"]
+__all__ = [
+    "modularity",
+    "modularity_max",
+    "functional_adjacency",
+    "functional_modularity",
+    "structural_adjacency",
+    "structural_modularity",
+    "random_partitions",
+    "modularity_of_partitions",
+    "modularity_zscore",
+    "weight_change",
+]
 
 
 def _zero_diagonal(a: torch.Tensor) -> torch.Tensor:
@@ -28,9 +43,7 @@ def _zero_diagonal(a: torch.Tensor) -> torch.Tensor:
     return torch.where(eye, torch.zeros((), dtype=a.dtype, device=a.device), a)
 
 
-def _modularity_terms(
-    a: torch.Tensor, onehot: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _modularity_terms(a: torch.Tensor, onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """float64 (..., N, N) with zero diagonal, (N, K) -> (within / 2m, Σ_c (a_c / 2m)²)."""
     degree = a.sum(-1)  # (..., N) k_i
     two_m = degree.sum(-1)  # (...,)
@@ -116,8 +129,9 @@ def _abs_corr(activity: torch.Tensor) -> torch.Tensor:
     # a unit is constant when all its samples are equal; its centred column may still carry
     # rounding residue, so decide on the raw samples, not on the variance
     constant = activity.amax(-2) == activity.amin(-2)  # (..., N)
-    var = torch.where(constant, torch.ones_like(cov.diagonal(dim1=-2, dim2=-1)),
-                      cov.diagonal(dim1=-2, dim2=-1))
+    var = torch.where(
+        constant, torch.ones_like(cov.diagonal(dim1=-2, dim2=-1)), cov.diagonal(dim1=-2, dim2=-1)
+    )
     inv_std = var.rsqrt()
     corr = (cov * inv_std.unsqueeze(-1) * inv_std.unsqueeze(-2)).abs()
     varying = ~constant
@@ -212,9 +226,7 @@ def structural_modularity(
 # null-referenced modularity
 
 
-def random_partitions(
-    labels: Labels, n_partitions: int, seed: int | Sequence[int]
-) -> np.ndarray:
+def random_partitions(labels: Labels, n_partitions: int, seed: int | Sequence[int]) -> np.ndarray:
     """R uniformly random relabellings of the units that keep every group's size.
 
     Each row is an independent uniform permutation of `labels`, so group k still has n_k
@@ -234,8 +246,11 @@ def random_partitions(
         ValueError: if labels are invalid or R < 1.
     """
     lab = _as_labels(labels, "random_partitions()")
-    if isinstance(n_partitions, bool) or not isinstance(n_partitions, (int, np.integer)) \
-            or n_partitions < 1:
+    if (
+        isinstance(n_partitions, bool)
+        or not isinstance(n_partitions, (int, np.integer))
+        or n_partitions < 1
+    ):
         raise ValueError(
             f"random_partitions(): n_partitions must be a positive int, but got {n_partitions!r}."
         )

@@ -102,8 +102,14 @@ def _scan_forward(drive: Tensor, x0: Tensor, w: Tensor, alpha: float, xs: Tensor
         xs[:, t] = x
 
 
-def _scan_backward(grad_xs: Tensor, w_t: Tensor, dtanh: Tensor, alpha: float,
-                   grad_drive: Tensor, delta_out: Tensor) -> None:
+def _scan_backward(
+    grad_xs: Tensor,
+    w_t: Tensor,
+    dtanh: Tensor,
+    alpha: float,
+    grad_drive: Tensor,
+    delta_out: Tensor,
+) -> None:
     """BPTT through the recurrence: dL/d drive into grad_drive, dL/dx0 into delta_out."""
     delta = torch.zeros_like(delta_out)
     for t in range(grad_xs.shape[1] - 1, -1, -1):
@@ -139,8 +145,13 @@ def _graphed(kind: str, loop, inputs: tuple[Tensor, ...], alpha: float) -> tuple
     own what they get (a later replay overwrites the static outputs). One graph per (kind,
     shapes, dtype, device, alpha), at most _MAX_GRAPHS kept (least recently used dropped).
     """
-    key = (kind, tuple(tuple(x.shape) for x in inputs), inputs[0].dtype, inputs[0].device,
-           float(alpha))
+    key = (
+        kind,
+        tuple(tuple(x.shape) for x in inputs),
+        inputs[0].dtype,
+        inputs[0].device,
+        float(alpha),
+    )
     entry = _GRAPHS.pop(key, None)
     if entry is None:
         static_in = tuple(x.detach().clone() for x in inputs)
@@ -180,14 +191,18 @@ class _Population(nn.Module):
         super().__init__()
         _check_sizes(n_seeds, n_inputs, n_hidden, n_outputs)
         self.n_seeds, self.n_inputs, self.n_hidden, self.n_outputs = (
-            n_seeds, n_inputs, n_hidden, n_outputs,
+            n_seeds,
+            n_inputs,
+            n_hidden,
+            n_outputs,
         )
 
     def _readout(self, activity: Tensor) -> Tensor:
         """(S, T, B, N) -> (S, T, B, O): activity W_out + b_out, one batched matmul."""
         s, t, b, n = activity.shape
-        return torch.baddbmm(self.b_out.unsqueeze(1), activity.reshape(s, t * b, n),
-                             self.w_out).view(s, t, b, -1)
+        return torch.baddbmm(
+            self.b_out.unsqueeze(1), activity.reshape(s, t * b, n), self.w_out
+        ).view(s, t, b, -1)
 
     def output_weights(self) -> Tensor:
         """(S, N, O)."""
@@ -251,8 +266,9 @@ class LeakyRNN(_Population):
         x = x0
         if n_transient:
             with torch.no_grad():
-                d = self._drive(inputs[:, :n_transient],
-                                noise[:, :n_transient] if noise is not None else None)
+                d = self._drive(
+                    inputs[:, :n_transient], noise[:, :n_transient] if noise is not None else None
+                )
                 x = leaky_scan(d, x0, self.w_rec, self.alpha)[:, -1]
             inputs = inputs[:, n_transient:]
             noise = noise[:, n_transient:] if noise is not None else None
@@ -263,8 +279,13 @@ class LeakyRNN(_Population):
     def _drive(self, u: Tensor, noise: Tensor | None) -> Tensor:
         # α·(u W_in + b) + ξ for all steps at once: (S, T, B, N), one matmul over all samples
         s, t, b, i = u.shape
-        d = torch.baddbmm(self.b.unsqueeze(1), u.reshape(s, t * b, i), self.w_in,
-                          beta=self.alpha, alpha=self.alpha).view(s, t, b, -1)
+        d = torch.baddbmm(
+            self.b.unsqueeze(1),
+            u.reshape(s, t * b, i),
+            self.w_in,
+            beta=self.alpha,
+            alpha=self.alpha,
+        ).view(s, t, b, -1)
         return d.add_(noise) if noise is not None else d
 
     def recurrent_weights(self) -> Tensor:
@@ -280,8 +301,13 @@ class LeakyRNN(_Population):
         return {"in": self.w_in, "rec": self.w_rec, "out": self.w_out}
 
     def snapshot(self) -> dict[str, Tensor]:
-        return {"w_in": self.w_in, "w_rec": self.w_rec, "b": self.b,
-                "w_out": self.w_out, "b_out": self.b_out}
+        return {
+            "w_in": self.w_in,
+            "w_rec": self.w_rec,
+            "b": self.b,
+            "w_out": self.w_out,
+            "b_out": self.b_out,
+        }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -298,13 +324,7 @@ class GRU(_Population):
     """
 
     def __init__(
-        self,
-        n_seeds: int,
-        n_inputs: int,
-        n_hidden: int,
-        n_outputs: int,
-        *,
-        seed: int = 0,
+        self, n_seeds: int, n_inputs: int, n_hidden: int, n_outputs: int, *, seed: int = 0
     ):
         super().__init__(n_seeds, n_inputs, n_hidden, n_outputs)
         gen = member_generators(seed, n_seeds)
@@ -343,7 +363,7 @@ class GRU(_Population):
                 gh = torch.baddbmm(self.b_rec.unsqueeze(1), h, self.u)  # (S, B, 3N)
                 zr = torch.sigmoid(gx[..., : 2 * n] + gh[..., : 2 * n])
                 z, r = zr[..., :n], zr[..., n:]
-                cand = torch.tanh(gx[..., 2 * n:] + r * gh[..., 2 * n:])
+                cand = torch.tanh(gx[..., 2 * n :] + r * gh[..., 2 * n :])
                 h = cand + z * (h - cand)
                 if noise is not None:
                     h = h + noise[:, t]
@@ -355,26 +375,35 @@ class GRU(_Population):
     def recurrent_weights(self) -> Tensor:
         """(S, N, N): the candidate block U_h (docs/method.md §10.2: the block used for Q_str)."""
         n = self.n_hidden
-        return self.u[:, :, 2 * n:]
+        return self.u[:, :, 2 * n :]
 
     def gate_recurrent_weights(self) -> dict[str, Tensor]:
         """The per-gate recurrent blocks of U, each (S, N, N): update U_z, reset U_r, cand. U_h."""
         n = self.n_hidden
-        return {"update": self.u[:, :, :n], "reset": self.u[:, :, n:2 * n],
-                "candidate": self.u[:, :, 2 * n:]}
+        return {
+            "update": self.u[:, :, :n],
+            "reset": self.u[:, :, n : 2 * n],
+            "candidate": self.u[:, :, 2 * n :],
+        }
 
     def input_weights(self) -> Tensor:
         """(S, I, N): the candidate-block input kernel W_h."""
-        return self.w[:, :, 2 * self.n_hidden:]
+        return self.w[:, :, 2 * self.n_hidden :]
 
     def regularised(self) -> dict[str, Tensor]:
         # reference: L2 on the input and recurrent kernels (all gates) and on the readout
         return {"in": self.w, "rec": self.u, "out": self.w_out}
 
     def snapshot(self) -> dict[str, Tensor]:
-        return {"w": self.w, "u": self.u, "b": self.b, "b_rec": self.b_rec,
-                "w_out": self.w_out, "b_out": self.b_out,
-                "w_rec": self.recurrent_weights()}
+        return {
+            "w": self.w,
+            "u": self.u,
+            "b": self.b,
+            "b_rec": self.b_rec,
+            "w_out": self.w_out,
+            "b_out": self.b_out,
+            "w_rec": self.recurrent_weights(),
+        }
 
 
 def _identity(x: Tensor) -> Tensor:
@@ -394,15 +423,18 @@ def build_network(
 ) -> LeakyRNN | GRU:
     """Construct the network named by `kind` ("leaky" or "gru")."""
     if kind == "leaky":
-        return LeakyRNN(n_seeds, n_inputs, n_hidden, n_outputs,
-                        alpha=alpha, gain=gain, seed=seed)
+        return LeakyRNN(n_seeds, n_inputs, n_hidden, n_outputs, alpha=alpha, gain=gain, seed=seed)
     if kind == "gru":
         return GRU(n_seeds, n_inputs, n_hidden, n_outputs, seed=seed)
     raise ValueError(f"build_network(): kind must be 'leaky' or 'gru', but got {kind!r}")
 
 
 def _check_sizes(n_seeds: int, n_inputs: int, n_hidden: int, n_outputs: int) -> None:
-    for name, value in (("n_seeds", n_seeds), ("n_inputs", n_inputs),
-                        ("n_hidden", n_hidden), ("n_outputs", n_outputs)):
+    for name, value in (
+        ("n_seeds", n_seeds),
+        ("n_inputs", n_inputs),
+        ("n_hidden", n_hidden),
+        ("n_outputs", n_outputs),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"network: {name} must be a positive int, but got {name}={value!r}")

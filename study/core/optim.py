@@ -45,15 +45,21 @@ class ReplicaOptimizer:
             raise ValueError(f"optimizer kind must be 'rmsprop' or 'adam', but got {kind!r}")
         self.params = list(params)
         self.kind, self.lr, self.rho, self.beta1, self.beta2, self.eps = (
-            kind, lr, rho, beta1, beta2, eps,
+            kind,
+            lr,
+            rho,
+            beta1,
+            beta2,
+            eps,
         )
         self.clip_norm, self.clip_value = clip_norm, clip_value
         self.step_count = 0
         self.state: list[dict[str, Tensor]] = [self._fresh(p) for p in self.params]
 
     def _fresh(self, p: Tensor) -> dict[str, Tensor]:
-        return {"v": torch.zeros_like(p)} | ({"m": torch.zeros_like(p)}
-                                             if self.kind == "adam" else {})
+        return {"v": torch.zeros_like(p)} | (
+            {"m": torch.zeros_like(p)} if self.kind == "adam" else {}
+        )
 
     def _follow(self) -> None:
         """Keep the state on the parameters' device (a module moved with .to() after we were
@@ -65,9 +71,17 @@ class ReplicaOptimizer:
 
     @classmethod
     def from_config(cls, params: Iterable[Tensor], cfg: Any) -> ReplicaOptimizer:
-        return cls(params, kind=cfg.kind, lr=cfg.lr, rho=cfg.rho, beta1=cfg.beta1,
-                   beta2=cfg.beta2, eps=cfg.eps, clip_norm=cfg.clip_norm,
-                   clip_value=cfg.clip_value)
+        return cls(
+            params,
+            kind=cfg.kind,
+            lr=cfg.lr,
+            rho=cfg.rho,
+            beta1=cfg.beta1,
+            beta2=cfg.beta2,
+            eps=cfg.eps,
+            clip_norm=cfg.clip_norm,
+            clip_value=cfg.clip_value,
+        )
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -100,8 +114,10 @@ class ReplicaOptimizer:
                 p.addcdiv_(m, v.sqrt().add_(self.eps), value=-lr_t)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"step_count": self.step_count,
-                "state": [{k: v.clone() for k, v in st.items()} for st in self.state]}
+        return {
+            "step_count": self.step_count,
+            "state": [{k: v.clone() for k, v in st.items()} for st in self.state],
+        }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         self._follow()

@@ -4,8 +4,8 @@
 everything that can fail (search space, sampler, scheduler, Optuna storage, Ray: a cluster when
 RAY_ADDRESS / --address is given, else embedded) and only then opens the MLflow study run, which
 it closes on every exit path. Each step is a function of its own below, in the order
-`run_study` calls them. The trial-process half (the trainable) is `study.service.worker`; its public
-names are re-exported here. Ray API names follow docs/stack.md §0.1 (ray.tune.* only inside
+`run_study` calls them. The trial-process half (the trainable) is `study.service.worker`; its
+public names are re-exported here. Ray API names follow docs/stack.md §0.1 (ray.tune.* only inside
 trainables). Ray and Optuna are imported inside the steps that use them: `python -m study
 validate` imports this module for `check_search` and must stay light.
 """
@@ -23,19 +23,45 @@ from typing import Any
 
 from study.contract import settings
 from study.contract.text import redact_url
-from study.spec import ConfigError, Study, TrialConfig, parse_constraint
 from study.core.tasks import task_metric
 from study.service.tracking import (
-    TAG_COMMIT, TAG_OBJECTIVES, TAG_STATUS, TAG_SWEPT, TAG_TASK, TAG_TRIAL, TAG_VERSIONS,
-    TRIALS_VIEW, StudyTracker, default_optuna_storage, default_tracking_uri, git_commit,
-    secure_store, study_home, versions,
+    TAG_COMMIT,
+    TAG_OBJECTIVES,
+    TAG_STATUS,
+    TAG_SWEPT,
+    TAG_TASK,
+    TAG_TRIAL,
+    TAG_VERSIONS,
+    TRIALS_VIEW,
+    StudyTracker,
+    default_optuna_storage,
+    default_tracking_uri,
+    git_commit,
+    secure_store,
+    study_home,
+    versions,
 )
-from study.service.worker import (  # noqa: F401 - re-exported: the trainable side, study.service.worker
-    StudyContext, objective_keys, objective_values, sweep_work_dirs, trial,
+from study.service.worker import (
+    StudyContext,
+    objective_keys,
+    objective_values,
+    sweep_work_dirs,
+    trial,
 )
+from study.spec import ConfigError, Study, TrialConfig, parse_constraint
 
-__all__ = ["StudyContext", "trial", "objective_values", "run_study", "study_paths",
-           "check_search", "sweep_work_dirs", "best_trials", "format_outcome", "StudyOutcome"]
+__all__ = [
+    "StudyContext",
+    "trial",
+    "objective_values",
+    "run_study",
+    "study_paths",
+    "check_search",
+    "sweep_work_dirs",
+    "best_trials",
+    "format_outcome",
+    "StudyOutcome",
+]
 
 log = logging.getLogger("study.service.driver")
 
@@ -43,9 +69,14 @@ log = logging.getLogger("study.service.driver")
 def study_paths(name: str, home: Path | None = None) -> dict[str, Path]:
     """Where a study's files live under STUDY_HOME."""
     home = home or study_home()
-    return {"home": home, "ray": home / "ray", "experiment": home / "ray" / name,
-            "artifacts": home / "mlartifacts", "reports": home / "reports" / name,
-            "trials": home / "trials" / name}
+    return {
+        "home": home,
+        "ray": home / "ray",
+        "experiment": home / "ray" / name,
+        "artifacts": home / "mlartifacts",
+        "reports": home / "reports" / name,
+        "trials": home / "trials" / name,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -64,13 +95,17 @@ def check_search(study: Study) -> tuple[dict[str, Any], Any]:
         try:
             space[key] = _distribution(p)
         except ValueError as e:
-            raise ConfigError(f"key 'search.{key}': {' '.join(str(e).split())}",
-                              source=str(study.path), key=f"search.{key}") from None
+            raise ConfigError(
+                f"key 'search.{key}': {' '.join(str(e).split())}",
+                source=str(study.path),
+                key=f"search.{key}",
+            ) from None
     try:
         sampler = _sampler(study)
     except ValueError as e:
-        raise ConfigError(f"key 'sampler': {' '.join(str(e).split())}", source=str(study.path),
-                          key="sampler") from None
+        raise ConfigError(
+            f"key 'sampler': {' '.join(str(e).split())}", source=str(study.path), key="sampler"
+        ) from None
     return space, sampler
 
 
@@ -80,8 +115,9 @@ def _distribution(p):
     if p.type == "categorical":
         return optuna.distributions.CategoricalDistribution(list(p.values))
     if p.type == "int":
-        return optuna.distributions.IntDistribution(int(p.low), int(p.high), log=p.log,
-                                                    step=int(p.step or 1))
+        return optuna.distributions.IntDistribution(
+            int(p.low), int(p.high), log=p.log, step=int(p.step or 1)
+        )
     return optuna.distributions.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
 
 
@@ -90,8 +126,9 @@ def _sampler(study: Study):
 
     s = study.spec.sampler
     if s.name == "grid":
-        return optuna.samplers.GridSampler({k: p.grid() for k, p in study.spec.search.items()},
-                                           seed=s.seed)
+        return optuna.samplers.GridSampler(
+            {k: p.grid() for k, p in study.spec.search.items()}, seed=s.seed
+        )
     if s.name == "qmc":
         return optuna.samplers.QMCSampler(seed=s.seed, scramble=True)
     if s.name == "random":
@@ -160,8 +197,13 @@ def run_study(
         fn = _trainable(study, ctx)
 
         def new_tuner():  # only when there is nothing to resume
-            return _tuner(study, fn, _search(study, name, space, sampler, storage), scheduler,
-                          _run_config(study, name, paths, _progress(study, base_cfg), verbose))
+            return _tuner(
+                study,
+                fn,
+                _search(study, name, space, sampler, storage),
+                scheduler,
+                _run_config(study, name, paths, _progress(study, base_cfg), verbose),
+            )
 
         tuner, resumed = _restore_or_new(paths["experiment"], fn, new_tuner)
         grid = tuner.fit()
@@ -169,14 +211,21 @@ def run_study(
     except KeyboardInterrupt:
         status, message = "stopped", "stopped: interrupted (Ctrl-C)"
         raise
-    except BaseException as e:  # noqa: BLE001 - re-raised; recorded on the study run
+    except BaseException as e:
         status, message = "failed", redact_url(f"{type(e).__name__}: {e}")
         raise
     finally:
         _close_study(tracker, paths["trials"], reasons, status, message)
-    outcome = StudyOutcome(name, paths["experiment"], ctx.tracking_uri, storage_url,
-                           n_trials=len(grid), n_errors=grid.num_errors, resumed=resumed,
-                           experiment_id=tracker.experiment_id)
+    outcome = StudyOutcome(
+        name,
+        paths["experiment"],
+        ctx.tracking_uri,
+        storage_url,
+        n_trials=len(grid),
+        n_errors=grid.num_errors,
+        resumed=resumed,
+        experiment_id=tracker.experiment_id,
+    )
     outcome.best = best_trials(tracker, list(spec.search), ctx.objectives, spec.constraints)
     return outcome
 
@@ -201,10 +250,14 @@ def _scheduler(study: Study, base_cfg: TrialConfig):
         return None
     metrics = [m for m, _ in _objectives(study)]
     i = metrics.index(sch.metric) if sch.metric is not None else 0  # validated: an objective
-    return ASHAScheduler(time_attr="training_iteration", metric=objective_keys(len(metrics))[i],
-                         mode=_modes(study)[i],
-                         max_t=base_cfg.train.epochs // base_cfg.train.eval_every + 2,
-                         grace_period=sch.grace_period, reduction_factor=sch.reduction_factor)
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        metric=objective_keys(len(metrics))[i],
+        mode=_modes(study)[i],
+        max_t=base_cfg.train.epochs // base_cfg.train.eval_every + 2,
+        grace_period=sch.grace_period,
+        reduction_factor=sch.reduction_factor,
+    )
 
 
 def _open_storage(url: str):
@@ -217,15 +270,18 @@ def _open_storage(url: str):
 
     try:
         storage = optuna.storages.RDBStorage(url)
-    except Exception as e:  # noqa: BLE001 - a storage that cannot be opened: say which, redacted
-        raise RuntimeError(f"cannot open the Optuna storage {redact_url(url)}: "
-                           f"{redact_url(' '.join(str(e).split())[:300])}") from None
+    except Exception as e:
+        raise RuntimeError(
+            f"cannot open the Optuna storage {redact_url(url)}: "
+            f"{redact_url(' '.join(str(e).split())[:300])}"
+        ) from None
     secure_store(url)
     return storage
 
 
-def _init_ray(address: str | None, num_cpus: int | None, num_gpus: int | None,
-              verbose: int) -> None:
+def _init_ray(
+    address: str | None, num_cpus: int | None, num_gpus: int | None, verbose: int
+) -> None:
     """Connect to the cluster at ADDRESS (default RAY_ADDRESS), else start an embedded Ray;
     nothing when Ray is already initialised (tests, notebooks)."""
     import ray
@@ -245,35 +301,55 @@ def _init_ray(address: str | None, num_cpus: int | None, num_gpus: int | None,
     if address:
         ray.init(address=address, log_to_driver=verbose > 0)
     else:
-        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
-                 include_dashboard=False, log_to_driver=verbose > 0)
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            include_dashboard=False,
+            log_to_driver=verbose > 0,
+        )
 
 
-def _start_study_run(tracker: StudyTracker, study: Study, name: str,
-                     base_cfg: TrialConfig) -> str:
+def _start_study_run(tracker: StudyTracker, study: Study, name: str, base_cfg: TrialConfig) -> str:
     """Open (or, on resume, reopen) the study's parent run; returns its id."""
     spec = study.spec
     return tracker.start(
-        tags={TAG_SWEPT: json.dumps(list(spec.search)),
-              TAG_TASK: base_cfg.task.name,
-              TAG_OBJECTIVES: json.dumps([o.model_dump() for o in spec.objectives]),
-              TAG_COMMIT: git_commit(), TAG_VERSIONS: json.dumps(versions())},
-        params={"spec.name": name, "spec.sampler": spec.sampler.name,
-                "spec.trials": spec.n_trials(), "spec.concurrency": spec.concurrency,
-                "spec.cpu": spec.resources.cpu, "spec.gpu": spec.resources.gpu},
+        tags={
+            TAG_SWEPT: json.dumps(list(spec.search)),
+            TAG_TASK: base_cfg.task.name,
+            TAG_OBJECTIVES: json.dumps([o.model_dump() for o in spec.objectives]),
+            TAG_COMMIT: git_commit(),
+            TAG_VERSIONS: json.dumps(versions()),
+        },
+        params={
+            "spec.name": name,
+            "spec.sampler": spec.sampler.name,
+            "spec.trials": spec.n_trials(),
+            "spec.concurrency": spec.concurrency,
+            "spec.cpu": spec.resources.cpu,
+            "spec.gpu": spec.resources.gpu,
+        },
         spec_text=study.text,
     )
 
 
-def _study_context(study: Study, name: str, home: Path, tracker: StudyTracker, parent: str,
-                   base_cfg: TrialConfig) -> StudyContext:
+def _study_context(
+    study: Study, name: str, home: Path, tracker: StudyTracker, parent: str, base_cfg: TrialConfig
+) -> StudyContext:
     """The constants every trial of the study needs."""
     spec = study.spec
     return StudyContext(
-        name=name, base=study.base, spec_path=str(study.path), objectives=_objectives(study),
-        constraints=tuple(spec.constraints), tracking_uri=tracker.uri,
-        experiment_id=tracker.experiment_id, parent_run_id=parent, home=str(home),
-        cpus_per_trial=spec.resources.cpu, task=base_cfg.task.name,
+        name=name,
+        base=study.base,
+        spec_path=str(study.path),
+        objectives=_objectives(study),
+        constraints=tuple(spec.constraints),
+        tracking_uri=tracker.uri,
+        experiment_id=tracker.experiment_id,
+        parent_run_id=parent,
+        home=str(home),
+        cpus_per_trial=spec.resources.cpu,
+        task=base_cfg.task.name,
     )
 
 
@@ -281,8 +357,10 @@ def _trainable(study: Study, ctx: StudyContext):
     """`worker.trial` with the study context bound and the spec's resources per trial."""
     from ray import tune
 
-    return tune.with_resources(tune.with_parameters(trial, ctx=ctx),
-                               {"cpu": study.spec.resources.cpu, "gpu": study.spec.resources.gpu})
+    return tune.with_resources(
+        tune.with_parameters(trial, ctx=ctx),
+        {"cpu": study.spec.resources.cpu, "gpu": study.spec.resources.gpu},
+    )
 
 
 def _search(study: Study, name: str, space, sampler, storage):
@@ -290,9 +368,14 @@ def _search(study: Study, name: str, space, sampler, storage):
     from ray.tune.search.optuna import OptunaSearch
 
     keys, modes = objective_keys(len(study.spec.objectives)), _modes(study)
-    return OptunaSearch(space=space, metric=keys[0] if len(keys) == 1 else keys,
-                        mode=modes[0] if len(modes) == 1 else modes, sampler=sampler,
-                        study_name=name, storage=storage)
+    return OptunaSearch(
+        space=space,
+        metric=keys[0] if len(keys) == 1 else keys,
+        mode=modes[0] if len(modes) == 1 else modes,
+        sampler=sampler,
+        study_name=name,
+        storage=storage,
+    )
 
 
 def _progress(study: Study, base_cfg: TrialConfig):
@@ -301,13 +384,21 @@ def _progress(study: Study, base_cfg: TrialConfig):
     from ray import tune
 
     scored = task_metric(base_cfg)
-    shown = {"epoch": "epoch", scored: scored[:3], "mi": "mi", "q_func": "q_func",
-             "q_struct": "q_struct"}
+    shown = {
+        "epoch": "epoch",
+        scored: scored[:3],
+        "mi": "mi",
+        "q_func": "q_func",
+        "q_struct": "q_struct",
+    }
     for metric, _ in _objectives(study):
         shown.setdefault(metric, metric)
-    return tune.CLIReporter(metric_columns=shown,
-                            parameter_columns={k: k for k in study.spec.search},
-                            max_report_frequency=15, sort_by_metric=False)
+    return tune.CLIReporter(
+        metric_columns=shown,
+        parameter_columns={k: k for k in study.spec.search},
+        max_report_frequency=15,
+        sort_by_metric=False,
+    )
 
 
 def _run_config(study: Study, name: str, paths: dict[str, Path], progress, verbose: int):
@@ -315,10 +406,12 @@ def _run_config(study: Study, name: str, paths: dict[str, Path], progress, verbo
     from ray import tune
 
     return tune.RunConfig(
-        name=name, storage_path=str(paths["ray"]),
+        name=name,
+        storage_path=str(paths["ray"]),
         failure_config=tune.FailureConfig(max_failures=study.spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        progress_reporter=progress, verbose=verbose,
+        progress_reporter=progress,
+        verbose=verbose,
     )
 
 
@@ -327,9 +420,16 @@ def _tuner(study: Study, fn, search, scheduler, run_config):
     from ray import tune
 
     spec = study.spec
-    return tune.Tuner(fn, run_config=run_config, tune_config=tune.TuneConfig(
-        search_alg=search, scheduler=scheduler, num_samples=spec.n_trials(),
-        max_concurrent_trials=spec.concurrency))
+    return tune.Tuner(
+        fn,
+        run_config=run_config,
+        tune_config=tune.TuneConfig(
+            search_alg=search,
+            scheduler=scheduler,
+            num_samples=spec.n_trials(),
+            max_concurrent_trials=spec.concurrency,
+        ),
+    )
 
 
 def _restore_or_new(experiment: Path, fn, new) -> tuple[Any, bool]:
@@ -348,8 +448,10 @@ def _restore_or_new(experiment: Path, fn, new) -> tuple[Any, bool]:
     try:
         return tune.Tuner.restore(str(experiment), trainable=fn, resume_errored=True), True
     except ValueError as e:  # e.g. written by an incompatible version of mistudy
-        raise RuntimeError(f"cannot resume study '{experiment.name}' from {experiment} ({e}); "
-                           f"run it with --fresh to start over under a new name") from e
+        raise RuntimeError(
+            f"cannot resume study '{experiment.name}' from {experiment} ({e}); "
+            f"run it with --fresh to start over under a new name"
+        ) from e
 
 
 def _stop_reasons(grid, epochs: int) -> dict[str, str]:
@@ -360,12 +462,14 @@ def _stop_reasons(grid, epochs: int) -> dict[str, str]:
         m = res.metrics or {}
         if res.error is None and m.get("epoch", 0) < epochs and not m.get("diverged"):
             reasons[m.get("trial_id", "")] = (
-                f"stopped by the scheduler after epoch {m.get('epoch')}")
+                f"stopped by the scheduler after epoch {m.get('epoch')}"
+            )
     return reasons
 
 
-def _close_study(tracker: StudyTracker, trials_dir: Path, reasons: dict[str, str], status: str,
-                 message: str) -> None:
+def _close_study(
+    tracker: StudyTracker, trials_dir: Path, reasons: dict[str, str], status: str, message: str
+) -> None:
     """End the study: close the runs of trials that are gone, log the provisional summaries of
     trials that never finished, sweep stale scratch folders, end the study run as STATUS
     (always, even when one of the others fails)."""
@@ -383,20 +487,25 @@ def best_trials(tracker: StudyTracker, swept, objectives, constraints, k: int = 
     rows = []
     for run in tracker.trial_runs():
         m, params = run.data.metrics, run.data.params
-        row = {"trial": run.data.tags.get(TAG_TRIAL, run.info.run_name),
-               **{key: params.get(key) for key in swept},
-               **{metric: m.get(metric, math.nan) for metric, _ in objectives},
-               "status": run.data.tags.get(TAG_STATUS, "")}
+        row = {
+            "trial": run.data.tags.get(TAG_TRIAL, run.info.run_name),
+            **{key: params.get(key) for key in swept},
+            **{metric: m.get(metric, math.nan) for metric, _ in objectives},
+            "status": run.data.tags.get(TAG_STATUS, ""),
+        }
         feasible = all(
             math.isfinite(m.get(c, math.nan)) and (m[c] >= b if op == ">=" else m[c] <= b)
-            for c, op, b in map(parse_constraint, constraints))
+            for c, op, b in map(parse_constraint, constraints)
+        )
         row["feasible"] = feasible
         rows.append(row)
     signs = [1.0 if d == "maximize" else -1.0 for _, d in objectives]
 
     def key(r):
-        vals = [s * r[metric] if math.isfinite(r[metric]) else -math.inf
-                for s, (metric, _) in zip(signs, objectives)]
+        vals = [
+            s * r[metric] if math.isfinite(r[metric]) else -math.inf
+            for s, (metric, _) in zip(signs, objectives)
+        ]
         return (r["feasible"], *vals)
 
     rows.sort(key=key, reverse=True)
@@ -405,9 +514,14 @@ def best_trials(tracker: StudyTracker, swept, objectives, constraints, k: int = 
         front = []
         for r in (r for r in rows if r["feasible"]):
             v = [s * r[metric] for s, (metric, _) in zip(signs, objectives)]
-            dominated = any(all(a >= b for a, b in zip(w, v)) and w != v for w in
-                            ([s * f[metric] for s, (metric, _) in zip(signs, objectives)]
-                             for f in rows if f["feasible"]))
+            dominated = any(
+                all(a >= b for a, b in zip(w, v)) and w != v
+                for w in (
+                    [s * f[metric] for s, (metric, _) in zip(signs, objectives)]
+                    for f in rows
+                    if f["feasible"]
+                )
+            )
             if not dominated:
                 front.append(r)
         chosen = front
@@ -418,9 +532,11 @@ def best_trials(tracker: StudyTracker, swept, objectives, constraints, k: int = 
 
 
 def format_outcome(outcome: StudyOutcome) -> str:
-    lines = [f"study {outcome.name}: {outcome.n_trials} trials"
-             + (f", {outcome.n_errors} errored" if outcome.n_errors else "")
-             + (" (resumed)" if outcome.resumed else "")]
+    lines = [
+        f"study {outcome.name}: {outcome.n_trials} trials"
+        + (f", {outcome.n_errors} errored" if outcome.n_errors else "")
+        + (" (resumed)" if outcome.resumed else "")
+    ]
     if outcome.best:
         keys = list(outcome.best[0])
         widths = {k: max(len(k), *(len(_fmt(r.get(k))) for r in outcome.best)) for k in keys}
@@ -430,12 +546,15 @@ def format_outcome(outcome: StudyOutcome) -> str:
             lines.append("  " + "  ".join(_fmt(r.get(k)).ljust(widths[k]) for k in keys))
     uri = redact_url(outcome.tracking_uri)
     # MLflow 3.17 opens experiments in its GenAI view unless the link asks for the training one
-    trials = (f"/#/experiments/{outcome.experiment_id}/runs?workflowType=machine_learning"
-              f"&viewStateShareKey={TRIALS_VIEW}")
+    trials = (
+        f"/#/experiments/{outcome.experiment_id}/runs?workflowType=machine_learning"
+        f"&viewStateShareKey={TRIALS_VIEW}"
+    )
     lines += [
         f"browse runs:   mlflow ui --backend-store-uri {uri}, then open "
         f"http://127.0.0.1:5000{trials}"
-        if uri.startswith("sqlite") else f"browse runs:   open {uri.rstrip('/')}{trials}",
+        if uri.startswith("sqlite")
+        else f"browse runs:   open {uri.rstrip('/')}{trials}",
         f"make a report: python -m analysis report {outcome.name}",
         f"optuna study:  {redact_url(outcome.optuna_storage)} (study '{outcome.name}')",
     ]

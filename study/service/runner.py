@@ -1,7 +1,7 @@
 """The one trial runner: config → MLflow run → `train()` through a fan-out of reporters →
 summary → outputs → final status. `python -m study train` (`train_command`) and the Ray Tune
-trainable (`study.service.worker.trial`) both run a trial through `run_trial`; they differ only in the
-reporters they add (a progress bar; Tune's session report) and in where the run and its
+trainable (`study.service.worker.trial`) both run a trial through `run_trial`; they differ only in
+the reporters they add (a progress bar; Tune's session report) and in where the run and its
 checkpoint live.
 
 Every exit path ends the trial's MLflow run exactly once with a status of the run-data contract
@@ -25,17 +25,32 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from study.contract.text import redact_url
-from study.spec import TrialConfig
-from study.service.summary import Summary, summarize, write_outputs, write_snapshot
 from study.core.tasks import task_metric
+from study.service.summary import Summary, summarize, write_outputs, write_snapshot
 from study.service.tracking import (
-    TAG_COMMIT, TAG_SWEPT, TAG_TASK, StudyTracker, TrialTracker, default_tracking_uri, git_commit,
+    TAG_COMMIT,
+    TAG_SWEPT,
+    TAG_TASK,
+    StudyTracker,
+    TrialTracker,
+    default_tracking_uri,
+    git_commit,
     study_home,
 )
+from study.spec import TrialConfig
 from study.training import EvalRecord, NullReporter, TrainResult, records_from_state, train
 
-__all__ = ["TrialRun", "StageReporter", "FanOut", "MlflowReporter", "ProgressBar", "run_trial",
-           "train_command", "train_trial_id", "means_of"]
+__all__ = [
+    "TrialRun",
+    "StageReporter",
+    "FanOut",
+    "MlflowReporter",
+    "ProgressBar",
+    "run_trial",
+    "train_command",
+    "train_trial_id",
+    "means_of",
+]
 
 log = logging.getLogger("study.service.runner")
 
@@ -64,11 +79,17 @@ class TrialRun:
         resume_state: the state dict of the checkpoint the trial resumes from, if any.
     """
 
-    def __init__(self, cfg: TrialConfig, out_dir: Path, tracker: TrialTracker | None = None,
-                 resume_state: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        cfg: TrialConfig,
+        out_dir: Path,
+        tracker: TrialTracker | None = None,
+        resume_state: Mapping[str, Any] | None = None,
+    ):
         self.cfg, self.out_dir, self.tracker = cfg, Path(out_dir), tracker
-        self.history: list[EvalRecord] = (records_from_state(resume_state)
-                                          if resume_state is not None else [])
+        self.history: list[EvalRecord] = (
+            records_from_state(resume_state) if resume_state is not None else []
+        )
         self.start_epoch = int(resume_state["epoch"]) if resume_state is not None else 0
         self.seed_values = [cfg.seed + i for i in range(cfg.seeds)]
         self.snapshots: dict[int, Path] = {}
@@ -170,27 +191,43 @@ class ProgressBar(StageReporter):
 
     def __init__(self, cfg: TrialConfig, *, quiet: bool = False, start: int = 0):
         self.task_metric = task_metric(cfg)
-        self.bar = tqdm(total=cfg.train.epochs, initial=start, unit="epoch", disable=quiet,
-                        dynamic_ncols=True, file=sys.stderr)
+        self.bar = tqdm(
+            total=cfg.train.epochs,
+            initial=start,
+            unit="epoch",
+            disable=quiet,
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
 
     def on_epoch(self, epoch: int) -> None:
         self.bar.update(epoch - self.bar.n)
 
     def report(self, record: EvalRecord, checkpoint: Path | None) -> None:
         means = means_of(record)
-        shown = {self.task_metric[:3]: self.task_metric, "mi": "mi", "q_func": "q_func",
-                 "q_struct": "q_struct"}
-        self.bar.set_postfix({label: f"{means[k]:.3f}" for label, k in shown.items()},
-                             refresh=True)
+        shown = {
+            self.task_metric[:3]: self.task_metric,
+            "mi": "mi",
+            "q_func": "q_func",
+            "q_struct": "q_struct",
+        }
+        self.bar.set_postfix(
+            {label: f"{means[k]:.3f}" for label, k in shown.items()}, refresh=True
+        )
 
     def close(self) -> None:
         self.bar.close()
 
 
-def run_trial(run: TrialRun, reporters: Sequence[StageReporter] = (), *,
-              checkpoint_dir: Path | None, resume_from: Path | None = None,
-              device: str | None = None, provisional: bool = False
-              ) -> tuple[TrainResult, Summary]:
+def run_trial(
+    run: TrialRun,
+    reporters: Sequence[StageReporter] = (),
+    *,
+    checkpoint_dir: Path | None,
+    resume_from: Path | None = None,
+    device: str | None = None,
+    provisional: bool = False,
+) -> tuple[TrainResult, Summary]:
     """Train one trial and close its MLflow run with the right status on every exit path.
 
     The reporters see each hook after the runner's own stages (history and snapshots, then
@@ -207,20 +244,31 @@ def run_trial(run: TrialRun, reporters: Sequence[StageReporter] = (), *,
     fan = FanOut(*stages, *reporters)
     status, message, closed = "failed", "", False
     try:
-        result = train(run.cfg, reporter=fan, checkpoint_dir=checkpoint_dir,
-                       resume_from=resume_from, device=device)
+        result = train(
+            run.cfg,
+            reporter=fan,
+            checkpoint_dir=checkpoint_dir,
+            resume_from=resume_from,
+            device=device,
+        )
         summary = summarize(run.cfg, result.history, result.seed_values)
         fan.done(result, summary)
         outputs = write_outputs(run.out_dir, run.cfg, summary)
         if run.tracker is not None:
-            run.tracker.finish(result.status, summary=summary.metrics, step=result.epochs_done,
-                               outputs=outputs, root=run.out_dir, message=result.message)
+            run.tracker.finish(
+                result.status,
+                summary=summary.metrics,
+                step=result.epochs_done,
+                outputs=outputs,
+                root=run.out_dir,
+                message=result.message,
+            )
         closed = True
         return result, summary
     except (KeyboardInterrupt, SystemExit) as e:
         status, message = "stopped", _stop_message(e)
         raise
-    except BaseException as e:  # noqa: BLE001 - re-raised; only records how the trial ended
+    except BaseException as e:
         message = redact_url(f"{type(e).__name__}: {e}")
         raise
     finally:
@@ -237,12 +285,19 @@ def _close_unfinished(run: TrialRun, status: str, message: str) -> None:
         summary = run.summary() if run.history else None
         outputs = write_outputs(run.out_dir, run.cfg, summary) if summary is not None else []
         if run.tracker is not None:
-            run.tracker.finish(status, summary=summary.metrics if summary is not None else {},
-                               step=run.history[-1].epoch if run.history else 0,
-                               outputs=outputs, root=run.out_dir, message=message)
-    except Exception:  # noqa: BLE001 - logged in full; the original error is re-raised
-        log.exception("could not close the MLflow run of trial %s",
-                      run.tracker.trial_id if run.tracker is not None else run.out_dir)
+            run.tracker.finish(
+                status,
+                summary=summary.metrics if summary is not None else {},
+                step=run.history[-1].epoch if run.history else 0,
+                outputs=outputs,
+                root=run.out_dir,
+                message=message,
+            )
+    except Exception:
+        log.exception(
+            "could not close the MLflow run of trial %s",
+            run.tracker.trial_id if run.tracker is not None else run.out_dir,
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,22 +316,40 @@ def train_trial_id(out: Path) -> str:
     return f"train-{safe}"
 
 
-def _open_train_tracking(cfg: TrialConfig, name: str, out: Path,
-                         spec_text: str) -> tuple[StudyTracker, TrialTracker]:
+def _open_train_tracking(
+    cfg: TrialConfig, name: str, out: Path, spec_text: str
+) -> tuple[StudyTracker, TrialTracker]:
     """The experiment NAME, its study run (parent) and the trial's child run."""
     uri = default_tracking_uri()
     study = StudyTracker(uri, name, artifact_root=study_home() / "mlartifacts")
-    parent = study.start(tags={TAG_SWEPT: "[]", TAG_TASK: cfg.task.name,
-                               TAG_COMMIT: git_commit()}, spec_text=spec_text)
-    tracker = TrialTracker(uri, study.experiment_id, parent, train_trial_id(out),
-                           study_name=name, task=cfg.task.name, params=cfg.flat())
+    parent = study.start(
+        tags={TAG_SWEPT: "[]", TAG_TASK: cfg.task.name, TAG_COMMIT: git_commit()},
+        spec_text=spec_text,
+    )
+    tracker = TrialTracker(
+        uri,
+        study.experiment_id,
+        parent,
+        train_trial_id(out),
+        study_name=name,
+        task=cfg.task.name,
+        params=cfg.flat(),
+    )
     return study, tracker
 
 
-def train_command(cfg: TrialConfig, out: Path, *, name: str, spec_text: str, track: bool = True,
-                  quiet: bool = False, device: str | None = None,
-                  resume_from: Path | None = None,
-                  resume_state: Mapping[str, Any] | None = None) -> tuple[TrainResult, Summary]:
+def train_command(
+    cfg: TrialConfig,
+    out: Path,
+    *,
+    name: str,
+    spec_text: str,
+    track: bool = True,
+    quiet: bool = False,
+    device: str | None = None,
+    resume_from: Path | None = None,
+    resume_state: Mapping[str, Any] | None = None,
+) -> tuple[TrainResult, Summary]:
     """Train one trial into OUT with a progress bar: OUT/checkpoint is (over)written, and unless
     `track` is false the trial is logged as a study of one trial (parent run + one child), whose
     study run ends with the trial's status."""
@@ -287,8 +360,12 @@ def train_command(cfg: TrialConfig, out: Path, *, name: str, spec_text: str, tra
     status = "failed"
     try:
         result, summary = run_trial(
-            run, [ProgressBar(cfg, quiet=quiet, start=run.start_epoch)],
-            checkpoint_dir=out / "checkpoint", resume_from=resume_from, device=device)
+            run,
+            [ProgressBar(cfg, quiet=quiet, start=run.start_epoch)],
+            checkpoint_dir=out / "checkpoint",
+            resume_from=resume_from,
+            device=device,
+        )
         status = result.status
         return result, summary
     except (KeyboardInterrupt, SystemExit):

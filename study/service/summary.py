@@ -43,19 +43,27 @@ def records_to_rows(history: Sequence[EvalRecord], seed_values: Sequence[int]) -
     return rows
 
 
-def summarize(cfg: TrialConfig, history: Sequence[EvalRecord],
-              seed_values: Sequence[int]) -> Summary:
+def summarize(
+    cfg: TrialConfig, history: Sequence[EvalRecord], seed_values: Sequence[int]
+) -> Summary:
     """Curves, per-seed finals and onsets, and the trial's summary metrics."""
     curves = pd.DataFrame(records_to_rows(history, seed_values))
     metric_cols = list(history[0].metrics) if history else []
     if not len(curves):
         curves = pd.DataFrame(columns=["seed", "seed_value", "epoch", *metric_cols])
-    seeds = seed_table(curves, task=cfg.task.name, final_window=cfg.train.final_window,
-                       z=cfg.emergence.z, run=cfg.emergence.run, metrics=metric_cols)
+    seeds = seed_table(
+        curves,
+        task=cfg.task.name,
+        final_window=cfg.train.final_window,
+        z=cfg.emergence.z,
+        run=cfg.emergence.run,
+        metrics=metric_cols,
+    )
     if not len(seeds):
         seeds = pd.DataFrame({"seed": np.arange(len(seed_values)), "seed_value": seed_values})
-    return Summary(curves, seeds, trial_metrics(seeds if len(curves) else seeds.iloc[0:0],
-                                                metric_cols))
+    return Summary(
+        curves, seeds, trial_metrics(seeds if len(curves) else seeds.iloc[0:0], metric_cols)
+    )
 
 
 def write_snapshot(directory: Path, epoch: int, weights: Mapping[str, np.ndarray]) -> Path:
@@ -85,8 +93,10 @@ def _plot_q_curves(path: Path, curves: pd.DataFrame, cfg: TrialConfig) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = Figure(figsize=(7, 3.2), dpi=110)
     ax_f, ax_s = fig.subplots(1, 2, sharey=True)
-    for ax, key, title in ((ax_f, "q_func", "functional Q (correlations)"),
-                           (ax_s, "q_struct", "structural Q (weights)")):
+    for ax, key, title in (
+        (ax_f, "q_func", "functional Q (correlations)"),
+        (ax_s, "q_struct", "structural Q (weights)"),
+    ):
         for seed, c in curves.groupby("seed"):
             ax.plot(c["epoch"], c[key], lw=1, alpha=0.8, label=f"seed {seed}")
         ax.axhline(0.0, color="0.7", lw=0.8)
@@ -95,8 +105,9 @@ def _plot_q_curves(path: Path, curves: pd.DataFrame, cfg: TrialConfig) -> Path:
     ax_f.set_ylabel("Newman Q (designed partition)")
     if curves["seed"].nunique() <= 8:
         ax_s.legend(fontsize=7, frameon=False)
-    fig.suptitle(f"mi.weight={cfg.mi.weight}, K={cfg.partition.groups}, N={cfg.network.hidden}",
-                 fontsize=9)
+    fig.suptitle(
+        f"mi.weight={cfg.mi.weight}, K={cfg.partition.groups}, N={cfg.network.hidden}", fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(path)
     return path

@@ -23,10 +23,23 @@ from mlflow.tracking import MlflowClient
 
 from study.contract import settings
 from study.contract.artifacts import ARTIFACT_REPORT, ARTIFACT_SPEC, REPORT_FILE
+
 # the tags of the contract (docs/run-data.md), spelled once for study and analysis
-from study.contract.tags import (ROLE_STUDY, ROLE_TRIAL, TAG_COMMIT, TAG_MESSAGE, TAG_NAME,
-                                 TAG_OBJECTIVES, TAG_PARENT, TAG_ROLE, TAG_STATUS, TAG_SWEPT,
-                                 TAG_TASK, TAG_TRIAL, TAG_VERSIONS)
+from study.contract.tags import (
+    ROLE_STUDY,
+    ROLE_TRIAL,
+    TAG_COMMIT,
+    TAG_MESSAGE,
+    TAG_NAME,
+    TAG_OBJECTIVES,
+    TAG_PARENT,
+    TAG_ROLE,
+    TAG_STATUS,
+    TAG_SWEPT,
+    TAG_TASK,
+    TAG_TRIAL,
+    TAG_VERSIONS,
+)
 
 __all__ = [
     "study_home",
@@ -36,10 +49,26 @@ __all__ = [
     "TrialTracker",
     "git_commit",
     "versions",
-    "TAG_ROLE", "TAG_NAME", "TAG_TRIAL", "TAG_STATUS", "TAG_TASK", "TAG_SWEPT",
-    "TAG_OBJECTIVES", "TAG_COMMIT", "TAG_VERSIONS", "TAG_MESSAGE", "TAG_PARENT",
-    "ROLE_STUDY", "ROLE_TRIAL", "TRIALS_VIEW", "trial_run_name",
-    "filter_literal", "secure_store", "write_summary", "read_summary", "SUMMARY_FILE",
+    "TAG_ROLE",
+    "TAG_NAME",
+    "TAG_TRIAL",
+    "TAG_STATUS",
+    "TAG_TASK",
+    "TAG_SWEPT",
+    "TAG_OBJECTIVES",
+    "TAG_COMMIT",
+    "TAG_VERSIONS",
+    "TAG_MESSAGE",
+    "TAG_PARENT",
+    "ROLE_STUDY",
+    "ROLE_TRIAL",
+    "TRIALS_VIEW",
+    "trial_run_name",
+    "filter_literal",
+    "secure_store",
+    "write_summary",
+    "read_summary",
+    "SUMMARY_FILE",
 ]
 
 log = logging.getLogger("study.service.tracking")
@@ -56,8 +85,12 @@ TRIALS_VIEW = "trials"  # id of the saved view of the trial runs
 REPORT_ARTIFACT = f"{ARTIFACT_REPORT}/{REPORT_FILE}"  # where `analysis report` logs it
 
 # study.status -> MLflow run status
-_RUN_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED",
-               "stopped": "KILLED"}
+_RUN_STATUS = {
+    "finished": "FINISHED",
+    "diverged": "FINISHED",
+    "failed": "FAILED",
+    "stopped": "KILLED",
+}
 
 
 def study_home() -> Path:
@@ -68,25 +101,32 @@ def study_home() -> Path:
 
 def default_tracking_uri(home: Path | None = None) -> str:
     """MLFLOW_TRACKING_URI, else the SQLite store STUDY_HOME/mlflow.db."""
-    return (settings.tracking_uri()
-            or f"sqlite:///{(home or study_home()) / 'mlflow.db'}")
+    return settings.tracking_uri() or f"sqlite:///{(home or study_home()) / 'mlflow.db'}"
 
 
 def default_optuna_storage(home: Path | None = None) -> str:
     """STUDY_OPTUNA_STORAGE, else the SQLite storage STUDY_HOME/optuna.db."""
-    return (settings.optuna_storage()
-            or f"sqlite:///{(home or study_home()) / 'optuna.db'}")
+    return settings.optuna_storage() or f"sqlite:///{(home or study_home()) / 'optuna.db'}"
 
 
 def git_commit(cwd: Path | None = None) -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent,
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd or Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         commit = out.stdout.strip()
         if out.returncode == 0 and commit:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                   cwd=cwd or Path(__file__).parent, capture_output=True,
-                                   text=True, timeout=5).stdout.strip()
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=cwd or Path(__file__).parent,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
             return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         pass
@@ -118,8 +158,9 @@ def filter_literal(value: str) -> str:
         return f"'{value}'"
     if '"' not in value:
         return f'"{value}"'
-    raise ValueError(f"cannot search MLflow for a value holding both quote characters: "
-                     f"{value[:80]!r}")
+    raise ValueError(
+        f"cannot search MLflow for a value holding both quote characters: {value[:80]!r}"
+    )
 
 
 SUMMARY_FILE = "summary.json"  # a trial's provisional summary, beside its outputs
@@ -140,21 +181,27 @@ def secure_store(uri: str) -> None:
 
 
 def _finite_metrics(values: Mapping[str, float], step: int, ts: int) -> list[Metric]:
-    return [Metric(k, float(v), ts, step) for k, v in values.items()
-            if v is not None and math.isfinite(float(v))]
+    return [
+        Metric(k, float(v), ts, step)
+        for k, v in values.items()
+        if v is not None and math.isfinite(float(v))
+    ]
 
 
 def _chunks(items: Sequence[Any], n: int):
     for i in range(0, len(items), n):
-        yield items[i:i + n]
+        yield items[i : i + n]
 
 
 def write_summary(directory: Path, step: int, summary: Mapping[str, float]) -> Path:
     """DIRECTORY/summary.json: the provisional summary at `step` (finite values only)."""
     path = Path(directory) / SUMMARY_FILE
-    data = {"step": int(step),
-            "metrics": {k: float(v) for k, v in summary.items()
-                        if v is not None and math.isfinite(float(v))}}
+    data = {
+        "step": int(step),
+        "metrics": {
+            k: float(v) for k, v in summary.items() if v is not None and math.isfinite(float(v))
+        },
+    }
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)  # a killed trial never leaves half a file
@@ -199,13 +246,21 @@ class StudyTracker:
         self.run_id: str | None = None
 
     def find_study_run(self) -> str | None:
-        runs = self.client.search_runs([self.experiment_id],
-                                       filter_string=f"tags.`{TAG_ROLE}` = '{ROLE_STUDY}'",
-                                       order_by=["attributes.start_time ASC"], max_results=10)
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{TAG_ROLE}` = '{ROLE_STUDY}'",
+            order_by=["attributes.start_time ASC"],
+            max_results=10,
+        )
         return runs[0].info.run_id if runs else None
 
-    def start(self, *, tags: Mapping[str, str], params: Mapping[str, Any] = (),
-              spec_text: str | None = None) -> str:
+    def start(
+        self,
+        *,
+        tags: Mapping[str, str],
+        params: Mapping[str, Any] = (),
+        spec_text: str | None = None,
+    ) -> str:
         """Create the study run, or reuse the existing one (a resumed study)."""
         run_id = self.find_study_run()
         all_tags = {TAG_ROLE: ROLE_STUDY, TAG_NAME: self.name, TAG_STATUS: "running", **tags}
@@ -213,8 +268,9 @@ class StudyTracker:
             run = self.client.create_run(self.experiment_id, run_name=self.name, tags=all_tags)
             run_id = run.info.run_id
             if params:
-                self.client.log_batch(run_id, params=[Param(k, str(v)[:6000])
-                                                      for k, v in params.items()])
+                self.client.log_batch(
+                    run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()]
+                )
             if spec_text is not None:
                 self.client.log_text(run_id, spec_text, ARTIFACT_SPEC)
         else:
@@ -223,12 +279,16 @@ class StudyTracker:
         self.run_id = run_id
         swept = json.loads(all_tags.get(TAG_SWEPT, "[]"))
         objectives = json.loads(all_tags.get(TAG_OBJECTIVES, "[]"))
-        self.describe(swept, [o["metric"] for o in objectives],
-                      ascending=bool(objectives) and objectives[0]["direction"] == "minimize")
+        self.describe(
+            swept,
+            [o["metric"] for o in objectives],
+            ascending=bool(objectives) and objectives[0]["direction"] == "minimize",
+        )
         return run_id
 
-    def describe(self, swept: Sequence[str], objectives: Sequence[str] = (), *,
-                 ascending: bool = False) -> None:
+    def describe(
+        self, swept: Sequence[str], objectives: Sequence[str] = (), *, ascending: bool = False
+    ) -> None:
         """What the MLflow UI shows without any set-up: the experiment's description with links
         to a saved "Trials" view (one row per trial: swept parameters, summary metrics, status)
         and to the report, and the study run's description linking the report artifact."""
@@ -239,25 +299,38 @@ class StudyTracker:
         view = f"#/experiments/{eid}/runs?{ml}&viewStateShareKey={TRIALS_VIEW}"
         run = f"#/experiments/{eid}/runs/{rid}"
         report = f"{run}/artifacts/{REPORT_ARTIFACT}?{ml}"
-        self.client.set_experiment_tag(eid, TAG_VIEW_PREFIX + TRIALS_VIEW,
-                                       trials_view(swept, objectives, ascending=ascending))
+        self.client.set_experiment_tag(
+            eid, TAG_VIEW_PREFIX + TRIALS_VIEW, trials_view(swept, objectives, ascending=ascending)
+        )
         sweeps = ", ".join(f"`{k}`" for k in swept) or "nothing"
-        self.client.set_experiment_tag(eid, TAG_NOTE, (
-            f"Study **{self.name}**: [trials table]({view}) · [study run]({run}?{ml}) · "
-            f"[report]({report})\n\n"
-            f"Sweeps {sweeps}. The trials table (also under *Views*) has one row per trial: "
-            "swept parameters, `final.q_func`, `final.q_struct`, `final.success_rate`, "
-            "emergence epochs `t_func`, `t_struct`, `lag` and `study.status`. The report is "
-            f"written by `python -m analysis report {self.name}`."))
-        self.client.set_tag(rid, TAG_NOTE, (
-            f"Study run of **{self.name}**: [open the report]({report}) (artifacts `report/`: "
-            f"HTML, PNG, CSV; written by `python -m analysis report {self.name}`) · "
-            f"[trials table]({view}). The trials are this run's child runs."))
+        self.client.set_experiment_tag(
+            eid,
+            TAG_NOTE,
+            (
+                f"Study **{self.name}**: [trials table]({view}) · [study run]({run}?{ml}) · "
+                f"[report]({report})\n\n"
+                f"Sweeps {sweeps}. The trials table (also under *Views*) has one row per trial: "
+                "swept parameters, `final.q_func`, `final.q_struct`, `final.success_rate`, "
+                "emergence epochs `t_func`, `t_struct`, `lag` and `study.status`. The report is "
+                f"written by `python -m analysis report {self.name}`."
+            ),
+        )
+        self.client.set_tag(
+            rid,
+            TAG_NOTE,
+            (
+                f"Study run of **{self.name}**: [open the report]({report}) (artifacts `report/`: "
+                f"HTML, PNG, CSV; written by `python -m analysis report {self.name}`) · "
+                f"[trials table]({view}). The trials are this run's child runs."
+            ),
+        )
 
     def trial_runs(self) -> list[Any]:
-        return self.client.search_runs([self.experiment_id],
-                                       filter_string=f"tags.`{TAG_ROLE}` = '{ROLE_TRIAL}'",
-                                       max_results=50000)
+        return self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{TAG_ROLE}` = '{ROLE_TRIAL}'",
+            max_results=50000,
+        )
 
     def close_orphans(self, reasons: Mapping[str, str] = {}) -> int:
         """End the trial runs still RUNNING once the study's Tuner has returned (no trial of the
@@ -271,8 +344,10 @@ class StudyTracker:
         for run in self.trial_runs():
             if run.info.status != "RUNNING":
                 continue
-            reason = reasons.get(run.data.tags.get(TAG_TRIAL, ""),
-                                 "closed by the driver: the trial was no longer running")
+            reason = reasons.get(
+                run.data.tags.get(TAG_TRIAL, ""),
+                "closed by the driver: the trial was no longer running",
+            )
             self.client.set_tag(run.info.run_id, TAG_STATUS, "stopped")
             self.client.set_tag(run.info.run_id, TAG_MESSAGE, reason)
             self.client.set_terminated(run.info.run_id, "KILLED")
@@ -307,52 +382,94 @@ class StudyTracker:
         self.client.set_terminated(self.run_id, _RUN_STATUS.get(status, "FINISHED"))
 
 
-def trials_view(swept: Sequence[str], objectives: Sequence[str] = (), *,
-                ascending: bool = False) -> str:
+def trials_view(
+    swept: Sequence[str], objectives: Sequence[str] = (), *, ascending: bool = False
+) -> str:
     """A saved runs-table view (the JSON envelope the MLflow 3.17 UI stores in an experiment tag
     `mlflow.sharedViewState.<id>`): trial runs only (a filter also lists them flat instead of
     folded under the study run), sorted by the first objective, with the swept parameters, the
     summary metrics and the trial's status as columns (`ascending` for a minimised objective)."""
-    metrics = list(dict.fromkeys([*objectives, "final.q_func", "final.q_struct",
-                                  "final.success_rate", "t_func", "t_struct", "lag"]))
-    columns = ([f"params.`{k}`" for k in swept]
-               + [f"metrics.`{m}`" for m in metrics] + [f"tags.`{TAG_STATUS}`"])
+    metrics = list(
+        dict.fromkeys(
+            [
+                *objectives,
+                "final.q_func",
+                "final.q_struct",
+                "final.success_rate",
+                "t_func",
+                "t_struct",
+                "lag",
+            ]
+        )
+    )
+    columns = (
+        [f"params.`{k}`" for k in swept]
+        + [f"metrics.`{m}`" for m in metrics]
+        + [f"tags.`{TAG_STATUS}`"]
+    )
     state = {
         "searchFilter": f"tags.`{TAG_ROLE}` = '{ROLE_TRIAL}'",
-        "orderByKey": f"metrics.`{metrics[0]}`", "orderByAsc": ascending,
-        "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [],
+        "orderByKey": f"metrics.`{metrics[0]}`",
+        "orderByAsc": ascending,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "datasetsFilter": [],
         "modelVersionFilter": "All Runs",
-        "selectedColumns": columns, "columnOrder": columns, "columnWidths": {},
-        "runsHiddenMode": "SHOW_ALL", "viewMaximized": False, "runListHidden": False,
-        "isAccordionReordered": False, "groupBy": None, "groupsExpanded": {},
-        "useGroupedValuesInCharts": True, "hideEmptyCharts": True,
-        "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0,
-                                  "selectedXAxisMetricKey": ""},
+        "selectedColumns": columns,
+        "columnOrder": columns,
+        "columnWidths": {},
+        "runsHiddenMode": "SHOW_ALL",
+        "viewMaximized": False,
+        "runListHidden": False,
+        "isAccordionReordered": False,
+        "groupBy": None,
+        "groupsExpanded": {},
+        "useGroupedValuesInCharts": True,
+        "hideEmptyCharts": True,
+        "globalLineChartConfig": {
+            "xAxisKey": "step",
+            "lineSmoothness": 0,
+            "selectedXAxisMetricKey": "",
+        },
     }
     now = int(time.time() * 1000)
-    return json.dumps({"name": "Trials", "createdAt": now, "updatedAt": now,
-                       "state": json.dumps(state)})
+    return json.dumps(
+        {"name": "Trials", "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
+    )
 
 
 def trial_run_name(trial_id: str, swept: Mapping[str, Any]) -> str:
     """A trial run's name: its swept values first (the runs table always shows the name column),
     then the trial id, e.g. `mi.weight=0.1 partition.groups=2 · 3f2a1_00004`."""
-    values = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                      for k, v in swept.items())
+    values = " ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in swept.items()
+    )
     return f"{values} · {trial_id}" if values else trial_id
 
 
 class TrialTracker:
     """Worker side: one trial's child run, found again by its trial id when a trial resumes."""
 
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str | None,
-                 trial_id: str, *, study_name: str, task: str, params: Mapping[str, Any],
-                 run_name: str | None = None):
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_id: str,
+        parent_run_id: str | None,
+        trial_id: str,
+        *,
+        study_name: str,
+        task: str,
+        params: Mapping[str, Any],
+        run_name: str | None = None,
+    ):
         self.client = MlflowClient(tracking_uri)
         self.trial_id = trial_id
         existing = self.client.search_runs(
-            [experiment_id], filter_string=f"tags.`{TAG_TRIAL}` = {filter_literal(trial_id)}",
-            order_by=["attributes.start_time DESC"], max_results=10)
+            [experiment_id],
+            filter_string=f"tags.`{TAG_TRIAL}` = {filter_literal(trial_id)}",
+            order_by=["attributes.start_time DESC"],
+            max_results=10,
+        )
         self.resumed = bool(existing)
         if existing:
             self.run_id = existing[0].info.run_id
@@ -363,15 +480,21 @@ class TrialTracker:
                     self.client.set_tag(dup.info.run_id, TAG_STATUS, "stopped")
                     self.client.set_terminated(dup.info.run_id, "KILLED")
         else:
-            tags = {TAG_ROLE: ROLE_TRIAL, TAG_NAME: study_name, TAG_TRIAL: trial_id,
-                    TAG_STATUS: "running", TAG_TASK: task}
+            tags = {
+                TAG_ROLE: ROLE_TRIAL,
+                TAG_NAME: study_name,
+                TAG_TRIAL: trial_id,
+                TAG_STATUS: "running",
+                TAG_TASK: task,
+            }
             if parent_run_id:
                 tags[TAG_PARENT] = parent_run_id
-            run = self.client.create_run(experiment_id, run_name=run_name or trial_id,
-                                         tags=tags)
+            run = self.client.create_run(experiment_id, run_name=run_name or trial_id, tags=tags)
             self.run_id = run.info.run_id
-            plist = [Param(k, json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v))
-                     for k, v in params.items()]
+            plist = [
+                Param(k, json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v))
+                for k, v in params.items()
+            ]
             for chunk in _chunks(plist, 100):
                 self.client.log_batch(self.run_id, params=chunk)
         self.last_step = self._last_logged_step() if self.resumed else -1
@@ -396,11 +519,13 @@ class TrialTracker:
     def log_outputs(self, outputs: Sequence[Path], root: Path | None) -> None:
         for path in outputs:
             rel = path.parent.relative_to(root) if root is not None else None
-            self.client.log_artifact(self.run_id, str(path),
-                                     None if rel in (None, Path(".")) else str(rel))
+            self.client.log_artifact(
+                self.run_id, str(path), None if rel in (None, Path(".")) else str(rel)
+            )
 
-    def log_progress(self, epoch: int, summary: Mapping[str, float], outputs: Sequence[Path],
-                     root: Path | None) -> None:
+    def log_progress(
+        self, epoch: int, summary: Mapping[str, float], outputs: Sequence[Path], root: Path | None
+    ) -> None:
         """The current trial outputs as artifacts, and the provisional summary written to
         ROOT/summary.json (not to MLflow: summary metrics are logged once, by `finish`, or by
         the driver's `StudyTracker.complete_summaries` for a trial that never finished)."""
@@ -419,8 +544,16 @@ class TrialTracker:
             self.client.log_batch(self.run_id, metrics=chunk)
         return len(metrics)
 
-    def finish(self, status: str, *, summary: Mapping[str, float] = (), step: int = 0,
-               outputs: Sequence[Path] = (), root: Path | None = None, message: str = "") -> None:
+    def finish(
+        self,
+        status: str,
+        *,
+        summary: Mapping[str, float] = (),
+        step: int = 0,
+        outputs: Sequence[Path] = (),
+        root: Path | None = None,
+        message: str = "",
+    ) -> None:
         """Summary metrics (once), artifacts, status tag and the run's end state. A `failed`
         run keeps its summary in ROOT/summary.json only: a retry of the trial logs the real one."""
         self.log_progress(step, summary, outputs, root)

@@ -1,10 +1,12 @@
 """The Tune-worker side of a study: what runs inside a trial process.
 
-`trial` is the trainable, a thin adapter from Tune to the one trial runner (`study.service.runner`):
+`trial` is the trainable, a thin adapter from Tune to the one trial runner
+(`study.service.runner`):
 Tune's config and checkpoint in, Tune's session report out. Also here: the study constants
 shipped to every trial (`StudyContext`), the objective values reported to Optuna, and the sweep
 of scratch folders left by killed trials. Light at import (the driver imports it through
-study.service.driver); Ray and the training stack are imported inside the functions that run in a trial.
+study.service.driver); Ray and the training stack are imported inside the functions that run
+in a trial.
 """
 
 from __future__ import annotations
@@ -21,11 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.spec import apply_overrides, parse_constraint, trial_config_from_dict
 from study.service.tracking import TrialTracker, trial_run_name
+from study.spec import apply_overrides, parse_constraint, trial_config_from_dict
 
-__all__ = ["StudyContext", "trial", "objective_values", "objective_keys", "sweep_work_dirs",
-           "WORK_PREFIX", "WORST", "PENALTY"]
+__all__ = [
+    "StudyContext",
+    "trial",
+    "objective_values",
+    "objective_keys",
+    "sweep_work_dirs",
+    "WORK_PREFIX",
+    "WORST",
+    "PENALTY",
+]
 
 WORK_PREFIX = "mistudy-"  # a trial's scratch folder: /tmp/mistudy-<trial id>-<pid>-XXXX
 
@@ -56,8 +66,9 @@ class StudyContext:
 # Objectives
 
 
-def objective_values(summary: Mapping[str, float], objectives, constraints, *,
-                     diverged: bool = False) -> list[float]:
+def objective_values(
+    summary: Mapping[str, float], objectives, constraints, *, diverged: bool = False
+) -> list[float]:
     """The value(s) reported to Optuna: the objective metrics, penalised when a constraint fails.
 
     Always finite (Optuna rejects NaN, docs/stack.md §3.8): a missing metric or a diverged trial
@@ -91,8 +102,14 @@ def objective_keys(n: int) -> list[str]:
     return ["objective"] if n == 1 else [f"objective_{i}" for i in range(n)]
 
 
-def tune_result(ctx: StudyContext, epoch: int, means: Mapping[str, float],
-                summary: Mapping[str, float], *, diverged: bool) -> dict[str, float]:
+def tune_result(
+    ctx: StudyContext,
+    epoch: int,
+    means: Mapping[str, float],
+    summary: Mapping[str, float],
+    *,
+    diverged: bool,
+) -> dict[str, float]:
     """One Tune result: the evaluation's means, the finite summary metrics, the objectives."""
     result: dict[str, float] = {"epoch": epoch, "diverged": float(diverged)}
     result.update({k: (v if math.isfinite(v) else float("nan")) for k, v in means.items()})
@@ -108,7 +125,8 @@ def tune_result(ctx: StudyContext, epoch: int, means: Mapping[str, float],
 
 def trial(config: dict[str, Any], ctx: StudyContext) -> None:
     """One trial: the searched values (dotted keys) on top of the study's base config, run by
-    `study.service.runner.run_trial` with Tune's report added; its MLflow run is found again on resume.
+    `study.service.runner.run_trial` with Tune's report added; its MLflow run is found again on
+    resume.
     Exceptions propagate, so Ray marks the trial ERROR and retries it from its checkpoint (up to
     `max_failures`)."""
     from ray import tune  # a trial process: Ray and the training stack are loaded here only
@@ -121,13 +139,29 @@ def trial(config: dict[str, Any], ctx: StudyContext) -> None:
     work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{trial_id}-{os.getpid()}-"))
     try:
         resume_from = _restored_checkpoint(tune.get_checkpoint(), work)
-        tracker = TrialTracker(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id,
-                               trial_id, study_name=ctx.name, task=ctx.task,
-                               params=cfg.flat(), run_name=trial_run_name(trial_id, config))
-        run = TrialRun(cfg, Path(ctx.home) / "trials" / ctx.name / trial_id, tracker,
-                       resume_state=read_checkpoint(resume_from) if resume_from else None)
-        run_trial(run, [TuneReporter(ctx, run)], checkpoint_dir=work / "ckpt",
-                  resume_from=resume_from, provisional=True)
+        tracker = TrialTracker(
+            ctx.tracking_uri,
+            ctx.experiment_id,
+            ctx.parent_run_id,
+            trial_id,
+            study_name=ctx.name,
+            task=ctx.task,
+            params=cfg.flat(),
+            run_name=trial_run_name(trial_id, config),
+        )
+        run = TrialRun(
+            cfg,
+            Path(ctx.home) / "trials" / ctx.name / trial_id,
+            tracker,
+            resume_state=read_checkpoint(resume_from) if resume_from else None,
+        )
+        run_trial(
+            run,
+            [TuneReporter(ctx, run)],
+            checkpoint_dir=work / "ckpt",
+            resume_from=resume_from,
+            provisional=True,
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -141,8 +175,9 @@ def _trial_config(config: Mapping[str, Any], ctx: StudyContext):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.umask(0o077)  # trial outputs and checkpoints: 0600 files, 0700 folders
     sweep_work_dirs()  # scratch folders of trials killed on this node (no `finally` ran)
-    cfg = trial_config_from_dict(apply_overrides(ctx.base, dict(config), source=ctx.spec_path),
-                                 source=ctx.spec_path)
+    cfg = trial_config_from_dict(
+        apply_overrides(ctx.base, dict(config), source=ctx.spec_path), source=ctx.spec_path
+    )
     if cfg.train.threads == 0:
         torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))  # the CPUs Ray gave this trial
     return cfg
@@ -185,8 +220,9 @@ class TuneReporter:
 
         from study.service.runner import means_of
 
-        result = tune_result(self.ctx, record.epoch, means_of(record),
-                             self.run.summary().metrics, diverged=False)
+        result = tune_result(
+            self.ctx, record.epoch, means_of(record), self.run.summary().metrics, diverged=False
+        )
         result["node_id"] = ray.get_runtime_context().get_node_id()  # result.json: which node
         ckpt = tune.Checkpoint.from_directory(str(checkpoint.parent)) if checkpoint else None
         tune.report(result, checkpoint=ckpt)
@@ -199,8 +235,9 @@ class TuneReporter:
         if result.status != "diverged":
             return
         means = means_of(result.history[-1]) if result.history else {}
-        tune.report(tune_result(self.ctx, result.epochs_done, means, summary.metrics,
-                                diverged=True))
+        tune.report(
+            tune_result(self.ctx, result.epochs_done, means, summary.metrics, diverged=True)
+        )
 
 
 # ----------------------------------------------------------------------------------------------

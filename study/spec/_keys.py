@@ -75,29 +75,45 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     """'mi.weight=0.3' -> ('mi.weight', 0.3); the value is parsed as YAML (numbers, lists,
     null)."""
     if "=" not in text:
-        raise ConfigError(f"override must look like key=value, but got {short_repr(text)}",
-                          source="--set", key=text[:60] or "(empty)")
+        raise ConfigError(
+            f"override must look like key=value, but got {short_repr(text)}",
+            source="--set",
+            key=text[:60] or "(empty)",
+        )
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise ConfigError(f"override {short_repr(text)} has no key before '='", source="--set",
-                          key="(empty)")
+        raise ConfigError(
+            f"override {short_repr(text)} has no key before '='", source="--set", key="(empty)"
+        )
     if len(raw) > MAX_SET_CHARS:
-        raise ConfigError(f"value of '{key}' is {len(raw)} characters long; at most "
-                          f"{MAX_SET_CHARS}", source="--set", key=key)
+        raise ConfigError(
+            f"value of '{key}' is {len(raw)} characters long; at most {MAX_SET_CHARS}",
+            source="--set",
+            key=key,
+        )
     try:
         value = load_yaml_text(raw) if raw.strip() else None
     except yaml.YAMLError as e:
-        raise ConfigError(f"value of '{key}' is not valid YAML ({yaml_problem(e)}): "
-                          f"{short_repr(raw)}", source="--set", key=key) from None
+        raise ConfigError(
+            f"value of '{key}' is not valid YAML ({yaml_problem(e)}): {short_repr(raw)}",
+            source="--set",
+            key=key,
+        ) from None
     if non_finite_key(value):
-        raise ConfigError(f"key '{key}': expected a finite number, but got {short_repr(raw)}",
-                          source="--set", key=key)
+        raise ConfigError(
+            f"key '{key}': expected a finite number, but got {short_repr(raw)}",
+            source="--set",
+            key=key,
+        )
     return key, value
 
 
 def apply_overrides(
-    tree: Mapping[str, Any], overrides: Mapping[str, Any], *, valid: Collection[str],
+    tree: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    *,
+    valid: Collection[str],
     source: str = "--set",
 ) -> dict[str, Any]:
     """Set dotted keys in a nested dict (copy); a key not in `valid` raises with the closest
@@ -120,8 +136,11 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
     """`base` with `over` merged in, section by section (a copy; `over` wins at the leaves)."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(
-            out.get(k), Mapping) else v
+        out[k] = (
+            deep_merge(out[k], v)
+            if isinstance(v, Mapping) and isinstance(out.get(k), Mapping)
+            else v
+        )
     return out
 
 
@@ -152,8 +171,13 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-def check_limits(flat: Mapping[str, Any], limits: Mapping[str, tuple[float, float]], *,
-                 source: str | None, prefix: str = "") -> None:
+def check_limits(
+    flat: Mapping[str, Any],
+    limits: Mapping[str, tuple[float, float]],
+    *,
+    source: str | None,
+    prefix: str = "",
+) -> None:
     """ConfigError for the first value of `flat` (dotted keys) outside its bounds in `limits`.
     Also a seed range that `seed + seeds - 1` would push past SEED_MAX."""
     for key, (low, high) in limits.items():
@@ -161,11 +185,17 @@ def check_limits(flat: Mapping[str, Any], limits: Mapping[str, tuple[float, floa
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         if not low <= value <= high:
-            raise ConfigError(f"key '{prefix}{key}': expected a value in [{_num(low)}, "
-                              f"{_num(high)}], but got {short_repr(value)}", source=source,
-                              key=prefix + key)
+            raise ConfigError(
+                f"key '{prefix}{key}': expected a value in [{_num(low)}, "
+                f"{_num(high)}], but got {short_repr(value)}",
+                source=source,
+                key=prefix + key,
+            )
     seed, seeds = flat.get("seed"), flat.get("seeds")
     if isinstance(seed, int) and isinstance(seeds, int) and seed + seeds - 1 > SEED_MAX:
-        raise ConfigError(f"key '{prefix}seed': seed + seeds - 1 must be at most {SEED_MAX}, but "
-                          f"got seed={seed}, seeds={seeds}", source=source, key=prefix + "seed")
-
+        raise ConfigError(
+            f"key '{prefix}seed': seed + seeds - 1 must be at most {SEED_MAX}, but "
+            f"got seed={seed}, seeds={seeds}",
+            source=source,
+            key=prefix + "seed",
+        )

@@ -38,8 +38,9 @@ def _walk(loc: tuple[Any, ...], model: type[BaseModel]) -> tuple[list[str], Any]
             continue
         if isinstance(node, tuple):  # a dict field: this item is one of its keys
             parts.append(str(item))
-            node = node[1] if isinstance(node[1], type) and issubclass(node[1], BaseModel) \
-                else None
+            node = (
+                node[1] if isinstance(node[1], type) and issubclass(node[1], BaseModel) else None
+            )
             continue
         fields = getattr(node, "model_fields", None)
         if fields is None:
@@ -119,4 +120,4 @@ def _key_of_message(msg: str, prefix: str, is_key: Callable[[str], bool]) -> str
 def _expectation(e: Mapping[str, Any]) -> str:
     """What a pydantic type error expected ('a valid integer'), without its 'Input should be'."""
     msg = str(e["msg"])
-    return msg[len("Input should be "):] if msg.startswith("Input should be ") else msg
+    return msg[len("Input should be ") :] if msg.startswith("Input should be ") else msg

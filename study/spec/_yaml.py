@@ -43,11 +43,14 @@ class _Loader(yaml.SafeLoader):
             if isinstance(node, yaml.ScalarNode):
                 return 1
             raise yaml.composer.ComposerError(
-                None, None, "found a recursive alias (an anchor used inside itself)",
-                node.start_mark)
+                None,
+                None,
+                "found a recursive alias (an anchor used inside itself)",
+                node.start_mark,
+            )
         return size
 
-    def compose_node(self, parent, index):  # noqa: D102 - PyYAML's hook
+    def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             node = super().compose_node(parent, index)
             self._count(self._expanded(node), node)
@@ -55,8 +58,11 @@ class _Loader(yaml.SafeLoader):
         self._depth += 1
         if self._depth > MAX_YAML_DEPTH:
             raise yaml.composer.ComposerError(
-                None, None, f"nesting deeper than {MAX_YAML_DEPTH} levels",
-                self.peek_event().start_mark)
+                None,
+                None,
+                f"nesting deeper than {MAX_YAML_DEPTH} levels",
+                self.peek_event().start_mark,
+            )
         try:
             node = super().compose_node(parent, index)
         finally:
@@ -75,10 +81,13 @@ class _Loader(yaml.SafeLoader):
         self._nodes += n
         if self._nodes > MAX_YAML_NODES:
             raise yaml.composer.ComposerError(
-                None, None, f"the document expands (aliases included) to more than "
-                            f"{MAX_YAML_NODES} values", node.start_mark)
+                None,
+                None,
+                f"the document expands (aliases included) to more than {MAX_YAML_NODES} values",
+                node.start_mark,
+            )
 
-    def construct_mapping(self, node, deep=False):  # noqa: D102 - PyYAML's hook
+    def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
             seen: dict[Any, Any] = {}
             for key_node, _ in node.value:
@@ -91,18 +100,24 @@ class _Loader(yaml.SafeLoader):
                     continue  # an unhashable key: PyYAML reports it itself
                 if first is not key_node.start_mark:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {short_repr(key)} (first given on line "
-                                    f"{first.line + 1})", key_node.start_mark)
+                        None,
+                        None,
+                        f"duplicate key {short_repr(key)} (first given on line {first.line + 1})",
+                        key_node.start_mark,
+                    )
         return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
                     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
                     |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
                     |[-+]?\.(?:inf|Inf|INF)
-                    |\.(?:nan|NaN|NAN))$""", re.X),
+                    |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
     list("-+0123456789."),
 )
 
@@ -131,8 +146,11 @@ def non_finite_key(node: Any, prefix: str = "") -> tuple[str, float] | None:
         return prefix or "(value)", node
     if isinstance(node, Mapping):
         for k, v in node.items():
-            hit = non_finite_key(v, f"{prefix}{k}.") if isinstance(v, Mapping) else \
-                non_finite_key(v, f"{prefix}{k}")
+            hit = (
+                non_finite_key(v, f"{prefix}{k}.")
+                if isinstance(v, Mapping)
+                else non_finite_key(v, f"{prefix}{k}")
+            )
             if hit:
                 return hit
     elif isinstance(node, (list, tuple)):
@@ -161,22 +179,28 @@ def read_yaml_text(path: str | Path) -> tuple[Any, str]:
         raise ConfigError(f"{what}: {path}", source=str(path))
     size = path.stat().st_size
     if size > MAX_YAML_BYTES:
-        raise ConfigError(f"the file is {size} bytes; a spec or config may have at most "
-                          f"{MAX_YAML_BYTES}", source=str(path))
+        raise ConfigError(
+            f"the file is {size} bytes; a spec or config may have at most {MAX_YAML_BYTES}",
+            source=str(path),
+        )
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise ConfigError(f"not UTF-8 text: byte 0x{raw[e.start]:02x} at offset {e.start} "
-                          f"(line {line})", source=str(path)) from None
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"not UTF-8 text: byte 0x{raw[e.start]:02x} at offset {e.start} (line {line})",
+            source=str(path),
+        ) from None
     try:
         tree = load_yaml_text(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"not valid YAML: {yaml_problem(e)}", source=str(path)) from None
     bad = non_finite_key(tree)
     if bad:
-        raise ConfigError(f"key '{bad[0]}': expected a finite number, but got {bad[1]}",
-                          source=str(path), key=bad[0])
+        raise ConfigError(
+            f"key '{bad[0]}': expected a finite number, but got {bad[1]}",
+            source=str(path),
+            key=bad[0],
+        )
     return (tree if tree is not None else {}), text
-

@@ -25,11 +25,13 @@ MAX_GRID = 100_000  # grid points of one study (and values of one searched key)
 def check_name(name: str, *, source: str, key: str = "name") -> str:
     """The study-name rule (NAME_PATTERN, at most MAX_NAME characters); ConfigError if broken."""
     if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name) or len(name) > MAX_NAME:
-        raise ConfigError(f"key '{key}': a study name is 1-{MAX_NAME} letters, digits, '_', '.' "
-                          f"or '-', starting with a letter or digit, but got {short_repr(name)}",
-                          source=source, key=key)
+        raise ConfigError(
+            f"key '{key}': a study name is 1-{MAX_NAME} letters, digits, '_', '.' "
+            f"or '-', starting with a letter or digit, but got {short_repr(name)}",
+            source=source,
+            key=key,
+        )
     return name
-
 
 
 # Upper (and, where the schema has none, lower) bounds on sizes, checked after the schema: values

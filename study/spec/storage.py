@@ -21,28 +21,45 @@ def check_storage_url(url: str, *, source: str, key: str = "storage") -> str:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError, TypeError):
-        raise ConfigError(f"key '{key}': not a database URL such as sqlite:////abs/optuna.db or "
-                          f"postgresql+psycopg://user:pass@host:5432/db, but got "
-                          f"{short_repr(redact_url(str(url)))}", source=source, key=key) from None
+        raise ConfigError(
+            f"key '{key}': not a database URL such as sqlite:////abs/optuna.db or "
+            f"postgresql+psycopg://user:pass@host:5432/db, but got "
+            f"{short_repr(redact_url(str(url)))}",
+            source=source,
+            key=key,
+        ) from None
     shown = parsed.render_as_string(hide_password=True)
     try:
         dialect = parsed.get_dialect()
     except NoSuchModuleError:
-        raise ConfigError(f"key '{key}': unknown database kind '{parsed.drivername}' in {shown} "
-                          f"(use sqlite, postgresql or mysql)", source=source, key=key) from None
+        raise ConfigError(
+            f"key '{key}': unknown database kind '{parsed.drivername}' in {shown} "
+            f"(use sqlite, postgresql or mysql)",
+            source=source,
+            key=key,
+        ) from None
     try:
         dialect.import_dbapi()
     except ImportError as e:
-        raise ConfigError(f"key '{key}': the driver for {parsed.drivername} is not installed "
-                          f"({e}); install the cluster extra (pip install -e '.[cluster]')",
-                          source=source, key=key) from None
+        raise ConfigError(
+            f"key '{key}': the driver for {parsed.drivername} is not installed "
+            f"({e}); install the cluster extra (pip install -e '.[cluster]')",
+            source=source,
+            key=key,
+        ) from None
     if parsed.get_backend_name() == "sqlite":
         db = parsed.database or ""
         if db in ("", ":memory:") or db.startswith("file:"):
-            raise ConfigError(f"key '{key}': a SQLite storage needs a file path "
-                              f"(sqlite:////abs/path/optuna.db), but got {shown}",
-                              source=source, key=key)
+            raise ConfigError(
+                f"key '{key}': a SQLite storage needs a file path "
+                f"(sqlite:////abs/path/optuna.db), but got {shown}",
+                source=source,
+                key=key,
+            )
         if not Path(db).expanduser().resolve().parent.is_dir():
-            raise ConfigError(f"key '{key}': the folder of the SQLite file {db} does not exist",
-                              source=source, key=key)
+            raise ConfigError(
+                f"key '{key}': the folder of the SQLite file {db} does not exist",
+                source=source,
+                key=key,
+            )
     return url

@@ -78,11 +78,14 @@ class ParamSpec(Strict):
         if self.values is not None:
             raise ValueError(f"a {self.type} range takes 'low'/'high', not 'values'")
         if self.low is None or self.high is None or not self.low < self.high:
-            raise ValueError(f"a {self.type} range needs low < high, but got "
-                             f"low={self.low}, high={self.high}")
+            raise ValueError(
+                f"a {self.type} range needs low < high, but got low={self.low}, high={self.high}"
+            )
         if self.log and self.low <= 0:
-            raise ValueError(f"a log range needs low > 0, but got low={self.low}; "
-                             f"to include 0, list the values instead")
+            raise ValueError(
+                f"a log range needs low > 0, but got low={self.low}; "
+                f"to include 0, list the values instead"
+            )
         if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
             raise ValueError(f"an int range needs integer bounds, got {self.low}, {self.high}")
         if self.step is not None:
@@ -181,14 +184,17 @@ class StudySpec(Strict):
     @model_validator(mode="after")
     def _check(self) -> StudySpec:
         if not 1 <= len(self.objectives) <= 2:
-            raise ValueError(f"objectives must list 1 or 2 metrics, but got "
-                             f"{len(self.objectives)}")
+            raise ValueError(
+                f"objectives must list 1 or 2 metrics, but got {len(self.objectives)}"
+            )
         for o in self.objectives:
             if o.metric not in SUMMARY_METRICS:
                 guess = closest_key(o.metric, SUMMARY_METRICS)
                 hint = f" (did you mean '{guess}'?)" if guess else ""
-                raise ValueError(f"objectives: '{o.metric}' is not a trial summary metric"
-                                 f"{hint}; allowed: {', '.join(SUMMARY_METRICS)}")
+                raise ValueError(
+                    f"objectives: '{o.metric}' is not a trial summary metric"
+                    f"{hint}; allowed: {', '.join(SUMMARY_METRICS)}"
+                )
         for c in self.constraints:
             try:
                 parse_constraint(c)
@@ -199,24 +205,34 @@ class StudySpec(Strict):
         if self.sampler.name == "grid":
             bad = [k for k, p in self.search.items() if p.grid_len() is None]
             if bad:
-                raise ValueError(f"sampler 'grid' needs a finite list (values, or int ranges or "
-                                 f"a step) for every searched key, but these are continuous: "
-                                 f"{', '.join(bad)}")
+                raise ValueError(
+                    f"sampler 'grid' needs a finite list (values, or int ranges or "
+                    f"a step) for every searched key, but these are continuous: "
+                    f"{', '.join(bad)}"
+                )
             if self.grid_size() > MAX_GRID:
                 sizes = {k: p.grid_len() for k, p in self.search.items()}
-                raise ValueError(f"search: the grid has {math.prod(sizes.values())} points "
-                                 f"({', '.join(f'{k}: {n} values' for k, n in sizes.items())}), "
-                                 f"more than the {MAX_GRID} allowed")
-        if (self.scheduler is not None and len(self.objectives) > 1
-                and self.scheduler.metric is None):
-            raise ValueError("scheduler.metric must name the objective ASHA uses when there are "
-                             "two objectives")
+                raise ValueError(
+                    f"search: the grid has {math.prod(sizes.values())} points "
+                    f"({', '.join(f'{k}: {n} values' for k, n in sizes.items())}), "
+                    f"more than the {MAX_GRID} allowed"
+                )
+        if (
+            self.scheduler is not None
+            and len(self.objectives) > 1
+            and self.scheduler.metric is None
+        ):
+            raise ValueError(
+                "scheduler.metric must name the objective ASHA uses when there are two objectives"
+            )
         if self.scheduler is not None and self.scheduler.metric is not None:
             allowed = [o.metric for o in self.objectives]
             if self.scheduler.metric not in allowed:
-                raise ValueError(f"scheduler.metric must be one of the objectives' metrics "
-                                 f"({', '.join(allowed)}), which every trial reports at every "
-                                 f"evaluation, but got {self.scheduler.metric!r}")
+                raise ValueError(
+                    f"scheduler.metric must be one of the objectives' metrics "
+                    f"({', '.join(allowed)}), which every trial reports at every "
+                    f"evaluation, but got {self.scheduler.metric!r}"
+                )
         return self
 
     def grid_size(self) -> int:
@@ -238,8 +254,9 @@ def parse_constraint(text: str) -> tuple[str, str, float]:
     """'final.success_rate >= 0.9' -> ('final.success_rate', '>=', 0.9)."""
     m = re.fullmatch(r"\s*([A-Za-z_][\w.]*)\s*(>=|<=)\s*(-?[\d.eE+-]+)\s*", text)
     if not m or m.group(1) not in SUMMARY_METRICS:
-        raise ValueError(f"constraint must look like '<summary metric> >= <number>' (or <=), "
-                         f"but got {text!r}")
+        raise ValueError(
+            f"constraint must look like '<summary metric> >= <number>' (or <=), but got {text!r}"
+        )
     return m.group(1), m.group(2), float(m.group(3))
 
 
@@ -285,8 +302,9 @@ def _read_spec(path: Path) -> tuple[StudySpec, str]:
     source = str(path)
     raw, text = read_yaml_text(path)
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"a study spec must be a mapping, but got {type(raw).__name__}",
-                          source=source)
+        raise ConfigError(
+            f"a study spec must be a mapping, but got {type(raw).__name__}", source=source
+        )
     try:
         spec = StudySpec.model_validate(lists_to_tuples(raw))
     except pydantic.ValidationError as e:
@@ -305,12 +323,18 @@ def _trial_tree(spec: StudySpec, path: Path) -> dict[str, Any]:
     if spec.base is not None:
         base_path = (path.parent / spec.base).resolve()
         if not base_path.is_file():
-            raise ConfigError(f"key 'base': no such trial config file {spec.base!r} "
-                              f"(looked in {path.parent})", source=source, key="base")
+            raise ConfigError(
+                f"key 'base': no such trial config file {spec.base!r} (looked in {path.parent})",
+                source=source,
+                key="base",
+            )
         base = read_yaml(base_path)
         if not isinstance(base, Mapping):
-            raise ConfigError("key 'base': the base file must hold a mapping of sections",
-                              source=source, key="base")
+            raise ConfigError(
+                "key 'base': the base file must hold a mapping of sections",
+                source=source,
+                key="base",
+            )
         trial_config_from_dict(base, source=str(base_path))  # the base file on its own
     tree = deep_merge(base, tuples_to_lists(spec.trial))
     if spec.seeds is not None:
@@ -322,16 +346,23 @@ def _trial_tree(spec: StudySpec, path: Path) -> dict[str, Any]:
 def _check_search_keys(spec: StudySpec, source: str) -> None:
     """At least one searched key, and each a dotted trial config leaf (not a section)."""
     if not spec.search:
-        raise ConfigError("key 'search': a study needs at least one searched key (e.g. "
-                          "search: {mi.weight: {values: [0.0, 0.1]}}); to train one config, use "
-                          "`python -m study train`", source=source, key="search")
+        raise ConfigError(
+            "key 'search': a study needs at least one searched key (e.g. "
+            "search: {mi.weight: {values: [0.0, 0.1]}}); to train one config, use "
+            "`python -m study train`",
+            source=source,
+            key="search",
+        )
     for key in spec.search:
         if key not in VALID_KEYS or key in _SECTIONS:
             guess = closest_key(key, [k for k in VALID_KEYS if k not in _SECTIONS])
             hint = f" (did you mean '{guess}'?)" if guess else ""
-            raise ConfigError(f"unknown key 'search.{key}'{hint}: searched keys are dotted trial "
-                              f"config keys such as mi.weight, partition.groups, network.hidden",
-                              source=source, key=f"search.{key}")
+            raise ConfigError(
+                f"unknown key 'search.{key}'{hint}: searched keys are dotted trial "
+                f"config keys such as mi.weight, partition.groups, network.hidden",
+                source=source,
+                key=f"search.{key}",
+            )
 
 
 def _check_points(study: Study, source: str) -> list[dict[str, Any]]:
@@ -342,8 +373,10 @@ def _check_points(study: Study, source: str) -> list[dict[str, Any]]:
     points: list[dict[str, Any]]
     if spec.sampler.name == "grid" and spec.grid_size() <= 5000:
         keys = list(spec.search)
-        points = [dict(zip(keys, combo))
-                  for combo in itertools.product(*(spec.search[k].grid() for k in keys))]
+        points = [
+            dict(zip(keys, combo))
+            for combo in itertools.product(*(spec.search[k].grid() for k in keys))
+        ]
     else:
         points = [{k: v} for k, p in spec.search.items() for v in p.corners()]
     for point in points:
@@ -351,8 +384,12 @@ def _check_points(study: Study, source: str) -> list[dict[str, Any]]:
             study.trial_config(point)
         except ConfigError as e:
             key = f"search.{next(iter(point))}" if len(point) == 1 else "search"
-            raise ConfigError(f"key '{key}': search point {short_repr(point)} gives an invalid "
-                              f"trial config: {e.detail}", source=source, key=key) from None
+            raise ConfigError(
+                f"key '{key}': search point {short_repr(point)} gives an invalid "
+                f"trial config: {e.detail}",
+                source=source,
+                key=key,
+            ) from None
     return points
 
 
@@ -368,8 +405,11 @@ def _warn_clean_partner_sweep(study: Study, points: list[dict[str, Any]], source
     activity scale (0.006 to 2.8 nats on independent data), so the penalty and `mi` are not
     comparable across K or N. noisy_partner estimates the MI alone.
     """
-    swept = [k for k in ("partition.groups", "partition.sizes", "network.hidden")
-             if k in study.spec.search]
+    swept = [
+        k
+        for k in ("partition.groups", "partition.sizes", "network.hidden")
+        if k in study.spec.search
+    ]
     if not swept:
         return
     if "mi.noise_mode" in study.spec.search:
@@ -382,5 +422,6 @@ def _warn_clean_partner_sweep(study: Study, points: list[dict[str, Any]], source
             f"that critic objective includes a KL term that depends on group size and activity "
             f"scale, so the MI penalty and mi are not comparable across the sweep. Set "
             f"mi.noise_mode: noisy_partner unless this is a paper reproduction",
-            CleanPartnerWarning, stacklevel=3)
-
+            CleanPartnerWarning,
+            stacklevel=3,
+        )

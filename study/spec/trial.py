@@ -251,8 +251,9 @@ def format_validation_error(
         # `model` or a dotted key below one (`scheduler.metric must ...`)
         return name in VALID_KEYS or name.split(".")[0] in model.model_fields
 
-    return _validation.format_validation_error(err, model=model, is_key=is_key, source=source,
-                                               prefix=prefix)
+    return _validation.format_validation_error(
+        err, model=model, is_key=is_key, source=source, prefix=prefix
+    )
 
 
 def trial_config_from_dict(
@@ -288,8 +289,9 @@ def load_trial_config(
     tree = read_yaml(path) if path is not None else {}
     source = str(path) if path is not None else "config"
     if not isinstance(tree, Mapping):
-        raise ConfigError(f"expected a mapping of sections, got {type(tree).__name__}",
-                          source=source)
+        raise ConfigError(
+            f"expected a mapping of sections, got {type(tree).__name__}", source=source
+        )
     if not isinstance(overrides, Mapping):
         overrides = dict(parse_assignment(o) for o in overrides)
     if overrides:

@@ -13,12 +13,20 @@ Uses `study.core` and reports through the Reporter hooks; no Ray, Optuna or MLfl
 from __future__ import annotations
 
 from study.training.checkpoint import (
-    CHECKPOINT_FILE, CheckpointError, check_resumable, read_checkpoint, records_from_state,
+    CHECKPOINT_FILE,
+    CheckpointError,
+    check_resumable,
+    read_checkpoint,
+    records_from_state,
 )
 from study.training.evaluation import Evaluation, metric_names
 from study.training.loop import Diverged, Trainer, train
 from study.training.reporting import (
-    EvalRecord, NullReporter, RecordingReporter, Reporter, TrainResult,
+    EvalRecord,
+    NullReporter,
+    RecordingReporter,
+    Reporter,
+    TrainResult,
 )
 
 __all__ = [

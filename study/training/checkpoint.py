@@ -23,9 +23,17 @@ from study.spec import ConfigError, TrialConfig, trial_config_from_dict
 from study.training.reporting import EvalRecord
 from study.training.streams import TrialStreams
 
-__all__ = ["CHECKPOINT_FILE", "CHECKPOINT_VERSION", "CheckpointError", "trial_state",
-           "load_modules", "write_checkpoint", "read_checkpoint", "check_resumable",
-           "records_from_state"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "CHECKPOINT_VERSION",
+    "CheckpointError",
+    "trial_state",
+    "load_modules",
+    "write_checkpoint",
+    "read_checkpoint",
+    "check_resumable",
+    "records_from_state",
+]
 
 CHECKPOINT_FILE = "checkpoint.pt"
 # 2: MINE's moving average is the estimator's own state (`mi.estimator`), no longer a buffer of
@@ -33,8 +41,17 @@ CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_VERSION = 2
 # config keys that may differ between a checkpoint and the run resuming it
 _RESUMABLE_CHANGES = ("train.epochs", "train.device", "train.threads")
-_STATE_KEYS = ("version", "config", "epoch", "elapsed", "network", "optimizer", "mi", "rng",
-               "history")
+_STATE_KEYS = (
+    "version",
+    "config",
+    "epoch",
+    "elapsed",
+    "network",
+    "optimizer",
+    "mi",
+    "rng",
+    "history",
+)
 
 
 class CheckpointError(ConfigError):
@@ -42,9 +59,18 @@ class CheckpointError(ConfigError):
     config. A ConfigError, so the CLI refuses it with one line and status 2."""
 
 
-def trial_state(cfg: TrialConfig, *, epoch: int, elapsed: float, net: torch.nn.Module,
-                optimizer: ReplicaOptimizer, mi: SubgroupMI | None, w_rec0: Tensor,
-                streams: TrialStreams, history: Sequence[EvalRecord]) -> dict[str, Any]:
+def trial_state(
+    cfg: TrialConfig,
+    *,
+    epoch: int,
+    elapsed: float,
+    net: torch.nn.Module,
+    optimizer: ReplicaOptimizer,
+    mi: SubgroupMI | None,
+    w_rec0: Tensor,
+    streams: TrialStreams,
+    history: Sequence[EvalRecord],
+) -> dict[str, Any]:
     """The state dict of a trial after `epoch` epochs (`elapsed` seconds of training)."""
     return {
         "version": CHECKPOINT_VERSION,
@@ -60,9 +86,14 @@ def trial_state(cfg: TrialConfig, *, epoch: int, elapsed: float, net: torch.nn.M
     }
 
 
-def load_modules(state: Mapping[str, Any], *, net: torch.nn.Module,
-                 optimizer: ReplicaOptimizer, mi: SubgroupMI | None,
-                 streams: TrialStreams) -> None:
+def load_modules(
+    state: Mapping[str, Any],
+    *,
+    net: torch.nn.Module,
+    optimizer: ReplicaOptimizer,
+    mi: SubgroupMI | None,
+    streams: TrialStreams,
+) -> None:
     """Load the networks, optimiser, critics and random streams of `state` in place (tensors
     move to the devices of `net` and `mi`). The caller checks `check_resumable` first."""
     net.load_state_dict(state["network"])
@@ -77,8 +108,10 @@ def load_modules(state: Mapping[str, Any], *, net: torch.nn.Module,
 
 def records_from_state(state: Mapping[str, Any]) -> list[EvalRecord]:
     """The evaluation history stored in a checkpoint's state dict."""
-    return [EvalRecord(r["epoch"], {k: tuple(v) for k, v in r["metrics"].items()}, r["elapsed"])
-            for r in state["history"]]
+    return [
+        EvalRecord(r["epoch"], {k: tuple(v) for k, v in r["metrics"].items()}, r["elapsed"])
+        for r in state["history"]
+    ]
 
 
 def write_checkpoint(state: Mapping[str, Any], directory: Path) -> Path:
@@ -107,43 +140,62 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         path = path / CHECKPOINT_FILE
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
-        kind = ("it holds objects other than tensors and plain data (refused: only "
-                "weights_only loading is allowed)" if "weights_only" in str(e) or
-                "Unsupported global" in str(e) else f"{type(e).__name__}: "
-                                                     f"{' '.join(str(e).split())[:200]}")
-        raise CheckpointError(f"cannot read checkpoint: {kind}", source=str(path),
-                              key="checkpoint") from None
+    except Exception as e:
+        kind = (
+            "it holds objects other than tensors and plain data (refused: only "
+            "weights_only loading is allowed)"
+            if "weights_only" in str(e) or "Unsupported global" in str(e)
+            else f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+        )
+        raise CheckpointError(
+            f"cannot read checkpoint: {kind}", source=str(path), key="checkpoint"
+        ) from None
     missing = [k for k in _STATE_KEYS if not isinstance(state, Mapping) or k not in state]
     if missing:
-        raise CheckpointError(f"not a mistudy checkpoint (missing {', '.join(missing)})",
-                              source=str(path), key="checkpoint")
+        raise CheckpointError(
+            f"not a mistudy checkpoint (missing {', '.join(missing)})",
+            source=str(path),
+            key="checkpoint",
+        )
     return state
 
 
-def check_resumable(state: Mapping[str, Any], cfg: TrialConfig, *,
-                    source: str = "checkpoint") -> None:
+def check_resumable(
+    state: Mapping[str, Any], cfg: TrialConfig, *, source: str = "checkpoint"
+) -> None:
     """CheckpointError unless `state` was written by this code version with `cfg` (up to the
     keys a resume may change: _RESUMABLE_CHANGES)."""
     version = state.get("version", 0)
     if not isinstance(version, int) or version > CHECKPOINT_VERSION:
-        raise CheckpointError(f"checkpoint version {version!r} is newer than this code "
-                              f"({CHECKPOINT_VERSION}); update mistudy", source=source,
-                              key="version")
+        raise CheckpointError(
+            f"checkpoint version {version!r} is newer than this code "
+            f"({CHECKPOINT_VERSION}); update mistudy",
+            source=source,
+            key="version",
+        )
     try:
         saved = trial_config_from_dict(state["config"], source=source).flat()
     except ConfigError as e:
-        raise CheckpointError(f"the checkpoint's config is invalid: {e.detail}", source=source,
-                              key="config") from None
+        raise CheckpointError(
+            f"the checkpoint's config is invalid: {e.detail}", source=source, key="config"
+        ) from None
     critics = state.get("mi")
-    if critics is not None and not (isinstance(critics, Mapping)
-                                    and {"module", "optimizer"} <= set(critics)):
-        raise CheckpointError("the MI critics' state is not one this code wrote (expected a "
-                              "mapping with 'module' and 'optimizer')", source=source, key="mi")
+    if critics is not None and not (
+        isinstance(critics, Mapping) and {"module", "optimizer"} <= set(critics)
+    ):
+        raise CheckpointError(
+            "the MI critics' state is not one this code wrote (expected a "
+            "mapping with 'module' and 'optimizer')",
+            source=source,
+            key="mi",
+        )
     mine = cfg.flat()
     differ = [k for k in mine if k not in _RESUMABLE_CHANGES and saved.get(k) != mine[k]]
     if differ:
         pairs = ", ".join(f"{k}: {saved.get(k)!r} -> {mine[k]!r}" for k in differ[:6])
-        raise CheckpointError(f"checkpoint was written with a different config ({pairs}); "
-                              f"start a fresh run instead of resuming", source=source,
-                              key=differ[0])
+        raise CheckpointError(
+            f"checkpoint was written with a different config ({pairs}); "
+            f"start a fresh run instead of resuming",
+            source=source,
+            key=differ[0],
+        )

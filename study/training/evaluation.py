@@ -57,19 +57,34 @@ class Evaluation:
         seed_values: the members' integer seeds (streams.member_seeds), which seed Leiden.
     """
 
-    def __init__(self, cfg: TrialConfig, task, labels: np.ndarray,
-                 device: torch.device, timings: dict[str, float]):
+    def __init__(
+        self,
+        cfg: TrialConfig,
+        task,
+        labels: np.ndarray,
+        device: torch.device,
+        timings: dict[str, float],
+    ):
         self.cfg, self.task, self.labels, self.device = cfg, task, labels, device
         self.n_seeds = cfg.seeds
         self.timings = timings
         self.seed_values = streams.member_seeds(cfg.seed, cfg.seeds)
         self.null_partitions = modularity.random_partitions(
-            labels, cfg.train.null_partitions,
-            seed=streams.NULL_PARTITIONS.entropy(cfg.seed))
+            labels, cfg.train.null_partitions, seed=streams.NULL_PARTITIONS.entropy(cfg.seed)
+        )
 
     @torch.no_grad()
-    def run(self, net, batch: Sequence[Tensor | None], *, mi: SubgroupMI | None,
-            gen: torch.Generator, w_rec0: Tensor, epoch: int, index: int) -> dict[str, Tensor]:
+    def run(
+        self,
+        net,
+        batch: Sequence[Tensor | None],
+        *,
+        mi: SubgroupMI | None,
+        gen: torch.Generator,
+        w_rec0: Tensor,
+        epoch: int,
+        index: int,
+    ) -> dict[str, Tensor]:
         """Every metric of the evaluation at `epoch`, the `index`-th of the trial (from 0).
 
         Args:
@@ -90,8 +105,10 @@ class Evaluation:
         heldout = self.heldout_due(index, epoch)
         sections = (
             ("task", lambda: self.task_metrics(out, targets, pred, tgt, res)),
-            ("mi", lambda: self.mi_metrics(out, res, mi=mi, gen=gen, epoch=epoch,
-                                           heldout=heldout)),
+            (
+                "mi",
+                lambda: self.mi_metrics(out, res, mi=mi, gen=gen, epoch=epoch, heldout=heldout),
+            ),
             ("modularity", lambda: self.modularity_metrics(net, out, w_rec0, res)),
             ("specialisation", lambda: self.specialisation_metrics(net, out, pred, tgt, res)),
         )
@@ -112,8 +129,9 @@ class Evaluation:
             return False
         return index % every == 0 or epoch >= self.cfg.train.epochs
 
-    def task_metrics(self, out, targets: Tensor, pred: Tensor, tgt: Tensor,
-                     res: dict[str, Tensor]) -> None:
+    def task_metrics(
+        self, out, targets: Tensor, pred: Tensor, tgt: Tensor, res: dict[str, Tensor]
+    ) -> None:
         """TASK metrics: the loss, and accuracy (WM) or R² (separation)."""
         res["task_loss"] = (pred - tgt).square().mean(dim=(1, 2, 3))
         if self.task.metric == "accuracy":
@@ -121,8 +139,16 @@ class Evaluation:
         else:
             res["r2"] = scores.r2(out.outputs, targets).mean(dim=-1)  # over all steps
 
-    def mi_metrics(self, out, res: dict[str, Tensor], *, mi: SubgroupMI | None,
-                   gen: torch.Generator, epoch: int, heldout: bool) -> None:
+    def mi_metrics(
+        self,
+        out,
+        res: dict[str, Tensor],
+        *,
+        mi: SubgroupMI | None,
+        gen: torch.Generator,
+        epoch: int,
+        heldout: bool,
+    ) -> None:
         """MI_METRICS: the training critic's value, and measurements each with its null floor.
 
         `mi` is the training critic's objective right after the network's update (in
@@ -136,29 +162,44 @@ class Evaluation:
         """
         cfg = self.cfg
         nan = self._nan
-        res["mi"] = (mi.measure(out.rows(), gen, transform=out.mi_transform)
-                     if mi is not None else nan())
+        res["mi"] = (
+            mi.measure(out.rows(), gen, transform=out.mi_transform) if mi is not None else nan()
+        )
         if cfg.partition.groups < 2:
-            res.update(mi_gauss=nan(), mi_gauss_null=nan(), mi_heldout=nan(),
-                       mi_heldout_null=nan())
+            res.update(
+                mi_gauss=nan(), mi_gauss_null=nan(), mi_heldout=nan(), mi_heldout_null=nan()
+            )
             return
         sigma, kind = cfg.mi.input_noise, cfg.mi.penalty
         seqs = out.mi_transform(out.states)  # (S, T, B, N) rates
         flat = seqs.reshape(self.n_seeds, -1, seqs.shape[-1])
         res["mi_gauss"] = measure.gaussian_penalty(flat, self.labels, kind, noise=sigma)
         null = measure.sequence_null(seqs, self.labels)
-        res["mi_gauss_null"] = (nan() if null is None else measure.gaussian_penalty(
-            null.reshape(flat.shape), self.labels, kind, noise=sigma))
+        res["mi_gauss_null"] = (
+            nan()
+            if null is None
+            else measure.gaussian_penalty(null.reshape(flat.shape), self.labels, kind, noise=sigma)
+        )
         res["mi_heldout"], res["mi_heldout_null"] = nan(), nan()
         if heldout:
             t0 = time.perf_counter()
             h = cfg.mi.heldout
             res["mi_heldout"], res["mi_heldout_null"] = heldout_mi(
-                seqs, self.labels, penalty=kind, noise=sigma, width=h.width, depth=h.depth,
-                steps=h.steps, batch=h.batch, lr=h.lr, test_fraction=h.test_fraction,
-                seed=streams.heldout_mi_seed(cfg.seed, epoch))
-            self.timings["eval.mi.heldout"] = (self.timings.get("eval.mi.heldout", 0.0)
-                                               + time.perf_counter() - t0)
+                seqs,
+                self.labels,
+                penalty=kind,
+                noise=sigma,
+                width=h.width,
+                depth=h.depth,
+                steps=h.steps,
+                batch=h.batch,
+                lr=h.lr,
+                test_fraction=h.test_fraction,
+                seed=streams.heldout_mi_seed(cfg.seed, epoch),
+            )
+            self.timings["eval.mi.heldout"] = (
+                self.timings.get("eval.mi.heldout", 0.0) + time.perf_counter() - t0
+            )
 
     def modularity_metrics(self, net, out, w_rec0: Tensor, res: dict[str, Tensor]) -> None:
         """MODULARITY_METRICS: Q of the designed partition, null-referenced and partition-free.
@@ -190,14 +231,19 @@ class Evaluation:
                 res[f"nmi_{name}"] = communities.partition_nmi(found, labels)
             else:
                 res[f"q_{name}_found"] = res[f"nmi_{name}"] = self._nan()
-        gates = (net.gate_recurrent_weights() if self.cfg.network.kind == "gru" else {})
+        gates = net.gate_recurrent_weights() if self.cfg.network.kind == "gru" else {}
         for gate in ("update", "reset"):
             res[f"q_{gate}_z"] = (
-                modularity.modularity_zscore(modularity.structural_adjacency(gates[gate]), labels, parts)
-                if gate in gates else self._nan())
+                modularity.modularity_zscore(
+                    modularity.structural_adjacency(gates[gate]), labels, parts
+                )
+                if gate in gates
+                else self._nan()
+            )
 
-    def specialisation_metrics(self, net, out, pred: Tensor, tgt: Tensor,
-                               res: dict[str, Tensor]) -> None:
+    def specialisation_metrics(
+        self, net, out, pred: Tensor, tgt: Tensor, res: dict[str, Tensor]
+    ) -> None:
         """SPECIALISATION_METRICS: D_in, D_out and D_corr (specialization.specialization)."""
         task, labels = self.task, self.labels
         if task.input_channels is not None:
@@ -205,10 +251,12 @@ class Evaluation:
             res["d_in"] = specialization.specialization(strength, labels, task.input_channels)
         else:
             res["d_in"] = self._nan()
-        res["d_out"] = specialization.specialization(net.output_weights().abs(), labels,
-                                              task.output_channels)
+        res["d_out"] = specialization.specialization(
+            net.output_weights().abs(), labels, task.output_channels
+        )
         # D_corr: unit–target correlations (WM) or unit–prediction correlations (separation)
         reference = tgt if task.metric == "accuracy" else pred
-        cross = _abs_cross_corr(out.rows(self.task.washout),
-                                reference.reshape(self.n_seeds, -1, reference.shape[-1]))
+        cross = _abs_cross_corr(
+            out.rows(self.task.washout), reference.reshape(self.n_seeds, -1, reference.shape[-1])
+        )
         res["d_corr"] = specialization.specialization(cross, labels, task.output_channels)

@@ -26,7 +26,12 @@ from study.core.tasks import build_task
 from study.spec import TrialConfig
 from study.training import streams
 from study.training.checkpoint import (
-    CheckpointError, check_resumable, load_modules, read_checkpoint, records_from_state, trial_state,
+    CheckpointError,
+    check_resumable,
+    load_modules,
+    read_checkpoint,
+    records_from_state,
+    trial_state,
     write_checkpoint,
 )
 from study.training.device import keep_freed_memory, resolve_device
@@ -57,8 +62,9 @@ class Trainer:
 
     def __init__(self, cfg: TrialConfig, device: torch.device | str | None = None):
         self.cfg = cfg
-        self.device = (torch.device(device) if device is not None
-                       else resolve_device(cfg.train.device))
+        self.device = (
+            torch.device(device) if device is not None else resolve_device(cfg.train.device)
+        )
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         if self.device.type == "cpu":
@@ -68,8 +74,14 @@ class Trainer:
         self.n_seeds = s
         self.labels = groups(n, cfg.partition.groups, cfg.partition.sizes)
         self.net = build_network(
-            cfg.network.kind, s, self.task.n_inputs, n, self.task.n_outputs,
-            alpha=cfg.network.alpha, gain=cfg.network.gain, seed=cfg.seed,
+            cfg.network.kind,
+            s,
+            self.task.n_inputs,
+            n,
+            self.task.n_outputs,
+            alpha=cfg.network.alpha,
+            gain=cfg.network.gain,
+            seed=cfg.seed,
         ).to(self.device)
         o = cfg.optim
         self.optimizer = ReplicaOptimizer.from_config(self.net.parameters(), o)
@@ -115,8 +127,9 @@ class Trainer:
         batch = cfg.train.eval_batch if evaluating else cfg.task.batch
         if evaluating and self.task.fixed_eval_pool:
             x, y = self.task.test_set(batch)  # the fixed test pool (docs/method.md §6.5)
-            inputs, targets = self._to_device(np.broadcast_to(x, (s, *x.shape)),
-                                              np.broadcast_to(y, (s, *y.shape)))
+            inputs, targets = self._to_device(
+                np.broadcast_to(x, (s, *x.shape)), np.broadcast_to(y, (s, *y.shape))
+            )
         elif self.task.device_sampling:  # generated on the training device
             inputs, targets = self.task.sample_tensors(gen, s, batch, self.device)
         else:
@@ -135,8 +148,10 @@ class Trainer:
 
     def _to_device(self, x: np.ndarray, y: np.ndarray) -> tuple[Tensor, Tensor]:
         """Task arrays (S, B, T, ·) -> seed-major, time-major tensors (S, T, B, ·)."""
-        return tuple(torch.as_tensor(np.ascontiguousarray(a.transpose(0, 2, 1, 3)),
-                                     device=self.device) for a in (x, y))
+        return tuple(
+            torch.as_tensor(np.ascontiguousarray(a.transpose(0, 2, 1, 3)), device=self.device)
+            for a in (x, y)
+        )
 
     # -- critic ---------------------------------------------------------------------------------
     def _critic_round(self, n_steps: int) -> Tensor | None:
@@ -146,12 +161,13 @@ class Trainer:
         t0 = time.perf_counter()
         value = None
         act = None
-        for i in range(n_steps):
+        for _ in range(n_steps):
             if act is None or not self.cfg.critic.reuse_batch:
                 inputs, _, x0, noise = self._batch("critic")
                 with torch.no_grad():
-                    out = self.net(inputs, x0, noise, n_transient=self.task.transient,
-                                   outputs=False)
+                    out = self.net(
+                        inputs, x0, noise, n_transient=self.task.transient, outputs=False
+                    )
                 act = out.rows()  # every (step, sequence) is one sample (docs/method.md §1)
             value = self.mi.critic_step(act, self.streams.train_gen, transform=out.mi_transform)
             self._check_finite("MI estimate (critic step)", value)
@@ -190,8 +206,9 @@ class Trainer:
         task_loss = err.square().mean(dim=(1, 2, 3))  # (S,) MSE per seed
         loss = task_loss + self._regulariser()
         if self.mi is not None and cfg.mi.weight > 0:
-            penalty, _ = self.mi.penalty(out.rows(), self.streams.train_gen,
-                                         transform=out.mi_transform)
+            penalty, _ = self.mi.penalty(
+                out.rows(), self.streams.train_gen, transform=out.mi_transform
+            )
             self._check_finite("MI penalty (network step)", penalty)
             loss = loss + cfg.mi.weight * penalty
         self._check_finite("network loss", loss)
@@ -202,9 +219,11 @@ class Trainer:
 
     def _where(self, term: str, bad: Tensor) -> str:
         seeds = torch.nonzero(bad).flatten().tolist()
-        return (f"train: {term} is not finite at epoch {self.epoch + 1} for seed(s) {seeds} "
-                f"of {self.n_seeds} (mi.weight={self.cfg.mi.weight}, "
-                f"optim.lr={self.cfg.optim.lr})")
+        return (
+            f"train: {term} is not finite at epoch {self.epoch + 1} for seed(s) {seeds} "
+            f"of {self.n_seeds} (mi.weight={self.cfg.mi.weight}, "
+            f"optim.lr={self.cfg.optim.lr})"
+        )
 
     def _check_finite(self, term: str, values: Tensor) -> None:
         """Raise Diverged when any seed's (S,) `values` is not finite.
@@ -244,15 +263,22 @@ class Trainer:
         """Every logged metric for every seed, on a fresh (or the fixed test) batch:
         name -> (S,) float64, in `metric_names` order (evaluation.Evaluation)."""
         t0 = time.perf_counter()
-        res = self.evaluation.run(self.net, self._batch("eval"), mi=self.mi,
-                                  gen=self.streams.eval_gen, w_rec0=self.w_rec0,
-                                  epoch=self.epoch, index=len(self.history))
+        res = self.evaluation.run(
+            self.net,
+            self._batch("eval"),
+            mi=self.mi,
+            gen=self.streams.eval_gen,
+            w_rec0=self.w_rec0,
+            epoch=self.epoch,
+            index=len(self.history),
+        )
         self.timings["eval"] += time.perf_counter() - t0
         return {name: res[name].double().cpu().numpy() for name in self.metric_names}
 
     def record(self, values: Mapping[str, np.ndarray]) -> EvalRecord:
-        rec = EvalRecord(self.epoch, {k: tuple(float(x) for x in v) for k, v in values.items()},
-                         self.elapsed)
+        rec = EvalRecord(
+            self.epoch, {k: tuple(float(x) for x in v) for k, v in values.items()}, self.elapsed
+        )
         self.history.append(rec)
         return rec
 
@@ -261,16 +287,25 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return trial_state(self.cfg, epoch=self.epoch, elapsed=self.elapsed, net=self.net,
-                           optimizer=self.optimizer, mi=self.mi, w_rec0=self.w_rec0,
-                           streams=self.streams, history=self.history)
+        return trial_state(
+            self.cfg,
+            epoch=self.epoch,
+            elapsed=self.elapsed,
+            net=self.net,
+            optimizer=self.optimizer,
+            mi=self.mi,
+            w_rec0=self.w_rec0,
+            streams=self.streams,
+            history=self.history,
+        )
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         check_resumable(state, self.cfg)
         self.epoch = int(state["epoch"])
         self.elapsed = float(state["elapsed"])
-        load_modules(state, net=self.net, optimizer=self.optimizer, mi=self.mi,
-                     streams=self.streams)
+        load_modules(
+            state, net=self.net, optimizer=self.optimizer, mi=self.mi, streams=self.streams
+        )
         if "w_rec0" in state:  # older checkpoints: the seeded initialisation already rebuilt it
             self.w_rec0 = state["w_rec0"].to(self.device)
         self.history = records_from_state(state)
@@ -285,7 +320,6 @@ class Trainer:
             if e.source is not None:
                 raise
             raise CheckpointError(e.detail, source=str(path), key=e.key) from None
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -331,8 +365,9 @@ def train(
     def evaluate_and_report() -> None:
         trainer.elapsed = base_elapsed + time.perf_counter() - start
         rec = trainer.record(trainer.evaluate())
-        if tc.snapshot_every and (trainer.epoch % tc.snapshot_every == 0
-                                  or trainer.epoch == tc.epochs):
+        if tc.snapshot_every and (
+            trainer.epoch % tc.snapshot_every == 0 or trainer.epoch == tc.epochs
+        ):
             reporter.snapshot(trainer.epoch, trainer.weights())
         path = trainer.save(ckpt_dir) if checkpoint_due(trainer.epoch) else None
         reporter.report(rec, path)
@@ -354,5 +389,13 @@ def train(
         status, message = "diverged", str(e)
         log.warning("%s", message)
     trainer.elapsed = base_elapsed + time.perf_counter() - start
-    return TrainResult(status, message, cfg, trainer.history, trainer.seed_values,
-                       trainer.epoch, trainer.elapsed, dict(trainer.timings))
+    return TrainResult(
+        status,
+        message,
+        cfg,
+        trainer.history,
+        trainer.seed_values,
+        trainer.epoch,
+        trainer.elapsed,
+        dict(trainer.timings),
+    )

@@ -49,8 +49,18 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Stream", "TRAIN", "EVAL", "NULL_PARTITIONS", "FIXED_EVAL", "STREAMS",
-           "HELDOUT_MI_KEY", "heldout_mi_seed", "member_seeds", "TrialStreams"]
+__all__ = [
+    "Stream",
+    "TRAIN",
+    "EVAL",
+    "NULL_PARTITIONS",
+    "FIXED_EVAL",
+    "STREAMS",
+    "HELDOUT_MI_KEY",
+    "heldout_mi_seed",
+    "member_seeds",
+    "TrialStreams",
+]
 
 # torch seed of stream k: seed·7919 + k; the stride exceeds every key, so no two (seed, stream)
 # pairs share a torch seed
@@ -121,8 +131,9 @@ class TrialStreams:
         self.train_gen = TRAIN.generator(seed, device)
         self.eval_gen = EVAL.generator(seed, device)
 
-    def for_batch(self, evaluating: bool, fixed: bool) -> tuple[np.random.Generator,
-                                                                torch.Generator]:
+    def for_batch(
+        self, evaluating: bool, fixed: bool
+    ) -> tuple[np.random.Generator, torch.Generator]:
         """The (NumPy, torch) generators of a batch: training, evaluation, or (evaluating with
         `fixed`) a fresh FIXED_EVAL pair, so every evaluation sees the same batch."""
         if evaluating and fixed:

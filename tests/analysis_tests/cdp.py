@@ -14,9 +14,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-
 from test_browser import CHROMIUM, FLAGS, TIMEOUT, _devtools_url, _errors
-
 
 # sandboxed iframes (MLflow's HTML artifact viewer) stay in the page's process, so the page's
 # DevTools session sees them as child frames
@@ -41,8 +39,9 @@ class Page:
             self.events.append(msg)
 
     async def eval(self, expression: str):
-        res = await self.call("Runtime.evaluate", expression=expression, returnByValue=True,
-                              awaitPromise=True)
+        res = await self.call(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
         if "exceptionDetails" in res:
             raise RuntimeError(f"JS error in {expression[:80]!r}: {res['exceptionDetails']}")
         return res["result"].get("value")
@@ -56,7 +55,8 @@ class Page:
             "(() => { let t = document.body ? document.body.innerText : '';"
             " for (const f of document.querySelectorAll('iframe')) {"
             "  try { t += '\\n' + f.contentDocument.body.innerText; } catch (e) {} }"
-            " return t; })()")
+            " return t; })()"
+        )
 
     async def wait_text(self, *needles: str, timeout: float = 60.0) -> str:
         """Polls until every needle is in the rendered text; returns that text."""
@@ -68,35 +68,46 @@ class Page:
                 return text
             await asyncio.sleep(0.5)
         missing = [n for n in needles if n not in text]
-        raise AssertionError(f"not rendered within {timeout:.0f} s: {missing}; page text starts "
-                             f"{text[:600]!r}")
+        raise AssertionError(
+            f"not rendered within {timeout:.0f} s: {missing}; page text starts {text[:600]!r}"
+        )
 
     async def click_text(self, selector: str, needle: str, timeout: float = 30.0) -> None:
         """Clicks, with real mouse events at its centre, the last element matching `selector`
         whose own text contains `needle` (the innermost one: React menus and tabs react to
         pointer events, not to `element.click()`)."""
-        js = ("(() => { const els = Array.from(document.querySelectorAll("
-              f"{json.dumps(selector)})).filter(e => e.innerText && "
-              f"e.innerText.includes({json.dumps(needle)}));"
-              " const el = els[els.length - 1]; if (!el) return null;"
-              " el.scrollIntoView({block: 'center'}); const r = el.getBoundingClientRect();"
-              " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+        js = (
+            "(() => { const els = Array.from(document.querySelectorAll("
+            f"{json.dumps(selector)})).filter(e => e.innerText && "
+            f"e.innerText.includes({json.dumps(needle)}));"
+            " const el = els[els.length - 1]; if (!el) return null;"
+            " el.scrollIntoView({block: 'center'}); const r = el.getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             xy = await self.eval(js)
             if xy:
                 x, y = xy
                 for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-                    await self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y,
-                                    button="left", clickCount=1)
+                    await self.call(
+                        "Input.dispatchMouseEvent",
+                        type=kind,
+                        x=x,
+                        y=y,
+                        button="left",
+                        clickCount=1,
+                    )
                 return
             await asyncio.sleep(0.5)
         raise AssertionError(f"no {selector} with text {needle!r} to click")
 
     async def type_into(self, selector: str, text: str) -> None:
         """Focuses the first element matching `selector` and types `text` as keyboard input."""
-        found = await self.eval(f"(() => {{ const el = document.querySelector("
-                                f"{json.dumps(selector)}); if (el) el.focus(); return !!el; }})()")
+        found = await self.eval(
+            f"(() => {{ const el = document.querySelector("
+            f"{json.dumps(selector)}); if (el) el.focus(); return !!el; }})()"
+        )
         assert found, f"no {selector} to type into"
         await self.call("Input.insertText", text=text)
 
@@ -104,7 +115,8 @@ class Page:
         """The href of every link whose text contains `needle`."""
         return await self.eval(
             "Array.from(document.querySelectorAll('a')).filter(a => a.innerText.includes("
-            f"{json.dumps(needle)})).map(a => a.getAttribute('href'))")
+            f"{json.dumps(needle)})).map(a => a.getAttribute('href'))"
+        )
 
     async def frame_text(self) -> str:
         """The text of every child frame (the artifact viewer shows HTML in a sandboxed iframe
@@ -112,10 +124,15 @@ class Page:
         tree = (await self.call("Page.getFrameTree"))["frameTree"]
         texts = []
         for child in tree.get("childFrames", []):
-            world = await self.call("Page.createIsolatedWorld",
-                                    frameId=child["frame"]["id"], worldName="journey")
-            res = await self.call("Runtime.evaluate", expression="document.body.innerText",
-                                  contextId=world["executionContextId"], returnByValue=True)
+            world = await self.call(
+                "Page.createIsolatedWorld", frameId=child["frame"]["id"], worldName="journey"
+            )
+            res = await self.call(
+                "Runtime.evaluate",
+                expression="document.body.innerText",
+                contextId=world["executionContextId"],
+                returnByValue=True,
+            )
             texts.append(res["result"].get("value") or "")
         return "\n".join(texts)
 
@@ -131,9 +148,15 @@ class Page:
 async def with_page(profile: Path, body, width: int = 1400, height: int = 900):
     """Starts chromium, opens its page, runs `await body(page)`, always stops the browser."""
     proc = await asyncio.create_subprocess_exec(
-        CHROMIUM, *FLAGS, *IN_PROCESS_FRAMES, f"--user-data-dir={profile}",
+        CHROMIUM,
+        *FLAGS,
+        *IN_PROCESS_FRAMES,
+        f"--user-data-dir={profile}",
         f"--window-size={width},{height}",
-        "about:blank", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        "about:blank",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         ws_url = await asyncio.wait_for(_devtools_url(proc), TIMEOUT)
         port = re.search(r":(\d+)/", ws_url).group(1)
@@ -144,8 +167,13 @@ async def with_page(profile: Path, body, width: int = 1400, height: int = 900):
                 page = Page(ws, [])
                 for method in ("Runtime.enable", "Log.enable", "Page.enable"):
                     await page.call(method)
-                await page.call("Emulation.setDeviceMetricsOverride", width=width,
-                                height=height, deviceScaleFactor=1, mobile=False)
+                await page.call(
+                    "Emulation.setDeviceMetricsOverride",
+                    width=width,
+                    height=height,
+                    deviceScaleFactor=1,
+                    mobile=False,
+                )
                 return await body(page)
     finally:
         proc.terminate()

@@ -20,9 +20,24 @@ def test_cli_report_prints_path_and_exits_zero(fixture_study, tmp_path):
     out = tmp_path / "cli"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(
-        [sys.executable, "-m", "analysis", "report", fixture_study.name, "--tracking-uri",
-         fixture_study.tracking_uri, "--out", str(out), "--no-log"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "analysis",
+            "report",
+            fixture_study.name,
+            "--tracking-uri",
+            fixture_study.tracking_uri,
+            "--out",
+            str(out),
+            "--no-log",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     path = Path(proc.stdout.strip().splitlines()[-1])
     assert path == out / "report.html" and path.is_file()
@@ -82,8 +97,19 @@ def test_cli_timing_prints_verdicts_and_writes_json(fixture_study, tmp_path, cap
     import json
 
     out = tmp_path / "timing.json"
-    assert main(["timing", fixture_study.name, "--tracking-uri", fixture_study.tracking_uri,
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "timing",
+                fixture_study.name,
+                "--tracking-uri",
+                fixture_study.tracking_uri,
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "function first" in printed and "median final values per λ" in printed
     got = json.loads(out.read_text())

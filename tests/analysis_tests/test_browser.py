@@ -16,21 +16,34 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists()
-                                        else None)
+CHROMIUM = shutil.which("chromium") or (
+    "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+)
 aiohttp = pytest.importorskip("aiohttp", reason="aiohttp (from ray[default]) drives chromium")
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
-                       "(apt-get install -y --no-install-recommends chromium)"),
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="chromium is not installed (apt-get install -y --no-install-recommends chromium)",
+    ),
 ]
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--remote-debugging-port=0"]
-IMAGES_JS = ("JSON.stringify(Array.from(document.images).map("
-             "i => ({ok: i.complete && i.naturalWidth > 0, src: i.src.slice(0, 40)})))")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-port=0",
+]
+IMAGES_JS = (
+    "JSON.stringify(Array.from(document.images).map("
+    "i => ({ok: i.complete && i.naturalWidth > 0, src: i.src.slice(0, 40)})))"
+)
 TIMEOUT = 30.0
 
 
@@ -48,8 +61,13 @@ async def _devtools_url(proc: asyncio.subprocess.Process) -> str:
 async def _visit(urls: list[str], profile: Path) -> dict[str, dict]:
     """Load each URL in one chromium; per URL: image load states and console/JS errors."""
     proc = await asyncio.create_subprocess_exec(
-        CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        CHROMIUM,
+        *FLAGS,
+        f"--user-data-dir={profile}",
+        "about:blank",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         ws_url = await asyncio.wait_for(_devtools_url(proc), TIMEOUT)
         port = re.search(r":(\d+)/", ws_url).group(1)
@@ -79,8 +97,10 @@ async def _visit(urls: list[str], profile: Path) -> dict[str, dict]:
                         events.append(await ws.receive_json(timeout=TIMEOUT))
                     res = await call("Runtime.evaluate", expression=IMAGES_JS, returnByValue=True)
                     await call("Runtime.evaluate", expression="0")  # drain late console events
-                    out[url] = {"images": json.loads(res["result"]["result"]["value"]),
-                                "errors": _errors(events)}
+                    out[url] = {
+                        "images": json.loads(res["result"]["result"]["value"]),
+                        "errors": _errors(events),
+                    }
                 return out
     finally:
         proc.terminate()
@@ -94,8 +114,10 @@ def _errors(events: list[dict]) -> list[str]:
         p = e.get("params", {})
         if e.get("method") == "Runtime.exceptionThrown":
             errors.append(f"exception: {p['exceptionDetails'].get('text')}")
-        elif (e.get("method") == "Runtime.consoleAPICalled"
-              and p.get("type") in ("error", "assert")):
+        elif e.get("method") == "Runtime.consoleAPICalled" and p.get("type") in (
+            "error",
+            "assert",
+        ):
             errors.append(f"console.{p['type']}: {p.get('args')}")
         elif e.get("method") == "Log.entryAdded" and p["entry"]["level"] == "error":
             errors.append(f"log: {p['entry']['text']} ({p['entry'].get('url')})")
@@ -104,8 +126,9 @@ def _errors(events: list[dict]) -> list[str]:
 
 def test_report_renders_in_chromium_without_errors(grid_report, tmp_path):
     broken = tmp_path / "broken.html"  # control: proves the checks can fail
-    broken.write_text('<html><body><img src="missing.png"><script>console.error("boom");'
-                      "</script></body></html>")
+    broken.write_text(
+        '<html><body><img src="missing.png"><script>console.error("boom");</script></body></html>'
+    )
     report_url, broken_url = grid_report.path.as_uri(), broken.as_uri()
     seen = asyncio.run(_visit([report_url, broken_url], tmp_path / "profile"))
 

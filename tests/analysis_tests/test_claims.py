@@ -13,11 +13,18 @@ def _seeds(rng, cells):
     base = {k: rng.normal(0, 1, 8) for k in {c[0] for c in cells}}
     for k, lam, shift, acc in cells:
         for i in range(8):
-            rows.append({"partition.groups": k, "mi.weight": lam, "seed_value": 1001 + i,
-                         "final.q_func_z": base[k][i] + shift(i),
-                         "final.q_struct_z": base[k][i] + 0.0,
-                         "final.accuracy": acc(i),
-                         "final.mi_heldout": 1.0 - (lam > 0), "final.mi_heldout_null": 0.0})
+            rows.append(
+                {
+                    "partition.groups": k,
+                    "mi.weight": lam,
+                    "seed_value": 1001 + i,
+                    "final.q_func_z": base[k][i] + shift(i),
+                    "final.q_struct_z": base[k][i] + 0.0,
+                    "final.accuracy": acc(i),
+                    "final.mi_heldout": 1.0 - (lam > 0),
+                    "final.mi_heldout_null": 0.0,
+                }
+            )
     df = pd.DataFrame(rows)
     return df.sample(frac=1.0, random_state=1).reset_index(drop=True)  # order must not matter
 
@@ -25,12 +32,16 @@ def _seeds(rng, cells):
 def test_paired_effect_found_where_it_is_and_not_where_it_is_not():
     rng = np.random.default_rng(3)
     none = lambda i: 0.0  # noqa: E731
-    s = _seeds(rng, [(2, 0.0, none, lambda i: 0.95), (2, 0.1, lambda i: 10.0 + 0.1 * i,
-                                                       lambda i: 0.95),
-                     (3, 0.0, none, lambda i: 0.95),
-                     (3, 0.1, lambda i: (-1) ** i * 0.3, lambda i: 0.5)])
-    t = claims_table(s, ["mi.weight", "partition.groups"]).set_index(
-        ["partition.groups", "claim"])
+    s = _seeds(
+        rng,
+        [
+            (2, 0.0, none, lambda i: 0.95),
+            (2, 0.1, lambda i: 10.0 + 0.1 * i, lambda i: 0.95),
+            (3, 0.0, none, lambda i: 0.95),
+            (3, 0.1, lambda i: (-1) ** i * 0.3, lambda i: 0.5),
+        ],
+    )
+    t = claims_table(s, ["mi.weight", "partition.groups"]).set_index(["partition.groups", "claim"])
     f2 = t.loc[(2, "functional")]
     assert f2.n == 8 and f2.effect == pytest.approx(10.35)  # median of 10.0 .. 10.7
     assert f2.p == pytest.approx(2 / 256) and f2.verdict == "holds"
@@ -45,8 +56,13 @@ def test_paired_effect_found_where_it_is_and_not_where_it_is_not():
 
 def test_weak_when_significant_but_not_clear_against_the_null():
     rng = np.random.default_rng(4)
-    s = _seeds(rng, [(2, 0.0, lambda i: -5.0, lambda i: 0.95),
-                     (2, 0.3, lambda i: -4.0 + 0.01 * i, lambda i: 0.95)])
+    s = _seeds(
+        rng,
+        [
+            (2, 0.0, lambda i: -5.0, lambda i: 0.95),
+            (2, 0.3, lambda i: -4.0 + 0.01 * i, lambda i: 0.95),
+        ],
+    )
     row = claims_table(s, ["mi.weight", "partition.groups"]).query("claim == 'functional'")
     assert row.verdict.item() == "weak"
 

@@ -12,11 +12,28 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.emergence import (Noise, bh_adjust, calibrate, censored_regression, km_table,
-                                measure_noise, sign_test, timing_seeds, tost_lag, verdict,
-                                verdict_table)
-from study.contract.outcomes import (Onset, chance_modularity, group_sizes, half_rise, onset,
-                               seed_table, which_first)
+from analysis.emergence import (
+    Noise,
+    bh_adjust,
+    calibrate,
+    censored_regression,
+    km_table,
+    measure_noise,
+    sign_test,
+    timing_seeds,
+    tost_lag,
+    verdict,
+    verdict_table,
+)
+from study.contract.outcomes import (
+    Onset,
+    chance_modularity,
+    group_sizes,
+    half_rise,
+    onset,
+    seed_table,
+    which_first,
+)
 
 EPOCHS = np.arange(0, 1001, 25, dtype=float)  # 41 evaluations, eval_every 25
 
@@ -27,6 +44,7 @@ def _rise(onset_epoch: float, amplitude: float = 10.0, width: float = 6.0) -> np
 
 
 # ---- the onset rule ---------------------------------------------------------------------------
+
 
 def test_onset_is_first_evaluation_of_a_qualifying_stretch():
     # 3 at epochs 50 and 75 (a stretch of 2), below at 100, then >= 3 from 125 on.
@@ -104,7 +122,7 @@ def test_pure_drift_does_not_emerge(rho):
         noise = np.empty_like(e)
         noise[0] = e[0]
         for i in range(1, e.size):
-            noise[i] = rho * noise[i - 1] + math.sqrt(1 - rho ** 2) * e[i]
+            noise[i] = rho * noise[i - 1] + math.sqrt(1 - rho**2) * e[i]
         n += onset(EPOCHS, drift + noise).emerged
     assert n / 200 <= 0.05
 
@@ -121,29 +139,48 @@ def test_onset_rejects_bad_input():
 def test_outcomes_and_emergence_imports_stay_light():
     # study.service.summary and study.spec import study.contract.outcomes: no pandas, MLflow,
     # SciPy.
-    code = ("import sys, study.contract.outcomes, analysis.emergence; "
-            "print(sorted(m for m in ('pandas', 'mlflow', 'matplotlib', 'scipy', 'ray', "
-            "'lifelines', 'statsmodels') if m in sys.modules))")
+    code = (
+        "import sys, study.contract.outcomes, analysis.emergence; "
+        "print(sorted(m for m in ('pandas', 'mlflow', 'matplotlib', 'scipy', 'ray', "
+        "'lifelines', 'statsmodels') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 # ---- which first, per seed table --------------------------------------------------------------
 
+
 def _o(epoch: float | None, censor: float = 900.0) -> Onset:
     return Onset(math.nan, False, censor, -1) if epoch is None else Onset(epoch, True, censor, 0)
 
 
-@pytest.mark.parametrize("f,s,expected", [
-    (100, 150, "function"), (150, 100, "structure"), (100, 125, "tie"), (100, 100, "tie"),
-    (100, None, "function"), (None, 100, "structure"), (None, None, "neither")])
+@pytest.mark.parametrize(
+    "f,s,expected",
+    [
+        (100, 150, "function"),
+        (150, 100, "structure"),
+        (100, 125, "tie"),
+        (100, 100, "tie"),
+        (100, None, "function"),
+        (None, 100, "structure"),
+        (None, None, "neither"),
+    ],
+)
 def test_which_first_counts_one_sided_emergence_for_that_side(f, s, expected):
     assert which_first(_o(f), _o(s), 25.0) == expected
 
 
 def test_seed_table_without_z_scores_says_not_measured():
-    curves = pd.DataFrame({"seed": [0, 0, 0], "epoch": [0, 25, 50], "q_func": [0.0, 0.1, 0.2],
-                           "q_struct": [0, 0, 0.1], "accuracy": [0.5, 0.9, 0.95]})
+    curves = pd.DataFrame(
+        {
+            "seed": [0, 0, 0],
+            "epoch": [0, 25, 50],
+            "q_func": [0.0, 0.1, 0.2],
+            "q_struct": [0, 0, 0.1],
+            "accuracy": [0.5, 0.9, 0.95],
+        }
+    )
     s = seed_table(curves, task="working_memory")
     assert not s["onsets_measured"].any() and s["first"].tolist() == ["neither"]
     assert s["final.accuracy"].iloc[0] == pytest.approx((0.5 + 0.9 + 0.95) / 3)
@@ -153,8 +190,10 @@ def test_seed_table_without_z_scores_says_not_measured():
 
 # ---- tests against hand-computed cases --------------------------------------------------------
 
-@pytest.mark.parametrize("k,n,p", [(7, 0, 2 / 2 ** 7), (6, 1, 16 / 128), (3, 3, 1.0),
-                                   (0, 5, 2 / 32), (0, 0, 1.0)])
+
+@pytest.mark.parametrize(
+    "k,n,p", [(7, 0, 2 / 2**7), (6, 1, 16 / 128), (3, 3, 1.0), (0, 5, 2 / 32), (0, 0, 1.0)]
+)
 def test_sign_test_exact_binomial_by_hand(k, n, p):
     # two-sided: 2 · P(X >= max(k, n)) under Binomial(k + n, ½), capped at 1
     assert sign_test(k, n) == pytest.approx(p)
@@ -171,11 +210,16 @@ def test_tost_by_hand():
     assert tost_lag(lags, lags, 50.0)[0] == pytest.approx(9 / 256)
     # censored: q_func emerged, q_struct not by 300 epochs after it: lag > 300 ≥ margin, a failure
     # for test 2; a struct-only seed with unknown bound stays out of test 2.
-    lo = np.array([0, 0, 300, -np.inf]); hi = np.array([0, 0, np.inf, 10.0])  # noqa: E702
+    lo = np.array([0, 0, 300, -np.inf])
+    hi = np.array([0, 0, np.inf, 10.0])
     p, n1, n2 = tost_lag(lo, hi, 50.0)
     assert (n1, n2) == (3, 4)  # test 1: seeds 0, 1, 2 decide; seed 3's bound says nothing
-    assert p == pytest.approx(max(stats.binomtest(3, 3, 0.5, alternative="greater").pvalue,
-                                  stats.binomtest(3, 4, 0.5, alternative="greater").pvalue))
+    assert p == pytest.approx(
+        max(
+            stats.binomtest(3, 3, 0.5, alternative="greater").pvalue,
+            stats.binomtest(3, 4, 0.5, alternative="greater").pvalue,
+        )
+    )
 
 
 def test_bh_by_hand():
@@ -185,9 +229,15 @@ def test_bh_by_hand():
     np.testing.assert_allclose(got, [0.04, np.nan, 0.04, 0.5, 0.04])
 
 
-@pytest.mark.parametrize("args,expected", [
-    ((7, 0, 0.01, 1.0), "function first"), ((0, 7, 0.01, 1.0), "structure first"),
-    ((1, 1, 1.0, 0.01), "co-emergent"), ((4, 0, 0.12, 0.3), "inconclusive")])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        ((7, 0, 0.01, 1.0), "function first"),
+        ((0, 7, 0.01, 1.0), "structure first"),
+        ((1, 1, 1.0, 0.01), "co-emergent"),
+        ((4, 0, 0.12, 0.3), "inconclusive"),
+    ],
+)
 def test_verdict_reading(args, expected):
     assert verdict(*args) == expected
 
@@ -196,23 +246,45 @@ def _seeds(firsts, lam, lags=None):
     rows = []
     for i, f in enumerate(firsts):
         tf = 100.0
-        lag = (lags[i] if lags is not None else {"function": 100.0, "structure": -75.0,
-                                                 "tie": 0.0}.get(f, math.nan))
+        lag = (
+            lags[i]
+            if lags is not None
+            else {"function": 100.0, "structure": -75.0, "tie": 0.0}.get(f, math.nan)
+        )
         ef = f in ("function", "structure", "tie")
-        rows.append({"mi.weight": lam, "first": f, "t_func": tf if ef else math.nan,
-                     "t_struct": tf + lag if ef else math.nan, "lag": lag,
-                     "func_emerged": ef, "struct_emerged": ef, "t_func_censor": 950.0,
-                     "t_struct_censor": 950.0, "train.eval_every": 25, "status": "finished",
-                     "onsets_measured": True})
+        rows.append(
+            {
+                "mi.weight": lam,
+                "first": f,
+                "t_func": tf if ef else math.nan,
+                "t_struct": tf + lag if ef else math.nan,
+                "lag": lag,
+                "func_emerged": ef,
+                "struct_emerged": ef,
+                "t_func_censor": 950.0,
+                "t_struct_censor": 950.0,
+                "train.eval_every": 25,
+                "status": "finished",
+                "onsets_measured": True,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def test_verdict_table_per_lambda_never_pools_and_adjusts_across_rows():
-    seeds = pd.concat([_seeds(["neither"] * 8, 0.0), _seeds(["function"] * 8, 0.1),
-                       _seeds(["tie"] * 8, 0.3, lags=[0, 25, -25, 0, 0, 25, 0, -25])])
+    seeds = pd.concat(
+        [
+            _seeds(["neither"] * 8, 0.0),
+            _seeds(["function"] * 8, 0.1),
+            _seeds(["tie"] * 8, 0.3, lags=[0, 25, -25, 0, 0, 25, 0, -25]),
+        ]
+    )
     v = verdict_table(seeds, ["mi.weight"]).set_index("mi.weight")
-    assert v["verdict"].to_dict() == {0.0: "inconclusive", 0.1: "function first",
-                                      0.3: "co-emergent"}
+    assert v["verdict"].to_dict() == {
+        0.0: "inconclusive",
+        0.1: "function first",
+        0.3: "co-emergent",
+    }
     assert v.loc[0.1, "p_sign"] == pytest.approx(2 / 256)
     # BH over the treated rows' sign-test p's (2/256, 1) → 2 · 2/256; the control keeps its p
     assert v.loc[0.1, "p_sign_bh"] == pytest.approx(4 / 256)
@@ -234,15 +306,20 @@ def test_timing_seeds_exclude_trials_cut_short():
 
 # ---- Kaplan–Meier, regression ------------------------------------------------------------------
 
+
 def test_km_matches_the_product_limit_closed_form():
     # onsets 100, 200 (events), a seed censored at 150, one at 300, one onset at 300:
     # S(100) = 4/5, S(200) = 4/5 · 2/3 (3 at risk after the censoring at 150), S(300) = 8/15 · 1/2
-    seeds = pd.DataFrame({
-        "func_emerged": [True, True, False, False, True],
-        "t_func": [100.0, 200.0, math.nan, math.nan, 300.0],
-        "t_func_censor": [900.0, 900.0, 150.0, 300.0, 900.0],
-        "struct_emerged": [False] * 5, "t_struct": [math.nan] * 5,
-        "t_struct_censor": [900.0] * 5})
+    seeds = pd.DataFrame(
+        {
+            "func_emerged": [True, True, False, False, True],
+            "t_func": [100.0, 200.0, math.nan, math.nan, 300.0],
+            "t_func_censor": [900.0, 900.0, 150.0, 300.0, 900.0],
+            "struct_emerged": [False] * 5,
+            "t_struct": [math.nan] * 5,
+            "t_struct_censor": [900.0] * 5,
+        }
+    )
     km = km_table(seeds)
     f = km[km["metric"] == "func"].set_index("epoch")["emerged"]
     assert f[100.0] == pytest.approx(1 - 4 / 5)
@@ -262,11 +339,19 @@ def test_censored_regression_finds_a_known_dependence_and_keeps_censored_seeds()
         for _ in range(10):
             t = 100.0 * math.exp(2.0 * lam) * rng.weibull(4.0)
             censored = t > 400.0
-            rows.append({"mi.weight": lam, "func_emerged": not censored,
-                         "t_func": math.nan if censored else t, "t_func_censor": 400.0,
-                         "struct_emerged": True, "t_struct": 50.0 + rng.uniform(0, 10),
-                         "t_struct_censor": 400.0, "first": "structure",
-                         "train.eval_every": 25})
+            rows.append(
+                {
+                    "mi.weight": lam,
+                    "func_emerged": not censored,
+                    "t_func": math.nan if censored else t,
+                    "t_func_censor": 400.0,
+                    "struct_emerged": True,
+                    "t_struct": 50.0 + rng.uniform(0, 10),
+                    "t_struct_censor": 400.0,
+                    "first": "structure",
+                    "train.eval_every": 25,
+                }
+            )
     reg = censored_regression(pd.DataFrame(rows), ["mi.weight"])
     r = reg[reg["target"] == "t_func"].iloc[0]
     assert r["n"] == 40 and r["n_events"] < 40
@@ -277,10 +362,16 @@ def test_censored_regression_finds_a_known_dependence_and_keeps_censored_seeds()
 
 # ---- calibration -------------------------------------------------------------------------------
 
+
 def test_calibration_unequal_noise_identical_time_course_false_function_first_below_alpha():
     # Noisy q_func_z (sd 1, white) against smooth q_struct_z (sd 0.3, rho 0.95), same onsets.
-    cal = calibrate(Noise(1.0, 0.0, 8), Noise(0.3, 0.95, 8), epochs=EPOCHS, n_cells=150,
-                    rng=np.random.default_rng(0))
+    cal = calibrate(
+        Noise(1.0, 0.0, 8),
+        Noise(0.3, 0.95, 8),
+        epochs=EPOCHS,
+        n_cells=150,
+        rng=np.random.default_rng(0),
+    )
     assert cal.false_function_first <= cal.alpha
     assert cal.false_emergence_func <= 0.05 and cal.false_emergence_struct <= 0.05
 
@@ -288,8 +379,15 @@ def test_calibration_unequal_noise_identical_time_course_false_function_first_be
 def test_calibration_can_fail_a_first_crossing_rule():
     # Control: a first crossing (run = 1) at z = 2 on the same noise is biased towards function
     # first, which is what the defaults avoid.
-    cal = calibrate(Noise(1.0, 0.0, 8), Noise(0.3, 0.95, 8), epochs=EPOCHS, n_cells=150, z=2.0,
-                    run=1, rng=np.random.default_rng(0))
+    cal = calibrate(
+        Noise(1.0, 0.0, 8),
+        Noise(0.3, 0.95, 8),
+        epochs=EPOCHS,
+        n_cells=150,
+        z=2.0,
+        run=1,
+        rng=np.random.default_rng(0),
+    )
     assert cal.seed_function_first > 3 * cal.seed_structure_first
     assert cal.false_emergence_func > 0.05
 
@@ -310,8 +408,10 @@ def test_measure_noise_recovers_ar1_parameters():
 
 # ---- chance level (moved to the outcomes module) -----------------------------------------------
 
-@pytest.mark.parametrize("n,k,expected", [(10, 3, [4, 3, 3]), (40, 2, [20, 20]), (7, 7, [1] * 7),
-                                          (11, 4, [3, 3, 3, 2])])
+
+@pytest.mark.parametrize(
+    "n,k,expected", [(10, 3, [4, 3, 3]), (40, 2, [20, 20]), (7, 7, [1] * 7), (11, 4, [3, 3, 3, 2])]
+)
 def test_group_sizes_larger_groups_first(n, k, expected):
     assert group_sizes(n, k) == expected
 

@@ -25,16 +25,25 @@ def _study(rng, n_trials=40, seeds=3):
         lam, k = 10 ** rng.uniform(-3, 0), int(rng.integers(2, 5))
         lr, cell = rng.uniform(1e-3, 5e-3), str(rng.choice(["gru", "rnn"]))
         for s in range(seeds):
-            rows.append({"trial_id": f"t{t}", "seed": s, "mi.weight": lam,
-                         "partition.groups": k, "optim.lr": lr, "network.cell": cell,
-                         "final.q_func_z": 3 * np.log10(lam) + rng.normal(0, 0.3)})
+            rows.append(
+                {
+                    "trial_id": f"t{t}",
+                    "seed": s,
+                    "mi.weight": lam,
+                    "partition.groups": k,
+                    "optim.lr": lr,
+                    "network.cell": cell,
+                    "final.q_func_z": 3 * np.log10(lam) + rng.normal(0, 0.3),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 @pytest.mark.parametrize("evaluator", list(EVALUATORS))
 def test_the_only_key_that_matters_dominates(evaluator):
-    info = importance_info(_study(np.random.default_rng(0)), PARAMS, "functional",
-                           evaluator=evaluator, n_repeats=4)
+    info = importance_info(
+        _study(np.random.default_rng(0)), PARAMS, "functional", evaluator=evaluator, n_repeats=4
+    )
     tab = info.table.set_index("param")
     assert info.evaluator_name == EVALUATORS[evaluator] and info.n_trials == 40
     assert info.column == "final.q_func_z" and info.dropped == []
@@ -47,12 +56,14 @@ def test_the_only_key_that_matters_dominates(evaluator):
 
 @pytest.mark.parametrize("n_trials", [0, 1])
 def test_empty_or_one_trial_gives_a_message(n_trials):
-    seeds = _study(np.random.default_rng(1), n_trials=max(n_trials, 1)).iloc[:3 * n_trials]
+    seeds = _study(np.random.default_rng(1), n_trials=max(n_trials, 1)).iloc[: 3 * n_trials]
     info = importance_info(seeds, PARAMS, "functional")
     assert info.table.empty and info.n_trials == n_trials
-    assert info.message == (f"No importance for final.q_func_z: {n_trials} trial"
-                            f"{'' if n_trials == 1 else 's'} with a finite final.q_func_z, "
-                            "importance needs at least 4.")
+    assert info.message == (
+        f"No importance for final.q_func_z: {n_trials} trial"
+        f"{'' if n_trials == 1 else 's'} with a finite final.q_func_z, "
+        "importance needs at least 4."
+    )
     assert to_png(plot_importance([info]))[:4] == b"\x89PNG"
 
 
@@ -68,11 +79,14 @@ def test_constant_keys_are_dropped_and_missing_objective_is_said():
     assert flat.message.endswith("no swept key takes two values among the trials.")
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"evaluator": "shap"}, "evaluator must be one of fanova, ped_anova, but got 'shap'"),
-    ({"direction": "up"}, "direction must be 'maximize' or 'minimize', but got 'up'"),
-    ({"n_repeats": 0}, "n_repeats must be >= 1, but got 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"evaluator": "shap"}, "evaluator must be one of fanova, ped_anova, but got 'shap'"),
+        ({"direction": "up"}, "direction must be 'maximize' or 'minimize', but got 'up'"),
+        ({"n_repeats": 0}, "n_repeats must be >= 1, but got 0"),
+    ],
+)
 def test_errors_name_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         importance_info(pd.DataFrame(), PARAMS, "functional", **kwargs)
@@ -82,8 +96,9 @@ def test_optuna_logging_is_left_as_it_was():
     import optuna
 
     before = optuna.logging.get_verbosity()
-    importance_info(_study(np.random.default_rng(3), n_trials=8), PARAMS, "functional",
-                    n_repeats=1)
+    importance_info(
+        _study(np.random.default_rng(3), n_trials=8), PARAMS, "functional", n_repeats=1
+    )
     assert optuna.logging.get_verbosity() == before
 
 
@@ -107,8 +122,9 @@ def test_parallel_coordinates_scale_every_axis():
 
 def test_importance_figure_names_both_evaluators():
     seeds = _study(np.random.default_rng(5), n_trials=12)
-    infos = [importance_info(seeds, PARAMS, "functional", evaluator=e, n_repeats=2)
-             for e in EVALUATORS]
+    infos = [
+        importance_info(seeds, PARAMS, "functional", evaluator=e, n_repeats=2) for e in EVALUATORS
+    ]
     fig = plot_importance(infos)
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
     assert texts == list(EVALUATORS.values())

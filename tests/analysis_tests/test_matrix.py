@@ -21,17 +21,33 @@ from analysis.matrix import (
 
 def _claims(cells, verdict):
     """A claims-like table: one row per (cell, claim) with verdict(cell, claim)."""
-    return pd.DataFrame([{**cell, "claim": c, "n": 8, "p": 0.01, "p_bh": 0.02,
-                          "n_success": -1, "verdict": verdict(cell, c)}
-                         for cell in cells for c in ("accuracy", "functional")])
+    return pd.DataFrame(
+        [
+            {
+                **cell,
+                "claim": c,
+                "n": 8,
+                "p": 0.01,
+                "p_bh": 0.02,
+                "n_success": -1,
+                "verdict": verdict(cell, c),
+            }
+            for cell in cells
+            for c in ("accuracy", "functional")
+        ]
+    )
 
 
 def test_cell_label_reads_like_the_design():
     assert cell_label({"mi.weight": 0.1, "partition.groups": 2}) == "λ=0.1 · K=2"
-    assert cell_label({"partition.groups": 3.0, "mi.weight": 1e-3},
-                      ["mi.weight", "partition.groups"]) == "λ=0.001 · K=3"
-    assert cell_label({"mi.weight": "[0.01, 0.1)", "optim.reg_rec": 0.01}) == \
-        "λ=[0.01, 0.1) · reg_rec=0.01"
+    assert (
+        cell_label({"partition.groups": 3.0, "mi.weight": 1e-3}, ["mi.weight", "partition.groups"])
+        == "λ=0.001 · K=3"
+    )
+    assert (
+        cell_label({"mi.weight": "[0.01, 0.1)", "optim.reg_rec": 0.01})
+        == "λ=[0.01, 0.1) · reg_rec=0.01"
+    )
     assert cell_label({}) == "all"
 
 
@@ -42,10 +58,16 @@ def test_matrix_of_a_real_claims_table():
     for k in (2, 3):
         for lam in (0.0, 0.1):
             for i in range(8):
-                rows.append({"partition.groups": k, "mi.weight": lam, "seed_value": i,
-                             "final.q_func_z": rng.normal() + (10 if lam and k == 2 else 0),
-                             "final.q_struct_z": rng.normal(),
-                             "final.accuracy": 0.3 if (lam and k == 3) else 0.95})
+                rows.append(
+                    {
+                        "partition.groups": k,
+                        "mi.weight": lam,
+                        "seed_value": i,
+                        "final.q_func_z": rng.normal() + (10 if lam and k == 2 else 0),
+                        "final.q_struct_z": rng.normal(),
+                        "final.accuracy": 0.3 if (lam and k == 3) else 0.95,
+                    }
+                )
     table = claims_table(pd.DataFrame(rows), ["mi.weight", "partition.groups"])
     info = matrix_info(table)
     assert info.keys == ["mi.weight", "partition.groups"]
@@ -61,9 +83,16 @@ def test_matrix_of_a_real_claims_table():
 
 def test_sentence_counts_and_names_the_rare_verdicts():
     cells = [{"mi.weight": lam, "partition.groups": k} for lam in (0.1, 0.3) for k in range(6)]
-    info = matrix_info(_claims(cells, lambda cell, c: "breaks" if (
-        c == "accuracy" and cell["mi.weight"] == 0.3 and cell["partition.groups"] == 3)
-        else "holds"))
+    info = matrix_info(
+        _claims(
+            cells,
+            lambda cell, c: (
+                "breaks"
+                if (c == "accuracy" and cell["mi.weight"] == 0.3 and cell["partition.groups"] == 3)
+                else "holds"
+            ),
+        )
+    )
     assert info.sentences[0] == "Accuracy kept: holds in 11 of 12 cells; breaks in λ=0.3 · K=3."
     assert info.sentences[1] == "Functional modularity: holds in 12 of 12 cells."
     assert len(info.sentences) == 2  # no timing table: no timing sentence
@@ -73,8 +102,12 @@ def test_sentence_counts_and_names_the_rare_verdicts():
 def test_timing_is_matched_to_cells_in_every_accepted_form(form):
     cells = [{"mi.weight": lam, "partition.groups": k} for lam in (0.1, 0.3) for k in (2, 3)]
     claims = _claims(cells, lambda cell, c: "holds")
-    said = {(0.1, 2): "function first", (0.3, 2): "inconclusive (power)",
-            (0.1, 3): "co-emergent", (0.0, 2): "structure never emerged"}
+    said = {
+        (0.1, 2): "function first",
+        (0.3, 2): "inconclusive (power)",
+        (0.1, 3): "co-emergent",
+        (0.0, 2): "structure never emerged",
+    }
     rows = []
     for (lam, k), v in said.items():
         cell = {"mi.weight": lam, "partition.groups": k}
@@ -83,24 +116,33 @@ def test_timing_is_matched_to_cells_in_every_accepted_form(form):
         elif form == "mapping":
             rows.append({"cell": cell, "verdict": v})
         else:
-            rows.append({"cell": cell_label(cell, ["mi.weight", "partition.groups"]),
-                         "verdict": v})
+            rows.append(
+                {"cell": cell_label(cell, ["mi.weight", "partition.groups"]), "verdict": v}
+            )
     info = matrix_info(claims, pd.DataFrame(rows), keys=["mi.weight", "partition.groups"])
     got = dict(zip(info.cells, info.timing))
-    assert got == {"λ=0 · K=2": "structure never emerged", "λ=0.1 · K=2": "function first",
-                   "λ=0.3 · K=2": "inconclusive (power)", "λ=0.1 · K=3": "co-emergent",
-                   "λ=0.3 · K=3": NOT_MEASURED}
+    assert got == {
+        "λ=0 · K=2": "structure never emerged",
+        "λ=0.1 · K=2": "function first",
+        "λ=0.3 · K=2": "inconclusive (power)",
+        "λ=0.1 · K=3": "co-emergent",
+        "λ=0.3 · K=3": NOT_MEASURED,
+    }
     # the λ = 0 control cell exists only in the timing table: its claims are not measured;
     # it sorts first when its key values are known (a bare label sorts last)
     control = info.cells.index("λ=0 · K=2")
     assert control == (len(info.cells) - 1 if form == "label" else 0)
     assert (info.verdicts[:, control] == NOT_MEASURED).all()
     # the treated cells' timing, then the controls' apart
-    assert info.sentences[-2] == ("Timing: function first in 1 of 3 cells; inconclusive "
-                                  "(power) in λ=0.3 · K=2; co-emergent in λ=0.1 · K=3 "
-                                  "(1 not measured).")
-    assert info.sentences[-1] == ("Timing at λ = 0 (controls: any order there is a false "
-                                  "one): structure never emerged in 1 of 1 cell.")
+    assert info.sentences[-2] == (
+        "Timing: function first in 1 of 3 cells; inconclusive "
+        "(power) in λ=0.3 · K=2; co-emergent in λ=0.1 · K=3 "
+        "(1 not measured)."
+    )
+    assert info.sentences[-1] == (
+        "Timing at λ = 0 (controls: any order there is a false "
+        "one): structure never emerged in 1 of 1 cell."
+    )
     labels = [lab for lab, _, _ in info.legend]
     assert labels.index("timing: function first") < labels.index("timing: co-emergent")
 
@@ -108,7 +150,8 @@ def test_timing_is_matched_to_cells_in_every_accepted_form(form):
 def test_timing_colour_by_family():
     assert timing_colour("inconclusive (power: lead >= 3)") != timing_colour("inconclusive")
     assert timing_colour("structure never emerged (3 of 8)") == timing_colour(
-        "structure never emerged")
+        "structure never emerged"
+    )
     assert timing_colour("Function first")[1] == "F"
     assert timing_colour("something new")[1] == "·"
 
@@ -120,10 +163,16 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match=r"\(λ=0.1, accuracy\) repeats"):
         matrix_info(_claims(cells, lambda cell, c: "holds"))
     with pytest.raises(ValueError, match="timing must have a 'verdict' column"):
-        matrix_info(_claims(cells[:1], lambda cell, c: "holds"),
-                    pd.DataFrame({"mi.weight": [0.1]}))
-    finer = pd.DataFrame({"mi.weight": [0.1, 0.1], "network.hidden": [24, 48],
-                          "verdict": ["function first", "inconclusive"]})
+        matrix_info(
+            _claims(cells[:1], lambda cell, c: "holds"), pd.DataFrame({"mi.weight": [0.1]})
+        )
+    finer = pd.DataFrame(
+        {
+            "mi.weight": [0.1, 0.1],
+            "network.hidden": [24, 48],
+            "verdict": ["function first", "inconclusive"],
+        }
+    )
     with pytest.raises(ValueError, match="λ=0.1 has several"):
         matrix_info(_claims(cells[:1], lambda cell, c: "holds"), finer)
 
@@ -135,8 +184,12 @@ def test_empty_inputs_give_an_empty_matrix_and_a_message_figure():
 
 
 def test_sixty_cells_wrap_into_facet_panels():
-    cells = [{"mi.weight": lam, "partition.groups": k, "network.hidden": n}
-             for lam in (0.01, 0.03, 0.1, 0.3, 1.0) for k in (2, 3, 4) for n in (24, 48, 96, 200)]
+    cells = [
+        {"mi.weight": lam, "partition.groups": k, "network.hidden": n}
+        for lam in (0.01, 0.03, 0.1, 0.3, 1.0)
+        for k in (2, 3, 4)
+        for n in (24, 48, 96, 200)
+    ]
     info = matrix_info(_claims(cells, lambda cell, c: "holds"))
     assert len(info.cells) == 60
     groups, ticks = facets(info)

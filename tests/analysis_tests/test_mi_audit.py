@@ -14,12 +14,27 @@ EPOCHS = np.arange(0, 201, 25, dtype=float)
 
 
 def _study(curves: pd.DataFrame, lam_of: dict[str, float]) -> StudyData:
-    trials = pd.DataFrame({"trial_id": pd.Series(list(lam_of), dtype=object),
-                           "mi.weight": pd.Series(list(lam_of.values()), dtype=float)})
+    trials = pd.DataFrame(
+        {
+            "trial_id": pd.Series(list(lam_of), dtype=object),
+            "mi.weight": pd.Series(list(lam_of.values()), dtype=float),
+        }
+    )
     seeds = curves[["trial_id", "seed"]].drop_duplicates().merge(trials, on="trial_id")
-    return StudyData(name="s", tracking_uri="sqlite://", experiment_id="0", study_run_id=None,
-                     status="finished", tags={}, task="working_memory", swept=["mi.weight"],
-                     trials=trials, seeds=seeds, curves=curves, dropped=pd.DataFrame())
+    return StudyData(
+        name="s",
+        tracking_uri="sqlite://",
+        experiment_id="0",
+        study_run_id=None,
+        status="finished",
+        tags={},
+        task="working_memory",
+        swept=["mi.weight"],
+        trials=trials,
+        seeds=seeds,
+        curves=curves,
+        dropped=pd.DataFrame(),
+    )
 
 
 def _curves():
@@ -27,16 +42,24 @@ def _curves():
     mi_heldout = h + 0.1 i over a null of 0.05, mi_gauss = g + 0.1 i over a null of 0.3; the
     held-out estimate exists only every 4th evaluation and at the last."""
     rows = []
-    for trial, lam, h, g in (("t0", 0.0, 2.0, 4.0), ("t1", 0.1, 0.02, 0.35)):
+    for trial, _lam, h, g in (("t0", 0.0, 2.0, 4.0), ("t1", 0.1, 0.02, 0.35)):
         for seed in range(3):
             for i, e in enumerate(EPOCHS):
                 due = i % 4 == 0 or i == len(EPOCHS) - 1
                 early = 10.0 if i < len(EPOCHS) - 1 else 0.0  # only the last value counts
-                rows.append({"trial_id": trial, "run_id": trial, "seed": seed, "epoch": e,
-                             "mi": 0.01 * seed,
-                             "mi_heldout": h + 0.1 * seed + early if due else np.nan,
-                             "mi_heldout_null": 0.05 if due else np.nan,
-                             "mi_gauss": g + 0.1 * seed + early, "mi_gauss_null": 0.3})
+                rows.append(
+                    {
+                        "trial_id": trial,
+                        "run_id": trial,
+                        "seed": seed,
+                        "epoch": e,
+                        "mi": 0.01 * seed,
+                        "mi_heldout": h + 0.1 * seed + early if due else np.nan,
+                        "mi_heldout_null": 0.05 if due else np.nan,
+                        "mi_gauss": g + 0.1 * seed + early,
+                        "mi_gauss_null": 0.3,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -57,8 +80,13 @@ def test_mi_audit_table_reads_last_values_and_excess_over_null():
     axes = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in axes] == ["λ = 0", "λ = 0.1"]
     labels = {line.get_label() for line in axes[0].get_lines()}
-    assert {"held-out critic − null", "held-out critic null", "Gaussian plug-in − null",
-            "Gaussian plug-in null", "training critic (mi): critic objective"} <= labels
+    assert {
+        "held-out critic − null",
+        "held-out critic null",
+        "Gaussian plug-in − null",
+        "Gaussian plug-in null",
+        "training critic (mi): critic objective",
+    } <= labels
 
 
 def test_mi_audit_excess_is_negative_when_the_null_is_above():
@@ -81,7 +109,8 @@ def test_mi_audit_of_a_study_without_the_new_metrics(fixture_study):
 
 
 def test_mi_audit_of_no_curves():
-    empty = pd.DataFrame({"trial_id": pd.Series([], dtype=object), "run_id": [], "seed": [],
-                          "epoch": []})
+    empty = pd.DataFrame(
+        {"trial_id": pd.Series([], dtype=object), "run_id": [], "seed": [], "epoch": []}
+    )
     fig, table = mi_audit(_study(empty, {}))
     assert len(table) == 0 and len(fig.axes) == 1

@@ -33,14 +33,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_browser import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
-                       "(apt-get install -y --no-install-recommends chromium)"),
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="chromium is not installed (apt-get install -y --no-install-recommends chromium)",
+    ),
 ]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,23 +69,41 @@ def finished_study(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("journey")
     home = root / "home"
-    spec = {"name": NAME, "base": str(REPO / "search_spaces" / "smoke.yaml"),
-            "trial": {"train": {"epochs": 4, "eval_every": 2, "checkpoint_every": 2,
-                                "snapshot_every": 0, "threads": 1}},
-            "search": {"mi.weight": {"values": [0.0, 0.3]}},
-            "sampler": {"name": "grid", "seed": 0},
-            "objectives": [{"metric": "final.q_func", "direction": "maximize"}],
-            "concurrency": 2, "resources": {"cpu": 1}}
+    spec = {
+        "name": NAME,
+        "base": str(REPO / "search_spaces" / "smoke.yaml"),
+        "trial": {
+            "train": {
+                "epochs": 4,
+                "eval_every": 2,
+                "checkpoint_every": 2,
+                "snapshot_every": 0,
+                "threads": 1,
+            }
+        },
+        "search": {"mi.weight": {"values": [0.0, 0.3]}},
+        "sampler": {"name": "grid", "seed": 0},
+        "objectives": [{"metric": "final.q_func", "direction": "maximize"}],
+        "concurrency": 2,
+        "resources": {"cpu": 1},
+    }
     path = root / f"{NAME}.yaml"
     path.write_text(yaml.safe_dump(spec))
     ray_tmp = tempfile.mkdtemp(prefix="mjy-", dir="/tmp")  # short: Ray's socket paths
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "STUDY_OPTUNA_STORAGE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "STUDY_OPTUNA_STORAGE")
+    }
     env.update(STUDY_HOME=str(home), RAY_TMPDIR=ray_tmp, RAY_AUTH_MODE="disabled")
     try:
-        proc = subprocess.run([sys.executable, "-m", "study", "run", str(path), "-q",
-                               "--num-cpus", "2"], env=env, capture_output=True, text=True,
-                              timeout=400)
+        proc = subprocess.run(
+            [sys.executable, "-m", "study", "run", str(path), "-q", "--num-cpus", "2"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -101,10 +120,23 @@ def mlflow_ui(finished_study):
     mlflow = Path(sys.executable).parent / "mlflow"
     log = open(finished_study["root"] / "mlflow-server.log", "wb")
     proc = subprocess.Popen(
-        [str(mlflow), "server", "--backend-store-uri", finished_study["uri"], "--host",
-         "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=finished_study["root"], stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True)
+        [
+            str(mlflow),
+            "server",
+            "--backend-store-uri",
+            finished_study["uri"],
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=finished_study["root"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -129,7 +161,8 @@ def mlflow_ui(finished_study):
 
 
 def test_browse_a_finished_study_from_the_experiment_list_to_its_report(
-        finished_study, mlflow_ui, tmp_path):
+    finished_study, mlflow_ui, tmp_path
+):
     import cdp
     from mlflow import MlflowClient
 
@@ -179,14 +212,17 @@ def test_browse_a_finished_study_from_the_experiment_list_to_its_report(
         await page.type_into("input[placeholder='Search metric charts']", "q_func")
         text = await page.wait_text(f"{name} (q_func)")
         assert f"{name} (accuracy)" not in text  # the search narrowed the charts
-        steps = sorted(m.step for m in client.get_metric_history(trials[name].info.run_id,
-                                                                 "q_func"))
+        steps = sorted(
+            m.step for m in client.get_metric_history(trials[name].info.run_id, "q_func")
+        )
         assert steps == [0, 2, 4]
         await page.screenshot(shots / "5-q_func.png")
 
         # 5. the study run: its description links the report
-        await page.goto(f"{base}/#/experiments/{exp.experiment_id}/runs/"
-                        f"{study_run.info.run_id}?workflowType=machine_learning")
+        await page.goto(
+            f"{base}/#/experiments/{exp.experiment_id}/runs/"
+            f"{study_run.info.run_id}?workflowType=machine_learning"
+        )
         await page.wait_text("open the report", "Study run of")
         await page.screenshot(shots / "6-study-run.png")
         (report,) = await page.hrefs("open the report")
@@ -206,5 +242,11 @@ def test_browse_a_finished_study_from_the_experiment_list_to_its_report(
 
     asyncio.run(cdp.with_page(tmp_path / "profile", journey, width=1600, height=900))
     assert sorted(p.name for p in shots.glob("*.png"))[:7] == [
-        "1-experiments.png", "2-study.png", "3-trials.png", "4-trial.png", "5-q_func.png",
-        "6-study-run.png", "7-report.png"]
+        "1-experiments.png",
+        "2-study.png",
+        "3-trials.png",
+        "4-trial.png",
+        "5-q_func.png",
+        "6-study-run.png",
+        "7-report.png",
+    ]

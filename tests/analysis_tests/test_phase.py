@@ -10,10 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.figures import (plot_curve_bands, plot_onsets, plot_pareto, plot_phase,
-                              plot_scatter, to_png)
-from analysis.phase import (axis_labels, curve_bands_info, pareto_info, phase_info,
-                            scatter_info)
+from analysis.figures import (
+    plot_curve_bands,
+    plot_onsets,
+    plot_pareto,
+    plot_phase,
+    plot_scatter,
+    to_png,
+)
+from analysis.phase import axis_labels, curve_bands_info, pareto_info, phase_info, scatter_info
 
 
 def _seeds(lams, ks, n_seeds, rng):
@@ -24,16 +29,23 @@ def _seeds(lams, ks, n_seeds, rng):
             for s in range(n_seeds):
                 emerged = lam > 0
                 t_func = 100.0 + 25 * s if emerged else math.nan
-                rows.append({
-                    "trial_id": f"t{lam}-{k}", "seed": s, "mi.weight": lam, "partition.groups": k,
-                    "final.q_func": 0.3 * (lam > 0) + 0.01 * s,
-                    "final.q_struct": 0.05 * k * lam * 10,
-                    "final.accuracy": 0.95 - lam, "success": 0.95 - lam > 0.9,
-                    "differentiated": (0.95 - lam > 0.9) and 0.05 * k * lam * 10 > 0.1,
-                    "t_func": t_func, "t_struct": t_func + 100 * k if emerged else math.nan,
-                    "lag": 100.0 * k if emerged else math.nan,
-                    "noise": rng.normal(),
-                })
+                rows.append(
+                    {
+                        "trial_id": f"t{lam}-{k}",
+                        "seed": s,
+                        "mi.weight": lam,
+                        "partition.groups": k,
+                        "final.q_func": 0.3 * (lam > 0) + 0.01 * s,
+                        "final.q_struct": 0.05 * k * lam * 10,
+                        "final.accuracy": 0.95 - lam,
+                        "success": 0.95 - lam > 0.9,
+                        "differentiated": (0.95 - lam > 0.9) and 0.05 * k * lam * 10 > 0.1,
+                        "t_func": t_func,
+                        "t_struct": t_func + 100 * k if emerged else math.nan,
+                        "lag": 100.0 * k if emerged else math.nan,
+                        "noise": rng.normal(),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -66,8 +78,15 @@ def test_phase_info_single_key_gives_one_row():
 def test_phase_info_bins_sampled_log_spaced_values():
     rng = np.random.default_rng(1)
     lam = 10 ** rng.uniform(-3, 0, 40)  # 40 distinct values over three decades
-    seeds = pd.DataFrame({"trial_id": range(40), "mi.weight": lam, "final.q_func": np.log10(lam),
-                          "lag": np.nan, "t_func": np.nan})
+    seeds = pd.DataFrame(
+        {
+            "trial_id": range(40),
+            "mi.weight": lam,
+            "final.q_func": np.log10(lam),
+            "lag": np.nan,
+            "t_func": np.nan,
+        }
+    )
     info = phase_info(seeds, "mi.weight", n_bins=3)
     assert info.x.binned
     edges = np.asarray(info.x.edges)
@@ -76,12 +95,19 @@ def test_phase_info_bins_sampled_log_spaced_values():
     np.testing.assert_array_equal(info.n_seeds[0], np.bincount(expected, minlength=3))
     for b in range(3):
         assert info.values["final.q_func"][0, b] == pytest.approx(
-            np.median(np.log10(lam[expected == b])))
+            np.median(np.log10(lam[expected == b]))
+        )
 
 
 def test_phase_info_categorical_hyperparameter():
-    seeds = pd.DataFrame({"trial_id": range(6), "mi.estimator": ["dv", "mine", "infonce"] * 2,
-                          "final.q_func": [1.0, 2.0, 3.0, 3.0, 4.0, 5.0], "lag": np.nan})
+    seeds = pd.DataFrame(
+        {
+            "trial_id": range(6),
+            "mi.estimator": ["dv", "mine", "infonce"] * 2,
+            "final.q_func": [1.0, 2.0, 3.0, 3.0, 4.0, 5.0],
+            "lag": np.nan,
+        }
+    )
     with pytest.warns(UserWarning, match=r"fewer than 3 seeds"):
         info = phase_info(seeds, "mi.estimator")
     assert info.x.labels == ["dv", "infonce", "mine"]
@@ -111,11 +137,14 @@ def test_phase_info_empty_seeds_log_a_warning(caplog):
     assert info.n_seeds.size == 0 and len(info.cells) == 0
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"x": "nope"}, r"phase_info\(\): 'nope' must be a column of seeds"),
-    ({"x": "mi.weight", "y": "lambda"}, r"'lambda' must be a column"),
-    ({"x": "mi.weight", "n_bins": 0}, r"max_levels and n_bins must be >= 1, but got"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"x": "nope"}, r"phase_info\(\): 'nope' must be a column of seeds"),
+        ({"x": "mi.weight", "y": "lambda"}, r"'lambda' must be a column"),
+        ({"x": "mi.weight", "n_bins": 0}, r"max_levels and n_bins must be >= 1, but got"),
+    ],
+)
 def test_phase_info_rejects_bad_arguments(kwargs, match):
     seeds = _seeds([0.1], [2], 3, np.random.default_rng(0))
     with pytest.raises(ValueError, match=match):
@@ -134,8 +163,15 @@ def test_curve_bands_info_median_and_quartiles_per_level():
     for lam, trial in ((0.0, "a"), (0.1, "b")):
         for s, q in enumerate([0.0, 1.0, 2.0, 3.0, 4.0]):
             for e in epochs:
-                rows.append({"trial_id": trial, "seed": s, "epoch": e,
-                             "q_func": q + lam * e, "q_struct": np.nan if s == 0 else q})
+                rows.append(
+                    {
+                        "trial_id": trial,
+                        "seed": s,
+                        "epoch": e,
+                        "q_func": q + lam * e,
+                        "q_struct": np.nan if s == 0 else q,
+                    }
+                )
     curves = pd.DataFrame(rows)
     seeds = pd.DataFrame({"trial_id": ["a", "b"], "mi.weight": [0.0, 0.1]})
     bands = curve_bands_info(curves, seeds).set_index(["level", "metric", "epoch"])
@@ -147,21 +183,30 @@ def test_curve_bands_info_median_and_quartiles_per_level():
 
 
 def test_pareto_info_marks_non_dominated_trials():
-    seeds = pd.DataFrame({
-        "trial_id": ["a", "a", "b", "c", "d", "e"],
-        "final.accuracy": [0.9, 0.9, 0.95, 0.8, 0.95, np.nan],
-        "final.q_func": [0.3, 0.3, 0.1, 0.35, 0.05, 0.5],
-        "mi.weight": [0.1, 0.1, 0.0, 0.3, 0.0, 1.0],
-    })
+    seeds = pd.DataFrame(
+        {
+            "trial_id": ["a", "a", "b", "c", "d", "e"],
+            "final.accuracy": [0.9, 0.9, 0.95, 0.8, 0.95, np.nan],
+            "final.q_func": [0.3, 0.3, 0.1, 0.35, 0.05, 0.5],
+            "mi.weight": [0.1, 0.1, 0.0, 0.3, 0.0, 1.0],
+        }
+    )
     p = pareto_info(seeds).set_index("trial_id")
     assert p["on_front"].to_dict() == {"a": True, "b": True, "c": True, "d": False}
     assert "e" not in p.index  # no finite accuracy
 
 
 def test_scatter_info_keeps_finite_seeds_with_their_level():
-    seeds = pd.DataFrame({"trial_id": ["a", "a", "b"], "seed": [0, 1, 0],
-                          "final.q_func": [0.3, np.nan, 0.1], "final.q_struct": [0.1, 0.2, 0.0],
-                          "mi.weight": [0.1, 0.1, 0.0], "differentiated": [True, False, False]})
+    seeds = pd.DataFrame(
+        {
+            "trial_id": ["a", "a", "b"],
+            "seed": [0, 1, 0],
+            "final.q_func": [0.3, np.nan, 0.1],
+            "final.q_struct": [0.1, 0.2, 0.0],
+            "mi.weight": [0.1, 0.1, 0.0],
+            "differentiated": [True, False, False],
+        }
+    )
     s = scatter_info(seeds)
     assert s[["trial_id", "seed"]].values.tolist() == [["a", 0], ["b", 0]]
     assert s["level"].tolist() == [0.1, 0.0]
@@ -169,20 +214,35 @@ def test_scatter_info_keeps_finite_seeds_with_their_level():
 
 def test_figures_render_to_png():
     seeds = _seeds([0.0, 0.1, 0.3], [2, 3], 3, np.random.default_rng(0))
-    curves = pd.DataFrame([{"trial_id": t, "seed": s, "epoch": e, "q_func": 0.1, "q_struct": 0.0}
-                           for t in seeds["trial_id"].unique() for s in range(3) for e in (0, 25)])
-    figs = [plot_phase(phase_info(seeds, "mi.weight", "partition.groups")),
-            plot_curve_bands(curve_bands_info(curves, seeds)), plot_onsets(seeds),
-            plot_pareto(pareto_info(seeds)), plot_scatter(scatter_info(seeds))]
+    curves = pd.DataFrame(
+        [
+            {"trial_id": t, "seed": s, "epoch": e, "q_func": 0.1, "q_struct": 0.0}
+            for t in seeds["trial_id"].unique()
+            for s in range(3)
+            for e in (0, 25)
+        ]
+    )
+    figs = [
+        plot_phase(phase_info(seeds, "mi.weight", "partition.groups")),
+        plot_curve_bands(curve_bands_info(curves, seeds)),
+        plot_onsets(seeds),
+        plot_pareto(pareto_info(seeds)),
+        plot_scatter(scatter_info(seeds)),
+    ]
     for fig in figs:
         assert to_png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_phase_info_shows_null_referenced_quantities_only_when_measured():
     seeds = _seeds([0.0, 0.1], [2], 4, np.random.default_rng(0))
-    seeds = seeds.assign(**{"final.q_func_z": [0.0] * 4 + [5.0, 6.0, 7.0, 8.0],
-                            "func_emerged": [False] * 4 + [True, True, False, True],
-                            "struct_emerged": False, "onsets_measured": True})
+    seeds = seeds.assign(
+        **{
+            "final.q_func_z": [0.0] * 4 + [5.0, 6.0, 7.0, 8.0],
+            "func_emerged": [False] * 4 + [True, True, False, True],
+            "struct_emerged": False,
+            "onsets_measured": True,
+        }
+    )
     info = phase_info(seeds, "mi.weight")
     assert info.values["final.q_func_z"][0].tolist() == [0.0, 6.5]
     assert info.values["func_emerged_rate"][0].tolist() == [0.0, 0.75]

@@ -38,19 +38,34 @@ def test_report_is_self_contained(grid_report):
 
 def test_report_leads_with_the_verdicts_and_ends_with_provenance(grid_report):
     html = grid_report.path.read_text()
-    order = [html.index(f"<h2>{h}</h2>") for h in (
-        "Findings", "Timing verdicts", "Time to emergence (Kaplan–Meier)", "Calibration",
-        "MI audit", "Phase diagrams", "Provenance")]
+    order = [
+        html.index(f"<h2>{h}</h2>")
+        for h in (
+            "Findings",
+            "Timing verdicts",
+            "Time to emergence (Kaplan–Meier)",
+            "Calibration",
+            "MI audit",
+            "Phase diagrams",
+            "Provenance",
+        )
+    ]
     assert order == sorted(order)
     assert "Not measured in this study: q_struct_delta_z, nmi_func, nmi_struct." in html
 
 
-def test_report_provenance_names_commit_versions_failures_and_dropped_runs(grid_report,
-                                                                          fixture_study):
+def test_report_provenance_names_commit_versions_failures_and_dropped_runs(
+    grid_report, fixture_study
+):
     html = grid_report.path.read_text()
-    for needle in ("0123456789abcdef0123456789abcdef01234567", "torch 2.13.0",
-                   "worker died before the first evaluation", "MI estimate is not finite",
-                   fixture_study.orphan_run_id, "sampler: grid"):
+    for needle in (
+        "0123456789abcdef0123456789abcdef01234567",
+        "torch 2.13.0",
+        "worker died before the first evaluation",
+        "MI estimate is not finite",
+        fixture_study.orphan_run_id,
+        "sampler: grid",
+    ):
         assert needle in html
 
 
@@ -83,8 +98,12 @@ def test_report_is_logged_to_study_run(grid_report, fixture_study):
 
 
 def test_report_on_running_study_says_so(fixture_study, tmp_path):
-    rep = build_report(fixture_study.running_name, tracking_uri=fixture_study.tracking_uri,
-                       out_dir=tmp_path, log_to_mlflow=False)
+    rep = build_report(
+        fixture_study.running_name,
+        tracking_uri=fixture_study.tracking_uri,
+        out_dir=tmp_path,
+        log_to_mlflow=False,
+    )
     html = rep.path.read_text()
     assert 'class="banner"' in html and "still running" in html
     assert rep.findings.n_running == 1 and rep.findings.n_seeds == 3  # the running trial left out
@@ -93,8 +112,12 @@ def test_report_on_running_study_says_so(fixture_study, tmp_path):
 
 def test_report_on_empty_study_has_nothing_to_show(fixture_study, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="analysis"):
-        rep = build_report(fixture_study.empty_name, tracking_uri=fixture_study.tracking_uri,
-                           out_dir=tmp_path, log_to_mlflow=False)
+        rep = build_report(
+            fixture_study.empty_name,
+            tracking_uri=fixture_study.tracking_uri,
+            out_dir=tmp_path,
+            log_to_mlflow=False,
+        )
     html = rep.path.read_text()
     assert html.count("Nothing to show") >= 3 and "nothing to show" in caplog.text
     assert "no finished seeds yet" in _findings(html)

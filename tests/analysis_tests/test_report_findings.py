@@ -21,9 +21,10 @@ def test_report_findings_give_a_verdict_per_cell_never_pooled(grid_report):
     # although every decided seed is function-first: 3-4 seeds cannot show an order.
     text = _findings(grid_report.path.read_text())
     v = grid_report.findings.verdicts.set_index(["mi.weight", "partition.groups"])
-    assert v.loc[(0.1, 2), ["n_seeds", "n_func_first", "n_struct_first", "n_tie", "n_neither"]
-                 ].tolist() == [4, 4, 0, 0, 0]
-    assert v.loc[(0.1, 2), "p_sign"] == pytest.approx(2 / 2 ** 4)
+    assert v.loc[
+        (0.1, 2), ["n_seeds", "n_func_first", "n_struct_first", "n_tie", "n_neither"]
+    ].tolist() == [4, 4, 0, 0, 0]
+    assert v.loc[(0.1, 2), "p_sign"] == pytest.approx(2 / 2**4)
     assert v.loc[(0.1, 2), "p_sign_bh"] == pytest.approx(0.1875)
     assert v.loc[(0.1, 3), "p_sign_bh"] == pytest.approx(0.25)
     assert set(v["verdict"]) == {"inconclusive"}
@@ -74,7 +75,7 @@ def _synthetic_study(firsts_treated: list[str], with_z: bool = True):
     epochs = np.arange(0, 501, 25, dtype=float)
     rng = np.random.default_rng(5)
     curves, seeds = [], []
-    for trial, lam, firsts in (("c", 0.0, ["neither"] * 6), ("t", 0.1, firsts_treated)):
+    for trial, _lam, firsts in (("c", 0.0, ["neither"] * 6), ("t", 0.1, firsts_treated)):
         for s, f in enumerate(firsts):
             zf = rng.normal(0, 0.8, epochs.size)
             zs = rng.normal(0, 0.3, epochs.size)
@@ -83,8 +84,15 @@ def _synthetic_study(firsts_treated: list[str], with_z: bool = True):
             if np.isfinite(t_f):
                 zf += 10.0 * (epochs >= t_f)
                 zs += 10.0 * (epochs >= t_s)
-            row = {"trial_id": trial, "run_id": trial, "seed": s, "epoch": epochs,
-                   "q_func": 0.0, "q_struct": 0.0, "accuracy": 0.95}
+            row = {
+                "trial_id": trial,
+                "run_id": trial,
+                "seed": s,
+                "epoch": epochs,
+                "q_func": 0.0,
+                "q_struct": 0.0,
+                "accuracy": 0.95,
+            }
             if with_z:
                 row |= {"q_func_z": zf, "q_struct_z": zs}
             curves.append(pd.DataFrame(row))
@@ -92,16 +100,41 @@ def _synthetic_study(firsts_treated: list[str], with_z: bool = True):
     from study.contract.outcomes import seed_table
 
     for trial, lam in (("c", 0.0), ("t", 0.1)):
-        tab = seed_table(curves[curves["trial_id"] == trial].drop(columns=["trial_id", "run_id"]),
-                         task="working_memory")
-        seeds.append(tab.assign(trial_id=trial, run_id=trial, status="finished", running=False,
-                                **{"mi.weight": lam, "train.eval_every": 25}))
-    trials = pd.DataFrame({"trial_id": ["c", "t"], "run_id": ["c", "t"],
-                           "status": ["finished"] * 2, "mi.weight": [0.0, 0.1]})
-    return StudyData(name="synthetic", tracking_uri="", experiment_id="0", study_run_id=None,
-                     status="finished", tags={}, task="working_memory", swept=["mi.weight"],
-                     trials=trials, seeds=pd.concat(seeds, ignore_index=True), curves=curves,
-                     dropped=pd.DataFrame())
+        tab = seed_table(
+            curves[curves["trial_id"] == trial].drop(columns=["trial_id", "run_id"]),
+            task="working_memory",
+        )
+        seeds.append(
+            tab.assign(
+                trial_id=trial,
+                run_id=trial,
+                status="finished",
+                running=False,
+                **{"mi.weight": lam, "train.eval_every": 25},
+            )
+        )
+    trials = pd.DataFrame(
+        {
+            "trial_id": ["c", "t"],
+            "run_id": ["c", "t"],
+            "status": ["finished"] * 2,
+            "mi.weight": [0.0, 0.1],
+        }
+    )
+    return StudyData(
+        name="synthetic",
+        tracking_uri="",
+        experiment_id="0",
+        study_run_id=None,
+        status="finished",
+        tags={},
+        task="working_memory",
+        swept=["mi.weight"],
+        trials=trials,
+        seeds=pd.concat(seeds, ignore_index=True),
+        curves=curves,
+        dropped=pd.DataFrame(),
+    )
 
 
 def test_findings_say_inconclusive_when_the_data_are():

@@ -29,27 +29,47 @@ def _study(rng, lam, f, *, seeds=4, trial_sd=0.3, seed_sd=0.3, extra=None):
     for t, x in enumerate(lam):
         off = rng.normal(0, trial_sd)
         for s in range(seeds):
-            rows.append({"trial_id": f"t{t}", "seed": s, "mi.weight": float(x),
-                         "final.q_func_z": f(x) + off + rng.normal(0, seed_sd),
-                         **(extra(t, x, rng) if extra else {})})
+            rows.append(
+                {
+                    "trial_id": f"t{t}",
+                    "seed": s,
+                    "mi.weight": float(x),
+                    "final.q_func_z": f(x) + off + rng.normal(0, seed_sd),
+                    **(extra(t, x, rng) if extra else {}),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def test_study_design_grid_sparse_and_adaptive():
-    grid = pd.DataFrame([{"trial_id": i, "mi.weight": lam, "partition.groups": k}
-                         for i, (lam, k) in enumerate(
-                             (lam, k) for lam in (0, 0.1, 0.3) for k in (2, 3))])
+    grid = pd.DataFrame(
+        [
+            {"trial_id": i, "mi.weight": lam, "partition.groups": k}
+            for i, (lam, k) in enumerate((lam, k) for lam in (0, 0.1, 0.3) for k in (2, 3))
+        ]
+    )
     d = study_design(grid, ["mi.weight", "partition.groups"])
     assert d.kind == "grid" and d.continuous == [] and d.fill == 1.0
     sparse = grid.iloc[[0, 3]].assign(**{"mi.weight": [0.0, 0.3], "partition.groups": [2, 3]})
-    sparse = pd.concat([sparse, pd.DataFrame({"trial_id": [7, 8], "mi.weight": [0.01, 0.03],
-                                              "partition.groups": [4, 5]})])
+    sparse = pd.concat(
+        [
+            sparse,
+            pd.DataFrame(
+                {"trial_id": [7, 8], "mi.weight": [0.01, 0.03], "partition.groups": [4, 5]}
+            ),
+        ]
+    )
     d = study_design(sparse, ["mi.weight", "partition.groups"])
     assert d.kind == "adaptive" and d.continuous == ["mi.weight", "partition.groups"]
     assert "4 of the 16 combinations" in d.reason
     rng = np.random.default_rng(0)
-    tpe = pd.DataFrame({"trial_id": range(60), "mi.weight": 10 ** rng.uniform(-3, 0, 60),
-                        "partition.groups": rng.integers(2, 5, 60)})
+    tpe = pd.DataFrame(
+        {
+            "trial_id": range(60),
+            "mi.weight": 10 ** rng.uniform(-3, 0, 60),
+            "partition.groups": rng.integers(2, 5, 60),
+        }
+    )
     d = study_design(tpe, ["mi.weight", "partition.groups", "not.there"])
     assert d.kind == "adaptive" and d.continuous == ["mi.weight"]
     assert d.levels == {"mi.weight": 60, "partition.groups": 3}
@@ -68,7 +88,10 @@ def test_log_scale_rule():
 
 def test_response_recovers_a_known_curve_and_keeps_controls_apart():
     rng = np.random.default_rng(1)
-    truth = lambda x: 3.0 + 2.0 * np.log10(x)
+
+    def truth(x):
+        return 3.0 + 2.0 * np.log10(x)
+
     lam = np.r_[np.zeros(4), 10 ** rng.uniform(-3, 0, 56)]
     seeds = _study(rng, lam, lambda x: truth(x) if x > 0 else -10.0)
     info = response_info(seeds, "mi.weight", "functional", n_boot=50)
@@ -81,12 +104,19 @@ def test_response_recovers_a_known_curve_and_keeps_controls_apart():
 
 def test_response_band_covers_the_truth_at_its_level():
     # pointwise coverage of the 95 % band, averaged over the grid and 12 synthetic studies
-    truth = lambda x: 3.0 + 2.0 * np.log10(x)
+    def truth(x):
+        return 3.0 + 2.0 * np.log10(x)
+
     rng = np.random.default_rng(11)
     cover = []
     for _ in range(12):
-        info = response_info(_study(rng, 10 ** rng.uniform(-3, 0, 56), truth), "mi.weight",
-                             "functional", n_boot=100, rng=rng)
+        info = response_info(
+            _study(rng, 10 ** rng.uniform(-3, 0, 56), truth),
+            "mi.weight",
+            "functional",
+            n_boot=100,
+            rng=rng,
+        )
         inner = (info.grid > 2e-3) & (info.grid < 0.5)
         t = truth(info.grid[inner])
         cover.append(((info.lo[inner] <= t) & (t <= info.hi[inner])).mean())
@@ -116,8 +146,12 @@ def test_response_without_enough_values_or_data():
 
 def test_onset_response_counts_only_emerged_seeds():
     rng = np.random.default_rng(4)
-    seeds = _study(rng, 10 ** rng.uniform(-3, 0, 20), lambda x: x, extra=lambda t, x, r: {
-        "t_func": 100.0 - 50 * x if r.random() < 0.75 else np.nan})
+    seeds = _study(
+        rng,
+        10 ** rng.uniform(-3, 0, 20),
+        lambda x: x,
+        extra=lambda t, x, r: {"t_func": 100.0 - 50 * x if r.random() < 0.75 else np.nan},
+    )
     info = response_info(seeds, "mi.weight", "t_func", n_boot=50)
     assert info.n_seeds == 80 and info.n_defined == int(seeds["t_func"].notna().sum())
 
@@ -136,16 +170,16 @@ def test_limit_interval_covers_at_its_level():
     rng = np.random.default_rng(6)
     hits = []
     for _ in range(150):
-        lim = limit_info(_study(rng, 10 ** rng.uniform(-3, 0, 12), lambda x: 2.0 + 3.0 * x),
-                         "functional")
+        lim = limit_info(
+            _study(rng, 10 ** rng.uniform(-3, 0, 12), lambda x: 2.0 + 3.0 * x), "functional"
+        )
         hits.append(lim.lo <= 2.0 <= lim.hi)
     assert 0.88 <= np.mean(hits) <= 0.995
 
 
 def test_limit_checks_against_an_observed_control_and_refuses_too_few_trials():
     rng = np.random.default_rng(7)
-    seeds = _study(rng, np.r_[np.zeros(6), 10 ** rng.uniform(-3, -1, 20)],
-                   lambda x: 5.0 - 10 * x)
+    seeds = _study(rng, np.r_[np.zeros(6), 10 ** rng.uniform(-3, -1, 20)], lambda x: 5.0 - 10 * x)
     lim = limit_info(seeds, "functional")
     assert lim.n_observed == 6 and abs(lim.observed - 5.0) < 0.5
     assert lim.lo < lim.observed < lim.hi
@@ -168,10 +202,13 @@ def test_bins_are_declared():
     assert assign_bins([np.nan, 99.0], q).tolist() == [None, None]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"method": "cubic"}, "method must be one of auto, log, linear, quantile"),
-    ({"n_bins": 0}, "n_bins must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"method": "cubic"}, "method must be one of auto, log, linear, quantile"),
+        ({"n_bins": 0}, "n_bins must be >= 1"),
+    ],
+)
 def test_bin_key_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         bin_key([0.1, 1.0], "mi.weight", **kwargs)
@@ -181,8 +218,13 @@ def test_binned_claims_judge_each_bin_against_the_limit():
     # functional z rises by 8 only above λ = 0.1; accuracy drops by 0.1 only above λ = 0.3
     rng = np.random.default_rng(8)
     lam = np.r_[np.zeros(3), 10 ** np.linspace(-3, 0, 48)]
-    acc = lambda t, x, r: {"final.accuracy": 0.95 - (0.1 if x > 0.3 else 0.0)
-                           + r.normal(0, 0.003), "final.q_struct_z": r.normal(0, 0.3)}
+
+    def acc(t, x, r):
+        return {
+            "final.accuracy": 0.95 - (0.1 if x > 0.3 else 0.0) + r.normal(0, 0.003),
+            "final.q_struct_z": r.normal(0, 0.3),
+        }
+
     seeds = _study(rng, lam, lambda x: 1.0 + (8.0 if x > 0.1 else 0.0), extra=acc)
     b = bin_key(seeds.drop_duplicates("trial_id")["mi.weight"], "mi.weight", n_bins=3)
     table = binned_claims(seeds, b).set_index(["mi.weight", "claim"])
@@ -201,10 +243,22 @@ def test_contour_interpolates_a_plane_exactly_inside_the_hull():
     rng = np.random.default_rng(9)
     n = 40
     x, y = 10 ** rng.uniform(-3, 0, n), rng.uniform(1e-3, 5e-3, n)
-    seeds = pd.DataFrame({"trial_id": np.arange(n), "mi.weight": x, "optim.lr": y,
-                          "final.q_func_z": np.log10(x) + 1000 * y})
-    seeds = pd.concat([seeds, pd.DataFrame({"trial_id": [n], "mi.weight": [0.0],
-                                            "optim.lr": [2e-3], "final.q_func_z": [0.0]})])
+    seeds = pd.DataFrame(
+        {
+            "trial_id": np.arange(n),
+            "mi.weight": x,
+            "optim.lr": y,
+            "final.q_func_z": np.log10(x) + 1000 * y,
+        }
+    )
+    seeds = pd.concat(
+        [
+            seeds,
+            pd.DataFrame(
+                {"trial_id": [n], "mi.weight": [0.0], "optim.lr": [2e-3], "final.q_func_z": [0.0]}
+            ),
+        ]
+    )
     c = contour_info(seeds, "mi.weight", "optim.lr", "functional")
     assert c.x_log and not c.y_log and c.n_left_out == 1 and c.message == ""
     gx, gy = np.meshgrid(c.gx, c.gy)
@@ -217,8 +271,12 @@ def test_contour_interpolates_a_plane_exactly_inside_the_hull():
 
 def test_figures_render():
     rng = np.random.default_rng(10)
-    seeds = _study(rng, np.r_[np.zeros(3), 10 ** rng.uniform(-3, 0, 20)], lambda x: x,
-                   extra=lambda t, x, r: {"optim.lr": r.uniform(1e-3, 5e-3)})
+    seeds = _study(
+        rng,
+        np.r_[np.zeros(3), 10 ** rng.uniform(-3, 0, 20)],
+        lambda x: x,
+        extra=lambda t, x, r: {"optim.lr": r.uniform(1e-3, 5e-3)},
+    )
     infos = [response_info(seeds, "mi.weight", m, n_boot=20) for m in ("functional", "mi")]
     fig = plot_response(infos, {"functional": limit_info(seeds, "functional")})
     assert to_png(fig)[:4] == b"\x89PNG"

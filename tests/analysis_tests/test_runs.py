@@ -9,8 +9,13 @@ import pandas as pd
 import pytest
 
 from analysis.emergence import chance_modularity
-from analysis.runs import (READ_NAMES, StudyNotFoundError, load_study, resolve_study_home,
-                           resolve_tracking_uri)
+from analysis.runs import (
+    READ_NAMES,
+    StudyNotFoundError,
+    load_study,
+    resolve_study_home,
+    resolve_tracking_uri,
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +77,9 @@ def test_load_study_recomputed_onsets_match_known_design(grid, fixture_study):
     got = grid.seeds.set_index(["trial_id", "seed"])
     want = fixture_study.design.set_index(["trial_id", "seed"])
     for col in ("t_func", "t_struct", "lag"):
-        np.testing.assert_array_equal(got.loc[want.index, col].to_numpy(float),
-                                      want[col].to_numpy(float))
+        np.testing.assert_array_equal(
+            got.loc[want.index, col].to_numpy(float), want[col].to_numpy(float)
+        )
     assert (got.loc[want.index, "func_emerged"] == want["func_emerged"]).all()
 
 
@@ -149,7 +155,7 @@ def test_resolve_tracking_uri_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("STUDY_HOME")
     monkeypatch.chdir(tmp_path)
     assert resolve_study_home() == (tmp_path / "studies").resolve()
-    assert Path(resolve_tracking_uri()[len("sqlite:///"):]).is_absolute()
+    assert Path(resolve_tracking_uri()[len("sqlite:///") :]).is_absolute()
 
 
 def test_read_names_cover_the_contract_names_used_here():
@@ -158,7 +164,8 @@ def test_read_names_cover_the_contract_names_used_here():
     assert tags <= set(READ_NAMES["tags"])
     assert {"network.hidden", "partition.groups", "mi.weight"} <= set(READ_NAMES["params"])
     assert {"q_func", "q_struct", "final.q_func", "lag", "n_func_first"} <= set(
-        READ_NAMES["metrics"])
+        READ_NAMES["metrics"]
+    )
     assert {"q_func_z", "q_struct_z", "nmi_func", "nmi_struct"} <= set(READ_NAMES["new_metrics"])
     assert {"curves.parquet", "seeds.parquet"} <= set(READ_NAMES["artifacts"])
     assert all(isinstance(v, tuple) and v for v in READ_NAMES.values())

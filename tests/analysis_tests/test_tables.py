@@ -21,20 +21,43 @@ from analysis.tables import (
 )
 
 
-@pytest.mark.parametrize("p, shown", [
-    (0.0123, "0.012"), (0.05, "0.05"), (0.0012, "0.0012"), (0.00099, "< 0.001"),
-    (4.7e-10, "< 0.001"), (1.0, "1"), (0.5, "0.5"), (math.nan, EMPTY), (None, EMPTY),
-])
+@pytest.mark.parametrize(
+    "p, shown",
+    [
+        (0.0123, "0.012"),
+        (0.05, "0.05"),
+        (0.0012, "0.0012"),
+        (0.00099, "< 0.001"),
+        (4.7e-10, "< 0.001"),
+        (1.0, "1"),
+        (0.5, "0.5"),
+        (math.nan, EMPTY),
+        (None, EMPTY),
+    ],
+)
 def test_format_p_two_significant_figures(p, shown):
     assert format_p(p) == shown
 
 
-@pytest.mark.parametrize("v, shown", [
-    (-0.006431, "-0.0064"),  # 3 s.f. would need 5 decimals: capped at 4
-    (0.007812, "0.0078"), (0.123456, "0.123"), (12.3456, "12.3"), (12345.6, "12346"),
-    (7, "7"), (np.int64(-1), "-1"), (25.0, "25"), (0.0, "0"), (-2e-7, "0"),
-    (math.inf, EMPTY), (-math.inf, EMPTY), (True, "yes"), (np.bool_(False), "no"),
-])
+@pytest.mark.parametrize(
+    "v, shown",
+    [
+        (-0.006431, "-0.0064"),  # 3 s.f. would need 5 decimals: capped at 4
+        (0.007812, "0.0078"),
+        (0.123456, "0.123"),
+        (12.3456, "12.3"),
+        (12345.6, "12346"),
+        (7, "7"),
+        (np.int64(-1), "-1"),
+        (25.0, "25"),
+        (0.0, "0"),
+        (-2e-7, "0"),
+        (math.inf, EMPTY),
+        (-math.inf, EMPTY),
+        (True, "yes"),
+        (np.bool_(False), "no"),
+    ],
+)
 def test_format_number_three_significant_figures_at_most_four_decimals(v, shown):
     assert format_number(v) == shown
 
@@ -51,10 +74,18 @@ def test_display_table_on_a_real_claims_table():
     for k in (2, 3):
         for lam in (0.0, 0.1):
             for i in range(8):
-                rows.append({"partition.groups": k, "mi.weight": lam, "seed_value": i,
-                             "final.q_func_z": rng.normal() + 10 * lam,
-                             "final.q_struct_z": rng.normal(), "final.accuracy": 0.95,
-                             "final.mi_heldout": 0.5 - lam, "final.mi_heldout_null": 0.0})
+                rows.append(
+                    {
+                        "partition.groups": k,
+                        "mi.weight": lam,
+                        "seed_value": i,
+                        "final.q_func_z": rng.normal() + 10 * lam,
+                        "final.q_struct_z": rng.normal(),
+                        "final.accuracy": 0.95,
+                        "final.mi_heldout": 0.5 - lam,
+                        "final.mi_heldout_null": 0.0,
+                    }
+                )
     table = claims_table(pd.DataFrame(rows), ["mi.weight", "partition.groups"])
     shown = display_table(table)
     assert list(shown.columns[:4]) == ["K", "λ", "claim", "pairs"]

@@ -33,24 +33,47 @@ OK = HEAD + SEARCH + "sampler: {name: grid}\n"
 SPECS: list[tuple[str, str | bytes, list[str]]] = [
     # -- the YAML reader: duplicates, encoding, size, depth, aliases, syntax
     ("duplicate-top-key", OK + "name: u\n", ["duplicate key 'name'", "line"]),
-    ("duplicate-nested-key", HEAD + SEARCH + "trial: {network: {hidden: 8, hidden: 9}}\n",
-     ["duplicate key 'hidden'"]),
-    ("duplicate-search-key",
-     HEAD + "search:\n  mi.weight: {values: [0.0]}\n  mi.weight: {values: [0.1]}\n",
-     ["duplicate key 'mi.weight'"]),
+    (
+        "duplicate-nested-key",
+        HEAD + SEARCH + "trial: {network: {hidden: 8, hidden: 9}}\n",
+        ["duplicate key 'hidden'"],
+    ),
+    (
+        "duplicate-search-key",
+        HEAD + "search:\n  mi.weight: {values: [0.0]}\n  mi.weight: {values: [0.1]}\n",
+        ["duplicate key 'mi.weight'"],
+    ),
     ("non-utf8", OK.encode() + b"description: caf\xe9\n", ["not UTF-8", "byte 0xe9", "line 5"]),
     ("utf16", OK.encode("utf-16"), ["not UTF-8"]),
     ("too-large", OK + "#" + "x" * 1_100_000 + "\n", ["bytes", "at most 1000000"]),
-    ("deep-nesting", OK + "description: " + "[" * 10_000 + "]" * 10_000 + "\n",
-     ["nesting deeper than 40"]),
-    ("deep-mapping", OK + "trial: " + "{a: " * 60 + "1" + "}" * 60 + "\n",
-     ["nesting deeper than 40"]),
-    ("alias-bomb", OK + "x0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
-        f"x{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 10)),
-     ["expands", "more than 200000"]),
-    ("alias-bomb-in-search", HEAD + "a: &a [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]\n" + "".join(
-        f"b{i}: &b{i} [" + ", ".join(["*a" if i == 0 else f"*b{i - 1}"] * 8) + "]\n"
-        for i in range(8)) + "search: {mi.weight: {values: *b7}}\n", ["expands"]),
+    (
+        "deep-nesting",
+        OK + "description: " + "[" * 10_000 + "]" * 10_000 + "\n",
+        ["nesting deeper than 40"],
+    ),
+    (
+        "deep-mapping",
+        OK + "trial: " + "{a: " * 60 + "1" + "}" * 60 + "\n",
+        ["nesting deeper than 40"],
+    ),
+    (
+        "alias-bomb",
+        OK
+        + "x0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+        + "".join(f"x{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 10)),
+        ["expands", "more than 200000"],
+    ),
+    (
+        "alias-bomb-in-search",
+        HEAD
+        + "a: &a [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]\n"
+        + "".join(
+            f"b{i}: &b{i} [" + ", ".join(["*a" if i == 0 else f"*b{i - 1}"] * 8) + "]\n"
+            for i in range(8)
+        )
+        + "search: {mi.weight: {values: *b7}}\n",
+        ["expands"],
+    ),
     ("recursive-alias", OK + "loop: &l [*l]\n", ["recursive alias"]),
     ("bad-syntax", OK + "trial: {network: [\n", ["not valid YAML", "line"]),
     ("tab-indent", OK + "trial:\n\tnetwork: {hidden: 8}\n", ["not valid YAML"]),
@@ -59,77 +82,151 @@ SPECS: list[tuple[str, str | bytes, list[str]]] = [
     # -- non-finite numbers anywhere
     ("inf-lr", OK + "trial: {optim: {lr: .inf}}\n", ["key 'trial.optim.lr'", "finite"]),
     ("nan-weight", OK + "trial: {mi: {weight: .nan}}\n", ["key 'trial.mi.weight'", "finite"]),
-    ("inf-in-values", HEAD + "search: {mi.weight: {values: [0.1, .inf]}}\n",
-     ["key 'search.mi.weight.values[1]'", "finite"]),
-    ("minus-inf-low", HEAD + "search: {optim.lr: {type: float, low: -.inf, high: 1}}\n",
-     ["key 'search.optim.lr.low'", "finite"]),
+    (
+        "inf-in-values",
+        HEAD + "search: {mi.weight: {values: [0.1, .inf]}}\n",
+        ["key 'search.mi.weight.values[1]'", "finite"],
+    ),
+    (
+        "minus-inf-low",
+        HEAD + "search: {optim.lr: {type: float, low: -.inf, high: 1}}\n",
+        ["key 'search.optim.lr.low'", "finite"],
+    ),
     ("huge-float", OK + "trial: {mi: {weight: 1e999}}\n", ["key 'trial.mi.weight'", "finite"]),
     ("inf-cpu", OK + "resources: {cpu: .inf}\n", ["key 'resources.cpu'"]),
     # -- absurd sizes
-    ("hidden-1e9", OK + "trial: {network: {hidden: 1000000000}}\n",
-     ["key 'trial.network.hidden'", "[2, 16384]"]),
+    (
+        "hidden-1e9",
+        OK + "trial: {network: {hidden: 1000000000}}\n",
+        ["key 'trial.network.hidden'", "[2, 16384]"],
+    ),
     ("seeds-1e6", OK + "seeds: 1000000\n", ["key 'seeds'"]),
     ("trial-seeds-1e6", OK + "trial: {seeds: 1000000}\n", ["key 'trial.seeds'"]),
     ("seed-2^40", OK + "trial: {seed: 1099511627776}\n", ["key 'trial.seed'"]),
-    ("seed-overflow", OK + "trial: {seed: 4294967295, seeds: 2}\n",
-     ["key 'trial.seed'", "seed + seeds - 1"]),
+    (
+        "seed-overflow",
+        OK + "trial: {seed: 4294967295, seeds: 2}\n",
+        ["key 'trial.seed'", "seed + seeds - 1"],
+    ),
     ("cpu-1e9", OK + "resources: {cpu: 1000000000}\n", ["key 'resources.cpu'"]),
     ("gpu-1e6", OK + "resources: {gpu: 1000000}\n", ["key 'resources.gpu'"]),
     ("concurrency-1e9", OK + "concurrency: 1000000000\n", ["key 'concurrency'"]),
     ("trials-1e9", OK + "trials: 1000000000\n", ["key 'trials'"]),
     ("critic-width", OK + "trial: {critic: {width: 100000000}}\n", ["key 'trial.critic.width'"]),
-    ("epochs-1e12", OK + "trial: {train: {epochs: 1000000000000}}\n",
-     ["key 'trial.train.epochs'"]),
-    ("searched-hidden-1e9", HEAD + "search: {network.hidden: {values: [8, 1000000000]}}\n",
-     ["key 'search.network.hidden'", "[2, 16384]"]),
+    (
+        "epochs-1e12",
+        OK + "trial: {train: {epochs: 1000000000000}}\n",
+        ["key 'trial.train.epochs'"],
+    ),
+    (
+        "searched-hidden-1e9",
+        HEAD + "search: {network.hidden: {values: [8, 1000000000]}}\n",
+        ["key 'search.network.hidden'", "[2, 16384]"],
+    ),
     # -- grids: sized without materialising, capped, steps > 0
-    ("int-grid-2..1e9", HEAD + "search: {network.hidden: {type: int, low: 2, high: 1000000000}}\n"
-     "sampler: {name: grid}\n", ["key 'search'", "more than the 100000 allowed"]),
-    ("float-step-1e-9", HEAD + "search: {mi.weight: {type: float, low: 0, high: 1, step: 1e-9}}\n"
-     "sampler: {name: grid}\n", ["key 'search'", "1000000001"]),
-    ("grid-product", HEAD + "search:\n"
-     "  mi.weight: {type: float, low: 0, high: 1, step: 0.01}\n"
-     "  optim.lr: {type: float, low: 0.001, high: 0.1, step: 0.001}\n"
-     "  seed: {type: int, low: 0, high: 100}\nsampler: {name: grid}\n",
-     ["key 'search'", "points"]),
-    ("step-zero", HEAD + "search: {mi.weight: {type: float, low: 0, high: 1, step: 0}}\n"
-     "sampler: {name: grid}\n", ["key 'search.mi.weight'", "step must be > 0"]),
-    ("step-negative", HEAD + "search: {network.hidden: {type: int, low: 4, high: 8, step: -2}}\n"
-     "sampler: {name: grid}\n", ["key 'search.network.hidden'", "step must be > 0"]),
-    ("int-step-fraction", HEAD + "search: {network.hidden: {type: int, low: 4, high: 8, "
-     "step: 0.5}}\n", ["key 'search.network.hidden'", "integer step"]),
-    ("log-and-step", HEAD + "search: {optim.lr: {type: float, low: 0.001, high: 0.1, log: true, "
-     "step: 0.01}}\n", ["key 'search.optim.lr'", "not both"]),
-    ("grid-continuous", HEAD + "search: {mi.weight: {type: float, low: 0, high: 1}}\n"
-     "sampler: {name: grid}\n", ["key 'sampler'", "continuous: mi.weight"]),
+    (
+        "int-grid-2..1e9",
+        HEAD + "search: {network.hidden: {type: int, low: 2, high: 1000000000}}\n"
+        "sampler: {name: grid}\n",
+        ["key 'search'", "more than the 100000 allowed"],
+    ),
+    (
+        "float-step-1e-9",
+        HEAD + "search: {mi.weight: {type: float, low: 0, high: 1, step: 1e-9}}\n"
+        "sampler: {name: grid}\n",
+        ["key 'search'", "1000000001"],
+    ),
+    (
+        "grid-product",
+        HEAD + "search:\n"
+        "  mi.weight: {type: float, low: 0, high: 1, step: 0.01}\n"
+        "  optim.lr: {type: float, low: 0.001, high: 0.1, step: 0.001}\n"
+        "  seed: {type: int, low: 0, high: 100}\nsampler: {name: grid}\n",
+        ["key 'search'", "points"],
+    ),
+    (
+        "step-zero",
+        HEAD + "search: {mi.weight: {type: float, low: 0, high: 1, step: 0}}\n"
+        "sampler: {name: grid}\n",
+        ["key 'search.mi.weight'", "step must be > 0"],
+    ),
+    (
+        "step-negative",
+        HEAD + "search: {network.hidden: {type: int, low: 4, high: 8, step: -2}}\n"
+        "sampler: {name: grid}\n",
+        ["key 'search.network.hidden'", "step must be > 0"],
+    ),
+    (
+        "int-step-fraction",
+        HEAD + "search: {network.hidden: {type: int, low: 4, high: 8, step: 0.5}}\n",
+        ["key 'search.network.hidden'", "integer step"],
+    ),
+    (
+        "log-and-step",
+        HEAD + "search: {optim.lr: {type: float, low: 0.001, high: 0.1, log: true, step: 0.01}}\n",
+        ["key 'search.optim.lr'", "not both"],
+    ),
+    (
+        "grid-continuous",
+        HEAD + "search: {mi.weight: {type: float, low: 0, high: 1}}\nsampler: {name: grid}\n",
+        ["key 'sampler'", "continuous: mi.weight"],
+    ),
     # -- what used to pass validate and crash run
     ("empty-search", HEAD + "sampler: {name: grid}\n", ["key 'search'", "at least one"]),
     ("empty-search-braces", HEAD + "search: {}\n", ["key 'search'", "at least one"]),
-    ("negative-sampler-seed", OK.replace("{name: grid}", "{name: grid, seed: -1}"),
-     ["key 'sampler.seed'"]),
+    (
+        "negative-sampler-seed",
+        OK.replace("{name: grid}", "{name: grid, seed: -1}"),
+        ["key 'sampler.seed'"],
+    ),
     ("storage-garbage", OK + "storage: not a url\n", ["key 'storage'", "not a database URL"]),
-    ("storage-unknown-dialect", OK + "storage: nosuchdb://h/x\n",
-     ["key 'storage'", "unknown database kind 'nosuchdb'"]),
-    ("storage-sqlite-no-folder", OK + "storage: sqlite:////nonexistent-mistudy/x/optuna.db\n",
-     ["key 'storage'", "does not exist"]),
+    (
+        "storage-unknown-dialect",
+        OK + "storage: nosuchdb://h/x\n",
+        ["key 'storage'", "unknown database kind 'nosuchdb'"],
+    ),
+    (
+        "storage-sqlite-no-folder",
+        OK + "storage: sqlite:////nonexistent-mistudy/x/optuna.db\n",
+        ["key 'storage'", "does not exist"],
+    ),
     ("storage-sqlite-memory", OK + "storage: 'sqlite://'\n", ["key 'storage'", "file path"]),
-    ("storage-no-driver", OK + "storage: mysql+mysqldb://u:s3cret@db.example/x\n",
-     ["key 'storage'", "not installed"]),
-    ("scheduler-unknown-metric", OK + "scheduler: {name: asha, metric: final.qq}\n",
-     ["key 'scheduler.metric'", "final.qq"]),
-    ("scheduler-not-objective", OK + "scheduler: {name: asha, metric: final.mi}\n",
-     ["key 'scheduler.metric'"]),
-    ("scheduler-two-objectives", OK + "objectives: [{metric: final.q_func}, {metric: "
-     "final.accuracy}]\nscheduler: {name: asha}\n", ["key 'scheduler.metric'"]),
+    (
+        "storage-no-driver",
+        OK + "storage: mysql+mysqldb://u:s3cret@db.example/x\n",
+        ["key 'storage'", "not installed"],
+    ),
+    (
+        "scheduler-unknown-metric",
+        OK + "scheduler: {name: asha, metric: final.qq}\n",
+        ["key 'scheduler.metric'", "final.qq"],
+    ),
+    (
+        "scheduler-not-objective",
+        OK + "scheduler: {name: asha, metric: final.mi}\n",
+        ["key 'scheduler.metric'"],
+    ),
+    (
+        "scheduler-two-objectives",
+        OK + "objectives: [{metric: final.q_func}, {metric: "
+        "final.accuracy}]\nscheduler: {name: asha}\n",
+        ["key 'scheduler.metric'"],
+    ),
     ("name-too-long", OK.replace("name: t", "name: " + "n" * 300), ["key 'name'", "100"]),
     ("name-slash", OK.replace("name: t", "name: ../../x"), ["key 'name'"]),
     ("name-dot", OK.replace("name: t", "name: .hidden"), ["key 'name'"]),
     ("name-missing", f"base: {SMOKE}\n" + SEARCH, ["key 'name'", "required"]),
     # -- cross-field errors name their key (never "key 'trial.'")
-    ("cross-groups", OK + "trial: {partition: {groups: 50}}\n",
-     ["key 'trial.partition.groups'", "at most network.hidden"]),
-    ("cross-washout", OK + "trial: {task: {wm: {washout: 100}}}\n",
-     ["key 'trial.task.wm.washout'"]),
+    (
+        "cross-groups",
+        OK + "trial: {partition: {groups: 50}}\n",
+        ["key 'trial.partition.groups'", "at most network.hidden"],
+    ),
+    (
+        "cross-washout",
+        OK + "trial: {task: {wm: {washout: 100}}}\n",
+        ["key 'trial.task.wm.washout'"],
+    ),
     ("cross-nsga2", OK.replace("{name: grid}", "{name: nsga2}"), ["key 'sampler'", "nsga2"]),
     ("cross-objectives", OK + "objectives: []\n", ["key 'objectives'"]),
     ("bad-constraint", OK + "constraints: ['final.q_func > 3']\n", ["key 'constraints'"]),
@@ -169,8 +266,9 @@ def _refused(argv: list[str], capsys, home: Path, must: list[str]) -> str:
 
 @pytest.mark.parametrize(("text", "must"), [c[1:] for c in SPECS], ids=[c[0] for c in SPECS])
 @pytest.mark.parametrize("command", ["run", "validate"])
-def test_bad_spec_is_refused_before_anything_starts(command, text, must, tmp_path, monkeypatch,
-                                                    capsys):
+def test_bad_spec_is_refused_before_anything_starts(
+    command, text, must, tmp_path, monkeypatch, capsys
+):
     home = _fresh(tmp_path, monkeypatch)
     spec = tmp_path / "bad spec.yaml"
     spec.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -196,13 +294,20 @@ TRAIN: list[tuple[str, str | bytes | None, list[str], list[str]]] = [
     ("set-inf", None, ["--set", "optim.lr=.inf"], ["--set", "key 'optim.lr'", "finite"]),
     ("set-1e999", None, ["--set", "mi.weight=1e999"], ["--set", "key 'mi.weight'", "finite"]),
     ("set-nan-list", None, ["--set", "partition.sizes=[.nan, 1]"], ["--set", "finite"]),
-    ("set-huge-hidden", None, ["--set", "network.hidden=100000000"],
-     ["key 'network.hidden'"]),
+    ("set-huge-hidden", None, ["--set", "network.hidden=100000000"], ["key 'network.hidden'"]),
     ("set-negative-seed", None, ["--set", "seed=-4"], ["key 'seed'"]),
     ("set-wrong-type", None, ["--set", "train.epochs=many"], ["key 'train.epochs'"]),
-    ("set-alias-bomb", None, ["--set", "partition.sizes=[&a0 [1,1,1,1,1,1,1,1,1,1], " + ", ".join(
-        f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 7)) + "]"],
-     ["--set", "expands"]),
+    (
+        "set-alias-bomb",
+        None,
+        [
+            "--set",
+            "partition.sizes=[&a0 [1,1,1,1,1,1,1,1,1,1], "
+            + ", ".join(f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 7))
+            + "]",
+        ],
+        ["--set", "expands"],
+    ),
     ("set-too-long", None, ["--set", "network.kind=" + "x" * 20_000], ["--set", "characters"]),
     ("set-deep", None, ["--set", "mi.weight=" + "[" * 3000 + "]" * 3000], ["--set", "nesting"]),
     ("set-cross-field", None, ["--set", "partition.groups=13"], ["key 'partition.groups'"]),
@@ -210,8 +315,12 @@ TRAIN: list[tuple[str, str | bytes | None, list[str], list[str]]] = [
     ("name-empty", None, ["--name", ""], ["--name"]),
     ("name-space", None, ["--name", "a b"], ["--name"]),
     ("name-too-long", None, ["--name", "n" * 256], ["--name"]),
-    ("config-dup-key", "network: {hidden: 8}\nnetwork: {hidden: 9}\n", [],
-     ["duplicate key 'network'"]),
+    (
+        "config-dup-key",
+        "network: {hidden: 8}\nnetwork: {hidden: 9}\n",
+        [],
+        ["duplicate key 'network'"],
+    ),
     ("config-non-utf8", b"network: {kind: \xff}\n", [], ["not UTF-8"]),
     ("config-inf", "optim: {lr: -.inf}\n", [], ["key 'optim.lr'"]),
     ("config-list", "[1, 2]\n", [], ["mapping"]),
@@ -219,8 +328,9 @@ TRAIN: list[tuple[str, str | bytes | None, list[str], list[str]]] = [
 ]
 
 
-@pytest.mark.parametrize(("config", "extra", "must"), [c[1:] for c in TRAIN],
-                         ids=[c[0] for c in TRAIN])
+@pytest.mark.parametrize(
+    ("config", "extra", "must"), [c[1:] for c in TRAIN], ids=[c[0] for c in TRAIN]
+)
 def test_bad_train_input_is_refused(config, extra, must, tmp_path, monkeypatch, capsys):
     home = _fresh(tmp_path, monkeypatch)
     path = SMOKE
@@ -237,8 +347,12 @@ def test_out_pointing_at_a_file_is_refused(tmp_path, monkeypatch, capsys):
     afile = tmp_path / "taken"
     afile.write_text("not a folder")
     for out in (afile, afile / "below"):
-        line = _refused(["train", str(SMOKE), "--out", str(out)], capsys, home,
-                        ["--out", "key '--out'", "is a file"])
+        line = _refused(
+            ["train", str(SMOKE), "--out", str(out)],
+            capsys,
+            home,
+            ["--out", "key '--out'", "is a file"],
+        )
         assert str(afile) in line
 
 
@@ -246,8 +360,10 @@ def test_bad_storage_in_the_environment_is_refused_and_redacted(tmp_path, monkey
     home = _fresh(tmp_path, monkeypatch)
     spec = tmp_path / "ok.yaml"
     spec.write_text(OK)
-    for url, what in (("mysql+mysqldb://admin:s3cret@db.example/optuna", "not installed"),
-                      ("::nonsense::", "not a database URL")):
+    for url, what in (
+        ("mysql+mysqldb://admin:s3cret@db.example/optuna", "not installed"),
+        ("::nonsense::", "not a database URL"),
+    ):
         monkeypatch.setenv("STUDY_OPTUNA_STORAGE", url)
         line = _refused(["run", str(spec)], capsys, home, ["STUDY_OPTUNA_STORAGE", what])
         assert "s3cret" not in line
@@ -258,8 +374,9 @@ def _torch_save(path: Path, obj) -> None:
     torch.save(obj, path)
 
 
-@pytest.mark.parametrize("kind", ["garbage", "empty", "truncated", "foreign", "other-config",
-                                  "bad-mi-state"])
+@pytest.mark.parametrize(
+    "kind", ["garbage", "empty", "truncated", "foreign", "other-config", "bad-mi-state"]
+)
 def test_malformed_checkpoint_is_refused_with_one_line(kind, tmp_path, monkeypatch, capsys):
     from study.spec import load_trial_config
     from study.training import Trainer
@@ -282,9 +399,11 @@ def test_malformed_checkpoint_is_refused_with_one_line(kind, tmp_path, monkeypat
             ckpt.write_bytes(ckpt.read_bytes()[:2000])
     else:
         _torch_save(ckpt, {"weights": torch.zeros(3)})
-    must = {"other-config": ["different config", "mi.weight"],
-            "foreign": ["not a mistudy checkpoint"],
-            "bad-mi-state": ["MI critics", "'module'"]}.get(kind, ["cannot read checkpoint"])
+    must = {
+        "other-config": ["different config", "mi.weight"],
+        "foreign": ["not a mistudy checkpoint"],
+        "bad-mi-state": ["MI critics", "'module'"],
+    }.get(kind, ["cannot read checkpoint"])
     line = _refused(["train", str(SMOKE), "--out", str(out), "--resume"], capsys, home, must)
     assert str(ckpt) in line
 
@@ -309,8 +428,12 @@ def test_malicious_checkpoint_pickle_is_refused_and_never_runs(tmp_path, monkeyp
     torch.load(ckpt, weights_only=False)
     assert marker.exists()
     marker.unlink()
-    line = _refused(["train", str(SMOKE), "--out", str(out), "--resume"], capsys, home,
-                    ["cannot read checkpoint", "other than tensors"])
+    line = _refused(
+        ["train", str(SMOKE), "--out", str(out), "--resume"],
+        capsys,
+        home,
+        ["cannot read checkpoint", "other than tensors"],
+    )
     assert str(ckpt) in line
     assert not marker.exists()
 
@@ -319,20 +442,35 @@ def test_malicious_checkpoint_pickle_is_refused_and_never_runs(tmp_path, monkeyp
 # Real subprocesses: the same refusals end to end, fast
 
 
-@pytest.mark.parametrize(("case", "must"), [
-    ("non-utf8", "not UTF-8"), ("alias-bomb", "expands"), ("deep-nesting", "nesting"),
-    ("duplicate-top-key", "duplicate key"), ("int-grid-2..1e9", "more than the 100000"),
-])
+@pytest.mark.parametrize(
+    ("case", "must"),
+    [
+        ("non-utf8", "not UTF-8"),
+        ("alias-bomb", "expands"),
+        ("deep-nesting", "nesting"),
+        ("duplicate-top-key", "duplicate key"),
+        ("int-grid-2..1e9", "more than the 100000"),
+    ],
+)
 def test_bad_spec_subprocess(case, must, tmp_path):
     text = dict((c[0], c[1]) for c in SPECS)[case]
     spec = tmp_path / "s.yaml"
     spec.write_bytes(text if isinstance(text, bytes) else text.encode())
     home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "STUDY_OPTUNA_STORAGE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "STUDY_OPTUNA_STORAGE")
+    }
     env.update(STUDY_HOME=str(home), RAY_AUTH_MODE="disabled", PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-m", "study", "run", str(spec)], capture_output=True,
-                         text=True, env=env, cwd=REPO, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "study", "run", str(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+    )
     assert out.returncode == 2, out.stderr
     assert len(out.stderr.splitlines()) == 1 and must in out.stderr and str(spec) in out.stderr
     assert "Traceback" not in out.stderr and not home.exists()
@@ -340,8 +478,14 @@ def test_bad_spec_subprocess(case, must, tmp_path):
 
 def test_usage_error_is_status_2(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), STUDY_HOME=str(tmp_path / "home"))
-    out = subprocess.run([sys.executable, "-m", "study", "frobnicate"], capture_output=True,
-                         text=True, env=env, cwd=REPO, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "study", "frobnicate"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+    )
     assert out.returncode == 2 and "invalid choice" in out.stderr
     assert not (tmp_path / "home").exists()
 
@@ -370,10 +514,14 @@ def test_runtime_failure_is_one_line_status_1_and_opens_no_run(tmp_path, monkeyp
 def test_redaction_hides_passwords_only():
     from study.contract.text import redact_url
 
-    assert redact_url("postgresql+psycopg://u:p%40ss@db:5432/x") == \
-        "postgresql+psycopg://u:***@db:5432/x"
-    assert redact_url("could not reach http://ml:pw@host:5000/api") == \
-        "could not reach http://ml:***@host:5000/api"
+    assert (
+        redact_url("postgresql+psycopg://u:p%40ss@db:5432/x")
+        == "postgresql+psycopg://u:***@db:5432/x"
+    )
+    assert (
+        redact_url("could not reach http://ml:pw@host:5000/api")
+        == "could not reach http://ml:***@host:5000/api"
+    )
     for plain in ("sqlite:////a/optuna.db", "http://127.0.0.1:5000", "http://h:5000/a@b"):
         assert redact_url(plain) == plain
 
@@ -381,8 +529,11 @@ def test_redaction_hides_passwords_only():
 def test_outcome_lines_redact_the_storage_password():
     from study.service.driver import StudyOutcome, format_outcome
 
-    text = format_outcome(StudyOutcome("s", Path("/x"), "http://u:pw1@mlflow:5000",
-                                       "postgresql://optuna:pw2@pg/optuna", 1, 0))
+    text = format_outcome(
+        StudyOutcome(
+            "s", Path("/x"), "http://u:pw1@mlflow:5000", "postgresql://optuna:pw2@pg/optuna", 1, 0
+        )
+    )
     assert "pw1" not in text and "pw2" not in text and "optuna:***@pg" in text
 
 
@@ -437,8 +588,17 @@ def trained(tmp_path_factory):  # about 10 s on 2 busy cores
     os.environ["STUDY_HOME"] = str(home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:
-        args = ["train", str(SMOKE), "--set", "train.epochs=4", "--set", "train.threads=1",
-                "--out", str(out), "-q"]
+        args = [
+            "train",
+            str(SMOKE),
+            "--set",
+            "train.epochs=4",
+            "--set",
+            "train.threads=1",
+            "--out",
+            str(out),
+            "-q",
+        ]
         assert main(args) == 0
         assert main([*args, "--resume"]) == 0
     finally:
@@ -472,8 +632,13 @@ def test_final_metrics_logged_once_also_after_resume(trained):
 
 def test_stores_checkpoints_and_outputs_are_private(trained):
     home, out = trained["home"], trained["out"]
-    files = [home / "mlflow.db", out / "checkpoint" / "checkpoint.pt", out / "curves.parquet",
-             out / "seeds.parquet", out / "summary.json"]
+    files = [
+        home / "mlflow.db",
+        out / "checkpoint" / "checkpoint.pt",
+        out / "curves.parquet",
+        out / "seeds.parquet",
+        out / "summary.json",
+    ]
     files += [p for p in (home / "mlartifacts").rglob("*") if p.is_file()]
     assert len(files) > 6
     for f in files:
@@ -496,11 +661,20 @@ def test_failure_after_the_study_run_opened_closes_it(tmp_path):
     state = home / "ray" / "t" / "tuner.pkl"
     state.parent.mkdir(parents=True)
     state.write_bytes(b"not a pickle")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "STUDY_OPTUNA_STORAGE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "STUDY_OPTUNA_STORAGE")
+    }
     env.update(STUDY_HOME=str(home), RAY_AUTH_MODE="disabled", PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-m", "study", "run", str(spec), "--num-cpus", "1",
-                          "-q"], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "study", "run", str(spec), "--num-cpus", "1", "-q"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
     errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
     assert out.returncode in (1, 2) and len(errors) == 1, out.stderr[-3000:]
     assert "Traceback" not in out.stderr

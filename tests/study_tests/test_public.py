@@ -27,9 +27,10 @@ def test_unknown_name_is_an_attribute_error():
 
 
 def test_importing_study_and_its_contract_loads_no_torch():
-    code = ("import sys, study, study.contract.outcomes, study.contract.names; "
-            "heavy = [m for m in ('torch', 'ray', 'mlflow', 'optuna') if m in sys.modules]; "
-            "print(heavy)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys, study, study.contract.outcomes, study.contract.names; "
+        "heavy = [m for m in ('torch', 'ray', 'mlflow', 'optuna') if m in sys.modules]; "
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

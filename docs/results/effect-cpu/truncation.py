@@ -10,18 +10,19 @@ full 1000-epoch curve is compared with the onset of the curve cut at 300, 500 an
 An onset t with t + (run - 1)·eval_every <= cut must be unchanged; the half-rise is shown beside
 it for contrast (it depends on the run's end by construction).
 """
+
 import sys
 
 import numpy as np
 
-from study.contract.outcomes import DEFAULT_RUN, half_rise, onset
 from analysis.runs import load_study
+from study.contract.outcomes import DEFAULT_RUN, half_rise, onset
 
 data = load_study(sys.argv[1] if len(sys.argv) > 1 else "effect-cpu")
 c = data.curves
 moved = checked = 0
 half_moved = half_checked = 0
-for (trial, seed), g in c.groupby(["trial_id", "seed"]):
+for (_trial, _seed), g in c.groupby(["trial_id", "seed"]):
     g = g.sort_values("epoch")
     ep = g["epoch"].to_numpy(float)
     step = ep[1] - ep[0]

@@ -14,14 +14,37 @@ Import the names below from `study.core.mi`.
 from __future__ import annotations
 
 from study.core.mi.critic import PRECISIONS, Critic, compute_dtype
-from study.core.mi.estimators import (DV, ESTIMATORS, MINE, Estimator, InfoNCE, NoisePolicy,
-                                      estimator_from_config, log_mean_exp, make_estimator,
-                                      random_permutations, register_estimator, shuffled_scores,
-                                      take_rows)
-from study.core.mi.measure import (estimate_mi, gaussian_mi, gaussian_penalty, heldout_mi,
-                                   sequence_null, split_sequences)
-from study.core.mi.penalty import (NOISE_MODES, PENALTIES, InputNoise, PenaltyTerms,
-                                   SubgroupMI, penalty_terms)
+from study.core.mi.estimators import (
+    DV,
+    ESTIMATORS,
+    MINE,
+    Estimator,
+    InfoNCE,
+    NoisePolicy,
+    estimator_from_config,
+    log_mean_exp,
+    make_estimator,
+    random_permutations,
+    register_estimator,
+    shuffled_scores,
+    take_rows,
+)
+from study.core.mi.measure import (
+    estimate_mi,
+    gaussian_mi,
+    gaussian_penalty,
+    heldout_mi,
+    sequence_null,
+    split_sequences,
+)
+from study.core.mi.penalty import (
+    NOISE_MODES,
+    PENALTIES,
+    InputNoise,
+    PenaltyTerms,
+    SubgroupMI,
+    penalty_terms,
+)
 
 __all__ = [
     # critic

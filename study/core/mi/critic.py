@@ -51,11 +51,13 @@ class Critic(nn.Module):
         if self.compute_dtype == torch.bfloat16:  # float32 accumulation on CUDA (process-wide)
             torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
         if activation not in ("relu", "leaky_relu"):
-            raise ValueError(f"Critic: activation must be 'relu' or 'leaky_relu', "
-                             f"got {activation!r}")
+            raise ValueError(
+                f"Critic: activation must be 'relu' or 'leaky_relu', got {activation!r}"
+            )
         if depth < 1 or width < 1:
-            raise ValueError(f"Critic: depth and width must be >= 1, got depth={depth}, "
-                             f"width={width}")
+            raise ValueError(
+                f"Critic: depth and width must be >= 1, got depth={depth}, width={width}"
+            )
         seeds = seeds if seeds is not None else list(range(n_replicas))
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.activation, self.leaky_slope = activation, leaky_slope
@@ -63,9 +65,11 @@ class Critic(nn.Module):
         self.w_b = nn.Parameter(glorot_uniform(gens, dim_b, width))
         self.b_1 = nn.Parameter(torch.zeros(n_replicas, 1, width))
         self.w_h = nn.ParameterList(
-            [nn.Parameter(glorot_uniform(gens, width, width)) for _ in range(depth - 1)])
+            [nn.Parameter(glorot_uniform(gens, width, width)) for _ in range(depth - 1)]
+        )
         self.b_h = nn.ParameterList(
-            [nn.Parameter(torch.zeros(n_replicas, 1, width)) for _ in range(depth - 1)])
+            [nn.Parameter(torch.zeros(n_replicas, 1, width)) for _ in range(depth - 1)]
+        )
         self.w_o = nn.Parameter(glorot_uniform(gens, width, 1))
         self.b_o = nn.Parameter(torch.zeros(n_replicas, 1, 1)) if out_bias else None
 

@@ -25,16 +25,27 @@ from torch import Tensor
 
 from study.core.mi.critic import Critic
 
-__all__ = ["Estimator", "ESTIMATORS", "register_estimator", "make_estimator",
-           "estimator_from_config", "DV", "MINE", "InfoNCE", "NoisePolicy", "shuffled_scores",
-           "random_permutations", "take_rows", "log_mean_exp"]
+__all__ = [
+    "Estimator",
+    "ESTIMATORS",
+    "register_estimator",
+    "make_estimator",
+    "estimator_from_config",
+    "DV",
+    "MINE",
+    "InfoNCE",
+    "NoisePolicy",
+    "shuffled_scores",
+    "random_permutations",
+    "take_rows",
+    "log_mean_exp",
+]
 
 
 class NoisePolicy(Protocol):
     """The noise on the critic's inputs, as an estimator sees it (`penalty.InputNoise`)."""
 
-    def noisy(self, a: Tensor, b: Tensor, gen: torch.Generator
-              ) -> tuple[Tensor, Tensor, Tensor]:
+    def noisy(self, a: Tensor, b: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """(a + ε, b + ε′, partner): the noisy sides, each shaped like its input, and the b the
         shuffled partner is drawn from (the noise-free or the noisy one). Draws ε before ε′,
         nothing when there is no noise."""
@@ -87,8 +98,16 @@ class Estimator:
         """The estimator with its options read from an `MIConfig`."""
         return cls(**{key: getattr(mi_cfg, key) for key in cls.options})
 
-    def bound(self, critic: Critic, noise: NoisePolicy, a: Tensor, b: Tensor,
-              gen: torch.Generator, *, update_state: bool) -> tuple[Tensor, Tensor]:
+    def bound(
+        self,
+        critic: Critic,
+        noise: NoisePolicy,
+        a: Tensor,
+        b: Tensor,
+        gen: torch.Generator,
+        *,
+        update_state: bool,
+    ) -> tuple[Tensor, Tensor]:
         """(value, surrogate), each (R,): the bound, and what the critic's gradients follow.
 
         a (R, M, da), b (R, M, db) are the sampled sides, before noise; `noise` adds it;
@@ -112,8 +131,10 @@ class Estimator:
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
         """Restore `state_dict()`'s output; ValueError when it does not fit this estimator."""
         if state:
-            raise ValueError(f"estimator {self.name!r} keeps no state, but the saved state "
-                             f"holds {', '.join(sorted(state))}")
+            raise ValueError(
+                f"estimator {self.name!r} keeps no state, but the saved state "
+                f"holds {', '.join(sorted(state))}"
+            )
 
 
 ESTIMATORS: dict[str, type[Estimator]] = {}
@@ -129,13 +150,15 @@ def register_estimator(cls: type[Estimator]) -> type[Estimator]:
 
 def _lookup(name: str, where: str) -> type[Estimator]:
     if name not in ESTIMATORS:
-        raise ValueError(f"{where}: estimator must be one of {tuple(ESTIMATORS)}, but got "
-                         f"{name!r}")
+        raise ValueError(
+            f"{where}: estimator must be one of {tuple(ESTIMATORS)}, but got {name!r}"
+        )
     return ESTIMATORS[name]
 
 
-def make_estimator(name: str, options: Mapping[str, Any], *,
-                   where: str = "SubgroupMI") -> Estimator:
+def make_estimator(
+    name: str, options: Mapping[str, Any], *, where: str = "SubgroupMI"
+) -> Estimator:
     """The estimator `name` with the options it reads taken from `options`.
 
     Options of other estimators are ignored (callers pass every estimator's options, as a
@@ -154,8 +177,9 @@ def estimator_from_config(mi_cfg: Any) -> Estimator:
     return _lookup(mi_cfg.estimator, "SubgroupMI").from_config(mi_cfg)
 
 
-def shuffled_scores(critic: Critic, noise: NoisePolicy, a: Tensor, b: Tensor,
-                    gen: torch.Generator) -> tuple[Tensor, Tensor]:
+def shuffled_scores(
+    critic: Critic, noise: NoisePolicy, a: Tensor, b: Tensor, gen: torch.Generator
+) -> tuple[Tensor, Tensor]:
     """Critic scores on joint pairs and on shuffled (product-of-marginals) pairs, (R, M) each.
 
     The shuffled partner is a fresh permutation of the b `noise` names as the partner: the
@@ -210,13 +234,17 @@ class MINE(Estimator):
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
         saved = state.get("log_ema")
         if set(state) != {"log_ema"} or not isinstance(saved, Tensor) or saved.dim() != 1:
-            raise ValueError(f"estimator 'mine' expects its state to be {{'log_ema': (R,) "
-                             f"tensor}}, but got keys {sorted(state)}")
+            raise ValueError(
+                f"estimator 'mine' expects its state to be {{'log_ema': (R,) "
+                f"tensor}}, but got keys {sorted(state)}"
+            )
         if self.log_ema is None:
             self.reset(saved.shape[0])
         if saved.shape != self.log_ema.shape:
-            raise ValueError(f"estimator 'mine': log_ema must have shape "
-                             f"{tuple(self.log_ema.shape)}, but got {tuple(saved.shape)}")
+            raise ValueError(
+                f"estimator 'mine': log_ema must have shape "
+                f"{tuple(self.log_ema.shape)}, but got {tuple(saved.shape)}"
+            )
         self.log_ema.copy_(saved)
 
     def _moving_average(self, like: Tensor) -> Tensor:
@@ -224,9 +252,11 @@ class MINE(Estimator):
         if self.log_ema is None:
             self.reset(like.shape[0])
         if self.log_ema.shape != like.shape:
-            raise ValueError(f"estimator 'mine': its moving average covers "
-                             f"{self.log_ema.shape[0]} replicas, but the critic has "
-                             f"{like.shape[0]}; call reset(n_replicas)")
+            raise ValueError(
+                f"estimator 'mine': its moving average covers "
+                f"{self.log_ema.shape[0]} replicas, but the critic has "
+                f"{like.shape[0]}; call reset(n_replicas)"
+            )
         if self.log_ema.device != like.device:  # the penalty was moved with .to(device)
             self.log_ema = self.log_ema.to(like.device)
         return self.log_ema

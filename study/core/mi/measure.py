@@ -22,12 +22,19 @@ from study.core._checks import Labels, _as_labels, _check_activity, _check_float
 from study.core.mi.estimators import ESTIMATORS, make_estimator, take_rows
 from study.core.mi.penalty import SubgroupMI
 
-__all__ = ["heldout_mi", "split_sequences", "sequence_null", "gaussian_mi", "gaussian_penalty",
-           "estimate_mi"]
+__all__ = [
+    "heldout_mi",
+    "split_sequences",
+    "sequence_null",
+    "gaussian_mi",
+    "gaussian_penalty",
+    "estimate_mi",
+]
 
 
-def split_sequences(n_sequences: int, test_fraction: float, gen: torch.Generator
-                    ) -> tuple[Tensor, Tensor] | None:
+def split_sequences(
+    n_sequences: int, test_fraction: float, gen: torch.Generator
+) -> tuple[Tensor, Tensor] | None:
     """Random (train, test) sequence indices, at least 2 of each; None when there are < 4."""
     n_test = max(2, int(round(n_sequences * test_fraction)))
     if n_sequences - n_test < 2:
@@ -90,19 +97,29 @@ def heldout_mi(
     nulls = [sequence_null(x, labels) for x in own]  # built within each split
     has_null = all(x is not None for x in nulls)
     # the null replicas are the S seeds again on the shuffled pairing (or a placeholder)
-    parts = [torch.cat([x, z if has_null else x]).reshape(2 * s, -1, n)
-             for x, z in zip(own, nulls)]
+    parts = [
+        torch.cat([x, z if has_null else x]).reshape(2 * s, -1, n) for x, z in zip(own, nulls)
+    ]
     train_rows, test_rows = parts
     dev_gen = torch.Generator(device=device).manual_seed(int(seed) + 1)
-    est = SubgroupMI(2 * s, labels, penalty=penalty, estimator="dv", input_noise=noise,
-                     noise_mode="noisy_partner", critic={"width": width, "depth": depth},
-                     optim={"kind": "adam", "lr": lr, "clip_norm": None}, seed=int(seed))
+    est = SubgroupMI(
+        2 * s,
+        labels,
+        penalty=penalty,
+        estimator="dv",
+        input_noise=noise,
+        noise_mode="noisy_partner",
+        critic={"width": width, "depth": depth},
+        optim={"kind": "adam", "lr": lr, "clip_norm": None},
+        seed=int(seed),
+    )
     est.to(device)
     m_train = train_rows.shape[1]
     with torch.enable_grad():
         for _ in range(steps):
-            rows = torch.randint(0, m_train, (2 * s, min(batch, m_train)), generator=dev_gen,
-                                 device=device)
+            rows = torch.randint(
+                0, m_train, (2 * s, min(batch, m_train)), generator=dev_gen, device=device
+            )
             est.critic_step(take_rows(train_rows, rows), dev_gen)
     values = torch.stack([est.measure(test_rows, dev_gen) for _ in range(repeats)]).mean(0)
     value, null_value = values[:s], values[s:]
@@ -175,8 +192,9 @@ def gaussian_mi(x: torch.Tensor, y: torch.Tensor, noise: float = 0.0) -> torch.T
     return mi.to(x.dtype)
 
 
-def gaussian_penalty(activity: torch.Tensor, labels: Labels, kind: str,
-                     noise: float = 0.0) -> torch.Tensor:
+def gaussian_penalty(
+    activity: torch.Tensor, labels: Labels, kind: str, noise: float = 0.0
+) -> torch.Tensor:
     """Gaussian plug-in version of the training MI penalty over K subgroups.
 
     `pairwise`: Σ_{i<j} I(G_i; G_j). `total_correlation`: Σ_{i>=2} I(G_1..G_{i−1}; G_i), which
@@ -280,16 +298,19 @@ def estimate_mi(
     if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(
             f"estimate_mi(): x and y must be (M, dx) and (M, dy) with the same M, but got "
-            f"shapes {tuple(x.shape)} and {tuple(y.shape)}")
+            f"shapes {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     if estimator not in ESTIMATORS:
-        raise ValueError(f"estimate_mi(): estimator must be one of {tuple(ESTIMATORS)}, but got "
-                         f"{estimator!r}")
+        raise ValueError(
+            f"estimate_mi(): estimator must be one of {tuple(ESTIMATORS)}, but got {estimator!r}"
+        )
     m = x.shape[0]
     n_test = int(round(m * holdout))
     if m - n_test < batch or n_test < (nce_block if estimator == "infonce" else 2):
         raise ValueError(
             f"estimate_mi(): need at least batch={batch} training rows and a held-out part, "
-            f"but got M={m} rows with holdout={holdout}")
+            f"but got M={m} rows with holdout={holdout}"
+        )
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(m, generator=gen)
     train_idx, test_idx = order[n_test:], order[:n_test]
@@ -300,8 +321,13 @@ def estimate_mi(
     trained = make_estimator(estimator, {"nce_block": min(nce_block, batch)})
     scorer = make_estimator(estimator, {"nce_block": min(nce_block, n_test)})
     est = SubgroupMI(
-        1, labels, estimator=trained, input_noise=0.0,
-        critic={"width": width, "depth": depth}, optim={"kind": "adam", "lr": lr}, seed=seed,
+        1,
+        labels,
+        estimator=trained,
+        input_noise=0.0,
+        critic={"width": width, "depth": depth},
+        optim={"kind": "adam", "lr": lr},
+        seed=seed,
     )
     data = torch.cat([x, y], dim=1)[None]  # (1, M, dx + dy)
     train_data = data[:, train_idx]

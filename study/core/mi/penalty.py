@@ -22,12 +22,16 @@ from torch import Tensor, nn
 
 from study.contract.names import PENALTIES
 from study.core.mi.critic import Critic
-from study.core.mi.estimators import (Estimator, estimator_from_config, make_estimator,
-                                      random_permutations, take_rows)
+from study.core.mi.estimators import (
+    Estimator,
+    estimator_from_config,
+    make_estimator,
+    random_permutations,
+    take_rows,
+)
 from study.core.optim import ReplicaOptimizer
 
-__all__ = ["PENALTIES", "NOISE_MODES", "PenaltyTerms", "penalty_terms", "InputNoise",
-           "SubgroupMI"]
+__all__ = ["PENALTIES", "NOISE_MODES", "PenaltyTerms", "penalty_terms", "InputNoise", "SubgroupMI"]
 
 NOISE_MODES = ("clean_partner", "noisy_partner")
 
@@ -60,15 +64,26 @@ def penalty_terms(labels: np.ndarray, kind: str = "pairwise") -> PenaltyTerms:
     members = [np.flatnonzero(labels == g) for g in range(k)]
     empty = [g for g, m in enumerate(members) if m.size == 0]
     if empty or labels.min() < 0:
-        raise ValueError(f"penalty_terms(): labels must use every group 0..{k - 1} and nothing "
-                         f"else, but group(s) {empty or [int(labels.min())]} are "
-                         f"{'empty' if empty else 'negative'}")
+        raise ValueError(
+            f"penalty_terms(): labels must use every group 0..{k - 1} and nothing "
+            f"else, but group(s) {empty or [int(labels.min())]} are "
+            f"{'empty' if empty else 'negative'}"
+        )
     if kind == "pairwise":
-        pairs = [(members[i], members[j], f"G{i + 1};G{j + 1}")
-                 for i in range(k) for j in range(i + 1, k)]
+        pairs = [
+            (members[i], members[j], f"G{i + 1};G{j + 1}")
+            for i in range(k)
+            for j in range(i + 1, k)
+        ]
     else:
-        pairs = [(np.concatenate(members[:i]), members[i],
-                  f"G1..G{i};G{i + 1}" if i > 1 else f"G1;G{i + 1}") for i in range(1, k)]
+        pairs = [
+            (
+                np.concatenate(members[:i]),
+                members[i],
+                f"G1..G{i};G{i + 1}" if i > 1 else f"G1;G{i + 1}",
+            )
+            for i in range(1, k)
+        ]
     n = labels.size
     da = max(len(a) for a, _, _ in pairs)
     db = max(len(b) for _, b, _ in pairs)
@@ -132,8 +147,7 @@ class InputNoise(nn.Module):
             eps.mul_(mask.to(x.dtype))
         return eps
 
-    def noisy(self, a: Tensor, b: Tensor, gen: torch.Generator
-              ) -> tuple[Tensor, Tensor, Tensor]:
+    def noisy(self, a: Tensor, b: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """(a + ε, b + ε′, the b the shuffled partner is drawn from); ε is drawn before ε′."""
         if not self.sigma > 0:
             return a, b, b
@@ -191,7 +205,8 @@ class SubgroupMI(nn.Module):
         if noise_mode not in NOISE_MODES:
             raise ValueError(
                 f"SubgroupMI: noise_mode must be 'clean_partner' or 'noisy_partner', "
-                f"but got {noise_mode!r}")
+                f"but got {noise_mode!r}"
+            )
         terms = penalty_terms(labels, penalty)
         self.n_seeds, self.n_terms = n_seeds, len(terms.names)
         self.term_names = terms.names
@@ -200,17 +215,26 @@ class SubgroupMI(nn.Module):
         self.register_buffer("b_index", terms.b_index)
         # 1 on real columns, 0 on padding (index N), derived from the labels
         n_units = int(np.asarray(labels).size)
-        self.noise = InputNoise(input_noise, noise_mode,
-                                _replica_mask(terms.a_index, n_units, n_seeds),
-                                _replica_mask(terms.b_index, n_units, n_seeds))
+        self.noise = InputNoise(
+            input_noise,
+            noise_mode,
+            _replica_mask(terms.a_index, n_units, n_seeds),
+            _replica_mask(terms.b_index, n_units, n_seeds),
+        )
         self.estimator, self.pairs = estimator, pairs  # the Estimator object (`.name`)
         self.estimator.reset(n_seeds * self.n_terms)
         replica_seeds = [
             int(np.random.SeedSequence([seed + s, p, 0x6D69]).generate_state(1)[0])
-            for s in range(n_seeds) for p in range(self.n_terms)
+            for s in range(n_seeds)
+            for p in range(self.n_terms)
         ]
-        self.critic = Critic(n_seeds * self.n_terms, terms.a_index.shape[1],
-                             terms.b_index.shape[1], seeds=replica_seeds, **(critic or {}))
+        self.critic = Critic(
+            n_seeds * self.n_terms,
+            terms.a_index.shape[1],
+            terms.b_index.shape[1],
+            seeds=replica_seeds,
+            **(critic or {}),
+        )
         self.optimizer = ReplicaOptimizer(self.critic.parameters(), **(optim or {}))
 
     @classmethod
@@ -219,16 +243,29 @@ class SubgroupMI(nn.Module):
         noise), `critic.*` (architecture and optimiser), S = `seeds`, critics from `seed`."""
         m, c = cfg.mi, cfg.critic
         return cls(
-            cfg.seeds, labels, penalty=m.penalty, estimator=estimator_from_config(m),
-            pairs=m.pairs, input_noise=m.input_noise, noise_mode=m.noise_mode,
-            critic={"width": c.width, "depth": c.depth, "activation": c.activation,
-                    "leaky_slope": c.leaky_slope, "out_bias": c.out_bias,
-                    "precision": c.precision},
-            optim=c.optim.model_dump(), seed=cfg.seed)
+            cfg.seeds,
+            labels,
+            penalty=m.penalty,
+            estimator=estimator_from_config(m),
+            pairs=m.pairs,
+            input_noise=m.input_noise,
+            noise_mode=m.noise_mode,
+            critic={
+                "width": c.width,
+                "depth": c.depth,
+                "activation": c.activation,
+                "leaky_slope": c.leaky_slope,
+                "out_bias": c.out_bias,
+                "precision": c.precision,
+            },
+            optim=c.optim.model_dump(),
+            seed=cfg.seed,
+        )
 
     # -- sampling -------------------------------------------------------------------------------
-    def _sides(self, activity: Tensor, gen: torch.Generator, transform=None
-               ) -> tuple[Tensor, Tensor]:
+    def _sides(
+        self, activity: Tensor, gen: torch.Generator, transform=None
+    ) -> tuple[Tensor, Tensor]:
         """activity (S, M, N) -> a (R, M', da), b (R, M', db) after the optional row subsample.
 
         `transform` (e.g. tanh of pre-activations) is applied after subsampling, so only the
@@ -241,8 +278,10 @@ class SubgroupMI(nn.Module):
         if transform is not None:
             activity = transform(activity)
         if self.a_ranges is not None:  # contiguous groups: slices, no gather
-            return (self._stack_ranges(activity, self.a_ranges, self.a_index.shape[1]),
-                    self._stack_ranges(activity, self.b_ranges, self.b_index.shape[1]))
+            return (
+                self._stack_ranges(activity, self.a_ranges, self.a_index.shape[1]),
+                self._stack_ranges(activity, self.b_ranges, self.b_index.shape[1]),
+            )
         padded = nn.functional.pad(activity, (0, 1))  # (S, M', N+1); column N is zero
         a = padded[:, :, self.a_index]  # (S, M', P, da)
         b = padded[:, :, self.b_index]
@@ -253,16 +292,27 @@ class SubgroupMI(nn.Module):
 
     def _stack_ranges(self, activity: Tensor, ranges, width: int) -> Tensor:
         """(S, M, N) -> (S·P, M, width): the unit range of each term, zero-padded to width."""
-        parts = [nn.functional.pad(activity[..., lo:hi], (0, width - (hi - lo)))
-                 if hi - lo < width else activity[..., lo:hi] for lo, hi in ranges]
+        parts = [
+            nn.functional.pad(activity[..., lo:hi], (0, width - (hi - lo)))
+            if hi - lo < width
+            else activity[..., lo:hi]
+            for lo, hi in ranges
+        ]
         if len(parts) == 1:
             return parts[0]  # a strided view; bmm reads it in place
         stacked = torch.stack(parts, dim=1)  # (S, P, M, width)
         return stacked.reshape(-1, activity.shape[1], width)
 
     # -- estimates ------------------------------------------------------------------------------
-    def _estimate(self, activity: Tensor, gen: torch.Generator, *, update_state: bool,
-                  transform=None, estimator: Estimator | None = None) -> tuple[Tensor, Tensor]:
+    def _estimate(
+        self,
+        activity: Tensor,
+        gen: torch.Generator,
+        *,
+        update_state: bool,
+        transform=None,
+        estimator: Estimator | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """(value, surrogate), each (R,): the bound, and what gradients should follow."""
         a, b = self._sides(activity, gen, transform)
         bound = (self.estimator if estimator is None else estimator).bound
@@ -279,15 +329,17 @@ class SubgroupMI(nn.Module):
             (S,) the penalty (sum over terms) measured in this step, before the update.
         """
         self.critic.requires_grad_(True)
-        value, surrogate = self._estimate(activity.detach(), gen, update_state=True,
-                                          transform=transform)
+        value, surrogate = self._estimate(
+            activity.detach(), gen, update_state=True, transform=transform
+        )
         self.optimizer.zero_grad()
         (-surrogate.sum()).backward()
         self.optimizer.step()
         return self._fold(value.detach())
 
-    def penalty(self, activity: Tensor, gen: torch.Generator, transform=None
-                ) -> tuple[Tensor, Tensor]:
+    def penalty(
+        self, activity: Tensor, gen: torch.Generator, transform=None
+    ) -> tuple[Tensor, Tensor]:
         """The penalty the network minimises, with the critics frozen.
 
         Args:
@@ -299,8 +351,9 @@ class SubgroupMI(nn.Module):
         """
         self.critic.requires_grad_(False)
         try:
-            value, surrogate = self._estimate(activity, gen, update_state=False,
-                                              transform=transform)
+            value, surrogate = self._estimate(
+                activity, gen, update_state=False, transform=transform
+            )
         finally:
             self.critic.requires_grad_(True)
         value = self._fold(value)
@@ -308,22 +361,32 @@ class SubgroupMI(nn.Module):
         return penalty, value.detach()
 
     @torch.no_grad()
-    def measure(self, activity: Tensor, gen: torch.Generator, transform=None, *,
-                estimator: Estimator | None = None) -> Tensor:
+    def measure(
+        self,
+        activity: Tensor,
+        gen: torch.Generator,
+        transform=None,
+        *,
+        estimator: Estimator | None = None,
+    ) -> Tensor:
         """(S,) penalty estimate with the current critics, no update.
 
         `estimator` scores with another bound on the same critics and sampling (e.g. InfoNCE
         with blocks that fit fewer rows); by default this penalty's own.
         """
-        value, _ = self._estimate(activity, gen, update_state=False, transform=transform,
-                                  estimator=estimator)
+        value, _ = self._estimate(
+            activity, gen, update_state=False, transform=transform, estimator=estimator
+        )
         return self._fold(value)
 
     def state(self) -> dict:
         """Critic weights and term indices ("module"), the critic optimiser ("optimizer") and
         the estimator's running state ("estimator", e.g. MINE's moving average)."""
-        return {"module": self.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "estimator": self.estimator.state_dict()}
+        return {
+            "module": self.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "estimator": self.estimator.state_dict(),
+        }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Restore `state()`'s output, or the older layout (checkpoints written before the
@@ -337,21 +400,26 @@ class SubgroupMI(nn.Module):
         where = "SubgroupMI.load_state()"
         if not isinstance(state, Mapping) or not {"module", "optimizer"} <= set(state):
             got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
-            raise ValueError(f"{where}: the MI state must hold 'module' and 'optimizer', but "
-                             f"got {got}")
+            raise ValueError(
+                f"{where}: the MI state must hold 'module' and 'optimizer', but got {got}"
+            )
         module = dict(state["module"])
         estimator_state = state.get("estimator")
         legacy_ema = module.pop("log_ema", None)
         if estimator_state is None:  # the older layout
             keeps_ema = "log_ema" in self.estimator.state_dict()
             if keeps_ema and legacy_ema is None:
-                raise ValueError(f"{where}: the state holds no moving average for estimator "
-                                 f"{self.estimator.name!r} (neither 'estimator' nor "
-                                 f"module 'log_ema')")
+                raise ValueError(
+                    f"{where}: the state holds no moving average for estimator "
+                    f"{self.estimator.name!r} (neither 'estimator' nor "
+                    f"module 'log_ema')"
+                )
             estimator_state = {"log_ema": legacy_ema} if keeps_ema else {}
         elif legacy_ema is not None:
-            raise ValueError(f"{where}: the state holds both an 'estimator' entry and the "
-                             f"older module buffer 'log_ema'; it is neither layout")
+            raise ValueError(
+                f"{where}: the state holds both an 'estimator' entry and the "
+                f"older module buffer 'log_ema'; it is neither layout"
+            )
         self._check_module_state(module, where)
         self.load_state_dict(module)
         self.estimator.load_state_dict(estimator_state)
@@ -359,8 +427,9 @@ class SubgroupMI(nn.Module):
             self.optimizer.load_state_dict(state["optimizer"])
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
             detail = " ".join(str(e).split())[:200]
-            raise ValueError(f"{where}: the critic optimiser state does not fit "
-                             f"({type(e).__name__}: {detail})") from None
+            raise ValueError(
+                f"{where}: the critic optimiser state does not fit ({type(e).__name__}: {detail})"
+            ) from None
 
     def _check_module_state(self, module: Mapping[str, Any], where: str) -> None:
         """ValueError unless `module` has exactly this penalty's entries, with their shapes."""
@@ -368,11 +437,16 @@ class SubgroupMI(nn.Module):
         missing = [k for k in own if k not in module]
         unexpected = [k for k in module if k not in own]
         if missing or unexpected:
-            raise ValueError(f"{where}: the critic state does not fit this penalty (missing "
-                             f"{missing or 'nothing'}, unexpected {unexpected or 'nothing'})")
-        wrong = [f"{k} {tuple(module[k].shape)} (expected {tuple(v.shape)})"
-                 for k, v in own.items()
-                 if not isinstance(module[k], Tensor) or module[k].shape != v.shape]
+            raise ValueError(
+                f"{where}: the critic state does not fit this penalty (missing "
+                f"{missing or 'nothing'}, unexpected {unexpected or 'nothing'})"
+            )
+        wrong = [
+            f"{k} {tuple(module[k].shape)} (expected {tuple(v.shape)})"
+            for k, v in own.items()
+            if not isinstance(module[k], Tensor) or module[k].shape != v.shape
+        ]
         if wrong:
-            raise ValueError(f"{where}: the critic state does not fit this penalty: "
-                             f"{'; '.join(wrong[:3])}")
+            raise ValueError(
+                f"{where}: the critic state does not fit this penalty: {'; '.join(wrong[:3])}"
+            )

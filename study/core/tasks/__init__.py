@@ -10,6 +10,7 @@ side reads) agree.
 This module is light: a task's module (torch, SciPy) is imported on its first `build`.
 `task_metric(cfg)` is the one place callers outside the tasks ask which metric scores a task.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -22,8 +23,7 @@ from study.contract.outcomes import SUCCESS_THRESHOLD, TASK_METRIC
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["Task", "TaskEntry", "TASKS", "register_task", "get_task", "build_task",
-           "task_metric"]
+__all__ = ["Task", "TaskEntry", "TASKS", "register_task", "get_task", "build_task", "task_metric"]
 
 
 class Task(Protocol):
@@ -70,8 +70,9 @@ class TaskEntry:
 TASKS: dict[str, TaskEntry] = {}
 
 
-def register_task(name: str, builder: str, *, metric: str | None = None,
-                  threshold: float | None = None) -> TaskEntry:
+def register_task(
+    name: str, builder: str, *, metric: str | None = None, threshold: float | None = None
+) -> TaskEntry:
     """Add a task to the registry and return its entry.
 
     `metric` and `threshold` default to study.contract.outcomes' TASK_METRIC[name] and
@@ -80,8 +81,10 @@ def register_task(name: str, builder: str, *, metric: str | None = None,
     """
     if metric is None:
         if name not in TASK_METRIC:
-            raise ValueError(f"register_task(): task {name!r} is not in study.contract.outcomes."
-                             f"TASK_METRIC; add it there or pass metric= and threshold=")
+            raise ValueError(
+                f"register_task(): task {name!r} is not in study.contract.outcomes."
+                f"TASK_METRIC; add it there or pass metric= and threshold="
+            )
         metric = TASK_METRIC[name]
     if threshold is None:
         threshold = SUCCESS_THRESHOLD[metric]
@@ -95,8 +98,7 @@ def get_task(name: str) -> TaskEntry:
     try:
         return TASKS[name]
     except KeyError:
-        raise ValueError(f"unknown task {name!r}; registered tasks: "
-                         f"{', '.join(TASKS)}") from None
+        raise ValueError(f"unknown task {name!r}; registered tasks: {', '.join(TASKS)}") from None
 
 
 def build_task(cfg: Any) -> Task:

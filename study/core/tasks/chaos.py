@@ -44,8 +44,9 @@ _RTOL, _ATOL = 1e-3, 1e-6
 
 def _check_positive(where: str, name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{where}: {name} must be a real number, but got "
-                        f"{type(value).__name__} {value!r}.")
+        raise TypeError(
+            f"{where}: {name} must be a real number, but got {type(value).__name__} {value!r}."
+        )
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"{where}: {name} must be finite and > 0, but got {name}={value!r}.")
     return float(value)
@@ -53,8 +54,9 @@ def _check_positive(where: str, name: str, value: object) -> float:
 
 def _check_finite(where: str, name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{where}: {name} must be a real number, but got "
-                        f"{type(value).__name__} {value!r}.")
+        raise TypeError(
+            f"{where}: {name} must be a real number, but got {type(value).__name__} {value!r}."
+        )
     if not np.isfinite(value):
         raise ValueError(f"{where}: {name} must be finite, but got {name}={value!r}.")
     return float(value)
@@ -63,18 +65,22 @@ def _check_finite(where: str, name: str, value: object) -> float:
 def _initial_conditions(where: str, n: int, rng: object, y0: object) -> np.ndarray:
     """Initial states, shape (n, 3): U[0,1]³ from `rng` (docs/method.md §6.2), or `y0` as given."""
     if (rng is None) == (y0 is None):
-        raise ValueError(f"{where}: pass exactly one of rng and y0, but got "
-                         f"rng={'None' if rng is None else 'a Generator'}, "
-                         f"y0={'None' if y0 is None else 'an array'}.")
+        raise ValueError(
+            f"{where}: pass exactly one of rng and y0, but got "
+            f"rng={'None' if rng is None else 'a Generator'}, "
+            f"y0={'None' if y0 is None else 'an array'}."
+        )
     if y0 is None:
         if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"{where}: rng must be a numpy.random.Generator, but got "
-                            f"{type(rng).__name__}.")
+            raise TypeError(
+                f"{where}: rng must be a numpy.random.Generator, but got {type(rng).__name__}."
+            )
         return rng.uniform(0.0, 1.0, size=(n, 3))
     y0 = np.asarray(y0, dtype=np.float64)
     if y0.shape != (n, 3) or not np.all(np.isfinite(y0)):
-        raise ValueError(f"{where}: y0 must be finite with shape (n, 3) = ({n}, 3), "
-                         f"but got shape {y0.shape}.")
+        raise ValueError(
+            f"{where}: y0 must be finite with shape (n, 3) = ({n}, 3), but got shape {y0.shape}."
+        )
     return y0
 
 
@@ -97,8 +103,15 @@ def _rossler_rhs(a: float, b: float, c: float) -> Callable:
     return rhs
 
 
-def _integrate(rhs: Callable, y0: np.ndarray, t_end: float, n_samples: int, rtol: float,
-               atol: float, label: str) -> Iterator[tuple[int, np.ndarray]]:
+def _integrate(
+    rhs: Callable,
+    y0: np.ndarray,
+    t_end: float,
+    n_samples: int,
+    rtol: float,
+    atol: float,
+    label: str,
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (start, trajectories (m, n_samples, 3) float64) for chunks of _CHUNK rows of y0."""
     # The m trajectories of a chunk form one stacked ODE of size 3m, so RK45's step-size control
     # acts on the RMS error of the whole stack, not per trajectory as in the reference (one
@@ -108,22 +121,40 @@ def _integrate(rhs: Callable, y0: np.ndarray, t_end: float, n_samples: int, rtol
     n = y0.shape[0]
     for start in range(0, n, _CHUNK):
         tic = time.perf_counter()
-        block = y0[start:start + _CHUNK]  # (m, 3)
+        block = y0[start : start + _CHUNK]  # (m, 3)
         m = block.shape[0]
-        sol = solve_ivp(rhs, (0.0, t_end), block.T.ravel(), method="RK45", t_eval=t_eval,
-                        rtol=rtol, atol=atol)
+        sol = solve_ivp(
+            rhs, (0.0, t_end), block.T.ravel(), method="RK45", t_eval=t_eval, rtol=rtol, atol=atol
+        )
         if not sol.success:
-            raise RuntimeError(f"{label}: solve_ivp failed on trajectories "
-                               f"{start}..{start + m - 1}: {sol.message}")
+            raise RuntimeError(
+                f"{label}: solve_ivp failed on trajectories "
+                f"{start}..{start + m - 1}: {sol.message}"
+            )
         # sol.y: (3m, n_samples) -> (3, m, n_samples) -> (m, n_samples, 3)
         traj = sol.y.reshape(3, m, n_samples).transpose(1, 2, 0)
-        logger.info("%s: integrated trajectories %d-%d of %d in %.1f s", label, start + 1,
-                    start + m, n, time.perf_counter() - tic)
+        logger.info(
+            "%s: integrated trajectories %d-%d of %d in %.1f s",
+            label,
+            start + 1,
+            start + m,
+            n,
+            time.perf_counter() - tic,
+        )
         yield start, traj
 
 
-def _solve(where: str, rhs: Callable, n: object, rng: object, y0: object, t_end: object,
-           n_samples: object, rtol: object, atol: object) -> np.ndarray:
+def _solve(
+    where: str,
+    rhs: Callable,
+    n: object,
+    rng: object,
+    y0: object,
+    t_end: object,
+    n_samples: object,
+    rtol: object,
+    atol: object,
+) -> np.ndarray:
     n = _check_int(where, "n", n, 1)
     t_end = _check_positive(where, "t_end", t_end)
     n_samples = _check_int(where, "n_samples", n_samples, 2)
@@ -132,13 +163,23 @@ def _solve(where: str, rhs: Callable, n: object, rng: object, y0: object, t_end:
     init = _initial_conditions(where, n, rng, y0)
     out = np.empty((n, n_samples, 3), dtype=np.float64)
     for start, traj in _integrate(rhs, init, t_end, n_samples, rtol, atol, where):
-        out[start:start + traj.shape[0]] = traj
+        out[start : start + traj.shape[0]] = traj
     return out
 
 
-def lorenz(n: int, *, rng: np.random.Generator | None = None, y0: np.ndarray | None = None,
-           t_end: float = 100.0, n_samples: int = 14000, sigma: float = 10.0, rho: float = 28.0,
-           beta: float = 8.0 / 3.0, rtol: float = 1e-3, atol: float = 1e-6) -> np.ndarray:
+def lorenz(
+    n: int,
+    *,
+    rng: np.random.Generator | None = None,
+    y0: np.ndarray | None = None,
+    t_end: float = 100.0,
+    n_samples: int = 14000,
+    sigma: float = 10.0,
+    rho: float = 28.0,
+    beta: float = 8.0 / 3.0,
+    rtol: float = 1e-3,
+    atol: float = 1e-6,
+) -> np.ndarray:
     """Integrate `n` Lorenz trajectories (docs/method.md §6.1–6.2), raw, not normalised.
 
     dx/dt = σ(y − x), dy/dt = x(ρ − z) − y, dz/dt = xy − βz, with RK45
@@ -164,14 +205,27 @@ def lorenz(n: int, *, rng: np.random.Generator | None = None, y0: np.ndarray | N
         ValueError, TypeError: for invalid arguments.
     """
     where = "lorenz()"
-    rhs = _lorenz_rhs(_check_finite(where, "sigma", sigma), _check_finite(where, "rho", rho),
-                      _check_finite(where, "beta", beta))
+    rhs = _lorenz_rhs(
+        _check_finite(where, "sigma", sigma),
+        _check_finite(where, "rho", rho),
+        _check_finite(where, "beta", beta),
+    )
     return _solve(where, rhs, n, rng, y0, t_end, n_samples, rtol, atol)
 
 
-def rossler(n: int, *, rng: np.random.Generator | None = None, y0: np.ndarray | None = None,
-            t_end: float = 700.0, n_samples: int = 14000, a: float = 0.2, b: float = 0.2,
-            c: float = 5.7, rtol: float = 1e-3, atol: float = 1e-6) -> np.ndarray:
+def rossler(
+    n: int,
+    *,
+    rng: np.random.Generator | None = None,
+    y0: np.ndarray | None = None,
+    t_end: float = 700.0,
+    n_samples: int = 14000,
+    a: float = 0.2,
+    b: float = 0.2,
+    c: float = 5.7,
+    rtol: float = 1e-3,
+    atol: float = 1e-6,
+) -> np.ndarray:
     """Integrate `n` Rössler trajectories (docs/method.md §6.1–6.2), raw, not normalised.
 
     dx/dt = −y − z, dy/dt = x + ay, dz/dt = b + xz − cz, otherwise exactly as `lorenz` (stacked
@@ -193,8 +247,9 @@ def rossler(n: int, *, rng: np.random.Generator | None = None, y0: np.ndarray | 
         ValueError, TypeError: for invalid arguments.
     """
     where = "rossler()"
-    rhs = _rossler_rhs(_check_finite(where, "a", a), _check_finite(where, "b", b),
-                       _check_finite(where, "c", c))
+    rhs = _rossler_rhs(
+        _check_finite(where, "a", a), _check_finite(where, "b", b), _check_finite(where, "c", c)
+    )
     return _solve(where, rhs, n, rng, y0, t_end, n_samples, rtol, atol)
 
 
@@ -218,12 +273,16 @@ def minmax_then_drop(traj: np.ndarray, drop: int) -> np.ndarray:
     where = "minmax_then_drop()"
     traj = np.asarray(traj)
     if traj.ndim < 2 or not np.issubdtype(traj.dtype, np.number) or np.iscomplexobj(traj):
-        raise ValueError(f"{where}: traj must be a real array of shape (..., T, D), but got "
-                         f"dtype {traj.dtype} and shape {traj.shape}.")
+        raise ValueError(
+            f"{where}: traj must be a real array of shape (..., T, D), but got "
+            f"dtype {traj.dtype} and shape {traj.shape}."
+        )
     drop = _check_int(where, "drop", drop, 0)
     if drop >= traj.shape[-2]:
-        raise ValueError(f"{where}: drop must be smaller than the number of samples T, but got "
-                         f"drop={drop}, T={traj.shape[-2]} (shape {traj.shape}).")
+        raise ValueError(
+            f"{where}: drop must be smaller than the number of samples T, but got "
+            f"drop={drop}, T={traj.shape[-2]} (shape {traj.shape})."
+        )
     traj = traj.astype(np.float64, copy=False)
     lo = traj.min(axis=-2, keepdims=True)  # (..., 1, D)
     span = traj.max(axis=-2, keepdims=True) - lo
@@ -284,38 +343,60 @@ class ChaosSeparation:
     device_sampling = False  # study.core.tasks.Task: batches come from `sample` (NumPy pools)
     fixed_eval_pool = True  # evaluation uses `test_set`
 
-    def __init__(self, *, n_train: int = 5000, n_test: int = 50, n_samples: int = 14000,
-                 drop: int = 4000, lorenz_t_end: float = 100.0, rossler_t_end: float = 700.0,
-                 washout: int = 200, data_seed: int = 0,
-                 cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        n_train: int = 5000,
+        n_test: int = 50,
+        n_samples: int = 14000,
+        drop: int = 4000,
+        lorenz_t_end: float = 100.0,
+        rossler_t_end: float = 700.0,
+        washout: int = 200,
+        data_seed: int = 0,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
         where = "ChaosSeparation"
         self.n_train = _check_int(where, "n_train", n_train, 1)
         self.n_test = _check_int(where, "n_test", n_test, 1)
         self.n_samples = _check_int(where, "n_samples", n_samples, 2)
         self.drop = _check_int(where, "drop", drop, 0)
         if self.drop >= self.n_samples:
-            raise ValueError(f"{where}: drop must be smaller than n_samples, but got "
-                             f"drop={self.drop}, n_samples={self.n_samples}.")
+            raise ValueError(
+                f"{where}: drop must be smaller than n_samples, but got "
+                f"drop={self.drop}, n_samples={self.n_samples}."
+            )
         self.lorenz_t_end = _check_positive(where, "lorenz_t_end", lorenz_t_end)
         self.rossler_t_end = _check_positive(where, "rossler_t_end", rossler_t_end)
         self.washout = _check_int(where, "washout", washout, 0)
         self.seq_len = self.n_samples - self.drop
         if self.washout >= self.seq_len:
-            raise ValueError(f"{where}: washout must be smaller than n_samples - drop = "
-                             f"{self.seq_len} so the loss sees at least one step, but got "
-                             f"washout={self.washout}.")
+            raise ValueError(
+                f"{where}: washout must be smaller than n_samples - drop = "
+                f"{self.seq_len} so the loss sees at least one step, but got "
+                f"washout={self.washout}."
+            )
         self.data_seed = _check_int(where, "data_seed", data_seed, 0)
         if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
-            raise TypeError(f"{where}: cache_dir must be a path or None, but got "
-                            f"{type(cache_dir).__name__}.")
+            raise TypeError(
+                f"{where}: cache_dir must be a path or None, but got {type(cache_dir).__name__}."
+            )
         self.output_channels = np.array([0, 0, 0, 1, 1, 1])
 
         self._params = {
-            "format": _FORMAT_VERSION, "chunk": _CHUNK, "data_seed": self.data_seed,
-            "n_train": self.n_train, "n_test": self.n_test, "n_samples": self.n_samples,
-            "drop": self.drop, "lorenz_t_end": self.lorenz_t_end,
-            "rossler_t_end": self.rossler_t_end, "lorenz": _LORENZ, "rossler": _ROSSLER,
-            "rtol": _RTOL, "atol": _ATOL,
+            "format": _FORMAT_VERSION,
+            "chunk": _CHUNK,
+            "data_seed": self.data_seed,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "n_samples": self.n_samples,
+            "drop": self.drop,
+            "lorenz_t_end": self.lorenz_t_end,
+            "rossler_t_end": self.rossler_t_end,
+            "lorenz": _LORENZ,
+            "rossler": _ROSSLER,
+            "rtol": _RTOL,
+            "atol": _ATOL,
         }
         self._params_json = json.dumps(self._params, sort_keys=True, separators=(",", ":"))
         key = hashlib.sha256(self._params_json.encode()).hexdigest()[:16]
@@ -363,14 +444,21 @@ class ChaosSeparation:
                 params = str(f["params"])
                 train, test = f["train"], f["test"]
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
-            logger.warning("%s: unreadable cache file (%s); generating it again.",
-                           self.cache_path, e)
+            logger.warning(
+                "%s: unreadable cache file (%s); generating it again.", self.cache_path, e
+            )
             return None
         expected = ((self.n_train, self.seq_len, 6), (self.n_test, self.seq_len, 6))
-        if (params != self._params_json or (train.shape, test.shape) != expected
-                or train.dtype != np.float32 or test.dtype != np.float32):
-            logger.warning("%s: cache file does not match its parameters; generating it again.",
-                           self.cache_path)
+        if (
+            params != self._params_json
+            or (train.shape, test.shape) != expected
+            or train.dtype != np.float32
+            or test.dtype != np.float32
+        ):
+            logger.warning(
+                "%s: cache file does not match its parameters; generating it again.",
+                self.cache_path,
+            )
             return None
         logger.info("%s: loaded cached pools", self.cache_path)
         return train, test
@@ -395,8 +483,9 @@ class ChaosSeparation:
 
     # ----------------------------------------------------------------------- batches
 
-    def sample(self, rngs: Sequence[np.random.Generator],
-               batch: int) -> tuple[np.ndarray, np.ndarray]:
+    def sample(
+        self, rngs: Sequence[np.random.Generator], batch: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Draw a training batch per population member, with replacement (docs/method.md §6.5).
 
         Args:
@@ -412,13 +501,17 @@ class ChaosSeparation:
         """
         where = "ChaosSeparation.sample()"
         if isinstance(rngs, np.random.Generator) or not isinstance(rngs, Sequence) or not rngs:
-            raise TypeError(f"{where}: rngs must be a non-empty sequence of "
-                            f"numpy.random.Generator (one per member), but got "
-                            f"{type(rngs).__name__}.")
+            raise TypeError(
+                f"{where}: rngs must be a non-empty sequence of "
+                f"numpy.random.Generator (one per member), but got "
+                f"{type(rngs).__name__}."
+            )
         for s, rng in enumerate(rngs):
             if not isinstance(rng, np.random.Generator):
-                raise TypeError(f"{where}: rngs[{s}] must be a numpy.random.Generator, but got "
-                                f"{type(rng).__name__}.")
+                raise TypeError(
+                    f"{where}: rngs[{s}] must be a numpy.random.Generator, but got "
+                    f"{type(rng).__name__}."
+                )
         batch = _check_int(where, "batch", batch, 1)
         idx = np.stack([rng.integers(0, self.n_train, size=batch) for rng in rngs])  # (S, B)
         targets = self._train[idx]  # (S, B, T, 6)
@@ -439,8 +532,9 @@ class ChaosSeparation:
         where = "ChaosSeparation.test_set()"
         batch = _check_int(where, "batch", batch, 1)
         if batch > self.n_test:
-            raise ValueError(f"{where}: batch must be at most n_test={self.n_test}, but got "
-                             f"batch={batch}.")
+            raise ValueError(
+                f"{where}: batch must be at most n_test={self.n_test}, but got batch={batch}."
+            )
         targets = self._test[:batch].copy()
         return self._mix(targets), targets
 
@@ -452,7 +546,13 @@ class ChaosSeparation:
 def build(cfg) -> ChaosSeparation:
     """The separation task of a TrialConfig (`task.chaos`)."""
     c = cfg.task.chaos
-    return ChaosSeparation(n_train=c.n_train, n_test=c.n_test, n_samples=c.n_samples,
-                           drop=c.drop, lorenz_t_end=c.lorenz_t_end,
-                           rossler_t_end=c.rossler_t_end, washout=c.washout,
-                           data_seed=c.data_seed)
+    return ChaosSeparation(
+        n_train=c.n_train,
+        n_test=c.n_test,
+        n_samples=c.n_samples,
+        drop=c.drop,
+        lorenz_t_end=c.lorenz_t_end,
+        rossler_t_end=c.rossler_t_end,
+        washout=c.washout,
+        data_seed=c.data_seed,
+    )

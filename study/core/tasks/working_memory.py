@@ -58,8 +58,9 @@ class WorkingMemory:
         _check_int("WorkingMemory", "segment", segment, 1)
         _check_int("WorkingMemory", "washout", washout, 0)
         if not 0 < p_onset < 1:
-            raise ValueError(f"WorkingMemory: p_onset must be in (0, 1), but got "
-                             f"p_onset={p_onset}")
+            raise ValueError(
+                f"WorkingMemory: p_onset must be in (0, 1), but got p_onset={p_onset}"
+            )
         if not slope > 0:
             raise ValueError(f"WorkingMemory: slope must be positive, but got slope={slope}")
         if target_lead not in (0, 1):
@@ -101,12 +102,19 @@ class WorkingMemory:
         # time is the last axis internally (contiguous cumulative sums); one extra step because
         # the target at index t may be y_{t+1} (docs/method.md §2.3)
         onsets = np.stack(
-            [rng.random((batch, self.n_inputs, self.transient + self.seq_len + 1),
-                        dtype=np.float32) < self.p_onset for rng in rngs]
+            [
+                rng.random(
+                    (batch, self.n_inputs, self.transient + self.seq_len + 1), dtype=np.float32
+                )
+                < self.p_onset
+                for rng in rngs
+            ]
         )  # (S, B, 2n, T+1)
         inputs, targets = self._signals(torch.from_numpy(onsets))
-        return (inputs.permute(0, 2, 1, 3).numpy(),  # (S, T, B, ·) -> (S, B, T, ·)
-                targets.permute(0, 2, 1, 3).contiguous().numpy())
+        return (
+            inputs.permute(0, 2, 1, 3).numpy(),  # (S, T, B, ·) -> (S, B, T, ·)
+            targets.permute(0, 2, 1, 3).contiguous().numpy(),
+        )
 
     def sample_tensors(
         self, gen: torch.Generator, n_seeds: int, batch: int, device: torch.device | str
@@ -129,8 +137,9 @@ class WorkingMemory:
         # a line is high while any onset lies in its last pulse_len steps
         csum = torch.cumsum(onsets, dim=-1, dtype=torch.int32)
         pulses = csum > 0
-        pulses[..., self.pulse_len:] = (csum[..., self.pulse_len:]
-                                        - csum[..., : -self.pulse_len]) > 0
+        pulses[..., self.pulse_len :] = (
+            csum[..., self.pulse_len :] - csum[..., : -self.pulse_len]
+        ) > 0
 
         # latent state: +1 after an on onset, -1 after an off onset, "on" wins ties;
         # s_0 = 2·on_0 − 1
@@ -140,7 +149,7 @@ class WorkingMemory:
 
         inputs = pulses[..., :total].permute(0, 3, 1, 2).to(torch.float32)
         lead = self.target_lead
-        targets = y[..., lead + self.transient: lead + total].permute(0, 3, 1, 2)
+        targets = y[..., lead + self.transient : lead + total].permute(0, 3, 1, 2)
         return inputs.contiguous(), targets.contiguous()
 
 
@@ -195,6 +204,14 @@ def ramp_targets(events, slope: float):
 def build(cfg) -> WorkingMemory:
     """The working-memory task of a TrialConfig (`task.wm`; n_bits may follow the groups)."""
     w = cfg.task.wm
-    return WorkingMemory(n_bits=cfg.n_bits, p_onset=w.p_onset, pulse_len=w.pulse_len,
-                         slope=w.slope, transient=w.transient, segment=w.segment,
-                         off_cue=w.off_cue, target_lead=w.target_lead, washout=w.washout)
+    return WorkingMemory(
+        n_bits=cfg.n_bits,
+        p_onset=w.p_onset,
+        pulse_len=w.pulse_len,
+        slope=w.slope,
+        transient=w.transient,
+        segment=w.segment,
+        off_cue=w.off_cue,
+        target_lead=w.target_lead,
+        washout=w.washout,
+    )

@@ -27,13 +27,32 @@ train = importlib.import_module("study.training.loop").train
 
 HERE = Path(__file__).resolve().parent
 LABELS = np.array([0, 0, 0, 1, 1])  # unequal sides: the b side is padded
-KW = dict(critic={"width": 8, "depth": 1}, optim={"kind": "adam", "lr": 1e-2}, ema_rate=0.2,
-          input_noise=0.1, seed=3)
-TRIAL = {"task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 40, "network.hidden": 8,
-         "critic.width": 8, "critic.steps": 2, "critic.pretrain_steps": 2, "train.epochs": 3,
-         "train.eval_every": 1, "train.checkpoint_every": 1, "train.eval_batch": 4,
-         "train.threads": 1, "train.snapshot_every": 0, "seeds": 2, "train.device": "cpu",
-         "mi.estimator": "mine", "mi.weight": 0.5}
+KW = dict(
+    critic={"width": 8, "depth": 1},
+    optim={"kind": "adam", "lr": 1e-2},
+    ema_rate=0.2,
+    input_noise=0.1,
+    seed=3,
+)
+TRIAL = {
+    "task.batch": 4,
+    "task.wm.transient": 20,
+    "task.wm.segment": 40,
+    "network.hidden": 8,
+    "critic.width": 8,
+    "critic.steps": 2,
+    "critic.pretrain_steps": 2,
+    "train.epochs": 3,
+    "train.eval_every": 1,
+    "train.checkpoint_every": 1,
+    "train.eval_batch": 4,
+    "train.threads": 1,
+    "train.snapshot_every": 0,
+    "seeds": 2,
+    "train.device": "cpu",
+    "mi.estimator": "mine",
+    "mi.weight": 0.5,
+}
 
 
 def mi_states() -> dict:
@@ -44,18 +63,28 @@ def mi_states() -> dict:
         for _ in range(3):
             est.critic_step(torch.randn(2, 64, 5, generator=data), data)
         state = est.state()
-        state = {"module": {k: v.clone() for k, v in state["module"].items()},
-                 "optimizer": state["optimizer"]}
+        state = {
+            "module": {k: v.clone() for k, v in state["module"].items()},
+            "optimizer": state["optimizer"],
+        }
         data_state = data.get_state()
         gen = torch.Generator().manual_seed(1)
-        steps = torch.stack([est.critic_step(torch.randn(2, 64, 5, generator=data), gen)
-                             for _ in range(3)])
+        steps = torch.stack(
+            [est.critic_step(torch.randn(2, 64, 5, generator=data), gen) for _ in range(3)]
+        )
         act = torch.randn(2, 64, 5, generator=data, requires_grad=True)
         penalty, _ = est.penalty(act, gen)
         penalty.sum().backward()
-        out[estimator] = {"state": state, "data": data_state, "steps": steps,
-                          "penalty": penalty.detach(), "grad": act.grad, "measure": est.measure(act.detach(), gen),
-                          "log_ema": est.log_ema.clone(), "w_a": est.critic.w_a.detach().clone()}
+        out[estimator] = {
+            "state": state,
+            "data": data_state,
+            "steps": steps,
+            "penalty": penalty.detach(),
+            "grad": act.grad,
+            "measure": est.measure(act.detach(), gen),
+            "log_ema": est.log_ema.clone(),
+            "w_a": est.critic.w_a.detach().clone(),
+        }
     return out
 
 
@@ -69,8 +98,10 @@ def trial(tmp: Path) -> dict:
                 kept["checkpoint"] = torch.load(checkpoint, weights_only=True)
 
     full = train(cfg, reporter=KeepEpoch1(), checkpoint_dir=tmp)
-    history = [{"epoch": r.epoch, "metrics": {k: list(v) for k, v in r.metrics.items()}}
-               for r in full.history]
+    history = [
+        {"epoch": r.epoch, "metrics": {k: list(v) for k, v in r.metrics.items()}}
+        for r in full.history
+    ]
     return {"checkpoint": kept["checkpoint"], "history": history}
 
 

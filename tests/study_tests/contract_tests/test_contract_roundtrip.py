@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from analysis.runs import READ_NAMES, load_study
 from study.contract import artifacts, tags
 from study.contract.outcomes import TASK_METRIC
-from analysis.runs import READ_NAMES, load_study
-from study.spec import TrialConfig, load_trial_config
 from study.service.summary import summarize
+from study.spec import TrialConfig, load_trial_config
 from study.training import EvalRecord, metric_names
 
 REPO = Path(__file__).resolve().parents[3]
@@ -84,9 +84,24 @@ def test_contract_round_trip_through_mlflow(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
     env["STUDY_HOME"] = str(home)
     out = subprocess.run(
-        [sys.executable, "-m", "study", "train", "search_spaces/smoke.yaml", "-q",
-         "--name", "contract", "--out", str(tmp_path / "run")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "study",
+            "train",
+            "search_spaces/smoke.yaml",
+            "-q",
+            "--name",
+            "contract",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     uri = f"sqlite:///{home / 'mlflow.db'}"
     data = load_study("contract", tracking_uri=uri)
@@ -99,7 +114,8 @@ def test_contract_round_trip_through_mlflow(tmp_path):
     assert float(data.trials["mi.weight"].iloc[0]) == 0.1
     # the seeds.parquet study wrote is current, so analysis reads the owner's outcomes as written
     assert {"first", "t_func_censor", "t_struct_censor", "onsets_measured"} <= set(
-        data.seeds.columns)
+        data.seeds.columns
+    )
 
 
 def test_emergence_config_defaults_are_the_owners_and_bad_values_name_the_key():
@@ -140,6 +156,7 @@ def _assert_tags_and_artifacts_as_declared(data, uri: str) -> None:
 
 # ---- one owner: analysis imports only study.contract, study.contract only itself -------------
 
+
 def _imported(path: Path, root: Path) -> list[tuple[int, str]]:
     """(line, dotted name) of every import in a source file, anywhere in it (functions and
     TYPE_CHECKING blocks too); relative imports resolved against the file's package under
@@ -151,7 +168,7 @@ def _imported(path: Path, root: Path) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = package[:len(package) - node.level + 1] if node.level else []
+            base = package[: len(package) - node.level + 1] if node.level else []
             module = ".".join(base + ([node.module] if node.module else []))
             out += [(node.lineno, f"{module}.{a.name}") for a in node.names]
     return out
@@ -173,12 +190,20 @@ def boundary_violations(root: Path) -> list[str]:
             continue
         for line, name in _imported(path, root):
             wrong = (
-                (rel.parts[0] == "analysis" and _within(name, "study")
-                 and not _within(name, "study.contract"))
-                or (rel.parts[:2] == ("study", "contract")
-                    and (_within(name, "torch")
-                         or (_within(name, "study") and not _within(name, "study.contract"))))
-                or (rel.parts[0] == "study" and _within(name, "analysis")))
+                (
+                    rel.parts[0] == "analysis"
+                    and _within(name, "study")
+                    and not _within(name, "study.contract")
+                )
+                or (
+                    rel.parts[:2] == ("study", "contract")
+                    and (
+                        _within(name, "torch")
+                        or (_within(name, "study") and not _within(name, "study.contract"))
+                    )
+                )
+                or (rel.parts[0] == "study" and _within(name, "analysis"))
+            )
             if wrong:
                 bad.append(f"{rel}:{line}: {name}")
     return bad
@@ -191,33 +216,41 @@ def test_analysis_imports_only_the_contract_of_study_and_the_contract_stands_alo
 def test_the_boundary_check_finds_each_kind_of_crossing(tmp_path):
     files = {
         "analysis/ok.py": "from study.contract.outcomes import onset\n"
-                          "from study import contract\n",
+        "from study import contract\n",
         "analysis/sub/bad.py": "def f():\n    from study.core import mi\n",
         "analysis/star.py": "from study import *\nimport study\n",
         "study/contract/ok.py": "from . import names\nfrom .outcomes import onset\n",
         "study/contract/heavy.py": "import torch.nn\n",
         "study/contract/up.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                                "    from ..spec import config\n",
+        "    from ..spec import config\n",
         "study/core/back.py": "from analysis.runs import load_study\n",
     }
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
     assert boundary_violations(tmp_path) == [
-        "analysis/star.py:1: study.*", "analysis/star.py:2: study",
+        "analysis/star.py:1: study.*",
+        "analysis/star.py:2: study",
         "analysis/sub/bad.py:2: study.core.mi",
-        "study/contract/heavy.py:1: torch.nn", "study/contract/up.py:3: study.spec.config",
+        "study/contract/heavy.py:1: torch.nn",
+        "study/contract/up.py:3: study.spec.config",
         "study/core/back.py:1: analysis.runs.load_study",
     ]
 
 
 def test_importing_the_contract_loads_neither_torch_nor_the_rest_of_study():
     # The source check above cannot see what `study/__init__.py` pulls in at run time.
-    modules = sorted(f"study.contract.{p.stem}" for p in (REPO / "study" / "contract").glob("*.py")
-                     if p.stem != "__init__")
-    code = (f"import sys; import {', '.join(modules)}; print(sorted(m for m in sys.modules if "
-            "m.split('.')[0] == 'torch' or (m.startswith('study.') "
-            "and not m.startswith('study.contract'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=REPO, check=True)
+    modules = sorted(
+        f"study.contract.{p.stem}"
+        for p in (REPO / "study" / "contract").glob("*.py")
+        if p.stem != "__init__"
+    )
+    code = (
+        f"import sys; import {', '.join(modules)}; print(sorted(m for m in sys.modules if "
+        "m.split('.')[0] == 'torch' or (m.startswith('study.') "
+        "and not m.startswith('study.contract'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
     assert out.stdout.strip() == "[]" and len(modules) >= 5

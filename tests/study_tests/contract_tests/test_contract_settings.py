@@ -60,18 +60,25 @@ def test_each_setting_reads_its_variable(monkeypatch, tmp_path):
     assert settings.ray_address() == "http://127.0.0.1:8265"
 
 
-@pytest.mark.parametrize(("name", "value", "expected"), [
-    ("STUDY_CUDA_GRAPHS", "0", False), ("STUDY_CUDA_GRAPHS", "true", False),
-    ("STUDY_CUDA_GRAPHS", "", False),
-    ("MLFLOW_TRACKING_URI", "", None), ("STUDY_OPTUNA_STORAGE", "", None),
-    ("RAY_ADDRESS", "", None),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("STUDY_CUDA_GRAPHS", "0", False),
+        ("STUDY_CUDA_GRAPHS", "true", False),
+        ("STUDY_CUDA_GRAPHS", "", False),
+        ("MLFLOW_TRACKING_URI", "", None),
+        ("STUDY_OPTUNA_STORAGE", "", None),
+        ("RAY_ADDRESS", "", None),
+    ],
+)
 def test_empty_or_other_values_fall_back(monkeypatch, name, value, expected):
     monkeypatch.setenv(name, value)
-    reader = {"STUDY_CUDA_GRAPHS": settings.cuda_graphs,
-              "MLFLOW_TRACKING_URI": settings.tracking_uri,
-              "STUDY_OPTUNA_STORAGE": settings.optuna_storage,
-              "RAY_ADDRESS": settings.ray_address}[name]
+    reader = {
+        "STUDY_CUDA_GRAPHS": settings.cuda_graphs,
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "STUDY_OPTUNA_STORAGE": settings.optuna_storage,
+        "RAY_ADDRESS": settings.ray_address,
+    }[name]
     assert reader() is expected
 
 
@@ -113,16 +120,24 @@ def test_old_names_through_the_readers(monkeypatch, tmp_path):
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in ALL_NAMES and k != "PYTHONWARNINGS"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**base, "PYTHONPATH": str(REPO), **env}, timeout=60, check=True)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**base, "PYTHONPATH": str(REPO), **env},
+        timeout=60,
+        check=True,
+    )
 
 
 def test_the_deprecation_is_shown_by_default_once_per_name_and_process(tmp_path):
     # outside pytest's warning filters, as a user sees it: DeprecationWarning is hidden by
     # default, this one is not
-    code = ("from study.contract import settings\n"
-            "for _ in range(3):\n"
-            "    print(settings.cache_dir(), settings.cuda_graphs())\n")
+    code = (
+        "from study.contract import settings\n"
+        "for _ in range(3):\n"
+        "    print(settings.cache_dir(), settings.cuda_graphs())\n"
+    )
     out = _python(code, MISTUDY_CACHE=str(tmp_path), MISTUDY_CUDA_GRAPHS="1")
     assert out.stdout.splitlines() == [f"{tmp_path} True"] * 3
     lines = [line for line in out.stderr.splitlines() if "RenamedSettingWarning" in line]
@@ -132,14 +147,18 @@ def test_the_deprecation_is_shown_by_default_once_per_name_and_process(tmp_path)
 
 
 def test_the_settings_module_is_light():
-    code = ("import sys, study.contract.settings, study.contract.text\n"
-            "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'ray', 'mlflow', 'pydantic')"
-            " if m in sys.modules))")
+    code = (
+        "import sys, study.contract.settings, study.contract.text\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'ray', 'mlflow', 'pydantic')"
+        " if m in sys.modules))"
+    )
     assert _python(code).stdout.strip() == "[]"
 
 
-_READ = re.compile(r"""os\.(?:environ\.get|getenv)\(\s*["']([A-Za-z_]+)["']"""
-                   r"""|os\.environ\[\s*["']([A-Za-z_]+)["']\s*\](?!\s*=)""")
+_READ = re.compile(
+    r"""os\.(?:environ\.get|getenv)\(\s*["']([A-Za-z_]+)["']"""
+    r"""|os\.environ\[\s*["']([A-Za-z_]+)["']\s*\](?!\s*=)"""
+)
 
 
 def test_no_module_but_settings_reads_a_setting():
@@ -160,9 +179,13 @@ def test_no_module_but_settings_reads_a_setting():
 
 
 def test_the_pattern_finds_reads_and_skips_writes():
-    found = [m.group(1) or m.group(2) for m in _READ.finditer(
-        'os.environ.get("STUDY_HOME", "x"); os.getenv(\'RAY_ADDRESS\'); '
-        'os.environ["MLFLOW_TRACKING_URI"]; os.environ["STUDY_X"] = "1"')]
+    found = [
+        m.group(1) or m.group(2)
+        for m in _READ.finditer(
+            'os.environ.get("STUDY_HOME", "x"); os.getenv(\'RAY_ADDRESS\'); '
+            'os.environ["MLFLOW_TRACKING_URI"]; os.environ["STUDY_X"] = "1"'
+        )
+    ]
     assert found == ["STUDY_HOME", "RAY_ADDRESS", "MLFLOW_TRACKING_URI"]
 
 

@@ -12,8 +12,16 @@ LORENZ_REF = {"sigma": 10.0, "rho": 28.0, "beta": 8.0 / 3.0}
 ROSSLER_REF = {"a": 0.2, "b": 0.2, "c": 5.7}
 
 # A short-sequence task that builds in well under a second.
-SMALL = {"n_train": 6, "n_test": 3, "n_samples": 400, "drop": 100, "lorenz_t_end": 4.0,
-         "rossler_t_end": 28.0, "washout": 20, "data_seed": 3}
+SMALL = {
+    "n_train": 6,
+    "n_test": 3,
+    "n_samples": 400,
+    "drop": 100,
+    "lorenz_t_end": 4.0,
+    "rossler_t_end": 28.0,
+    "washout": 20,
+    "data_seed": 3,
+}
 
 
 # ------------------------------------------------------------------------ helpers (ground truth)
@@ -33,26 +41,37 @@ def _lorenz_estimates(traj, keep):
     x, y, z = np.moveaxis(traj[:, keep:], -1, 0)
     rho = ((y * y).mean() + (x * y * z).mean()) / (x * y).mean()
     sigma = ((x * x * z).mean() + (x * y).mean() - rho * (x * x).mean()) / (
-        (y * y).mean() - (x * y).mean())
-    return {"x_minus_y": x.mean() - y.mean(), "z": z.mean(), "beta": (x * y).mean() / z.mean(),
-            "rho": rho, "sigma": sigma}
+        (y * y).mean() - (x * y).mean()
+    )
+    return {
+        "x_minus_y": x.mean() - y.mean(),
+        "z": z.mean(),
+        "beta": (x * y).mean() / z.mean(),
+        "rho": rho,
+        "sigma": sigma,
+    }
 
 
 def _rossler_estimates(traj, keep):
     """Parameters recovered from time averages of exact derivatives of the Rössler system.
 
-      d x/dt:     −⟨y⟩ − ⟨z⟩ = 0                    → ⟨y⟩ = −⟨z⟩
-      d y/dt:     ⟨x⟩ + a⟨y⟩ = 0
-      d(y²/2)/dt: ⟨xy⟩ + a⟨y²⟩ = 0                  → a = −⟨xy⟩ / ⟨y²⟩
-      d z/dt:     b + ⟨xz⟩ − c⟨z⟩ = 0
-      d(z²/2)/dt: b⟨z⟩ + ⟨xz²⟩ − c⟨z²⟩ = 0          → (b, c) from this 2×2 linear system
+    d x/dt:     −⟨y⟩ − ⟨z⟩ = 0                    → ⟨y⟩ = −⟨z⟩
+    d y/dt:     ⟨x⟩ + a⟨y⟩ = 0
+    d(y²/2)/dt: ⟨xy⟩ + a⟨y²⟩ = 0                  → a = −⟨xy⟩ / ⟨y²⟩
+    d z/dt:     b + ⟨xz⟩ − c⟨z⟩ = 0
+    d(z²/2)/dt: b⟨z⟩ + ⟨xz²⟩ − c⟨z²⟩ = 0          → (b, c) from this 2×2 linear system
     """
     x, y, z = np.moveaxis(traj[:, keep:], -1, 0)
     a = -(x * y).mean() / (y * y).mean()
     lhs = np.array([[1.0, -z.mean()], [z.mean(), -(z * z).mean()]])
     b, c = np.linalg.solve(lhs, -np.array([(x * z).mean(), (x * z * z).mean()]))
-    return {"y_plus_z": y.mean() + z.mean(), "x_plus_ay": x.mean() + a * y.mean(),
-            "a": a, "b": b, "c": c}
+    return {
+        "y_plus_z": y.mean() + z.mean(),
+        "x_plus_ay": x.mean() + a * y.mean(),
+        "a": a,
+        "b": b,
+        "c": c,
+    }
 
 
 def _largest_lyapunov(system, rng, n_pairs, n_steps, tau, warmup, **params):
@@ -67,8 +86,15 @@ def _largest_lyapunov(system, rng, n_pairs, n_steps, tau, warmup, **params):
     other = ref + d0 * u / np.linalg.norm(u, axis=1, keepdims=True)
     log_growth = np.zeros(n_pairs)
     for _ in range(n_steps):
-        end = system(2 * n_pairs, y0=np.concatenate([ref, other]), t_end=tau, n_samples=2,
-                     rtol=1e-6, atol=1e-9, **params)[:, -1]
+        end = system(
+            2 * n_pairs,
+            y0=np.concatenate([ref, other]),
+            t_end=tau,
+            n_samples=2,
+            rtol=1e-6,
+            atol=1e-9,
+            **params,
+        )[:, -1]
         ref, other = end[:n_pairs], end[n_pairs:]
         dist = np.linalg.norm(other - ref, axis=1)
         log_growth += np.log(dist / d0)
@@ -100,8 +126,9 @@ def test_system_shape_dtype_and_initial_conditions(system):
     assert len(np.unique(a[:, 0, 0])) == 5
 
 
-@pytest.mark.parametrize(("system", "field", "t_end"), [(lorenz, _lorenz_field, 0.3),
-                                                        (rossler, _rossler_field, 3.0)])
+@pytest.mark.parametrize(
+    ("system", "field", "t_end"), [(lorenz, _lorenz_field, 0.3), (rossler, _rossler_field, 3.0)]
+)
 def test_system_matches_tight_reference_across_chunks(system, field, t_end):
     # 300 trajectories span two stacked chunks; each must follow its own ODE (checks the stacked
     # layout) to the accuracy of rtol=1e-3 over a horizon too short for chaos to amplify errors.
@@ -110,8 +137,9 @@ def test_system_matches_tight_reference_across_chunks(system, field, t_end):
     got = system(300, y0=y0, t_end=t_end, n_samples=7)
     t = np.linspace(0.0, t_end, 7)
     for i in (0, 255, 256, 299):
-        want = solve_ivp(field, (0.0, t_end), y0[i], method="DOP853", t_eval=t, rtol=1e-10,
-                         atol=1e-12).y.T
+        want = solve_ivp(
+            field, (0.0, t_end), y0[i], method="DOP853", t_eval=t, rtol=1e-10, atol=1e-12
+        ).y.T
         np.testing.assert_allclose(got[i], want, rtol=0, atol=0.02 * np.abs(want).max())
 
 
@@ -156,37 +184,71 @@ def test_rossler_identities_detect_wrong_parameter(name, wrong):
 
 def test_lorenz_largest_lyapunov_exponent():
     # docs/ground-truth.md: λ_max ≈ 0.906. 16 pairs × 40 renormalisations of τ = 1: about 0.2 s.
-    lam = _largest_lyapunov(lorenz, np.random.default_rng(0), n_pairs=16, n_steps=40, tau=1.0,
-                            warmup=20.0)
+    lam = _largest_lyapunov(
+        lorenz, np.random.default_rng(0), n_pairs=16, n_steps=40, tau=1.0, warmup=20.0
+    )
     assert lam == pytest.approx(0.906, abs=0.08)
 
 
 @pytest.mark.parametrize(("b", "low", "high"), [(0.2, 0.045, 0.10), (2.0, -0.02, 0.02)])
 def test_rossler_chaotic_at_b_02_periodic_at_b_2(b, low, high):
     # docs/ground-truth.md: λ_max ≈ 0.071 at b = 0.2 (chaos); b = 2.0 is a limit cycle (λ_max = 0).
-    lam = _largest_lyapunov(rossler, np.random.default_rng(1), n_pairs=8, n_steps=60, tau=5.0,
-                            warmup=100.0, b=b)
+    lam = _largest_lyapunov(
+        rossler, np.random.default_rng(1), n_pairs=8, n_steps=60, tau=5.0, warmup=100.0, b=b
+    )
     assert low < lam < high
 
 
-@pytest.mark.parametrize(("system", "kwargs", "error", "match"), [
-    (lorenz, {"n": 0, "rng": np.random.default_rng(0)}, ValueError,
-     r"lorenz\(\): n must be at least 1"),
-    (lorenz, {"n": 2.0, "rng": np.random.default_rng(0)}, TypeError, r"n must be an int"),
-    (lorenz, {"n": 2}, ValueError, r"exactly one of rng and y0"),
-    (lorenz, {"n": 2, "rng": np.random.default_rng(0), "y0": np.zeros((2, 3))}, ValueError,
-     r"exactly one of rng and y0"),
-    (lorenz, {"n": 2, "rng": 0}, TypeError, r"rng must be a numpy.random.Generator"),
-    (lorenz, {"n": 2, "y0": np.zeros((3, 3))}, ValueError,
-     r"y0 must be finite with shape \(n, 3\)"),
-    (lorenz, {"n": 2, "rng": np.random.default_rng(0), "t_end": -1.0}, ValueError,
-     r"t_end must be finite and > 0, but got t_end=-1.0"),
-    (rossler, {"n": 2, "rng": np.random.default_rng(0), "n_samples": 1}, ValueError,
-     r"rossler\(\): n_samples must be at least 2"),
-    (rossler, {"n": 2, "rng": np.random.default_rng(0), "rtol": 0.0}, ValueError, r"rtol must be"),
-    (rossler, {"n": 2, "rng": np.random.default_rng(0), "b": float("nan")}, ValueError,
-     r"b must be finite"),
-])
+@pytest.mark.parametrize(
+    ("system", "kwargs", "error", "match"),
+    [
+        (
+            lorenz,
+            {"n": 0, "rng": np.random.default_rng(0)},
+            ValueError,
+            r"lorenz\(\): n must be at least 1",
+        ),
+        (lorenz, {"n": 2.0, "rng": np.random.default_rng(0)}, TypeError, r"n must be an int"),
+        (lorenz, {"n": 2}, ValueError, r"exactly one of rng and y0"),
+        (
+            lorenz,
+            {"n": 2, "rng": np.random.default_rng(0), "y0": np.zeros((2, 3))},
+            ValueError,
+            r"exactly one of rng and y0",
+        ),
+        (lorenz, {"n": 2, "rng": 0}, TypeError, r"rng must be a numpy.random.Generator"),
+        (
+            lorenz,
+            {"n": 2, "y0": np.zeros((3, 3))},
+            ValueError,
+            r"y0 must be finite with shape \(n, 3\)",
+        ),
+        (
+            lorenz,
+            {"n": 2, "rng": np.random.default_rng(0), "t_end": -1.0},
+            ValueError,
+            r"t_end must be finite and > 0, but got t_end=-1.0",
+        ),
+        (
+            rossler,
+            {"n": 2, "rng": np.random.default_rng(0), "n_samples": 1},
+            ValueError,
+            r"rossler\(\): n_samples must be at least 2",
+        ),
+        (
+            rossler,
+            {"n": 2, "rng": np.random.default_rng(0), "rtol": 0.0},
+            ValueError,
+            r"rtol must be",
+        ),
+        (
+            rossler,
+            {"n": 2, "rng": np.random.default_rng(0), "b": float("nan")},
+            ValueError,
+            r"b must be finite",
+        ),
+    ],
+)
 def test_system_rejects_bad_arguments(system, kwargs, error, match):
     with pytest.raises(error, match=match):
         system(**kwargs)
@@ -216,13 +278,16 @@ def test_minmax_then_drop_range_and_extremes(drop):
     np.testing.assert_array_equal(out, full[:, drop:])
 
 
-@pytest.mark.parametrize(("traj", "drop", "error", "match"), [
-    (np.zeros((3, 5, 3)), 5, ValueError, r"drop must be smaller than the number of samples T"),
-    (np.zeros((3, 5, 3)), -1, ValueError, r"drop must be at least 0, but got drop=-1"),
-    (np.zeros((3, 5, 3)), 1.0, TypeError, r"drop must be an int"),
-    (np.zeros(5), 1, ValueError, r"traj must be a real array of shape \(\.\.\., T, D\)"),
-    (np.full((1, 4, 3), np.nan), 1, ValueError, r"traj must be finite"),
-])
+@pytest.mark.parametrize(
+    ("traj", "drop", "error", "match"),
+    [
+        (np.zeros((3, 5, 3)), 5, ValueError, r"drop must be smaller than the number of samples T"),
+        (np.zeros((3, 5, 3)), -1, ValueError, r"drop must be at least 0, but got drop=-1"),
+        (np.zeros((3, 5, 3)), 1.0, TypeError, r"drop must be an int"),
+        (np.zeros(5), 1, ValueError, r"traj must be a real array of shape \(\.\.\., T, D\)"),
+        (np.full((1, 4, 3), np.nan), 1, ValueError, r"traj must be finite"),
+    ],
+)
 def test_minmax_then_drop_rejects_bad_arguments(traj, drop, error, match):
     with pytest.raises(error, match=match):
         minmax_then_drop(traj, drop)
@@ -266,8 +331,15 @@ def test_chaos_separation_test_set_is_fixed_prefix(small_task):
 def test_chaos_separation_channels_hold_lorenz_then_rossler(tmp_path):
     # Ground truth of the attractors: Lorenz x and y are strongly correlated, and Rössler z sits
     # near its minimum except for short spikes, so its normalised median is small.
-    task = ChaosSeparation(n_train=2, n_test=4, n_samples=3000, drop=1000, lorenz_t_end=30.0,
-                           rossler_t_end=200.0, cache_dir=tmp_path)
+    task = ChaosSeparation(
+        n_train=2,
+        n_test=4,
+        n_samples=3000,
+        drop=1000,
+        lorenz_t_end=30.0,
+        rossler_t_end=200.0,
+        cache_dir=tmp_path,
+    )
     _, y = task.test_set(4)
     for seq in y.astype(np.float64):
         assert np.corrcoef(seq[:, 0], seq[:, 1])[0, 1] > 0.7
@@ -344,11 +416,20 @@ def test_chaos_separation_cache_written_once_then_read(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.cache_path.name]
 
 
-@pytest.mark.parametrize(("change", "same_key"), [
-    ({"n_train": 7}, False), ({"n_test": 4}, False), ({"n_samples": 401}, False),
-    ({"drop": 99}, False), ({"lorenz_t_end": 4.5}, False), ({"rossler_t_end": 30.0}, False),
-    ({"data_seed": 4}, False), ({"washout": 30}, True), ({"lorenz_t_end": 4}, True),
-])
+@pytest.mark.parametrize(
+    ("change", "same_key"),
+    [
+        ({"n_train": 7}, False),
+        ({"n_test": 4}, False),
+        ({"n_samples": 401}, False),
+        ({"drop": 99}, False),
+        ({"lorenz_t_end": 4.5}, False),
+        ({"rossler_t_end": 30.0}, False),
+        ({"data_seed": 4}, False),
+        ({"washout": 30}, True),
+        ({"lorenz_t_end": 4}, True),
+    ],
+)
 def test_chaos_separation_cache_key_tracks_data_parameters(tmp_path, small_task, change, same_key):
     # washout only affects the loss; an int t_end equals the same float.
     task = ChaosSeparation(**{**SMALL, **change}, cache_dir=tmp_path)
@@ -408,39 +489,63 @@ def test_chaos_separation_logs_progress_per_chunk(tmp_path, caplog):
     assert len(lines) == 4 and any("train lorenz" in m for m in lines)
 
 
-@pytest.mark.parametrize(("change", "error", "match"), [
-    ({"n_train": 0}, ValueError,
-     r"ChaosSeparation: n_train must be at least 1, but got n_train=0"),
-    ({"n_test": -2}, ValueError, r"n_test must be at least 1"),
-    ({"n_samples": 100.0}, TypeError, r"n_samples must be an int, but got float"),
-    ({"drop": 400}, ValueError,
-     r"drop must be smaller than n_samples, but got drop=400, n_samples=400"),
-    ({"washout": 300}, ValueError, r"washout must be smaller than n_samples - drop = 300"),
-    ({"washout": -1}, ValueError, r"washout must be at least 0"),
-    ({"lorenz_t_end": 0.0}, ValueError, r"lorenz_t_end must be finite and > 0"),
-    ({"rossler_t_end": float("inf")}, ValueError, r"rossler_t_end must be finite and > 0"),
-    ({"data_seed": -1}, ValueError, r"data_seed must be at least 0"),
-    ({"data_seed": True}, TypeError, r"data_seed must be an int"),
-    ({"cache_dir": 3}, TypeError, r"cache_dir must be a path or None"),
-])
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        (
+            {"n_train": 0},
+            ValueError,
+            r"ChaosSeparation: n_train must be at least 1, but got n_train=0",
+        ),
+        ({"n_test": -2}, ValueError, r"n_test must be at least 1"),
+        ({"n_samples": 100.0}, TypeError, r"n_samples must be an int, but got float"),
+        (
+            {"drop": 400},
+            ValueError,
+            r"drop must be smaller than n_samples, but got drop=400, n_samples=400",
+        ),
+        ({"washout": 300}, ValueError, r"washout must be smaller than n_samples - drop = 300"),
+        ({"washout": -1}, ValueError, r"washout must be at least 0"),
+        ({"lorenz_t_end": 0.0}, ValueError, r"lorenz_t_end must be finite and > 0"),
+        ({"rossler_t_end": float("inf")}, ValueError, r"rossler_t_end must be finite and > 0"),
+        ({"data_seed": -1}, ValueError, r"data_seed must be at least 0"),
+        ({"data_seed": True}, TypeError, r"data_seed must be an int"),
+        ({"cache_dir": 3}, TypeError, r"cache_dir must be a path or None"),
+    ],
+)
 def test_chaos_separation_rejects_bad_arguments(tmp_path, change, error, match):
     kwargs = {**SMALL, "cache_dir": tmp_path, **change}
     with pytest.raises(error, match=match):
         ChaosSeparation(**kwargs)
 
 
-@pytest.mark.parametrize(("call", "error", "match"), [
-    (lambda t: t.sample([np.random.default_rng(0)], 0), ValueError,
-     r"sample\(\): batch must be at least 1"),
-    (lambda t: t.sample(np.random.default_rng(0), 2), TypeError,
-     r"rngs must be a non-empty sequence"),
-    (lambda t: t.sample([], 2), TypeError, r"rngs must be a non-empty sequence"),
-    (lambda t: t.sample([np.random.default_rng(0), 1], 2), TypeError,
-     r"rngs\[1\] must be a numpy"),
-    (lambda t: t.test_set(4), ValueError,
-     r"test_set\(\): batch must be at most n_test=3, but got batch=4"),
-    (lambda t: t.test_set(0), ValueError, r"test_set\(\): batch must be at least 1"),
-])
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda t: t.sample([np.random.default_rng(0)], 0),
+            ValueError,
+            r"sample\(\): batch must be at least 1",
+        ),
+        (
+            lambda t: t.sample(np.random.default_rng(0), 2),
+            TypeError,
+            r"rngs must be a non-empty sequence",
+        ),
+        (lambda t: t.sample([], 2), TypeError, r"rngs must be a non-empty sequence"),
+        (
+            lambda t: t.sample([np.random.default_rng(0), 1], 2),
+            TypeError,
+            r"rngs\[1\] must be a numpy",
+        ),
+        (
+            lambda t: t.test_set(4),
+            ValueError,
+            r"test_set\(\): batch must be at most n_test=3, but got batch=4",
+        ),
+        (lambda t: t.test_set(0), ValueError, r"test_set\(\): batch must be at least 1"),
+    ],
+)
 def test_chaos_separation_batch_methods_reject_bad_arguments(small_task, call, error, match):
     with pytest.raises(error, match=match):
         call(small_task)

@@ -92,9 +92,13 @@ def test_leiden_numbers_communities_by_their_smallest_unit():
 
 
 def test_undefined_graphs_give_undefined_labels_and_nan_scores():
-    a = torch.stack([torch.zeros(6, 6, dtype=torch.float64),
-                     torch.full((6, 6), float("nan"), dtype=torch.float64),
-                     torch.tensor(_adjacency(nx.complete_graph(6)))])
+    a = torch.stack(
+        [
+            torch.zeros(6, 6, dtype=torch.float64),
+            torch.full((6, 6), float("nan"), dtype=torch.float64),
+            torch.tensor(_adjacency(nx.complete_graph(6))),
+        ]
+    )
     found = leiden(a, 0)
     assert (found[:2] == UNDEFINED).all() and (found[2] >= 0).all()
     q = found_modularity(a, found)
@@ -112,7 +116,8 @@ def test_nmi_closed_forms():
     # design halves split into quarters: I = H(design) = ln 2, H(found) = ln 4
     quarters = np.repeat(np.arange(4), 5)
     assert partition_nmi(quarters, design).item() == pytest.approx(
-        np.log(2) / (0.5 * (np.log(2) + np.log(4))))
+        np.log(2) / (0.5 * (np.log(2) + np.log(4)))
+    )
     assert torch.isnan(partition_nmi(quarters, groups(20, 1)))  # nothing to recover
 
 

@@ -9,16 +9,25 @@ import pytest
 import torch
 
 from study.core import networks
-from study.spec import load_trial_config
 from study.core.mi import SubgroupMI
 from study.core.networks import leaky_scan
+from study.spec import load_trial_config
 from study.training import Diverged, Trainer
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-TINY = {"task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 60, "network.hidden": 8,
-        "critic.width": 16, "critic.steps": 2, "critic.pretrain_steps": 2, "train.epochs": 2,
-        "seeds": 2, "train.device": "cuda"}
+TINY = {
+    "task.batch": 4,
+    "task.wm.transient": 20,
+    "task.wm.segment": 60,
+    "network.hidden": 8,
+    "critic.width": 16,
+    "critic.steps": 2,
+    "critic.pretrain_steps": 2,
+    "train.epochs": 2,
+    "seeds": 2,
+    "train.device": "cuda",
+}
 
 
 def _scan_inputs(device, s=3, t=50, b=4, n=6, seed=0):

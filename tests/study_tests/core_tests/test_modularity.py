@@ -12,8 +12,14 @@ import pytest
 import torch
 
 from study.contract.outcomes import chance_modularity
-from study.core.modularity import (functional_adjacency, functional_modularity, modularity,
-                                   modularity_max, structural_adjacency, structural_modularity)
+from study.core.modularity import (
+    functional_adjacency,
+    functional_modularity,
+    modularity,
+    modularity_max,
+    structural_adjacency,
+    structural_modularity,
+)
 from study.core.partition import groups
 
 
@@ -190,33 +196,85 @@ _SYM = torch.ones(4, 4)
 @pytest.mark.parametrize(
     ("fn", "args", "error", "match"),
     [
-        (modularity, (torch.ones(40, 39), groups(40, 2)), ValueError,
-         r"modularity\(\): adjacency must have shape \(..., N, N\), but got shape \(40, 39\)"),
-        (modularity, (torch.ones(40), groups(40, 2)), ValueError,
-         r"modularity\(\): adjacency must have at least 2 axes, but got shape \(40,\)"),
-        (modularity, (_SYM, groups(5, 2)), ValueError,
-         r"modularity\(\): labels must have shape \(N,\) with N=4, but got shape \(5,\)"),
-        (modularity, (torch.triu(_SYM), groups(4, 2)), ValueError,
-         r"modularity\(\): adjacency must be symmetric, but got max \|A - A\^T\| = 1"),
-        (modularity, (-_SYM, groups(4, 2)), ValueError,
-         r"modularity\(\): adjacency must be non-negative, but got min -1"),
-        (modularity, (np.ones((4, 4)), groups(4, 2)), TypeError,
-         r"modularity\(\): adjacency must be a torch.Tensor, but got ndarray"),
-        (modularity, (torch.ones(4, 4, dtype=torch.long), groups(4, 2)), TypeError,
-         r"adjacency must be a floating tensor, but got dtype torch.int64"),
-        (modularity, (_SYM, np.array([0.0, 0.0, 1.0, 1.0])), TypeError,
-         r"modularity\(\): labels must be integers, but got dtype float64"),
-        (modularity, (_SYM, np.array([0, 0, 2, 2])), ValueError,
-         r"modularity\(\): labels must use every index 0..K-1 \(K=3\), but \[1\] never occur"),
-        (modularity_max, (torch.triu(_SYM), groups(4, 2)), ValueError,
-         r"modularity_max\(\): adjacency must be symmetric"),
-        (modularity_max, (_SYM, groups(3, 2)), ValueError,
-         r"modularity_max\(\): labels must have shape \(N,\) with N=4"),
-        (chance_modularity, (1, 1), ValueError,
-         r"chance_modularity\(\): n_hidden must be >= 2, but got n_hidden=1"),
-        (chance_modularity, (2, 2, (-1, 3)), ValueError,
-         r"group_sizes\(\): sizes must be 2 positive ints summing to n_hidden=2, but got "
-         r"sizes=\[-1, 3\]"),
+        (
+            modularity,
+            (torch.ones(40, 39), groups(40, 2)),
+            ValueError,
+            r"modularity\(\): adjacency must have shape \(..., N, N\), but got shape \(40, 39\)",
+        ),
+        (
+            modularity,
+            (torch.ones(40), groups(40, 2)),
+            ValueError,
+            r"modularity\(\): adjacency must have at least 2 axes, but got shape \(40,\)",
+        ),
+        (
+            modularity,
+            (_SYM, groups(5, 2)),
+            ValueError,
+            r"modularity\(\): labels must have shape \(N,\) with N=4, but got shape \(5,\)",
+        ),
+        (
+            modularity,
+            (torch.triu(_SYM), groups(4, 2)),
+            ValueError,
+            r"modularity\(\): adjacency must be symmetric, but got max \|A - A\^T\| = 1",
+        ),
+        (
+            modularity,
+            (-_SYM, groups(4, 2)),
+            ValueError,
+            r"modularity\(\): adjacency must be non-negative, but got min -1",
+        ),
+        (
+            modularity,
+            (np.ones((4, 4)), groups(4, 2)),
+            TypeError,
+            r"modularity\(\): adjacency must be a torch.Tensor, but got ndarray",
+        ),
+        (
+            modularity,
+            (torch.ones(4, 4, dtype=torch.long), groups(4, 2)),
+            TypeError,
+            r"adjacency must be a floating tensor, but got dtype torch.int64",
+        ),
+        (
+            modularity,
+            (_SYM, np.array([0.0, 0.0, 1.0, 1.0])),
+            TypeError,
+            r"modularity\(\): labels must be integers, but got dtype float64",
+        ),
+        (
+            modularity,
+            (_SYM, np.array([0, 0, 2, 2])),
+            ValueError,
+            r"modularity\(\): labels must use every index 0..K-1 \(K=3\), but \[1\] never occur",
+        ),
+        (
+            modularity_max,
+            (torch.triu(_SYM), groups(4, 2)),
+            ValueError,
+            r"modularity_max\(\): adjacency must be symmetric",
+        ),
+        (
+            modularity_max,
+            (_SYM, groups(3, 2)),
+            ValueError,
+            r"modularity_max\(\): labels must have shape \(N,\) with N=4",
+        ),
+        (
+            chance_modularity,
+            (1, 1),
+            ValueError,
+            r"chance_modularity\(\): n_hidden must be >= 2, but got n_hidden=1",
+        ),
+        (
+            chance_modularity,
+            (2, 2, (-1, 3)),
+            ValueError,
+            r"group_sizes\(\): sizes must be 2 positive ints summing to n_hidden=2, but got "
+            r"sizes=\[-1, 3\]",
+        ),
     ],
 )
 def test_modularity_rejects_bad_input(fn, args, error, match):
@@ -357,27 +415,60 @@ def test_structural_modularity_of_block_diagonal_weights_is_one_half():
 @pytest.mark.parametrize(
     ("fn", "args", "error", "match"),
     [
-        (functional_adjacency, (torch.ones(1, 4),), ValueError,
-         r"functional_adjacency\(\): activity must have shape \(..., M, N\) with M >= 2 samples, "
-         r"but got shape \(1, 4\)"),
-        (functional_adjacency, (torch.ones(4),), ValueError,
-         r"functional_adjacency\(\): activity must have at least 2 axes, but got shape \(4,\)"),
-        (functional_adjacency, ([[1.0, 2.0]],), TypeError,
-         r"functional_adjacency\(\): activity must be a torch.Tensor, but got list"),
-        (functional_modularity, (torch.ones(10, 4), groups(5, 2)), ValueError,
-         r"functional_modularity\(\): labels must have shape \(N,\) with N=4, "
-         r"but got shape \(5,\)"),
-        (functional_modularity, (torch.ones(10, 4, dtype=torch.int32), groups(4, 2)), TypeError,
-         r"functional_modularity\(\): activity must be a floating tensor, "
-         r"but got dtype torch.int32"),
-        (structural_adjacency, (torch.ones(3, 4),), ValueError,
-         r"structural_adjacency\(\): weights must have shape \(..., N, N\), "
-         r"but got shape \(3, 4\)"),
-        (structural_modularity, (torch.ones(4, 4), groups(6, 2)), ValueError,
-         r"structural_modularity\(\): labels must have shape \(N,\) with N=4"),
-        (structural_modularity, (torch.ones(2, 4, 5), groups(4, 2)), ValueError,
-         r"structural_modularity\(\): weights must have shape \(..., N, N\), "
-         r"but got shape \(2, 4, 5\)"),
+        (
+            functional_adjacency,
+            (torch.ones(1, 4),),
+            ValueError,
+            r"functional_adjacency\(\): activity must have shape \(..., M, N\) with M >= 2 "
+            r"samples, "
+            r"but got shape \(1, 4\)",
+        ),
+        (
+            functional_adjacency,
+            (torch.ones(4),),
+            ValueError,
+            r"functional_adjacency\(\): activity must have at least 2 axes, but got shape \(4,\)",
+        ),
+        (
+            functional_adjacency,
+            ([[1.0, 2.0]],),
+            TypeError,
+            r"functional_adjacency\(\): activity must be a torch.Tensor, but got list",
+        ),
+        (
+            functional_modularity,
+            (torch.ones(10, 4), groups(5, 2)),
+            ValueError,
+            r"functional_modularity\(\): labels must have shape \(N,\) with N=4, "
+            r"but got shape \(5,\)",
+        ),
+        (
+            functional_modularity,
+            (torch.ones(10, 4, dtype=torch.int32), groups(4, 2)),
+            TypeError,
+            r"functional_modularity\(\): activity must be a floating tensor, "
+            r"but got dtype torch.int32",
+        ),
+        (
+            structural_adjacency,
+            (torch.ones(3, 4),),
+            ValueError,
+            r"structural_adjacency\(\): weights must have shape \(..., N, N\), "
+            r"but got shape \(3, 4\)",
+        ),
+        (
+            structural_modularity,
+            (torch.ones(4, 4), groups(6, 2)),
+            ValueError,
+            r"structural_modularity\(\): labels must have shape \(N,\) with N=4",
+        ),
+        (
+            structural_modularity,
+            (torch.ones(2, 4, 5), groups(4, 2)),
+            ValueError,
+            r"structural_modularity\(\): weights must have shape \(..., N, N\), "
+            r"but got shape \(2, 4, 5\)",
+        ),
     ],
 )
 def test_graph_builders_reject_bad_input(fn, args, error, match):

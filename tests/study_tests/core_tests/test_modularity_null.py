@@ -57,8 +57,9 @@ def test_random_partitions_are_deterministic_in_the_seed():
     labels = groups(40, 2)
     assert np.array_equal(random_partitions(labels, 20, 7), random_partitions(labels, 20, 7))
     assert not np.array_equal(random_partitions(labels, 20, 7), random_partitions(labels, 20, 8))
-    assert np.array_equal(random_partitions(labels, 20, [7, 3]),
-                          random_partitions(labels, 20, [7, 3]))
+    assert np.array_equal(
+        random_partitions(labels, 20, [7, 3]), random_partitions(labels, 20, [7, 3])
+    )
 
 
 @pytest.mark.parametrize("r", [0, -1, 2.5, True])
@@ -87,8 +88,9 @@ def test_zscore_matches_brute_force_reference(sizes):
     rng = np.random.default_rng(5)
     n = sum(sizes)
     labels = groups(n, len(sizes), sizes=sizes)
-    graph = nx.stochastic_block_model(list(sizes), np.full((len(sizes),) * 2, 0.3)
-                                      + 0.15 * np.eye(len(sizes)), seed=4)
+    graph = nx.stochastic_block_model(
+        list(sizes), np.full((len(sizes),) * 2, 0.3) + 0.15 * np.eye(len(sizes)), seed=4
+    )
     a = _adjacency(graph, weighted_rng=rng)
     parts = random_partitions(labels, 60, seed=9)
     got = modularity_zscore(torch.tensor(a), labels, parts).item()
@@ -98,8 +100,9 @@ def test_zscore_matches_brute_force_reference(sizes):
 def test_zscore_batched_over_seeds_equals_per_seed():
     rng = np.random.default_rng(0)
     labels = groups(24, 3)
-    mats = np.stack([_adjacency(nx.gnp_random_graph(24, 0.5, seed=s), weighted_rng=rng)
-                     for s in range(6)]).reshape(2, 3, 24, 24)
+    mats = np.stack(
+        [_adjacency(nx.gnp_random_graph(24, 0.5, seed=s), weighted_rng=rng) for s in range(6)]
+    ).reshape(2, 3, 24, 24)
     parts = random_partitions(labels, 40, seed=1)
     batched = modularity_zscore(torch.tensor(mats), labels, parts)
     assert batched.shape == (2, 3)
@@ -115,8 +118,9 @@ def test_zscore_batched_over_seeds_equals_per_seed():
 def test_zscore_of_planted_partition_is_large(k, p_in, p_out):
     graph = nx.planted_partition_graph(k, 15, p_in, p_out, seed=11)
     labels = groups(15 * k, k)
-    z = modularity_zscore(torch.tensor(_adjacency(graph)), labels,
-                          random_partitions(labels, 200, seed=0)).item()
+    z = modularity_zscore(
+        torch.tensor(_adjacency(graph)), labels, random_partitions(labels, 200, seed=0)
+    ).item()
     assert z > 10
 
 
@@ -135,7 +139,8 @@ def test_zscore_is_invariant_to_scaling_the_weights():
     a = torch.tensor(_adjacency(nx.planted_partition_graph(2, 10, 0.7, 0.2, seed=1)))
     parts = random_partitions(labels, 30, 2)
     assert modularity_zscore(3.5 * a, labels, parts).item() == pytest.approx(
-        modularity_zscore(a, labels, parts).item(), rel=1e-12)
+        modularity_zscore(a, labels, parts).item(), rel=1e-12
+    )
 
 
 def test_zscore_undefined_cases_are_nan():
@@ -155,11 +160,14 @@ def test_zscore_keeps_float32():
     assert modularity_zscore(a, labels, random_partitions(labels, 10, 0)).dtype == torch.float32
 
 
-@pytest.mark.parametrize("parts,match", [
-    (random_partitions(groups(10, 2, sizes=[3, 7]), 5, 0), "group sizes of labels"),
-    (np.zeros((1, 10), dtype=np.int64), r"shape \(R, N\) with R >= 2"),
-    (np.zeros((5, 9), dtype=np.int64), r"shape \(R, N\) with R >= 2"),
-])
+@pytest.mark.parametrize(
+    "parts,match",
+    [
+        (random_partitions(groups(10, 2, sizes=[3, 7]), 5, 0), "group sizes of labels"),
+        (np.zeros((1, 10), dtype=np.int64), r"shape \(R, N\) with R >= 2"),
+        (np.zeros((5, 9), dtype=np.int64), r"shape \(R, N\) with R >= 2"),
+    ],
+)
 def test_zscore_rejects_bad_partitions(parts, match):
     a = torch.tensor(_adjacency(nx.gnp_random_graph(10, 0.5, seed=0)))
     with pytest.raises(ValueError, match=match):

@@ -16,7 +16,7 @@ def _gen(seed):
 
 
 def _randn(gen, *shape, dtype=F64, scale=1.0):
-    return (torch.randn(*shape, generator=gen, dtype=dtype) * scale)
+    return torch.randn(*shape, generator=gen, dtype=dtype) * scale
 
 
 # ----------------------------------------------------------------------------------------------
@@ -100,8 +100,9 @@ def _leaky_reference(net, u, x0, noise, n_transient):
         xs, zs = [], []
         for t in range(u.shape[1]):
             with torch.set_grad_enabled(t >= n_transient):
-                x = ((1 - a) * x + a * (u[s, t] @ net.w_in[s] + net.b[s]
-                                        + torch.tanh(x) @ net.w_rec[s]))
+                x = (1 - a) * x + a * (
+                    u[s, t] @ net.w_in[s] + net.b[s] + torch.tanh(x) @ net.w_rec[s]
+                )
                 if noise is not None:
                     x = x + noise[s, t]
             if t >= n_transient:
@@ -183,7 +184,7 @@ def test_population_member_equals_single_network(cls):
     for i in range(4):
         single = cls(1, 3, 8, 2, seed=10 + i)
         for (name, p), q in zip(pop.named_parameters(), single.parameters()):
-            torch.testing.assert_close(p[i:i + 1], q, rtol=0, atol=0, msg=name)
+            torch.testing.assert_close(p[i : i + 1], q, rtol=0, atol=0, msg=name)
     assert not torch.equal(pop.w_out[0], pop.w_out[1])
 
 
@@ -202,12 +203,12 @@ def test_population_outputs_and_gradients_equal_separate_networks(cls, n_transie
     # the population loss is the sum of member losses, so member gradients must be exact
     ((out.outputs - target) ** 2).mean(dim=(1, 2, 3)).sum().backward()
     for k, net in enumerate(singles):
-        one = net(u[k:k + 1], x0[k:k + 1], noise[k:k + 1], n_transient=n_transient)
-        ((one.outputs - target[k:k + 1]) ** 2).mean().backward()
-        torch.testing.assert_close(out.states[k:k + 1], one.states, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(out.outputs[k:k + 1], one.outputs, rtol=1e-5, atol=1e-6)
+        one = net(u[k : k + 1], x0[k : k + 1], noise[k : k + 1], n_transient=n_transient)
+        ((one.outputs - target[k : k + 1]) ** 2).mean().backward()
+        torch.testing.assert_close(out.states[k : k + 1], one.states, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(out.outputs[k : k + 1], one.outputs, rtol=1e-5, atol=1e-6)
         for (name, p), q in zip(pop.named_parameters(), net.parameters()):
-            torch.testing.assert_close(p.grad[k:k + 1], q.grad, rtol=1e-4, atol=1e-6, msg=name)
+            torch.testing.assert_close(p.grad[k : k + 1], q.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,12 +229,15 @@ def _gru_reference(net, u, h0, noise, n_transient):
         for t in range(u.shape[1]):
             with torch.set_grad_enabled(t >= n_transient):
                 x = u[s, t]
-                z = torch.sigmoid(x @ w[:, blk["z"]] + b[blk["z"]] + h @ uu[:, blk["z"]]
-                                  + br[blk["z"]])
-                r = torch.sigmoid(x @ w[:, blk["r"]] + b[blk["r"]] + h @ uu[:, blk["r"]]
-                                  + br[blk["r"]])
-                cand = torch.tanh(x @ w[:, blk["h"]] + b[blk["h"]]
-                                  + r * (h @ uu[:, blk["h"]] + br[blk["h"]]))
+                z = torch.sigmoid(
+                    x @ w[:, blk["z"]] + b[blk["z"]] + h @ uu[:, blk["z"]] + br[blk["z"]]
+                )
+                r = torch.sigmoid(
+                    x @ w[:, blk["r"]] + b[blk["r"]] + h @ uu[:, blk["r"]] + br[blk["r"]]
+                )
+                cand = torch.tanh(
+                    x @ w[:, blk["h"]] + b[blk["h"]] + r * (h @ uu[:, blk["h"]] + br[blk["h"]])
+                )
                 h = z * h + (1 - z) * cand
                 if noise is not None:
                     h = h + noise[s, t]
@@ -354,13 +358,19 @@ def test_build_network_builds_named_kind(kind, cls):
         assert net.alpha == 0.3
 
 
-@pytest.mark.parametrize("args, match", [
-    (("lstm", 1, 2, 3, 1), r"build_network\(\): kind must be 'leaky' or 'gru', but got 'lstm'"),
-    (("leaky", 0, 2, 3, 1), r"n_seeds must be a positive int, but got n_seeds=0"),
-    (("gru", 1, 2, 0, 1), r"n_hidden must be a positive int, but got n_hidden=0"),
-    (("leaky", 1, 2.0, 3, 1), r"n_inputs must be a positive int, but got n_inputs=2.0"),
-    (("leaky", 1, 2, 3, True), r"n_outputs must be a positive int, but got n_outputs=True"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (
+            ("lstm", 1, 2, 3, 1),
+            r"build_network\(\): kind must be 'leaky' or 'gru', but got 'lstm'",
+        ),
+        (("leaky", 0, 2, 3, 1), r"n_seeds must be a positive int, but got n_seeds=0"),
+        (("gru", 1, 2, 0, 1), r"n_hidden must be a positive int, but got n_hidden=0"),
+        (("leaky", 1, 2.0, 3, 1), r"n_inputs must be a positive int, but got n_inputs=2.0"),
+        (("leaky", 1, 2, 3, True), r"n_outputs must be a positive int, but got n_outputs=True"),
+    ],
+)
 def test_build_network_rejects_bad_arguments(args, match):
     with pytest.raises(ValueError, match=match):
         build_network(*args)

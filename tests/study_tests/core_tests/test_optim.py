@@ -90,8 +90,9 @@ def test_replica_optimizer_matches_keras_formulas(kind, hyper, clip_norm, clip_v
     _run(opt, params, steps)
     reference = _keras_rmsprop if kind == "rmsprop" else _keras_adam
     for k, (p, w0) in enumerate(zip(params, start)):
-        want = reference(w0, [s[k] for s in steps], clip_norm=clip_norm, clip_value=clip_value,
-                         **hyper)
+        want = reference(
+            w0, [s[k] for s in steps], clip_norm=clip_norm, clip_value=clip_value, **hyper
+        )
         np.testing.assert_allclose(p.detach().numpy(), want, rtol=1e-12, atol=1e-14)
 
 
@@ -143,8 +144,9 @@ def test_clip_value_is_elementwise():
     opt.step()
     clipped = np.array([[0.5, -0.2, -0.5], [0.1, 0.5, -0.5]])
     eps_hat = 1.0 / math.sqrt(1 - 0.999)  # first Adam step: lr·g/(|g| + ε/√(1 − β₂))
-    np.testing.assert_allclose(p.detach().numpy(), -clipped / (np.abs(clipped) + eps_hat),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        p.detach().numpy(), -clipped / (np.abs(clipped) + eps_hat), rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("kind", ["rmsprop", "adam"])
@@ -196,14 +198,23 @@ def test_step_skips_parameters_without_gradient():
 def test_from_config_reads_every_field():
     from study.spec import OptimizerConfig
 
-    cfg = OptimizerConfig(kind="adam", lr=0.5, beta1=0.8, beta2=0.95, eps=1e-4, clip_norm=None,
-                          clip_value=2.0)
+    cfg = OptimizerConfig(
+        kind="adam", lr=0.5, beta1=0.8, beta2=0.95, eps=1e-4, clip_norm=None, clip_value=2.0
+    )
     opt = ReplicaOptimizer.from_config([torch.zeros(1, 1, requires_grad=True)], cfg)
     assert (opt.kind, opt.lr, opt.beta1, opt.beta2, opt.eps, opt.clip_norm, opt.clip_value) == (
-        "adam", 0.5, 0.8, 0.95, 1e-4, None, 2.0)
+        "adam",
+        0.5,
+        0.8,
+        0.95,
+        1e-4,
+        None,
+        2.0,
+    )
 
 
 def test_replica_optimizer_rejects_unknown_kind():
-    with pytest.raises(ValueError,
-                       match=r"optimizer kind must be 'rmsprop' or 'adam', but got 'sgd'"):
+    with pytest.raises(
+        ValueError, match=r"optimizer kind must be 'rmsprop' or 'adam', but got 'sgd'"
+    ):
         ReplicaOptimizer([torch.zeros(1, requires_grad=True)], kind="sgd")

@@ -121,17 +121,33 @@ def test_group_index_partitions_units_of_groups(n_units, n_groups):
 @pytest.mark.parametrize(
     ("labels", "error", "match"),
     [
-        ([[0, 1], [1, 0]], ValueError, r"group_sizes\(\): labels must be a non-empty vector of "
-         r"shape \(N,\), but got shape \(2, 2\)"),
-        ([], ValueError,
-         r"labels must be a non-empty vector of shape \(N,\), but got shape \(0,\)"),
-        ([0.0, 1.0], TypeError,
-         r"group_sizes\(\): labels must be integers, but got dtype float64"),
-        (torch.tensor([0.0, 1.0]), TypeError,
-         r"labels must be integers, but got dtype torch.float32"),
+        (
+            [[0, 1], [1, 0]],
+            ValueError,
+            r"group_sizes\(\): labels must be a non-empty vector of "
+            r"shape \(N,\), but got shape \(2, 2\)",
+        ),
+        (
+            [],
+            ValueError,
+            r"labels must be a non-empty vector of shape \(N,\), but got shape \(0,\)",
+        ),
+        (
+            [0.0, 1.0],
+            TypeError,
+            r"group_sizes\(\): labels must be integers, but got dtype float64",
+        ),
+        (
+            torch.tensor([0.0, 1.0]),
+            TypeError,
+            r"labels must be integers, but got dtype torch.float32",
+        ),
         ([0, -1, 1], ValueError, r"labels must be non-negative, but got min -1"),
-        ([0, 2, 2], ValueError,
-         r"labels must use every index 0..K-1 \(K=3\), but \[1\] never occur"),
+        (
+            [0, 2, 2],
+            ValueError,
+            r"labels must use every index 0..K-1 \(K=3\), but \[1\] never occur",
+        ),
     ],
 )
 def test_group_sizes_rejects_bad_labels(labels, error, match):

@@ -11,18 +11,34 @@ import math
 import numpy as np
 import pytest
 import torch
+from gaussian_truth import (
+    _correlated,
+    _equicorrelated_groups,
+    _optimal_dv,
+    _pairwise_truth,
+    _tc_truth,
+)
 
-from study.spec import ConfigError, load_trial_config, trial_config_from_dict
 from study.core.mi import Critic, SubgroupMI, compute_dtype
+from study.spec import ConfigError, load_trial_config, trial_config_from_dict
 from study.training import Diverged, Trainer
 
-from gaussian_truth import (_correlated, _equicorrelated_groups, _optimal_dv, _pairwise_truth,
-                            _tc_truth)
-
-TINY = {"task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 60, "network.hidden": 8,
-        "critic.width": 16, "critic.steps": 2, "critic.pretrain_steps": 2, "train.epochs": 2,
-        "train.eval_every": 1, "train.checkpoint_every": 1, "train.eval_batch": 4,
-        "train.threads": 1, "seeds": 2, "train.device": "cpu"}
+TINY = {
+    "task.batch": 4,
+    "task.wm.transient": 20,
+    "task.wm.segment": 60,
+    "network.hidden": 8,
+    "critic.width": 16,
+    "critic.steps": 2,
+    "critic.pretrain_steps": 2,
+    "train.epochs": 2,
+    "train.eval_every": 1,
+    "train.checkpoint_every": 1,
+    "train.eval_batch": 4,
+    "train.threads": 1,
+    "seeds": 2,
+    "train.device": "cpu",
+}
 
 
 def _copy_critic(dst: SubgroupMI, src: SubgroupMI) -> None:
@@ -36,15 +52,23 @@ def _copy_critic(dst: SubgroupMI, src: SubgroupMI) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("penalty, truth", [("pairwise", _pairwise_truth),
-                                            ("total_correlation", _tc_truth)])
+@pytest.mark.parametrize(
+    "penalty, truth", [("pairwise", _pairwise_truth), ("total_correlation", _tc_truth)]
+)
 def test_bf16_trained_penalty_matches_closed_form(penalty, truth):
     # test_mi.test_trained_penalty_matches_closed_form with a bfloat16 critic
     d, rhos = 2, (0.3, 0.6)
     labels = np.repeat(np.arange(3), d)
-    est = SubgroupMI(len(rhos), labels, penalty=penalty, estimator="dv", input_noise=0.0,
-                     critic={"width": 64, "depth": 2, "precision": "bfloat16"},
-                     optim={"kind": "adam", "lr": 2e-3}, seed=0)
+    est = SubgroupMI(
+        len(rhos),
+        labels,
+        penalty=penalty,
+        estimator="dv",
+        input_noise=0.0,
+        critic={"width": 64, "depth": 2, "precision": "bfloat16"},
+        optim={"kind": "adam", "lr": 2e-3},
+        seed=0,
+    )
     gen = torch.Generator().manual_seed(1)
     for _ in range(800):
         est.critic_step(_equicorrelated_groups(gen, 512, d, rhos), gen)
@@ -67,9 +91,15 @@ def test_bf16_gaussian_pair_within_float32_tolerance(estimator, mi):
     rng = np.random.default_rng(int(mi * 10))
     got = {}
     for precision in ("float32", "bfloat16"):
-        est = SubgroupMI(1, np.repeat([0, 1], d), estimator=estimator, input_noise=0.0,
-                         critic={"width": 64, "depth": 2, "precision": precision},
-                         optim={"kind": "adam", "lr": 1e-3}, seed=1)
+        est = SubgroupMI(
+            1,
+            np.repeat([0, 1], d),
+            estimator=estimator,
+            input_noise=0.0,
+            critic={"width": 64, "depth": 2, "precision": precision},
+            optim={"kind": "adam", "lr": 1e-3},
+            seed=1,
+        )
         data_rng = np.random.default_rng(7)
         gen = torch.Generator().manual_seed(1)
         for _ in range(1000):
@@ -98,8 +128,13 @@ def _trained_pair(estimator: str = "dv"):
         act[..., 8:] += 0.8 * act[..., :8]
         return act
 
-    kw = dict(estimator=estimator, input_noise=0.1, nce_block=32,
-              optim={"kind": "adam", "lr": 2e-3}, seed=0)
+    kw = dict(
+        estimator=estimator,
+        input_noise=0.1,
+        nce_block=32,
+        optim={"kind": "adam", "lr": 2e-3},
+        seed=0,
+    )
     f32 = SubgroupMI(2, labels, critic={"width": 32}, **kw)
     for _ in range(100):
         f32.critic_step(sample(512), gen)
@@ -141,8 +176,7 @@ def test_bf16_value_and_gradients_close_to_float32(estimator):
 
 
 def test_bf16_critic_keeps_float32_weights_scores_and_optimiser_state():
-    est = SubgroupMI(1, np.repeat([0, 1], 3), critic={"width": 8, "precision": "bfloat16"},
-                     seed=0)
+    est = SubgroupMI(1, np.repeat([0, 1], 3), critic={"width": 8, "precision": "bfloat16"}, seed=0)
     gen = torch.Generator().manual_seed(0)
     act = torch.randn(1, 256, 6, generator=gen)
     for _ in range(3):
@@ -172,8 +206,11 @@ def test_float32_critic_path_is_unchanged_by_the_precision_code():
 def test_precision_names_are_validated():
     assert compute_dtype("float32") is torch.float32
     assert compute_dtype("bfloat16") is torch.bfloat16
-    with pytest.raises(ValueError, match=r"Critic: precision must be one of \('float32', "
-                                         r"'bfloat16'\), but got 'float16'"):
+    with pytest.raises(
+        ValueError,
+        match=r"Critic: precision must be one of \('float32', "
+        r"'bfloat16'\), but got 'float16'",
+    ):
         Critic(1, 2, 2, precision="float16")
 
 
@@ -188,8 +225,11 @@ def test_precision_config_key_default_set_and_rejected():
         assert load_trial_config(path).critic.precision == "float32", preset
     cfg = load_trial_config(overrides=["critic.precision=bfloat16"])  # the CLI's --set
     assert cfg.critic.precision == "bfloat16"
-    with pytest.raises(ConfigError, match=r"key 'critic\.precision': expected 'float32' or "
-                                          r"'bfloat16', but got 'fp16'") as info:
+    with pytest.raises(
+        ConfigError,
+        match=r"key 'critic\.precision': expected 'float32' or "
+        r"'bfloat16', but got 'fp16'",
+    ) as info:
         trial_config_from_dict({"critic": {"precision": "fp16"}}, source="spec.yaml")
     assert info.value.key == "critic.precision"
 

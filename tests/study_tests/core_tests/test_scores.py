@@ -10,7 +10,6 @@ import torch
 
 from study.core.scores import accuracy, r2
 
-
 # --------------------------------------------------------------------------------------------
 # task metrics
 
@@ -70,13 +69,22 @@ def test_r2_hand_built_and_constant_target():
 @pytest.mark.parametrize(
     ("args", "error", "match"),
     [
-        ((torch.ones(2, 3, 4), torch.ones(2, 3, 5)), ValueError,
-         r"\(\): output and target must have the same shape \(..., B, T, C\), but got "
-         r"\(2, 3, 4\) and \(2, 3, 5\)"),
-        ((torch.ones(3, 4), torch.ones(3, 4)), ValueError,
-         r"\(\): output must have at least 3 axes, but got shape \(3, 4\)"),
-        ((torch.ones(2, 3, 4), torch.ones(2, 3, 4, dtype=torch.int64)), TypeError,
-         r"\(\): target must be a floating tensor, but got dtype torch.int64"),
+        (
+            (torch.ones(2, 3, 4), torch.ones(2, 3, 5)),
+            ValueError,
+            r"\(\): output and target must have the same shape \(..., B, T, C\), but got "
+            r"\(2, 3, 4\) and \(2, 3, 5\)",
+        ),
+        (
+            (torch.ones(3, 4), torch.ones(3, 4)),
+            ValueError,
+            r"\(\): output must have at least 3 axes, but got shape \(3, 4\)",
+        ),
+        (
+            (torch.ones(2, 3, 4), torch.ones(2, 3, 4, dtype=torch.int64)),
+            TypeError,
+            r"\(\): target must be a floating tensor, but got dtype torch.int64",
+        ),
     ],
 )
 def test_task_metrics_reject_bad_input(fn, args, error, match):

@@ -155,21 +155,42 @@ def test_specialization_nan_for_zero_strength():
 @pytest.mark.parametrize(
     ("args", "error", "match"),
     [
-        ((torch.ones(6, 2), groups(5, 2), [0, 1]), ValueError,
-         r"specialization\(\): labels must have shape \(N,\) with N=6, but got shape \(5,\)"),
-        ((torch.ones(6, 2), groups(6, 2), [0, 1, 1]), ValueError,
-         r"specialization\(\): channels must have shape \(C,\) with C=2, but got shape \(3,\)"),
-        ((torch.ones(6, 2), groups(6, 2), [1, 1]), ValueError,
-         r"specialization\(\): channels must use every index 0..K-1 \(K=2\), "
-         r"but \[0\] never occur"),
-        ((torch.ones(6, 2), groups(6, 2), [0.0, 1.0]), TypeError,
-         r"specialization\(\): channels must be integers, but got dtype float64"),
-        ((-torch.ones(6, 2), groups(6, 2), [0, 1]), ValueError,
-         r"specialization\(\): strength must be non-negative, but got min -1"),
-        ((torch.ones(6), groups(6, 2), [0, 1]), ValueError,
-         r"specialization\(\): strength must have at least 2 axes, but got shape \(6,\)"),
-        ((np.ones((6, 2)), groups(6, 2), [0, 1]), TypeError,
-         r"specialization\(\): strength must be a torch.Tensor, but got ndarray"),
+        (
+            (torch.ones(6, 2), groups(5, 2), [0, 1]),
+            ValueError,
+            r"specialization\(\): labels must have shape \(N,\) with N=6, but got shape \(5,\)",
+        ),
+        (
+            (torch.ones(6, 2), groups(6, 2), [0, 1, 1]),
+            ValueError,
+            r"specialization\(\): channels must have shape \(C,\) with C=2, but got shape \(3,\)",
+        ),
+        (
+            (torch.ones(6, 2), groups(6, 2), [1, 1]),
+            ValueError,
+            r"specialization\(\): channels must use every index 0..K-1 \(K=2\), "
+            r"but \[0\] never occur",
+        ),
+        (
+            (torch.ones(6, 2), groups(6, 2), [0.0, 1.0]),
+            TypeError,
+            r"specialization\(\): channels must be integers, but got dtype float64",
+        ),
+        (
+            (-torch.ones(6, 2), groups(6, 2), [0, 1]),
+            ValueError,
+            r"specialization\(\): strength must be non-negative, but got min -1",
+        ),
+        (
+            (torch.ones(6), groups(6, 2), [0, 1]),
+            ValueError,
+            r"specialization\(\): strength must have at least 2 axes, but got shape \(6,\)",
+        ),
+        (
+            (np.ones((6, 2)), groups(6, 2), [0, 1]),
+            TypeError,
+            r"specialization\(\): strength must be a torch.Tensor, but got ndarray",
+        ),
     ],
 )
 def test_specialization_rejects_bad_input(args, error, match):

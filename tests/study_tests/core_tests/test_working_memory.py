@@ -100,8 +100,9 @@ def test_sample_ramp_fraction_and_zero_output_mse(p, pulse_len, slope):
     # a second flip within 2/slope steps (probability ≈ 2p/slope) cuts both ramps short: between
     # 0 and a 4p/slope fraction of the ramp steps is lost
     bias = 2 * p / slope
-    _within((np.abs(targets) < 1).mean(axis=1), frac_expected * (1 - bias),
-            bias=frac_expected * bias)
+    _within(
+        (np.abs(targets) < 1).mean(axis=1), frac_expected * (1 - bias), bias=frac_expected * bias
+    )
     zero_output_mse = ((targets - 0.0) ** 2).mean(axis=1)
     _within(1 - zero_output_mse, (1 - mse_expected) * (1 - bias), bias=(1 - mse_expected) * bias)
 
@@ -132,8 +133,9 @@ def test_sample_on_wins_ties():
 @pytest.mark.parametrize("lead", [0, 1])
 def test_sample_target_ramps_up_at_on_pulse(lead):
     slope = 0.1
-    task, inputs, targets = _sample(1 / 100, 40, slope, batch=50, target_lead=lead,
-                                    transient=100, segment=600)
+    task, inputs, targets = _sample(
+        1 / 100, 40, slope, batch=50, target_lead=lead, transient=100, segment=600
+    )
     on = inputs[:, :, 0::2]  # (B, T_total, n)
     rising = (on[:, 1:] > 0.5) & (on[:, :-1] < 0.5)  # an on onset at y index tau = idx + 1
     b, idx, bit = np.nonzero(rising)
@@ -144,8 +146,9 @@ def test_sample_target_ramps_up_at_on_pulse(lead):
     ok = (k >= 1) & (k < task.seq_len)
     assert ok.sum() > 50
     b, k, bit = b[ok], k[ok], bit[ok]
-    np.testing.assert_allclose(targets[b, k, bit],
-                               np.minimum(targets[b, k - 1, bit] + slope, 1.0), atol=1e-4)
+    np.testing.assert_allclose(
+        targets[b, k, bit], np.minimum(targets[b, k - 1, bit] + slope, 1.0), atol=1e-4
+    )
 
 
 def test_sample_target_lead_is_one_step_shift():
@@ -215,14 +218,16 @@ def _ramp_loop(events, slope):
 
 
 def _random_events(rng, shape, density):
-    events = np.where(rng.random(shape) < density,
-                      rng.choice(np.array([-1, 1], np.int8), size=shape), 0).astype(np.int8)
+    events = np.where(
+        rng.random(shape) < density, rng.choice(np.array([-1, 1], np.int8), size=shape), 0
+    ).astype(np.int8)
     events[..., 0] = rng.choice(np.array([-1, 1], np.int8), size=shape[:-1])
     return events
 
 
-@pytest.mark.parametrize("shape, density", [((7, 60), 0.1), ((2, 3, 300), 0.02),
-                                            ((3, 3001), 0.004), ((1, 2), 0.5)])
+@pytest.mark.parametrize(
+    "shape, density", [((7, 60), 0.1), ((2, 3, 300), 0.02), ((3, 3001), 0.004), ((1, 2), 0.5)]
+)
 @pytest.mark.parametrize("slope", [0.1, 0.3, 1.0, 2.5])
 def test_ramp_targets_equals_recurrence(shape, density, slope):
     rng = np.random.default_rng([shape[-1], len(shape), int(slope * 10)])
@@ -247,20 +252,26 @@ def test_ramp_targets_single_run_is_clipped_line():
 # argument errors
 
 
-@pytest.mark.parametrize("kwargs, exc, match", [
-    ({"n_bits": 0}, ValueError, r"n_bits must be at least 1, but got n_bits=0"),
-    ({"n_bits": 2.0}, TypeError, r"n_bits must be an int, but got float"),
-    ({"n_bits": True}, TypeError, r"n_bits must be an int, but got bool"),
-    ({"pulse_len": 0}, ValueError, r"pulse_len must be at least 1"),
-    ({"transient": -1}, ValueError, r"transient must be at least 0"),
-    ({"segment": 0}, ValueError, r"segment must be at least 1"),
-    ({"p_onset": 0.0}, ValueError, r"p_onset must be in \(0, 1\), but got p_onset=0.0"),
-    ({"p_onset": 1.0}, ValueError, r"p_onset must be in \(0, 1\)"),
-    ({"slope": 0.0}, ValueError, r"slope must be positive, but got slope=0.0"),
-    ({"target_lead": 2}, ValueError, r"target_lead must be 0 or 1, but got 2"),
-    ({"washout": 10, "segment": 10}, ValueError,
-     r"washout must be shorter than segment, but got washout=10, segment=10"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"n_bits": 0}, ValueError, r"n_bits must be at least 1, but got n_bits=0"),
+        ({"n_bits": 2.0}, TypeError, r"n_bits must be an int, but got float"),
+        ({"n_bits": True}, TypeError, r"n_bits must be an int, but got bool"),
+        ({"pulse_len": 0}, ValueError, r"pulse_len must be at least 1"),
+        ({"transient": -1}, ValueError, r"transient must be at least 0"),
+        ({"segment": 0}, ValueError, r"segment must be at least 1"),
+        ({"p_onset": 0.0}, ValueError, r"p_onset must be in \(0, 1\), but got p_onset=0.0"),
+        ({"p_onset": 1.0}, ValueError, r"p_onset must be in \(0, 1\)"),
+        ({"slope": 0.0}, ValueError, r"slope must be positive, but got slope=0.0"),
+        ({"target_lead": 2}, ValueError, r"target_lead must be 0 or 1, but got 2"),
+        (
+            {"washout": 10, "segment": 10},
+            ValueError,
+            r"washout must be shorter than segment, but got washout=10, segment=10",
+        ),
+    ],
+)
 def test_working_memory_rejects_bad_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         WorkingMemory(**kwargs)

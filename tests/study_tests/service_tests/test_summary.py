@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
-from study.spec import load_trial_config
-from study.service.summary import summarize, write_outputs
-from study.training import metric_names, train
 from tiny_trial import tiny
+
+from study.service.summary import summarize, write_outputs
+from study.spec import load_trial_config
+from study.training import metric_names, train
 
 
 def test_summarize_finals_success_and_onsets():

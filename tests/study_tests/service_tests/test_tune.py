@@ -20,11 +20,11 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
+from cluster_helpers import kill_all
 from mlflow.tracking import MlflowClient
 
-from cluster_helpers import kill_all
-from study.spec import load_study
 from study.service.driver import objective_values
+from study.spec import load_study
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 REPO = Path(__file__).resolve().parents[3]
@@ -37,8 +37,7 @@ def local_ray():
     import ray
 
     # one fake GPU, so resource packing of fractional-GPU trials is testable without one
-    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False,
-             log_to_driver=False)
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -72,10 +71,12 @@ def runs(home: Path, name: str):
 def test_objective_values_penalise_constraints_and_divergence():
     obj = (("final.q_func", "maximize"),)
     assert objective_values({"final.q_func": 0.3}, obj, ()) == [0.3]
-    ok = objective_values({"final.q_func": 0.3, "final.success_rate": 1.0}, obj,
-                          ("final.success_rate >= 0.9",))
-    bad = objective_values({"final.q_func": 0.4, "final.success_rate": 0.5}, obj,
-                           ("final.success_rate >= 0.9",))
+    ok = objective_values(
+        {"final.q_func": 0.3, "final.success_rate": 1.0}, obj, ("final.success_rate >= 0.9",)
+    )
+    bad = objective_values(
+        {"final.q_func": 0.4, "final.success_rate": 0.5}, obj, ("final.success_rate >= 0.9",)
+    )
     assert ok == [0.3] and bad[0] < -999  # infeasible ranks below every feasible trial
     assert objective_values({"final.q_func": 0.4}, obj, (), diverged=True) == [-1e6]
     assert objective_values({}, (("lag", "minimize"),), ()) == [1e6]  # missing: worst, finite
@@ -114,16 +115,23 @@ def test_three_trial_study_tracks_everything(local_ray, home, tmp_path):
 def test_diverging_trial_is_marked_and_the_study_goes_on(local_ray, home, tmp_path):
     from study.service.driver import run_study
 
-    spec = write_spec(tmp_path, "diverge",
-                      trial={"optim": {"kind": "adam", "clip_norm": None},
-                             "train": {"epochs": 4, "eval_every": 1, "checkpoint_every": 2,
-                                       "snapshot_every": 0}},
-                      search={"optim.lr": {"values": [0.002, 1.0e37]}})
+    spec = write_spec(
+        tmp_path,
+        "diverge",
+        trial={
+            "optim": {"kind": "adam", "clip_norm": None},
+            "train": {"epochs": 4, "eval_every": 1, "checkpoint_every": 2, "snapshot_every": 0},
+        },
+        search={"optim.lr": {"values": [0.002, 1.0e37]}},
+    )
     outcome = run_study(load_study(spec))
     assert outcome.n_errors == 0
     _, all_runs = runs(home, "diverge")
-    trials = {float(r.data.params["optim.lr"]): r for r in all_runs
-              if r.data.tags["study.role"] == "trial"}
+    trials = {
+        float(r.data.params["optim.lr"]): r
+        for r in all_runs
+        if r.data.tags["study.role"] == "trial"
+    }
     assert trials[0.002].data.tags["study.status"] == "finished"
     bad = trials[1e37]
     assert bad.data.tags["study.status"] == "diverged" and bad.info.status == "FINISHED"
@@ -138,14 +146,23 @@ def test_diverging_trial_is_marked_and_the_study_goes_on(local_ray, home, tmp_pa
 def test_fractional_gpus_pack_four_trials_at_once(local_ray, home, tmp_path):
     from study.service.driver import run_study
 
-    spec = write_spec(tmp_path, "packing", concurrency=4, resources={"cpu": 0.5, "gpu": 0.25},
-                      trial={"train": {"epochs": 30, "eval_every": 10, "checkpoint_every": 10,
-                                       "snapshot_every": 0}},
-                      search={"mi.weight": {"values": [0.0, 0.1, 0.2, 0.3]}})
+    spec = write_spec(
+        tmp_path,
+        "packing",
+        concurrency=4,
+        resources={"cpu": 0.5, "gpu": 0.25},
+        trial={
+            "train": {"epochs": 30, "eval_every": 10, "checkpoint_every": 10, "snapshot_every": 0}
+        },
+        search={"mi.weight": {"values": [0.0, 0.1, 0.2, 0.3]}},
+    )
     run_study(load_study(spec))
     _, all_runs = runs(home, "packing")
-    spans = [(r.info.start_time, r.info.end_time) for r in all_runs
-             if r.data.tags["study.role"] == "trial"]
+    spans = [
+        (r.info.start_time, r.info.end_time)
+        for r in all_runs
+        if r.data.tags["study.role"] == "trial"
+    ]
     assert len(spans) == 4
     # all four runs were open at one moment: the 1 declared GPU held 4 trials of 0.25
     assert max(s for s, _ in spans) < min(e for _, e in spans)
@@ -159,17 +176,28 @@ def _ray_pids(marker: str) -> list[int]:
 def test_killed_study_resumes_without_duplicates(tmp_path):
     home = tmp_path / "home"
     ray_tmp = tempfile.mkdtemp(prefix="mrs-", dir="/tmp")  # short: Ray's socket paths
-    spec = write_spec(tmp_path, "resume", concurrency=1,
-                      trial={"train": {"epochs": 40, "eval_every": 4, "checkpoint_every": 4,
-                                       "snapshot_every": 0}},
-                      search={"mi.weight": {"values": [0.0, 0.1, 0.3]}})
+    spec = write_spec(
+        tmp_path,
+        "resume",
+        concurrency=1,
+        trial={
+            "train": {"epochs": 40, "eval_every": 4, "checkpoint_every": 4, "snapshot_every": 0}
+        },
+        search={"mi.weight": {"values": [0.0, 0.1, 0.3]}},
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
-    env.update(STUDY_HOME=str(home), RAY_TMPDIR=ray_tmp, RAY_AUTH_MODE="disabled",
-               PYTHONUNBUFFERED="1")
+    env.update(
+        STUDY_HOME=str(home), RAY_TMPDIR=ray_tmp, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1"
+    )
     cmd = [sys.executable, "-m", "study", "run", str(spec), "-q", "--num-cpus", "1"]
     try:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.time() + 180
         reported = False
         while time.time() < deadline and proc.poll() is None and not reported:
@@ -177,10 +205,12 @@ def test_killed_study_resumes_without_duplicates(tmp_path):
             if (home / "ray" / "resume").exists():  # the driver created the store by then
                 try:
                     _, rs = runs(home, "resume")
-                    reported = any(r.data.metrics.get("epoch") is not None or
-                                   "q_func" in r.data.metrics for r in rs
-                                   if r.data.tags.get("study.role") == "trial")
-                except Exception:  # noqa: BLE001 - the store may be mid-migration
+                    reported = any(
+                        r.data.metrics.get("epoch") is not None or "q_func" in r.data.metrics
+                        for r in rs
+                        if r.data.tags.get("study.role") == "trial"
+                    )
+                except Exception:
                     pass
         assert reported, "no trial reported before the deadline"
         os.killpg(proc.pid, signal.SIGKILL)  # the driver dies without any cleanup
@@ -203,24 +233,36 @@ def test_killed_study_resumes_without_duplicates(tmp_path):
     complete = [t for t in ost.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 3
     for r in trial_runs:  # the resumed trial's curve has every evaluation exactly once
-        steps = [m.step for m in MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
-                 .get_metric_history(r.info.run_id, "q_func")]
+        steps = [
+            m.step
+            for m in MlflowClient(f"sqlite:///{home / 'mlflow.db'}").get_metric_history(
+                r.info.run_id, "q_func"
+            )
+        ]
         assert sorted(steps) == list(range(0, 41, 4))
 
 
 def test_embedded_ray_runs_trial_workers_at_the_drivers_priority(tmp_path):
     # Ray's default worker niceness is 15; an embedded study sets RAY_worker_niceness=0 so that
     # other jobs on the machine cannot take the trials' CPU. A fresh process: Ray not yet started.
-    code = ("import os, ray\n"
-            "from study.service.driver import _init_ray\n"
-            "_init_ray(None, 1, 0, 0)\n"
-            "print('NICE', ray.get(ray.remote(lambda: os.nice(0)).remote()), os.nice(0))\n"
-            "ray.shutdown()\n")
+    code = (
+        "import os, ray\n"
+        "from study.service.driver import _init_ray\n"
+        "_init_ray(None, 1, 0, 0)\n"
+        "print('NICE', ray.get(ray.remote(lambda: os.nice(0)).remote()), os.nice(0))\n"
+        "ray.shutdown()\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_worker_niceness", None)
     env.pop("RAY_ADDRESS", None)
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, timeout=180,
-                         capture_output=True, text=True)
-    line = next(l for l in out.stdout.splitlines() if l.startswith("NICE"))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tmp_path,
+        timeout=180,
+        capture_output=True,
+        text=True,
+    )
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("NICE"))
     worker, driver = map(int, line.split()[1:])
     assert worker == driver

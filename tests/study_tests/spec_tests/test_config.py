@@ -86,8 +86,9 @@ def test_defaults_are_valid_and_frozen():
 
 
 def test_n_bits_can_follow_groups():
-    cfg = trial_config_from_dict({"task": {"wm": {"n_bits": "groups"}},
-                                  "partition": {"groups": 4}})
+    cfg = trial_config_from_dict(
+        {"task": {"wm": {"n_bits": "groups"}}, "partition": {"groups": 4}}
+    )
     assert cfg.n_bits == 4
 
 
@@ -95,14 +96,28 @@ def test_n_bits_can_follow_groups():
 # error shapes
 
 
-@pytest.mark.parametrize("tree, key, match", [
-    ({"network": {"hiden": 30}}, "network.hiden",
-     r"unknown key 'network\.hiden' \(did you mean 'network\.hidden'\?\); allowed here: kind, "
-     r"hidden, alpha, noise, gain"),
-    ({"netwrk": {"hidden": 30}}, "netwrk", r"unknown key 'netwrk' \(did you mean 'network'\?\)"),
-    ({"critic": {"optim": {"clipnorm": 1.0}}}, "critic.optim.clipnorm",
-     r"unknown key 'critic\.optim\.clipnorm' \(did you mean 'critic\.optim\.clip_norm'\?\)"),
-])
+@pytest.mark.parametrize(
+    "tree, key, match",
+    [
+        (
+            {"network": {"hiden": 30}},
+            "network.hiden",
+            r"unknown key 'network\.hiden' \(did you mean 'network\.hidden'\?\); allowed here: "
+            r"kind, "
+            r"hidden, alpha, noise, gain",
+        ),
+        (
+            {"netwrk": {"hidden": 30}},
+            "netwrk",
+            r"unknown key 'netwrk' \(did you mean 'network'\?\)",
+        ),
+        (
+            {"critic": {"optim": {"clipnorm": 1.0}}},
+            "critic.optim.clipnorm",
+            r"unknown key 'critic\.optim\.clipnorm' \(did you mean 'critic\.optim\.clip_norm'\?\)",
+        ),
+    ],
+)
 def test_unknown_key_suggests_closest(tree, key, match):
     with pytest.raises(ConfigError, match=match) as info:
         trial_config_from_dict(tree, source="spec.yaml")
@@ -110,62 +125,104 @@ def test_unknown_key_suggests_closest(tree, key, match):
     assert str(info.value).startswith("spec.yaml: ")
 
 
-@pytest.mark.parametrize("tree, match", [
-    ({"network": {"hidden": "40"}},
-     r"key 'network\.hidden': expected a valid integer, but got '40'"),
-    ({"network": {"hidden": 40.0}},
-     r"key 'network\.hidden': expected a valid integer, but got 40\.0"),
-    ({"optim": {"lr": "fast"}}, r"key 'optim\.lr': expected a valid number, but got 'fast'"),
-    ({"task": {"name": "maze"}},
-     r"key 'task\.name': expected 'working_memory' or 'chaos_separation', but got 'maze'"),
-    ({"task": {"wm": {"off_cue": "yes"}}}, r"key 'task\.wm\.off_cue': expected a valid boolean"),
-    ({"seeds": True}, r"key 'seeds': expected a valid integer, but got True"),
-])
+@pytest.mark.parametrize(
+    "tree, match",
+    [
+        (
+            {"network": {"hidden": "40"}},
+            r"key 'network\.hidden': expected a valid integer, but got '40'",
+        ),
+        (
+            {"network": {"hidden": 40.0}},
+            r"key 'network\.hidden': expected a valid integer, but got 40\.0",
+        ),
+        ({"optim": {"lr": "fast"}}, r"key 'optim\.lr': expected a valid number, but got 'fast'"),
+        (
+            {"task": {"name": "maze"}},
+            r"key 'task\.name': expected 'working_memory' or 'chaos_separation', but got 'maze'",
+        ),
+        (
+            {"task": {"wm": {"off_cue": "yes"}}},
+            r"key 'task\.wm\.off_cue': expected a valid boolean",
+        ),
+        ({"seeds": True}, r"key 'seeds': expected a valid integer, but got True"),
+    ],
+)
 def test_wrong_type_names_key_and_value(tree, match):
     with pytest.raises(ConfigError, match=match):
         trial_config_from_dict(tree, source="spec.yaml")
 
 
-@pytest.mark.parametrize("tree, match", [
-    ({"network": {"alpha": 1.5}},
-     r"key 'network\.alpha': expected less than or equal to 1, but got 1\.5"),
-    ({"network": {"hidden": 1}},
-     r"key 'network\.hidden': expected greater than or equal to 2, but got 1"),
-    ({"mi": {"weight": -0.1}},
-     r"key 'mi\.weight': expected greater than or equal to 0, but got -0\.1"),
-    ({"seeds": 0}, r"key 'seeds': expected greater than or equal to 1, but got 0"),
-    ({"task": {"wm": {"p_onset": 1.0}}},
-     r"key 'task\.wm\.p_onset': expected less than 1, but got 1\.0"),
-])
+@pytest.mark.parametrize(
+    "tree, match",
+    [
+        (
+            {"network": {"alpha": 1.5}},
+            r"key 'network\.alpha': expected less than or equal to 1, but got 1\.5",
+        ),
+        (
+            {"network": {"hidden": 1}},
+            r"key 'network\.hidden': expected greater than or equal to 2, but got 1",
+        ),
+        (
+            {"mi": {"weight": -0.1}},
+            r"key 'mi\.weight': expected greater than or equal to 0, but got -0\.1",
+        ),
+        ({"seeds": 0}, r"key 'seeds': expected greater than or equal to 1, but got 0"),
+        (
+            {"task": {"wm": {"p_onset": 1.0}}},
+            r"key 'task\.wm\.p_onset': expected less than 1, but got 1\.0",
+        ),
+    ],
+)
 def test_out_of_range_names_bound_and_value(tree, match):
     with pytest.raises(ConfigError, match=match):
         trial_config_from_dict(tree, source="spec.yaml")
 
 
-@pytest.mark.parametrize("tree, match", [
-    ({"partition": {"groups": 41}},
-     r"partition\.groups must be at most network\.hidden, but got network\.hidden=40, "
-     r"partition\.groups=41"),
-    ({"task": {"wm": {"washout": 2000}}},
-     r"task\.wm\.washout must be shorter than task\.wm\.segment, but got washout=2000, "
-     r"segment=2000"),
-    ({"mi": {"pairs": 40001}},
-     r"mi\.pairs must be at most the \(batch x time\) rows available \(40000\), but got "
-     r"mi\.pairs=40001; use 0 for all rows"),
-    ({"task": {"batch": 2, "wm": {"segment": 50}}, "mi": {"pairs": 101}},
-     r"rows available \(100\)"),
-    ({"train": {"checkpoint_every": 30}},
-     r"train\.checkpoint_every must be a multiple of train\.eval_every, but got "
-     r"checkpoint_every=30, eval_every=25"),
-    ({"partition": {"groups": 2, "sizes": [10, 20]}},
-     r"partition\.sizes must be 2 positive sizes summing to network\.hidden=40, but got "
-     r"\[10, 20\]"),
-    ({"partition": {"groups": 3, "sizes": [20, 20]}},
-     r"partition\.sizes must be 3 positive sizes"),
-    ({"partition": {"groups": 1}}, r"mi\.weight > 0 needs partition\.groups >= 2, but got 1"),
-    ({"mi": {"estimator": "infonce", "pairs": 100, "nce_block": 128}},
-     r"mi\.nce_block must be at most the rows per estimate \(100\), but got 128"),
-])
+@pytest.mark.parametrize(
+    "tree, match",
+    [
+        (
+            {"partition": {"groups": 41}},
+            r"partition\.groups must be at most network\.hidden, but got network\.hidden=40, "
+            r"partition\.groups=41",
+        ),
+        (
+            {"task": {"wm": {"washout": 2000}}},
+            r"task\.wm\.washout must be shorter than task\.wm\.segment, but got washout=2000, "
+            r"segment=2000",
+        ),
+        (
+            {"mi": {"pairs": 40001}},
+            r"mi\.pairs must be at most the \(batch x time\) rows available \(40000\), but got "
+            r"mi\.pairs=40001; use 0 for all rows",
+        ),
+        (
+            {"task": {"batch": 2, "wm": {"segment": 50}}, "mi": {"pairs": 101}},
+            r"rows available \(100\)",
+        ),
+        (
+            {"train": {"checkpoint_every": 30}},
+            r"train\.checkpoint_every must be a multiple of train\.eval_every, but got "
+            r"checkpoint_every=30, eval_every=25",
+        ),
+        (
+            {"partition": {"groups": 2, "sizes": [10, 20]}},
+            r"partition\.sizes must be 2 positive sizes summing to network\.hidden=40, but got "
+            r"\[10, 20\]",
+        ),
+        (
+            {"partition": {"groups": 3, "sizes": [20, 20]}},
+            r"partition\.sizes must be 3 positive sizes",
+        ),
+        ({"partition": {"groups": 1}}, r"mi\.weight > 0 needs partition\.groups >= 2, but got 1"),
+        (
+            {"mi": {"estimator": "infonce", "pairs": 100, "nce_block": 128}},
+            r"mi\.nce_block must be at most the rows per estimate \(100\), but got 128",
+        ),
+    ],
+)
 def test_cross_field_checks(tree, match):
     with pytest.raises(ConfigError, match=match) as info:
         trial_config_from_dict(tree, source="spec.yaml")
@@ -182,8 +239,11 @@ def test_several_errors_are_listed_on_one_line():
 
 
 def test_non_mapping_config_is_rejected():
-    with pytest.raises(ConfigError, match=r"s\.yaml: a trial config must be a mapping of "
-                                          r"sections, but got list"):
+    with pytest.raises(
+        ConfigError,
+        match=r"s\.yaml: a trial config must be a mapping of "
+        r"sections, but got list",
+    ):
         trial_config_from_dict([1, 2], source="s.yaml")
 
 
@@ -194,8 +254,11 @@ def test_non_mapping_config_is_rejected():
 def test_load_names_the_file(tmp_path):
     path = tmp_path / "trial.yaml"
     path.write_text("network:\n  hiden: 30\n")
-    with pytest.raises(ConfigError, match=rf"^{path}: unknown key 'network\.hiden' "
-                                          r"\(did you mean 'network\.hidden'\?\)"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"^{path}: unknown key 'network\.hiden' "
+        r"\(did you mean 'network\.hidden'\?\)",
+    ):
         load_trial_config(path)
 
 
@@ -219,29 +282,38 @@ def test_load_applies_overrides_over_file(tmp_path):
 
 
 def test_load_unknown_override_names_set():
-    with pytest.raises(ConfigError, match=r"^--set: unknown key 'network\.hiden' \(did you mean "
-                                          r"'network\.hidden'\?\)$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^--set: unknown key 'network\.hiden' \(did you mean "
+        r"'network\.hidden'\?\)$",
+    ):
         load_trial_config(None, ["network.hiden=3"])
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("mi.weight=0.3", ("mi.weight", 0.3)),
-    ("network.hidden=64", ("network.hidden", 64)),
-    (" task.name = chaos_separation", ("task.name", "chaos_separation")),
-    ("partition.sizes=[10, 30]", ("partition.sizes", [10, 30])),
-    ("critic.optim.clip_norm=null", ("critic.optim.clip_norm", None)),
-    ("critic.optim.clip_norm=", ("critic.optim.clip_norm", None)),
-    ("task.wm.off_cue=true", ("task.wm.off_cue", True)),
-    ("task.name=a=b", ("task.name", "a=b")),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("mi.weight=0.3", ("mi.weight", 0.3)),
+        ("network.hidden=64", ("network.hidden", 64)),
+        (" task.name = chaos_separation", ("task.name", "chaos_separation")),
+        ("partition.sizes=[10, 30]", ("partition.sizes", [10, 30])),
+        ("critic.optim.clip_norm=null", ("critic.optim.clip_norm", None)),
+        ("critic.optim.clip_norm=", ("critic.optim.clip_norm", None)),
+        ("task.wm.off_cue=true", ("task.wm.off_cue", True)),
+        ("task.name=a=b", ("task.name", "a=b")),
+    ],
+)
 def test_parse_assignment(text, expected):
     assert parse_assignment(text) == expected
 
 
-@pytest.mark.parametrize("text, match", [
-    ("mi.weight", r"--set: override must look like key=value, but got 'mi\.weight'"),
-    ("mi.weight=[1", r"--set: value of 'mi\.weight' is not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("mi.weight", r"--set: override must look like key=value, but got 'mi\.weight'"),
+        ("mi.weight=[1", r"--set: value of 'mi\.weight' is not valid YAML"),
+    ],
+)
 def test_parse_assignment_rejects_malformed(text, match):
     with pytest.raises(ConfigError, match=match):
         parse_assignment(text)
@@ -264,8 +336,11 @@ def test_apply_overrides_copies_and_rejects_unknown():
     out = apply_overrides(tree, {"mi.weight": 0.5, "network.hidden": 8})
     assert out == {"mi": {"weight": 0.5}, "network": {"hidden": 8}}
     assert tree == {"mi": {"weight": 0.1}}
-    with pytest.raises(ConfigError, match=r"^--set: unknown key 'mi\.wieght' \(did you mean "
-                                          r"'mi\.weight'\?\)") as info:
+    with pytest.raises(
+        ConfigError,
+        match=r"^--set: unknown key 'mi\.wieght' \(did you mean "
+        r"'mi\.weight'\?\)",
+    ) as info:
         apply_overrides(tree, {"mi.wieght": 0.5})
     assert info.value.key == "mi.wieght"
 
@@ -290,9 +365,13 @@ def unflatten(flat):
 
 
 def test_flatten_unflatten_round_trip():
-    cfg = trial_config_from_dict({"partition": {"groups": 3, "sizes": [10, 10, 20]},
-                                  "mi": {"weight": 0.3, "penalty": "total_correlation"},
-                                  "critic": {"optim": {"clip_norm": None}}})
+    cfg = trial_config_from_dict(
+        {
+            "partition": {"groups": 3, "sizes": [10, 10, 20]},
+            "mi": {"weight": 0.3, "penalty": "total_correlation"},
+            "critic": {"optim": {"clip_norm": None}},
+        }
+    )
     flat = cfg.flat()
     assert set(flat) <= set(VALID_KEYS)
     assert flat["partition.sizes"] == [10, 10, 20] and flat["critic.optim.clip_norm"] is None
@@ -307,11 +386,14 @@ def test_flat_keys_cover_every_leaf():
     assert set(TrialConfig().flat()) == leaves
 
 
-@pytest.mark.parametrize("tree, flat", [
-    ({}, {}),
-    ({"a": 1}, {"a": 1}),
-    ({"a": {"b": {"c": [1, 2]}, "d": None}}, {"a.b.c": [1, 2], "a.d": None}),
-])
+@pytest.mark.parametrize(
+    "tree, flat",
+    [
+        ({}, {}),
+        ({"a": 1}, {"a": 1}),
+        ({"a": {"b": {"c": [1, 2]}, "d": None}}, {"a.b.c": [1, 2], "a.d": None}),
+    ],
+)
 def test_flatten_examples(tree, flat):
     assert flatten(tree) == flat
     assert unflatten(flat) == tree
@@ -329,14 +411,22 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def test_validating_a_study_imports_neither_torch_nor_ray():
-    code = ("import sys, study.spec as spec\n"
-            "study = spec.load_study('search_spaces/demo.yaml')\n"
-            "study.trial_config({})\n"
-            "print(sorted(m for m in ('torch', 'ray', 'mlflow', 'optuna', 'pandas', 'scipy') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""}, timeout=60,
-                         check=True)
+    code = (
+        "import sys, study.spec as spec\n"
+        "study = spec.load_study('search_spaces/demo.yaml')\n"
+        "study.trial_config({})\n"
+        "print(sorted(m for m in ('torch', 'ray', 'mlflow', 'optuna', 'pandas', 'scipy') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": ""},
+        timeout=60,
+        check=True,
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -351,8 +441,11 @@ def test_callers_import_the_spec_package_not_its_modules():
     # only the package's own modules (and tests of a private helper) name a module of it
     pattern = re.compile(r"^\s*(?:from|import)\s+study\.spec\.(\w+)", re.M)
     offenders = []
-    paths = [p for folder in ("study", "analysis", "tests", "bench", "docs")
-             for p in (REPO / folder).rglob("*.py")]
+    paths = [
+        p
+        for folder in ("study", "analysis", "tests", "bench", "docs")
+        for p in (REPO / folder).rglob("*.py")
+    ]
     for path in sorted(paths):
         rel = path.relative_to(REPO).as_posix()
         if rel.startswith("study/spec/"):

@@ -4,9 +4,9 @@ uninterrupted curves bit for bit, and a checkpoint written with another config i
 from __future__ import annotations
 
 import pytest
+from tiny_trial import same, tiny
 
 from study.training import RecordingReporter, train
-from tiny_trial import same, tiny
 
 
 def test_train_resume_gives_the_uninterrupted_curves(tmp_path):
@@ -22,8 +22,9 @@ def test_train_resume_gives_the_uninterrupted_curves(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(cfg, reporter=Kill(), checkpoint_dir=tmp_path / "cut")
     resumed_rep = RecordingReporter()
-    resumed = train(cfg, reporter=resumed_rep, checkpoint_dir=tmp_path / "cut",
-                    resume_from=tmp_path / "cut")
+    resumed = train(
+        cfg, reporter=resumed_rep, checkpoint_dir=tmp_path / "cut", resume_from=tmp_path / "cut"
+    )
     assert [r.epoch for r in resumed_rep.records] == [4, 6]  # only the new evaluations
     assert [r.epoch for r in resumed.history] == [0, 2, 4, 6]
     for a, b in zip(full.history, resumed.history):

@@ -15,15 +15,36 @@ from study.spec import ConfigError, load_trial_config
 from study.training import Trainer
 
 TINY = {
-    "task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 40, "network.hidden": 12,
-    "critic.width": 16, "critic.steps": 2, "critic.pretrain_steps": 2, "mi.pairs": 0,
-    "train.epochs": 4, "train.eval_every": 2, "train.eval_batch": 4, "train.threads": 1,
-    "train.checkpoint_every": 2, "train.snapshot_every": 0, "train.null_partitions": 50,
+    "task.batch": 4,
+    "task.wm.transient": 20,
+    "task.wm.segment": 40,
+    "network.hidden": 12,
+    "critic.width": 16,
+    "critic.steps": 2,
+    "critic.pretrain_steps": 2,
+    "mi.pairs": 0,
+    "train.epochs": 4,
+    "train.eval_every": 2,
+    "train.eval_batch": 4,
+    "train.threads": 1,
+    "train.checkpoint_every": 2,
+    "train.snapshot_every": 0,
+    "train.null_partitions": 50,
     "seeds": 2,
     "train.device": "cpu",
 }
-CONTRACT = ("q_func_z", "q_struct_z", "q_struct_delta", "q_struct_delta_z", "nmi_func",
-            "nmi_struct", "q_func_found", "q_struct_found", "q_update_z", "q_reset_z")
+CONTRACT = (
+    "q_func_z",
+    "q_struct_z",
+    "q_struct_delta",
+    "q_struct_delta_z",
+    "nmi_func",
+    "nmi_struct",
+    "q_func_found",
+    "q_struct_found",
+    "q_update_z",
+    "q_reset_z",
+)
 
 
 def tiny(**over) -> Trainer:
@@ -34,8 +55,14 @@ def test_leaky_evaluation_has_every_contract_metric():
     trainer = tiny()
     assert set(CONTRACT) <= set(MODULARITY_METRICS) <= set(trainer.metric_names)
     res = trainer.evaluate()
-    for name in ("q_func_z", "q_struct_z", "nmi_func", "nmi_struct", "q_func_found",
-                 "q_struct_found"):
+    for name in (
+        "q_func_z",
+        "q_struct_z",
+        "nmi_func",
+        "nmi_struct",
+        "q_func_found",
+        "q_struct_found",
+    ):
         assert np.isfinite(res[name]).all(), name
     # before any update ΔW = 0: its Q is undefined; the leaky network has no gates
     for name in ("q_struct_delta", "q_struct_delta_z", "q_update_z", "q_reset_z"):
@@ -73,12 +100,17 @@ def test_gru_gate_blocks_are_scored():
     res = trainer.evaluate()
     u = trainer.net.u.detach()
     n = 12
-    for gate, block in (("update", u[:, :, :n]), ("reset", u[:, :, n:2 * n])):
-        want = modularity.modularity_zscore(modularity.structural_adjacency(block), trainer.labels,
-                                         trainer.null_partitions).double().numpy()
+    for gate, block in (("update", u[:, :, :n]), ("reset", u[:, :, n : 2 * n])):
+        want = (
+            modularity.modularity_zscore(
+                modularity.structural_adjacency(block), trainer.labels, trainer.null_partitions
+            )
+            .double()
+            .numpy()
+        )
         np.testing.assert_allclose(res[f"q_{gate}_z"], want, rtol=1e-6)
     # the structural graph of the GRU is its candidate block U_h
-    torch.testing.assert_close(trainer.w_rec0, u[:, :, 2 * n:])
+    torch.testing.assert_close(trainer.w_rec0, u[:, :, 2 * n :])
 
 
 def test_communities_can_be_switched_off():
@@ -125,6 +157,7 @@ def test_fixed_evaluation_batch_repeats_exactly_and_leaves_training_alone():
     assert not np.array_equal(c["q_func"], d["q_func"])  # a fresh batch each time
     for t in (fixed, fresh):
         t.train_epoch()
-    torch.testing.assert_close(fixed.net.recurrent_weights(), fresh.net.recurrent_weights(),
-                               rtol=0, atol=0)  # evaluation streams never reach training
+    torch.testing.assert_close(
+        fixed.net.recurrent_weights(), fresh.net.recurrent_weights(), rtol=0, atol=0
+    )  # evaluation streams never reach training
     assert not np.array_equal(fixed.evaluate()["q_func"], a["q_func"])  # the weights moved

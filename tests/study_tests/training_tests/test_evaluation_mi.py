@@ -12,11 +12,25 @@ import pytest
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 
 TINY = {
-    "task.batch": 4, "task.wm.transient": 20, "task.wm.segment": 40, "network.hidden": 12,
-    "partition.groups": 3, "task.wm.n_bits": 3, "critic.width": 16, "critic.steps": 1,
-    "critic.pretrain_steps": 2, "mi.pairs": 0, "mi.heldout.steps": 5, "mi.heldout.width": 8,
-    "train.epochs": 4, "train.eval_every": 1, "train.eval_batch": 12,
-    "train.heldout_mi_every": 2, "train.snapshot_every": 0, "train.threads": 1, "seeds": 2,
+    "task.batch": 4,
+    "task.wm.transient": 20,
+    "task.wm.segment": 40,
+    "network.hidden": 12,
+    "partition.groups": 3,
+    "task.wm.n_bits": 3,
+    "critic.width": 16,
+    "critic.steps": 1,
+    "critic.pretrain_steps": 2,
+    "mi.pairs": 0,
+    "mi.heldout.steps": 5,
+    "mi.heldout.width": 8,
+    "train.epochs": 4,
+    "train.eval_every": 1,
+    "train.eval_batch": 12,
+    "train.heldout_mi_every": 2,
+    "train.snapshot_every": 0,
+    "train.threads": 1,
+    "seeds": 2,
     "train.device": "cpu",
 }
 
@@ -62,10 +76,17 @@ def _spec(tmp_path, mode, search):
     import yaml
 
     path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "s", "trial": {"mi": {"noise_mode": mode}}, "search": search,
-        "sampler": {"name": "grid", "seed": 0},
-        "objectives": [{"metric": "final.q_func", "direction": "maximize"}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "s",
+                "trial": {"mi": {"noise_mode": mode}},
+                "search": search,
+                "sampler": {"name": "grid", "seed": 0},
+                "objectives": [{"metric": "final.q_func", "direction": "maximize"}],
+            }
+        )
+    )
     return path
 
 

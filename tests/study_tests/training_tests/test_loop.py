@@ -9,9 +9,9 @@ import sys
 
 import pytest
 import torch
+from tiny_trial import tiny
 
 from study.training import Diverged, RecordingReporter, Trainer, metric_names, train
-from tiny_trial import tiny
 
 
 def test_train_reports_every_evaluation_with_all_metrics(tmp_path):
@@ -34,8 +34,16 @@ def test_train_reports_every_evaluation_with_all_metrics(tmp_path):
 
 def test_train_divergence_stops_with_a_message_and_keeps_history():
     # a learning rate of 1e37 sends the weights to ~1e37, so the L2 term overflows to inf
-    cfg = tiny(**{"optim.lr": 1e37, "optim.kind": "adam", "optim.clip_norm": None,
-                  "train.eval_every": 1, "train.checkpoint_every": 1, "train.snapshot_every": 0})
+    cfg = tiny(
+        **{
+            "optim.lr": 1e37,
+            "optim.kind": "adam",
+            "optim.clip_norm": None,
+            "train.eval_every": 1,
+            "train.checkpoint_every": 1,
+            "train.snapshot_every": 0,
+        }
+    )
     rep = RecordingReporter()
     res = train(cfg, reporter=rep)
     assert res.status == "diverged"
@@ -63,8 +71,9 @@ def test_train_without_mi_penalty_and_single_group():
 
 
 def test_train_module_does_not_import_ray_or_mlflow():
-    code = ("import sys, study.training.loop, study.service.summary; "
-            "print(sorted(m for m in ('ray', 'mlflow', 'optuna') if m in sys.modules))")
+    code = (
+        "import sys, study.training.loop, study.service.summary; "
+        "print(sorted(m for m in ('ray', 'mlflow', 'optuna') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-

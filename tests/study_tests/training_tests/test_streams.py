@@ -6,17 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_trial import same, tiny
 
 from study.core.networks import member_generators
 from study.training import Trainer, streams, train
-from tiny_trial import same, tiny
 
 
 def test_train_same_seed_same_metrics():
     a = train(tiny(**{"train.epochs": 3, "train.eval_every": 1, "train.checkpoint_every": 1}))
     b = train(tiny(**{"train.epochs": 3, "train.eval_every": 1, "train.checkpoint_every": 1}))
-    c = train(tiny(**{"train.epochs": 3, "train.eval_every": 1, "train.checkpoint_every": 1,
-                      "seed": 5}))
+    c = train(
+        tiny(**{"train.epochs": 3, "train.eval_every": 1, "train.checkpoint_every": 1, "seed": 5})
+    )
     assert all(same(x.metrics, y.metrics) for x, y in zip(a.history, b.history))
     assert not all(same(x.metrics, y.metrics) for x, y in zip(a.history, c.history))
 
@@ -33,8 +34,10 @@ def test_train_member_initialisation_does_not_depend_on_population_size():
 # the table: the recorded derivations (changing one changes every curve)
 
 
-@pytest.mark.parametrize("stream, key", [(streams.TRAIN, 1), (streams.EVAL, 2),
-                                         (streams.NULL_PARTITIONS, 3), (streams.FIXED_EVAL, 4)])
+@pytest.mark.parametrize(
+    "stream, key",
+    [(streams.TRAIN, 1), (streams.EVAL, 2), (streams.NULL_PARTITIONS, 3), (streams.FIXED_EVAL, 4)],
+)
 def test_stream_keys_give_the_recorded_seeds(stream, key):
     assert stream.entropy(17) == [17, key]
     want = np.random.default_rng([17, key]).random(5)
@@ -45,8 +48,9 @@ def test_stream_keys_give_the_recorded_seeds(stream, key):
 def test_streams_of_two_trials_never_share_a_seed():
     keys = [s.key for s in streams.STREAMS]
     assert len(set(keys)) == len(keys)
-    torch_seeds = {s.generator(seed, "cpu").initial_seed() for seed in range(50)
-                   for s in streams.STREAMS}
+    torch_seeds = {
+        s.generator(seed, "cpu").initial_seed() for seed in range(50) for s in streams.STREAMS
+    }
     assert len(torch_seeds) == 50 * len(streams.STREAMS)
 
 

@@ -1,5 +1,6 @@
 """Tests for study/core/mi/critic.py: the critic's first layer is two dense maps summed
-(docs/method.md §4.3), with Glorot-uniform kernels. Its bfloat16 path is tested in test_precision.py.
+(docs/method.md §4.3), with Glorot-uniform kernels. Its bfloat16 path is tested in
+test_precision.py.
 """
 
 import math

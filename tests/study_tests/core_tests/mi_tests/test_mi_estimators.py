@@ -1,7 +1,7 @@
 """Tests for study/core/mi/estimators.py: each bound (DV, MINE, InfoNCE) against the value of
-the optimal critic on Gaussians of known MI (docs/ground-truth.md; the Gaussian critic's optimum is the
-log density ratio, which gives each estimator's exact target value and its sampling spread),
-MINE's moving average, which MINE owns, and the row sampling the bounds share.
+the optimal critic on Gaussians of known MI (docs/ground-truth.md; the Gaussian critic's
+optimum is the log density ratio, which gives each estimator's exact target value and its
+sampling spread), MINE's moving average, which MINE owns, and the row sampling the bounds share.
 """
 
 import math
@@ -9,11 +9,19 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from gaussian_truth import _correlated, _optimal_dv, _optimal_infonce
-from study.core.mi import (DV, MINE, Critic, InfoNCE, InputNoise, SubgroupMI, estimate_mi,
-                           random_permutations, take_rows)
 
+from study.core.mi import (
+    DV,
+    MINE,
+    Critic,
+    InfoNCE,
+    InputNoise,
+    SubgroupMI,
+    estimate_mi,
+    random_permutations,
+    take_rows,
+)
 
 # ----------------------------------------------------------------------------------------------
 # estimate_mi on Gaussians of known MI
@@ -34,8 +42,9 @@ ESTIMATOR_KW = {
 def test_estimate_mi_recovers_gaussian_mi(estimator, mi):
     rng = np.random.default_rng(int(mi * 10))
     x, y, _ = _correlated(rng, M, D, mi)
-    got = estimate_mi(x, y, estimator=estimator, holdout=HOLDOUT, seed=1,
-                      **ESTIMATOR_KW[estimator])
+    got = estimate_mi(
+        x, y, estimator=estimator, holdout=HOLDOUT, seed=1, **ESTIMATOR_KW[estimator]
+    )
     if estimator == "infonce":
         # the target is the optimal critic's InfoNCE at block K = 128, which saturates towards
         # ln K (2.76 at I = 3); it is averaged over the N_TEST/K held-out blocks
@@ -56,8 +65,9 @@ def test_estimate_mi_recovers_gaussian_mi(estimator, mi):
 def test_estimate_mi_of_independent_data_is_near_zero(estimator):
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((M, D)), rng.standard_normal((M, D))
-    got = estimate_mi(x, y, estimator=estimator, holdout=HOLDOUT, seed=2,
-                      **ESTIMATOR_KW[estimator])
+    got = estimate_mi(
+        x, y, estimator=estimator, holdout=HOLDOUT, seed=2, **ESTIMATOR_KW[estimator]
+    )
     # true MI is 0; a held-out bound of a slightly overfit critic scatters around it, mostly
     # below: a band, not >= 0 (docs/ground-truth.md)
     assert -0.05 <= got <= 0.03
@@ -68,8 +78,18 @@ def test_infonce_saturates_at_log_block():
     x = rng.standard_normal((4000, 8))
     # y = x: the MI is unbounded, InfoNCE with blocks of 16 is at most ln 16 = 2.77, and a
     # critic that separates the 16 rows of a block gets close to it
-    got = estimate_mi(x, x, estimator="infonce", steps=300, batch=64, width=32, depth=1,
-                      lr=1e-2, nce_block=16, seed=0)
+    got = estimate_mi(
+        x,
+        x,
+        estimator="infonce",
+        steps=300,
+        batch=64,
+        width=32,
+        depth=1,
+        lr=1e-2,
+        nce_block=16,
+        seed=0,
+    )
     assert got <= math.log(16) + 1e-6
     assert got >= math.log(16) - 0.05
 
@@ -78,8 +98,15 @@ def test_infonce_saturates_at_log_block():
 def test_infonce_bound_never_exceeds_log_block(block):
     # any critic (here a random one, scaled up) gives a per-replica bound <= ln(block)
     labels = np.array([0, 0, 1, 1, 1])
-    est = SubgroupMI(2, labels, estimator="infonce", nce_block=block, input_noise=0.0,
-                     critic={"width": 16, "depth": 2}, seed=3)
+    est = SubgroupMI(
+        2,
+        labels,
+        estimator="infonce",
+        nce_block=block,
+        input_noise=0.0,
+        critic={"width": 16, "depth": 2},
+        seed=3,
+    )
     with torch.no_grad():
         for p in est.critic.parameters():
             p.mul_(20.0)
@@ -98,8 +125,15 @@ def test_infonce_bound_never_exceeds_log_block(block):
 def test_mine_ema_follows_critic_steps_only():
     labels = np.array([0, 0, 1, 1])
     rate = 0.3
-    est = SubgroupMI(1, labels, estimator="mine", ema_rate=rate, input_noise=0.0,
-                     critic={"width": 8, "depth": 1}, seed=0)
+    est = SubgroupMI(
+        1,
+        labels,
+        estimator="mine",
+        ema_rate=rate,
+        input_noise=0.0,
+        critic={"width": 8, "depth": 1},
+        seed=0,
+    )
     gen = torch.Generator().manual_seed(0)
 
     def batch():
@@ -165,8 +199,9 @@ def test_dv_bound_is_the_dv_formula_on_the_critic_it_is_handed():
     data = torch.Generator().manual_seed(0)
     a, b = torch.randn(2, 50, 3, generator=data), torch.randn(2, 50, 2, generator=data)
     with torch.no_grad():
-        value, surrogate = DV().bound(critic, noise, a, b, torch.Generator().manual_seed(1),
-                                      update_state=False)
+        value, surrogate = DV().bound(
+            critic, noise, a, b, torch.Generator().manual_seed(1), update_state=False
+        )
         gen = torch.Generator().manual_seed(1)  # the same draws: one permutation per replica
         perm = torch.stack([torch.randperm(50, generator=gen) for _ in range(2)])
         shuffled = critic(a, torch.stack([b[r, perm[r]] for r in range(2)]))
@@ -197,8 +232,14 @@ def test_the_noise_policy_draws_a_before_b_and_names_the_partner():
 def test_mine_owns_its_moving_average():
     mine = MINE(ema_rate=0.3)
     assert mine.state_dict() == {}
-    est = SubgroupMI(2, np.array([0, 0, 1, 1, 1]), estimator=mine, input_noise=0.0,
-                     critic={"width": 8, "depth": 1}, seed=0)
+    est = SubgroupMI(
+        2,
+        np.array([0, 0, 1, 1, 1]),
+        estimator=mine,
+        input_noise=0.0,
+        critic={"width": 8, "depth": 1},
+        seed=0,
+    )
     assert est.estimator is mine and mine.log_ema.shape == (2,)  # R = S·P = 2 · 1
     assert "log_ema" not in est.state_dict()  # not the penalty's buffer any more
     gen = torch.Generator().manual_seed(0)

@@ -14,10 +14,16 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from gaussian_truth import _mi_closed_form, _rho_for
-from study.core.mi import (estimate_mi, gaussian_mi, gaussian_penalty, heldout_mi, sequence_null,
-                           split_sequences)
+
+from study.core.mi import (
+    estimate_mi,
+    gaussian_mi,
+    gaussian_penalty,
+    heldout_mi,
+    sequence_null,
+    split_sequences,
+)
 from study.core.partition import groups
 
 
@@ -29,9 +35,14 @@ def _labels(sizes):
 # measurements of independent units
 
 
-@pytest.mark.parametrize("k, sizes", [(3, None),
-                                      pytest.param(4, (8, 5, 4, 3), marks=pytest.mark.slow),
-                                      pytest.param(5, (6, 5, 4, 3, 2), marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "k, sizes",
+    [
+        (3, None),
+        pytest.param(4, (8, 5, 4, 3), marks=pytest.mark.slow),
+        pytest.param(5, (6, 5, 4, 3, 2), marks=pytest.mark.slow),
+    ],
+)
 def test_measurements_of_independent_units_read_zero(k, sizes):
     # Gaussian plug-in (noisy), its null and the held-out estimate with its null, on i.i.d.
     # independent units: all within 0.05 nats of 0 (plug-in bias Σ dx·dy/(2M) ≈ 0.01 here)
@@ -57,14 +68,16 @@ def test_gaussian_mi_noise_matches_closed_form_and_sampled_noise():
     xt, yt = torch.tensor(x), torch.tensor(y)
     got = float(gaussian_mi(xt, yt, noise=sigma))
     assert got == pytest.approx(_mi_closed_form(rho, d, sigma), abs=0.01)
-    sampled = float(gaussian_mi(xt + sigma * torch.randn_like(xt),
-                                yt + sigma * torch.randn_like(yt)))
+    sampled = float(
+        gaussian_mi(xt + sigma * torch.randn_like(xt), yt + sigma * torch.randn_like(yt))
+    )
     assert got == pytest.approx(sampled, abs=0.01)
     assert got < float(gaussian_mi(xt, yt)) - 0.5  # noise lowers the MI a lot at ρ = 0.8
     # the penalty form agrees at K = 2
     labels = np.repeat([0, 1], d)
-    assert float(gaussian_penalty(torch.cat([xt, yt], 1), labels, "pairwise", noise=sigma)
-                 ) == pytest.approx(got, abs=1e-9)
+    assert float(
+        gaussian_penalty(torch.cat([xt, yt], 1), labels, "pairwise", noise=sigma)
+    ) == pytest.approx(got, abs=1e-9)
 
 
 def test_sequence_null_pairs_each_group_with_other_sequences():
@@ -91,7 +104,8 @@ def test_sequence_null_removes_dependence_but_keeps_each_group():
     flat = z.reshape(1, -1, 4)
     null = sequence_null(z, labels).reshape(1, -1, 4)
     assert float(gaussian_penalty(flat, labels, "pairwise", noise=0.1)) == pytest.approx(
-        _mi_closed_form(1.0, 2, 0.1), abs=0.05)  # ρ = 1 seen through σ = 0.1: 3.9 nats
+        _mi_closed_form(1.0, 2, 0.1), abs=0.05
+    )  # ρ = 1 seen through σ = 0.1: 3.9 nats
     assert abs(float(gaussian_penalty(null, labels, "pairwise", noise=0.1))) < 0.01
     torch.testing.assert_close(null.var(1), flat.var(1), rtol=1e-5, atol=1e-6)
 
@@ -159,10 +173,12 @@ def _ar1_pair(gen, s, t, b, d, rho, phi):
     I(x_t; y_t) = −(d/2)·ln(1 − ρ²) whatever φ is. Rows of one sequence are autocorrelated,
     corr(z_t, z_{t+k}) = φ^k (time constant τ = −1/ln φ steps): a row split would leak.
     """
+
     def eps(shape):
         e1 = gen.standard_normal(shape)
-        return np.concatenate([e1, rho * e1 + math.sqrt(1 - rho**2) * gen.standard_normal(shape)],
-                              -1)
+        return np.concatenate(
+            [e1, rho * e1 + math.sqrt(1 - rho**2) * gen.standard_normal(shape)], -1
+        )
 
     z = np.empty((s, t, b, 2 * d))
     z[:, 0] = eps((s, b, d))
@@ -192,8 +208,9 @@ def test_autocorrelation_bias_of_the_plug_in_is_removed_by_its_null():
     labels = np.repeat([0, 1], 20)
     flat = x.reshape(2, -1, 40)
     plug_in = gaussian_penalty(flat, labels, "pairwise", noise=0.1)
-    floor = gaussian_penalty(sequence_null(x, labels).reshape(2, -1, 40), labels, "pairwise",
-                             noise=0.1)
+    floor = gaussian_penalty(
+        sequence_null(x, labels).reshape(2, -1, 40), labels, "pairwise", noise=0.1
+    )
     assert (plug_in > 0.2).all(), plug_in
     assert ((plug_in - floor).abs() < 0.1).all(), (plug_in, floor)
     value, null = heldout_mi(x, labels, noise=0.1, steps=150, seed=0)
@@ -327,22 +344,50 @@ def test_gaussian_penalty_single_group_is_zero(kind):
 @pytest.mark.parametrize(
     ("fn", "args", "error", "match"),
     [
-        (gaussian_penalty, (torch.ones(10, 4), groups(4, 2), "tc"), ValueError,
-         r"gaussian_penalty\(\): kind must be one of \('pairwise', 'total_correlation'\), "
-         r"but got 'tc'"),
-        (gaussian_penalty, (torch.ones(10, 4), groups(3, 2), "pairwise"), ValueError,
-         r"gaussian_penalty\(\): labels must have shape \(N,\) with N=4"),
-        (gaussian_penalty, (torch.ones(1, 4), groups(4, 2), "pairwise"), ValueError,
-         r"gaussian_penalty\(\): activity must have shape \(..., M, N\) with M >= 2 samples"),
-        (gaussian_mi, (torch.ones(10, 2), torch.ones(9, 2)), ValueError,
-         r"gaussian_mi\(\): x and y must share their leading axes and sample count \(..., M\), "
-         r"but got shapes \(10, 2\) and \(9, 2\)"),
-        (gaussian_mi, (torch.ones(1, 2), torch.ones(1, 2)), ValueError,
-         r"gaussian_mi\(\): x and y need M >= 2 samples, but got shape \(1, 2\)"),
-        (gaussian_mi, (torch.ones(10), torch.ones(10, 2)), ValueError,
-         r"gaussian_mi\(\): x must have at least 2 axes, but got shape \(10,\)"),
-        (gaussian_mi, (torch.ones(10, 2), np.ones((10, 2))), TypeError,
-         r"gaussian_mi\(\): y must be a torch.Tensor, but got ndarray"),
+        (
+            gaussian_penalty,
+            (torch.ones(10, 4), groups(4, 2), "tc"),
+            ValueError,
+            r"gaussian_penalty\(\): kind must be one of \('pairwise', 'total_correlation'\), "
+            r"but got 'tc'",
+        ),
+        (
+            gaussian_penalty,
+            (torch.ones(10, 4), groups(3, 2), "pairwise"),
+            ValueError,
+            r"gaussian_penalty\(\): labels must have shape \(N,\) with N=4",
+        ),
+        (
+            gaussian_penalty,
+            (torch.ones(1, 4), groups(4, 2), "pairwise"),
+            ValueError,
+            r"gaussian_penalty\(\): activity must have shape \(..., M, N\) with M >= 2 samples",
+        ),
+        (
+            gaussian_mi,
+            (torch.ones(10, 2), torch.ones(9, 2)),
+            ValueError,
+            r"gaussian_mi\(\): x and y must share their leading axes and sample count \(..., M\), "
+            r"but got shapes \(10, 2\) and \(9, 2\)",
+        ),
+        (
+            gaussian_mi,
+            (torch.ones(1, 2), torch.ones(1, 2)),
+            ValueError,
+            r"gaussian_mi\(\): x and y need M >= 2 samples, but got shape \(1, 2\)",
+        ),
+        (
+            gaussian_mi,
+            (torch.ones(10), torch.ones(10, 2)),
+            ValueError,
+            r"gaussian_mi\(\): x must have at least 2 axes, but got shape \(10,\)",
+        ),
+        (
+            gaussian_mi,
+            (torch.ones(10, 2), np.ones((10, 2))),
+            TypeError,
+            r"gaussian_mi\(\): y must be a torch.Tensor, but got ndarray",
+        ),
     ],
 )
 def test_gaussian_metrics_reject_bad_input(fn, args, error, match):
@@ -354,16 +399,37 @@ def test_gaussian_metrics_reject_bad_input(fn, args, error, match):
 # estimate_mi's argument checks
 
 
-@pytest.mark.parametrize("x, y, kwargs, match", [
-    (np.zeros((100, 2)), np.zeros((99, 2)), {},
-     r"x and y must be \(M, dx\) and \(M, dy\) with the same M, but got shapes \(100, 2\) and "
-     r"\(99, 2\)"),
-    (np.zeros((10, 2, 2)), np.zeros((10, 2)), {}, r".*but got shapes \(10, 2, 2\) and \(10, 2\)"),
-    (np.zeros((1000, 2)), np.zeros((1000, 2)), {"estimator": "nwj"},
-     r"estimator must be one of .*, but got 'nwj'"),
-    (np.zeros((600, 2)), np.zeros((600, 2)), {},
-     r"need at least batch=512 training rows and a held-out part, but got M=600 rows"),
-])
+@pytest.mark.parametrize(
+    "x, y, kwargs, match",
+    [
+        (
+            np.zeros((100, 2)),
+            np.zeros((99, 2)),
+            {},
+            r"x and y must be \(M, dx\) and \(M, dy\) with the same M, but got shapes "
+            r"\(100, 2\) and "
+            r"\(99, 2\)",
+        ),
+        (
+            np.zeros((10, 2, 2)),
+            np.zeros((10, 2)),
+            {},
+            r".*but got shapes \(10, 2, 2\) and \(10, 2\)",
+        ),
+        (
+            np.zeros((1000, 2)),
+            np.zeros((1000, 2)),
+            {"estimator": "nwj"},
+            r"estimator must be one of .*, but got 'nwj'",
+        ),
+        (
+            np.zeros((600, 2)),
+            np.zeros((600, 2)),
+            {},
+            r"need at least batch=512 training rows and a held-out part, but got M=600 rows",
+        ),
+    ],
+)
 def test_estimate_mi_rejects_bad_arguments(x, y, kwargs, match):
     with pytest.raises(ValueError, match=r"estimate_mi\(\): " + match):
         estimate_mi(x, y, **kwargs)

@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from gaussian_truth import _equicorrelated_groups, _pairwise_truth, _tc_truth
+
 from study.core.mi import SubgroupMI, penalty_terms
 from study.core.partition import groups
-
 
 # ----------------------------------------------------------------------------------------------
 # penalty index sets
@@ -63,10 +62,13 @@ def test_penalty_terms_non_contiguous_has_no_ranges():
     assert terms.a_index[0].tolist() == [0, 2]
 
 
-@pytest.mark.parametrize("labels, kind, match", [
-    (np.zeros(5, int), "pairwise", r"penalty_terms\(\): need at least 2 groups, but got 1"),
-    (np.array([0, 1]), "chain", r"penalty_terms\(\): kind must be one of .*, but got 'chain'"),
-])
+@pytest.mark.parametrize(
+    "labels, kind, match",
+    [
+        (np.zeros(5, int), "pairwise", r"penalty_terms\(\): need at least 2 groups, but got 1"),
+        (np.array([0, 1]), "chain", r"penalty_terms\(\): kind must be one of .*, but got 'chain'"),
+    ],
+)
 def test_penalty_terms_rejects_bad_arguments(labels, kind, match):
     with pytest.raises(ValueError, match=match):
         penalty_terms(labels, kind)
@@ -103,8 +105,15 @@ def _interleaved(sizes, seed):
 def test_contiguous_fast_path_equals_gather_path(penalty, estimator):
     sizes = (3, 2, 4)
     labels_c, labels_n, pos = _interleaved(sizes, seed=1)
-    kw = dict(penalty=penalty, estimator=estimator, input_noise=0.1, nce_block=16, pairs=48,
-              critic={"width": 16, "depth": 2}, seed=4)
+    kw = dict(
+        penalty=penalty,
+        estimator=estimator,
+        input_noise=0.1,
+        nce_block=16,
+        pairs=48,
+        critic={"width": 16, "depth": 2},
+        seed=4,
+    )
     fast, slow = SubgroupMI(2, labels_c, **kw), SubgroupMI(2, labels_n, **kw)
     assert fast.a_ranges is not None and slow.a_ranges is None
     for p, q in zip(fast.critic.parameters(), slow.critic.parameters()):
@@ -136,14 +145,22 @@ def test_contiguous_fast_path_equals_gather_path(penalty, estimator):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("penalty, truth", [("pairwise", _pairwise_truth),
-                                            ("total_correlation", _tc_truth)])
+@pytest.mark.parametrize(
+    "penalty, truth", [("pairwise", _pairwise_truth), ("total_correlation", _tc_truth)]
+)
 def test_trained_penalty_matches_closed_form(penalty, truth):
     d, rhos = 2, (0.3, 0.6)  # one population member per correlation
     labels = np.repeat(np.arange(3), d)
-    est = SubgroupMI(len(rhos), labels, penalty=penalty, estimator="dv", input_noise=0.0,
-                     critic={"width": 64, "depth": 2}, optim={"kind": "adam", "lr": 2e-3},
-                     seed=0)
+    est = SubgroupMI(
+        len(rhos),
+        labels,
+        penalty=penalty,
+        estimator="dv",
+        input_noise=0.0,
+        critic={"width": 64, "depth": 2},
+        optim={"kind": "adam", "lr": 2e-3},
+        seed=0,
+    )
     gen = torch.Generator().manual_seed(1)
     for _ in range(800):  # fresh samples each step, so no overfitting
         est.critic_step(_equicorrelated_groups(gen, 512, d, rhos), gen)
@@ -180,8 +197,9 @@ def test_closed_forms_agree_with_gaussian_block_formula():
 @pytest.mark.parametrize("estimator", ["dv", "mine", "infonce"])
 def test_penalty_freezes_critic_and_grads_only_activity(estimator):
     labels = np.array([0, 0, 0, 1, 1])
-    est = SubgroupMI(2, labels, estimator=estimator, nce_block=8,
-                     critic={"width": 16, "depth": 2}, seed=1)
+    est = SubgroupMI(
+        2, labels, estimator=estimator, nce_block=8, critic={"width": 16, "depth": 2}, seed=1
+    )
     gen = torch.Generator().manual_seed(3)
     est.critic_step(torch.randn(2, 64, 5, generator=gen), gen)  # a non-trivial EMA for mine
     est.optimizer.zero_grad()
@@ -229,8 +247,13 @@ def test_state_round_trip_restores_critic_optimizer_and_ema():
         est.critic_step(x, torch.Generator().manual_seed(1))
     saved = est.state()
     copy = SubgroupMI(1, labels, **kw)
-    copy.load_state({"module": {k: v.clone() for k, v in saved["module"].items()},
-                     "optimizer": saved["optimizer"], "estimator": saved["estimator"]})
+    copy.load_state(
+        {
+            "module": {k: v.clone() for k, v in saved["module"].items()},
+            "optimizer": saved["optimizer"],
+            "estimator": saved["estimator"],
+        }
+    )
     for x in data[3:]:
         a = est.critic_step(x, torch.Generator().manual_seed(2))
         b = copy.critic_step(x, torch.Generator().manual_seed(2))
@@ -238,14 +261,19 @@ def test_state_round_trip_restores_critic_optimizer_and_ema():
     assert torch.equal(est.estimator.log_ema, copy.estimator.log_ema)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"estimator": "nwj"}, r"SubgroupMI: estimator must be one of .*, but got 'nwj'"),
-    ({"noise_mode": "both"},
-     r"noise_mode must be 'clean_partner' or 'noisy_partner', but got 'both'"),
-    ({"penalty": "sum"}, r"kind must be one of .*, but got 'sum'"),
-    ({"critic": {"activation": "tanh"}}, r"Critic: activation must be 'relu' or 'leaky_relu'"),
-    ({"critic": {"depth": 0}}, r"Critic: depth and width must be >= 1, got depth=0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"estimator": "nwj"}, r"SubgroupMI: estimator must be one of .*, but got 'nwj'"),
+        (
+            {"noise_mode": "both"},
+            r"noise_mode must be 'clean_partner' or 'noisy_partner', but got 'both'",
+        ),
+        ({"penalty": "sum"}, r"kind must be one of .*, but got 'sum'"),
+        ({"critic": {"activation": "tanh"}}, r"Critic: activation must be 'relu' or 'leaky_relu'"),
+        ({"critic": {"depth": 0}}, r"Critic: depth and width must be >= 1, got depth=0"),
+    ],
+)
 def test_subgroup_mi_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SubgroupMI(1, np.array([0, 0, 1, 1]), **kwargs)
@@ -262,9 +290,17 @@ def _train_on_independent(labels, estimator, noise_mode, steps=100, seed=0):
     MI in the 7-7-6 case (0.5 nats at width 32 on 256 rows).
     """
     n = len(labels)
-    est = SubgroupMI(1, labels, estimator=estimator, noise_mode=noise_mode, input_noise=0.1,
-                     nce_block=64, critic={"width": 64}, optim={"kind": "adam", "lr": 1e-2},
-                     seed=seed)
+    est = SubgroupMI(
+        1,
+        labels,
+        estimator=estimator,
+        noise_mode=noise_mode,
+        input_noise=0.1,
+        nce_block=64,
+        critic={"width": 64},
+        optim={"kind": "adam", "lr": 1e-2},
+        seed=seed,
+    )
     gen = torch.Generator().manual_seed(seed + 1)
     for _ in range(steps):
         est.critic_step(torch.tanh(torch.randn(1, 512, n, generator=gen)), gen)
@@ -296,14 +332,24 @@ def test_padded_columns_carry_no_noise():
     assert (noisy.permute(0, 2, 1)[~padded] != 0).all()
 
 
-_SIZES = [(2, None), (2, (12, 8)), (3, None), (3, (9, 6, 5)), (4, None), (4, (8, 5, 4, 3)),
-          (5, None), (5, (6, 5, 4, 3, 2))]
+_SIZES = [
+    (2, None),
+    (2, (12, 8)),
+    (3, None),
+    (3, (9, 6, 5)),
+    (4, None),
+    (4, (8, 5, 4, 3)),
+    (5, None),
+    (5, (6, 5, 4, 3, 2)),
+]
 # DV at every K and layout; MINE (same sampling and noise code) at the unequal ones; InfoNCE at
 # the unequal K = 2, 3 only: its K = 4, 5 cases cost ~110 s of CI and exercise the same masking
 # code as MINE and DV there
-_CASES = ([(k, sz, "dv") for k, sz in _SIZES]
-          + [(k, sz, "mine") for k, sz in _SIZES if sz is not None]
-          + [(k, sz, "infonce") for k, sz in _SIZES if sz is not None and k <= 3])
+_CASES = (
+    [(k, sz, "dv") for k, sz in _SIZES]
+    + [(k, sz, "mine") for k, sz in _SIZES if sz is not None]
+    + [(k, sz, "infonce") for k, sz in _SIZES if sz is not None and k <= 3]
+)
 
 
 @pytest.mark.slow
@@ -323,14 +369,22 @@ def test_swap_test_shows_the_clean_partner_asymmetry():
     labels = np.repeat([0, 1], 10)
 
     def run(mode, gain_1, gain_2):
-        est = SubgroupMI(1, labels, noise_mode=mode, input_noise=0.1, critic={"width": 64},
-                         optim={"kind": "adam", "lr": 1e-2}, seed=0)
+        est = SubgroupMI(
+            1,
+            labels,
+            noise_mode=mode,
+            input_noise=0.1,
+            critic={"width": 64},
+            optim={"kind": "adam", "lr": 1e-2},
+            seed=0,
+        )
         gen = torch.Generator().manual_seed(1)
 
         def data(m):
             z = torch.randn(1, m, 20, generator=gen)
-            return torch.cat([torch.tanh(gain_1 * z[..., :10]),
-                              torch.tanh(gain_2 * z[..., 10:])], -1)
+            return torch.cat(
+                [torch.tanh(gain_1 * z[..., :10]), torch.tanh(gain_2 * z[..., 10:])], -1
+            )
 
         for _ in range(200):
             est.critic_step(data(1024), gen)
@@ -348,8 +402,13 @@ def test_swap_test_shows_the_clean_partner_asymmetry():
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 # what checkpoints/make_before_estimator_state.py built its penalties with
 _BEFORE_LABELS = np.array([0, 0, 0, 1, 1])
-_BEFORE_KW = dict(critic={"width": 8, "depth": 1}, optim={"kind": "adam", "lr": 1e-2},
-                  ema_rate=0.2, input_noise=0.1, seed=3)
+_BEFORE_KW = dict(
+    critic={"width": 8, "depth": 1},
+    optim={"kind": "adam", "lr": 1e-2},
+    ema_rate=0.2,
+    input_noise=0.1,
+    seed=3,
+)
 
 
 def _continue(est, data_state):
@@ -358,21 +417,28 @@ def _continue(est, data_state):
     data = torch.Generator()
     data.set_state(data_state)
     gen = torch.Generator().manual_seed(1)
-    steps = torch.stack([est.critic_step(torch.randn(2, 64, 5, generator=data), gen)
-                         for _ in range(3)])
+    steps = torch.stack(
+        [est.critic_step(torch.randn(2, 64, 5, generator=data), gen) for _ in range(3)]
+    )
     act = torch.randn(2, 64, 5, generator=data, requires_grad=True)
     penalty, _ = est.penalty(act, gen)
     penalty.sum().backward()
     log_ema = getattr(est.estimator, "log_ema", None)
-    return {"steps": steps, "penalty": penalty.detach(), "grad": act.grad,
-            "measure": est.measure(act.detach(), gen), "w_a": est.critic.w_a.detach().clone(),
-            **({"log_ema": log_ema.clone()} if log_ema is not None else {})}
+    return {
+        "steps": steps,
+        "penalty": penalty.detach(),
+        "grad": act.grad,
+        "measure": est.measure(act.detach(), gen),
+        "w_a": est.critic.w_a.detach().clone(),
+        **({"log_ema": log_ema.clone()} if log_ema is not None else {}),
+    }
 
 
 @pytest.mark.parametrize("estimator", ["mine", "dv"])
 def test_a_state_in_the_older_layout_continues_as_the_code_that_wrote_it(estimator):
-    saved = torch.load(CHECKPOINTS / "mi_state_before_estimator_state.pth",
-                       weights_only=True)[estimator]
+    saved = torch.load(CHECKPOINTS / "mi_state_before_estimator_state.pth", weights_only=True)[
+        estimator
+    ]
     assert "log_ema" in saved["state"]["module"] and "estimator" not in saved["state"]
     old = SubgroupMI(2, _BEFORE_LABELS, estimator=estimator, **_BEFORE_KW)
     old.load_state(saved["state"])
@@ -395,8 +461,10 @@ def test_a_state_in_the_older_layout_continues_as_the_code_that_wrote_it(estimat
 
 def _mine_state(**over):
     est = SubgroupMI(2, _BEFORE_LABELS, estimator="mine", **{**_BEFORE_KW, **over})
-    est.critic_step(torch.randn(2, 64, 5, generator=torch.Generator().manual_seed(0)),
-                    torch.Generator().manual_seed(1))
+    est.critic_step(
+        torch.randn(2, 64, 5, generator=torch.Generator().manual_seed(0)),
+        torch.Generator().manual_seed(1),
+    )
     return est.state()
 
 
@@ -404,29 +472,50 @@ def _without(mapping, key):
     return {k: v for k, v in mapping.items() if k != key}
 
 
-@pytest.mark.parametrize("bad, match", [
-    (lambda s: [s], r"the MI state must hold 'module' and 'optimizer', but got list"),
-    (lambda s: _without(s, "optimizer"),
-     r"the MI state must hold 'module' and 'optimizer', but got \['estimator', 'module'\]"),
-    (lambda s: {**s, "module": _without(s["module"], "critic.w_a")},
-     r"the critic state does not fit this penalty \(missing \['critic.w_a'\], unexpected "
-     r"nothing\)"),
-    (lambda s: {**s, "module": {**s["module"], "critic.w_x": torch.zeros(1)}},
-     r"\(missing nothing, unexpected \['critic.w_x'\]\)"),
-    (lambda s: {**s, "module": _mine_state(critic={"width": 16, "depth": 1})["module"]},
-     r"critic.w_a \(2, 3, 16\) \(expected \(2, 3, 8\)\)"),
-    (lambda s: {**s, "module": {**s["module"], "log_ema": s["estimator"]["log_ema"]}},
-     r"holds both an 'estimator' entry and the older module buffer 'log_ema'"),
-    (lambda s: _without(s, "estimator"),
-     r"the state holds no moving average for estimator 'mine'"),
-    (lambda s: {**s, "estimator": {"log_ema": torch.zeros(3)}},
-     r"estimator 'mine': log_ema must have shape \(2,\), but got \(3,\)"),
-    (lambda s: {**s, "estimator": {"ema": torch.zeros(2)}},
-     r"estimator 'mine' expects its state to be \{'log_ema': \(R,\) tensor\}, but got keys "
-     r"\['ema'\]"),
-    (lambda s: {**s, "optimizer": {"step_count": 3}},
-     r"the critic optimiser state does not fit \(KeyError: 'state'\)"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda s: [s], r"the MI state must hold 'module' and 'optimizer', but got list"),
+        (
+            lambda s: _without(s, "optimizer"),
+            r"the MI state must hold 'module' and 'optimizer', but got \['estimator', 'module'\]",
+        ),
+        (
+            lambda s: {**s, "module": _without(s["module"], "critic.w_a")},
+            r"the critic state does not fit this penalty \(missing \['critic.w_a'\], unexpected "
+            r"nothing\)",
+        ),
+        (
+            lambda s: {**s, "module": {**s["module"], "critic.w_x": torch.zeros(1)}},
+            r"\(missing nothing, unexpected \['critic.w_x'\]\)",
+        ),
+        (
+            lambda s: {**s, "module": _mine_state(critic={"width": 16, "depth": 1})["module"]},
+            r"critic.w_a \(2, 3, 16\) \(expected \(2, 3, 8\)\)",
+        ),
+        (
+            lambda s: {**s, "module": {**s["module"], "log_ema": s["estimator"]["log_ema"]}},
+            r"holds both an 'estimator' entry and the older module buffer 'log_ema'",
+        ),
+        (
+            lambda s: _without(s, "estimator"),
+            r"the state holds no moving average for estimator 'mine'",
+        ),
+        (
+            lambda s: {**s, "estimator": {"log_ema": torch.zeros(3)}},
+            r"estimator 'mine': log_ema must have shape \(2,\), but got \(3,\)",
+        ),
+        (
+            lambda s: {**s, "estimator": {"ema": torch.zeros(2)}},
+            r"estimator 'mine' expects its state to be \{'log_ema': \(R,\) tensor\}, but got keys "
+            r"\['ema'\]",
+        ),
+        (
+            lambda s: {**s, "optimizer": {"step_count": 3}},
+            r"the critic optimiser state does not fit \(KeyError: 'state'\)",
+        ),
+    ],
+)
 def test_load_state_refuses_what_does_not_fit_in_one_line(bad, match):
     est = SubgroupMI(2, _BEFORE_LABELS, estimator="mine", **_BEFORE_KW)
     with pytest.raises(ValueError, match=match) as e:
@@ -437,6 +526,9 @@ def test_load_state_refuses_what_does_not_fit_in_one_line(bad, match):
 def test_load_state_refuses_estimator_state_for_an_estimator_without_one():
     est = SubgroupMI(2, _BEFORE_LABELS, estimator="dv", **_BEFORE_KW)
     state = est.state()
-    with pytest.raises(ValueError, match=r"estimator 'dv' keeps no state, but the saved state "
-                                         r"holds log_ema"):
+    with pytest.raises(
+        ValueError,
+        match=r"estimator 'dv' keeps no state, but the saved state "
+        r"holds log_ema",
+    ):
         est.load_state({**state, "estimator": {"log_ema": torch.zeros(2)}})
