@@ -2,7 +2,7 @@
 
 Every MLflow tag, param, metric and artifact name analysis reads comes from ``study.contract``,
 the names' one owner that ``study`` writes by too, and is listed in :data:`READ_NAMES`;
-``tests/test_contract.py`` proves by a round trip that ``study`` writes them.
+``test_contract_roundtrip.py`` proves by a round trip that ``study`` writes them.
 """
 
 from __future__ import annotations

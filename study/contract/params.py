@@ -1,7 +1,7 @@
 """The trial params `analysis` reads, by their dotted keys (docs/run-data.md, "Params").
 
 A trial run logs its flattened config (`TrialConfig.flat()`), one param per dotted key; these are
-the keys analysis groups, pairs and recomputes outcomes by. tests/test_contract.py checks that
+the keys analysis groups, pairs and recomputes outcomes by. test_contract_roundtrip.py checks that
 each one is a key of the trial config. Pure constants: importing this module imports nothing.
 """
 

@@ -159,7 +159,7 @@ def test_resolve_tracking_uri_precedence(monkeypatch, tmp_path):
 
 
 def test_read_names_cover_the_contract_names_used_here():
-    # The contract test (tests/test_contract.py) compares these with what `study` writes.
+    # test_contract_roundtrip.py compares these with what `study` writes.
     tags = {"study.role", "study.trial_id", "study.status", "study.swept"}
     assert tags <= set(READ_NAMES["tags"])
     assert {"network.hidden", "partition.groups", "mi.weight"} <= set(READ_NAMES["params"])
