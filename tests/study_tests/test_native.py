@@ -1,0 +1,185 @@
+"""The compiled CPU kernels (study/core/_native): exact random draws, tanh, the leaky scan.
+
+Ground truth: torch's own draws (bit for bit), float64 tanh, the closed form of the linear
+recurrence (W = 0) and a float64 step-by-step recurrence with autograd for the gradients.
+Skipped where no C++ compiler is available (the torch paths are what runs there).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from study.core import _native
+from study.core._native import draws
+from study.core import _scan
+
+pytestmark = pytest.mark.skipif(_native.load("kernels") is None or _native.load("rng") is None,
+                                reason="no compiled kernels here (no C++ compiler?)")
+
+
+# -- random draws ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [16, 17, 31, 623, 624, 625, 1249, 4096 + 5, 100_003])
+@pytest.mark.parametrize("offset", [0, 1, 623, 700])
+def test_draws_equal_torch_bit_for_bit(n, offset):
+    """Same values and same generator state as torch.randn / torch.rand, from any position
+    in the Mersenne Twister block (offset values drawn first)."""
+    for kind in ("normal", "uniform"):
+        ref_gen = torch.Generator().manual_seed(n + offset)
+        gen = torch.Generator().manual_seed(n + offset)
+        if offset:
+            torch.rand(offset, generator=ref_gen)
+            torch.rand(offset, generator=gen)
+        if kind == "normal":
+            ref, got = torch.randn(n, generator=ref_gen), draws.randn((n,), gen)
+        else:
+            ref, got = torch.rand(n, generator=ref_gen), draws.rand((n,), gen)
+        assert torch.equal(ref, got), f"{kind} n={n} offset={offset}"
+        assert torch.equal(ref_gen.get_state(), gen.get_state())
+        # the next torch draw continues the same stream
+        assert torch.equal(torch.randn(40, generator=ref_gen), torch.randn(40, generator=gen))
+
+
+def test_draws_shapes_and_torch_fallbacks():
+    gen, ref_gen = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    got = draws.randn((8, 30, 2, 48), gen)
+    assert got.shape == (8, 30, 2, 48) and got.is_contiguous()
+    assert torch.equal(got, torch.randn(8, 30, 2, 48, generator=ref_gen))
+    # below 16 values, or float64: torch's own path (another algorithm), still equal
+    for shape, dtype in (((15,), torch.float32), ((40,), torch.float64)):
+        a = draws.randn(shape, gen, dtype=dtype)
+        b = torch.randn(shape, generator=ref_gen, dtype=dtype)
+        assert a.dtype == dtype and torch.equal(a, b)
+
+
+def test_draws_are_standard_normal_and_uniform():
+    z = draws.randn((400_000,), torch.Generator().manual_seed(0)).double()
+    assert abs(z.mean().item()) < 0.01 and abs(z.std().item() - 1) < 0.01
+    u = draws.rand((400_000,), torch.Generator().manual_seed(0)).double()
+    assert u.min() >= 0 and u.max() < 1 and abs(u.mean().item() - 0.5) < 0.005
+
+
+def test_disabled_native_uses_torch(monkeypatch):
+    """MISTUDY_NATIVE=0: nothing compiled is used (load returns None), results unchanged."""
+    monkeypatch.setenv("MISTUDY_NATIVE", "0")
+    assert _native.load("kernels") is None and not _scan.native_scan()
+    gen, ref_gen = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    assert torch.equal(draws.randn((100,), gen), torch.randn(100, generator=ref_gen))
+    d = torch.randn(2, 5, 3, 4)
+    x0, w = torch.randn(2, 3, 4), torch.randn(2, 4, 4) * 0.3
+    from study.core.networks import leaky_scan
+    assert torch.equal(_scan.leaky_states(d, x0, w, 0.1), leaky_scan(d, x0, w, 0.1))
+
+
+def test_failed_build_returns_none(tmp_path, monkeypatch):
+    """A source that does not compile: load() logs and returns None instead of raising."""
+    bad = tmp_path / "bad.cpp"
+    bad.write_text("this is not C++\n")
+    monkeypatch.setenv("MISTUDY_NATIVE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(_native, "_HERE", tmp_path)
+    monkeypatch.setitem(_native.LIBRARIES, "rng", ("bad.cpp", ()))
+    monkeypatch.setattr(_native, "_loaded", {})
+    assert _native.load("rng") is None
+    assert _native.build_log["rng"].startswith("unavailable")
+
+
+# -- tanh -----------------------------------------------------------------------------------
+
+def test_tanh_within_two_ulp():
+    x = torch.cat([torch.linspace(-12, 12, 1_000_001), torch.randn(200_000) * 3,
+                   torch.tensor([0.0, 1e-30, 1e-8, 0.625, 9.5, 20.0, 1e30])])
+    x = torch.cat([x, -x])
+    y = torch.empty_like(x)
+    _native.load("kernels").tanh_array(x.data_ptr(), y.data_ptr(), x.numel())
+    ref = torch.tanh(x.double())
+    spacing = torch.pow(2.0, torch.floor(torch.log2(ref.abs().clamp_min(1e-38))) - 23)
+    ulps = (y.double() - ref).abs() / spacing
+    assert ulps.max().item() <= 2.0
+    assert torch.equal(torch.signbit(y), torch.signbit(x))  # odd, -0 stays -0
+
+
+def test_tanh_special_values():
+    x = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0] * 4)
+    y = torch.empty_like(x)
+    _native.load("kernels").tanh_array(x.data_ptr(), y.data_ptr(), x.numel())
+    assert torch.isnan(y[0::5]).all()
+    assert (y[1::5] == 1).all() and (y[2::5] == -1).all() and (y[3::5] == 0).all()
+
+
+# -- leaky scan -----------------------------------------------------------------------------
+
+def _reference(drive, x0, w, alpha):
+    """float64 step-by-step recurrence, differentiable."""
+    x, out = x0, []
+    for t in range(drive.shape[1]):
+        x = (1 - alpha) * x + alpha * torch.bmm(torch.tanh(x), w) + drive[:, t]
+        out.append(x)
+    return torch.stack(out, dim=1)
+
+
+def _inputs(s, t, b, n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(s, t, b, n, generator=g) * 0.3, torch.randn(s, b, n, generator=g),
+            torch.randn(s, n, n, generator=g) * (1.5 / math.sqrt(n)))
+
+
+def test_scan_with_zero_weights_is_the_closed_form():
+    """W = 0: x_t = (1 − α)^{t+1} x0 + Σ_{k<=t} (1 − α)^{t−k} d_k."""
+    s, t, b, n, alpha = 2, 30, 3, 20, 0.1
+    d, x0, _ = _inputs(s, t, b, n)
+    w = torch.zeros(s, n, n)
+    xs = _scan.leaky_states(d, x0, w, alpha).double()
+    decay = (1 - alpha) ** torch.arange(t, dtype=torch.float64)
+    expect = torch.empty(s, t, b, n, dtype=torch.float64)
+    for step in range(t):
+        past = (decay[:step + 1].flip(0).view(1, -1, 1, 1) * d[:, :step + 1].double()).sum(1)
+        expect[:, step] = (1 - alpha) ** (step + 1) * x0.double() + past
+    assert torch.allclose(xs, expect, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(8, 60, 20, 48), (3, 25, 7, 40), (2, 20, 9, 70), (1, 6, 1, 3),
+                                   (2, 10, 25, 16)])
+def test_scan_forward_and_gradients_match_float64(shape):
+    s, t, b, n = shape
+    alpha = 0.1
+    d, x0, w = _inputs(s, t, b, n, seed=sum(shape))
+    xs_ref = _reference(d.double(), x0.double(), w.double(), alpha)
+    assert torch.allclose(_scan.leaky_states(d, x0, w, alpha).double(), xs_ref,
+                          rtol=1e-5, atol=1e-5)
+    assert torch.allclose(_scan.leaky_last(d, x0, w, alpha).double(), xs_ref[:, -1],
+                          rtol=1e-5, atol=1e-5)
+    # gradients of a loss using both the states and the rates
+    g = torch.Generator().manual_seed(7)
+    cx, cy = torch.randn(s, t, b, n, generator=g), torch.randn(s, t, b, n, generator=g)
+    leaves = [v.clone().requires_grad_() for v in (d, x0, w)]
+    xs, ys = _scan.leaky_scan_rates(*leaves, alpha)
+    assert torch.allclose(ys.double(), torch.tanh(xs_ref), atol=3e-6)
+    ((xs * cx).sum() + (ys * cy).sum()).backward()
+    ref_leaves = [v.double().requires_grad_() for v in (d, x0, w)]
+    xr = _reference(*ref_leaves, alpha)
+    ((xr * cx.double()).sum() + (torch.tanh(xr) * cy.double()).sum()).backward()
+    for got, ref in zip(leaves, ref_leaves):
+        err = (got.grad.double() - ref.grad).abs().max() / ref.grad.abs().max()
+        assert err < 2e-5
+
+
+def test_scan_gradient_of_states_only_and_no_transient():
+    d, x0, w = _inputs(2, 12, 4, 24, seed=3)
+    d.requires_grad_()
+    xs, _ = _scan.leaky_scan_rates(d, x0, w, 0.2)
+    xs.square().sum().backward()  # grad for ys is None
+    dr = d.detach().double().requires_grad_()
+    _reference(dr, x0.double(), w.double(), 0.2).square().sum().backward()
+    assert torch.allclose(d.grad.double(), dr.grad, rtol=1e-4, atol=1e-5)
+    assert torch.equal(_scan.leaky_last(d[:, :0], x0, w, 0.2), x0)
+
+
+def test_scan_float64_inputs_use_torch():
+    d, x0, w = (v.double() for v in _inputs(2, 5, 3, 8))
+    from study.core.networks import leaky_scan
+    assert torch.equal(_scan.leaky_states(d, x0, w, 0.1), leaky_scan(d, x0, w, 0.1))
+    assert np.isfinite(_scan.leaky_last(d, x0, w, 0.1).numpy()).all()
