@@ -1,18 +1,27 @@
-"""The leaky recurrence on compiled CPU kernels (study/core/_native/kernels.cpp), torch otherwise.
+"""The leaky network on compiled CPU kernels (study/core/_native/kernels.cpp), torch otherwise.
 
-x_t = (1 − α)·x_{t−1} + α·tanh(x_{t−1}) W + d_t for S seeds at once: drive d (S, T, B, N),
-x0 (S, B, N), W (S, N, N), as `study.core.networks.leaky_scan`. Three entry points:
+The network of `study.core.networks.LeakyRNN` for S seeds at once, drive, recurrence and
+readout in one pass:
 
-- `leaky_states(d, x0, W, α)`: every state x_t, (S, T, B, N), without gradient (critic batches);
-- `leaky_last(d, x0, W, α)`: only x_{T−1}, (S, B, N), without gradient (the transient);
-- `leaky_scan_rates(d, x0, W, α)`: (xs, ys) with ys = tanh(xs), differentiable in d, x0, W.
+    d_t = α (u_t W_in + b) + σ ξ_t,  x_t = (1 − α) x_{t−1} + α tanh(x_{t−1}) W + d_t,
+    z_t = tanh(x_t) W_out + b_out
 
-The compiled forward runs one seed's T steps back to back with W in cache and the whole step,
-tanh included, fused around one register-blocked (B × N)·(N × N) product; it keeps tanh(x_t)
-of every step, so neither the readout nor BPTT recomputes it. The backward is the same loop
-run backwards, then dL/dW = α Σ_t tanh(x_{t−1})ᵀ dL/dd_t as one batched matrix product.
-Values equal the torch path's to float rounding (another summation order and a tanh within
-2 ulp), not bit for bit. Without the compiled library every function runs the torch code.
+with inputs u (S, T, B, I), noise ξ (S, T, B, N) unscaled, x0 (S, B, N), W_in (S, I, N),
+b (S, N), W (S, N, N), W_out (S, N, O), b_out (S, O).
+
+- `leaky_network(...)` -> (xs, ys, z): states, rates tanh(xs) and readout, differentiable in
+  x0 and every weight (u and ξ are data);
+- `leaky_network_last(...)` -> x_{T−1} without gradient (the transient);
+- `leaky_states`, `leaky_last`, `leaky_scan_rates`: the bare recurrence on a given drive d,
+  as `study.core.networks.leaky_scan`.
+
+The compiled forward runs one seed's T steps back to back with its weights in cache, each
+step one register-blocked (B × N)·(N × N) product with the drive, the update, tanh and the
+readout fused around it; it keeps tanh(x_t), so neither the readout nor BPTT recomputes it.
+The backward runs the same loop in reverse and accumulates every weight gradient step by step
+(dL/dd_t is never stored). Values equal the torch path's to float rounding (another summation
+order, a tanh within 2 ulp), not bit for bit. Without the compiled library, or for float64 or
+CUDA tensors, every function runs torch code.
 """
 
 from __future__ import annotations
@@ -22,7 +31,8 @@ from torch import Tensor
 
 from study.core._native import load
 
-__all__ = ["leaky_states", "leaky_last", "leaky_scan_rates", "native_scan"]
+__all__ = ["leaky_network", "leaky_network_last", "leaky_states", "leaky_last",
+           "leaky_scan_rates", "native_scan"]
 
 
 def native_scan() -> bool:
@@ -30,8 +40,9 @@ def native_scan() -> bool:
     return load("kernels") is not None
 
 
-def _usable(*tensors: Tensor) -> bool:
-    return (all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+def _usable(*tensors: Tensor | None) -> bool:
+    return (all(t.device.type == "cpu" and t.dtype == torch.float32
+                for t in tensors if t is not None)
             and load("kernels") is not None)
 
 
@@ -39,80 +50,157 @@ def _ptr(t: Tensor | None):
     return None if t is None else t.data_ptr()
 
 
-def _forward(drive: Tensor, x0: Tensor, w: Tensor, alpha: float, *, states: bool,
-             rates: bool, last: bool) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    drive, x0, w = drive.contiguous(), x0.contiguous(), w.contiguous()
-    s, t, b, n = drive.shape
-    xs = torch.empty_like(drive) if states else None
-    rs = torch.empty(s, t + 1, b, n) if rates else None
-    xl = torch.empty(s, b, n) if last else None
-    load("kernels").leaky_forward(drive.data_ptr(), x0.data_ptr(), w.data_ptr(), float(alpha),
-                                  s, t, b, n, _ptr(xs), _ptr(rs), _ptr(xl))
-    return xs, rs, xl
+def _c(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.detach().contiguous()
 
 
-def _torch_states(drive: Tensor, x0: Tensor, w: Tensor, alpha: float) -> Tensor:
-    from study.core.networks import _scan_forward  # the reference loop
+def _forward(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha, *, states: bool,
+             rates: bool, outputs: bool, last: bool):
+    """The compiled forward; returns (xs, ys, r0, z, x_last), None where not asked for."""
+    u, noise, x0, w_in, b, w, w_out, b_out = (
+        _c(v) for v in (u, noise, x0, w_in, b, w, w_out, b_out))
+    s, bsz, n = x0.shape
+    ref = u if u is not None else noise
+    t_len = ref.shape[1]
+    n_in = u.shape[-1] if u is not None else 0
+    n_out = w_out.shape[-1] if (outputs and w_out is not None) else 0
+    xs = torch.empty(s, t_len, bsz, n) if states else None
+    ys = torch.empty(s, t_len, bsz, n) if rates else None
+    r0 = torch.empty(s, bsz, n) if rates else None
+    z = torch.empty(s, t_len, bsz, n_out) if n_out else None
+    xl = torch.empty(s, bsz, n) if last else None
+    load("kernels").leaky_net_forward(
+        _ptr(u), _ptr(noise), float(sigma), x0.data_ptr(), _ptr(w_in), _ptr(b), w.data_ptr(),
+        _ptr(w_out), _ptr(b_out), float(alpha), s, t_len, bsz, n_in, n, n_out, _ptr(xs),
+        _ptr(ys), _ptr(r0), _ptr(z), _ptr(xl))
+    return xs, ys, r0, z, xl
 
-    xs = torch.empty_like(drive)
-    _scan_forward(drive, x0, w, alpha, xs)
-    return xs
+
+class _LeakyNet(torch.autograd.Function):
+    """(xs, ys, z) of the network; gradients for ξ, x0, W_in, b, W, W_out, b_out."""
+
+    @staticmethod
+    def forward(ctx, sigma, alpha, u, noise, x0, w_in, b, w, w_out, b_out):
+        ctx.set_materialize_grads(False)  # an unused output's gradient stays None, not zeros
+        xs, ys, r0, z, _ = _forward(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha,
+                                    states=True, rates=True, outputs=w_out is not None,
+                                    last=False)
+        ctx.sigma, ctx.alpha = float(sigma), float(alpha)
+        ctx.shapes = (u.shape[-1] if u is not None else 0,
+                      w_out.shape[-1] if w_out is not None else 0)
+        ctx.save_for_backward(_c(u), ys, r0, _c(w), _c(w_out))
+        return xs, ys, z
+
+    @staticmethod
+    def backward(ctx, grad_xs, grad_ys, grad_z):
+        u, ys, r0, w, w_out = ctx.saved_tensors
+        n_in, n_out = ctx.shapes
+        s, t_len, bsz, n = ys.shape
+        need = ctx.needs_input_grad  # (sigma, alpha, u, noise, x0, w_in, b, w, w_out, b_out)
+        if need[2]:
+            raise RuntimeError("leaky_network: no gradient for the inputs u (they are data)")
+
+        def out(flag, *shape):
+            return torch.empty(*shape) if flag else None
+
+        g_noise = out(need[3], s, t_len, bsz, n)
+        g_x0 = torch.empty(s, bsz, n)
+        g_w_in, g_b, g_w = out(need[5], s, n_in, n), out(need[6], s, n), out(need[7], s, n, n)
+        g_w_out, g_b_out = out(need[8], s, n, n_out), out(need[9], s, n_out)
+        load("kernels").leaky_net_backward(
+            _ptr(u), ys.data_ptr(), r0.data_ptr(), None, w.data_ptr(), _ptr(w_out), ctx.alpha,
+            s, t_len, bsz, n_in, n, n_out, _ptr(_c(grad_xs)), _ptr(_c(grad_ys)),
+            _ptr(_c(grad_z)), ctx.sigma, _ptr(g_noise), g_x0.data_ptr(), _ptr(g_w_in),
+            _ptr(g_b), _ptr(g_w), _ptr(g_w_out), _ptr(g_b_out))
+        return (None, None, None, g_noise, g_x0 if need[4] else None, g_w_in, g_b, g_w,
+                g_w_out, g_b_out)
+
+
+def _torch_network(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha):
+    """The same network in torch ops (the fallback): drive, `leaky_scan`, readout."""
+    from study.core.networks import leaky_scan
+
+    s, t_len, bsz, _ = (u if u is not None else noise).shape
+    n = x0.shape[-1]
+    d = torch.zeros(s, t_len, bsz, n, dtype=x0.dtype, device=x0.device)
+    if u is not None:
+        d = torch.baddbmm(b.unsqueeze(1), u.reshape(s, t_len * bsz, -1), w_in, beta=alpha,
+                          alpha=alpha).view(s, t_len, bsz, n)
+    if noise is not None:
+        d = d + sigma * noise
+    xs = leaky_scan(d, x0, w, alpha)
+    ys = torch.tanh(xs)
+    z = None
+    if w_out is not None:
+        z = torch.baddbmm(b_out.unsqueeze(1), ys.reshape(s, t_len * bsz, n),
+                          w_out).view(s, t_len, bsz, -1)
+    return xs, ys, z
+
+
+def leaky_network(u: Tensor, noise: Tensor | None, sigma: float, x0: Tensor, w_in: Tensor,
+                  b: Tensor, w: Tensor, w_out: Tensor | None, b_out: Tensor | None,
+                  alpha: float) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(xs, ys, z): states (S, T, B, N), rates tanh(xs) and readout (S, T, B, O) (None when
+    w_out is None); differentiable in x0, W_in, b, W, W_out, b_out (and ξ)."""
+    if not _usable(u, noise, x0, w_in, b, w, w_out, b_out):
+        return _torch_network(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha)
+    if not torch.is_grad_enabled():
+        xs, ys, _, z, _ = _forward(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha,
+                                   states=True, rates=True, outputs=w_out is not None,
+                                   last=False)
+        return xs, ys, z
+    return _LeakyNet.apply(sigma, alpha, u, noise, x0, w_in, b, w, w_out, b_out)
 
 
 @torch.no_grad()
+def leaky_network_states(u: Tensor, noise: Tensor | None, sigma: float, x0: Tensor,
+                         w_in: Tensor, b: Tensor, w: Tensor, alpha: float) -> Tensor:
+    """Only the states (S, T, B, N), no gradient (a critic batch)."""
+    if not _usable(u, noise, x0, w_in, b, w):
+        return _torch_network(u, noise, sigma, x0, w_in, b, w, None, None, alpha)[0]
+    return _forward(u, noise, sigma, x0, w_in, b, w, None, None, alpha, states=True,
+                    rates=False, outputs=False, last=False)[0]
+
+
+@torch.no_grad()
+def leaky_network_last(u: Tensor, noise: Tensor | None, sigma: float, x0: Tensor,
+                       w_in: Tensor, b: Tensor, w: Tensor, alpha: float) -> Tensor:
+    """The last state x_{T−1} (S, B, N), no gradient; T = 0 gives x0."""
+    if (u if u is not None else noise).shape[1] == 0:
+        return x0
+    if not _usable(u, noise, x0, w_in, b, w):
+        return _torch_network(u, noise, sigma, x0, w_in, b, w, None, None, alpha)[0][:, -1]
+    return _forward(u, noise, sigma, x0, w_in, b, w, None, None, alpha, states=False,
+                    rates=False, outputs=False, last=True)[4]
+
+
+# -- the bare recurrence on a given drive -------------------------------------------------------
+
+@torch.no_grad()
 def leaky_states(drive: Tensor, x0: Tensor, w: Tensor, alpha: float) -> Tensor:
-    """Every state (S, T, B, N) of the recurrence, no gradient."""
+    """Every state (S, T, B, N) of x_t = (1 − α) x_{t−1} + α tanh(x_{t−1}) W + d_t."""
     if not _usable(drive, x0, w):
-        return _torch_states(drive, x0, w, alpha)
-    return _forward(drive, x0, w, alpha, states=True, rates=False, last=False)[0]
+        from study.core.networks import leaky_scan
+        return leaky_scan(drive, x0, w, alpha)
+    return _forward(None, drive, 1.0, x0, None, None, w, None, None, alpha, states=True,
+                    rates=False, outputs=False, last=False)[0]
 
 
 @torch.no_grad()
 def leaky_last(drive: Tensor, x0: Tensor, w: Tensor, alpha: float) -> Tensor:
-    """The last state x_{T−1} (S, B, N), no gradient; T = 0 gives x0."""
+    """The last state x_{T−1} (S, B, N) of the recurrence on drive; T = 0 gives x0."""
     if drive.shape[1] == 0:
         return x0
     if not _usable(drive, x0, w):
-        return _torch_states(drive, x0, w, alpha)[:, -1]
-    return _forward(drive, x0, w, alpha, states=False, rates=False, last=True)[2]
-
-
-class _LeakyRates(torch.autograd.Function):
-    """(xs, tanh(xs)) with BPTT in the compiled kernels; gradients for drive, x0 and W."""
-
-    @staticmethod
-    def forward(ctx, drive: Tensor, x0: Tensor, w: Tensor, alpha: float):
-        xs, rates, _ = _forward(drive, x0, w, alpha, states=True, rates=True, last=False)
-        ctx.save_for_backward(w, rates)
-        ctx.alpha = float(alpha)
-        return xs, rates[:, 1:]  # rates[:, t + 1] = tanh(x_t)
-
-    @staticmethod
-    def backward(ctx, grad_xs: Tensor | None, grad_ys: Tensor | None):
-        w, rates = ctx.saved_tensors
-        s, t1, b, n = rates.shape
-        t = t1 - 1
-        gx = grad_xs.contiguous() if grad_xs is not None else None
-        gy = grad_ys.contiguous() if grad_ys is not None else None
-        grad_drive = torch.empty(s, t, b, n)
-        grad_x0 = torch.empty(s, b, n)
-        load("kernels").leaky_backward(_ptr(gx), _ptr(gy), rates.data_ptr(), w.contiguous().data_ptr(),
-                                       ctx.alpha, s, t, b, n, grad_drive.data_ptr(),
-                                       grad_x0.data_ptr())
-        grad_w = None
-        if ctx.needs_input_grad[2]:
-            # dL/dW = α Σ_t tanh(x_{t−1})ᵀ dL/dd_t: (S, N, T·B) · (S, T·B, N)
-            grad_w = torch.bmm(rates[:, :t].reshape(s, t * b, n).transpose(1, 2),
-                               grad_drive.view(s, t * b, n)).mul_(ctx.alpha)
-        return grad_drive, grad_x0, grad_w, None
+        from study.core.networks import leaky_scan
+        return leaky_scan(drive, x0, w, alpha)[:, -1]
+    return _forward(None, drive, 1.0, x0, None, None, w, None, None, alpha, states=False,
+                    rates=False, outputs=False, last=True)[4]
 
 
 def leaky_scan_rates(drive: Tensor, x0: Tensor, w: Tensor, alpha: float
                      ) -> tuple[Tensor, Tensor]:
-    """(xs, ys): the states (S, T, B, N) and their rates tanh(xs), differentiable."""
-    if not _usable(drive, x0, w):
-        from study.core.networks import leaky_scan
-
-        xs = leaky_scan(drive, x0, w, alpha)
-        return xs, torch.tanh(xs)
-    return _LeakyRates.apply(drive, x0, w, alpha)
+    """(xs, ys): the states (S, T, B, N) on drive and their rates tanh(xs), differentiable in
+    drive, x0 and W."""
+    xs, ys, _ = leaky_network(None, drive, 1.0, x0, None, None, w, None, None, alpha)
+    return xs, ys

@@ -183,3 +183,46 @@ def test_scan_float64_inputs_use_torch():
     from study.core.networks import leaky_scan
     assert torch.equal(_scan.leaky_states(d, x0, w, 0.1), leaky_scan(d, x0, w, 0.1))
     assert np.isfinite(_scan.leaky_last(d, x0, w, 0.1).numpy()).all()
+
+
+# -- the whole leaky network: drive, recurrence, readout ------------------------------------
+
+def _network_reference(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha):
+    d = alpha * (torch.einsum("stbi,sin->stbn", u, w_in) + b[:, None, None]) + sigma * noise
+    xs = _reference(d, x0, w, alpha)
+    ys = torch.tanh(xs)
+    return xs, ys, torch.einsum("stbn,sno->stbo", ys, w_out) + b_out[:, None, None]
+
+
+@pytest.mark.parametrize("shape", [(8, 40, 20, 4, 48, 2), (3, 17, 5, 6, 40, 3), (2, 9, 3, 1, 16, 1)])
+def test_network_matches_float64(shape):
+    s, t, bsz, i, n, o = shape
+    g = torch.Generator().manual_seed(sum(shape))
+    u = (torch.rand(s, t, bsz, i, generator=g) < 0.2).float()
+    noise = torch.randn(s, t, bsz, n, generator=g)
+    x0 = torch.randn(s, bsz, n, generator=g)
+    weights = [torch.randn(s, i, n, generator=g), torch.randn(s, n, generator=g) * 0.1,
+               torch.randn(s, n, n, generator=g) * (1.2 / math.sqrt(n)),
+               torch.randn(s, n, o, generator=g) * 0.3, torch.randn(s, o, generator=g) * 0.1]
+    sigma, alpha = 0.1, 0.1
+    leaves = [v.clone().requires_grad_() for v in [x0, *weights]]
+    xs, ys, z = _scan.leaky_network(u, noise, sigma, leaves[0], *leaves[1:], alpha)
+    ref_leaves = [v.double().requires_grad_() for v in [x0, *weights]]
+    xr, yr, zr = _network_reference(u.double(), noise.double(), sigma, ref_leaves[0],
+                                    *ref_leaves[1:], alpha)
+    for got, ref in ((xs, xr), (ys, yr), (z, zr)):
+        assert torch.allclose(got.double(), ref, rtol=1e-5, atol=1e-5)
+    cx, cy, cz = (torch.randn(v.shape, generator=g) for v in (xs, ys, z))
+    ((xs * cx).sum() + (ys * cy).sum() + (z * cz).sum()).backward()
+    ((xr * cx.double()).sum() + (yr * cy.double()).sum() + (zr * cz.double()).sum()).backward()
+    for got, ref in zip(leaves, ref_leaves):
+        err = (got.grad.double() - ref.grad).abs().max() / ref.grad.abs().max()
+        assert err < 2e-5
+    # without gradient: the same values; the transient's last state alone
+    with torch.no_grad():
+        xs2, ys2, z2 = _scan.leaky_network(u, noise, sigma, x0, *weights, alpha)
+    assert torch.equal(xs2, xs.detach()) and torch.equal(z2, z.detach())
+    last = _scan.leaky_network_last(u, noise, sigma, x0, *weights[:3], alpha)
+    assert torch.equal(last, xs.detach()[:, -1])
+    states = _scan.leaky_network_states(u, noise, sigma, x0, *weights[:3], alpha)
+    assert torch.equal(states, xs.detach())

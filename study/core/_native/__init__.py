@@ -48,8 +48,14 @@ _SIGNATURES: dict[str, dict[str, list]] = {
     },
     "kernels": {
         "tanh_array": [_P, _P, _I],
-        "leaky_forward": [_P, _P, _P, _F, _I, _I, _I, _I, _P, _P, _P],
-        "leaky_backward": [_P, _P, _P, _P, _F, _I, _I, _I, _I, _P, _P],
+        "leaky_net_forward": [_P, _P, _F, _P, _P, _P, _P, _P, _P, _F, _I, _I, _I, _I, _I, _I,
+                              _P, _P, _P, _P, _P],
+        "leaky_net_backward": [_P, _P, _P, _P, _P, _P, _F, _I, _I, _I, _I, _I, _I, _P, _P, _P,
+                               _F, _P, _P, _P, _P, _P, _P, _P],
+        "critic_forward": [_I, _I, _I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P,
+                           _F, _P, _P],
+        "critic_backward": [_I, _I, _I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _F, _P, _P,
+                            _P, _P, _P, _P, _P, _P, _P, _P, _P, _P],
     },
 }
 

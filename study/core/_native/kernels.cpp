@@ -101,18 +101,21 @@ inline vf vtanh(vf x) {
   return x != x ? x : out;
 }
 
-// out[R][16C] = A[R][K] · W[K][16C] (row strides lda, ldw, ldo), accumulators in registers
+// out[R][16C] (+)= A[R][K] · W[K][16C], accumulators in registers. A[r][k] is
+// a[r·a_rs + k·a_ks] (a_ks = 1: row-major A; a_rs = 1: A is the transpose of a row-major
+// array); W and out have row strides ldw and ldo. With accumulate, out's values are added to.
 template <int R, int C>
-void micro(const float* a, int64_t lda, const float* w, int64_t ldw, int k_len, float* out,
-           int64_t ldo) {
+void micro(const float* a, int64_t a_rs, int64_t a_ks, const float* w, int64_t ldw, int k_len,
+           float* out, int64_t ldo, bool accumulate) {
   vf acc[R][C];
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = vf{};
+    for (int c = 0; c < C; ++c) acc[r][c] = accumulate ? load(out + r * ldo + c * kL) : vf{};
   for (int k = 0; k < k_len; ++k) {
     vf wk[C];
     for (int c = 0; c < C; ++c) wk[c] = load(w + k * ldw + c * kL);
+    const float* ak = a + k * a_ks;
     for (int r = 0; r < R; ++r) {
-      const vf ar = splat(a[r * lda + k]);
+      const vf ar = splat(ak[r * a_rs]);
       for (int c = 0; c < C; ++c) acc[r][c] += ar * wk[c];
     }
   }
@@ -120,7 +123,8 @@ void micro(const float* a, int64_t lda, const float* w, int64_t ldw, int k_len, 
     for (int c = 0; c < C; ++c) store(out + r * ldo + c * kL, acc[r][c]);
 }
 
-typedef void (*MicroFn)(const float*, int64_t, const float*, int64_t, int, float*, int64_t);
+typedef void (*MicroFn)(const float*, int64_t, int64_t, const float*, int64_t, int, float*,
+                        int64_t, bool);
 
 template <int C>
 MicroFn micro_rows(int rows) {
@@ -146,20 +150,36 @@ MicroFn micro_fn(int rows, int vecs) {
 }
 
 // rows per register block for a product n_vec vectors wide (accumulators + W row + broadcast
-// within 32 vector registers), balanced over the batch (20 rows: 7, 7, 6 rather than 8, 8, 4)
-inline int block_rows(int n_vec, int64_t batch) {
+// within 32 vector registers), balanced over the rows (20 rows: 7, 7, 6 rather than 8, 8, 4)
+inline int block_rows(int n_vec, int64_t rows) {
   const int64_t most = std::min(n_vec, 4) >= 4 ? 6 : 8;
-  const int64_t blocks = (batch + most - 1) / most;
-  return static_cast<int>((batch + blocks - 1) / blocks);
+  const int64_t blocks = (rows + most - 1) / most;
+  return static_cast<int>((rows + blocks - 1) / blocks);
 }
 
-// out[rows][np] = a[rows][k] · w[k][np], np a multiple of 16
+// out[rows][np] = a[rows][k] · w[k][np] for at most 8 rows, np a multiple of 16
 void gemm_rows(const float* a, int64_t lda, int rows, const float* w, int np, int k_len,
                float* out) {
   const int n_vec = np / kL;
   for (int c0 = 0; c0 < n_vec; c0 += 4) {
     const int cv = std::min(4, n_vec - c0);
-    micro_fn(rows, cv)(a, lda, w + c0 * kL, np, k_len, out + c0 * kL, np);
+    micro_fn(rows, cv)(a, lda, 1, w + c0 * kL, np, k_len, out + c0 * kL, np, false);
+  }
+}
+
+// C[rows][nc] (+)= A[rows][K] · W[K][nc] for any number of rows; nc a multiple of 16, W's
+// row stride ldw, C's ldc; A[r][k] = a[r·a_rs + k·a_ks]
+void gemm(const float* a, int64_t a_rs, int64_t a_ks, int64_t rows, const float* w,
+          int64_t ldw, int nc, int k_len, float* c, int64_t ldc, bool accumulate) {
+  const int n_vec = nc / kL;
+  const int rb = block_rows(n_vec, rows);
+  for (int64_t r0 = 0; r0 < rows; r0 += rb) {
+    const int nr = static_cast<int>(std::min<int64_t>(rb, rows - r0));
+    for (int c0 = 0; c0 < n_vec; c0 += 4) {
+      const int cv = std::min(4, n_vec - c0);
+      micro_fn(nr, cv)(a + r0 * a_rs, a_rs, a_ks, w + c0 * kL, ldw, k_len,
+                       c + r0 * ldc + c0 * kL, ldc, accumulate);
+    }
   }
 }
 
@@ -171,6 +191,50 @@ void pad_weights(const float* w, int n, int np, bool transpose, float* wp) {
     for (int j = 0; j < np; ++j)
       wp[i * np + j] = j < n ? (transpose ? w[j * n + i] : w[i * n + j]) : 0.0f;
 }
+
+// -- critic helpers ------------------------------------------------------------------------
+
+// ReLU (slope 0) or leaky ReLU, and its backward from the activation's output h
+// (h > 0 exactly where the pre-activation was > 0, for slope >= 0)
+inline vf activate(vf z, float slope) {
+  return slope == 0.0f ? (z > 0.0f ? z : vf{}) : (z > 0.0f ? z : z * slope);
+}
+
+inline vf activate_grad(vf h, vf g, float slope) {
+  return slope == 0.0f ? (h > 0.0f ? g : vf{}) : (h > 0.0f ? g : g * slope);
+}
+
+inline float hsum(vf v) {
+  float s = 0.0f;
+  for (int i = 0; i < kL; ++i) s += v[i];
+  return s;
+}
+
+// rows × h block: x[i] = act(x[i] + bias) in place (bias may be null)
+void bias_act(float* x, int64_t rows, int h, const float* bias, float slope) {
+  const int nv = h / kL;
+  for (int64_t i = 0; i < rows; ++i)
+    for (int c = 0; c < nv; ++c) {
+      vf v = load(x + i * h + c * kL);
+      if (bias) v += load(bias + c * kL);
+      store(x + i * h + c * kL, activate(v, slope));
+    }
+}
+
+// the transpose of w (rows × cols) into wt (cols × ldt), zero columns from rows to ldt
+void transpose_pad(const float* w, int rows, int cols, int ldt, float* wt) {
+  for (int j = 0; j < cols; ++j)
+    for (int i = 0; i < ldt; ++i) wt[j * ldt + i] = i < rows ? w[i * cols + j] : 0.0f;
+}
+
+// out[rows][d] = g[rows][h] · wt[h][dp], written unpadded (d columns of dp)
+void gemm_unpad(const float* g, int64_t rows, int h, const float* wt, int d, int dp,
+                float* tmp, float* out) {
+  gemm(g, h, 1, rows, wt, dp, dp, h, tmp, dp, false);
+  for (int64_t i = 0; i < rows; ++i) std::memcpy(out + i * d, tmp + i * dp, sizeof(float) * d);
+}
+
+constexpr int64_t kChunk = 48;  // rows of one side per pass (activations stay in L1/L2)
 
 }  // namespace
 
@@ -184,48 +248,67 @@ void tanh_array(const float* x, float* y, int64_t n) {
                      static_cast<int>(n - i));
 }
 
-// The leaky recurrence x_t = (1 − α) x_{t−1} + α tanh(x_{t−1}) W + d_t for S seeds.
-//   drive (S, T, B, N), x0 (S, B, N), w (S, N, N).
-//   xs (S, T, B, N) or null: every state; rates (S, T + 1, B, N) or null: tanh(x_{t−1}) for
-//   t = 0..T (rates[0] = tanh(x0), rates[t + 1] = tanh(x_t)); x_last (S, B, N) or null.
-void leaky_forward(const float* drive, const float* x0, const float* w, float alpha,
-                   int64_t n_seeds, int64_t n_steps, int64_t batch, int64_t n,
-                   float* xs, float* rates, float* x_last) {
+// The leaky network of S seeds (study.core.networks.LeakyRNN), drive, recurrence and readout:
+//   d_t = α (u_t W_in + b) + σ ξ_t,  x_t = (1 − α) x_{t−1} + α tanh(x_{t−1}) W + d_t,
+//   z_t = tanh(x_t) W_out + b_out.
+// u (S, T, B, I) or null (I = 0), noise ξ (S, T, B, N) or null, x0 (S, B, N), w_in (S, I, N),
+// bias (S, N) or null, w (S, N, N), w_out (S, N, O) and b_out (S, O) (O = 0: no readout).
+// Outputs, each written when not null: xs (S, T, B, N) every state; ys (S, T, B, N) every rate
+// tanh(x_t); r0 (S, B, N) = tanh(x0); out (S, T, B, O); x_last (S, B, N).
+void leaky_net_forward(const float* u, const float* noise, float sigma, const float* x0,
+                       const float* w_in, const float* bias, const float* w,
+                       const float* w_out, const float* b_out, float alpha, int64_t n_seeds,
+                       int64_t n_steps, int64_t batch, int64_t n_in, int64_t n, int64_t n_out,
+                       float* xs, float* ys, float* r0, float* out, float* x_last) {
   const int ni = static_cast<int>(n), np = padded(ni), nv = np / kL;
   const int rb = block_rows(nv, batch);
   const int64_t bn = batch * n;
-  std::vector<float> wp(static_cast<size_t>(n) * np), x(batch * np), r(batch * np),
+  std::vector<float> wp(static_cast<size_t>(n) * np), winp(std::max<int64_t>(n_in, 1) * np),
+      biasp(np), woutt(std::max<int64_t>(n_out, 1) * np), x(batch * np), r(batch * np),
       acc(static_cast<size_t>(rb) * np);
-  const vf keep = splat(1.0f - alpha), va = splat(alpha);
+  const vf keep = splat(1.0f - alpha), va = splat(alpha), vs = splat(sigma);
   for (int64_t s = 0; s < n_seeds; ++s) {
     pad_weights(w + s * n * n, ni, np, false, wp.data());
-    for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t i = 0; i < n_in; ++i)
+      for (int j = 0; j < np; ++j) winp[i * np + j] = j < ni ? w_in[(s * n_in + i) * n + j] : 0.0f;
+    for (int j = 0; j < np; ++j) biasp[j] = (bias && j < ni) ? bias[s * n + j] : 0.0f;
+    for (int64_t o = 0; o < n_out; ++o)
+      for (int j = 0; j < np; ++j) woutt[o * np + j] = j < ni ? w_out[(s * n + j) * n_out + o] : 0.0f;
+    for (int64_t b = 0; b < batch; ++b)
       for (int c = 0; c < nv; ++c) {
         const vf xv = load_lanes(x0 + s * bn + b * n, c, ni);
         const vf rv = vtanh(xv);
         store(&x[b * np + c * kL], xv);
         store(&r[b * np + c * kL], rv);
-        if (rates) store_lanes(rates + s * (n_steps + 1) * bn + b * n, c, ni, rv);
+        if (r0) store_lanes(r0 + s * bn + b * n, c, ni, rv);
       }
-    }
     for (int64_t t = 0; t < n_steps; ++t) {
-      const float* d = drive + (s * n_steps + t) * bn;
-      float* xs_t = xs ? xs + (s * n_steps + t) * bn : nullptr;
-      float* r_t = rates ? rates + (s * (n_steps + 1) + t + 1) * bn : nullptr;
+      const int64_t off = (s * n_steps + t) * bn;
+      const float* u_t = u ? u + (s * n_steps + t) * batch * n_in : nullptr;
       for (int64_t b0 = 0; b0 < batch; b0 += rb) {
         const int rows = static_cast<int>(std::min<int64_t>(rb, batch - b0));
         gemm_rows(&r[b0 * np], np, rows, wp.data(), np, ni, acc.data());
         for (int i = 0; i < rows; ++i) {
           const int64_t b = b0 + i;
           for (int c = 0; c < nv; ++c) {
-            const vf dv = load_lanes(d + b * n, c, ni);
+            vf dv = load(&biasp[c * kL]);
+            for (int64_t k = 0; k < n_in; ++k)
+              dv += splat(u_t[b * n_in + k]) * load(&winp[k * np + c * kL]);
+            dv = va * dv;
+            if (noise) dv += vs * load_lanes(noise + off + b * n, c, ni);
             const vf xn = va * load(&acc[i * np + c * kL]) + (keep * load(&x[b * np + c * kL]) + dv);
             const vf rn = vtanh(xn);
             store(&x[b * np + c * kL], xn);
             store(&r[b * np + c * kL], rn);
-            if (xs_t) store_lanes(xs_t + b * n, c, ni, xn);
-            if (r_t) store_lanes(r_t + b * n, c, ni, rn);
+            if (xs) store_lanes(xs + off + b * n, c, ni, xn);
+            if (ys) store_lanes(ys + off + b * n, c, ni, rn);
           }
+          if (out)
+            for (int64_t o = 0; o < n_out; ++o) {
+              vf z = vf{};
+              for (int c = 0; c < nv; ++c) z += load(&r[b * np + c * kL]) * load(&woutt[o * np + c * kL]);
+              out[((s * n_steps + t) * batch + b) * n_out + o] = hsum(z) + b_out[s * n_out + o];
+            }
         }
       }
     }
@@ -236,39 +319,71 @@ void leaky_forward(const float* drive, const float* x0, const float* w, float al
   }
 }
 
-// BPTT of leaky_forward. grad_xs (S, T, B, N) or null = dL/dx_t from outside the recurrence;
-// grad_ys (S, T, B, N) or null = dL/d tanh(x_t); rates as written by leaky_forward. Writes
-// grad_drive (S, T, B, N) = dL/dd_t and grad_x0 (S, B, N). dL/dW = α Σ_t rates[t]ᵀ
-// grad_drive[t] is left to one large matrix product by the caller.
-void leaky_backward(const float* grad_xs, const float* grad_ys, const float* rates,
-                    const float* w, float alpha, int64_t n_seeds, int64_t n_steps,
-                    int64_t batch, int64_t n, float* grad_drive, float* grad_x0) {
+// BPTT of leaky_net_forward (u, ys, r0 as it wrote them). Upstream gradients, each may be
+// null: grad_xs = dL/dx_t, grad_ys = dL/d tanh(x_t), grad_out = dL/dz_t. Writes dL/dx0 into
+// grad_x0 (S, B, N) and, when not null, grad_noise (S, T, B, N) = σ dL/dd_t,
+// g_w_in (S, I, N), g_bias (S, N), g_w (S, N, N),
+// g_w_out (S, N, O), g_b_out (S, O); each weight gradient is accumulated step by step from
+// dL/dd_t while it is in cache, so dL/dd_t is never stored.
+void leaky_net_backward(const float* u, const float* ys, const float* r0, const float* w_in,
+                        const float* w, const float* w_out, float alpha, int64_t n_seeds,
+                        int64_t n_steps, int64_t batch, int64_t n_in, int64_t n,
+                        int64_t n_out, const float* grad_xs, const float* grad_ys,
+                        const float* grad_out, float sigma, float* grad_noise, float* grad_x0,
+                        float* g_w_in, float* g_bias, float* g_w, float* g_w_out,
+                        float* g_b_out) {
+  (void)w_in;
+  const vf vsig = splat(sigma);
   const int ni = static_cast<int>(n), np = padded(ni), nv = np / kL;
   const int rb = block_rows(nv, batch);
   const int64_t bn = batch * n;
-  std::vector<float> wtp(static_cast<size_t>(n) * np), delta(batch * np),
-      acc(static_cast<size_t>(rb) * np);
+  const int64_t no = grad_out ? n_out : 0;
+  std::vector<float> wtp(static_cast<size_t>(n) * np), woutt(std::max<int64_t>(n_out, 1) * np),
+      delta(batch * np), acc(static_cast<size_t>(rb) * np), gw(static_cast<size_t>(n) * np),
+      gwin(std::max<int64_t>(n_in, 1) * np), gbias(np), gwoutt(std::max<int64_t>(n_out, 1) * np);
   const vf keep = splat(1.0f - alpha), va = splat(alpha), one = splat(1.0f);
   for (int64_t s = 0; s < n_seeds; ++s) {
     pad_weights(w + s * n * n, ni, np, true, wtp.data());
+    for (int64_t o = 0; o < n_out; ++o)
+      for (int j = 0; j < np; ++j) woutt[o * np + j] = j < ni ? w_out[(s * n + j) * n_out + o] : 0.0f;
     std::fill(delta.begin(), delta.end(), 0.0f);
-    const float* rs = rates + s * (n_steps + 1) * bn;
+    std::fill(gw.begin(), gw.end(), 0.0f);
+    std::fill(gwin.begin(), gwin.end(), 0.0f);
+    std::fill(gbias.begin(), gbias.end(), 0.0f);
+    std::fill(gwoutt.begin(), gwoutt.end(), 0.0f);
+    std::vector<double> gbout(std::max<int64_t>(n_out, 1), 0.0);
     for (int64_t t = n_steps - 1; t >= 0; --t) {
       const int64_t off = (s * n_steps + t) * bn;
-      const float* y_t = rs + (t + 1) * bn;  // tanh(x_t)
-      const float* r_prev = rs + t * bn;  // tanh(x_{t−1})
+      const float* y_t = ys + off;
+      const float* r_prev = t > 0 ? ys + off - bn : r0 + s * bn;
+      const float* go = grad_out ? grad_out + (s * n_steps + t) * batch * n_out : nullptr;
       for (int64_t b = 0; b < batch; ++b) {
         for (int c = 0; c < nv; ++c) {
-          vf g = grad_xs ? load_lanes(grad_xs + off + b * n, c, ni) : vf{};
-          if (grad_ys) {
-            const vf y = load_lanes(y_t + b * n, c, ni);
-            g += load_lanes(grad_ys + off + b * n, c, ni) * (one - y * y);
+          const vf y = load_lanes(y_t + b * n, c, ni);
+          vf gy = grad_ys ? load_lanes(grad_ys + off + b * n, c, ni) : vf{};
+          for (int64_t o = 0; o < no; ++o) {
+            const vf gov = splat(go[b * n_out + o]);
+            gy += gov * load(&woutt[o * np + c * kL]);
+            store(&gwoutt[o * np + c * kL], load(&gwoutt[o * np + c * kL]) + gov * y);
           }
+          vf g = gy * (one - y * y);
+          if (grad_xs) g += load_lanes(grad_xs + off + b * n, c, ni);
           const vf dv = load(&delta[b * np + c * kL]) + g;
           store(&delta[b * np + c * kL], dv);
-          store_lanes(grad_drive + off + b * n, c, ni, dv);
+          if (grad_noise) store_lanes(grad_noise + off + b * n, c, ni, vsig * dv);
         }
+        for (int64_t o = 0; o < no; ++o) gbout[o] += go[b * n_out + o];
       }
+      // delta = dL/dd_t: weight gradients of this step (before delta moves on)
+      if (g_w) gemm(r_prev, 1, n, n, delta.data(), np, np, static_cast<int>(batch), gw.data(),
+                    np, true);
+      if (g_w_in && n_in)
+        gemm(u + (s * n_steps + t) * batch * n_in, 1, n_in, n_in, delta.data(), np, np,
+             static_cast<int>(batch), gwin.data(), np, true);
+      if (g_bias)
+        for (int64_t b = 0; b < batch; ++b)
+          for (int c = 0; c < nv; ++c)
+            store(&gbias[c * kL], load(&gbias[c * kL]) + load(&delta[b * np + c * kL]));
       for (int64_t b0 = 0; b0 < batch; b0 += rb) {
         const int rows = static_cast<int>(std::min<int64_t>(rb, batch - b0));
         gemm_rows(&delta[b0 * np], np, rows, wtp.data(), np, ni, acc.data());
@@ -286,6 +401,184 @@ void leaky_backward(const float* grad_xs, const float* grad_ys, const float* rat
     for (int64_t b = 0; b < batch; ++b)
       for (int c = 0; c < nv; ++c)
         store_lanes(grad_x0 + s * bn + b * n, c, ni, load(&delta[b * np + c * kL]));
+    if (g_w)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < n; ++j) g_w[(s * n + i) * n + j] = alpha * gw[i * np + j];
+    if (g_w_in)
+      for (int64_t i = 0; i < n_in; ++i)
+        for (int64_t j = 0; j < n; ++j) g_w_in[(s * n_in + i) * n + j] = alpha * gwin[i * np + j];
+    if (g_bias)
+      for (int64_t j = 0; j < n; ++j) g_bias[s * n + j] = alpha * gbias[j];
+    if (g_w_out)
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t o = 0; o < n_out; ++o)
+          g_w_out[(s * n + j) * n_out + o] = grad_out ? gwoutt[o * np + j] : 0.0f;
+    if (g_b_out)
+      for (int64_t o = 0; o < n_out; ++o)
+        g_b_out[s * n_out + o] = grad_out ? static_cast<float>(gbout[o]) : 0.0f;
+  }
+}
+
+// The subgroup-MI critic T(a, b) = w_oᵀ φ(… φ(a W_a + b W_b + b_1) W_h + b_h …) + b_o of R
+// replicas on their joint rows (a, bj) and shuffled rows (a, bs) at once (study.core.mi.Critic;
+// φ = ReLU, or leaky ReLU when slope > 0). Shapes: a (R, M, da), bj and bs (R, M, db),
+// wa (R, da, H), wb (R, db, H), b1 (R, H), wh[l] (R, H, H) and bh[l] (R, H) for the
+// depth − 1 hidden layers, wo (R, H), bo (R) or null; H a multiple of 16.
+// scores (R, 2M): joint rows first, shuffled rows after. saved: depth arrays (R, 2M, H) that
+// receive each layer's activations for critic_backward, or null.
+void critic_forward(int64_t n_rep, int64_t m, int64_t da, int64_t db, int64_t h,
+                    int64_t depth, const float* a, const float* bj, const float* bs,
+                    const float* wa, const float* wb, const float* b1,
+                    const float* const* wh, const float* const* bh, const float* wo,
+                    const float* bo, float slope, float* scores, float* const* saved) {
+  const int hi = static_cast<int>(h), nv = hi / kL;
+  std::vector<float> scratch(static_cast<size_t>(4 * kChunk * h));
+  for (int64_t r = 0; r < n_rep; ++r) {
+    const float* ar = a + r * m * da;
+    const float* wa_r = wa + r * da * h;
+    const float* wb_r = wb + r * db * h;
+    for (int64_t m0 = 0; m0 < m; m0 += kChunk) {
+      const int64_t rows = std::min(kChunk, m - m0);
+      float* prev[2];
+      for (int side = 0; side < 2; ++side) {
+        const int64_t base = r * 2 * m + side * m + m0;
+        prev[side] = saved ? saved[0] + base * h : scratch.data() + side * kChunk * h;
+      }
+      gemm(ar + m0 * da, da, 1, rows, wa_r, h, hi, static_cast<int>(da), prev[0], h, false);
+      for (int64_t i = 0; i < rows; ++i)
+        for (int c = 0; c < nv; ++c)
+          store(prev[0] + i * h + c * kL,
+                load(prev[0] + i * h + c * kL) + load(b1 + r * h + c * kL));
+      std::memcpy(prev[1], prev[0], sizeof(float) * rows * h);
+      const float* bside[2] = {bj + r * m * db + m0 * db, bs + r * m * db + m0 * db};
+      for (int side = 0; side < 2; ++side) {
+        gemm(bside[side], db, 1, rows, wb_r, h, hi, static_cast<int>(db), prev[side], h, true);
+        bias_act(prev[side], rows, hi, nullptr, slope);
+      }
+      for (int64_t l = 0; l + 1 < depth; ++l) {
+        for (int side = 0; side < 2; ++side) {
+          const int64_t base = r * 2 * m + side * m + m0;
+          float* next = saved ? saved[l + 1] + base * h
+                              : scratch.data() + (2 + side) * kChunk * h;
+          if (!saved && (l % 2 == 1)) next = scratch.data() + side * kChunk * h;
+          gemm(prev[side], h, 1, rows, wh[l] + r * h * h, h, hi, hi, next, h, false);
+          bias_act(next, rows, hi, bh[l] + r * h, slope);
+          prev[side] = next;
+        }
+      }
+      const float bias = bo ? bo[r] : 0.0f;
+      for (int side = 0; side < 2; ++side)
+        for (int64_t i = 0; i < rows; ++i) {
+          vf acc = vf{};
+          for (int c = 0; c < nv; ++c)
+            acc += load(prev[side] + i * h + c * kL) * load(wo + r * h + c * kL);
+          scores[r * 2 * m + side * m + m0 + i] = hsum(acc) + bias;
+        }
+    }
+  }
+}
+
+// Backward of critic_forward from dscores (R, 2M) and the saved activations. Parameter
+// gradients (overwritten): dwa (R, da, H), dwb (R, db, H), db1 (R, H), dwh[l] (R, H, H),
+// dbh[l] (R, H), dwo (R, H), dbo (R) or null — all of them, or none when dwa is null.
+// Input gradients, each written when not null: da_out (R, M, da), dbj_out and dbs_out (R, M, db).
+void critic_backward(int64_t n_rep, int64_t m, int64_t da, int64_t db, int64_t h,
+                     int64_t depth, const float* a, const float* bj, const float* bs,
+                     const float* wa, const float* wb, const float* const* wh, const float* wo,
+                     float slope, const float* const* saved, const float* dscores,
+                     float* dwa, float* dwb, float* db1, float* const* dwh, float* const* dbh,
+                     float* dwo, float* dbo, float* da_out, float* dbj_out, float* dbs_out) {
+  const int hi = static_cast<int>(h), nv = hi / kL;
+  const int dap = padded(static_cast<int>(da)), dbp = padded(static_cast<int>(db));
+  const bool params = dwa != nullptr;
+  std::vector<float> g(2 * kChunk * h), g2(kChunk * h), dpre(2 * kChunk * h),
+      sum(kChunk * h), tmp(kChunk * std::max(dap, dbp)), wat(h * dap), wbt(h * dbp),
+      wht(std::max<int64_t>(depth - 1, 1) * h * h);
+  for (int64_t r = 0; r < n_rep; ++r) {
+    const float* ar = a + r * m * da;
+    const float* bside[2] = {bj + r * m * db, bs + r * m * db};
+    const float* wo_r = wo + r * h;
+    transpose_pad(wa + r * da * h, static_cast<int>(da), hi, dap, wat.data());
+    transpose_pad(wb + r * db * h, static_cast<int>(db), hi, dbp, wbt.data());
+    for (int64_t l = 0; l + 1 < depth; ++l)
+      transpose_pad(wh[l] + r * h * h, hi, hi, hi, wht.data() + l * h * h);
+    if (params) {
+      std::fill(dwa + r * da * h, dwa + (r + 1) * da * h, 0.0f);
+      std::fill(dwb + r * db * h, dwb + (r + 1) * db * h, 0.0f);
+      std::fill(db1 + r * h, db1 + (r + 1) * h, 0.0f);
+      for (int64_t l = 0; l + 1 < depth; ++l) {
+        std::fill(dwh[l] + r * h * h, dwh[l] + (r + 1) * h * h, 0.0f);
+        std::fill(dbh[l] + r * h, dbh[l] + (r + 1) * h, 0.0f);
+      }
+      std::fill(dwo + r * h, dwo + (r + 1) * h, 0.0f);
+      if (dbo) dbo[r] = 0.0f;
+    }
+    for (int64_t m0 = 0; m0 < m; m0 += kChunk) {
+      const int64_t rows = std::min(kChunk, m - m0);
+      for (int side = 0; side < 2; ++side) {
+        const int64_t base = r * 2 * m + side * m + m0;
+        float* gs = g.data() + side * kChunk * h;
+        // top: d h_D = ds · w_o; dw_o += Σ h_D ds; db_o += Σ ds
+        const float* h_top = saved[depth - 1] + base * h;
+        for (int64_t i = 0; i < rows; ++i) {
+          const float ds = dscores[base + i];
+          for (int c = 0; c < nv; ++c) {
+            store(gs + i * h + c * kL, load(wo_r + c * kL) * ds);
+            if (params)
+              store(dwo + r * h + c * kL,
+                    load(dwo + r * h + c * kL) + load(h_top + i * h + c * kL) * ds);
+          }
+          if (params && dbo) dbo[r] += ds;
+        }
+        for (int64_t l = depth - 1; l >= 1; --l) {
+          const float* h_l = saved[l] + base * h;
+          const float* h_below = saved[l - 1] + base * h;
+          for (int64_t i = 0; i < rows; ++i)
+            for (int c = 0; c < nv; ++c)
+              store(gs + i * h + c * kL, activate_grad(load(h_l + i * h + c * kL),
+                                                       load(gs + i * h + c * kL), slope));
+          if (params) {
+            // dW_h += h_belowᵀ dz: rows of the product are the H units of h_below
+            gemm(h_below, 1, h, h, gs, h, hi, static_cast<int>(rows), dwh[l - 1] + r * h * h,
+                 h, true);
+            for (int64_t i = 0; i < rows; ++i)
+              for (int c = 0; c < nv; ++c)
+                store(dbh[l - 1] + r * h + c * kL,
+                      load(dbh[l - 1] + r * h + c * kL) + load(gs + i * h + c * kL));
+          }
+          gemm(gs, h, 1, rows, wht.data() + (l - 1) * h * h, h, hi, hi, g2.data(), h, false);
+          std::memcpy(gs, g2.data(), sizeof(float) * rows * h);
+        }
+        const float* h_1 = saved[0] + base * h;
+        float* dp = dpre.data() + side * kChunk * h;
+        for (int64_t i = 0; i < rows; ++i)
+          for (int c = 0; c < nv; ++c)
+            store(dp + i * h + c * kL, activate_grad(load(h_1 + i * h + c * kL),
+                                                     load(gs + i * h + c * kL), slope));
+        if (params)  // dW_b += b_sideᵀ dpre_side
+          gemm(bside[side] + m0 * db, 1, db, db, dp, h, hi, static_cast<int>(rows),
+               dwb + r * db * h, h, true);
+        float* din = side == 0 ? dbj_out : dbs_out;
+        if (din)
+          gemm_unpad(dp, rows, hi, wbt.data(), static_cast<int>(db), dbp, tmp.data(),
+                     din + r * m * db + m0 * db);
+      }
+      // a feeds both sides: its gradient is the sum of theirs
+      const float* dpj = dpre.data();
+      const float* dps = dpre.data() + kChunk * h;
+      for (int64_t i = 0; i < rows; ++i)
+        for (int c = 0; c < nv; ++c) {
+          const vf v = load(dpj + i * h + c * kL) + load(dps + i * h + c * kL);
+          store(sum.data() + i * h + c * kL, v);
+          if (params) store(db1 + r * h + c * kL, load(db1 + r * h + c * kL) + v);
+        }
+      if (params)
+        gemm(ar + m0 * da, 1, da, da, sum.data(), h, hi, static_cast<int>(rows),
+             dwa + r * da * h, h, true);
+      if (da_out)
+        gemm_unpad(sum.data(), rows, hi, wat.data(), static_cast<int>(da), dap, tmp.data(),
+                   da_out + r * m * da + m0 * da);
+    }
   }
 }
 

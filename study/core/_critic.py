@@ -1,0 +1,112 @@
+"""The MI critic's joint and shuffled scores in one compiled pass (study/core/_native/kernels.cpp).
+
+`critic_scores(critic, a, bj, bs)` returns the (R, 2M) scores of a `study.core.mi.Critic` on
+the joint rows (a, bj) and the shuffled rows (a, bs): the same function as
+`critic.head(critic.project_a(a) + critic.project_b(b))` for each b, differentiable in a, bj,
+bs and every critic weight. The compiled forward runs both branches of one replica together,
+48 rows at a time, so a's projection is computed once and each layer's activations stay in
+cache between the register-blocked products; the backward is written out by hand (no autograd
+graph of ~20 nodes per step) and accumulates every weight gradient in the same pass.
+
+`usable(critic, a)` says whether the compiled pass applies: a float32 critic on the CPU whose
+width is a multiple of 16, and the compiled library loaded. Otherwise callers keep the torch
+code. Values equal the torch path's to float rounding, not bit for bit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+from torch import Tensor
+
+from study.core._native import load
+
+__all__ = ["critic_scores", "usable"]
+
+
+def usable(critic, a: Tensor) -> bool:
+    """Whether `critic_scores` can serve this critic and input."""
+    width = critic.w_a.shape[-1]
+    return (a.device.type == "cpu" and critic.compute_dtype == torch.float32
+            and a.dtype == torch.float32 and width % 16 == 0
+            and load("kernels") is not None)
+
+
+def _ptrs(tensors) -> ctypes.Array | None:
+    if not tensors:
+        return None
+    return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
+
+
+def _ptr(t: Tensor | None):
+    return None if t is None else t.data_ptr()
+
+
+class _Scores(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, keep: bool, slope: float, depth: int, a, bj, bs, w_a, w_b, b_1, w_o, b_o,
+                *hidden):
+        ctx.keep = keep  # activations are kept for a backward only when one can follow
+        a, bj, bs = a.contiguous(), bj.contiguous(), bs.contiguous()
+        r, m, da = a.shape
+        db, h = w_b.shape[1], w_a.shape[2]
+        w_h, b_h = [w.contiguous() for w in hidden[0::2]], [b.contiguous() for b in hidden[1::2]]
+        params = [w_a.contiguous(), w_b.contiguous(), b_1.contiguous(), w_o.contiguous()]
+        bo = b_o.contiguous() if b_o is not None else None
+        scores = torch.empty(r, 2 * m)
+        saved = [torch.empty(r, 2 * m, h) for _ in range(depth)] if ctx.keep else []
+        load("kernels").critic_forward(
+            r, m, da, db, h, depth, a.data_ptr(), bj.data_ptr(), bs.data_ptr(),
+            params[0].data_ptr(), params[1].data_ptr(), params[2].data_ptr(), _ptrs(w_h),
+            _ptrs(b_h), params[3].data_ptr(), _ptr(bo), float(slope), scores.data_ptr(),
+            _ptrs(saved))
+        ctx.slope, ctx.depth, ctx.has_bo = float(slope), depth, b_o is not None
+        ctx.save_for_backward(a, bj, bs, *params, *w_h, *saved)
+        return scores
+
+    @staticmethod
+    def backward(ctx, dscores: Tensor):
+        depth = ctx.depth
+        a, bj, bs, w_a, w_b, b_1, w_o, *rest = ctx.saved_tensors
+        w_h, saved = rest[:depth - 1], rest[depth - 1:]
+        r, m, da = a.shape
+        db, h = w_b.shape[1], w_a.shape[2]
+        need = ctx.needs_input_grad[1:]  # (slope, depth, a, bj, bs, w_a, …, hidden…)
+        params = any(need[5:])
+        grads = {}
+        if params:
+            grads = {"w_a": torch.empty_like(w_a), "w_b": torch.empty_like(w_b),
+                     "b_1": torch.empty_like(b_1), "w_o": torch.empty_like(w_o),
+                     "b_o": torch.empty(r, 1, 1) if ctx.has_bo else None,
+                     "w_h": [torch.empty_like(w) for w in w_h],
+                     "b_h": [torch.empty(r, 1, h) for _ in w_h]}
+        d_a = torch.empty_like(a) if need[2] else None
+        d_bj = torch.empty_like(bj) if need[3] else None
+        d_bs = torch.empty_like(bs) if need[4] else None
+        load("kernels").critic_backward(
+            r, m, da, db, h, depth, a.data_ptr(), bj.data_ptr(), bs.data_ptr(),
+            w_a.data_ptr(), w_b.data_ptr(), _ptrs(list(w_h)), w_o.data_ptr(), ctx.slope,
+            _ptrs(list(saved)), dscores.contiguous().data_ptr(),
+            _ptr(grads.get("w_a")), _ptr(grads.get("w_b")), _ptr(grads.get("b_1")),
+            _ptrs(grads.get("w_h")), _ptrs(grads.get("b_h")), _ptr(grads.get("w_o")),
+            _ptr(grads.get("b_o")), _ptr(d_a), _ptr(d_bj), _ptr(d_bs))
+        hidden = []
+        for i in range(depth - 1):
+            hidden += [grads["w_h"][i] if params else None, grads["b_h"][i] if params else None]
+        return (None, None, None, d_a, d_bj, d_bs, grads.get("w_a"), grads.get("w_b"),
+                grads.get("b_1"), grads.get("w_o"), grads.get("b_o"), *hidden)
+
+
+def critic_scores(critic, a: Tensor, bj: Tensor, bs: Tensor) -> Tensor:
+    """(R, 2M) critic scores: joint rows (a, bj) in [:, :M], shuffled rows (a, bs) in [:, M:].
+
+    a (R, M, da), bj and bs (R, M, db). Requires `usable(critic, a)`.
+    """
+    slope = 0.0 if critic.activation == "relu" else float(critic.leaky_slope)
+    hidden = []
+    for w, b in zip(critic.w_h, critic.b_h):
+        hidden += [w, b]
+    inputs = (a, bj, bs, critic.w_a, critic.w_b, critic.b_1, critic.w_o, critic.b_o, *hidden)
+    keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    return _Scores.apply(keep, slope, 1 + len(critic.w_h), *inputs)
