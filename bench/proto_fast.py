@@ -31,7 +31,7 @@ from study.core import _critic, _scan  # noqa: E402
 from study.core import estimators  # noqa: E402
 from study.core._native import draws  # noqa: E402
 from study.core.mi import SubgroupMI  # noqa: E402
-from study.core.networks import LeakyRNN, NetOutput  # noqa: E402
+from study.core.networks import GRU, LeakyRNN, NetOutput, _identity  # noqa: E402
 from study.core.tasks.working_memory import WorkingMemory  # noqa: E402
 from study.spec.config import load_trial_config  # noqa: E402
 from study.training.device import keep_freed_memory  # noqa: E402
@@ -46,6 +46,7 @@ _orig = {
     "sample_tensors": WorkingMemory.sample_tensors,
     "noise": SubgroupMI._noise,
     "leaky_forward": LeakyRNN.forward,
+    "gru_forward": GRU.forward,
     "shuffled_scores": estimators.shuffled_scores,
     "network_step": Trainer._network_step,
     "critic_round": Trainer._critic_round,
@@ -135,6 +136,24 @@ def _leaky_net_forward(self, inputs, x0, noise=None, *, n_transient=0, outputs=T
     return out
 
 
+def _gru_forward(self, inputs, x0, noise=None, *, n_transient=0, outputs=True):
+    if "net" not in ON:
+        return _orig["gru_forward"](self, inputs, x0, noise, n_transient=n_transient,
+                                    outputs=outputs)
+    sigma = getattr(self, "_noise_sigma", 1.0)
+    h = x0
+    weights = (self.w, self.b, self.u, self.b_rec)
+    if n_transient:
+        h = _scan.gru_network_last(inputs[:, :n_transient],
+                                   noise[:, :n_transient] if noise is not None else None,
+                                   sigma, x0, *weights)
+        inputs = inputs[:, n_transient:]
+        noise = noise[:, n_transient:] if noise is not None else None
+    hs, z = _scan.gru_network(inputs, noise, sigma, h, *weights,
+                              self.w_out if outputs else None, self.b_out if outputs else None)
+    return NetOutput(hs, z, _identity)
+
+
 def _native_tanh(x):
     """tanh of a float32 CPU tensor with the compiled kernel (no gradient)."""
     from study.core._native import load
@@ -159,8 +178,12 @@ def _network_step(self):
     task_loss = err.square().mean(dim=(1, 2, 3))
     loss = task_loss + self._regulariser()
     if self.mi is not None and cfg.mi.weight > 0:
-        s, _, _, n = out.rates.shape
-        penalty, _ = self.mi.penalty(out.rates.reshape(s, -1, n), self.gen, transform=None)
+        rates = getattr(out, "rates", None)
+        if rates is not None:  # the fused leaky network kept tanh(x): no tanh on the rows
+            s, _, _, n = rates.shape
+            penalty, _ = self.mi.penalty(rates.reshape(s, -1, n), self.gen, transform=None)
+        else:
+            penalty, _ = self.mi.penalty(out.rows(), self.gen, transform=out.mi_transform)
         self._check_finite("MI penalty (network step)", penalty)
         loss = loss + cfg.mi.weight * penalty
     self._check_finite("network loss", loss)
@@ -217,6 +240,7 @@ Trainer._batch = _batch
 WorkingMemory.sample_tensors = _sample_tensors
 SubgroupMI._noise = staticmethod(_noise)
 LeakyRNN.forward = _leaky_forward
+GRU.forward = _gru_forward
 
 VARIANTS = {"base": set(), "rng": {"rng"}, "scan": {"scan"}, "critic": {"critic"},
             "rng+scan+critic": {"rng", "scan", "critic"}, "net": {"net"},
@@ -225,6 +249,8 @@ VARIANTS = {"base": set(), "rng": {"rng"}, "scan": {"scan"}, "critic": {"critic"
 
 def _config(preset: str, groups: int):
     over = {"seeds": 8, "train.threads": 1}
+    if preset == "cpu-separation":
+        return load_trial_config(PRESETS / f"{preset}.yaml", over)
     if preset == "cpu-wm":
         over.update({"network.hidden": 48, "partition.groups": groups,
                      "task.wm.n_bits": "groups"})

@@ -31,8 +31,8 @@ from torch import Tensor
 
 from study.core._native import load
 
-__all__ = ["leaky_network", "leaky_network_last", "leaky_states", "leaky_last",
-           "leaky_scan_rates", "native_scan"]
+__all__ = ["leaky_network", "leaky_network_states", "leaky_network_last", "leaky_states",
+           "leaky_last", "leaky_scan_rates", "gru_network", "gru_network_last", "native_scan"]
 
 
 def native_scan() -> bool:
@@ -204,3 +204,124 @@ def leaky_scan_rates(drive: Tensor, x0: Tensor, w: Tensor, alpha: float
     drive, x0 and W."""
     xs, ys, _ = leaky_network(None, drive, 1.0, x0, None, None, w, None, None, alpha)
     return xs, ys
+
+
+# -- the GRU ------------------------------------------------------------------------------------
+
+def _seed_strided(x: Tensor | None) -> tuple[Tensor | None, int]:
+    """x (S, …) whose every seed block is contiguous (a time slice of a contiguous array is),
+    with its seed stride; a copy when it is not."""
+    if x is None:
+        return None, 0
+    x = x.detach()
+    if x.shape[0] > 0 and not x[0].is_contiguous():
+        x = x.contiguous()
+    return x, x.stride(0) if x.dim() > 0 else 0
+
+
+def _gru_forward(u, noise, sigma, h0, w, b, u_rec, b_rec, w_out, b_out, *, states: bool,
+                 outputs: bool, last: bool):
+    u, u_ss = _seed_strided(u)
+    noise, noise_ss = _seed_strided(noise)
+    h0, w, b, u_rec, b_rec, w_out, b_out = (_c(v) for v in (h0, w, b, u_rec, b_rec, w_out,
+                                                                b_out))
+    s, t_len, bsz, n_in = u.shape
+    n = h0.shape[-1]
+    n_out = w_out.shape[-1] if (outputs and w_out is not None) else 0
+    hs = torch.empty(s, t_len, bsz, n) if states else None
+    z = torch.empty(s, t_len, bsz, n_out) if n_out else None
+    hl = torch.empty(s, bsz, n) if last else None
+    load("kernels").gru_forward(
+        u.data_ptr(), u_ss, _ptr(noise), noise_ss, float(sigma), h0.data_ptr(), w.data_ptr(),
+        b.data_ptr(), u_rec.data_ptr(), b_rec.data_ptr(), _ptr(w_out), _ptr(b_out), s, t_len,
+        bsz, n_in, n, n_out, _ptr(hs), _ptr(z), _ptr(hl))
+    return hs, z, hl
+
+
+class _GRUNet(torch.autograd.Function):
+    """(hs, z) of the GRU; gradients for h0, W, b, U, b_rec, W_out, b_out."""
+
+    @staticmethod
+    def forward(ctx, sigma, u, noise, h0, w, b, u_rec, b_rec, w_out, b_out):
+        ctx.set_materialize_grads(False)
+        hs, z, _ = _gru_forward(u, noise, sigma, h0, w, b, u_rec, b_rec, w_out, b_out,
+                                states=True, outputs=w_out is not None, last=False)
+        uu, u_ss = _seed_strided(u)
+        ctx.u_ss = u_ss
+        ctx.n_out = w_out.shape[-1] if w_out is not None else 0
+        ctx.save_for_backward(uu, hs, _c(h0), _c(w), _c(b), _c(u_rec), _c(b_rec), _c(w_out))
+        return hs, z
+
+    @staticmethod
+    def backward(ctx, grad_hs, grad_z):
+        u, hs, h0, w, b, u_rec, b_rec, w_out = ctx.saved_tensors
+        s, t_len, bsz, n = hs.shape
+        n_in, n_out = u.shape[-1], ctx.n_out
+        need = ctx.needs_input_grad  # (sigma, u, noise, h0, w, b, u_rec, b_rec, w_out, b_out)
+        if need[1] or need[2]:
+            raise RuntimeError("gru_network: no gradient for the inputs or the noise (data)")
+
+        def out(flag, *shape):
+            return torch.empty(*shape) if flag else None
+
+        g_h0 = torch.empty(s, bsz, n)
+        g_w, g_b = out(need[4], s, n_in, 3 * n), out(need[5], s, 3 * n)
+        g_u, g_br = out(need[6], s, n, 3 * n), out(need[7], s, 3 * n)
+        g_wo, g_bo = out(need[8], s, n, n_out), out(need[9], s, n_out)
+        load("kernels").gru_backward(
+            u.data_ptr(), ctx.u_ss, hs.data_ptr(), h0.data_ptr(), w.data_ptr(), b.data_ptr(),
+            u_rec.data_ptr(), b_rec.data_ptr(), _ptr(w_out), s, t_len, bsz, n_in, n, n_out,
+            _ptr(_c(grad_hs)), _ptr(_c(grad_z)), g_h0.data_ptr(), _ptr(g_w), _ptr(g_b),
+            _ptr(g_u), _ptr(g_br), _ptr(g_wo), _ptr(g_bo))
+        return (None, None, None, g_h0 if need[3] else None, g_w, g_b, g_u, g_br, g_wo, g_bo)
+
+
+def _torch_gru(u, noise, sigma, h0, w, b, u_rec, b_rec, w_out, b_out):
+    """The same GRU in torch ops (the fallback), step by step as networks.GRU runs it."""
+    s, t_len, bsz, n_in = u.shape
+    n = h0.shape[-1]
+    gx_all = torch.baddbmm(b.unsqueeze(1), u.reshape(s, t_len * bsz, n_in), w)
+    gx_all = gx_all.view(s, t_len, bsz, 3 * n)
+    h, states = h0, []
+    for t, gx in enumerate(gx_all.unbind(1)):
+        gh = torch.baddbmm(b_rec.unsqueeze(1), h, u_rec)
+        zr = torch.sigmoid(gx[..., :2 * n] + gh[..., :2 * n])
+        z, r = zr[..., :n], zr[..., n:]
+        cand = torch.tanh(gx[..., 2 * n:] + r * gh[..., 2 * n:])
+        h = cand + z * (h - cand)
+        if noise is not None:
+            h = h + sigma * noise[:, t]
+        states.append(h)
+    hs = torch.stack(states, dim=1)
+    zo = None
+    if w_out is not None:
+        zo = torch.baddbmm(b_out.unsqueeze(1), hs.reshape(s, t_len * bsz, n),
+                           w_out).view(s, t_len, bsz, -1)
+    return hs, zo
+
+
+def gru_network(u: Tensor, noise: Tensor | None, sigma: float, h0: Tensor, w: Tensor,
+                b: Tensor, u_rec: Tensor, b_rec: Tensor, w_out: Tensor | None,
+                b_out: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """(hs, z): the GRU's states (S, T, B, N) and readout (S, T, B, O) (None when w_out is
+    None), differentiable in h0 and every weight; u (S, T, B, I) and ξ (S, T, B, N) are data
+    (a time slice of a longer array is read in place)."""
+    if not _usable(u, noise, h0, w, b, u_rec, b_rec, w_out, b_out):
+        return _torch_gru(u, noise, sigma, h0, w, b, u_rec, b_rec, w_out, b_out)
+    if not torch.is_grad_enabled():
+        hs, z, _ = _gru_forward(u, noise, sigma, h0, w, b, u_rec, b_rec, w_out, b_out,
+                                states=True, outputs=w_out is not None, last=False)
+        return hs, z
+    return _GRUNet.apply(sigma, u, noise, h0, w, b, u_rec, b_rec, w_out, b_out)
+
+
+@torch.no_grad()
+def gru_network_last(u: Tensor, noise: Tensor | None, sigma: float, h0: Tensor, w: Tensor,
+                     b: Tensor, u_rec: Tensor, b_rec: Tensor) -> Tensor:
+    """The GRU's last state h_{T−1} (S, B, N), no gradient; T = 0 gives h0."""
+    if u.shape[1] == 0:
+        return h0
+    if not _usable(u, noise, h0, w, b, u_rec, b_rec):
+        return _torch_gru(u, noise, sigma, h0, w, b, u_rec, b_rec, None, None)[0][:, -1]
+    return _gru_forward(u, noise, sigma, h0, w, b, u_rec, b_rec, None, None, states=False,
+                        outputs=False, last=True)[2]

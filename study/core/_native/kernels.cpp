@@ -66,9 +66,27 @@ inline void store_lanes(float* row, int c, int n, vf v) {
   if (left >= kL) store(row + c * kL, v); else store_n(row + c * kL, v, left);
 }
 
-// tanh to ~2 ulp: an odd polynomial below 0.625, (1 − e^{−2|x|}) / (1 + e^{−2|x|}) above;
-// the coefficients are least-squares fits (relative error 2e-10 for the polynomial, 2e-9 for
-// exp on [−ln2/2, ln2/2]). NaN stays NaN.
+// e^y for y in [−87, 88] (clamped to it): 2^k · e^r with |r| <= ln2/2 and a degree-6
+// least-squares polynomial for e^r (relative error 2e-9), so within ~2 ulp
+inline vf vexp(vf y) {
+  y = y < -87.0f ? splat(-87.0f) : y;
+  y = y > 88.0f ? splat(88.0f) : y;
+  const vf kf = __builtin_convertvector(__builtin_convertvector(
+      y * 1.4426950408889634f + (y < 0.0f ? -0.5f : 0.5f), vi), vf);  // round to nearest
+  const vf r = (y - kf * 0.693145751953125f) - kf * 1.428606765330187e-06f;
+  vf e = splat(0.0013859292038158574f);
+  e = e * r + 0.0083747645730146564f;
+  e = e * r + 0.041667724331964195f;
+  e = e * r + 0.16666420938058199f;
+  e = e * r + 0.49999995350851872f;
+  e = e * r + 1.0000000360936792f;
+  e = e * r + 1.0f;
+  const vi k = __builtin_convertvector(kf, vi);
+  return e * reinterpret_cast<vf>((k + 127) << 23);
+}
+
+// tanh to ~2 ulp: an odd polynomial below 0.625 (least-squares fit, relative error 2e-10),
+// (1 − e^{−2|x|}) / (1 + e^{−2|x|}) above. NaN stays NaN.
 inline vf vtanh(vf x) {
   const vi sign = reinterpret_cast<vi>(x) & static_cast<int32_t>(0x80000000u);
   vf a = reinterpret_cast<vf>(reinterpret_cast<vi>(x) & 0x7fffffff);
@@ -81,23 +99,16 @@ inline vf vtanh(vf x) {
   p = p * z + 0.13333216148884625f;
   p = p * z + -0.33333331108442127f;
   const vf small = a + a * z * p;
-  // large |x|: t = e^{−2a} = 2^k · e^r, |r| <= ln2/2
-  const vf y = (a < 9.5f ? a : splat(9.5f)) * -2.0f;
-  const vf kf = __builtin_convertvector(__builtin_convertvector(
-      y * 1.4426950408889634f + (y < 0.0f ? -0.5f : 0.5f), vi), vf);  // round to nearest
-  const vf r = (y - kf * 0.693145751953125f) - kf * 1.428606765330187e-06f;
-  vf e = splat(0.0013859292038158574f);
-  e = e * r + 0.0083747645730146564f;
-  e = e * r + 0.041667724331964195f;
-  e = e * r + 0.16666420938058199f;
-  e = e * r + 0.49999995350851872f;
-  e = e * r + 1.0000000360936792f;
-  e = e * r + 1.0f;
-  const vi k = __builtin_convertvector(kf, vi);
-  const vf t = e * reinterpret_cast<vf>((k + 127) << 23);
+  const vf t = vexp((a < 9.5f ? a : splat(9.5f)) * -2.0f);
   const vf large = (1.0f - t) / (1.0f + t);
   vf out = a < 0.625f ? small : large;
   out = reinterpret_cast<vf>(reinterpret_cast<vi>(out) | sign);
+  return x != x ? x : out;
+}
+
+// the logistic 1 / (1 + e^{−x}); NaN stays NaN
+inline vf vsigmoid(vf x) {
+  const vf out = 1.0f / (1.0f + vexp(-x));
   return x != x ? x : out;
 }
 
@@ -416,6 +427,229 @@ void leaky_net_backward(const float* u, const float* ys, const float* r0, const 
     if (g_b_out)
       for (int64_t o = 0; o < n_out; ++o)
         g_b_out[s * n_out + o] = grad_out ? static_cast<float>(gbout[o]) : 0.0f;
+  }
+}
+
+// The GRU of S seeds (study.core.networks.GRU: Keras, reset_after=True), gate blocks (z, r, h):
+//   gx = u_t W + b, gh = h_{t−1} U + b_rec,  z = σ(gx_z + gh_z), r = σ(gx_r + gh_r),
+//   c = tanh(gx_h + r ⊙ gh_h),  h_t = c + z ⊙ (h_{t−1} − c) + σ_n ξ_t,  y_t = h_t W_out + b_out.
+// u (S, T, B, I), noise ξ (S, T, B, N) or null, h0 (S, B, N), w (S, I, 3N), b (S, 3N),
+// u_rec (S, N, 3N), b_rec (S, 3N), w_out (S, N, O), b_out (S, O) (O = 0: no readout).
+// Outputs, each when not null: hs (S, T, B, N), out (S, T, B, O), h_last (S, B, N).
+// Strides: u_ss and noise_ss are the seed strides of u and ξ in floats (a time slice of a
+// longer array), their other axes contiguous.
+
+namespace {
+
+struct GruWeights {
+  int ni, np, nv;
+  std::vector<float> up, upt, wp, bp, brp, woutt;
+  // U as (N × 3NP) with each gate block padded to NP columns; Uᵀ as (3NP × NP); W (I × 3NP)
+  GruWeights(int64_t n, int64_t n_in, int64_t n_out)
+      : ni(static_cast<int>(n)), np(padded(static_cast<int>(n))), nv(np / kL),
+        up(n * 3 * np), upt(3 * np * np), wp(std::max<int64_t>(n_in, 1) * 3 * np),
+        bp(3 * np), brp(3 * np), woutt(std::max<int64_t>(n_out, 1) * np) {}
+  void load_seed(int64_t s, int64_t n, int64_t n_in, int64_t n_out, const float* w,
+                 const float* b, const float* u_rec, const float* b_rec, const float* w_out) {
+    std::fill(up.begin(), up.end(), 0.0f);
+    std::fill(upt.begin(), upt.end(), 0.0f);
+    std::fill(wp.begin(), wp.end(), 0.0f);
+    std::fill(bp.begin(), bp.end(), 0.0f);
+    std::fill(brp.begin(), brp.end(), 0.0f);
+    std::fill(woutt.begin(), woutt.end(), 0.0f);
+    for (int g = 0; g < 3; ++g)
+      for (int64_t j = 0; j < n; ++j) {
+        for (int64_t i = 0; i < n; ++i) {
+          const float v = u_rec[(s * n + i) * 3 * n + g * n + j];
+          up[i * 3 * np + g * np + j] = v;
+          upt[(g * np + j) * np + i] = v;
+        }
+        for (int64_t i = 0; i < n_in; ++i) wp[i * 3 * np + g * np + j] = w[(s * n_in + i) * 3 * n + g * n + j];
+        bp[g * np + j] = b[s * 3 * n + g * n + j];
+        brp[g * np + j] = b_rec[s * 3 * n + g * n + j];
+      }
+    for (int64_t o = 0; o < n_out; ++o)
+      for (int64_t j = 0; j < n; ++j) woutt[o * np + j] = w_out[(s * n + j) * n_out + o];
+  }
+  // gx for row u_row (I values), gate g, lanes c
+  inline vf gx(const float* u_row, int64_t n_in, int g, int c) const {
+    vf v = load(&bp[g * np + c * kL]);
+    for (int64_t k = 0; k < n_in; ++k) v += splat(u_row[k]) * load(&wp[k * 3 * np + g * np + c * kL]);
+    return v;
+  }
+};
+
+}  // namespace
+
+void gru_forward(const float* u, int64_t u_ss, const float* noise, int64_t noise_ss,
+                 float sigma, const float* h0, const float* w, const float* b,
+                 const float* u_rec, const float* b_rec, const float* w_out, const float* b_out,
+                 int64_t n_seeds, int64_t n_steps, int64_t batch, int64_t n_in, int64_t n,
+                 int64_t n_out, float* hs, float* out, float* h_last) {
+  GruWeights gw(n, n_in, n_out);
+  const int ni = gw.ni, np = gw.np, nv = gw.nv, np3 = 3 * np;
+  const int rb = block_rows(3 * nv, batch);
+  const int64_t bn = batch * n;
+  std::vector<float> h(batch * np), acc(static_cast<size_t>(rb) * np3);
+  const vf vs = splat(sigma);
+  for (int64_t s = 0; s < n_seeds; ++s) {
+    gw.load_seed(s, n, n_in, n_out, w, b, u_rec, b_rec, w_out);
+    for (int64_t bb = 0; bb < batch; ++bb)
+      for (int c = 0; c < nv; ++c) store(&h[bb * np + c * kL], load_lanes(h0 + s * bn + bb * n, c, ni));
+    for (int64_t t = 0; t < n_steps; ++t) {
+      const float* u_t = u + s * u_ss + t * batch * n_in;
+      const float* xi_t = noise ? noise + s * noise_ss + t * bn : nullptr;
+      const int64_t off = (s * n_steps + t) * bn;
+      for (int64_t b0 = 0; b0 < batch; b0 += rb) {
+        const int rows = static_cast<int>(std::min<int64_t>(rb, batch - b0));
+        gemm_rows(&h[b0 * np], np, rows, gw.up.data(), np3, ni, acc.data());
+        for (int i = 0; i < rows; ++i) {
+          const int64_t bb = b0 + i;
+          const float* u_row = u_t + bb * n_in;
+          for (int c = 0; c < nv; ++c) {
+            const float* a = &acc[i * np3];
+            const vf z = vsigmoid(gw.gx(u_row, n_in, 0, c) + load(a + c * kL) + load(&gw.brp[c * kL]));
+            const vf r = vsigmoid(gw.gx(u_row, n_in, 1, c) + load(a + np + c * kL) +
+                                  load(&gw.brp[np + c * kL]));
+            const vf ghh = load(a + 2 * np + c * kL) + load(&gw.brp[2 * np + c * kL]);
+            const vf cand = vtanh(gw.gx(u_row, n_in, 2, c) + r * ghh);
+            vf hn = cand + z * (load(&h[bb * np + c * kL]) - cand);
+            if (xi_t) hn += vs * load_lanes(xi_t + bb * n, c, ni);
+            store(&h[bb * np + c * kL], hn);
+            if (hs) store_lanes(hs + off + bb * n, c, ni, hn);
+          }
+          if (out)
+            for (int64_t o = 0; o < n_out; ++o) {
+              vf zo = vf{};
+              for (int c = 0; c < nv; ++c) zo += load(&h[bb * np + c * kL]) * load(&gw.woutt[o * np + c * kL]);
+              out[((s * n_steps + t) * batch + bb) * n_out + o] = hsum(zo) + b_out[s * n_out + o];
+            }
+        }
+      }
+    }
+    if (h_last)
+      for (int64_t bb = 0; bb < batch; ++bb)
+        for (int c = 0; c < nv; ++c) store_lanes(h_last + s * bn + bb * n, c, ni, load(&h[bb * np + c * kL]));
+  }
+}
+
+// BPTT of gru_forward from the states it wrote (hs, h0); the gates are recomputed step by
+// step (one product) instead of stored. Upstream gradients grad_hs (S, T, B, N) and grad_out
+// (S, T, B, O), each may be null. Writes grad_h0 (S, B, N) and, when not null, g_w (S, I, 3N),
+// g_b (S, 3N), g_u (S, N, 3N), g_brec (S, 3N), g_w_out (S, N, O), g_b_out (S, O), each
+// accumulated while its step is in cache.
+void gru_backward(const float* u, int64_t u_ss, const float* hs, const float* h0,
+                  const float* w, const float* b, const float* u_rec, const float* b_rec,
+                  const float* w_out, int64_t n_seeds, int64_t n_steps, int64_t batch,
+                  int64_t n_in, int64_t n, int64_t n_out, const float* grad_hs,
+                  const float* grad_out, float* grad_h0, float* g_w, float* g_b, float* g_u,
+                  float* g_brec, float* g_w_out, float* g_b_out) {
+  GruWeights gw(n, n_in, n_out);
+  const int ni = gw.ni, np = gw.np, nv = gw.nv, np3 = 3 * np;
+  const int rb = block_rows(3 * nv, batch);
+  const int rbt = block_rows(nv, batch);
+  const int64_t bn = batch * n;
+  const int64_t no = grad_out ? n_out : 0;
+  std::vector<float> dh(batch * np), hp(batch * np), gh(batch * np3), dgh(batch * np3),
+      dgx(batch * np3), back(static_cast<size_t>(rbt) * np), acc_u(n * np3),
+      acc_w(std::max<int64_t>(n_in, 1) * np3), acc_b(np3), acc_br(np3),
+      acc_wo(std::max<int64_t>(n_out, 1) * np);
+  const vf one = splat(1.0f);
+  for (int64_t s = 0; s < n_seeds; ++s) {
+    gw.load_seed(s, n, n_in, n_out, w, b, u_rec, b_rec, w_out);
+    std::fill(dh.begin(), dh.end(), 0.0f);
+    std::fill(acc_u.begin(), acc_u.end(), 0.0f);
+    std::fill(acc_w.begin(), acc_w.end(), 0.0f);
+    std::fill(acc_b.begin(), acc_b.end(), 0.0f);
+    std::fill(acc_br.begin(), acc_br.end(), 0.0f);
+    std::fill(acc_wo.begin(), acc_wo.end(), 0.0f);
+    std::vector<double> acc_bo(std::max<int64_t>(n_out, 1), 0.0);
+    for (int64_t t = n_steps - 1; t >= 0; --t) {
+      const int64_t off = (s * n_steps + t) * bn;
+      const float* prev = t > 0 ? hs + off - bn : h0 + s * bn;
+      const float* h_t = hs + off;
+      const float* u_t = u + s * u_ss + t * batch * n_in;
+      const float* go = grad_out ? grad_out + (s * n_steps + t) * batch * n_out : nullptr;
+      // dL/dh_t from outside the recurrence (the future's part is already in dh)
+      for (int64_t bb = 0; bb < batch; ++bb) {
+        for (int c = 0; c < nv; ++c) {
+          vf g = grad_hs ? load_lanes(grad_hs + off + bb * n, c, ni) : vf{};
+          const vf hv = load_lanes(h_t + bb * n, c, ni);
+          for (int64_t o = 0; o < no; ++o) {
+            const vf gov = splat(go[bb * n_out + o]);
+            g += gov * load(&gw.woutt[o * np + c * kL]);
+            store(&acc_wo[o * np + c * kL], load(&acc_wo[o * np + c * kL]) + gov * hv);
+          }
+          store(&dh[bb * np + c * kL], load(&dh[bb * np + c * kL]) + g);
+          store(&hp[bb * np + c * kL], load_lanes(prev + bb * n, c, ni));
+        }
+        for (int64_t o = 0; o < no; ++o) acc_bo[o] += go[bb * n_out + o];
+      }
+      // recompute gh = h_{t−1} U for the gates of step t
+      for (int64_t b0 = 0; b0 < batch; b0 += rb) {
+        const int rows = static_cast<int>(std::min<int64_t>(rb, batch - b0));
+        gemm_rows(&hp[b0 * np], np, rows, gw.up.data(), np3, ni, &gh[b0 * np3]);
+      }
+      for (int64_t bb = 0; bb < batch; ++bb) {
+        const float* u_row = u_t + bb * n_in;
+        const float* a = &gh[bb * np3];
+        for (int c = 0; c < nv; ++c) {
+          const vf z = vsigmoid(gw.gx(u_row, n_in, 0, c) + load(a + c * kL) + load(&gw.brp[c * kL]));
+          const vf r = vsigmoid(gw.gx(u_row, n_in, 1, c) + load(a + np + c * kL) +
+                                load(&gw.brp[np + c * kL]));
+          const vf ghh = load(a + 2 * np + c * kL) + load(&gw.brp[2 * np + c * kL]);
+          const vf cand = vtanh(gw.gx(u_row, n_in, 2, c) + r * ghh);
+          const vf d = load(&dh[bb * np + c * kL]);
+          const vf hprev = load(&hp[bb * np + c * kL]);
+          const vf dn = d * (one - z) * (one - cand * cand);
+          const vf daz = d * (hprev - cand) * z * (one - z);
+          const vf dar = dn * ghh * r * (one - r);
+          store(&dgh[bb * np3 + c * kL], daz);
+          store(&dgh[bb * np3 + np + c * kL], dar);
+          store(&dgh[bb * np3 + 2 * np + c * kL], dn * r);
+          store(&dgx[bb * np3 + c * kL], daz);
+          store(&dgx[bb * np3 + np + c * kL], dar);
+          store(&dgx[bb * np3 + 2 * np + c * kL], dn);
+          store(&dh[bb * np + c * kL], d * z);  // the direct path h_{t−1} → h_t
+        }
+      }
+      if (g_u) gemm(hp.data(), 1, np, n, dgh.data(), np3, np3, static_cast<int>(batch),
+                    acc_u.data(), np3, true);
+      if (g_w && n_in) gemm(u_t, 1, n_in, n_in, dgx.data(), np3, np3, static_cast<int>(batch),
+                            acc_w.data(), np3, true);
+      for (int64_t bb = 0; bb < batch; ++bb)
+        for (int c = 0; c < 3 * nv; ++c) {
+          store(&acc_b[c * kL], load(&acc_b[c * kL]) + load(&dgx[bb * np3 + c * kL]));
+          store(&acc_br[c * kL], load(&acc_br[c * kL]) + load(&dgh[bb * np3 + c * kL]));
+        }
+      // dL/dh_{t−1} += dgh Uᵀ
+      for (int64_t b0 = 0; b0 < batch; b0 += rbt) {
+        const int rows = static_cast<int>(std::min<int64_t>(rbt, batch - b0));
+        gemm_rows(&dgh[b0 * np3], np3, rows, gw.upt.data(), np, np3, back.data());
+        for (int i = 0; i < rows; ++i)
+          for (int c = 0; c < nv; ++c)
+            store(&dh[(b0 + i) * np + c * kL],
+                  load(&dh[(b0 + i) * np + c * kL]) + load(&back[i * np + c * kL]));
+      }
+    }
+    for (int64_t bb = 0; bb < batch; ++bb)
+      for (int c = 0; c < nv; ++c) store_lanes(grad_h0 + s * bn + bb * n, c, ni, load(&dh[bb * np + c * kL]));
+    for (int g = 0; g < 3; ++g)
+      for (int64_t j = 0; j < n; ++j) {
+        if (g_u)
+          for (int64_t i = 0; i < n; ++i) g_u[(s * n + i) * 3 * n + g * n + j] = acc_u[i * np3 + g * np + j];
+        if (g_w)
+          for (int64_t i = 0; i < n_in; ++i) g_w[(s * n_in + i) * 3 * n + g * n + j] = acc_w[i * np3 + g * np + j];
+        if (g_b) g_b[s * 3 * n + g * n + j] = acc_b[g * np + j];
+        if (g_brec) g_brec[s * 3 * n + g * n + j] = acc_br[g * np + j];
+      }
+    if (g_w_out)
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t o = 0; o < n_out; ++o)
+          g_w_out[(s * n + j) * n_out + o] = grad_out ? acc_wo[o * np + j] : 0.0f;
+    if (g_b_out)
+      for (int64_t o = 0; o < n_out; ++o)
+        g_b_out[s * n_out + o] = grad_out ? static_cast<float>(acc_bo[o]) : 0.0f;
   }
 }
 
