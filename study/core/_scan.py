@@ -54,11 +54,23 @@ def _c(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.detach().contiguous()
 
 
+def _seed_strided(x: Tensor | None) -> tuple[Tensor | None, int]:
+    """x (S, …) whose every seed block is contiguous (a time slice of a contiguous array is),
+    with its seed stride; a copy when it is not."""
+    if x is None:
+        return None, 0
+    x = x.detach()
+    if x.shape[0] > 0 and not x[0].is_contiguous():
+        x = x.contiguous()
+    return x, x.stride(0) if x.dim() > 0 else 0
+
+
 def _forward(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha, *, states: bool,
              rates: bool, outputs: bool, last: bool):
     """The compiled forward; returns (xs, ys, r0, z, x_last), None where not asked for."""
-    u, noise, x0, w_in, b, w, w_out, b_out = (
-        _c(v) for v in (u, noise, x0, w_in, b, w, w_out, b_out))
+    u, u_ss = _seed_strided(u)
+    noise, noise_ss = _seed_strided(noise)
+    x0, w_in, b, w, w_out, b_out = (_c(v) for v in (x0, w_in, b, w, w_out, b_out))
     s, bsz, n = x0.shape
     ref = u if u is not None else noise
     t_len = ref.shape[1]
@@ -70,7 +82,7 @@ def _forward(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha, *, states: bo
     z = torch.empty(s, t_len, bsz, n_out) if n_out else None
     xl = torch.empty(s, bsz, n) if last else None
     load("kernels").leaky_net_forward(
-        _ptr(u), _ptr(noise), float(sigma), x0.data_ptr(), _ptr(w_in), _ptr(b), w.data_ptr(),
+        _ptr(u), u_ss, _ptr(noise), noise_ss, float(sigma), x0.data_ptr(), _ptr(w_in), _ptr(b), w.data_ptr(),
         _ptr(w_out), _ptr(b_out), float(alpha), s, t_len, bsz, n_in, n, n_out, _ptr(xs),
         _ptr(ys), _ptr(r0), _ptr(z), _ptr(xl))
     return xs, ys, r0, z, xl
@@ -88,7 +100,8 @@ class _LeakyNet(torch.autograd.Function):
         ctx.sigma, ctx.alpha = float(sigma), float(alpha)
         ctx.shapes = (u.shape[-1] if u is not None else 0,
                       w_out.shape[-1] if w_out is not None else 0)
-        ctx.save_for_backward(_c(u), ys, r0, _c(w), _c(w_out))
+        uu, ctx.u_ss = _seed_strided(u)
+        ctx.save_for_backward(uu, ys, r0, _c(w), _c(w_out))
         return xs, ys, z
 
     @staticmethod
@@ -108,7 +121,7 @@ class _LeakyNet(torch.autograd.Function):
         g_w_in, g_b, g_w = out(need[5], s, n_in, n), out(need[6], s, n), out(need[7], s, n, n)
         g_w_out, g_b_out = out(need[8], s, n, n_out), out(need[9], s, n_out)
         load("kernels").leaky_net_backward(
-            _ptr(u), ys.data_ptr(), r0.data_ptr(), None, w.data_ptr(), _ptr(w_out), ctx.alpha,
+            _ptr(u), ctx.u_ss, ys.data_ptr(), r0.data_ptr(), None, w.data_ptr(), _ptr(w_out), ctx.alpha,
             s, t_len, bsz, n_in, n, n_out, _ptr(_c(grad_xs)), _ptr(_c(grad_ys)),
             _ptr(_c(grad_z)), ctx.sigma, _ptr(g_noise), g_x0.data_ptr(), _ptr(g_w_in),
             _ptr(g_b), _ptr(g_w), _ptr(g_w_out), _ptr(g_b_out))
@@ -207,17 +220,6 @@ def leaky_scan_rates(drive: Tensor, x0: Tensor, w: Tensor, alpha: float
 
 
 # -- the GRU ------------------------------------------------------------------------------------
-
-def _seed_strided(x: Tensor | None) -> tuple[Tensor | None, int]:
-    """x (S, …) whose every seed block is contiguous (a time slice of a contiguous array is),
-    with its seed stride; a copy when it is not."""
-    if x is None:
-        return None, 0
-    x = x.detach()
-    if x.shape[0] > 0 and not x[0].is_contiguous():
-        x = x.contiguous()
-    return x, x.stride(0) if x.dim() > 0 else 0
-
 
 def _gru_forward(u, noise, sigma, h0, w, b, u_rec, b_rec, w_out, b_out, *, states: bool,
                  outputs: bool, last: bool):

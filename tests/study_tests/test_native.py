@@ -198,8 +198,9 @@ def _network_reference(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha):
 def test_network_matches_float64(shape):
     s, t, bsz, i, n, o = shape
     g = torch.Generator().manual_seed(sum(shape))
-    u = (torch.rand(s, t, bsz, i, generator=g) < 0.2).float()
-    noise = torch.randn(s, t, bsz, n, generator=g)
+    # time slices of longer arrays, as the transient split hands them over (read in place)
+    u = (torch.rand(s, t + 3, bsz, i, generator=g) < 0.2).float()[:, 3:]
+    noise = torch.randn(s, t + 3, bsz, n, generator=g)[:, 3:]
     x0 = torch.randn(s, bsz, n, generator=g)
     weights = [torch.randn(s, i, n, generator=g), torch.randn(s, n, generator=g) * 0.1,
                torch.randn(s, n, n, generator=g) * (1.2 / math.sqrt(n)),
@@ -226,3 +227,120 @@ def test_network_matches_float64(shape):
     assert torch.equal(last, xs.detach()[:, -1])
     states = _scan.leaky_network_states(u, noise, sigma, x0, *weights[:3], alpha)
     assert torch.equal(states, xs.detach())
+
+
+# -- the GRU ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(8, 30, 16, 3, 40, 6), (2, 12, 5, 2, 16, 1), (3, 9, 7, 1, 20, 2)])
+def test_gru_matches_float64(shape):
+    """The compiled GRU against the same equations stepped in float64 with autograd."""
+    s, t, bsz, i, n, o = shape
+    g = torch.Generator().manual_seed(sum(shape))
+    u = torch.rand(s, t + 5, bsz, i, generator=g)[:, 5:]
+    noise = torch.randn(s, t + 5, bsz, n, generator=g)[:, 5:]
+    h0 = torch.randn(s, bsz, n, generator=g) * 0.5
+    weights = [torch.randn(s, i, 3 * n, generator=g) * 0.5,
+               torch.randn(s, 3 * n, generator=g) * 0.1,
+               torch.randn(s, n, 3 * n, generator=g) / math.sqrt(n),
+               torch.randn(s, 3 * n, generator=g) * 0.1,
+               torch.randn(s, n, o, generator=g) * 0.3, torch.randn(s, o, generator=g) * 0.1]
+    sigma = 0.05
+    leaves = [v.clone().requires_grad_() for v in [h0, *weights]]
+    hs, z = _scan.gru_network(u, noise, sigma, *leaves)
+    ref_leaves = [v.double().requires_grad_() for v in [h0, *weights]]
+    hr, zr = _gru_reference(u.double(), noise.double(), sigma, *ref_leaves)
+    assert torch.allclose(hs.double(), hr, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(z.double(), zr, rtol=1e-5, atol=1e-5)
+    ch, cz = torch.randn(hs.shape, generator=g), torch.randn(z.shape, generator=g)
+    ((hs * ch).sum() + (z * cz).sum()).backward()
+    ((hr * ch.double()).sum() + (zr * cz.double()).sum()).backward()
+    for got, ref in zip(leaves, ref_leaves):
+        err = (got.grad.double() - ref.grad).abs().max() / ref.grad.abs().max()
+        assert err < 1e-5
+    last = _scan.gru_network_last(u, noise, sigma, h0, *weights[:4])
+    assert torch.equal(last, hs.detach()[:, -1])
+
+
+def _gru_reference(u, noise, sigma, h0, w, b, u_rec, b_rec, w_out, b_out):
+    """Keras GRU (reset_after), gate blocks (z, r, h), step by step."""
+    n = h0.shape[-1]
+    h, states = h0, []
+    for t in range(u.shape[1]):
+        gx = torch.einsum("sbi,sij->sbj", u[:, t], w) + b[:, None]
+        gh = torch.einsum("sbi,sij->sbj", h, u_rec) + b_rec[:, None]
+        z = torch.sigmoid(gx[..., :n] + gh[..., :n])
+        r = torch.sigmoid(gx[..., n:2 * n] + gh[..., n:2 * n])
+        c = torch.tanh(gx[..., 2 * n:] + r * gh[..., 2 * n:])
+        h = (1 - z) * c + z * h + sigma * noise[:, t]
+        states.append(h)
+    hs = torch.stack(states, dim=1)
+    return hs, torch.einsum("stbn,sno->stbo", hs, w_out) + b_out[:, None, None]
+
+
+def test_sigmoid_and_exp_through_the_gru_extremes():
+    """Saturated gates (|pre-activation| ~ 100): finite, and equal to the float64 result."""
+    g = torch.Generator().manual_seed(0)
+    s, t, bsz, i, n = 1, 4, 3, 2, 16
+    u = torch.randn(s, t, bsz, i, generator=g) * 50
+    weights = [torch.randn(s, i, 3 * n, generator=g) * 2, torch.zeros(s, 3 * n),
+               torch.randn(s, n, 3 * n, generator=g), torch.zeros(s, 3 * n)]
+    h0 = torch.zeros(s, bsz, n)
+    hs, _ = _scan.gru_network(u, None, 0.0, h0, *weights, None, None)
+    hr, _ = _gru_reference(u.double(), torch.zeros(s, t, bsz, n, dtype=torch.float64), 0.0,
+                           h0.double(), *(v.double() for v in weights),
+                           torch.zeros(s, n, 1, dtype=torch.float64),
+                           torch.zeros(s, 1, dtype=torch.float64))
+    assert torch.isfinite(hs).all()
+    assert torch.allclose(hs.double(), hr, atol=1e-6)
+
+
+# -- the critic -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", [(8, 300, 24, 24, 64, 2, "relu", True),
+                                  (3, 100, 7, 11, 32, 3, "leaky_relu", False),
+                                  (2, 50, 5, 5, 16, 1, "relu", True),
+                                  (4, 97, 24, 16, 80, 2, "leaky_relu", True)])
+def test_critic_scores_match_float64(case):
+    """Joint and shuffled scores and every gradient (weights and the three inputs) against the
+    same Critic evaluated in float64 through torch autograd."""
+    from study.core import _critic
+    from study.core.mi import Critic
+
+    r, m, da, db, h, depth, act, out_bias = case
+    critic = Critic(r, da, db, width=h, depth=depth, activation=act, out_bias=out_bias)
+    with torch.no_grad():
+        for p in critic.parameters():  # non-zero biases, so every term is exercised
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.1)
+    ref = Critic(r, da, db, width=h, depth=depth, activation=act, out_bias=out_bias).double()
+    ref.compute_dtype = torch.float64
+    ref.load_state_dict({k: v.double() for k, v in critic.state_dict().items()})
+    g = torch.Generator().manual_seed(1)
+    a, bj, bs = (torch.randn(r, m, d, generator=g) for d in (da, db, db))
+    weight = torch.randn(r, 2 * m, generator=g)
+    assert _critic.usable(critic, a)
+    ins = [x.clone().requires_grad_() for x in (a, bj, bs)]
+    scores = _critic.critic_scores(critic, *ins)
+    (scores * weight).sum().backward()
+    ins64 = [x.double().requires_grad_() for x in (a, bj, bs)]
+    ha = ref.project_a(ins64[0])
+    expect = torch.cat([ref.head(ha + ref.project_b(ins64[1])),
+                        ref.head(ha + ref.project_b(ins64[2]))], dim=1)
+    (expect * weight.double()).sum().backward()
+    assert torch.allclose(scores.double(), expect, rtol=1e-5, atol=1e-5)
+    for got, want in [*zip(critic.parameters(), ref.parameters()), *zip(ins, ins64)]:
+        err = (got.grad.double() - want.grad).abs().max() / want.grad.abs().max()
+        assert err < 1e-5
+    with torch.no_grad():  # no activations kept, same scores
+        assert torch.equal(_critic.critic_scores(critic, a, bj, bs), scores.detach())
+
+
+def test_critic_frozen_gives_input_gradients_only():
+    from study.core import _critic
+    from study.core.mi import Critic
+
+    critic = Critic(2, 4, 4, width=16, depth=2)
+    critic.requires_grad_(False)
+    a = torch.randn(2, 10, 4, requires_grad=True)
+    b = torch.randn(2, 10, 4)
+    _critic.critic_scores(critic, a, b, b.flip(1)).sum().backward()
+    assert a.grad is not None and all(p.grad is None for p in critic.parameters())

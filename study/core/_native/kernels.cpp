@@ -34,6 +34,17 @@ inline vf splat(float v) {
 #endif
 }
 inline vf load(const float* p) { vf v; std::memcpy(&v, p, 64); return v; }
+
+// the sum of the 16 lanes
+inline float hsum(vf v) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_add_ps(v);
+#else
+  float s = 0.0f;
+  for (int i = 0; i < kL; ++i) s += v[i];
+  return s;
+#endif
+}
 inline void store(float* p, vf v) { std::memcpy(p, &v, 64); }
 
 // the first n (< 16) floats; the rest of the vector is zero
@@ -215,11 +226,7 @@ inline vf activate_grad(vf h, vf g, float slope) {
   return slope == 0.0f ? (h > 0.0f ? g : vf{}) : (h > 0.0f ? g : g * slope);
 }
 
-inline float hsum(vf v) {
-  float s = 0.0f;
-  for (int i = 0; i < kL; ++i) s += v[i];
-  return s;
-}
+
 
 // rows × h block: x[i] = act(x[i] + bias) in place (bias may be null)
 void bias_act(float* x, int64_t rows, int h, const float* bias, float slope) {
@@ -262,11 +269,13 @@ void tanh_array(const float* x, float* y, int64_t n) {
 // The leaky network of S seeds (study.core.networks.LeakyRNN), drive, recurrence and readout:
 //   d_t = α (u_t W_in + b) + σ ξ_t,  x_t = (1 − α) x_{t−1} + α tanh(x_{t−1}) W + d_t,
 //   z_t = tanh(x_t) W_out + b_out.
-// u (S, T, B, I) or null (I = 0), noise ξ (S, T, B, N) or null, x0 (S, B, N), w_in (S, I, N),
+// u (S, T, B, I) or null (I = 0), noise ξ (S, T, B, N) or null (u_ss, noise_ss: their seed
+// strides in floats, so a time slice of a longer array is read in place), x0 (S, B, N), w_in (S, I, N),
 // bias (S, N) or null, w (S, N, N), w_out (S, N, O) and b_out (S, O) (O = 0: no readout).
 // Outputs, each written when not null: xs (S, T, B, N) every state; ys (S, T, B, N) every rate
 // tanh(x_t); r0 (S, B, N) = tanh(x0); out (S, T, B, O); x_last (S, B, N).
-void leaky_net_forward(const float* u, const float* noise, float sigma, const float* x0,
+void leaky_net_forward(const float* u, int64_t u_ss, const float* noise, int64_t noise_ss,
+                       float sigma, const float* x0,
                        const float* w_in, const float* bias, const float* w,
                        const float* w_out, const float* b_out, float alpha, int64_t n_seeds,
                        int64_t n_steps, int64_t batch, int64_t n_in, int64_t n, int64_t n_out,
@@ -295,7 +304,8 @@ void leaky_net_forward(const float* u, const float* noise, float sigma, const fl
       }
     for (int64_t t = 0; t < n_steps; ++t) {
       const int64_t off = (s * n_steps + t) * bn;
-      const float* u_t = u ? u + (s * n_steps + t) * batch * n_in : nullptr;
+      const float* u_t = u ? u + s * u_ss + t * batch * n_in : nullptr;
+      const float* xi_t = noise ? noise + s * noise_ss + t * bn : nullptr;
       for (int64_t b0 = 0; b0 < batch; b0 += rb) {
         const int rows = static_cast<int>(std::min<int64_t>(rb, batch - b0));
         gemm_rows(&r[b0 * np], np, rows, wp.data(), np, ni, acc.data());
@@ -306,7 +316,7 @@ void leaky_net_forward(const float* u, const float* noise, float sigma, const fl
             for (int64_t k = 0; k < n_in; ++k)
               dv += splat(u_t[b * n_in + k]) * load(&winp[k * np + c * kL]);
             dv = va * dv;
-            if (noise) dv += vs * load_lanes(noise + off + b * n, c, ni);
+            if (xi_t) dv += vs * load_lanes(xi_t + b * n, c, ni);
             const vf xn = va * load(&acc[i * np + c * kL]) + (keep * load(&x[b * np + c * kL]) + dv);
             const vf rn = vtanh(xn);
             store(&x[b * np + c * kL], xn);
@@ -336,7 +346,8 @@ void leaky_net_forward(const float* u, const float* noise, float sigma, const fl
 // g_w_in (S, I, N), g_bias (S, N), g_w (S, N, N),
 // g_w_out (S, N, O), g_b_out (S, O); each weight gradient is accumulated step by step from
 // dL/dd_t while it is in cache, so dL/dd_t is never stored.
-void leaky_net_backward(const float* u, const float* ys, const float* r0, const float* w_in,
+void leaky_net_backward(const float* u, int64_t u_ss, const float* ys, const float* r0,
+                        const float* w_in,
                         const float* w, const float* w_out, float alpha, int64_t n_seeds,
                         int64_t n_steps, int64_t batch, int64_t n_in, int64_t n,
                         int64_t n_out, const float* grad_xs, const float* grad_ys,
@@ -389,7 +400,7 @@ void leaky_net_backward(const float* u, const float* ys, const float* r0, const 
       if (g_w) gemm(r_prev, 1, n, n, delta.data(), np, np, static_cast<int>(batch), gw.data(),
                     np, true);
       if (g_w_in && n_in)
-        gemm(u + (s * n_steps + t) * batch * n_in, 1, n_in, n_in, delta.data(), np, np,
+        gemm(u + s * u_ss + t * batch * n_in, 1, n_in, n_in, delta.data(), np, np,
              static_cast<int>(batch), gwin.data(), np, true);
       if (g_bias)
         for (int64_t b = 0; b < batch; ++b)
