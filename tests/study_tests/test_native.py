@@ -324,7 +324,7 @@ def test_critic_scores_match_float64(case):
     ins64 = [x.double().requires_grad_() for x in (a, bj, bs)]
     ha = ref.project_a(ins64[0])
     expect = torch.cat([ref.head(ha + ref.project_b(ins64[1])),
-                        ref.head(ha + ref.project_b(ins64[2]))], dim=1)
+                        ref.head(ha + ref.project_b(ins64[2]))], dim=1).double()
     (expect * weight.double()).sum().backward()
     assert torch.allclose(scores.double(), expect, rtol=1e-5, atol=1e-5)
     for got, want in [*zip(critic.parameters(), ref.parameters()), *zip(ins, ins64)]:
