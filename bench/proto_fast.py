@@ -229,8 +229,10 @@ def _shuffled_scores(mi, a, b, gen):
         b_noisy = mi.add_noise(b, "b", gen)
     else:
         b_noisy = b
-    partner = b if mi.noise_mode == "clean_partner" else b_noisy
-    scores = _critic.critic_scores(mi.critic, a, b_noisy, estimators.take_rows(partner, perm))
+    if mi.noise_mode == "noisy_partner" and "noshare" not in ON:  # b_noisy permuted: once
+        scores = _critic.critic_scores(mi.critic, a, b_noisy, perm=perm)
+    else:
+        scores = _critic.critic_scores(mi.critic, a, b_noisy, estimators.take_rows(b, perm))
     return scores[:, :m], scores[:, m:]
 
 
@@ -244,7 +246,7 @@ GRU.forward = _gru_forward
 
 VARIANTS = {"base": set(), "rng": {"rng"}, "scan": {"scan"}, "critic": {"critic"},
             "rng+scan+critic": {"rng", "scan", "critic"}, "net": {"net"},
-            "all": {"rng", "net", "critic"}}
+            "all": {"rng", "net", "critic"}, "all-noshare": {"rng", "net", "critic", "noshare"}}
 
 
 def _config(preset: str, groups: int):

@@ -45,10 +45,12 @@ def _ptr(t: Tensor | None):
 
 class _Scores(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, keep: bool, slope: float, depth: int, a, bj, bs, w_a, w_b, b_1, w_o, b_o,
-                *hidden):
+    def forward(ctx, keep: bool, slope: float, depth: int, perm, a, bj, bs, w_a, w_b, b_1, w_o,
+                b_o, *hidden):
         ctx.keep = keep  # activations are kept for a backward only when one can follow
-        a, bj, bs = a.contiguous(), bj.contiguous(), bs.contiguous()
+        a, bj = a.contiguous(), bj.contiguous()
+        bs = bs.contiguous() if bs is not None else None
+        perm = perm.contiguous() if perm is not None else None
         r, m, da = a.shape
         db, h = w_b.shape[1], w_a.shape[2]
         w_h, b_h = [w.contiguous() for w in hidden[0::2]], [b.contiguous() for b in hidden[1::2]]
@@ -57,22 +59,24 @@ class _Scores(torch.autograd.Function):
         scores = torch.empty(r, 2 * m)
         saved = [torch.empty(r, 2 * m, h) for _ in range(depth)] if ctx.keep else []
         load("kernels").critic_forward(
-            r, m, da, db, h, depth, a.data_ptr(), bj.data_ptr(), bs.data_ptr(),
+            r, m, da, db, h, depth, a.data_ptr(), bj.data_ptr(), _ptr(bs), _ptr(perm),
             params[0].data_ptr(), params[1].data_ptr(), params[2].data_ptr(), _ptrs(w_h),
             _ptrs(b_h), params[3].data_ptr(), _ptr(bo), float(slope), scores.data_ptr(),
             _ptrs(saved))
         ctx.slope, ctx.depth, ctx.has_bo = float(slope), depth, b_o is not None
-        ctx.save_for_backward(a, bj, bs, *params, *w_h, *saved)
+        ctx.has_bs = bs is not None
+        ctx.save_for_backward(a, bj, bs if bs is not None else perm, *params, *w_h, *saved)
         return scores
 
     @staticmethod
     def backward(ctx, dscores: Tensor):
         depth = ctx.depth
-        a, bj, bs, w_a, w_b, b_1, w_o, *rest = ctx.saved_tensors
+        a, bj, third, w_a, w_b, b_1, w_o, *rest = ctx.saved_tensors
+        bs, perm = (third, None) if ctx.has_bs else (None, third)
         w_h, saved = rest[:depth - 1], rest[depth - 1:]
         r, m, da = a.shape
         db, h = w_b.shape[1], w_a.shape[2]
-        need = ctx.needs_input_grad[1:]  # (slope, depth, a, bj, bs, w_a, …, hidden…)
+        need = ctx.needs_input_grad[2:]  # (slope, depth, a, bj, bs, w_a, …, hidden…)
         params = any(need[5:])
         grads = {}
         if params:
@@ -83,9 +87,9 @@ class _Scores(torch.autograd.Function):
                      "b_h": [torch.empty(r, 1, h) for _ in w_h]}
         d_a = torch.empty_like(a) if need[2] else None
         d_bj = torch.empty_like(bj) if need[3] else None
-        d_bs = torch.empty_like(bs) if need[4] else None
+        d_bs = torch.empty_like(bs) if need[4] and bs is not None else None
         load("kernels").critic_backward(
-            r, m, da, db, h, depth, a.data_ptr(), bj.data_ptr(), bs.data_ptr(),
+            r, m, da, db, h, depth, a.data_ptr(), bj.data_ptr(), _ptr(bs), _ptr(perm),
             w_a.data_ptr(), w_b.data_ptr(), _ptrs(list(w_h)), w_o.data_ptr(), ctx.slope,
             _ptrs(list(saved)), dscores.contiguous().data_ptr(),
             _ptr(grads.get("w_a")), _ptr(grads.get("w_b")), _ptr(grads.get("b_1")),
@@ -94,19 +98,24 @@ class _Scores(torch.autograd.Function):
         hidden = []
         for i in range(depth - 1):
             hidden += [grads["w_h"][i] if params else None, grads["b_h"][i] if params else None]
-        return (None, None, None, d_a, d_bj, d_bs, grads.get("w_a"), grads.get("w_b"),
+        return (None, None, None, None, d_a, d_bj, d_bs, grads.get("w_a"), grads.get("w_b"),
                 grads.get("b_1"), grads.get("w_o"), grads.get("b_o"), *hidden)
 
 
-def critic_scores(critic, a: Tensor, bj: Tensor, bs: Tensor) -> Tensor:
+def critic_scores(critic, a: Tensor, bj: Tensor, bs: Tensor | None = None, *,
+                  perm: Tensor | None = None) -> Tensor:
     """(R, 2M) critic scores: joint rows (a, bj) in [:, :M], shuffled rows (a, bs) in [:, M:].
 
-    a (R, M, da), bj and bs (R, M, db). Requires `usable(critic, a)`.
+    a (R, M, da), bj and bs (R, M, db). Instead of bs, `perm` (R, M) int64 may say that the
+    shuffled rows are bj's rows permuted (bs[r, m] = bj[r, perm[r, m]], the noisy_partner
+    mode): b's projection is then computed once and permuted. Requires `usable(critic, a)`.
     """
+    if (bs is None) == (perm is None):
+        raise ValueError("critic_scores(): give exactly one of bs and perm")
     slope = 0.0 if critic.activation == "relu" else float(critic.leaky_slope)
     hidden = []
     for w, b in zip(critic.w_h, critic.b_h):
         hidden += [w, b]
     inputs = (a, bj, bs, critic.w_a, critic.w_b, critic.b_1, critic.w_o, critic.b_o, *hidden)
     keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
-    return _Scores.apply(keep, slope, 1 + len(critic.w_h), *inputs)
+    return _Scores.apply(keep, slope, 1 + len(critic.w_h), perm, *inputs)

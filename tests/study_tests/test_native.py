@@ -344,3 +344,28 @@ def test_critic_frozen_gives_input_gradients_only():
     b = torch.randn(2, 10, 4)
     _critic.critic_scores(critic, a, b, b.flip(1)).sum().backward()
     assert a.grad is not None and all(p.grad is None for p in critic.parameters())
+
+
+@pytest.mark.parametrize("depth,act", [(2, "relu"), (3, "leaky_relu")])
+def test_critic_permuted_partner_equals_gathered_rows(depth, act):
+    """perm= (the noisy_partner mode) gives the scores and gradients of bs = bj[perm]."""
+    from study.core import _critic
+    from study.core.mi import Critic
+    from study.core.estimators import random_permutations, take_rows
+
+    r, m, d = 3, 130, 12
+    critic = Critic(r, d, d, width=32, depth=depth, activation=act)
+    g = torch.Generator().manual_seed(4)
+    a, bj = torch.randn(r, m, d, generator=g), torch.randn(r, m, d, generator=g)
+    perm = random_permutations(r, m, g, "cpu")
+    w = torch.randn(r, 2 * m, generator=g)
+    x = [a.clone().requires_grad_(), bj.clone().requires_grad_()]
+    (_critic.critic_scores(critic, *x, perm=perm) * w).sum().backward()
+    got = [p.grad.clone() for p in critic.parameters()] + [v.grad for v in x]
+    critic.zero_grad()
+    y = [a.clone().requires_grad_(), bj.clone().requires_grad_()]
+    scores = _critic.critic_scores(critic, y[0], y[1], take_rows(y[1], perm))
+    (scores * w).sum().backward()
+    want = [p.grad for p in critic.parameters()] + [v.grad for v in y]
+    for u, v in zip(got, want):
+        assert torch.allclose(u, v, rtol=1e-5, atol=1e-6)

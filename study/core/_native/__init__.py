@@ -57,9 +57,9 @@ _SIGNATURES: dict[str, dict[str, list]] = {
         "gru_backward": [_P, _I, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _P, _P,
                          _P, _P, _P, _P, _P, _P, _P],
         "critic_forward": [_I, _I, _I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P,
-                           _F, _P, _P],
-        "critic_backward": [_I, _I, _I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _F, _P, _P,
-                            _P, _P, _P, _P, _P, _P, _P, _P, _P, _P],
+                           _P, _F, _P, _P],
+        "critic_backward": [_I, _I, _I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _F, _P,
+                            _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P],
     },
 }
 

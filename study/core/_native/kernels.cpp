@@ -670,18 +670,22 @@ void gru_backward(const float* u, int64_t u_ss, const float* hs, const float* h0
 // wa (R, da, H), wb (R, db, H), b1 (R, H), wh[l] (R, H, H) and bh[l] (R, H) for the
 // depth − 1 hidden layers, wo (R, H), bo (R) or null; H a multiple of 16.
 // scores (R, 2M): joint rows first, shuffled rows after. saved: depth arrays (R, 2M, H) that
-// receive each layer's activations for critic_backward, or null.
+// receive each layer's activations for critic_backward, or null. perm (R, M) or null: the
+// shuffled rows are bj[perm] (bs is not read), so b's projection is computed once.
 void critic_forward(int64_t n_rep, int64_t m, int64_t da, int64_t db, int64_t h,
                     int64_t depth, const float* a, const float* bj, const float* bs,
-                    const float* wa, const float* wb, const float* b1,
+                    const int64_t* perm, const float* wa, const float* wb, const float* b1,
                     const float* const* wh, const float* const* bh, const float* wo,
                     const float* bo, float slope, float* scores, float* const* saved) {
   const int hi = static_cast<int>(h), nv = hi / kL;
   std::vector<float> scratch(static_cast<size_t>(4 * kChunk * h));
+  std::vector<float> hb(perm ? m * h : 0);
   for (int64_t r = 0; r < n_rep; ++r) {
     const float* ar = a + r * m * da;
     const float* wa_r = wa + r * da * h;
     const float* wb_r = wb + r * db * h;
+    if (perm)  // b's projection once; the shuffled rows take it permuted
+      gemm(bj + r * m * db, db, 1, m, wb_r, h, hi, static_cast<int>(db), hb.data(), h, false);
     for (int64_t m0 = 0; m0 < m; m0 += kChunk) {
       const int64_t rows = std::min(kChunk, m - m0);
       float* prev[2];
@@ -695,11 +699,22 @@ void critic_forward(int64_t n_rep, int64_t m, int64_t da, int64_t db, int64_t h,
           store(prev[0] + i * h + c * kL,
                 load(prev[0] + i * h + c * kL) + load(b1 + r * h + c * kL));
       std::memcpy(prev[1], prev[0], sizeof(float) * rows * h);
-      const float* bside[2] = {bj + r * m * db + m0 * db, bs + r * m * db + m0 * db};
-      for (int side = 0; side < 2; ++side) {
-        gemm(bside[side], db, 1, rows, wb_r, h, hi, static_cast<int>(db), prev[side], h, true);
-        bias_act(prev[side], rows, hi, nullptr, slope);
+      if (perm) {
+        const int64_t* pr = perm + r * m + m0;
+        for (int64_t i = 0; i < rows; ++i)
+          for (int c = 0; c < nv; ++c) {
+            store(prev[0] + i * h + c * kL,
+                  load(prev[0] + i * h + c * kL) + load(&hb[(m0 + i) * h + c * kL]));
+            store(prev[1] + i * h + c * kL,
+                  load(prev[1] + i * h + c * kL) + load(&hb[pr[i] * h + c * kL]));
+          }
+      } else {
+        const float* bside[2] = {bj + r * m * db + m0 * db, bs + r * m * db + m0 * db};
+        for (int side = 0; side < 2; ++side)
+          gemm(bside[side], db, 1, rows, wb_r, h, hi, static_cast<int>(db), prev[side], h,
+               true);
       }
+      for (int side = 0; side < 2; ++side) bias_act(prev[side], rows, hi, nullptr, slope);
       for (int64_t l = 0; l + 1 < depth; ++l) {
         for (int side = 0; side < 2; ++side) {
           const int64_t base = r * 2 * m + side * m + m0;
@@ -726,10 +741,11 @@ void critic_forward(int64_t n_rep, int64_t m, int64_t da, int64_t db, int64_t h,
 // Backward of critic_forward from dscores (R, 2M) and the saved activations. Parameter
 // gradients (overwritten): dwa (R, da, H), dwb (R, db, H), db1 (R, H), dwh[l] (R, H, H),
 // dbh[l] (R, H), dwo (R, H), dbo (R) or null — all of them, or none when dwa is null.
-// Input gradients, each written when not null: da_out (R, M, da), dbj_out and dbs_out (R, M, db).
+// Input gradients, each written when not null: da_out (R, M, da), dbj_out and dbs_out (R, M, db)
+// (with perm, dbj_out receives the gradient of both b branches and dbs_out is not written).
 void critic_backward(int64_t n_rep, int64_t m, int64_t da, int64_t db, int64_t h,
                      int64_t depth, const float* a, const float* bj, const float* bs,
-                     const float* wa, const float* wb, const float* const* wh, const float* wo,
+                     const int64_t* perm, const float* wa, const float* wb, const float* const* wh, const float* wo,
                      float slope, const float* const* saved, const float* dscores,
                      float* dwa, float* dwb, float* db1, float* const* dwh, float* const* dbh,
                      float* dwo, float* dbo, float* da_out, float* dbj_out, float* dbs_out) {
@@ -738,10 +754,12 @@ void critic_backward(int64_t n_rep, int64_t m, int64_t da, int64_t db, int64_t h
   const bool params = dwa != nullptr;
   std::vector<float> g(2 * kChunk * h), g2(kChunk * h), dpre(2 * kChunk * h),
       sum(kChunk * h), tmp(kChunk * std::max(dap, dbp)), wat(h * dap), wbt(h * dbp),
-      wht(std::max<int64_t>(depth - 1, 1) * h * h);
+      wht(std::max<int64_t>(depth - 1, 1) * h * h), dhb(perm ? m * h : 0),
+      tmp_all(perm && dbj_out ? m * dbp : 0);
   for (int64_t r = 0; r < n_rep; ++r) {
+    if (perm) std::fill(dhb.begin(), dhb.end(), 0.0f);
     const float* ar = a + r * m * da;
-    const float* bside[2] = {bj + r * m * db, bs + r * m * db};
+    const float* bside[2] = {bj + r * m * db, bs ? bs + r * m * db : nullptr};
     const float* wo_r = wo + r * h;
     transpose_pad(wa + r * da * h, static_cast<int>(da), hi, dap, wat.data());
     transpose_pad(wb + r * db * h, static_cast<int>(db), hi, dbp, wbt.data());
@@ -800,6 +818,15 @@ void critic_backward(int64_t n_rep, int64_t m, int64_t da, int64_t db, int64_t h
           for (int c = 0; c < nv; ++c)
             store(dp + i * h + c * kL, activate_grad(load(h_1 + i * h + c * kL),
                                                      load(gs + i * h + c * kL), slope));
+        if (perm) {  // gather b's gradient by row of b: the shuffled rows scatter back
+          const int64_t* pr = perm + r * m + m0;
+          for (int64_t i = 0; i < rows; ++i) {
+            float* dst = &dhb[(side == 0 ? m0 + i : pr[i]) * h];
+            for (int c = 0; c < nv; ++c)
+              store(dst + c * kL, load(dst + c * kL) + load(dp + i * h + c * kL));
+          }
+          continue;
+        }
         if (params)  // dW_b += b_sideᵀ dpre_side
           gemm(bside[side] + m0 * db, 1, db, db, dp, h, hi, static_cast<int>(rows),
                dwb + r * db * h, h, true);
@@ -823,6 +850,14 @@ void critic_backward(int64_t n_rep, int64_t m, int64_t da, int64_t db, int64_t h
       if (da_out)
         gemm_unpad(sum.data(), rows, hi, wat.data(), static_cast<int>(da), dap, tmp.data(),
                    da_out + r * m * da + m0 * da);
+    }
+    if (perm) {
+      if (params)
+        gemm(bside[0], 1, db, db, dhb.data(), h, hi, static_cast<int>(m), dwb + r * db * h, h,
+             true);
+      if (dbj_out)
+        gemm_unpad(dhb.data(), m, hi, wbt.data(), static_cast<int>(db), dbp, tmp_all.data(),
+                   dbj_out + r * m * db);
     }
   }
 }
