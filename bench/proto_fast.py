@@ -103,7 +103,7 @@ def _sample_tensors(self, gen, n_seeds, batch, device):
         return _orig["sample_tensors"](self, gen, n_seeds, batch, device)
     shape = (n_seeds, batch, self.n_inputs, self.transient + self.seq_len + 1)
     onsets = draws.rand(shape, gen, device=device) < self.p_onset
-    return self._signals(onsets)
+    return draws.wm_signals(self, onsets)
 
 
 def _noise(x, mask, sigma, gen):

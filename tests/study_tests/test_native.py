@@ -56,6 +56,25 @@ def test_draws_shapes_and_torch_fallbacks():
         assert a.dtype == dtype and torch.equal(a, b)
 
 
+@pytest.mark.parametrize("task_args", [
+    dict(n_bits=2, transient=200, segment=400, off_cue=True),
+    dict(n_bits=3, transient=150, segment=300, off_cue=True, p_onset=1 / 50),
+    dict(n_bits=1, transient=10, segment=20, pulse_len=3, slope=0.25, target_lead=0,
+         p_onset=0.2),
+    dict(n_bits=2, transient=0, segment=50, pulse_len=5, slope=0.07, p_onset=0.05)])
+def test_wm_signals_equal_torch_bit_for_bit(task_args):
+    """Pulses and ramped targets of WorkingMemory._signals, from the same onsets."""
+    from study.core.tasks.working_memory import WorkingMemory
+
+    task = WorkingMemory(**task_args)
+    for seed in range(10):
+        shape = (3, 5, task.n_inputs, task.transient + task.seq_len + 1)
+        onsets = torch.rand(shape, generator=torch.Generator().manual_seed(seed)) < task.p_onset
+        ref_inputs, ref_targets = task._signals(onsets.clone())
+        inputs, targets = draws.wm_signals(task, onsets.clone())
+        assert torch.equal(inputs, ref_inputs) and torch.equal(targets, ref_targets)
+
+
 def test_draws_are_standard_normal_and_uniform():
     z = draws.randn((400_000,), torch.Generator().manual_seed(0)).double()
     assert abs(z.mean().item()) < 0.01 and abs(z.std().item() - 1) < 0.01

@@ -45,6 +45,8 @@ _SIGNATURES: dict[str, dict[str, list]] = {
     "rng": {
         "mt_uniform": [_P, _P, _I],
         "mt_normal": [_P, _P, _I, _F, _F],
+        "wm_signals": [_P, _I, _I, _I, _I, _I, ctypes.c_double, _I, _I, _I, ctypes.c_int32,
+                       _P, _P],
     },
     "kernels": {
         "tanh_array": [_P, _P, _I],

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from study.core._native import load
 
-__all__ = ["randn", "rand", "fast_draws"]
+__all__ = ["randn", "rand", "fast_draws", "wm_signals"]
 
 log = logging.getLogger("study.core._native.draws")
 
@@ -105,3 +105,25 @@ def rand(shape: Sequence[int], generator: torch.Generator, *,
     out = torch.empty(tuple(shape), dtype=dtype)
     _fill(_lib(), out, generator, "uniform")
     return out
+
+
+def wm_signals(task, onsets: Tensor) -> tuple[Tensor, Tensor]:
+    """`task._signals(onsets)` of a `WorkingMemory` task, equal bit for bit, ~6x faster.
+
+    onsets (S, B, 2n, T + 1) bool on the CPU -> inputs (S, T_in, B, 2n) and targets
+    (S, segment, B, n), float32, time-major. The ramp of the targets is computed with the same
+    float64 operations in the same order as `ramp_targets` (rng.cpp, compiled without fused
+    multiply-adds). Falls back to `task._signals` off the CPU or without the compiled library.
+    """
+    lib = load("rng")
+    if lib is None or onsets.device.type != "cpu" or onsets.dtype != torch.bool:
+        return task._signals(onsets)
+    s, b, lines, t_plus = onsets.shape
+    total = task.transient + task.seq_len
+    onsets = onsets.contiguous()
+    inputs = torch.empty(s, total, b, lines)
+    targets = torch.empty(s, task.seq_len, b, lines // 2)
+    lib.wm_signals(onsets.data_ptr(), s, b, lines // 2, t_plus, task.pulse_len,
+                   float(task.slope), task.transient, task.seq_len, task.target_lead,
+                   int(task.off_cue), inputs.data_ptr(), targets.data_ptr())
+    return inputs, targets

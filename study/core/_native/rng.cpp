@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -332,6 +333,78 @@ void mt_normal(uint8_t* state, float* out, int64_t n, float mean, float std) {
     box_muller16(out + n - 16, mean, std);
   }
   store(e, state);
+}
+
+}  // extern "C"
+
+// -- the working-memory task's signals (study.core.tasks.working_memory), equal to torch's ----
+
+extern "C" {
+
+// From onsets (S, B, 2n, T + 1) (bytes 0/1; line 2k is bit k's "on", 2k + 1 its "off") to
+// inputs (S, T_in, B, 2n) and targets (S, T_out, B, n), float32, time-major as the networks
+// take them: T_in = transient + segment steps of pulses (high while an onset lies in the
+// last pulse_len steps), targets the ramped ±1 memory y[lead + transient .. lead + T_in).
+// The ramp is computed as WorkingMemory._signals / ramp_targets compute it, run by run with
+// the same float64 operations in the same order, so the values are torch's bit for bit.
+// off_cue sets every "off" line's onset at t = 0 (in the onsets array too).
+void wm_signals(uint8_t* onsets, int64_t n_seeds, int64_t batch, int64_t n_bits,
+                int64_t t_plus, int64_t pulse_len, double slope, int64_t transient,
+                int64_t segment, int64_t lead, int32_t off_cue, float* inputs,
+                float* targets) {
+  const int64_t lines = 2 * n_bits, total = transient + segment;
+  const float slope32 = static_cast<float>(slope);
+  std::vector<int8_t> sgn(t_plus);
+  std::vector<double> y(t_plus);
+  for (int64_t s = 0; s < n_seeds; ++s)
+    for (int64_t b = 0; b < batch; ++b) {
+      uint8_t* on_sb = onsets + (s * batch + b) * lines * t_plus;
+      if (off_cue)
+        for (int64_t k = 0; k < n_bits; ++k) on_sb[(2 * k + 1) * t_plus] = 1;
+      for (int64_t j = 0; j < lines; ++j) {  // pulses
+        const uint8_t* o = on_sb + j * t_plus;
+        int64_t count = 0;
+        for (int64_t t = 0; t < total; ++t) {
+          count += o[t];
+          if (t >= pulse_len) count -= o[t - pulse_len];
+          inputs[((s * total + t) * batch + b) * lines + j] = count > 0 ? 1.0f : 0.0f;
+        }
+      }
+      for (int64_t k = 0; k < n_bits; ++k) {  // targets
+        const uint8_t* on = on_sb + 2 * k * t_plus;
+        const uint8_t* off = on_sb + (2 * k + 1) * t_plus;
+        // the state sign at each t: the last event at or before t ("on" wins ties; at t = 0
+        // the state is +1 after an "on" onset, else −1)
+        sgn[0] = on[0] ? 1 : -1;
+        for (int64_t t = 1; t < t_plus; ++t)
+          sgn[t] = on[t] ? 1 : (off[t] ? -1 : sgn[t - 1]);
+        // runs of constant sign over t >= 1 (column j = t − 1 in torch's arrays); v = value
+        // before each run (clamped ramps), offset = v − slope·sign·(j_start − 1),
+        // y_t = clamp(offset + float(slope)·s·j)
+        y[0] = 0.0;
+        double v = 0.0, offset = 0.0;
+        int64_t start = 1;
+        for (int64_t t = 1; t < t_plus; ++t) {
+          if (t == 1 || sgn[t] != sgn[t - 1]) {
+            if (t > 1) {
+              const double run_sign = static_cast<double>(sgn[t - 1]);
+              const double run_len = static_cast<double>(t - start);
+              const double next = v + slope * run_sign * run_len;
+              v = next < -1.0 ? -1.0 : (next > 1.0 ? 1.0 : next);
+            }
+            start = t;
+            // torch indexes steps from t = 1 (its column j = t − 1): start − 1 − 1
+            offset = v - slope * static_cast<double>(sgn[t]) * static_cast<double>(start - 2);
+          }
+          const double step = static_cast<double>(slope32 * static_cast<float>(sgn[t]));
+          const double ramp = offset + step * static_cast<double>(t - 1);
+          y[t] = ramp < -1.0 ? -1.0 : (ramp > 1.0 ? 1.0 : ramp);
+        }
+        for (int64_t t = 0; t < segment; ++t)
+          targets[((s * segment + t) * batch + b) * n_bits + k] =
+              static_cast<float>(y[lead + transient + t]);
+      }
+    }
 }
 
 }  // extern "C"
