@@ -115,7 +115,8 @@ def _noise(x, mask, sigma, gen):
     return eps
 
 
-def _leaky_net_forward(self, inputs, x0, noise=None, *, n_transient=0, outputs=True):
+def _leaky_net_forward(self, inputs, x0, noise=None, *, n_transient=0, outputs=True,
+                       sample=None):
     sigma = getattr(self, "_noise_sigma", 1.0)
     x = x0
     if n_transient:
@@ -128,11 +129,11 @@ def _leaky_net_forward(self, inputs, x0, noise=None, *, n_transient=0, outputs=T
         xs = _scan.leaky_network_states(inputs, noise, sigma, x, self.w_in, self.b, self.w_rec,
                                         self.alpha)
         return NetOutput(xs, None, _native_tanh)
-    xs, ys, z = _scan.leaky_network(inputs, noise, sigma, x, self.w_in, self.b, self.w_rec,
-                                    self.w_out if outputs else None,
-                                    self.b_out if outputs else None, self.alpha)
+    xs, ys, z, sampled = _scan.leaky_network_sampled(
+        inputs, noise, sigma, x, self.w_in, self.b, self.w_rec, self.w_out if outputs else None,
+        self.b_out if outputs else None, self.alpha, sample=sample, states=sample is None)
     out = NetOutput(xs, z, torch.tanh)
-    out.rates = ys
+    out.rates, out.sampled = ys, sampled
     return out
 
 
@@ -172,14 +173,29 @@ def _network_step(self):
     t0 = time.perf_counter()
     cfg = self.cfg
     inputs, targets, x0, noise = self._batch("network")
-    out = self.net(inputs, x0, noise, n_transient=self.task.transient)
+    sample = None
+    if ("sparse" in ON and self.mi is not None and cfg.mi.weight > 0
+            and isinstance(self.net, LeakyRNN)):
+        rows = (inputs.shape[1] - self.task.transient) * inputs.shape[2]
+        if self.mi.pairs and self.mi.pairs < rows:
+            # the penalty's row sample, drawn where _sides would draw it (nothing in between
+            # uses the generator), so the stream is unchanged
+            sample = estimators.random_permutations(
+                self.n_seeds, rows, self.gen, self.device)[:, :self.mi.pairs]
+    if sample is not None:
+        out = _leaky_net_forward(self.net, inputs, x0, noise, n_transient=self.task.transient,
+                                 sample=sample)
+    else:
+        out = self.net(inputs, x0, noise, n_transient=self.task.transient)
     w = self.task.washout
     err = out.outputs[:, w:] - targets[:, w:]
     task_loss = err.square().mean(dim=(1, 2, 3))
     loss = task_loss + self._regulariser()
     if self.mi is not None and cfg.mi.weight > 0:
         rates = getattr(out, "rates", None)
-        if rates is not None:  # the fused leaky network kept tanh(x): no tanh on the rows
+        if getattr(out, "sampled", None) is not None:  # rows drawn above: no subsample here
+            penalty, _ = self.mi.penalty(out.sampled, self.gen, transform=None)
+        elif rates is not None:  # the fused leaky network kept tanh(x): no tanh on the rows
             s, _, _, n = rates.shape
             penalty, _ = self.mi.penalty(rates.reshape(s, -1, n), self.gen, transform=None)
         else:
@@ -246,7 +262,9 @@ GRU.forward = _gru_forward
 
 VARIANTS = {"base": set(), "rng": {"rng"}, "scan": {"scan"}, "critic": {"critic"},
             "rng+scan+critic": {"rng", "scan", "critic"}, "net": {"net"},
-            "all": {"rng", "net", "critic"}, "all-noshare": {"rng", "net", "critic", "noshare"}}
+            "all-nosparse": {"rng", "net", "critic"},
+            "all": {"rng", "net", "critic", "sparse"},
+            "all-noshare": {"rng", "net", "critic", "noshare", "sparse"}}
 
 
 def _config(preset: str, groups: int):

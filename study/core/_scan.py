@@ -31,7 +31,7 @@ from torch import Tensor
 
 from study.core._native import load
 
-__all__ = ["leaky_network", "leaky_network_states", "leaky_network_last", "leaky_states",
+__all__ = ["leaky_network", "leaky_network_sampled", "leaky_network_states", "leaky_network_last", "leaky_states",
            "leaky_last", "leaky_scan_rates", "gru_network", "gru_network_last", "native_scan"]
 
 
@@ -89,27 +89,36 @@ def _forward(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha, *, states: bo
 
 
 class _LeakyNet(torch.autograd.Function):
-    """(xs, ys, z) of the network; gradients for ξ, x0, W_in, b, W, W_out, b_out."""
+    """(xs, ys, z, ys[sample]) of the network; gradients for ξ, x0, W_in, b, W, W_out, b_out."""
 
     @staticmethod
-    def forward(ctx, sigma, alpha, u, noise, x0, w_in, b, w, w_out, b_out):
+    def forward(ctx, sigma, alpha, states, sample, u, noise, x0, w_in, b, w, w_out, b_out):
         ctx.set_materialize_grads(False)  # an unused output's gradient stays None, not zeros
         xs, ys, r0, z, _ = _forward(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha,
-                                    states=True, rates=True, outputs=w_out is not None,
+                                    states=states, rates=True, outputs=w_out is not None,
                                     last=False)
         ctx.sigma, ctx.alpha = float(sigma), float(alpha)
         ctx.shapes = (u.shape[-1] if u is not None else 0,
                       w_out.shape[-1] if w_out is not None else 0)
         uu, ctx.u_ss = _seed_strided(u)
-        ctx.save_for_backward(uu, ys, r0, _c(w), _c(w_out))
-        return xs, ys, z
+        sampled, row_map = None, None
+        if sample is not None:  # rows t·B + b of each seed's rates, and where each went
+            s, t_len, bsz, n = ys.shape
+            flat = ys.view(s, t_len * bsz, n)
+            sampled = torch.gather(flat, 1, sample.unsqueeze(-1).expand(-1, -1, n))
+            row_map = torch.full((s, t_len * bsz), -1, dtype=torch.int32)
+            row_map.scatter_(1, sample, torch.arange(sample.shape[1], dtype=torch.int32)
+                             .expand_as(sample).contiguous())
+        ctx.save_for_backward(uu, ys, r0, _c(w), _c(w_out), row_map)
+        return xs, ys, z, sampled
 
     @staticmethod
-    def backward(ctx, grad_xs, grad_ys, grad_z):
-        u, ys, r0, w, w_out = ctx.saved_tensors
+    def backward(ctx, grad_xs, grad_ys, grad_z, grad_sampled):
+        u, ys, r0, w, w_out, row_map = ctx.saved_tensors
         n_in, n_out = ctx.shapes
         s, t_len, bsz, n = ys.shape
-        need = ctx.needs_input_grad  # (sigma, alpha, u, noise, x0, w_in, b, w, w_out, b_out)
+        # (sigma, alpha, states, sample, u, noise, x0, w_in, b, w, w_out, b_out)
+        need = ctx.needs_input_grad[2:]
         if need[2]:
             raise RuntimeError("leaky_network: no gradient for the inputs u (they are data)")
 
@@ -120,13 +129,15 @@ class _LeakyNet(torch.autograd.Function):
         g_x0 = torch.empty(s, bsz, n)
         g_w_in, g_b, g_w = out(need[5], s, n_in, n), out(need[6], s, n), out(need[7], s, n, n)
         g_w_out, g_b_out = out(need[8], s, n, n_out), out(need[9], s, n_out)
+        gs = _c(grad_sampled) if row_map is not None else None
         load("kernels").leaky_net_backward(
-            _ptr(u), ctx.u_ss, ys.data_ptr(), r0.data_ptr(), None, w.data_ptr(), _ptr(w_out), ctx.alpha,
-            s, t_len, bsz, n_in, n, n_out, _ptr(_c(grad_xs)), _ptr(_c(grad_ys)),
-            _ptr(_c(grad_z)), ctx.sigma, _ptr(g_noise), g_x0.data_ptr(), _ptr(g_w_in),
-            _ptr(g_b), _ptr(g_w), _ptr(g_w_out), _ptr(g_b_out))
-        return (None, None, None, g_noise, g_x0 if need[4] else None, g_w_in, g_b, g_w,
-                g_w_out, g_b_out)
+            _ptr(u), ctx.u_ss, ys.data_ptr(), r0.data_ptr(), None, w.data_ptr(), _ptr(w_out),
+            ctx.alpha, s, t_len, bsz, n_in, n, n_out, _ptr(_c(grad_xs)), _ptr(_c(grad_ys)),
+            _ptr(_c(grad_z)), _ptr(row_map if gs is not None else None), _ptr(gs),
+            gs.shape[1] if gs is not None else 0, ctx.sigma, _ptr(g_noise), g_x0.data_ptr(),
+            _ptr(g_w_in), _ptr(g_b), _ptr(g_w), _ptr(g_w_out), _ptr(g_b_out))
+        return (None, None, None, None, None, g_noise, g_x0 if need[4] else None, g_w_in, g_b,
+                g_w, g_w_out, g_b_out)
 
 
 def _torch_network(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha):
@@ -155,14 +166,36 @@ def leaky_network(u: Tensor, noise: Tensor | None, sigma: float, x0: Tensor, w_i
                   alpha: float) -> tuple[Tensor, Tensor, Tensor | None]:
     """(xs, ys, z): states (S, T, B, N), rates tanh(xs) and readout (S, T, B, O) (None when
     w_out is None); differentiable in x0, W_in, b, W, W_out, b_out (and ξ)."""
+    xs, ys, z, _ = leaky_network_sampled(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha)
+    return xs, ys, z
+
+
+def leaky_network_sampled(u: Tensor, noise: Tensor | None, sigma: float, x0: Tensor,
+                          w_in: Tensor, b: Tensor, w: Tensor, w_out: Tensor | None,
+                          b_out: Tensor | None, alpha: float, *, sample: Tensor | None = None,
+                          states: bool = True
+                          ) -> tuple[Tensor | None, Tensor, Tensor | None, Tensor | None]:
+    """(xs, ys, z, ys_sampled): as `leaky_network`, plus the rates of the rows `sample`
+    (S, K) (flat indices t·B + b, distinct within a seed) as (S, K, N), whose gradient flows
+    back without a dense (S, T, B, N) tensor. states=False skips storing xs (None)."""
     if not _usable(u, noise, x0, w_in, b, w, w_out, b_out):
-        return _torch_network(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha)
+        xs, ys, z = _torch_network(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha)
+        sampled = None
+        if sample is not None:
+            from study.core.estimators import take_rows
+            sampled = take_rows(ys.reshape(ys.shape[0], -1, ys.shape[-1]), sample)
+        return xs, ys, z, sampled
     if not torch.is_grad_enabled():
         xs, ys, _, z, _ = _forward(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha,
-                                   states=True, rates=True, outputs=w_out is not None,
+                                   states=states, rates=True, outputs=w_out is not None,
                                    last=False)
-        return xs, ys, z
-    return _LeakyNet.apply(sigma, alpha, u, noise, x0, w_in, b, w, w_out, b_out)
+        sampled = None
+        if sample is not None:
+            from study.core.estimators import take_rows
+            sampled = take_rows(ys.view(ys.shape[0], -1, ys.shape[-1]), sample)
+        return xs, ys, z, sampled
+    return _LeakyNet.apply(sigma, alpha, states, sample, u, noise, x0, w_in, b, w, w_out,
+                           b_out)
 
 
 @torch.no_grad()

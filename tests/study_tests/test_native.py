@@ -388,3 +388,33 @@ def test_critic_permuted_partner_equals_gathered_rows(depth, act):
     want = [p.grad for p in critic.parameters()] + [v.grad for v in y]
     for u, v in zip(got, want):
         assert torch.allclose(u, v, rtol=1e-5, atol=1e-6)
+
+
+def test_network_sampled_rows_gradient_equals_dense():
+    """The sampled rates' gradient, handed to BPTT row by row, equals the dense path's."""
+    from study.core.estimators import random_permutations, take_rows
+
+    s, t, bsz, i, n, o = 3, 30, 6, 4, 24, 2
+    g = torch.Generator().manual_seed(11)
+    u = (torch.rand(s, t, bsz, i, generator=g) < 0.2).float()
+    noise = torch.randn(s, t, bsz, n, generator=g)
+    x0 = torch.randn(s, bsz, n, generator=g)
+    weights = [torch.randn(s, i, n, generator=g), torch.randn(s, n, generator=g) * 0.1,
+               torch.randn(s, n, n, generator=g) / math.sqrt(n),
+               torch.randn(s, n, o, generator=g), torch.randn(s, o, generator=g)]
+    sample = random_permutations(s, t * bsz, g, "cpu")[:, :50]
+    coef = torch.randn(s, 50, n, generator=g)
+    grads = []
+    for sampled_path in (True, False):
+        leaves = [v.clone().requires_grad_() for v in weights]
+        if sampled_path:
+            xs, ys, z, rows = _scan.leaky_network_sampled(u, noise, 0.1, x0, *leaves, 0.1,
+                                                          sample=sample, states=False)
+            assert xs is None
+        else:
+            _, ys, z = _scan.leaky_network(u, noise, 0.1, x0, *leaves, 0.1)
+            rows = take_rows(ys.reshape(s, -1, n), sample)
+        ((rows * coef).sum() + z.square().sum()).backward()
+        grads.append([v.grad for v in leaves])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)

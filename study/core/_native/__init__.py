@@ -53,7 +53,7 @@ _SIGNATURES: dict[str, dict[str, list]] = {
         "leaky_net_forward": [_P, _I, _P, _I, _F, _P, _P, _P, _P, _P, _P, _F, _I, _I, _I, _I,
                               _I, _I, _P, _P, _P, _P, _P],
         "leaky_net_backward": [_P, _I, _P, _P, _P, _P, _P, _F, _I, _I, _I, _I, _I, _I, _P, _P,
-                               _P, _F, _P, _P, _P, _P, _P, _P, _P],
+                               _P, _P, _P, _I, _F, _P, _P, _P, _P, _P, _P, _P],
         "gru_forward": [_P, _I, _P, _I, _F, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I,
                         _P, _P, _P],
         "gru_backward": [_P, _I, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _P, _P,

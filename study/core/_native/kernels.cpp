@@ -341,7 +341,10 @@ void leaky_net_forward(const float* u, int64_t u_ss, const float* noise, int64_t
 }
 
 // BPTT of leaky_net_forward (u, ys, r0 as it wrote them). Upstream gradients, each may be
-// null: grad_xs = dL/dx_t, grad_ys = dL/d tanh(x_t), grad_out = dL/dz_t. Writes dL/dx0 into
+// null: grad_xs = dL/dx_t, grad_ys = dL/d tanh(x_t), grad_out = dL/dz_t; and the gradient of
+// sampled rates, grad_sampled (S, K, N) with sample_map (S, T·B) giving each row t·B + b its
+// place k in it (−1: not sampled), so a penalty on a row sample needs no dense gradient.
+// Writes dL/dx0 into
 // grad_x0 (S, B, N) and, when not null, grad_noise (S, T, B, N) = σ dL/dd_t,
 // g_w_in (S, I, N), g_bias (S, N), g_w (S, N, N),
 // g_w_out (S, N, O), g_b_out (S, O); each weight gradient is accumulated step by step from
@@ -351,7 +354,9 @@ void leaky_net_backward(const float* u, int64_t u_ss, const float* ys, const flo
                         const float* w, const float* w_out, float alpha, int64_t n_seeds,
                         int64_t n_steps, int64_t batch, int64_t n_in, int64_t n,
                         int64_t n_out, const float* grad_xs, const float* grad_ys,
-                        const float* grad_out, float sigma, float* grad_noise, float* grad_x0,
+                        const float* grad_out, const int32_t* sample_map,
+                        const float* grad_sampled, int64_t n_sampled, float sigma,
+                        float* grad_noise, float* grad_x0,
                         float* g_w_in, float* g_bias, float* g_w, float* g_w_out,
                         float* g_b_out) {
   (void)w_in;
@@ -383,6 +388,10 @@ void leaky_net_backward(const float* u, int64_t u_ss, const float* ys, const flo
         for (int c = 0; c < nv; ++c) {
           const vf y = load_lanes(y_t + b * n, c, ni);
           vf gy = grad_ys ? load_lanes(grad_ys + off + b * n, c, ni) : vf{};
+          if (sample_map) {
+            const int32_t k = sample_map[s * n_steps * batch + t * batch + b];
+            if (k >= 0) gy += load_lanes(grad_sampled + (s * n_sampled + k) * n, c, ni);
+          }
           for (int64_t o = 0; o < no; ++o) {
             const vf gov = splat(go[b * n_out + o]);
             gy += gov * load(&woutt[o * np + c * kL]);
