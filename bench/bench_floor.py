@@ -5,8 +5,9 @@
 For each cell (cpu-wm at N = 48, 8 seeds, K = 2 and K = 3; cpu-separation (GRU), 8 seeds) the
 FLOP model of bench/flops.py gives the matrix-product FLOPs per epoch by part; the same run
 measures the single-thread float32 GEMM rate (a 1024² product, and the recurrence's and the
-critic's own batched shapes) and times training epochs of the torch code ("base") and of the
-compiled prototypes ("fast", bench/proto_fast.py), interleaved epoch by epoch. The floor is
+critic's own batched shapes) and times training epochs of the torch code ("torch") and of the
+compiled kernels ("native", study/core/_native), interleaved epoch by epoch (the switch is
+MISTUDY_NATIVE, read on every call). The floor is
 FLOPs / (1024² rate); `x_floor` = measured / floor; `achieved` = floor / measured (the
 fraction of the GEMM rate the epoch sustains). Times are given both as CPU seconds of the
 process (thread time: what this process ran, the better measure on a shared machine) and as
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -30,13 +32,27 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-import proto_fast  # noqa: E402  (patches the hot methods; "base" runs the unchanged code)
 from _machine import machine_info  # noqa: E402
 from flops import trial_flops  # noqa: E402
 
+from study.spec import load_trial_config  # noqa: E402
 from study.training.device import keep_freed_memory  # noqa: E402
+from study.training.loop import Trainer  # noqa: E402
 
 CELLS = {"wm-k2": ("cpu-wm", 2), "wm-k3": ("cpu-wm", 3), "sep": ("cpu-separation", 2)}
+PRESETS = HERE.parent / "search_spaces"
+# variant -> MISTUDY_NATIVE: "torch" runs the torch code, "native" the compiled kernels
+VARIANTS = {"torch": "0", "native": "1"}
+
+
+def use(variant: str) -> None:
+    """Switch this process to a variant (read by study.core._native.load on every call)."""
+    os.environ["MISTUDY_NATIVE"] = VARIANTS[variant]
+
+
+def config(preset: str, k: int):
+    """The cell's TrialConfig: 8 seeds, one thread; cpu-wm at N = 48 with K groups."""
+    return load_trial_config(PRESETS / f"{preset}.yaml", _overrides(preset, k))
 
 
 def _timed(fn, repeats: int) -> tuple[float, float]:
@@ -51,8 +67,9 @@ def _timed(fn, repeats: int) -> tuple[float, float]:
     return statistics.median(cpu), statistics.median(wall)
 
 
-def gemm_rates(shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]], repeats: int = 7
-               ) -> dict[str, dict[str, float]]:
+def gemm_rates(
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]], repeats: int = 7
+) -> dict[str, dict[str, float]]:
     """GFLOP/s (cpu, wall) of torch.matmul on each (a shape, b shape), float32, one thread."""
     out = {}
     for name, (sa, sb) in shapes.items():
@@ -66,36 +83,39 @@ def gemm_rates(shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]], repea
                 torch.matmul(a, b)
 
         cpu, wall = _timed(run, repeats)
-        out[name] = {"gflops_cpu": round(flop * n / cpu / 1e9, 2),
-                     "gflops_wall": round(flop * n / wall / 1e9, 2),
-                     "a": list(sa), "b": list(sb)}
+        out[name] = {
+            "gflops_cpu": round(flop * n / cpu / 1e9, 2),
+            "gflops_wall": round(flop * n / wall / 1e9, 2),
+            "a": list(sa),
+            "b": list(sb),
+        }
     return out
 
 
 def bench_cell(cell: str, epochs: int, variants: list[str]) -> dict:
     preset, k = CELLS[cell]
-    cfg = proto_fast._config(preset, k)
+    cfg = config(preset, k)
     model = trial_flops(cfg)
     z = model["sizes"]
     s, bsz, n, g = z["S"], z["B"], z["N"], z["gates"]
     r, m, h = s * z["P"], model["critic_rows"], cfg.critic.width
-    rates = gemm_rates({
-        "gemm_1024": ((1024, 1024), (1024, 1024)),
-        "recurrence_step": ((s, bsz, n), (s, n, g * n)),
-        "critic_hidden_layer": ((r, m, h), (r, h, h)),
-    })
+    rates = gemm_rates(
+        {
+            "gemm_1024": ((1024, 1024), (1024, 1024)),
+            "recurrence_step": ((s, bsz, n), (s, n, g * n)),
+            "critic_hidden_layer": ((r, m, h), (r, h, h)),
+        }
+    )
     trainers = {}
     for v in variants:
-        proto_fast.ON.clear()
-        proto_fast.ON.update(proto_fast.VARIANTS[v])
-        tr = proto_fast.Trainer(cfg)
+        use(v)
+        tr = Trainer(cfg)
         tr.train_epoch()  # warm-up (and builds the kernels)
         trainers[v] = tr
     times = {v: {"cpu": [], "wall": []} for v in variants}
     for _ in range(epochs):
         for v in variants:
-            proto_fast.ON.clear()
-            proto_fast.ON.update(proto_fast.VARIANTS[v])
+            use(v)
             c0, w0 = time.thread_time(), time.perf_counter()
             trainers[v].train_epoch()
             times[v]["cpu"].append(time.thread_time() - c0)
@@ -106,20 +126,36 @@ def bench_cell(cell: str, epochs: int, variants: list[str]) -> dict:
     rows = []
     for v in variants:
         c, w = statistics.median(times[v]["cpu"]), statistics.median(times[v]["wall"])
-        rows.append({"variant": v, "cpu_s_per_epoch": round(c, 4),
-                     "wall_s_per_epoch": round(w, 4),
-                     "x_floor_cpu": round(c / floor_cpu, 2), "x_floor_wall": round(w / floor_wall, 2),
-                     "achieved_gflops_cpu": round(flop / c / 1e9, 2),
-                     "achieved_fraction_cpu": round(floor_cpu / c, 3),
-                     "all_cpu": [round(x, 4) for x in times[v]["cpu"]],
-                     "all_wall": [round(x, 4) for x in times[v]["wall"]]})
-        print(f"{cell:6s} {v:5s} {c:.3f} s cpu ({w:.3f} wall)  floor {floor_cpu:.3f} s cpu  "
-              f"x{rows[-1]['x_floor_cpu']} of floor", flush=True)
-    return {"cell": cell, "preset": preset, "groups": k, "overrides": _overrides(preset, k),
-            "flops": model, "gemm_rates": rates,
-            "floor_s_per_epoch_cpu": round(floor_cpu, 4),
-            "floor_s_per_epoch_wall": round(floor_wall, 4), "epochs_timed": epochs,
-            "rows": rows}
+        rows.append(
+            {
+                "variant": v,
+                "cpu_s_per_epoch": round(c, 4),
+                "wall_s_per_epoch": round(w, 4),
+                "x_floor_cpu": round(c / floor_cpu, 2),
+                "x_floor_wall": round(w / floor_wall, 2),
+                "achieved_gflops_cpu": round(flop / c / 1e9, 2),
+                "achieved_fraction_cpu": round(floor_cpu / c, 3),
+                "all_cpu": [round(x, 4) for x in times[v]["cpu"]],
+                "all_wall": [round(x, 4) for x in times[v]["wall"]],
+            }
+        )
+        print(
+            f"{cell:6s} {v:5s} {c:.3f} s cpu ({w:.3f} wall)  floor {floor_cpu:.3f} s cpu  "
+            f"x{rows[-1]['x_floor_cpu']} of floor",
+            flush=True,
+        )
+    return {
+        "cell": cell,
+        "preset": preset,
+        "groups": k,
+        "overrides": _overrides(preset, k),
+        "flops": model,
+        "gemm_rates": rates,
+        "floor_s_per_epoch_cpu": round(floor_cpu, 4),
+        "floor_s_per_epoch_wall": round(floor_wall, 4),
+        "epochs_timed": epochs,
+        "rows": rows,
+    }
 
 
 def _overrides(preset: str, k: int) -> dict:
@@ -130,20 +166,27 @@ def _overrides(preset: str, k: int) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
     p.add_argument("--epochs", type=int, default=5, help="timed epochs per variant")
-    p.add_argument("--variants", nargs="+", default=["base", "all"])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(1)
     keep_freed_memory()
-    result = {"benchmark": "bench_floor", "machine": machine_info("cpu"),
-              "note": "fast = bench/proto_fast.py 'all' (compiled kernels, not yet in study/)",
-              "cells": []}
-    out = Path(args.out) if args.out else (HERE / "results" /
-                                           f"floor-{result['machine']['hostname']}.json")
+    result = {
+        "benchmark": "bench_floor",
+        "machine": machine_info("cpu"),
+        "note": "torch: MISTUDY_NATIVE=0 (the torch code); native: the compiled kernels",
+        "cells": [],
+    }
+    out = (
+        Path(args.out)
+        if args.out
+        else (HERE / "results" / f"floor-{result['machine']['hostname']}.json")
+    )
     for cell in args.cells:
         result["cells"].append(bench_cell(cell, args.epochs, args.variants))
         result["load_average_after"] = machine_info("cpu")["load_average"]

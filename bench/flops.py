@@ -64,9 +64,20 @@ def sizes(cfg: Any) -> dict[str, int]:
         n_terms, da, db = len(terms.names), terms.a_index.shape[1], terms.b_index.shape[1]
     else:
         n_terms = da = db = 0
-    return {"S": cfg.seeds, "B": task.batch, "T_tr": transient, "T_seg": segment, "N": n,
-            "I": n_in, "O": n_out, "K": k, "P": n_terms, "da": da, "db": db,
-            "gates": 3 if cfg.network.kind == "gru" else 1}
+    return {
+        "S": cfg.seeds,
+        "B": task.batch,
+        "T_tr": transient,
+        "T_seg": segment,
+        "N": n,
+        "I": n_in,
+        "O": n_out,
+        "K": k,
+        "P": n_terms,
+        "da": da,
+        "db": db,
+        "gates": 3 if cfg.network.kind == "gru" else 1,
+    }
 
 
 def recurrence_step_flops(z: dict[str, int], batch: int) -> float:
@@ -74,8 +85,17 @@ def recurrence_step_flops(z: dict[str, int], batch: int) -> float:
     return _mm(z["S"] * batch, z["N"], z["gates"] * z["N"])
 
 
-def critic_flops(replicas: int, rows: int, da: int, db: int, width: int, depth: int, *,
-                 estimator: str = "dv", nce_block: int = 128) -> dict[str, float]:
+def critic_flops(
+    replicas: int,
+    rows: int,
+    da: int,
+    db: int,
+    width: int,
+    depth: int,
+    *,
+    estimator: str = "dv",
+    nce_block: int = 128,
+) -> dict[str, float]:
     """One estimate of `replicas` critics on `rows` rows: forward products by branch, and the
     backward of a critic update (weight gradients) and of the network's penalty (input
     gradients). DV and MINE score the joint and the shuffled rows; InfoNCE scores every pair
@@ -91,16 +111,24 @@ def critic_flops(replicas: int, rows: int, da: int, db: int, width: int, depth: 
         # weight grads of all layers; inputs: none (update) / a and b (penalty)
         update_bwd = proj_a + proj_b + 2 * head
         penalty_bwd = proj_a + proj_b + head
-        return {"forward": fwd, "forward_total": sum(fwd.values()),
-                "update_backward": update_bwd, "penalty_backward": penalty_bwd}
+        return {
+            "forward": fwd,
+            "forward_total": sum(fwd.values()),
+            "update_backward": update_bwd,
+            "penalty_backward": penalty_bwd,
+        }
     head = hidden_out * m
     fwd = {"joint": proj_a + proj_b + head, "shuffled": proj_b + head}
     # update: dW of every layer (= its forward) + dX of the head's layers (= their forward)
     update_bwd = proj_a + 2 * proj_b + 2 * (2 * head)
     # penalty: dX of every layer, a and both b branches included (no weight gradients)
     penalty_bwd = proj_a + 2 * proj_b + 2 * head
-    return {"forward": fwd, "forward_total": sum(fwd.values()),
-            "update_backward": update_bwd, "penalty_backward": penalty_bwd}
+    return {
+        "forward": fwd,
+        "forward_total": sum(fwd.values()),
+        "update_backward": update_bwd,
+        "penalty_backward": penalty_bwd,
+    }
 
 
 def _rows(pairs: int, available: int) -> int:
@@ -110,8 +138,7 @@ def _rows(pairs: int, available: int) -> int:
 def trial_flops(cfg: Any) -> dict[str, Any]:
     """FLOPs of one trial of `cfg` (a TrialConfig), by part; see the module docstring."""
     z = sizes(cfg)
-    s, b, t_tr, t_seg, n, n_in, n_out = (z[k] for k in ("S", "B", "T_tr", "T_seg", "N", "I",
-                                                        "O"))
+    s, b, t_tr, t_seg, n, n_in, n_out = (z[k] for k in ("S", "B", "T_tr", "T_seg", "N", "I", "O"))
     g = z["gates"]
     c, tc, m = cfg.critic, cfg.train, cfg.mi
     step = recurrence_step_flops(z, b)
@@ -122,23 +149,35 @@ def trial_flops(cfg: Any) -> dict[str, Any]:
 
     # -- critic round (per update) --
     batches = (1 if c.reuse_batch else c.steps) if (has_mi and c.steps) else 0
-    critic_batch = {"transient": batches * t_tr * (step + in_proj),
-                    "segment": batches * t_seg * (step + in_proj)}
+    critic_batch = {
+        "transient": batches * t_tr * (step + in_proj),
+        "segment": batches * t_seg * (step + in_proj),
+    }
     rows = _rows(m.pairs, t_seg * b)
     r = s * z["P"]
     est = m.estimator
-    cf = (critic_flops(r, rows, z["da"], z["db"], c.width, c.depth, estimator=est,
-                       nce_block=m.nce_block) if has_mi else None)
+    cf = (
+        critic_flops(
+            r, rows, z["da"], z["db"], c.width, c.depth, estimator=est, nce_block=m.nce_block
+        )
+        if has_mi
+        else None
+    )
     n_steps = c.steps if has_mi else 0
     if cf is None:
         critic_steps = {"forward_joint": 0.0, "forward_shuffled": 0.0, "backward": 0.0}
     elif est == "infonce":
-        critic_steps = {"forward_joint": n_steps * cf["forward_total"],
-                        "forward_shuffled": 0.0, "backward": n_steps * cf["update_backward"]}
+        critic_steps = {
+            "forward_joint": n_steps * cf["forward_total"],
+            "forward_shuffled": 0.0,
+            "backward": n_steps * cf["update_backward"],
+        }
     else:
-        critic_steps = {"forward_joint": n_steps * cf["forward"]["joint"],
-                        "forward_shuffled": n_steps * cf["forward"]["shuffled"],
-                        "backward": n_steps * cf["update_backward"]}
+        critic_steps = {
+            "forward_joint": n_steps * cf["forward"]["joint"],
+            "forward_shuffled": n_steps * cf["forward"]["shuffled"],
+            "backward": n_steps * cf["update_backward"],
+        }
 
     # -- network step (per update) --
     network = {
@@ -151,25 +190,36 @@ def trial_flops(cfg: Any) -> dict[str, Any]:
         "penalty_backward": cf["penalty_backward"] if penalised else 0.0,
     }
     u = tc.updates_per_epoch
-    epoch = {"critic_batches": {k: u * v for k, v in critic_batch.items()},
-             "critic_steps": {k: u * v for k, v in critic_steps.items()},
-             "network_step": {k: u * v for k, v in network.items()}}
+    epoch = {
+        "critic_batches": {k: u * v for k, v in critic_batch.items()},
+        "critic_steps": {k: u * v for k, v in critic_steps.items()},
+        "network_step": {k: u * v for k, v in network.items()},
+    }
     epoch_total = sum(sum(part.values()) for part in epoch.values())
 
     # -- evaluation --
     be = tc.eval_batch if task_eval_batch(cfg) is None else task_eval_batch(cfg)
     m_all = t_seg * be
     eval_step = recurrence_step_flops(z, be)
-    ev = {"network_forward": (t_tr + t_seg) * (eval_step + _mm(s * be, n_in, g * n))
-          + t_seg * _mm(s * be, n, n_out)}
+    ev = {
+        "network_forward": (t_tr + t_seg) * (eval_step + _mm(s * be, n_in, g * n))
+        + t_seg * _mm(s * be, n, n_out)
+    }
     if has_mi:
-        cm = critic_flops(r, _rows(m.pairs, m_all), z["da"], z["db"], c.width, c.depth,
-                          estimator=est, nce_block=m.nce_block)
+        cm = critic_flops(
+            r,
+            _rows(m.pairs, m_all),
+            z["da"],
+            z["db"],
+            c.width,
+            c.depth,
+            estimator=est,
+            nce_block=m.nce_block,
+        )
         ev["critic_value"] = cm["forward_total"]
         ev["gaussian_mi_and_null"] = 2 * _mm(s * n, m_all, n)
     ev["functional_correlations"] = _mm(s * n, m_all, n)
-    washout = (cfg.task.wm.washout if cfg.task.name == "working_memory"
-               else cfg.task.chaos.washout)
+    washout = cfg.task.wm.washout if cfg.task.name == "working_memory" else cfg.task.chaos.washout
     ev["d_corr_cross_correlations"] = _mm(s * n, (t_seg - washout) * be, n_out)
     # z-scores of Q against train.null_partitions random partitions: A·H with H (N, R·K), and
     # the degrees' d·H, for the functional, structural and ΔW graphs (+ the GRU's two gates)
@@ -187,14 +237,18 @@ def trial_flops(cfg: Any) -> dict[str, Any]:
         hr = 2 * s * z["P"]
         hc = critic_flops(hr, min(h.batch, train_rows), z["da"], z["db"], h.width, h.depth)
         test = critic_flops(hr, t_seg * n_test, z["da"], z["db"], h.width, h.depth)
-        heldout_total = (h.steps * (hc["forward_total"] + hc["update_backward"])
-                         + 4 * test["forward_total"])  # 4 = heldout_mi's repeats
+        heldout_total = (
+            h.steps * (hc["forward_total"] + hc["update_backward"]) + 4 * test["forward_total"]
+        )  # 4 = heldout_mi's repeats
         evals_idx = range(n_evals)
-        n_heldout = sum(1 for i in evals_idx
-                        if i % tc.heldout_mi_every == 0 or i == n_evals - 1)
-    evaluation = {"per_evaluation": ev, "per_evaluation_total": eval_total,
-                  "heldout_per_run": heldout_total, "evaluations": n_evals,
-                  "heldout_runs": n_heldout}
+        n_heldout = sum(1 for i in evals_idx if i % tc.heldout_mi_every == 0 or i == n_evals - 1)
+    evaluation = {
+        "per_evaluation": ev,
+        "per_evaluation_total": eval_total,
+        "heldout_per_run": heldout_total,
+        "evaluations": n_evals,
+        "heldout_runs": n_heldout,
+    }
     eval_trial = n_evals * eval_total + n_heldout * heldout_total
     eval_per_epoch = eval_trial / max(tc.epochs, 1)
 
@@ -203,8 +257,9 @@ def trial_flops(cfg: Any) -> dict[str, Any]:
     if has_mi and c.pretrain_steps:
         chunk = c.steps if c.reuse_batch and c.steps else 1
         n_batches = math.ceil(c.pretrain_steps / chunk) if c.reuse_batch else c.pretrain_steps
-        pre = (n_batches * (t_tr + t_seg) * (step + in_proj)
-               + c.pretrain_steps * (cf["forward_total"] + cf["update_backward"]))
+        pre = n_batches * (t_tr + t_seg) * (step + in_proj) + c.pretrain_steps * (
+            cf["forward_total"] + cf["update_backward"]
+        )
     return {
         "sizes": z,
         "critic_rows": rows if has_mi else 0,

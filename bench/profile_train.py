@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python bench/profile_train.py [--cells wm-k2 wm-k3 sep] [--variants base all]
 
-For each cell (as bench/bench_floor.py) and variant (bench/proto_fast.py), one torch thread:
+For each cell and variant (as bench/bench_floor.py: torch code or compiled kernels), one thread:
 1. phases: CPU seconds per epoch of data generation (inputs, x0, state noise), critic batches
    (the no-grad recurrence), critic steps, and the network step (its own data excluded),
    from thread time around each method over `--epochs` epochs;
@@ -26,12 +26,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-import proto_fast  # noqa: E402
 from _machine import machine_info  # noqa: E402
+from bench_floor import CELLS, VARIANTS, config, use  # noqa: E402
 
 from study.training.device import keep_freed_memory  # noqa: E402
-
-CELLS = {"wm-k2": ("cpu-wm", 2), "wm-k3": ("cpu-wm", 3), "sep": ("cpu-separation", 2)}
+from study.training.loop import Trainer  # noqa: E402
 
 
 class PhaseClock:
@@ -80,8 +79,9 @@ def phases(tr, epochs: int) -> dict[str, float]:
             return net_forward(*args, **kwargs)
         finally:
             if in_round["on"]:
-                clock.totals["critic_batch_forward"] = (clock.totals.get("critic_batch_forward", 0.0)
-                                                        + time.thread_time() - c0)
+                clock.totals["critic_batch_forward"] = (
+                    clock.totals.get("critic_batch_forward", 0.0) + time.thread_time() - c0
+                )
 
     tr.net.forward = forward
     c0 = time.thread_time()
@@ -91,11 +91,15 @@ def phases(tr, epochs: int) -> dict[str, float]:
     del tr._critic_round, tr.net.forward, tr._batch, tr._network_step  # back to the class's
     t = {k: v / epochs for k, v in clock.totals.items()}
     # _batch is called inside both the critic round and the network step
-    return {"epoch": total / epochs, "data": t.get("data", 0.0),
-            "critic_batch_forward": t.get("critic_batch_forward", 0.0),
-            "critic_steps": t.get("critic_round", 0.0) - t.get("critic_batch_forward", 0.0)
-            - _data_in(tr, "critic", t),
-            "network_step": t.get("network_step", 0.0) - _data_in(tr, "network", t)}
+    return {
+        "epoch": total / epochs,
+        "data": t.get("data", 0.0),
+        "critic_batch_forward": t.get("critic_batch_forward", 0.0),
+        "critic_steps": t.get("critic_round", 0.0)
+        - t.get("critic_batch_forward", 0.0)
+        - _data_in(tr, "critic", t),
+        "network_step": t.get("network_step", 0.0) - _data_in(tr, "network", t),
+    }
 
 
 def _data_in(tr, purpose: str, t: dict) -> float:
@@ -103,7 +107,9 @@ def _data_in(tr, purpose: str, t: dict) -> float:
     # data time splits in proportion to their numbers of batches
     c = tr.cfg.critic
     critic_batches = (1 if c.reuse_batch else c.steps) if tr.mi is not None and c.steps else 0
-    share = critic_batches / (critic_batches + 1) if purpose == "critic" else 1 / (critic_batches + 1)
+    share = (
+        critic_batches / (critic_batches + 1) if purpose == "critic" else 1 / (critic_batches + 1)
+    )
     return t.get("data", 0.0) * share
 
 
@@ -116,11 +122,16 @@ def top_ops(tr, epochs: int, rows: int) -> list[dict]:
     events = prof.key_averages(group_by_input_shape=True)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:rows]
-    return [{"op": e.key, "shapes": str(e.input_shapes)[:120],
-             "share": round(e.self_cpu_time_total / total, 4),
-             "calls_per_epoch": round(e.count / epochs, 1),
-             "self_ms_per_epoch": round(e.self_cpu_time_total / 1e3 / epochs, 2)}
-            for e in top]
+    return [
+        {
+            "op": e.key,
+            "shapes": str(e.input_shapes)[:120],
+            "share": round(e.self_cpu_time_total / total, 4),
+            "calls_per_epoch": round(e.count / epochs, 1),
+            "self_ms_per_epoch": round(e.self_cpu_time_total / 1e3 / epochs, 2),
+        }
+        for e in top
+    ]
 
 
 def evaluation(tr) -> dict[str, float]:
@@ -135,10 +146,11 @@ def evaluation(tr) -> dict[str, float]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
-    p.add_argument("--variants", nargs="+", default=["base", "all"])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--profile-epochs", type=int, default=2)
     p.add_argument("--rows", type=int, default=25)
@@ -147,27 +159,40 @@ def main() -> int:
     torch.set_num_threads(1)
     keep_freed_memory()
     result = {"benchmark": "profile_train", "machine": machine_info("cpu"), "cells": []}
-    out = Path(args.out) if args.out else (HERE / "results" /
-                                           f"profile-{result['machine']['hostname']}.json")
+    out = (
+        Path(args.out)
+        if args.out
+        else (HERE / "results" / f"profile-{result['machine']['hostname']}.json")
+    )
     for cell in args.cells:
         preset, k = CELLS[cell]
         for v in args.variants:
-            proto_fast.ON.clear()
-            proto_fast.ON.update(proto_fast.VARIANTS[v])
-            tr = proto_fast.Trainer(proto_fast._config(preset, k))
+            use(v)
+            tr = Trainer(config(preset, k))
             tr.train_epoch()
-            entry = {"cell": cell, "variant": v, "phases_cpu_s_per_epoch":
-                     {k2: round(v2, 4) for k2, v2 in phases(tr, args.epochs).items()},
-                     "evaluation_cpu_s": evaluation(tr),
-                     "top_ops": top_ops(tr, args.profile_epochs, args.rows),
-                     "load_average": machine_info("cpu")["load_average"]}
+            entry = {
+                "cell": cell,
+                "variant": v,
+                "phases_cpu_s_per_epoch": {
+                    k2: round(v2, 4) for k2, v2 in phases(tr, args.epochs).items()
+                },
+                "evaluation_cpu_s": evaluation(tr),
+                "top_ops": top_ops(tr, args.profile_epochs, args.rows),
+                "load_average": machine_info("cpu")["load_average"],
+            }
             result["cells"].append(entry)
             ph = entry["phases_cpu_s_per_epoch"]
-            print(f"{cell} {v}: " + ", ".join(f"{k2} {v2:.3f}" for k2, v2 in ph.items())
-                  + f" | eval {entry['evaluation_cpu_s']}", flush=True)
+            print(
+                f"{cell} {v}: "
+                + ", ".join(f"{k2} {v2:.3f}" for k2, v2 in ph.items())
+                + f" | eval {entry['evaluation_cpu_s']}",
+                flush=True,
+            )
             for op in entry["top_ops"][:8]:
-                print(f"    {op['share']:6.1%} {op['self_ms_per_epoch']:8.1f} ms  "
-                      f"{op['calls_per_epoch']:7.0f}x  {op['op']} {op['shapes'][:70]}")
+                print(
+                    f"    {op['share']:6.1%} {op['self_ms_per_epoch']:8.1f} ms  "
+                    f"{op['calls_per_epoch']:7.0f}x  {op['op']} {op['shapes'][:70]}"
+                )
             out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     return 0

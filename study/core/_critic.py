@@ -28,9 +28,13 @@ __all__ = ["critic_scores", "usable"]
 def usable(critic, a: Tensor) -> bool:
     """Whether `critic_scores` can serve this critic and input."""
     width = critic.w_a.shape[-1]
-    return (a.device.type == "cpu" and critic.compute_dtype == torch.float32
-            and a.dtype == torch.float32 and width % 16 == 0
-            and load("kernels") is not None)
+    return (
+        a.device.type == "cpu"
+        and critic.compute_dtype == torch.float32
+        and a.dtype == torch.float32
+        and width % 16 == 0
+        and load("kernels") is not None
+    )
 
 
 def _ptrs(tensors) -> ctypes.Array | None:
@@ -45,8 +49,22 @@ def _ptr(t: Tensor | None):
 
 class _Scores(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, keep: bool, slope: float, depth: int, perm, a, bj, bs, w_a, w_b, b_1, w_o,
-                b_o, *hidden):
+    def forward(
+        ctx,
+        keep: bool,
+        slope: float,
+        depth: int,
+        perm,
+        a,
+        bj,
+        bs,
+        w_a,
+        w_b,
+        b_1,
+        w_o,
+        b_o,
+        *hidden,
+    ):
         ctx.keep = keep  # activations are kept for a backward only when one can follow
         a, bj = a.contiguous(), bj.contiguous()
         bs = bs.contiguous() if bs is not None else None
@@ -59,10 +77,27 @@ class _Scores(torch.autograd.Function):
         scores = torch.empty(r, 2 * m)
         saved = [torch.empty(r, 2 * m, h) for _ in range(depth)] if ctx.keep else []
         load("kernels").critic_forward(
-            r, m, da, db, h, depth, a.data_ptr(), bj.data_ptr(), _ptr(bs), _ptr(perm),
-            params[0].data_ptr(), params[1].data_ptr(), params[2].data_ptr(), _ptrs(w_h),
-            _ptrs(b_h), params[3].data_ptr(), _ptr(bo), float(slope), scores.data_ptr(),
-            _ptrs(saved))
+            r,
+            m,
+            da,
+            db,
+            h,
+            depth,
+            a.data_ptr(),
+            bj.data_ptr(),
+            _ptr(bs),
+            _ptr(perm),
+            params[0].data_ptr(),
+            params[1].data_ptr(),
+            params[2].data_ptr(),
+            _ptrs(w_h),
+            _ptrs(b_h),
+            params[3].data_ptr(),
+            _ptr(bo),
+            float(slope),
+            scores.data_ptr(),
+            _ptrs(saved),
+        )
         ctx.slope, ctx.depth, ctx.has_bo = float(slope), depth, b_o is not None
         ctx.has_bs = bs is not None
         ctx.save_for_backward(a, bj, bs if bs is not None else perm, *params, *w_h, *saved)
@@ -73,37 +108,77 @@ class _Scores(torch.autograd.Function):
         depth = ctx.depth
         a, bj, third, w_a, w_b, b_1, w_o, *rest = ctx.saved_tensors
         bs, perm = (third, None) if ctx.has_bs else (None, third)
-        w_h, saved = rest[:depth - 1], rest[depth - 1:]
+        w_h, saved = rest[: depth - 1], rest[depth - 1 :]
         r, m, da = a.shape
         db, h = w_b.shape[1], w_a.shape[2]
         need = ctx.needs_input_grad[2:]  # (slope, depth, a, bj, bs, w_a, …, hidden…)
         params = any(need[5:])
         grads = {}
         if params:
-            grads = {"w_a": torch.empty_like(w_a), "w_b": torch.empty_like(w_b),
-                     "b_1": torch.empty_like(b_1), "w_o": torch.empty_like(w_o),
-                     "b_o": torch.empty(r, 1, 1) if ctx.has_bo else None,
-                     "w_h": [torch.empty_like(w) for w in w_h],
-                     "b_h": [torch.empty(r, 1, h) for _ in w_h]}
+            grads = {
+                "w_a": torch.empty_like(w_a),
+                "w_b": torch.empty_like(w_b),
+                "b_1": torch.empty_like(b_1),
+                "w_o": torch.empty_like(w_o),
+                "b_o": torch.empty(r, 1, 1) if ctx.has_bo else None,
+                "w_h": [torch.empty_like(w) for w in w_h],
+                "b_h": [torch.empty(r, 1, h) for _ in w_h],
+            }
         d_a = torch.empty_like(a) if need[2] else None
         d_bj = torch.empty_like(bj) if need[3] else None
         d_bs = torch.empty_like(bs) if need[4] and bs is not None else None
         load("kernels").critic_backward(
-            r, m, da, db, h, depth, a.data_ptr(), bj.data_ptr(), _ptr(bs), _ptr(perm),
-            w_a.data_ptr(), w_b.data_ptr(), _ptrs(list(w_h)), w_o.data_ptr(), ctx.slope,
-            _ptrs(list(saved)), dscores.contiguous().data_ptr(),
-            _ptr(grads.get("w_a")), _ptr(grads.get("w_b")), _ptr(grads.get("b_1")),
-            _ptrs(grads.get("w_h")), _ptrs(grads.get("b_h")), _ptr(grads.get("w_o")),
-            _ptr(grads.get("b_o")), _ptr(d_a), _ptr(d_bj), _ptr(d_bs))
+            r,
+            m,
+            da,
+            db,
+            h,
+            depth,
+            a.data_ptr(),
+            bj.data_ptr(),
+            _ptr(bs),
+            _ptr(perm),
+            w_a.data_ptr(),
+            w_b.data_ptr(),
+            _ptrs(list(w_h)),
+            w_o.data_ptr(),
+            ctx.slope,
+            _ptrs(list(saved)),
+            dscores.contiguous().data_ptr(),
+            _ptr(grads.get("w_a")),
+            _ptr(grads.get("w_b")),
+            _ptr(grads.get("b_1")),
+            _ptrs(grads.get("w_h")),
+            _ptrs(grads.get("b_h")),
+            _ptr(grads.get("w_o")),
+            _ptr(grads.get("b_o")),
+            _ptr(d_a),
+            _ptr(d_bj),
+            _ptr(d_bs),
+        )
         hidden = []
         for i in range(depth - 1):
             hidden += [grads["w_h"][i] if params else None, grads["b_h"][i] if params else None]
-        return (None, None, None, None, d_a, d_bj, d_bs, grads.get("w_a"), grads.get("w_b"),
-                grads.get("b_1"), grads.get("w_o"), grads.get("b_o"), *hidden)
+        return (
+            None,
+            None,
+            None,
+            None,
+            d_a,
+            d_bj,
+            d_bs,
+            grads.get("w_a"),
+            grads.get("w_b"),
+            grads.get("b_1"),
+            grads.get("w_o"),
+            grads.get("b_o"),
+            *hidden,
+        )
 
 
-def critic_scores(critic, a: Tensor, bj: Tensor, bs: Tensor | None = None, *,
-                  perm: Tensor | None = None) -> Tensor:
+def critic_scores(
+    critic, a: Tensor, bj: Tensor, bs: Tensor | None = None, *, perm: Tensor | None = None
+) -> Tensor:
     """(R, 2M) critic scores: joint rows (a, bj) in [:, :M], shuffled rows (a, bs) in [:, M:].
 
     a (R, M, da), bj and bs (R, M, db). Instead of bs, `perm` (R, M) int64 may say that the

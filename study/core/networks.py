@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from study.contract import settings
+from study.core import _scan
 
 __all__ = ["NetOutput", "LeakyRNN", "GRU", "build_network", "leaky_scan", "glorot_uniform"]
 
@@ -24,9 +25,17 @@ __all__ = ["NetOutput", "LeakyRNN", "GRU", "build_network", "leaky_scan", "gloro
 class NetOutput:
     """States of S networks, seed-major then time-major: sample (t, b) is row t·B + b."""
 
-    states: Tensor  # (S, T, B, N) raw states (pre-activations x, or GRU h)
+    states: Tensor | None  # (S, T, B, N) raw states (pre-activations x, or GRU h)
     outputs: Tensor | None  # (S, T, B, O) readout, None when not asked for
     mi_transform: Callable[[Tensor], Tensor]  # states -> activity whose subgroup MI is penalised
+    # mi_transform(states) when the network computed it anyway (the compiled leaky RNN)
+    rates: Tensor | None = None
+    # (S, K, N) mi_transform of the rows `sample` asked forward() for; states is then None
+    sampled: Tensor | None = None
+
+    def activity(self) -> Tensor:
+        """(S, T, B, N) mi_transform(states): the activity whose subgroup MI is measured."""
+        return self.rates if self.rates is not None else self.mi_transform(self.states)
 
     def rows(self, start: int = 0) -> Tensor:
         """Correlation activity as samples: (S, (T − start)·B, N), a view when start = 0."""
@@ -250,6 +259,7 @@ class LeakyRNN(_Population):
         *,
         n_transient: int = 0,
         outputs: bool = True,
+        sample: Tensor | None = None,
     ) -> NetOutput:
         """Run S networks on their inputs.
 
@@ -259,10 +269,17 @@ class LeakyRNN(_Population):
             noise: (S, T, B, N) pre-drawn state noise (already scaled by σ), or None.
             n_transient: leading steps run without gradient and dropped from the result.
             outputs: compute the readout (not needed for critic batches).
+            sample: (S, K) rows t·B + b (distinct within a seed, t after the transient) whose
+                rates tanh(x) are wanted as `NetOutput.sampled` (the MI penalty's rows); the
+                states are then not kept (`states` is None).
 
         Returns:
-            NetOutput over the remaining T − n_transient steps.
+            NetOutput over the remaining T − n_transient steps. On the CPU in float32 the
+            compiled kernels run it (study/core/_scan.py; `rates` is then filled in), equal to
+            the torch code to float rounding; elsewhere the torch code below.
         """
+        if _scan.usable(inputs, x0, noise, self.w_rec):
+            return self._forward_compiled(inputs, x0, noise, n_transient, outputs, sample)
         x = x0
         if n_transient:
             with torch.no_grad():
@@ -274,7 +291,44 @@ class LeakyRNN(_Population):
             noise = noise[:, n_transient:] if noise is not None else None
         xs = leaky_scan(self._drive(inputs, noise), x, self.w_rec, self.alpha)  # (S, T', B, N)
         out = self._readout(torch.tanh(xs)) if outputs else None
-        return NetOutput(xs, out, torch.tanh)
+        sampled = None
+        if sample is not None:  # the rows first, then tanh: only they pay for it
+            s, t, b, n = xs.shape
+            rows = torch.gather(xs.reshape(s, t * b, n), 1, sample.unsqueeze(-1).expand(-1, -1, n))
+            sampled = torch.tanh(rows)
+        return NetOutput(xs, out, torch.tanh, sampled=sampled)
+
+    def _forward_compiled(self, inputs, x0, noise, n_transient, outputs, sample) -> NetOutput:
+        """forward() on the compiled kernels: drive, recurrence, tanh and readout in one pass."""
+        weights = (self.w_in, self.b, self.w_rec)
+        x = x0
+        if n_transient:
+            x = _scan.leaky_network_last(
+                inputs[:, :n_transient],
+                noise[:, :n_transient] if noise is not None else None,
+                1.0,
+                x0,
+                *weights,
+                self.alpha,
+            )
+            inputs = inputs[:, n_transient:]
+            noise = noise[:, n_transient:] if noise is not None else None
+        if not outputs and sample is None and not torch.is_grad_enabled():  # a critic batch
+            xs = _scan.leaky_network_states(inputs, noise, 1.0, x, *weights, self.alpha)
+            return NetOutput(xs, None, _scan.tanh)
+        xs, ys, z, sampled = _scan.leaky_network_sampled(
+            inputs,
+            noise,
+            1.0,
+            x,
+            *weights,
+            self.w_out if outputs else None,
+            self.b_out if outputs else None,
+            self.alpha,
+            sample=sample,
+            states=sample is None,
+        )
+        return NetOutput(xs, z, _scan.tanh, rates=ys, sampled=sampled)
 
     def _drive(self, u: Tensor, noise: Tensor | None) -> Tensor:
         # α·(u W_in + b) + ξ for all steps at once: (S, T, B, N), one matmul over all samples
@@ -347,8 +401,41 @@ class GRU(_Population):
         *,
         n_transient: int = 0,
         outputs: bool = True,
+        sample: Tensor | None = None,
     ) -> NetOutput:
-        """Same contract as LeakyRNN.forward; x0 is the initial hidden state h_0."""
+        """Same contract as LeakyRNN.forward; x0 is the initial hidden state h_0. On the CPU in
+        float32 the compiled kernels run it (study/core/_scan.py)."""
+        out = self._forward(inputs, x0, noise, n_transient, outputs)
+        if sample is not None:  # the MI activity is h itself: its rows, kept differentiable
+            s, t, b, n = out.states.shape
+            index = sample.unsqueeze(-1).expand(-1, -1, n)
+            out.sampled = torch.gather(out.states.reshape(s, t * b, n), 1, index)
+        return out
+
+    def _forward(self, inputs, x0, noise, n_transient, outputs) -> NetOutput:
+        if _scan.usable(inputs, x0, noise, self.u):
+            weights = (self.w, self.b, self.u, self.b_rec)
+            h = x0
+            if n_transient:
+                h = _scan.gru_network_last(
+                    inputs[:, :n_transient],
+                    noise[:, :n_transient] if noise is not None else None,
+                    1.0,
+                    x0,
+                    *weights,
+                )
+                inputs = inputs[:, n_transient:]
+                noise = noise[:, n_transient:] if noise is not None else None
+            hs, z = _scan.gru_network(
+                inputs,
+                noise,
+                1.0,
+                h,
+                *weights,
+                self.w_out if outputs else None,
+                self.b_out if outputs else None,
+            )
+            return NetOutput(hs, z, _identity, rates=hs)
         n = self.n_hidden
         s, t_len, b, i = inputs.shape
         gx_all = torch.baddbmm(self.b.unsqueeze(1), inputs.reshape(s, t_len * b, i), self.w)

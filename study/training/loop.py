@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from study.core._native import draws
 from study.core.mi import SubgroupMI
 from study.core.networks import build_network
 from study.core.optim import ReplicaOptimizer
@@ -138,10 +139,10 @@ class Trainer:
         if cfg.network.kind == "gru" or (purpose == "critic" and cfg.train.critic_x0_zero):
             x0 = torch.zeros(s, b, n, device=self.device)  # GRU: Keras zero state
         else:
-            x0 = cfg.train.x0_std * torch.randn(s, b, n, generator=gen, device=self.device)
+            x0 = cfg.train.x0_std * draws.randn((s, b, n), gen, device=self.device)
         noise = None
-        if cfg.network.noise > 0:
-            noise = torch.randn(s, t_len, b, n, generator=gen, device=self.device)
+        if cfg.network.noise > 0:  # torch.randn's values (draws: faster on the CPU)
+            noise = draws.randn((s, t_len, b, n), gen, device=self.device)
             noise.mul_(cfg.network.noise)
         self.timings["data"] += time.perf_counter() - t0
         return inputs, targets, x0, noise
@@ -200,15 +201,26 @@ class Trainer:
         t0 = time.perf_counter()
         cfg = self.cfg
         inputs, targets, x0, noise = self._batch("network")
-        out = self.net(inputs, x0, noise, n_transient=self.task.transient)
+        penalised = self.mi is not None and cfg.mi.weight > 0
+        sample = None
+        if penalised:
+            # the penalty's rows, drawn here rather than inside the penalty: nothing in between
+            # draws from the stream, so it is the same sample; the network then hands over the
+            # rates of these rows only, and BPTT takes their gradient row by row
+            rows = (inputs.shape[1] - self.task.transient) * inputs.shape[2]
+            sample = self.mi.row_sample(self.n_seeds, rows, self.streams.train_gen, self.device)
+        out = self.net(inputs, x0, noise, n_transient=self.task.transient, sample=sample)
         w = self.task.washout
         err = out.outputs[:, w:] - targets[:, w:]
         task_loss = err.square().mean(dim=(1, 2, 3))  # (S,) MSE per seed
         loss = task_loss + self._regulariser()
-        if self.mi is not None and cfg.mi.weight > 0:
-            penalty, _ = self.mi.penalty(
-                out.rows(), self.streams.train_gen, transform=out.mi_transform
-            )
+        if penalised:
+            if sample is not None:  # already the sampled rows' rates
+                penalty, _ = self.mi.penalty(out.sampled, self.streams.train_gen, transform=None)
+            else:
+                penalty, _ = self.mi.penalty(
+                    out.rows(), self.streams.train_gen, transform=out.mi_transform
+                )
             self._check_finite("MI penalty (network step)", penalty)
             loss = loss + cfg.mi.weight * penalty
         self._check_finite("network loss", loss)

@@ -9,7 +9,9 @@ the flags, the compiler's version and this CPU's feature flags: a node with anot
 its own, never runs one built for a wider instruction set.
 
 Everything here is optional. With `MISTUDY_NATIVE=0`, without a compiler, or when a build
-fails, `load` returns None (a warning is logged once) and callers use their torch code.
+fails, `load` returns None (a warning is logged once) and callers use their torch code;
+`MISTUDY_NATIVE=exact` keeps only the library whose results equal torch's bit for bit ("rng":
+the random draws and the working-memory signals).
 """
 
 from __future__ import annotations
@@ -30,8 +32,15 @@ __all__ = ["load", "enabled", "LIBRARIES", "cache_dir", "build_log"]
 log = logging.getLogger("study.core._native")
 
 _HERE = Path(__file__).resolve().parent
-_COMMON = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno",
-           "-Wno-psabi"]
+_COMMON = [
+    "-O3",
+    "-march=native",
+    "-std=c++17",
+    "-shared",
+    "-fPIC",
+    "-fno-math-errno",
+    "-Wno-psabi",
+]
 # library name -> (source file, extra flags)
 LIBRARIES: dict[str, tuple[str, tuple[str, ...]]] = {
     # exact torch-equal random draws: nothing may be fused that torch did not fuse
@@ -45,23 +54,179 @@ _SIGNATURES: dict[str, dict[str, list]] = {
     "rng": {
         "mt_uniform": [_P, _P, _I],
         "mt_normal": [_P, _P, _I, _F, _F],
-        "wm_signals": [_P, _I, _I, _I, _I, _I, ctypes.c_double, _I, _I, _I, ctypes.c_int32,
-                       _P, _P],
+        "wm_signals": [
+            _P,
+            _I,
+            _I,
+            _I,
+            _I,
+            _I,
+            ctypes.c_double,
+            _I,
+            _I,
+            _I,
+            ctypes.c_int32,
+            _P,
+            _P,
+        ],
     },
     "kernels": {
         "tanh_array": [_P, _P, _I],
-        "leaky_net_forward": [_P, _I, _P, _I, _F, _P, _P, _P, _P, _P, _P, _F, _I, _I, _I, _I,
-                              _I, _I, _P, _P, _P, _P, _P],
-        "leaky_net_backward": [_P, _I, _P, _P, _P, _P, _P, _F, _I, _I, _I, _I, _I, _I, _P, _P,
-                               _P, _P, _P, _I, _F, _P, _P, _P, _P, _P, _P, _P],
-        "gru_forward": [_P, _I, _P, _I, _F, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I,
-                        _P, _P, _P],
-        "gru_backward": [_P, _I, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _P, _P,
-                         _P, _P, _P, _P, _P, _P, _P],
-        "critic_forward": [_I, _I, _I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P,
-                           _P, _F, _P, _P],
-        "critic_backward": [_I, _I, _I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _F, _P,
-                            _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P],
+        "leaky_net_forward": [
+            _P,
+            _I,
+            _P,
+            _I,
+            _F,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _F,
+            _I,
+            _I,
+            _I,
+            _I,
+            _I,
+            _I,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+        ],
+        "leaky_net_backward": [
+            _P,
+            _I,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _F,
+            _I,
+            _I,
+            _I,
+            _I,
+            _I,
+            _I,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _I,
+            _F,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+        ],
+        "gru_forward": [
+            _P,
+            _I,
+            _P,
+            _I,
+            _F,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _I,
+            _I,
+            _I,
+            _I,
+            _I,
+            _I,
+            _P,
+            _P,
+            _P,
+        ],
+        "gru_backward": [
+            _P,
+            _I,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _I,
+            _I,
+            _I,
+            _I,
+            _I,
+            _I,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+        ],
+        "critic_forward": [
+            _I,
+            _I,
+            _I,
+            _I,
+            _I,
+            _I,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _F,
+            _P,
+            _P,
+        ],
+        "critic_backward": [
+            _I,
+            _I,
+            _I,
+            _I,
+            _I,
+            _I,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _F,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+        ],
     },
 }
 
@@ -70,9 +235,20 @@ _loaded: dict[str, ctypes.CDLL | None] = {}
 build_log: dict[str, str] = {}  # library name -> what happened (built, cached, or the error)
 
 
-def enabled() -> bool:
-    """False when MISTUDY_NATIVE=0 (every caller then runs its torch code)."""
-    return os.environ.get("MISTUDY_NATIVE", "1") != "0"
+# libraries whose results equal torch's bit for bit (the others agree to float rounding)
+EXACT = ("rng",)
+
+
+def enabled(name: str | None = None) -> bool:
+    """Whether compiled code may be used (for library `name`), by MISTUDY_NATIVE: "0" none
+    (every caller runs its torch code), "exact" only the libraries equal to torch bit for bit
+    (EXACT), anything else (the default "1") all."""
+    mode = os.environ.get("MISTUDY_NATIVE", "1")
+    if mode == "0":
+        return False
+    if mode == "exact":
+        return name is None or name in EXACT
+    return True
 
 
 def cache_dir() -> Path:
@@ -104,8 +280,7 @@ def _cpu_flags() -> str:
 
 def _version(compiler: str) -> str:
     try:
-        out = subprocess.run([compiler, "--version"], capture_output=True, text=True,
-                             timeout=30)
+        out = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30)
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return compiler
@@ -118,9 +293,17 @@ def _build(name: str) -> ctypes.CDLL:
     if compiler is None:
         raise RuntimeError("no C++ compiler found ($CXX, g++ or c++)")
     flags = [*_COMMON, *extra]
-    key = hashlib.sha256("\n".join(
-        [source.read_text(), " ".join(flags), _version(compiler), _cpu_flags(),
-         platform.machine()]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        "\n".join(
+            [
+                source.read_text(),
+                " ".join(flags),
+                _version(compiler),
+                _cpu_flags(),
+                platform.machine(),
+            ]
+        ).encode()
+    ).hexdigest()[:16]
     target = cache_dir() / f"libmistudy_{name}_{key}.so"
     if target.exists():
         build_log[name] = f"cached {target}"
@@ -130,11 +313,16 @@ def _build(name: str) -> ctypes.CDLL:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
         try:
-            proc = subprocess.run([compiler, *flags, "-o", tmp, str(source)],
-                                  capture_output=True, text=True, timeout=300)
+            proc = subprocess.run(
+                [compiler, *flags, "-o", tmp, str(source)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             if proc.returncode != 0:
-                raise RuntimeError(f"{compiler} failed on {source.name}: "
-                                   f"{proc.stderr.strip()[-2000:]}")
+                raise RuntimeError(
+                    f"{compiler} failed on {source.name}: {proc.stderr.strip()[-2000:]}"
+                )
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
@@ -154,9 +342,10 @@ def load(name: str) -> ctypes.CDLL | None:
     missing compiler or a failed build: logs one warning and returns None.
     """
     if name not in LIBRARIES:
-        raise ValueError(f"_native.load(): library must be one of {tuple(LIBRARIES)}, "
-                         f"but got {name!r}")
-    if not enabled():
+        raise ValueError(
+            f"_native.load(): library must be one of {tuple(LIBRARIES)}, but got {name!r}"
+        )
+    if not enabled(name):
         return None
     with _lock:
         if name not in _loaded:

@@ -41,8 +41,7 @@ def fast_draws() -> bool:
         lib = load("rng")
         _checked = lib is not None and _matches_torch(lib)
         if lib is not None and not _checked:
-            log.warning("compiled random draws differ from torch's on this machine; "
-                        "using torch's")
+            log.warning("compiled random draws differ from torch's on this machine; using torch's")
     return _checked
 
 
@@ -53,12 +52,14 @@ def _matches_torch(lib) -> bool:
             gen = torch.Generator().manual_seed(n)
             torch.rand(n % 700 + 1, generator=ref_gen)  # start mid-block
             torch.rand(n % 700 + 1, generator=gen)
-            ref = (torch.randn(n, generator=ref_gen) if kind == "normal"
-                   else torch.rand(n, generator=ref_gen))
+            ref = (
+                torch.randn(n, generator=ref_gen)
+                if kind == "normal"
+                else torch.rand(n, generator=ref_gen)
+            )
             got = torch.empty(n)
             _fill(lib, got, gen, kind)
-            if not (torch.equal(ref, got) and torch.equal(ref_gen.get_state(),
-                                                          gen.get_state())):
+            if not (torch.equal(ref, got) and torch.equal(ref_gen.get_state(), gen.get_state())):
                 return False
     return True
 
@@ -73,13 +74,22 @@ def _fill(lib, out: Tensor, gen: torch.Generator, kind: str) -> None:
 
 
 def _fast(gen: torch.Generator | None, dtype: torch.dtype, numel: int, minimum: int) -> bool:
-    return (gen is not None and gen.device.type == "cpu" and dtype == torch.float32
-            and numel >= minimum and _lib() is not None)
+    return (
+        gen is not None
+        and gen.device.type == "cpu"
+        and dtype == torch.float32
+        and numel >= minimum
+        and _lib() is not None
+    )
 
 
-def randn(shape: Sequence[int], generator: torch.Generator, *,
-          dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
-          ) -> Tensor:
+def randn(
+    shape: Sequence[int],
+    generator: torch.Generator,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """torch.randn(shape, generator=generator, dtype=dtype, device=device), same values."""
     numel = 1
     for d in shape:
@@ -92,9 +102,13 @@ def randn(shape: Sequence[int], generator: torch.Generator, *,
     return out
 
 
-def rand(shape: Sequence[int], generator: torch.Generator, *,
-         dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
-         ) -> Tensor:
+def rand(
+    shape: Sequence[int],
+    generator: torch.Generator,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """torch.rand(shape, generator=generator, dtype=dtype, device=device), same values."""
     numel = 1
     for d in shape:
@@ -123,7 +137,19 @@ def wm_signals(task, onsets: Tensor) -> tuple[Tensor, Tensor]:
     onsets = onsets.contiguous()
     inputs = torch.empty(s, total, b, lines)
     targets = torch.empty(s, task.seq_len, b, lines // 2)
-    lib.wm_signals(onsets.data_ptr(), s, b, lines // 2, t_plus, task.pulse_len,
-                   float(task.slope), task.transient, task.seq_len, task.target_lead,
-                   int(task.off_cue), inputs.data_ptr(), targets.data_ptr())
+    lib.wm_signals(
+        onsets.data_ptr(),
+        s,
+        b,
+        lines // 2,
+        t_plus,
+        task.pulse_len,
+        float(task.slope),
+        task.transient,
+        task.seq_len,
+        task.target_lead,
+        int(task.off_cue),
+        inputs.data_ptr(),
+        targets.data_ptr(),
+    )
     return inputs, targets

@@ -219,7 +219,8 @@ void pad_weights(const float* w, int n, int np, bool transpose, float* wp) {
 // ReLU (slope 0) or leaky ReLU, and its backward from the activation's output h
 // (h > 0 exactly where the pre-activation was > 0, for slope >= 0)
 inline vf activate(vf z, float slope) {
-  return slope == 0.0f ? (z > 0.0f ? z : vf{}) : (z > 0.0f ? z : z * slope);
+  // z < 0, not z <= 0: a NaN stays NaN, as in torch (a diverged run must be seen)
+  return slope == 0.0f ? (z < 0.0f ? vf{} : z) : (z > 0.0f ? z : z * slope);
 }
 
 inline vf activate_grad(vf h, vf g, float slope) {

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import Tensor
 
+from study.core import _critic
 from study.core.mi.critic import Critic
 
 __all__ = [
@@ -188,6 +189,14 @@ def shuffled_scores(
     r, m, _ = a.shape
     perm = random_permutations(r, m, gen, a.device)  # fresh each call
     a, b_noisy, partner_source = noise.noisy(a, b, gen)
+    if _critic.usable(critic, a):
+        # the compiled pass (study/core/_critic.py): both branches together; a noisy partner
+        # is b_noisy's rows permuted, so b's projection is computed once
+        if partner_source is b_noisy:
+            scores = _critic.critic_scores(critic, a, b_noisy, perm=perm)
+        else:
+            scores = _critic.critic_scores(critic, a, b_noisy, take_rows(partner_source, perm))
+        return scores[:, :m], scores[:, m:]
     b_shuf = take_rows(partner_source, perm)
     # a's projection is shared by both branches (the first layer is a sum of two dense maps)
     ha = critic.project_a(a)  # (R, M, H)

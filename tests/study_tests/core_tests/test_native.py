@@ -13,15 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from study.core import _native
+from study.core import _native, _scan
 from study.core._native import draws
-from study.core import _scan
 
-pytestmark = pytest.mark.skipif(_native.load("kernels") is None or _native.load("rng") is None,
-                                reason="no compiled kernels here (no C++ compiler?)")
+pytestmark = pytest.mark.skipif(
+    _native.load("kernels") is None or _native.load("rng") is None,
+    reason="no compiled kernels here (no C++ compiler?)",
+)
 
 
 # -- random draws ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("n", [16, 17, 31, 623, 624, 625, 1249, 4096 + 5, 100_003])
 @pytest.mark.parametrize("offset", [0, 1, 623, 700])
@@ -56,12 +58,17 @@ def test_draws_shapes_and_torch_fallbacks():
         assert a.dtype == dtype and torch.equal(a, b)
 
 
-@pytest.mark.parametrize("task_args", [
-    dict(n_bits=2, transient=200, segment=400, off_cue=True),
-    dict(n_bits=3, transient=150, segment=300, off_cue=True, p_onset=1 / 50),
-    dict(n_bits=1, transient=10, segment=20, pulse_len=3, slope=0.25, target_lead=0,
-         p_onset=0.2),
-    dict(n_bits=2, transient=0, segment=50, pulse_len=5, slope=0.07, p_onset=0.05)])
+@pytest.mark.parametrize(
+    "task_args",
+    [
+        dict(n_bits=2, transient=200, segment=400, off_cue=True),
+        dict(n_bits=3, transient=150, segment=300, off_cue=True, p_onset=1 / 50),
+        dict(
+            n_bits=1, transient=10, segment=20, pulse_len=3, slope=0.25, target_lead=0, p_onset=0.2
+        ),
+        dict(n_bits=2, transient=0, segment=50, pulse_len=5, slope=0.07, p_onset=0.05),
+    ],
+)
 def test_wm_signals_equal_torch_bit_for_bit(task_args):
     """Pulses and ramped targets of WorkingMemory._signals, from the same onsets."""
     from study.core.tasks.working_memory import WorkingMemory
@@ -91,6 +98,7 @@ def test_disabled_native_uses_torch(monkeypatch):
     d = torch.randn(2, 5, 3, 4)
     x0, w = torch.randn(2, 3, 4), torch.randn(2, 4, 4) * 0.3
     from study.core.networks import leaky_scan
+
     assert torch.equal(_scan.leaky_states(d, x0, w, 0.1), leaky_scan(d, x0, w, 0.1))
 
 
@@ -108,9 +116,15 @@ def test_failed_build_returns_none(tmp_path, monkeypatch):
 
 # -- tanh -----------------------------------------------------------------------------------
 
+
 def test_tanh_within_two_ulp():
-    x = torch.cat([torch.linspace(-12, 12, 1_000_001), torch.randn(200_000) * 3,
-                   torch.tensor([0.0, 1e-30, 1e-8, 0.625, 9.5, 20.0, 1e30])])
+    x = torch.cat(
+        [
+            torch.linspace(-12, 12, 1_000_001),
+            torch.randn(200_000) * 3,
+            torch.tensor([0.0, 1e-30, 1e-8, 0.625, 9.5, 20.0, 1e30]),
+        ]
+    )
     x = torch.cat([x, -x])
     y = torch.empty_like(x)
     _native.load("kernels").tanh_array(x.data_ptr(), y.data_ptr(), x.numel())
@@ -131,6 +145,7 @@ def test_tanh_special_values():
 
 # -- leaky scan -----------------------------------------------------------------------------
 
+
 def _reference(drive, x0, w, alpha):
     """float64 step-by-step recurrence, differentiable."""
     x, out = x0, []
@@ -142,8 +157,11 @@ def _reference(drive, x0, w, alpha):
 
 def _inputs(s, t, b, n, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(s, t, b, n, generator=g) * 0.3, torch.randn(s, b, n, generator=g),
-            torch.randn(s, n, n, generator=g) * (1.5 / math.sqrt(n)))
+    return (
+        torch.randn(s, t, b, n, generator=g) * 0.3,
+        torch.randn(s, b, n, generator=g),
+        torch.randn(s, n, n, generator=g) * (1.5 / math.sqrt(n)),
+    )
 
 
 def test_scan_with_zero_weights_is_the_closed_form():
@@ -155,22 +173,25 @@ def test_scan_with_zero_weights_is_the_closed_form():
     decay = (1 - alpha) ** torch.arange(t, dtype=torch.float64)
     expect = torch.empty(s, t, b, n, dtype=torch.float64)
     for step in range(t):
-        past = (decay[:step + 1].flip(0).view(1, -1, 1, 1) * d[:, :step + 1].double()).sum(1)
+        past = (decay[: step + 1].flip(0).view(1, -1, 1, 1) * d[:, : step + 1].double()).sum(1)
         expect[:, step] = (1 - alpha) ** (step + 1) * x0.double() + past
     assert torch.allclose(xs, expect, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("shape", [(8, 60, 20, 48), (3, 25, 7, 40), (2, 20, 9, 70), (1, 6, 1, 3),
-                                   (2, 10, 25, 16)])
+@pytest.mark.parametrize(
+    "shape", [(8, 60, 20, 48), (3, 25, 7, 40), (2, 20, 9, 70), (1, 6, 1, 3), (2, 10, 25, 16)]
+)
 def test_scan_forward_and_gradients_match_float64(shape):
     s, t, b, n = shape
     alpha = 0.1
     d, x0, w = _inputs(s, t, b, n, seed=sum(shape))
     xs_ref = _reference(d.double(), x0.double(), w.double(), alpha)
-    assert torch.allclose(_scan.leaky_states(d, x0, w, alpha).double(), xs_ref,
-                          rtol=1e-5, atol=1e-5)
-    assert torch.allclose(_scan.leaky_last(d, x0, w, alpha).double(), xs_ref[:, -1],
-                          rtol=1e-5, atol=1e-5)
+    assert torch.allclose(
+        _scan.leaky_states(d, x0, w, alpha).double(), xs_ref, rtol=1e-5, atol=1e-5
+    )
+    assert torch.allclose(
+        _scan.leaky_last(d, x0, w, alpha).double(), xs_ref[:, -1], rtol=1e-5, atol=1e-5
+    )
     # gradients of a loss using both the states and the rates
     g = torch.Generator().manual_seed(7)
     cx, cy = torch.randn(s, t, b, n, generator=g), torch.randn(s, t, b, n, generator=g)
@@ -200,11 +221,13 @@ def test_scan_gradient_of_states_only_and_no_transient():
 def test_scan_float64_inputs_use_torch():
     d, x0, w = (v.double() for v in _inputs(2, 5, 3, 8))
     from study.core.networks import leaky_scan
+
     assert torch.equal(_scan.leaky_states(d, x0, w, 0.1), leaky_scan(d, x0, w, 0.1))
     assert np.isfinite(_scan.leaky_last(d, x0, w, 0.1).numpy()).all()
 
 
 # -- the whole leaky network: drive, recurrence, readout ------------------------------------
+
 
 def _network_reference(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha):
     d = alpha * (torch.einsum("stbi,sin->stbn", u, w_in) + b[:, None, None]) + sigma * noise
@@ -213,7 +236,9 @@ def _network_reference(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha):
     return xs, ys, torch.einsum("stbn,sno->stbo", ys, w_out) + b_out[:, None, None]
 
 
-@pytest.mark.parametrize("shape", [(8, 40, 20, 4, 48, 2), (3, 17, 5, 6, 40, 3), (2, 9, 3, 1, 16, 1)])
+@pytest.mark.parametrize(
+    "shape", [(8, 40, 20, 4, 48, 2), (3, 17, 5, 6, 40, 3), (2, 9, 3, 1, 16, 1)]
+)
 def test_network_matches_float64(shape):
     s, t, bsz, i, n, o = shape
     g = torch.Generator().manual_seed(sum(shape))
@@ -221,15 +246,20 @@ def test_network_matches_float64(shape):
     u = (torch.rand(s, t + 3, bsz, i, generator=g) < 0.2).float()[:, 3:]
     noise = torch.randn(s, t + 3, bsz, n, generator=g)[:, 3:]
     x0 = torch.randn(s, bsz, n, generator=g)
-    weights = [torch.randn(s, i, n, generator=g), torch.randn(s, n, generator=g) * 0.1,
-               torch.randn(s, n, n, generator=g) * (1.2 / math.sqrt(n)),
-               torch.randn(s, n, o, generator=g) * 0.3, torch.randn(s, o, generator=g) * 0.1]
+    weights = [
+        torch.randn(s, i, n, generator=g),
+        torch.randn(s, n, generator=g) * 0.1,
+        torch.randn(s, n, n, generator=g) * (1.2 / math.sqrt(n)),
+        torch.randn(s, n, o, generator=g) * 0.3,
+        torch.randn(s, o, generator=g) * 0.1,
+    ]
     sigma, alpha = 0.1, 0.1
     leaves = [v.clone().requires_grad_() for v in [x0, *weights]]
     xs, ys, z = _scan.leaky_network(u, noise, sigma, leaves[0], *leaves[1:], alpha)
     ref_leaves = [v.double().requires_grad_() for v in [x0, *weights]]
-    xr, yr, zr = _network_reference(u.double(), noise.double(), sigma, ref_leaves[0],
-                                    *ref_leaves[1:], alpha)
+    xr, yr, zr = _network_reference(
+        u.double(), noise.double(), sigma, ref_leaves[0], *ref_leaves[1:], alpha
+    )
     for got, ref in ((xs, xr), (ys, yr), (z, zr)):
         assert torch.allclose(got.double(), ref, rtol=1e-5, atol=1e-5)
     cx, cy, cz = (torch.randn(v.shape, generator=g) for v in (xs, ys, z))
@@ -250,7 +280,10 @@ def test_network_matches_float64(shape):
 
 # -- the GRU ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("shape", [(8, 30, 16, 3, 40, 6), (2, 12, 5, 2, 16, 1), (3, 9, 7, 1, 20, 2)])
+
+@pytest.mark.parametrize(
+    "shape", [(8, 30, 16, 3, 40, 6), (2, 12, 5, 2, 16, 1), (3, 9, 7, 1, 20, 2)]
+)
 def test_gru_matches_float64(shape):
     """The compiled GRU against the same equations stepped in float64 with autograd."""
     s, t, bsz, i, n, o = shape
@@ -258,11 +291,14 @@ def test_gru_matches_float64(shape):
     u = torch.rand(s, t + 5, bsz, i, generator=g)[:, 5:]
     noise = torch.randn(s, t + 5, bsz, n, generator=g)[:, 5:]
     h0 = torch.randn(s, bsz, n, generator=g) * 0.5
-    weights = [torch.randn(s, i, 3 * n, generator=g) * 0.5,
-               torch.randn(s, 3 * n, generator=g) * 0.1,
-               torch.randn(s, n, 3 * n, generator=g) / math.sqrt(n),
-               torch.randn(s, 3 * n, generator=g) * 0.1,
-               torch.randn(s, n, o, generator=g) * 0.3, torch.randn(s, o, generator=g) * 0.1]
+    weights = [
+        torch.randn(s, i, 3 * n, generator=g) * 0.5,
+        torch.randn(s, 3 * n, generator=g) * 0.1,
+        torch.randn(s, n, 3 * n, generator=g) / math.sqrt(n),
+        torch.randn(s, 3 * n, generator=g) * 0.1,
+        torch.randn(s, n, o, generator=g) * 0.3,
+        torch.randn(s, o, generator=g) * 0.1,
+    ]
     sigma = 0.05
     leaves = [v.clone().requires_grad_() for v in [h0, *weights]]
     hs, z = _scan.gru_network(u, noise, sigma, *leaves)
@@ -288,8 +324,8 @@ def _gru_reference(u, noise, sigma, h0, w, b, u_rec, b_rec, w_out, b_out):
         gx = torch.einsum("sbi,sij->sbj", u[:, t], w) + b[:, None]
         gh = torch.einsum("sbi,sij->sbj", h, u_rec) + b_rec[:, None]
         z = torch.sigmoid(gx[..., :n] + gh[..., :n])
-        r = torch.sigmoid(gx[..., n:2 * n] + gh[..., n:2 * n])
-        c = torch.tanh(gx[..., 2 * n:] + r * gh[..., 2 * n:])
+        r = torch.sigmoid(gx[..., n : 2 * n] + gh[..., n : 2 * n])
+        c = torch.tanh(gx[..., 2 * n :] + r * gh[..., 2 * n :])
         h = (1 - z) * c + z * h + sigma * noise[:, t]
         states.append(h)
     hs = torch.stack(states, dim=1)
@@ -301,24 +337,39 @@ def test_sigmoid_and_exp_through_the_gru_extremes():
     g = torch.Generator().manual_seed(0)
     s, t, bsz, i, n = 1, 4, 3, 2, 16
     u = torch.randn(s, t, bsz, i, generator=g) * 50
-    weights = [torch.randn(s, i, 3 * n, generator=g) * 2, torch.zeros(s, 3 * n),
-               torch.randn(s, n, 3 * n, generator=g), torch.zeros(s, 3 * n)]
+    weights = [
+        torch.randn(s, i, 3 * n, generator=g) * 2,
+        torch.zeros(s, 3 * n),
+        torch.randn(s, n, 3 * n, generator=g),
+        torch.zeros(s, 3 * n),
+    ]
     h0 = torch.zeros(s, bsz, n)
     hs, _ = _scan.gru_network(u, None, 0.0, h0, *weights, None, None)
-    hr, _ = _gru_reference(u.double(), torch.zeros(s, t, bsz, n, dtype=torch.float64), 0.0,
-                           h0.double(), *(v.double() for v in weights),
-                           torch.zeros(s, n, 1, dtype=torch.float64),
-                           torch.zeros(s, 1, dtype=torch.float64))
+    hr, _ = _gru_reference(
+        u.double(),
+        torch.zeros(s, t, bsz, n, dtype=torch.float64),
+        0.0,
+        h0.double(),
+        *(v.double() for v in weights),
+        torch.zeros(s, n, 1, dtype=torch.float64),
+        torch.zeros(s, 1, dtype=torch.float64),
+    )
     assert torch.isfinite(hs).all()
     assert torch.allclose(hs.double(), hr, atol=1e-6)
 
 
 # -- the critic -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("case", [(8, 300, 24, 24, 64, 2, "relu", True),
-                                  (3, 100, 7, 11, 32, 3, "leaky_relu", False),
-                                  (2, 50, 5, 5, 16, 1, "relu", True),
-                                  (4, 97, 24, 16, 80, 2, "leaky_relu", True)])
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (8, 300, 24, 24, 64, 2, "relu", True),
+        (3, 100, 7, 11, 32, 3, "leaky_relu", False),
+        (2, 50, 5, 5, 16, 1, "relu", True),
+        (4, 97, 24, 16, 80, 2, "leaky_relu", True),
+    ],
+)
 def test_critic_scores_match_float64(case):
     """Joint and shuffled scores and every gradient (weights and the three inputs) against the
     same Critic evaluated in float64 through torch autograd."""
@@ -342,8 +393,9 @@ def test_critic_scores_match_float64(case):
     (scores * weight).sum().backward()
     ins64 = [x.double().requires_grad_() for x in (a, bj, bs)]
     ha = ref.project_a(ins64[0])
-    expect = torch.cat([ref.head(ha + ref.project_b(ins64[1])),
-                        ref.head(ha + ref.project_b(ins64[2]))], dim=1).double()
+    expect = torch.cat(
+        [ref.head(ha + ref.project_b(ins64[1])), ref.head(ha + ref.project_b(ins64[2]))], dim=1
+    ).double()
     (expect * weight.double()).sum().backward()
     assert torch.allclose(scores.double(), expect, rtol=1e-5, atol=1e-5)
     for got, want in [*zip(critic.parameters(), ref.parameters()), *zip(ins, ins64)]:
@@ -370,7 +422,7 @@ def test_critic_permuted_partner_equals_gathered_rows(depth, act):
     """perm= (the noisy_partner mode) gives the scores and gradients of bs = bj[perm]."""
     from study.core import _critic
     from study.core.mi import Critic
-    from study.core.estimators import random_permutations, take_rows
+    from study.core.mi.estimators import random_permutations, take_rows
 
     r, m, d = 3, 130, 12
     critic = Critic(r, d, d, width=32, depth=depth, activation=act)
@@ -392,24 +444,29 @@ def test_critic_permuted_partner_equals_gathered_rows(depth, act):
 
 def test_network_sampled_rows_gradient_equals_dense():
     """The sampled rates' gradient, handed to BPTT row by row, equals the dense path's."""
-    from study.core.estimators import random_permutations, take_rows
+    from study.core.mi.estimators import random_permutations, take_rows
 
     s, t, bsz, i, n, o = 3, 30, 6, 4, 24, 2
     g = torch.Generator().manual_seed(11)
     u = (torch.rand(s, t, bsz, i, generator=g) < 0.2).float()
     noise = torch.randn(s, t, bsz, n, generator=g)
     x0 = torch.randn(s, bsz, n, generator=g)
-    weights = [torch.randn(s, i, n, generator=g), torch.randn(s, n, generator=g) * 0.1,
-               torch.randn(s, n, n, generator=g) / math.sqrt(n),
-               torch.randn(s, n, o, generator=g), torch.randn(s, o, generator=g)]
+    weights = [
+        torch.randn(s, i, n, generator=g),
+        torch.randn(s, n, generator=g) * 0.1,
+        torch.randn(s, n, n, generator=g) / math.sqrt(n),
+        torch.randn(s, n, o, generator=g),
+        torch.randn(s, o, generator=g),
+    ]
     sample = random_permutations(s, t * bsz, g, "cpu")[:, :50]
     coef = torch.randn(s, 50, n, generator=g)
     grads = []
     for sampled_path in (True, False):
         leaves = [v.clone().requires_grad_() for v in weights]
         if sampled_path:
-            xs, ys, z, rows = _scan.leaky_network_sampled(u, noise, 0.1, x0, *leaves, 0.1,
-                                                          sample=sample, states=False)
+            xs, ys, z, rows = _scan.leaky_network_sampled(
+                u, noise, 0.1, x0, *leaves, 0.1, sample=sample, states=False
+            )
             assert xs is None
         else:
             _, ys, z = _scan.leaky_network(u, noise, 0.1, x0, *leaves, 0.1)
@@ -418,3 +475,10 @@ def test_network_sampled_rows_gradient_equals_dense():
         grads.append([v.grad for v in leaves])
     for a, b in zip(*grads):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_exact_mode_keeps_only_the_bit_identical_library(monkeypatch):
+    """MISTUDY_NATIVE=exact: the exact draws stay, the kernels that round differently go."""
+    monkeypatch.setenv("MISTUDY_NATIVE", "exact")
+    assert _native.load("rng") is not None and _native.load("kernels") is None
+    assert not _scan.native_scan()
