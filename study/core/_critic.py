@@ -194,3 +194,155 @@ def critic_scores(
     inputs = (a, bj, bs, critic.w_a, critic.w_b, critic.b_1, critic.w_o, critic.b_o, *hidden)
     keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
     return _Scores.apply(keep, slope, 1 + len(critic.w_h), perm, *inputs)
+
+
+# -- the two statistics DV and MINE need, in one pass ---------------------------------------
+
+
+class _Stats(torch.autograd.Function):
+    """(jm, lm) per replica, with both gradients computed in the forward pass (per replica
+    they are scaled by the incoming gradients in backward: replicas share no weights)."""
+
+    @staticmethod
+    def forward(
+        ctx,
+        grads: bool,
+        slope: float,
+        depth: int,
+        perm,
+        a,
+        bj,
+        bs,
+        w_a,
+        w_b,
+        b_1,
+        w_o,
+        b_o,
+        *hidden,
+    ):
+        a, bj = a.contiguous(), bj.contiguous()
+        bs = bs.contiguous() if bs is not None else None
+        perm = perm.contiguous() if perm is not None else None
+        r, m, da = a.shape
+        db, h = w_b.shape[1], w_a.shape[2]
+        w_h = [w.contiguous() for w in hidden[0::2]]
+        b_h = [b.contiguous() for b in hidden[1::2]]
+        params = [w_a.contiguous(), w_b.contiguous(), b_1.contiguous(), w_o.contiguous()]
+        bo = b_o.contiguous() if b_o is not None else None
+        jm, lm = torch.empty(r), torch.empty(r)
+        need = ctx.needs_input_grad[4:]  # a, bj, bs, w_a, w_b, b_1, w_o, b_o, hidden…
+        want_params = grads and any(need[3:])
+        sets = {}
+        if want_params:
+            sets = {
+                "w_a": torch.empty(2, *w_a.shape),
+                "w_b": torch.empty(2, *w_b.shape),
+                "b_1": torch.empty(2, *b_1.shape),
+                "w_o": torch.empty(2, *w_o.shape),
+                "b_o": torch.empty(2, r, 1, 1) if bo is not None else None,
+                "w_h": [torch.empty(2, *w.shape) for w in w_h],
+                "b_h": [torch.empty(2, *b.shape) for b in b_h],
+            }
+        want_inputs = grads and any(need[:3])
+        d_a = torch.empty(2, *a.shape) if want_inputs and need[0] else None
+        # with perm, bj's gradient takes both sets (bs is bj's rows); without, bj set 0 only
+        d_bj = torch.zeros(2, *bj.shape) if want_inputs and (need[1] or perm is not None) else None
+        d_bs = torch.zeros(2, *bs.shape) if want_inputs and bs is not None and need[2] else None
+        any_grads = want_params or want_inputs
+        load("kernels").critic_stats(
+            r,
+            m,
+            da,
+            db,
+            h,
+            depth,
+            a.data_ptr(),
+            bj.data_ptr(),
+            _ptr(bs),
+            _ptr(perm),
+            params[0].data_ptr(),
+            params[1].data_ptr(),
+            params[2].data_ptr(),
+            _ptrs(w_h),
+            _ptrs(b_h),
+            params[3].data_ptr(),
+            _ptr(bo),
+            float(slope),
+            jm.data_ptr(),
+            lm.data_ptr(),
+            int(any_grads),
+            _ptr(sets.get("w_a")),
+            _ptr(sets.get("w_b")),
+            _ptr(sets.get("b_1")),
+            _ptrs(sets.get("w_h")),
+            _ptrs(sets.get("b_h")),
+            _ptr(sets.get("w_o")),
+            _ptr(sets.get("b_o")),
+            _ptr(d_a),
+            _ptr(d_bj),
+            _ptr(d_bs),
+        )
+        ctx.depth, ctx.perm = depth, perm is not None
+        ctx.want_params = want_params
+        ctx.sets = sets if want_params else None
+        ctx.inputs = (d_a, d_bj, d_bs)
+        return jm, lm
+
+    @staticmethod
+    def backward(ctx, g_jm, g_lm):
+        r = (
+            (ctx.inputs[0] if ctx.inputs[0] is not None else ctx.inputs[1]).shape[1]
+            if any(x is not None for x in ctx.inputs)
+            else None
+        )
+
+        def combine(pair):  # pair (2, R, …): g_jm[r] · set 0 + g_lm[r] · set 1
+            if pair is None:
+                return None
+            shape = (-1,) + (1,) * (pair.dim() - 2)
+            out = pair[0] * (g_jm.view(shape) if g_jm is not None else 0.0)
+            if g_lm is not None:
+                out = out + pair[1] * g_lm.view(shape)
+            return out
+
+        del r
+        d_a, d_bj, d_bs = (combine(x) for x in ctx.inputs)
+        need = ctx.needs_input_grad[4:]
+        grads = [None] * 8
+        hidden = []
+        if ctx.want_params:
+            s = ctx.sets
+            grads[3:7] = [
+                combine(s["w_a"]),
+                combine(s["w_b"]),
+                combine(s["b_1"]),
+                combine(s["w_o"]),
+            ]
+            grads[7] = combine(s["b_o"])
+            for w, b in zip(s["w_h"], s["b_h"], strict=True):
+                hidden += [combine(w), combine(b)]
+        else:
+            hidden = [None] * (2 * (ctx.depth - 1))
+        grads[0] = d_a if need[0] else None
+        grads[1] = d_bj if need[1] else None
+        grads[2] = d_bs if need[2] else None
+        return (None, None, None, None, *grads, *hidden)
+
+
+def critic_stats(
+    critic, a: Tensor, bj: Tensor, bs: Tensor | None = None, *, perm: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """(jm, lm), each (R,): the mean critic score on the joint rows (a, bj) and the log mean
+    exp of the scores on the shuffled rows (a, bs) (or bs = bj[perm]), differentiable in the
+    inputs and every weight; the same functions of `critic_scores(...)` as
+    `scores[:, :M].mean(1)` and `log_mean_exp(scores[:, M:])`, computed without keeping the
+    activations (each chunk of rows goes forward and backward while in cache)."""
+    if (bs is None) == (perm is None):
+        raise ValueError("critic_stats(): give exactly one of bs and perm")
+    slope = 0.0 if critic.activation == "relu" else float(critic.leaky_slope)
+    hidden = []
+    for w, b in zip(critic.w_h, critic.b_h, strict=True):
+        hidden += [w, b]
+    inputs = (a, bj, bs, critic.w_a, critic.w_b, critic.b_1, critic.w_o, critic.b_o, *hidden)
+    grads = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    return _Stats.apply(grads, slope, 1 + len(critic.w_h), perm, *inputs)

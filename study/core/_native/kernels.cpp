@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -869,6 +870,245 @@ void critic_backward(int64_t n_rep, int64_t m, int64_t da, int64_t db, int64_t h
         gemm_unpad(dhb.data(), m, hi, wbt.data(), static_cast<int>(db), dbp, tmp_all.data(),
                    dbj_out + r * m * db);
     }
+  }
+}
+
+// The critic's two statistics per replica in one pass, with their gradients, never keeping
+// activations beyond one chunk of rows (study.core.mi.estimators: DV and MINE need only these):
+//   jm[r] = mean_m T(a_m, bj_m),  lm[r] = log mean_m exp T(a_m, bs_m)
+// (bs = bj[perm] when perm is given, as in critic_forward). The gradient of each statistic is
+// accumulated while the chunk's activations are in cache: set 0 (of jm) from the joint rows,
+// set 1 (of lm) from the shuffled rows with weights softmax(T_s), the softmax kept online
+// (running maximum; everything of set 1 is rescaled when it grows, divided by the sum at the
+// end). Outputs: jm, lm (R); when grads: dwa (2, R, da, H), dwb (2, R, db, H), db1 (2, R, H),
+// dwh[l] and dbh[l] (2, R, H, H) and (2, R, H), dwo (2, R, H), dbo (2, R) or null; when not
+// null: da_g (2, R, M, da), dbj_g (2, R, M, db) (with perm: set 1 is the shuffled rows' part,
+// scattered back to b's rows), dbs_g (2, R, M, db) (without perm; only set 1 is written).
+void critic_stats(int64_t n_rep, int64_t m, int64_t da, int64_t db, int64_t h, int64_t depth,
+                  const float* a, const float* bj, const float* bs, const int64_t* perm,
+                  const float* wa, const float* wb, const float* b1, const float* const* wh,
+                  const float* const* bh, const float* wo, const float* bo, float slope,
+                  float* jm, float* lm, int32_t grads, float* dwa, float* dwb, float* db1,
+                  float* const* dwh, float* const* dbh, float* dwo, float* dbo, float* da_g,
+                  float* dbj_g, float* dbs_g) {
+  const int hi = static_cast<int>(h), nv = hi / kL;
+  const int dap = padded(static_cast<int>(da)), dbp = padded(static_cast<int>(db));
+  const int64_t ch = kChunk;
+  const int64_t L = depth;
+  // chunk activations: act[(l * 2 + side) * ch * h]
+  std::vector<float> act(static_cast<size_t>(L * 2 * ch * h)), hb(perm ? m * h : 0),
+      g(2 * ch * h), g2(ch * h), dpre(2 * ch * h), tmp(ch * std::max(dap, dbp)),
+      wat(h * dap), wbt(h * dbp), wht(std::max<int64_t>(L - 1, 1) * h * h),
+      dhb(perm && grads ? 2 * m * h : 0), tmp_all(perm && dbj_g ? m * dbp : 0), ds(2 * ch);
+  const int64_t sz_wa = n_rep * da * h, sz_wb = n_rep * db * h, sz_h = n_rep * h,
+                sz_hh = n_rep * h * h;
+  const int64_t sz_da = n_rep * m * da, sz_db = n_rep * m * db;
+  const bool params = dwa != nullptr;  // weight gradients wanted (not for a frozen critic)
+  for (int64_t r = 0; r < n_rep; ++r) {
+    const float* ar = a + r * m * da;
+    const float* bjr = bj + r * m * db;
+    const float* bsr = bs ? bs + r * m * db : nullptr;
+    const float* wa_r = wa + r * da * h;
+    const float* wb_r = wb + r * db * h;
+    const float* wo_r = wo + r * h;
+    const int64_t* pr = perm ? perm + r * m : nullptr;
+    if (grads) {
+      transpose_pad(wa_r, static_cast<int>(da), hi, dap, wat.data());
+      transpose_pad(wb_r, static_cast<int>(db), hi, dbp, wbt.data());
+      for (int64_t l = 0; l + 1 < L; ++l)
+        transpose_pad(wh[l] + r * h * h, hi, hi, hi, wht.data() + l * h * h);
+      for (int set = 0; set < 2 && params; ++set) {
+        std::fill(dwa + set * sz_wa + r * da * h, dwa + set * sz_wa + (r + 1) * da * h, 0.0f);
+        std::fill(dwb + set * sz_wb + r * db * h, dwb + set * sz_wb + (r + 1) * db * h, 0.0f);
+        std::fill(db1 + set * sz_h + r * h, db1 + set * sz_h + (r + 1) * h, 0.0f);
+        for (int64_t l = 0; l + 1 < L; ++l) {
+          std::fill(dwh[l] + set * sz_hh + r * h * h, dwh[l] + set * sz_hh + (r + 1) * h * h,
+                    0.0f);
+          std::fill(dbh[l] + set * sz_h + r * h, dbh[l] + set * sz_h + (r + 1) * h, 0.0f);
+        }
+        std::fill(dwo + set * sz_h + r * h, dwo + set * sz_h + (r + 1) * h, 0.0f);
+        if (dbo) dbo[set * n_rep + r] = 0.0f;
+      }
+      if (perm) std::fill(dhb.begin(), dhb.end(), 0.0f);
+    }
+    if (perm)
+      gemm(bjr, db, 1, m, wb_r, h, hi, static_cast<int>(db), hb.data(), h, false);
+    double sum_j = 0.0, s_sum = 0.0;
+    float mu = -std::numeric_limits<float>::infinity();
+    const float bias = bo ? bo[r] : 0.0f;
+    for (int64_t m0 = 0; m0 < m; m0 += ch) {
+      const int64_t rows = std::min(ch, m - m0);
+      // -- forward of both sides of the chunk --
+      float* x0p[2] = {act.data(), act.data() + ch * h};
+      gemm(ar + m0 * da, da, 1, rows, wa_r, h, hi, static_cast<int>(da), x0p[0], h, false);
+      for (int64_t i = 0; i < rows; ++i)
+        for (int c = 0; c < nv; ++c)
+          store(x0p[0] + i * h + c * kL,
+                load(x0p[0] + i * h + c * kL) + load(b1 + r * h + c * kL));
+      std::memcpy(x0p[1], x0p[0], sizeof(float) * rows * h);
+      if (perm) {
+        for (int64_t i = 0; i < rows; ++i)
+          for (int c = 0; c < nv; ++c) {
+            store(x0p[0] + i * h + c * kL,
+                  load(x0p[0] + i * h + c * kL) + load(&hb[(m0 + i) * h + c * kL]));
+            store(x0p[1] + i * h + c * kL,
+                  load(x0p[1] + i * h + c * kL) + load(&hb[pr[m0 + i] * h + c * kL]));
+          }
+      } else {
+        gemm(bjr + m0 * db, db, 1, rows, wb_r, h, hi, static_cast<int>(db), x0p[0], h, true);
+        gemm(bsr + m0 * db, db, 1, rows, wb_r, h, hi, static_cast<int>(db), x0p[1], h, true);
+      }
+      for (int side = 0; side < 2; ++side) bias_act(x0p[side], rows, hi, nullptr, slope);
+      for (int64_t l = 0; l + 1 < L; ++l)
+        for (int side = 0; side < 2; ++side) {
+          const float* below = act.data() + (l * 2 + side) * ch * h;
+          float* above = act.data() + ((l + 1) * 2 + side) * ch * h;
+          gemm(below, h, 1, rows, wh[l] + r * h * h, h, hi, hi, above, h, false);
+          bias_act(above, rows, hi, bh[l] + r * h, slope);
+        }
+      float chunk_max = -std::numeric_limits<float>::infinity();
+      for (int side = 0; side < 2; ++side) {
+        const float* top = act.data() + ((L - 1) * 2 + side) * ch * h;
+        for (int64_t i = 0; i < rows; ++i) {
+          vf acc = vf{};
+          for (int c = 0; c < nv; ++c) acc += load(top + i * h + c * kL) * load(wo_r + c * kL);
+          const float t = hsum(acc) + bias;
+          ds[side * ch + i] = t;
+          if (side == 0) sum_j += t;
+          else chunk_max = std::max(chunk_max, t);
+        }
+      }
+      // -- the online softmax of the shuffled scores --
+      if (chunk_max > mu) {
+        const float scale = std::isinf(mu) ? 0.0f : std::exp(mu - chunk_max);
+        s_sum *= scale;
+        if (grads) {  // everything of set 1 so far is relative to the old maximum
+          auto rescale = [scale](float* p, int64_t n) {
+            for (int64_t i = 0; i < n; ++i) p[i] *= scale;
+          };
+          if (params) {
+            rescale(dwa + sz_wa + r * da * h, da * h);
+            rescale(dwb + sz_wb + r * db * h, db * h);
+            rescale(db1 + sz_h + r * h, h);
+            for (int64_t l = 0; l + 1 < L; ++l) {
+              rescale(dwh[l] + sz_hh + r * h * h, h * h);
+              rescale(dbh[l] + sz_h + r * h, h);
+            }
+            rescale(dwo + sz_h + r * h, h);
+            if (dbo) dbo[n_rep + r] *= scale;
+          }
+          if (perm) rescale(dhb.data() + m * h, m * h);
+          if (da_g) rescale(da_g + sz_da + r * m * da, m0 * da);
+          if (dbs_g && !perm) rescale(dbs_g + sz_db + r * m * db, m0 * db);
+        }
+        mu = chunk_max;
+      }
+      for (int64_t i = 0; i < rows; ++i) {
+        const float w = std::exp(ds[ch + i] - mu);
+        ds[ch + i] = w;
+        s_sum += w;
+        ds[i] = 1.0f / static_cast<float>(m);
+      }
+      if (!grads) continue;
+      // -- backward of both sides: set 0 from the joint rows, set 1 from the shuffled rows --
+      for (int side = 0; side < 2; ++side) {
+        const int set = side;
+        float* gs = g.data() + side * ch * h;
+        const float* h_top = act.data() + ((L - 1) * 2 + side) * ch * h;
+        float* dwo_s = params ? dwo + set * sz_h + r * h : nullptr;
+        for (int64_t i = 0; i < rows; ++i) {
+          const float d = ds[side * ch + i];
+          for (int c = 0; c < nv; ++c) {
+            store(gs + i * h + c * kL, load(wo_r + c * kL) * d);
+            if (params)
+              store(dwo_s + c * kL, load(dwo_s + c * kL) + load(h_top + i * h + c * kL) * d);
+          }
+          if (params && dbo) dbo[set * n_rep + r] += d;
+        }
+        for (int64_t l = L - 1; l >= 1; --l) {
+          const float* h_l = act.data() + (l * 2 + side) * ch * h;
+          const float* h_below = act.data() + ((l - 1) * 2 + side) * ch * h;
+          for (int64_t i = 0; i < rows; ++i)
+            for (int c = 0; c < nv; ++c)
+              store(gs + i * h + c * kL, activate_grad(load(h_l + i * h + c * kL),
+                                                       load(gs + i * h + c * kL), slope));
+          if (params) {
+            gemm(h_below, 1, h, h, gs, h, hi, static_cast<int>(rows),
+                 dwh[l - 1] + set * sz_hh + r * h * h, h, true);
+            float* dbh_s = dbh[l - 1] + set * sz_h + r * h;
+            for (int64_t i = 0; i < rows; ++i)
+              for (int c = 0; c < nv; ++c)
+                store(dbh_s + c * kL, load(dbh_s + c * kL) + load(gs + i * h + c * kL));
+          }
+          gemm(gs, h, 1, rows, wht.data() + (l - 1) * h * h, h, hi, hi, g2.data(), h, false);
+          std::memcpy(gs, g2.data(), sizeof(float) * rows * h);
+        }
+        const float* h_1 = act.data() + side * ch * h;
+        float* dp = dpre.data() + side * ch * h;
+        float* db1_s = params ? db1 + set * sz_h + r * h : nullptr;
+        for (int64_t i = 0; i < rows; ++i)
+          for (int c = 0; c < nv; ++c) {
+            const vf v = activate_grad(load(h_1 + i * h + c * kL), load(gs + i * h + c * kL),
+                                       slope);
+            store(dp + i * h + c * kL, v);
+            if (params) store(db1_s + c * kL, load(db1_s + c * kL) + v);
+          }
+        if (params)
+          gemm(ar + m0 * da, 1, da, da, dp, h, hi, static_cast<int>(rows),
+               dwa + set * sz_wa + r * da * h, h, true);
+        if (da_g)
+          gemm_unpad(dp, rows, hi, wat.data(), static_cast<int>(da), dap, tmp.data(),
+                     da_g + set * sz_da + r * m * da + m0 * da);
+        if (perm) {  // b's gradient gathered by row of b, per set
+          float* dh_s = dhb.data() + set * m * h;
+          for (int64_t i = 0; i < rows; ++i) {
+            float* dst = dh_s + (side == 0 ? m0 + i : pr[m0 + i]) * h;
+            for (int c = 0; c < nv; ++c)
+              store(dst + c * kL, load(dst + c * kL) + load(dp + i * h + c * kL));
+          }
+        } else {
+          const float* bside = side == 0 ? bjr : bsr;
+          if (params)
+            gemm(bside + m0 * db, 1, db, db, dp, h, hi, static_cast<int>(rows),
+                 dwb + set * sz_wb + r * db * h, h, true);
+          float* din = side == 0 ? dbj_g : (dbs_g ? dbs_g + sz_db : nullptr);
+          if (din)
+            gemm_unpad(dp, rows, hi, wbt.data(), static_cast<int>(db), dbp, tmp.data(),
+                       din + r * m * db + m0 * db);
+        }
+      }
+    }
+    jm[r] = static_cast<float>(sum_j / static_cast<double>(m));
+    lm[r] = mu + static_cast<float>(std::log(s_sum) - std::log(static_cast<double>(m)));
+    if (!grads) continue;
+    if (perm)
+      for (int set = 0; set < 2; ++set) {
+        if (params)
+          gemm(bjr, 1, db, db, dhb.data() + set * m * h, h, hi, static_cast<int>(m),
+               dwb + set * sz_wb + r * db * h, h, true);
+        if (dbj_g)
+          gemm_unpad(dhb.data() + set * m * h, m, hi, wbt.data(), static_cast<int>(db), dbp,
+                     tmp_all.data(), dbj_g + set * sz_db + r * m * db);
+      }
+    // set 1: divide by the softmax's sum
+    const float inv = static_cast<float>(1.0 / s_sum);
+    auto scale1 = [inv](float* p, int64_t n) {
+      for (int64_t i = 0; i < n; ++i) p[i] *= inv;
+    };
+    if (params) {
+      scale1(dwa + sz_wa + r * da * h, da * h);
+      scale1(dwb + sz_wb + r * db * h, db * h);
+      scale1(db1 + sz_h + r * h, h);
+      for (int64_t l = 0; l + 1 < L; ++l) {
+        scale1(dwh[l] + sz_hh + r * h * h, h * h);
+        scale1(dbh[l] + sz_h + r * h, h);
+      }
+      scale1(dwo + sz_h + r * h, h);
+      if (dbo) dbo[n_rep + r] *= inv;
+    }
+    if (da_g) scale1(da_g + sz_da + r * m * da, m * da);
+    if (perm && dbj_g) scale1(dbj_g + sz_db + r * m * db, m * db);
+    if (!perm && dbs_g) scale1(dbs_g + sz_db + r * m * db, m * db);
   }
 }
 

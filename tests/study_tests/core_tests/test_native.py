@@ -482,3 +482,51 @@ def test_exact_mode_keeps_only_the_bit_identical_library(monkeypatch):
     monkeypatch.setenv("MISTUDY_NATIVE", "exact")
     assert _native.load("rng") is not None and _native.load("kernels") is None
     assert not _scan.native_scan()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (8, 500, 24, 24, 64, 2, "relu", True, True),
+        (2, 100, 5, 5, 16, 1, "relu", True, True),
+        (4, 97, 16, 16, 64, 2, "leaky_relu", True, False),
+        (3, 130, 8, 8, 32, 3, "leaky_relu", False, False),
+    ],
+)
+def test_critic_stats_equal_the_reduced_scores(case):
+    """critic_stats' (mean joint score, log mean exp shuffled score) and their gradients
+    (kept online: running maximum, rescaled) against the same reductions of critic_scores."""
+    from study.core import _critic
+    from study.core.mi import Critic
+    from study.core.mi.estimators import log_mean_exp, random_permutations, take_rows
+
+    r, m, da, db, h, depth, act, out_bias, use_perm = case
+    critic = Critic(r, da, db, width=h, depth=depth, activation=act, out_bias=out_bias)
+    with torch.no_grad():
+        for p in critic.parameters():  # scores of a few units spread: the softmax is uneven
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.3)
+    g = torch.Generator().manual_seed(0)
+    a, bj = torch.randn(r, m, da, generator=g), torch.randn(r, m, db, generator=g)
+    perm = random_permutations(r, m, g, "cpu")
+    bs = None if use_perm else take_rows(bj, perm)
+    cj, cl = torch.randn(r, generator=g), torch.randn(r, generator=g)
+
+    def run(stats: bool):
+        critic.zero_grad()
+        x = [v.clone().requires_grad_() for v in (a, bj)]
+        xs = None if use_perm else bs.clone().requires_grad_()
+        kw = {"perm": perm} if use_perm else {}
+        if stats:
+            jm, lm = _critic.critic_stats(critic, x[0], x[1], xs, **kw)
+        else:
+            s = _critic.critic_scores(critic, x[0], x[1], xs, **kw)
+            jm, lm = s[:, :m].mean(1), log_mean_exp(s[:, m:])
+        ((jm * cj).sum() + (lm * cl).sum()).backward()
+        grads = [p.grad.clone() for p in critic.parameters()] + [v.grad for v in x]
+        return jm.detach(), lm.detach(), grads + ([] if use_perm else [xs.grad])
+
+    jm, lm, got = run(True)
+    jm_ref, lm_ref, want = run(False)
+    assert torch.allclose(jm, jm_ref, atol=1e-5) and torch.allclose(lm, lm_ref, atol=1e-5)
+    for u, v in zip(got, want, strict=True):
+        assert (u - v).norm() <= 2e-5 * v.norm() + 1e-7
