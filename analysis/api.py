@@ -4,7 +4,7 @@
 ...). Every function takes the :class:`~analysis.runs.StudyData` of :func:`load_study` and
 returns a pandas DataFrame with machine column names (the CSVs beside a report have the same
 tables; :func:`display_table` gives the rounded, readable form the report's HTML shows). A study
-is cut into cells by :func:`cells`: grid points, or bins of λ for an adaptive search. docs/
+is cut into cells by :func:`study_cells`: grid points, or bins of λ for an adaptive search. docs/
 analysis.md ("Notebooks") lists them with an example; docs/example.ipynb runs them.
 """
 
@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.cells import N_BINS, Cells, log_axis, study_cells
+from analysis.cells import N_BINS, Cells, log_axis
+from analysis.cells import study_cells as _cut
 from analysis.claims import ACCURACY_MARGIN, claims_table
 from analysis.runs import StudyData, analysed_seeds, load_study
 from analysis.tables import display_table
@@ -27,17 +28,17 @@ __all__ = [
     "IMPORTANCE_REPEATS",
     "IMPORTANCE_TREES",
     "StudyData",
-    "cells",
-    "claims",
+    "claims_by_cell",
     "display_table",
     "first_evaluation",
-    "importance",
+    "importance_table",
     "importance_targets",
-    "limits",
+    "lambda_limits",
     "load_study",
-    "mi_audit",
+    "mi_audit_table",
     "phase_cells",
     "seeds",
+    "study_cells",
     "timing_excluded",
     "timing_verdicts",
     "verdict_matrix",
@@ -53,17 +54,17 @@ def seeds(data: StudyData) -> pd.DataFrame:
     return analysed_seeds(data)
 
 
-def cells(data: StudyData, *, n_bins: int = N_BINS) -> Cells:
+def study_cells(data: StudyData, *, n_bins: int = N_BINS) -> Cells:
     """How the study is cut into cells (grid points, or bins of λ × the few-valued keys) and
     the per-seed table with λ as its bin label (:func:`analysis.cells.study_cells`)."""
-    return study_cells(data, n_bins=n_bins)
+    return _cut(data, n_bins=n_bins)
 
 
 def _finished(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["status"].astype(str) == "finished"] if "status" in frame else frame
 
 
-def claims(
+def claims_by_cell(
     data: StudyData,
     *,
     margin: float = ACCURACY_MARGIN,
@@ -80,7 +81,7 @@ def claims(
     """
     from analysis.response import binned_claims
 
-    cut = study_cells(data, n_bins=n_bins) if cut is None else cut
+    cut = _cut(data, n_bins=n_bins) if cut is None else cut
     done = _finished(cut.seeds)
     if cut.design.kind == "grid":
         return claims_table(done, data.swept, task_metric=data.success_metric, margin=margin)
@@ -97,7 +98,7 @@ def timing_verdicts(
     ``n``, ``why`` and the pipeline's statistics (:func:`analysis.verdicts.timing_verdicts`).
     Trials cut short and networks that failed the task are left out
     (:func:`timing_excluded` lists them)."""
-    cut = study_cells(data, n_bins=n_bins) if cut is None else cut
+    cut = _cut(data, n_bins=n_bins) if cut is None else cut
     return _timing_verdicts(data, cut.keys, seeds=cut.cell_seeds)
 
 
@@ -131,8 +132,8 @@ def matrix_info_of(
     from analysis.claims import CLAIMS
     from analysis.matrix import matrix_info
 
-    cut = study_cells(data) if cut is None else cut
-    table = claims(data, cut=cut) if claims_table is None else claims_table
+    cut = _cut(data) if cut is None else cut
+    table = claims_by_cell(data, cut=cut) if claims_table is None else claims_table
     tim = timing_verdicts(data, cut=cut) if timing is None else timing
     keys = [k for k in cut.keys if not len(table) or k in table.columns]
     keys = keys or [k for k in cut.keys if k in tim.columns]
@@ -148,13 +149,15 @@ def phase_cells(data: StudyData, x: str, y: str | None = None) -> pd.DataFrame:
     return phase_info(analysed_seeds(data), x, y, task_metric=data.success_metric).cells
 
 
-def mi_audit(data: StudyData, *, n_bins: int = N_BINS, cut: Cells | None = None) -> pd.DataFrame:
+def mi_audit_table(
+    data: StudyData, *, n_bins: int = N_BINS, cut: Cells | None = None
+) -> pd.DataFrame:
     """Every MI measurement against its null floor, per λ (per bin of λ in an adaptive search):
     seeds, mean and sd of each series' last value, seeds with a positive excess."""
-    from analysis.mi_audit import mi_audit_table
+    from analysis.mi_audit import mi_audit_table as audit
 
-    cut = study_cells(data, n_bins=n_bins) if cut is None else cut
-    return mi_audit_table(data, groups=_lambda_groups(cut))
+    cut = _cut(data, n_bins=n_bins) if cut is None else cut
+    return audit(data, groups=_lambda_groups(cut))
 
 
 def _lambda_groups(cut: Cells) -> pd.Series | None:
@@ -182,7 +185,7 @@ def importance_targets(data: StudyData) -> list[tuple[str, str]]:
     return unique
 
 
-def importance(
+def importance_table(
     data: StudyData,
     targets: Sequence[tuple[str, str]] | None = None,
     *,
@@ -277,7 +280,7 @@ def _importance_frame(infos: list) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).reindex(columns=cols)
 
 
-def limits(data: StudyData, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+def lambda_limits(data: StudyData, metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """The λ → 0 limit of each claim's metric, fitted from the trials of smallest λ
     (:func:`analysis.response.limit_info`): ``metric``, ``column``, ``estimate``, ``ci_lo``,
     ``ci_hi``, ``level``, ``window`` (largest λ in the fit), ``n_trials``, ``observed`` (mean

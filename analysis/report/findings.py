@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.api import claims as claims_of
+from analysis.api import claims_by_cell as claims_of
 from analysis.api import importance_infos, matrix_info_of
 from analysis.api import timing_verdicts as timing_of
 from analysis.cells import Cells, study_cells

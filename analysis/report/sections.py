@@ -134,7 +134,7 @@ def _claims(page: Page, data: StudyData, fnd: Findings) -> None:
 
 def _binned_claims(page: Page, data: StudyData, fnd: Findings) -> None:
     """Claims per bin of λ and the λ → 0 limits they are judged against."""
-    from analysis.api import limits
+    from analysis.api import lambda_limits
 
     cut = fnd.cells
     binning = cut.binning
@@ -153,7 +153,7 @@ def _binned_claims(page: Page, data: StudyData, fnd: Findings) -> None:
         page.table(fnd.claims, "claims_by_bin")
     else:
         page.nothing("no bin of λ has a λ → 0 limit to be judged against")
-    lim = limits(data)
+    lim = lambda_limits(data)
     if len(lim):
         page.p(
             "The λ → 0 limit of each claim's metric, from the trials of smallest λ (observed: "

@@ -56,7 +56,7 @@ def test_report_leads_with_the_verdict_matrix_and_ends_with_provenance(grid_repo
     assert matrix < order[0] and order == sorted(order)
     # every section after the answer is collapsible (closed until clicked), one per heading
     assert html.count('<details class="section"') == html.count("<summary><h2>") >= 10
-    assert "<details class=\"section\" id=\"claims_per_cell\">" in html
+    assert '<details class="section" id="claims_per_cell">' in html
     assert "Not measured in this study: q_struct_delta_z, nmi_func, nmi_struct." in html
 
 
