@@ -44,8 +44,8 @@ __all__ = [
     "verdict_matrix",
 ]
 
-IMPORTANCE_REPEATS = {"fanova": 3, "ped_anova": 10}  # evaluations per (target, evaluator)
-IMPORTANCE_TREES = 32  # fANOVA's forest: about 0.4 s a fit on 60 trials of 3 keys
+IMPORTANCE_REPEATS = {"fanova": 5, "ped_anova": 10}  # evaluations per (target, evaluator)
+IMPORTANCE_TREES = 16  # fANOVA's forest: about 0.2 s a fit on 60 trials of 3 keys
 
 
 def seeds(data: StudyData) -> pd.DataFrame:

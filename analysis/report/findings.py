@@ -55,6 +55,7 @@ ACCURACY_DROP = 0.02
 CALIBRATION_CELLS = 200  # simulated cells per calibration (~1 s for 41 evaluations)
 CLAIMS_CALIBRATION_REPS = 1000  # no-effect replicates per world of the paired test (cached)
 MAX_LINES = 15  # sentences in the findings block
+IMPORTANCE_MIN_TRIALS = 8  # finished trials a grid needs for its hyperparameter importance
 _NOT_MEASURED = (
     "Timing: not measured (the curves have no q_func_z / q_struct_z z-scores), so no "
     "timing verdict is given."
@@ -167,8 +168,9 @@ def findings(study: StudyData, *, rng: np.random.Generator, importance: bool = T
     claim and one for the timing over the treated cells and one over the λ = 0 controls (the
     verdict matrix's, counting cells and naming at most two); which networks failed the task
     and are left out of the timing; onsets at the first evaluation (bounds, not values); the
-    calibration; for an adaptive search, the most important hyperparameter of the first
-    objective. Never a sentence per trial.
+    calibration; for an adaptive search (or a grid of at least
+    :data:`IMPORTANCE_MIN_TRIALS` finished trials), the most important key of each target by
+    fANOVA. Never a sentence per trial.
 
     Args:
         study: the loaded study.
@@ -206,7 +208,8 @@ def findings(study: StudyData, *, rng: np.random.Generator, importance: bool = T
         claims_cal = calibrate_paired(n, reps=CLAIMS_CALIBRATION_REPS) if n else None
     matrix = matrix_info_of(study, claims_table=claims, timing=verdicts, cut=cut)
     infos = []
-    if importance and cut.design.kind == "adaptive":
+    n_done = int((trials["status"] == "finished").sum()) if n_trials else 0
+    if importance and (cut.design.kind == "adaptive" or n_done >= IMPORTANCE_MIN_TRIALS):
         infos = importance_infos(study, rng=rng)
     first = first_evaluation(study)
 
@@ -353,18 +356,24 @@ def _timing_lines(
 
 def _importance_lines(infos: list) -> list[str]:
     """The most important key of each target by fANOVA, in one sentence."""
+    from analysis.matrix import KEY_SYMBOLS
+
     parts = []
-    for info in infos:
-        if info.evaluator != "fanova" or info.table.empty:
-            continue
+    fanova = [i for i in infos if i.evaluator == "fanova" and not i.table.empty]
+    for info in fanova:
         top = info.table.iloc[0]
+        key = KEY_SYMBOLS.get(top["param"], top["param"])
         parts.append(
-            f"{info.column}: {top['param']} {top['importance']:.2f} "
-            f"(5–95 % {top['q05']:.2f}–{top['q95']:.2f})"
+            f"{info.column.removeprefix('final.')}: {key} {top['importance']:.2f} "
+            f"({top['q05']:.2f}–{top['q95']:.2f})"
         )
     if not parts:
         return []
-    return [f"Most important key ({infos[0].evaluator_name}, share): " + "; ".join(parts) + "."]
+    first = fanova[0]
+    return [
+        f"Most important key by {first.evaluator_name} (share; 5–95 % over "
+        f"{int(first.table['n_repeats'].iloc[0])} resamples): " + "; ".join(parts) + "."
+    ]
 
 
 def _accuracy_drop(study: StudyData, seeds: pd.DataFrame) -> float | None:

@@ -67,7 +67,7 @@ def write_sections(page: Page, data: StudyData, fnd: Findings) -> None:
     _km(page, fnd, timing, by)
     _calibration(page, fnd)
     _mi_audit(page, data, fnd)
-    _phase_diagrams(page, seeds, swept, metric, figures=not adaptive)
+    _phase_diagrams(page, seeds, swept, metric, figures=not adaptive, first_eval=fnd.first_eval)
     _timing_regression(page, fnd, timing, swept, seeds)
     _curves(page, data, fnd, cell_seeds, timing, by)
     _pareto(page, seeds, metric, by)
@@ -292,7 +292,7 @@ def _importance(
     page.h2("Which hyperparameters matter")
     if not fnd.importance:
         page.nothing(
-            "importance is computed for adaptive searches (a grid's cells answer per cell)"
+            "a grid of fewer than 8 finished trials (its cells answer per cell)"
             if fnd.cells is not None and fnd.cells.design.kind == "grid"
             else "no trials to judge"
         )
@@ -407,7 +407,13 @@ def _mi_audit(page: Page, data: StudyData, fnd: Findings) -> None:
 
 
 def _phase_diagrams(
-    page: Page, seeds: pd.DataFrame, swept: list[str], metric: str, *, figures: bool = True
+    page: Page,
+    seeds: pd.DataFrame,
+    swept: list[str],
+    metric: str,
+    *,
+    figures: bool = True,
+    first_eval: float = math.nan,
 ) -> None:
     """One phase diagram (figure and table) per pair of swept keys, or over the one swept key;
     tables only without `figures` (an adaptive search, whose responses and contours show the
@@ -433,7 +439,7 @@ def _phase_diagrams(
         pooled = f" Pooled over {', '.join(others)}." if others else ""
         if figures:
             page.figure(
-                plot_phase(info, task_metric=metric, title=title),
+                plot_phase(info, task_metric=metric, title=title, first_eval=first_eval),
                 f"phase_{stem}",
                 f"Phase diagram over {title}: per cell the value and the number of "
                 "seeds n (k/n: k seeds where the onset is defined; onset medians are "
