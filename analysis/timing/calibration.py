@@ -47,6 +47,7 @@ __all__ = [
     "ScenarioResult",
     "calibrate_scenario",
     "calibration_suite",
+    "format_table",
     "scenarios",
     "threshold_rates",
 ]
@@ -103,7 +104,7 @@ class ScenarioResult:
     rates: dict[str, float]
     false_ordering: float  # no lead: either side called; with a lead: the wrong side called
     power: float  # the right side called (NaN without a lead)
-    lag_sd_evals: float  # median over cells of the robust sd of the point lags
+    lag_sd_evals: float  # median over cells of the lag spread of the point lags (evaluations)
     threshold_false_ordering: float = math.nan  # the old instrument on the same curves
     threshold_power: float = math.nan
     extra: dict[str, Any] = field(default_factory=dict)
@@ -253,3 +254,24 @@ def calibration_suite(
         if names is None or sc.name in names:
             out.append(calibrate_scenario(sc, rng=rng, **kwargs))
     return out
+
+
+def format_table(results: Sequence[ScenarioResult]) -> str:
+    """A plain-text table of scenario results: false-ordering rate, power, co-emergent and
+    censored-label rates, the median lag sd (evaluations) and the old instrument's rates."""
+    head = (f"{'scenario':<22} {'n':>3} {'fam':>3} {'cells':>5} {'false':>6} {'power':>6} "
+            f"{'co-em':>6} {'never':>6} {'lag sd':>6} {'old false':>9} {'old power':>9}")
+    lines = [head]
+    for r in results:
+        never = sum(r.rates[v] for v in ("structure never emerged", "function never emerged",
+                                         "neither emerged"))
+        lines.append(f"{r.name:<22} {r.n_seeds:>3} {r.family:>3} {r.n_cells:>5} "
+                     f"{r.false_ordering:>6.3f} {_num(r.power):>6} "
+                     f"{r.rates['co-emergent']:>6.3f} {never:>6.3f} {_num(r.lag_sd_evals):>6} "
+                     f"{_num(r.threshold_false_ordering):>9} {_num(r.threshold_power):>9}")
+    return "\n".join(lines)
+
+
+def _num(v: float) -> str:
+    """Three decimals, or '-' for NaN."""
+    return "-" if not math.isfinite(v) else f"{v:.3f}"

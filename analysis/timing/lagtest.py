@@ -38,9 +38,9 @@ __all__ = [
     "N_MONTE_CARLO",
     "bh_adjust",
     "clopper_pearson",
-    "sign_test",
     "gehan_u",
     "lag_interval",
+    "sign_test",
     "signflip_test",
     "tost_test",
 ]
@@ -85,8 +85,7 @@ def _pair_table(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 def gehan_u(lo: Any, hi: Any) -> int:
     """U = Σ_{i<=j} [1(lo_i + lo_j > 0) − 1(hi_i + hi_j < 0)] (module docstring)."""
     lo, hi = _check(lo, hi)
-    I, J, table = _pair_table(lo, hi)
-    return int(table[:, 0].sum(dtype=np.int64))
+    return int(_pair_table(lo, hi)[2][:, 0].sum(dtype=np.int64))
 
 
 @lru_cache(maxsize=64)

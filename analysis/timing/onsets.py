@@ -5,35 +5,46 @@ b + a·σ((t − m)/w) reaches the fraction f of its amplitude:
 
     t_f = m + w · logit(f)          (f = ½ gives the midpoint m).
 
-It is decided **online**, from the past only. At every evaluation k the curve's evaluations
-0 … k are fitted; the onset is *confirmed* at the first k where
+It is decided **online**, from the past only. At every evaluation k the grid of the schedule so
+far is fitted to the evaluations 0 … k (:func:`analysis.timing.fit.make_grid` is causal); the
+onset is *confirmed* at the first k where
 
-1. the curve is detectable: its z-score has reached ``threshold`` for ``run`` consecutive
-   evaluations (the project's detection rule, :func:`study.contract.outcomes.onset`; this is the
-   significance gate, calibrated for false emergence), and
-2. the rise is resolved: at least ``plateau`` evaluations up to k lie at or after
-   m̂ + c·ŵ, where the fit has reached σ(c) of its amplitude (c = ``resolve``; 2 → 88 %).
+1. the curve is detectable: it has reached ``threshold`` for ``run`` consecutive evaluations
+   (the project's detection rule, :func:`study.contract.outcomes.onset`, "detectable from";
+   the significance gate, calibrated for false emergence), and
+2. the rise is resolved: the best fit with at least ``plateau`` evaluations at or after
+   m + c·w (c = ``resolve``; σ(2) = 88 % of the rise) beats every fit of a rise still under
+   way at t_k (including midpoints after t_k) by ΔRSS >= ``evidence`` · σ̂², with σ̂² the
+   residual variance inflated by (1 + ρ̂)/(1 − ρ̂) for autocorrelated residuals.
 
-The onset is then refitted on the evaluations up to k* + ``extra`` (a bounded window: the
-evaluations right after the confirmation are not selected by the stopping rule, which damps its
-bias) and reported. It depends on nothing after that evaluation, the onset's ``decided_at``:
+The onset is then refitted on the evaluations up to the bounded window's end, the first
+evaluation at least ``extra`` evaluations and ``window`` · ŵ past the confirmation (the
+evaluations after the confirmation were not selected by the stopping rule, which damps its
+bias), and reported. It depends on nothing after that evaluation, the onset's ``decided_at``:
 truncating the curve there never moves it, and :func:`confirm_online` on the history up to any
 evaluation agrees with the offline result truncated there.
 
-Why this and not a threshold crossing: t_f is invariant to the curve's amplitude, offset and
-(unbiased) noise level, because (m̂, ŵ) of a least-squares logistic fit do not change when the
-curve is scaled or shifted; a fixed threshold is crossed earlier by a larger curve with the same
-time course. Why not the whole curve: a fit to the whole run moves when the run is extended.
+Why this and not a threshold crossing: t_f is invariant to the curve's amplitude and offset,
+because (m̂, ŵ) of a least-squares logistic fit do not change when the curve is scaled or
+shifted; a fixed threshold is crossed earlier by a larger curve with the same time course. Why
+not a fit to the whole curve: it moves when the run is extended. docs/timing.md argues the
+choice and gives the calibration.
 
-Censoring (the onset as an interval [lo, hi]):
+Censoring (the onset as an interval [lo, hi]; each bound errs on the safe side under noise):
 
-- ``onset``: confirmed, with baseline evaluations before the rise: lo = hi = t_f.
-- ``left-censored``: confirmed, but no evaluation lies at or before m̂ − c·ŵ (the rise was
-  already under way at the first evaluation): t_f ∈ [origin, first evaluation >= t_f].
-- ``unresolved``: detectable but not resolved by the last evaluation. The eventual amplitude is
-  at least what has been reached, a fraction r = σ((t_last − m̂)/ŵ) of the current fit, so
-  t_f >= m̂ + ŵ · logit(f·r): lo is that bound, hi = ∞.
-- ``not detected``: never detectable: lo = the detection rule's censoring epoch, hi = ∞.
+- ``onset``: confirmed, with an evaluation at or before m̂ − c·ŵ (baseline seen):
+  lo = hi = t_f.
+- ``left-censored``: confirmed, but the rise was under way at the first evaluation t₁. The
+  baseline is at most the fitted level y₁ there and the plateau P is seen, so the true onset is
+  at most where the curve reaches y₁ + f(P − y₁): hi = the evaluation after the last one below
+  that level, lo = ``origin`` (default min(0, t₁)).
+- ``unresolved``: detectable but not resolved by the last evaluation. The eventual rise is at
+  least the one reached, so the onset is at least where the curve first reached b̂ + f(y_T − b̂):
+  lo = the evaluation before the first one at or above it (``origin`` without a seen
+  baseline), hi = ∞.
+- ``not detected``: never detectable. A rise smaller than the threshold may be past its middle
+  already, so nothing bounds it: lo = ``origin``, hi = ∞ (undecided in the lag test; the
+  cell's "never emerged" labels count it).
 """
 
 from __future__ import annotations
@@ -68,7 +79,7 @@ FRACTION = 0.5  # the onset is where the fitted rise reaches this fraction of it
 RESOLVE = 2.0  # resolved when evaluations lie beyond m + RESOLVE·w (σ(2) = 88 % of the rise)
 PLATEAU = 2  # ... at least this many of them
 EXTRA = 2  # evaluations after the confirmation that the final fit also uses
-EVIDENCE = 4.0  # ΔRSS / σ̂² by which the resolved fit must beat every still-rising one
+EVIDENCE = 9.0  # ΔRSS / σ̂² by which the resolved fit must beat every still-rising one
 WINDOW = 4.0  # ... and at least this many fitted scales ŵ past the confirmation
 STATUSES = ("onset", "left-censored", "unresolved", "not detected")
 
@@ -230,8 +241,8 @@ def _final_fit(t: np.ndarray, x: np.ndarray, ok: np.ndarray, last: np.ndarray,
         g = idx[good]
         f = refine(xk[good], ok_k[good], tk, grid.m[g], grid.w[g], 0.5 * grid.step_m[g],
                    direction, (np.full(good.size, grid.m.min()), np.full(good.size, tk[-1])))
-        for key in out:
-            out[key][rows[good]] = getattr(f, key)
+        for key, arr in out.items():
+            arr[rows[good]] = getattr(f, key)
     return out
 
 
@@ -288,14 +299,19 @@ def timing_onsets(
         direction: +1 for a rising statistic, −1 for a falling one.
         threshold, run: the detection rule (z >= threshold for run evaluations).
         resolve: c; plateau: evaluations at or after m̂ + c·ŵ that resolve the rise.
-        extra: evaluations after the confirmation that the final fit uses (bounded window).
+        extra, window: the bounded window of the final fit reaches at least ``extra``
+            evaluations and ``window`` fitted scales ŵ past the confirmation.
         origin: the earliest possible onset (a left-censored onset's lower bound); default
             min(0, first epoch).
+        evidence: ΔRSS / σ̂² by which the resolved fit must beat every still-rising one.
 
     Returns:
         One :class:`TimingOnset` per curve.
     """
     t, x = _check(epochs, values, fraction, direction, resolve, plateau, extra)
+    if not (evidence >= 0 and window >= 0):
+        raise ValueError(f"timing_onsets(): evidence and window must be >= 0, but got "
+                         f"evidence={evidence}, window={window}.")
     with single_thread_blas():
         return _timing_onsets(t, x, fraction, direction, threshold, run, resolve, plateau,
                               extra, origin, evidence, window)
@@ -309,13 +325,14 @@ def _timing_onsets(t: np.ndarray, x: np.ndarray, fraction: float, direction: int
     S, T = x.shape
     origin = min(0.0, float(t[0])) if origin is None else float(origin)
     ok = np.isfinite(x)
-    det_i, det_censor = detections(t, direction * x, threshold, run)
+    det_i, _ = detections(t, direction * x, threshold, run)
     ready = np.where(det_i >= 0, det_i + run - 1, -1)
     conf, w_conf = _confirmations(t, x, ok, ready, direction, resolve, plateau, evidence)
     last_ok = np.array([int(np.flatnonzero(ok[s])[-1]) if ok[s].any() else -1
                         for s in range(S)])
     # the bounded window: at least `extra` evaluations and `window` fitted scales past k*
-    want = np.where(conf >= 0, t[np.maximum(conf, 0)] + window * np.nan_to_num(w_conf), np.inf)
+    want = np.where(conf >= 0, t[np.maximum(conf, 0)] + window * np.nan_to_num(w_conf),
+                    np.inf)
     reach = np.searchsorted(t, want, side="left")
     end = np.maximum(conf + extra, reach)
     complete = (conf >= 0) & (end <= T - 1)
@@ -324,40 +341,78 @@ def _timing_onsets(t: np.ndarray, x: np.ndarray, fraction: float, direction: int
     rows = np.flatnonzero((decided >= 0) & ((conf >= 0) | (ready >= 0)))
     if rows.size:
         sub = _final_fit(t, x[rows], ok[rows], decided[rows], direction)
-        for key in fits:
-            fits[key][rows] = sub[key]
+        for key, arr in fits.items():
+            arr[rows] = sub[key]
     logit_f = math.log(fraction / (1.0 - fraction))
     out = []
     for s in range(S):
         m, w = fits["m"][s], fits["w"][s]
-        common = dict(detectable_from=float(t[det_i[s]]) if det_i[s] >= 0 else math.nan,
-                      midpoint=m, width=w,
-                      amplitude=fits["a"][s], baseline=fits["b"][s])
-        if conf[s] >= 0 and np.isfinite(m):
-            tf = m + w * logit_f
-            k_d = int(decided[s])
-            dec = dict(confirmed_at=float(t[conf[s]]), decided_at=float(t[k_d]),
-                       complete=bool(complete[s]))
-            base = int((ok[s, : k_d + 1] & (t[: k_d + 1] <= m - resolve * w)).sum())
-            if base >= 1:
+        common = {"detectable_from": float(t[det_i[s]]) if det_i[s] >= 0 else math.nan,
+                  "midpoint": m, "width": w, "amplitude": fits["a"][s],
+                  "baseline": fits["b"][s]}
+        k_d = int(decided[s])
+        fitted = np.isfinite(m) and k_d >= 0
+        base = fitted and bool((ok[s, : k_d + 1] & (t[: k_d + 1] <= m - resolve * w)).any())
+        if conf[s] >= 0 and fitted:
+            dec = {"confirmed_at": float(t[conf[s]]), "decided_at": float(t[k_d]),
+                   "complete": bool(complete[s])}
+            if base:
+                tf = m + w * logit_f
                 out.append(TimingOnset(tf, tf, tf, "onset", **dec, **common))
             else:
-                hi = float(t[min(int(np.searchsorted(t, tf)), T - 1)])
-                out.append(TimingOnset(math.nan, origin, max(hi, float(t[0])),
-                                       "left-censored", **dec, **common))
+                hi = _left_bound(t[: k_d + 1], direction * x[s, : k_d + 1],
+                                 ok[s, : k_d + 1], m, w, direction * fits["a"][s],
+                                 direction * fits["b"][s], fraction)
+                out.append(TimingOnset(math.nan, origin, hi, "left-censored", **dec,
+                                       **common))
             continue
-        undecided = dict(confirmed_at=math.nan, decided_at=math.nan, complete=False)
-        if ready[s] >= 0 and np.isfinite(m) and last_ok[s] >= 0:
-            r = float(1.0 / (1.0 + math.exp(-(t[last_ok[s]] - m) / w)))
-            lo = m + w * math.log(fraction * r / (1.0 - fraction * r))
-            lo = float(np.clip(lo, t[0], t[last_ok[s]]))
+        undecided = {"confirmed_at": math.nan, "decided_at": math.nan, "complete": False}
+        if ready[s] >= 0 and fitted:
+            lo = origin
+            if base:
+                lo = _right_bound(t[: k_d + 1], direction * x[s, : k_d + 1],
+                                  ok[s, : k_d + 1], m, w, direction * fits["a"][s],
+                                  direction * fits["b"][s], fraction, origin)
             out.append(TimingOnset(math.nan, lo, math.inf, "unresolved", **undecided,
                                    **common))
         else:
-            lo = det_censor[s] if math.isfinite(det_censor[s]) else float(t[-1])
-            out.append(TimingOnset(math.nan, lo, math.inf, "not detected", **undecided,
+            out.append(TimingOnset(math.nan, origin, math.inf, "not detected", **undecided,
                                    **common))
     return out
+
+
+def _left_bound(t: np.ndarray, y: np.ndarray, ok: np.ndarray, m: float, w: float, a: float,
+                b: float, fraction: float) -> float:
+    """Upper bound of a rise already under way at the first evaluation (y oriented to rise).
+
+    The baseline is at most the fitted level at the first evaluation, y₁ = b + a·σ((t₁ − m)/w),
+    and the plateau P = b + a is observed, so the level at fraction f of the true rise is at
+    most ℓ = y₁ + f(P − y₁). The onset lies at or before the evaluation after the last one
+    with y < ℓ (noise can only delay that evaluation: the bound errs late)."""
+    i0 = int(np.flatnonzero(ok)[0])
+    y1 = b + a / (1.0 + math.exp(-(t[i0] - m) / w))
+    level = y1 + fraction * (b + a - y1)
+    below = np.flatnonzero(ok & (y < level))
+    if not below.size:
+        return float(t[i0])
+    return float(t[min(int(below[-1]) + 1, t.size - 1)])
+
+
+def _right_bound(t: np.ndarray, y: np.ndarray, ok: np.ndarray, m: float, w: float, a: float,
+                 b: float, fraction: float, origin: float) -> float:
+    """Lower bound of a rise still under way at the last evaluation (y oriented to rise).
+
+    The eventual amplitude is at least what the fit has reached, y_T − b with
+    y_T = b + a·σ((t_T − m)/w), so the level at fraction f of the eventual rise is at least
+    ℓ = b + f(y_T − b). The onset lies after the evaluation before the first one with y >= ℓ
+    (noise can only bring that evaluation forward: the bound errs early)."""
+    last = int(np.flatnonzero(ok)[-1])
+    y_end = b + a / (1.0 + math.exp(-(t[last] - m) / w))
+    level = b + fraction * (y_end - b)
+    above = np.flatnonzero(ok & (y >= level))
+    if not above.size or above[0] == 0:
+        return origin
+    return float(t[int(above[0]) - 1])
 
 
 def timing_onset(epochs: Any, values: Any, **kwargs: Any) -> TimingOnset:

@@ -14,10 +14,11 @@ bisection. Power depends on L and s only through L/s, so one search per (n, leve
 cell (cached).
 
 :data:`DEFAULT_LAG_SD_EVALS` is the documented default noise model for planning (``study
-validate``): a lag spread of 2 regular evaluations. phase-cpu's per-seed lags (threshold
-onsets, 12 treated cells of 8 seeds) have a median within-cell robust sd (1.4826 · MAD) of 1.5
-evaluations; the onset estimation noise of the default calibration model adds 0.4; 2 covers both
-with room.
+validate``): per-seed lags spread with sd 2 regular evaluations. phase-cpu's per-seed lags
+(threshold onsets, 12 treated cells of 8 seeds) have a median within-cell spread of 1.5
+(robust sd, 1.4826 · MAD) to 3.2 (sample sd) evaluations; half-rise onsets add 0.3–0.7
+evaluations of estimation noise (docs/timing.md); 2 sits between. Replace it with a study's
+own spread once its half-rise lags are measured.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def _two_sided_p(n: int) -> np.ndarray:
     prob = counts / counts.sum()
     total = n * (n + 1) // 2
     u = np.abs(2.0 * np.arange(total + 1) - total)
-    vals, inv = np.unique(u, return_inverse=True)
+    _, inv = np.unique(u, return_inverse=True)
     mass = np.bincount(inv, weights=prob)
     return mass[::-1].cumsum()[::-1][inv]
 

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 
 from analysis.timing.fit import make_grid
-from analysis.timing.onsets import (confirm_online, detections, regular_step, timing_onset,
-                                    timing_onsets)
+from analysis.timing.onsets import (
+    confirm_online,
+    detections,
+    regular_step,
+    timing_onset,
+    timing_onsets,
+)
 from analysis.timing.simulate import CurveParams, simulate_curves
 from study.contract.outcomes import onset
 
@@ -70,7 +75,7 @@ def test_noisy_onsets_are_unbiased_and_amplitude_free():
         x = simulate_curves(rng, REGULAR, CurveParams(amp, 2.0, 1.0, 0.0), m)
         ons = timing_onsets(REGULAR, x)
         e = np.array([o.epoch for o in ons]) - m
-        assert sum(o.status == "onset" for o in ons) >= 140
+        assert sum(o.status == "onset" for o in ons) >= 120
         err[amp] = e[np.isfinite(e)] / 25.0
     # mean error within 0.2 evaluations of 0 at both amplitudes (threshold onsets: > 2)
     for amp, e in err.items():
@@ -98,20 +103,24 @@ def test_missing_evaluations_are_skipped():
 # ---- censoring ---------------------------------------------------------------------------------
 
 def test_rise_under_way_at_the_first_evaluation_is_left_censored():
-    x = _logistic(REGULAR, -5.0, 30.0)  # midpoint before the first evaluation
+    x = _logistic(REGULAR, 5.0, 30.0)  # half-way up a fifth of an evaluation after the first
     o = timing_onset(REGULAR, x)
     assert o.status == "left-censored" and o.emerged
-    assert math.isnan(o.epoch) and o.lo == 0.0 and o.hi == 0.0
+    # the baseline is unseen, so only a bound: at most where the curve is half-way from its
+    # first value (0.54 of the rise) to its plateau, 0.77 of the rise: before epoch 50
+    assert math.isnan(o.epoch) and o.lo == 0.0 and 5.0 <= o.hi <= 50.0
     # midpoint just after the first evaluation, baseline never seen: still only a bound
     o = timing_onset(DENSE[3:], _logistic(DENSE[3:], 4.0, 3.0))
-    assert o.status == "left-censored" and o.lo == 0.0 and 4.0 <= o.hi <= 6.0
+    assert o.status == "left-censored" and o.lo == 0.0 and 4.0 <= o.hi <= 8.0
 
 
 def test_flat_curve_is_not_detected_and_right_censored():
     rng = np.random.default_rng(2)
     o = timing_onset(REGULAR, rng.normal(0.0, 1.0, REGULAR.size))
     assert o.status == "not detected" and not o.emerged
-    assert o.lo == REGULAR[-3] and o.hi == math.inf and math.isnan(o.detectable_from)
+    # never detectable: nothing bounds its half-rise (a rise below the threshold can have
+    # passed its middle already)
+    assert o.lo == 0.0 and o.hi == math.inf and math.isnan(o.detectable_from)
 
 
 def test_rise_at_the_end_is_unresolved_with_a_lower_bound_below_its_onset():
@@ -136,7 +145,7 @@ def test_truncating_after_the_decision_never_moves_the_onset():
         if not (o.emerged and o.complete):
             continue
         k = int(np.searchsorted(REGULAR, o.decided_at))
-        for cut in (k + 1, k + 3, REGULAR.size - 1):
+        for cut in (k + 1, k + 3, REGULAR.size):
             if cut > REGULAR.size:
                 continue
             short = timing_onset(REGULAR[:cut], x[s, :cut])
