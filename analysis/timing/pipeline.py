@@ -63,13 +63,26 @@ def _check_table(table: pd.DataFrame, by: list[str], func: str, struct: str) -> 
                          f"{missing} are missing (columns: {list(table.columns)}).")
 
 
-def _seed_curves(cell: pd.DataFrame, keys: list[str], func: str, struct: str
+def _seed_curves(cell: pd.DataFrame, keys: list[str], func: str, struct: str,
+                 excluded: list[dict[str, Any]]
                  ) -> list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]]:
-    """(seed key, epochs, function values, structure values) per seed, sorted by epoch."""
+    """(seed key, epochs, function values, structure values) per seed, sorted by epoch; seeds
+    with fewer than 3 evaluations are appended to ``excluded``.
+
+    Raises:
+        ValueError: when a seed repeats an epoch (a cell column missing from ``by``).
+    """
     out = []
     for key, g in cell.sort_values("epoch", kind="stable").groupby(keys, sort=True):
-        out.append((key, g["epoch"].to_numpy(float), g[func].to_numpy(float),
-                    g[struct].to_numpy(float)))
+        t = g["epoch"].to_numpy(float)
+        if t.size < 3:
+            excluded.append({"seed": key, "reason": f"{t.size} evaluations (3 needed)"})
+            continue
+        if not np.all(np.diff(t) > 0):
+            raise ValueError(f"timing_from_curves(): seed {key!r} repeats an epoch; each seed "
+                             f"needs one row per evaluation (is a cell column missing from "
+                             f"by?).")
+        out.append((key, t, g[func].to_numpy(float), g[struct].to_numpy(float)))
     return out
 
 
@@ -103,7 +116,9 @@ def _calibrate(epochs: np.ndarray, n: int, family: int, fm: CurveParams, sm: Cur
                mid: tuple[float, float] | None, n_sim: int, seed: int, alpha: float,
                margin_evals: float, kw: dict[str, Any]) -> dict[str, Any]:
     """No-lead false-ordering rate and the power at leads ±1, ±2, ±4 evaluations of this
-    pipeline, at n seeds per cell in BH families of ``family`` cells."""
+    pipeline, at n seeds per cell in BH families of ``family`` cells. Function midpoints are
+    drawn in the measured 10–90 % range, kept within [t₁ + 5 % span, t_T − 25 % span] so a
+    simulated rise has room to resolve (default: the middle half)."""
     if mid is not None:
         span = epochs[-1] - epochs[0]
         lo = max(mid[0], epochs[0] + 0.05 * span)
@@ -184,7 +199,7 @@ def timing_from_curves(
             for k, _ in cell[~ok.astype(bool)].groupby(keys, sort=True):
                 excluded.append({"seed": k, "reason": "failed the task (success false)"})
             cell = cell[ok.astype(bool)]
-        seeds = _seed_curves(cell, keys, func, struct)
+        seeds = _seed_curves(cell, keys, func, struct, excluded)
         of = _onsets(seeds, func_direction, 2, kw)
         os_ = _onsets(seeds, struct_direction, 3, kw)
         longest = max((s[1] for s in seeds), key=len) if seeds else np.array([0.0, 1.0])

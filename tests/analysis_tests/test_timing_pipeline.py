@@ -136,6 +136,17 @@ def test_pipeline_with_few_seeds_says_it_lacks_power():
     assert "cannot reach" in rec["power_note"]
 
 
-def test_pipeline_names_missing_columns():
+def test_pipeline_names_missing_columns_and_repeated_epochs():
     with pytest.raises(ValueError, match=r"\['q_struct_z'\] are missing"):
         timing_from_curves(pd.DataFrame({"seed": [0], "epoch": [0.0], "q_func_z": [0.0]}))
+    two_cells = _table({"a": 0.0, "b": 0.0}, n=2)
+    with pytest.raises(ValueError, match="repeats an epoch"):
+        timing_from_curves(two_cells, n_sim=0)  # the cell column left out of by
+
+
+def test_pipeline_lists_seeds_too_short_to_judge():
+    table = _table({"a": 4.0}, n=8, seed=5)
+    table = table[(table["seed"] != 3) | (table["epoch"] < 50.0)]  # seed 3: 2 evaluations
+    rec = timing_from_curves(table, n_sim=0)[0]
+    assert rec["n_seeds"] == 7
+    assert rec["excluded"] == [{"seed": [3], "reason": "2 evaluations (3 needed)"}]
