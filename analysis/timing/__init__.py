@@ -15,31 +15,31 @@ them.
 from __future__ import annotations
 
 from .calibration import (
-                          DEFAULT_FUNC,
-                          DEFAULT_STRUCT,
-                          Scenario,
-                          ScenarioResult,
-                          calibrate_scenario,
-                          calibration_suite,
-                          scenarios,
-                          threshold_rates,
+    DEFAULT_FUNC,
+    DEFAULT_STRUCT,
+    Scenario,
+    ScenarioResult,
+    calibrate_scenario,
+    calibration_suite,
+    scenarios,
+    threshold_rates,
 )
 from .lagtest import (
-                          bh_adjust,
-                          clopper_pearson,
-                          gehan_u,
-                          lag_interval,
-                          sign_test,
-                          signflip_test,
-                          tost_test,
+    bh_adjust,
+    clopper_pearson,
+    gehan_u,
+    lag_interval,
+    sign_test,
+    signflip_test,
+    tost_test,
 )
 from .onsets import (
-                          TimingOnset,
-                          confirm_online,
-                          detections,
-                          regular_step,
-                          timing_onset,
-                          timing_onsets,
+    TimingOnset,
+    confirm_online,
+    detections,
+    regular_step,
+    timing_onset,
+    timing_onsets,
 )
 from .pipeline import jsonable, timing_from_curves
 from .power import DEFAULT_LAG_SD_EVALS, LEAD_OF_INTEREST_EVALS, detectable_lead, seeds_for_verdict

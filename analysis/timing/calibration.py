@@ -70,22 +70,41 @@ class Scenario:
     lead_evals: float = 0.0
 
 
-def scenarios(func: CurveParams = DEFAULT_FUNC, struct: CurveParams = DEFAULT_STRUCT,
-              *, leads: Sequence[float] = (1.0, 2.0, 4.0)) -> list[Scenario]:
+def scenarios(
+    func: CurveParams = DEFAULT_FUNC,
+    struct: CurveParams = DEFAULT_STRUCT,
+    *,
+    leads: Sequence[float] = (1.0, 2.0, 4.0),
+) -> list[Scenario]:
     """The shipped suite (module docstring) around a function and a structure model."""
     g = math.sqrt(func.amplitude * struct.amplitude)
     white, smooth = CurveParams(g, 2.0, 1.0, 0.0), CurveParams(g, 2.0, 0.3, 0.95)
     out = []
     for a, b in ((1, 4), (1, 2), (1, 1), (2, 1), (4, 1)):
         r = math.sqrt(a / b)
-        out.append(Scenario(f"amplitude {a}:{b}", replace(func, amplitude=g * r),
-                            replace(struct, amplitude=g / r)))
+        out.append(
+            Scenario(
+                f"amplitude {a}:{b}",
+                replace(func, amplitude=g * r),
+                replace(struct, amplitude=g / r),
+            )
+        )
     out.append(Scenario("noise white:AR", white, smooth))
     out.append(Scenario("noise AR:white", smooth, white))
-    out.append(Scenario("width 2:8", replace(func, amplitude=g, width=2.0),
-                        replace(struct, amplitude=g, width=8.0)))
-    out.append(Scenario("width 8:2", replace(func, amplitude=g, width=8.0),
-                        replace(struct, amplitude=g, width=2.0)))
+    out.append(
+        Scenario(
+            "width 2:8",
+            replace(func, amplitude=g, width=2.0),
+            replace(struct, amplitude=g, width=8.0),
+        )
+    )
+    out.append(
+        Scenario(
+            "width 8:2",
+            replace(func, amplitude=g, width=8.0),
+            replace(struct, amplitude=g, width=2.0),
+        )
+    )
     for lead in leads:
         out.append(Scenario(f"function leads {lead:g}", func, struct, float(lead)))
         out.append(Scenario(f"structure leads {lead:g}", func, struct, -float(lead)))
@@ -114,9 +133,15 @@ class ScenarioResult:
         return asdict(self)
 
 
-def _simulate(rng: np.random.Generator, sc: Scenario, t: np.ndarray, n_seeds: int,
-              n_cells: int, midpoint_range: tuple[float, float], jitter: float
-              ) -> tuple[np.ndarray, np.ndarray]:
+def _simulate(
+    rng: np.random.Generator,
+    sc: Scenario,
+    t: np.ndarray,
+    n_seeds: int,
+    n_cells: int,
+    midpoint_range: tuple[float, float],
+    jitter: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Function and structure curves of n_cells × n_seeds seeds, each (n_cells·n_seeds, T).
 
     The structure midpoint is m + (L + j·z)·Δ, z ~ N(0, 1): each seed's own true lag varies
@@ -130,23 +155,43 @@ def _simulate(rng: np.random.Generator, sc: Scenario, t: np.ndarray, n_seeds: in
     return xf, xs
 
 
-def _judge(t: np.ndarray, of: list[TimingOnset], os_: list[TimingOnset], n_seeds: int,
-           n_cells: int, family: int, alpha: float, margin_evals: float,
-           rng: np.random.Generator) -> list[dict[str, Any]]:
+def _judge(
+    t: np.ndarray,
+    of: list[TimingOnset],
+    os_: list[TimingOnset],
+    n_seeds: int,
+    n_cells: int,
+    family: int,
+    alpha: float,
+    margin_evals: float,
+    rng: np.random.Generator,
+) -> list[dict[str, Any]]:
     """Labelled cells: :func:`cell_statistics` per cell, :func:`label_cells` per family."""
     step = regular_step(t)
-    cells = [cell_statistics(of[c * n_seeds:(c + 1) * n_seeds],
-                             os_[c * n_seeds:(c + 1) * n_seeds], step=step,
-                             margin_evals=margin_evals, rng=rng) for c in range(n_cells)]
+    cells = [
+        cell_statistics(
+            of[c * n_seeds : (c + 1) * n_seeds],
+            os_[c * n_seeds : (c + 1) * n_seeds],
+            step=step,
+            margin_evals=margin_evals,
+            rng=rng,
+        )
+        for c in range(n_cells)
+    ]
     out = []
     for start in range(0, n_cells, family):
-        out += label_cells(cells[start: start + family], step=step, alpha=alpha,
-                           fallback_sd_evals=DEFAULT_LAG_SD_EVALS)
+        out += label_cells(
+            cells[start : start + family],
+            step=step,
+            alpha=alpha,
+            fallback_sd_evals=DEFAULT_LAG_SD_EVALS,
+        )
     return out
 
 
-def threshold_rates(t: np.ndarray, xf: np.ndarray, xs: np.ndarray, n_seeds: int,
-                    family: int, alpha: float = ALPHA) -> dict[str, float]:
+def threshold_rates(
+    t: np.ndarray, xf: np.ndarray, xs: np.ndarray, n_seeds: int, family: int, alpha: float = ALPHA
+) -> dict[str, float]:
     """The old instrument on the same curves: rates of "function first" and "structure first".
 
     Per seed: threshold onsets (z >= 3 for 3 evaluations, :func:`study.contract.outcomes.onset`)
@@ -158,8 +203,10 @@ def threshold_rates(t: np.ndarray, xf: np.ndarray, xs: np.ndarray, n_seeds: int,
     n_cells = xf.shape[0] // n_seeds
     k_f, k_s, p = np.zeros(n_cells, int), np.zeros(n_cells, int), np.ones(n_cells)
     for c in range(n_cells):
-        firsts = [which_first(onset(t, xf[i]), onset(t, xs[i]), step)
-                  for i in range(c * n_seeds, (c + 1) * n_seeds)]
+        firsts = [
+            which_first(onset(t, xf[i]), onset(t, xs[i]), step)
+            for i in range(c * n_seeds, (c + 1) * n_seeds)
+        ]
         k_f[c], k_s[c] = firsts.count("function"), firsts.count("structure")
         if k_f[c] + k_s[c]:
             p[c] = sign_test(int(k_f[c]), int(k_f[c] + k_s[c]))
@@ -204,11 +251,14 @@ def calibrate_scenario(
         The :class:`ScenarioResult`.
     """
     if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"calibrate_scenario(): rng must be a numpy Generator, but got "
-                        f"{type(rng)!r}.")
+        raise TypeError(
+            f"calibrate_scenario(): rng must be a numpy Generator, but got {type(rng)!r}."
+        )
     if n_seeds < 1 or n_cells < 1 or family < 1:
-        raise ValueError(f"calibrate_scenario(): n_seeds, n_cells and family must be >= 1, but "
-                         f"got {n_seeds}, {n_cells}, {family}.")
+        raise ValueError(
+            f"calibrate_scenario(): n_seeds, n_cells and family must be >= 1, but "
+            f"got {n_seeds}, {n_cells}, {family}."
+        )
     t = np.asarray(epochs, float)
     n_cells = -(-n_cells // family) * family
     if midpoint_range is None:
@@ -228,13 +278,23 @@ def calibrate_scenario(
     else:
         false, power = rates[wrong], rates[right]
     sds = [c["lag_sd"] for c in cells if math.isfinite(c["lag_sd"])]
-    res = ScenarioResult(scenario.name, lead, n_seeds, family, n_cells, rates, false, power,
-                         float(np.median(sds)) / regular_step(t) if sds else math.nan)
+    res = ScenarioResult(
+        scenario.name,
+        lead,
+        n_seeds,
+        family,
+        n_cells,
+        rates,
+        false,
+        power,
+        float(np.median(sds)) / regular_step(t) if sds else math.nan,
+    )
     if threshold:
         th = threshold_rates(t, xf, xs, n_seeds, family, alpha)
         if lead == 0:
-            res = replace(res, threshold_false_ordering=th["function first"]
-                          + th["structure first"])
+            res = replace(
+                res, threshold_false_ordering=th["function first"] + th["structure first"]
+            )
         else:
             res = replace(res, threshold_false_ordering=th[wrong], threshold_power=th[right])
     return res
@@ -259,16 +319,22 @@ def calibration_suite(
 def format_table(results: Sequence[ScenarioResult]) -> str:
     """A plain-text table of scenario results: false-ordering rate, power, co-emergent and
     censored-label rates, the median lag sd (evaluations) and the old instrument's rates."""
-    head = (f"{'scenario':<22} {'n':>3} {'fam':>3} {'cells':>5} {'false':>6} {'power':>6} "
-            f"{'co-em':>6} {'never':>6} {'lag sd':>6} {'old false':>9} {'old power':>9}")
+    head = (
+        f"{'scenario':<22} {'n':>3} {'fam':>3} {'cells':>5} {'false':>6} {'power':>6} "
+        f"{'co-em':>6} {'never':>6} {'lag sd':>6} {'old false':>9} {'old power':>9}"
+    )
     lines = [head]
     for r in results:
-        never = sum(r.rates[v] for v in ("structure never emerged", "function never emerged",
-                                         "neither emerged"))
-        lines.append(f"{r.name:<22} {r.n_seeds:>3} {r.family:>3} {r.n_cells:>5} "
-                     f"{r.false_ordering:>6.3f} {_num(r.power):>6} "
-                     f"{r.rates['co-emergent']:>6.3f} {never:>6.3f} {_num(r.lag_sd_evals):>6} "
-                     f"{_num(r.threshold_false_ordering):>9} {_num(r.threshold_power):>9}")
+        never = sum(
+            r.rates[v]
+            for v in ("structure never emerged", "function never emerged", "neither emerged")
+        )
+        lines.append(
+            f"{r.name:<22} {r.n_seeds:>3} {r.family:>3} {r.n_cells:>5} "
+            f"{r.false_ordering:>6.3f} {_num(r.power):>6} "
+            f"{r.rates['co-emergent']:>6.3f} {never:>6.3f} {_num(r.lag_sd_evals):>6} "
+            f"{_num(r.threshold_false_ordering):>9} {_num(r.threshold_power):>9}"
+        )
     return "\n".join(lines)
 
 

@@ -34,8 +34,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Fit", "Grid", "fit_prefix", "grid_gains", "make_grid", "refine", "rss_at", "sigmoid",
-           "single_thread_blas"]
+__all__ = [
+    "Fit",
+    "Grid",
+    "fit_prefix",
+    "grid_gains",
+    "make_grid",
+    "refine",
+    "rss_at",
+    "sigmoid",
+    "single_thread_blas",
+]
 
 OMEGA_MIN = 0.5  # smallest grid scale in local evaluation spacings
 OMEGA_RATIO = 1.5  # ratio of successive grid scales
@@ -89,8 +98,14 @@ class Grid:
 AHEAD = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # midpoints past the last evaluation, in its spacings
 
 
-def make_grid(epochs: np.ndarray, *, ahead: bool = False, per_interval: int = PER_INTERVAL,
-              omega_min: float = OMEGA_MIN, omega_ratio: float = OMEGA_RATIO) -> Grid:
+def make_grid(
+    epochs: np.ndarray,
+    *,
+    ahead: bool = False,
+    per_interval: int = PER_INTERVAL,
+    omega_min: float = OMEGA_MIN,
+    omega_ratio: float = OMEGA_RATIO,
+) -> Grid:
     """The (m, w) grid of a schedule, built from that schedule only (causal).
 
     Midpoints: ``per_interval`` equally spaced points in every interval between evaluations,
@@ -106,8 +121,10 @@ def make_grid(epochs: np.ndarray, *, ahead: bool = False, per_interval: int = PE
     t = np.asarray(epochs, float)
     d = np.diff(t)
     if t.ndim != 1 or t.size < 2 or not np.all(d > 0) or not np.all(np.isfinite(t)):
-        raise ValueError(f"make_grid(): epochs must be finite, strictly increasing and at "
-                         f"least 2, but got {t.tolist()}.")
+        raise ValueError(
+            f"make_grid(): epochs must be finite, strictly increasing and at "
+            f"least 2, but got {t.tolist()}."
+        )
     frac = np.arange(per_interval) / per_interval
     inner = (t[:-1, None] + frac[None, :] * d[:, None]).ravel()
     before = t[0] - d[0] + frac * d[0]
@@ -119,12 +136,17 @@ def make_grid(epochs: np.ndarray, *, ahead: bool = False, per_interval: int = PE
         step_m = np.concatenate([step_m, 0.5 * d[-1] * np.asarray(AHEAD)])
     delta = local_spacing(t, m_pts)
     cap = 2.0 * np.maximum(m_pts - t[0], delta)
-    n_omega = np.maximum(1, np.floor(np.log(np.maximum(cap / (omega_min * delta), 1.0))
-                                     / math.log(omega_ratio)).astype(int) + 1)
+    n_omega = np.maximum(
+        1,
+        np.floor(
+            np.log(np.maximum(cap / (omega_min * delta), 1.0)) / math.log(omega_ratio)
+        ).astype(int)
+        + 1,
+    )
     m_all = np.repeat(m_pts, n_omega)
     steps = np.repeat(step_m, n_omega)
     j = np.arange(m_all.size) - np.repeat(np.cumsum(n_omega) - n_omega, n_omega)
-    w_all = omega_min * np.repeat(delta, n_omega) * omega_ratio ** j
+    w_all = omega_min * np.repeat(delta, n_omega) * omega_ratio**j
     basis = sigmoid((t[None, :] - m_all[:, None]) / w_all[:, None])
     return Grid(t, m_all, w_all, basis, steps)
 
@@ -152,8 +174,9 @@ def _moments(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     return n, s1, sxx
 
 
-def grid_gains(x: np.ndarray, mask: np.ndarray, grid: Grid, k: int, direction: int,
-               sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def grid_gains(
+    x: np.ndarray, mask: np.ndarray, grid: Grid, k: int, direction: int, sel: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Explained sums S_xs² / S_ss of each curve at the grid points ``sel`` from its
     evaluations 0 … k: shape (A, len(sel)), 0 where the fitted â has the wrong sign or the
     basis is flat on the evaluations; also S_xx and n, shape (A,)."""
@@ -182,8 +205,9 @@ def grid_gains(x: np.ndarray, mask: np.ndarray, grid: Grid, k: int, direction: i
     return sxs, sxx, n
 
 
-def fit_prefix(x: np.ndarray, mask: np.ndarray, grid: Grid, k: int, direction: int,
-               m_max: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fit_prefix(
+    x: np.ndarray, mask: np.ndarray, grid: Grid, k: int, direction: int, m_max: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best grid (m, w) of each curve from its evaluations 0 … k only.
 
     Args:
@@ -208,8 +232,14 @@ def fit_prefix(x: np.ndarray, mask: np.ndarray, grid: Grid, k: int, direction: i
     return idx, g, sxx
 
 
-def rss_at(x: np.ndarray, mask: np.ndarray, epochs: np.ndarray, m: np.ndarray, w: np.ndarray,
-           direction: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rss_at(
+    x: np.ndarray,
+    mask: np.ndarray,
+    epochs: np.ndarray,
+    m: np.ndarray,
+    w: np.ndarray,
+    direction: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """RSS, â and b̂ of each curve at its own (m, w), shape (A,); RSS = S_xx (no rise) where the
     best â has the wrong sign."""
     t = np.asarray(epochs, float)
@@ -235,9 +265,17 @@ def _parabola_step(r_minus: np.ndarray, r0: np.ndarray, r_plus: np.ndarray) -> n
     return np.clip(off, -1.0, 1.0)
 
 
-def refine(x: np.ndarray, mask: np.ndarray, epochs: np.ndarray, m: np.ndarray, w: np.ndarray,
-           h_m: np.ndarray, direction: int, m_bounds: tuple[np.ndarray, np.ndarray],
-           rounds: int = 4) -> Fit:
+def refine(
+    x: np.ndarray,
+    mask: np.ndarray,
+    epochs: np.ndarray,
+    m: np.ndarray,
+    w: np.ndarray,
+    h_m: np.ndarray,
+    direction: int,
+    m_bounds: tuple[np.ndarray, np.ndarray],
+    rounds: int = 4,
+) -> Fit:
     """Refine grid estimates (m, w) by alternating parabolic steps in m and in log w.
 
     Each round fits a parabola to the RSS at m − h, m, m + h (then at w / r, w, w · r) and

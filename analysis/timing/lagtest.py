@@ -59,13 +59,16 @@ def _check(lo: Any, hi: Any) -> tuple[np.ndarray, np.ndarray]:
     """Interval bounds as float arrays (n,), lo <= hi, no NaN."""
     lo, hi = np.asarray(lo, float).reshape(-1), np.asarray(hi, float).reshape(-1)
     if lo.shape != hi.shape or np.isnan(lo).any() or np.isnan(hi).any() or (lo > hi).any():
-        raise ValueError(f"lag intervals must be paired bounds with lo <= hi and no NaN, but "
-                         f"got lo={lo.tolist()}, hi={hi.tolist()}.")
+        raise ValueError(
+            f"lag intervals must be paired bounds with lo <= hi and no NaN, but "
+            f"got lo={lo.tolist()}, hi={hi.tolist()}."
+        )
     return lo, hi
 
 
-def _pair_scores(lo_i: np.ndarray, hi_i: np.ndarray, lo_j: np.ndarray,
-                 hi_j: np.ndarray) -> np.ndarray:
+def _pair_scores(
+    lo_i: np.ndarray, hi_i: np.ndarray, lo_j: np.ndarray, hi_j: np.ndarray
+) -> np.ndarray:
     """Walsh-pair scores under the four flip states: shape (..., 2, 2), entry [f_i, f_j] =
     1(lo'_i + lo'_j > 0) − 1(hi'_i + hi'_j < 0) with a flipped interval [−hi, −lo]."""
     flo_i, fhi_i = np.stack([lo_i, -hi_i], -1), np.stack([hi_i, -lo_i], -1)
@@ -78,8 +81,8 @@ def _pair_scores(lo_i: np.ndarray, hi_i: np.ndarray, lo_j: np.ndarray,
 def _pair_table(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs i <= j and each pair's score under the four flip states (f_i, f_j) ∈ {0, 1}²:
     table shape (P, 4), column 2 f_i + f_j."""
-    I, J = np.triu_indices(lo.size)
-    return I, J, _pair_scores(lo[I], hi[I], lo[J], hi[J]).reshape(I.size, 4)
+    ii, jj = np.triu_indices(lo.size)
+    return ii, jj, _pair_scores(lo[ii], hi[ii], lo[jj], hi[jj]).reshape(ii.size, 4)
 
 
 def gehan_u(lo: Any, hi: Any) -> int:
@@ -115,8 +118,9 @@ def _shift_add(dist: np.ndarray, v0: np.ndarray, v1: np.ndarray) -> np.ndarray:
     return out
 
 
-def _null_u(lo: np.ndarray, hi: np.ndarray, n_mc: int,
-            rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray, bool]:
+def _null_u(
+    lo: np.ndarray, hi: np.ndarray, n_mc: int, rng: np.random.Generator | None
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """Values of U under the 2ⁿ sign flips and their probabilities; exact flag.
 
     Seeds with a point lag of distinct non-zero |d| ("linear" seeds) enter U through a term
@@ -136,26 +140,30 @@ def _null_u(lo: np.ndarray, hi: np.ndarray, n_mc: int,
     q = other.size
     if q > EXACT_MAX:
         rng = np.random.default_rng(0) if rng is None else rng
-        I, J, table = _pair_table(lo, hi)
+        ii, jj, table = _pair_table(lo, hi)
         out = []
-        chunk = max(1, 2 ** 22 // max(I.size, 1))
+        chunk = max(1, 2**22 // max(ii.size, 1))
         for start in range(0, n_mc, chunk):
             bits = rng.integers(0, 2, (min(chunk, n_mc - start), n))
-            out.append(table[np.arange(I.size), 2 * bits[:, I] + bits[:, J]].sum(1))
+            out.append(table[np.arange(ii.size), 2 * bits[:, ii] + bits[:, jj]].sum(1))
         u = np.concatenate(out).astype(float)
         return u, np.full(u.size, 1.0 / u.size), False
     lo_o, hi_o = lo[other], hi[other]
-    I, J = np.triu_indices(q)
-    g = _pair_scores(lo_o[I], hi_o[I], lo_o[J], hi_o[J])  # (pairs, 2, 2)
+    ii, jj = np.triu_indices(q)
+    g = _pair_scores(lo_o[ii], hi_o[ii], lo_o[jj], hi_o[jj])  # (pairs, 2, 2)
     order = lin[np.argsort(absd[lin], kind="stable")]
-    cross = _pair_scores(np.repeat(lo[order], q), np.repeat(hi[order], q),
-                         np.tile(lo_o, order.size), np.tile(hi_o, order.size))
+    cross = _pair_scores(
+        np.repeat(lo[order], q),
+        np.repeat(hi[order], q),
+        np.tile(lo_o, order.size),
+        np.tile(hi_o, order.size),
+    )
     cross = cross.reshape(order.size, q, 2, 2)  # [linear seed, other seed, f_lin, f_other]
     law = np.zeros(2 * total + 1)
-    for start in range(0, 2 ** q, _CHUNK):
-        codes = np.arange(start, min(start + _CHUNK, 2 ** q))
+    for start in range(0, 2**q, _CHUNK):
+        codes = np.arange(start, min(start + _CHUNK, 2**q))
         states = (codes[:, None] >> np.arange(q)[None, :]) & 1  # (c, q)
-        a = g[np.arange(I.size)[None, :], states[:, I], states[:, J]].sum(1)  # (c,)
+        a = g[np.arange(ii.size)[None, :], states[:, ii], states[:, jj]].sum(1)  # (c,)
         dist = np.zeros((codes.size, 2 * total + 1))
         dist[np.arange(codes.size), a + total] = 1.0
         for r, p in enumerate(order):
@@ -164,12 +172,17 @@ def _null_u(lo: np.ndarray, hi: np.ndarray, n_mc: int,
             c1 = cross[r, np.arange(q)[None, :], 1, states].sum(1)
             dist = _shift_add(dist, base + c0, -base + c1)
         law += dist.sum(0)
-    return np.arange(-total, total + 1, dtype=float), law / 2 ** q, True
+    return np.arange(-total, total + 1, dtype=float), law / 2**q, True
 
 
-def signflip_test(lo: Any, hi: Any, *, alternative: str = "two-sided",
-                  n_mc: int = N_MONTE_CARLO,
-                  rng: np.random.Generator | None = None) -> tuple[int, float]:
+def signflip_test(
+    lo: Any,
+    hi: Any,
+    *,
+    alternative: str = "two-sided",
+    n_mc: int = N_MONTE_CARLO,
+    rng: np.random.Generator | None = None,
+) -> tuple[int, float]:
     """Sign-flip permutation test of the lag intervals' centre against 0.
 
     Args:
@@ -183,8 +196,10 @@ def signflip_test(lo: Any, hi: Any, *, alternative: str = "two-sided",
     """
     lo, hi = _check(lo, hi)
     if alternative not in ("two-sided", "greater", "less"):
-        raise ValueError(f"signflip_test(): alternative must be 'two-sided', 'greater' or "
-                         f"'less', but got {alternative!r}.")
+        raise ValueError(
+            f"signflip_test(): alternative must be 'two-sided', 'greater' or "
+            f"'less', but got {alternative!r}."
+        )
     if lo.size == 0:
         return 0, 1.0
     u_obs = gehan_u(lo, hi)
@@ -225,7 +240,7 @@ def sign_test(k: int, n: int) -> float:
     if n <= 0:
         return 1.0
     j = min(k, n - k)
-    return min(1.0, 2.0 * sum(math.comb(n, i) for i in range(j + 1)) / 2.0 ** n)
+    return min(1.0, 2.0 * sum(math.comb(n, i) for i in range(j + 1)) / 2.0**n)
 
 
 def bh_adjust(p: Any) -> np.ndarray:

@@ -119,35 +119,59 @@ class TimingOnset:
         return asdict(self)
 
 
-def _check(epochs: Any, values: Any, fraction: float, direction: int, resolve: float,
-           plateau: int, extra: int) -> tuple[np.ndarray, np.ndarray]:
+def _check(
+    epochs: Any,
+    values: Any,
+    fraction: float,
+    direction: int,
+    resolve: float,
+    plateau: int,
+    extra: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """Validated schedule (T,) and values (S, T)."""
     t = np.asarray(epochs, dtype=float)
     x = np.asarray(values, dtype=float)
     if x.ndim == 1:
         x = x[None, :]
     if t.ndim != 1 or x.ndim != 2 or x.shape[1] != t.size:
-        raise ValueError(f"timing_onsets(): epochs must have shape (T,) and values (S, T) or "
-                         f"(T,), but got epochs {t.shape} and values {x.shape}.")
+        raise ValueError(
+            f"timing_onsets(): epochs must have shape (T,) and values (S, T) or "
+            f"(T,), but got epochs {t.shape} and values {x.shape}."
+        )
     if t.size < 3 or not np.all(np.isfinite(t)) or not np.all(np.diff(t) > 0):
-        raise ValueError(f"timing_onsets(): epochs must be finite, strictly increasing and "
-                         f"at least 3, but got {t.tolist()}.")
+        raise ValueError(
+            f"timing_onsets(): epochs must be finite, strictly increasing and "
+            f"at least 3, but got {t.tolist()}."
+        )
     if not 0.0 < fraction < 1.0 or abs(math.log(fraction / (1 - fraction))) >= resolve:
-        raise ValueError(f"timing_onsets(): fraction must lie in (σ(−resolve), σ(resolve)) = "
-                         f"({1 / (1 + math.exp(resolve)):.3f}, "
-                         f"{1 / (1 + math.exp(-resolve)):.3f}), but got fraction={fraction}.")
+        raise ValueError(
+            f"timing_onsets(): fraction must lie in (σ(−resolve), σ(resolve)) = "
+            f"({1 / (1 + math.exp(resolve)):.3f}, "
+            f"{1 / (1 + math.exp(-resolve)):.3f}), but got fraction={fraction}."
+        )
     if direction not in (1, -1):
-        raise ValueError(f"timing_onsets(): direction must be +1 (a rise) or −1 (a fall), but "
-                         f"got direction={direction!r}.")
+        raise ValueError(
+            f"timing_onsets(): direction must be +1 (a rise) or −1 (a fall), but "
+            f"got direction={direction!r}."
+        )
     if isinstance(plateau, bool) or plateau < 1 or isinstance(extra, bool) or extra < 0:
-        raise ValueError(f"timing_onsets(): plateau must be >= 1 and extra >= 0 evaluations, "
-                         f"but got plateau={plateau!r}, extra={extra!r}.")
+        raise ValueError(
+            f"timing_onsets(): plateau must be >= 1 and extra >= 0 evaluations, "
+            f"but got plateau={plateau!r}, extra={extra!r}."
+        )
     return t, x
 
 
-def _confirmations(t: np.ndarray, x: np.ndarray, ok: np.ndarray, ready: np.ndarray,
-                   direction: int, resolve: float, plateau: int,
-                   evidence: float) -> tuple[np.ndarray, np.ndarray]:
+def _confirmations(
+    t: np.ndarray,
+    x: np.ndarray,
+    ok: np.ndarray,
+    ready: np.ndarray,
+    direction: int,
+    resolve: float,
+    plateau: int,
+    evidence: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Index k* of the evaluation at which each curve's rise is confirmed (−1 if never), and
     the fitted scale ŵ there (NaN if never).
 
@@ -221,8 +245,9 @@ def _ar_inflation(x: np.ndarray, ok: np.ndarray, s: np.ndarray) -> np.ndarray:
     return (1.0 + rho) / (1.0 - rho)
 
 
-def _final_fit(t: np.ndarray, x: np.ndarray, ok: np.ndarray, last: np.ndarray,
-               direction: int) -> dict[str, np.ndarray]:
+def _final_fit(
+    t: np.ndarray, x: np.ndarray, ok: np.ndarray, last: np.ndarray, direction: int
+) -> dict[str, np.ndarray]:
     """Refined fit of each curve on its evaluations 0 … last[s] only (``last`` shape (A,)):
     the grid of the schedule t_1 … t_last, then :func:`analysis.timing.fit.refine`."""
     A = x.shape[0]
@@ -239,15 +264,24 @@ def _final_fit(t: np.ndarray, x: np.ndarray, ok: np.ndarray, last: np.ndarray,
         if not good.size:
             continue
         g = idx[good]
-        f = refine(xk[good], ok_k[good], tk, grid.m[g], grid.w[g], 0.5 * grid.step_m[g],
-                   direction, (np.full(good.size, grid.m.min()), np.full(good.size, tk[-1])))
+        f = refine(
+            xk[good],
+            ok_k[good],
+            tk,
+            grid.m[g],
+            grid.w[g],
+            0.5 * grid.step_m[g],
+            direction,
+            (np.full(good.size, grid.m.min()), np.full(good.size, tk[-1])),
+        )
         for key, arr in out.items():
             arr[rows[good]] = getattr(f, key)
     return out
 
 
-def detections(epochs: np.ndarray, y: np.ndarray, threshold: float = DEFAULT_Z,
-               run: int = DEFAULT_RUN) -> tuple[np.ndarray, np.ndarray]:
+def detections(
+    epochs: np.ndarray, y: np.ndarray, threshold: float = DEFAULT_Z, run: int = DEFAULT_RUN
+) -> tuple[np.ndarray, np.ndarray]:
     """The detection rule of :func:`study.contract.outcomes.onset` ("detectable from") on a
     batch: the first evaluation from which y stays >= threshold for ``run`` evaluations (NaN
     breaks a stretch).
@@ -310,17 +344,41 @@ def timing_onsets(
     """
     t, x = _check(epochs, values, fraction, direction, resolve, plateau, extra)
     if not (evidence >= 0 and window >= 0):
-        raise ValueError(f"timing_onsets(): evidence and window must be >= 0, but got "
-                         f"evidence={evidence}, window={window}.")
+        raise ValueError(
+            f"timing_onsets(): evidence and window must be >= 0, but got "
+            f"evidence={evidence}, window={window}."
+        )
     with single_thread_blas():
-        return _timing_onsets(t, x, fraction, direction, threshold, run, resolve, plateau,
-                              extra, origin, evidence, window)
+        return _timing_onsets(
+            t,
+            x,
+            fraction,
+            direction,
+            threshold,
+            run,
+            resolve,
+            plateau,
+            extra,
+            origin,
+            evidence,
+            window,
+        )
 
 
-def _timing_onsets(t: np.ndarray, x: np.ndarray, fraction: float, direction: int,
-                   threshold: float, run: int, resolve: float, plateau: int, extra: int,
-                   origin: float | None, evidence: float,
-                   window: float) -> list[TimingOnset]:
+def _timing_onsets(
+    t: np.ndarray,
+    x: np.ndarray,
+    fraction: float,
+    direction: int,
+    threshold: float,
+    run: int,
+    resolve: float,
+    plateau: int,
+    extra: int,
+    origin: float | None,
+    evidence: float,
+    window: float,
+) -> list[TimingOnset]:
     """:func:`timing_onsets` on validated arrays."""
     S, T = x.shape
     origin = min(0.0, float(t[0])) if origin is None else float(origin)
@@ -328,11 +386,9 @@ def _timing_onsets(t: np.ndarray, x: np.ndarray, fraction: float, direction: int
     det_i, _ = detections(t, direction * x, threshold, run)
     ready = np.where(det_i >= 0, det_i + run - 1, -1)
     conf, w_conf = _confirmations(t, x, ok, ready, direction, resolve, plateau, evidence)
-    last_ok = np.array([int(np.flatnonzero(ok[s])[-1]) if ok[s].any() else -1
-                        for s in range(S)])
+    last_ok = np.array([int(np.flatnonzero(ok[s])[-1]) if ok[s].any() else -1 for s in range(S)])
     # the bounded window: at least `extra` evaluations and `window` fitted scales past k*
-    want = np.where(conf >= 0, t[np.maximum(conf, 0)] + window * np.nan_to_num(w_conf),
-                    np.inf)
+    want = np.where(conf >= 0, t[np.maximum(conf, 0)] + window * np.nan_to_num(w_conf), np.inf)
     reach = np.searchsorted(t, want, side="left")
     end = np.maximum(conf + extra, reach)
     complete = (conf >= 0) & (end <= T - 1)
@@ -347,42 +403,71 @@ def _timing_onsets(t: np.ndarray, x: np.ndarray, fraction: float, direction: int
     out = []
     for s in range(S):
         m, w = fits["m"][s], fits["w"][s]
-        common = {"detectable_from": float(t[det_i[s]]) if det_i[s] >= 0 else math.nan,
-                  "midpoint": m, "width": w, "amplitude": fits["a"][s],
-                  "baseline": fits["b"][s]}
+        common = {
+            "detectable_from": float(t[det_i[s]]) if det_i[s] >= 0 else math.nan,
+            "midpoint": m,
+            "width": w,
+            "amplitude": fits["a"][s],
+            "baseline": fits["b"][s],
+        }
         k_d = int(decided[s])
         fitted = np.isfinite(m) and k_d >= 0
         base = fitted and bool((ok[s, : k_d + 1] & (t[: k_d + 1] <= m - resolve * w)).any())
         if conf[s] >= 0 and fitted:
-            dec = {"confirmed_at": float(t[conf[s]]), "decided_at": float(t[k_d]),
-                   "complete": bool(complete[s])}
+            dec = {
+                "confirmed_at": float(t[conf[s]]),
+                "decided_at": float(t[k_d]),
+                "complete": bool(complete[s]),
+            }
             if base:
                 tf = m + w * logit_f
                 out.append(TimingOnset(tf, tf, tf, "onset", **dec, **common))
             else:
-                hi = _left_bound(t[: k_d + 1], direction * x[s, : k_d + 1],
-                                 ok[s, : k_d + 1], m, w, direction * fits["a"][s],
-                                 direction * fits["b"][s], fraction)
-                out.append(TimingOnset(math.nan, origin, hi, "left-censored", **dec,
-                                       **common))
+                hi = _left_bound(
+                    t[: k_d + 1],
+                    direction * x[s, : k_d + 1],
+                    ok[s, : k_d + 1],
+                    m,
+                    w,
+                    direction * fits["a"][s],
+                    direction * fits["b"][s],
+                    fraction,
+                )
+                out.append(TimingOnset(math.nan, origin, hi, "left-censored", **dec, **common))
             continue
         undecided = {"confirmed_at": math.nan, "decided_at": math.nan, "complete": False}
         if ready[s] >= 0 and fitted:
             lo = origin
             if base:
-                lo = _right_bound(t[: k_d + 1], direction * x[s, : k_d + 1],
-                                  ok[s, : k_d + 1], m, w, direction * fits["a"][s],
-                                  direction * fits["b"][s], fraction, origin)
-            out.append(TimingOnset(math.nan, lo, math.inf, "unresolved", **undecided,
-                                   **common))
+                lo = _right_bound(
+                    t[: k_d + 1],
+                    direction * x[s, : k_d + 1],
+                    ok[s, : k_d + 1],
+                    m,
+                    w,
+                    direction * fits["a"][s],
+                    direction * fits["b"][s],
+                    fraction,
+                    origin,
+                )
+            out.append(TimingOnset(math.nan, lo, math.inf, "unresolved", **undecided, **common))
         else:
-            out.append(TimingOnset(math.nan, origin, math.inf, "not detected", **undecided,
-                                   **common))
+            out.append(
+                TimingOnset(math.nan, origin, math.inf, "not detected", **undecided, **common)
+            )
     return out
 
 
-def _left_bound(t: np.ndarray, y: np.ndarray, ok: np.ndarray, m: float, w: float, a: float,
-                b: float, fraction: float) -> float:
+def _left_bound(
+    t: np.ndarray,
+    y: np.ndarray,
+    ok: np.ndarray,
+    m: float,
+    w: float,
+    a: float,
+    b: float,
+    fraction: float,
+) -> float:
     """Upper bound of a rise already under way at the first evaluation (y oriented to rise).
 
     The baseline is at most the fitted level at the first evaluation, y₁ = b + a·σ((t₁ − m)/w),
@@ -398,8 +483,17 @@ def _left_bound(t: np.ndarray, y: np.ndarray, ok: np.ndarray, m: float, w: float
     return float(t[min(int(below[-1]) + 1, t.size - 1)])
 
 
-def _right_bound(t: np.ndarray, y: np.ndarray, ok: np.ndarray, m: float, w: float, a: float,
-                 b: float, fraction: float, origin: float) -> float:
+def _right_bound(
+    t: np.ndarray,
+    y: np.ndarray,
+    ok: np.ndarray,
+    m: float,
+    w: float,
+    a: float,
+    b: float,
+    fraction: float,
+    origin: float,
+) -> float:
     """Lower bound of a rise still under way at the last evaluation (y oriented to rise).
 
     The eventual amplitude is at least what the fit has reached, y_T − b with
@@ -441,8 +535,10 @@ def confirm_online(epochs: Any, history: Any, **kwargs: Any) -> np.ndarray:
     if h.ndim == 1:
         h = h[None, :]
     if t.ndim != 1 or h.ndim != 2 or h.shape[1] != t.size:
-        raise ValueError(f"confirm_online(): epochs must have shape (k,) and history (S, k), "
-                         f"but got epochs {t.shape} and history {h.shape}.")
+        raise ValueError(
+            f"confirm_online(): epochs must have shape (k,) and history (S, k), "
+            f"but got epochs {t.shape} and history {h.shape}."
+        )
     if t.size < 3:
         return np.zeros(h.shape[0], dtype=bool)
     ons = timing_onsets(t, h, **kwargs)
@@ -460,5 +556,4 @@ def regular_step(epochs: Any) -> float:
     if t.size < 2:
         return 1.0
     d = np.diff(t)
-    return float(np.median(d[d.size // 2:]))
-
+    return float(np.median(d[d.size // 2 :]))

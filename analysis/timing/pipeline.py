@@ -59,13 +59,15 @@ def _check_table(table: pd.DataFrame, by: list[str], func: str, struct: str) -> 
     need = ["seed", "epoch", func, struct, *by]
     missing = [c for c in need if c not in table.columns]
     if missing:
-        raise ValueError(f"timing_from_curves(): the curves table must have columns {need}, but "
-                         f"{missing} are missing (columns: {list(table.columns)}).")
+        raise ValueError(
+            f"timing_from_curves(): the curves table must have columns {need}, but "
+            f"{missing} are missing (columns: {list(table.columns)})."
+        )
 
 
-def _seed_curves(cell: pd.DataFrame, keys: list[str], func: str, struct: str,
-                 excluded: list[dict[str, Any]]
-                 ) -> list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]]:
+def _seed_curves(
+    cell: pd.DataFrame, keys: list[str], func: str, struct: str, excluded: list[dict[str, Any]]
+) -> list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]]:
     """(seed key, epochs, function values, structure values) per seed, sorted by epoch; seeds
     with fewer than 3 evaluations are appended to ``excluded``.
 
@@ -79,15 +81,21 @@ def _seed_curves(cell: pd.DataFrame, keys: list[str], func: str, struct: str,
             excluded.append({"seed": key, "reason": f"{t.size} evaluations (3 needed)"})
             continue
         if not np.all(np.diff(t) > 0):
-            raise ValueError(f"timing_from_curves(): seed {key!r} repeats an epoch; each seed "
-                             f"needs one row per evaluation (is a cell column missing from "
-                             f"by?).")
+            raise ValueError(
+                f"timing_from_curves(): seed {key!r} repeats an epoch; each seed "
+                f"needs one row per evaluation (is a cell column missing from "
+                f"by?)."
+            )
         out.append((key, t, g[func].to_numpy(float), g[struct].to_numpy(float)))
     return out
 
 
-def _onsets(seeds: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]], direction: int,
-            which: int, kw: dict[str, Any]) -> list[TimingOnset]:
+def _onsets(
+    seeds: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]],
+    direction: int,
+    which: int,
+    kw: dict[str, Any],
+) -> list[TimingOnset]:
     """Timing onsets of column ``which`` (2: function, 3: structure) of every seed, batched by
     identical schedules."""
     out: list[TimingOnset | None] = [None] * len(seeds)
@@ -101,8 +109,9 @@ def _onsets(seeds: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]], directi
     return [o for o in out if o is not None]
 
 
-def _measure(table: pd.DataFrame, column: str, direction: int, by: list[str],
-             default: CurveParams) -> tuple[CurveParams, tuple[float, float] | None, str]:
+def _measure(
+    table: pd.DataFrame, column: str, direction: int, by: list[str], default: CurveParams
+) -> tuple[CurveParams, tuple[float, float] | None, str]:
     """The column's measured curve model, midpoint range and a note (the default when the
     curves show no rise to measure)."""
     try:
@@ -112,9 +121,19 @@ def _measure(table: pd.DataFrame, column: str, direction: int, by: list[str],
     return m.params, m.midpoint_range, f"measured on {m.n_seeds} seeds"
 
 
-def _calibrate(epochs: np.ndarray, n: int, family: int, fm: CurveParams, sm: CurveParams,
-               mid: tuple[float, float] | None, n_sim: int, seed: int, alpha: float,
-               margin_evals: float, kw: dict[str, Any]) -> dict[str, Any]:
+def _calibrate(
+    epochs: np.ndarray,
+    n: int,
+    family: int,
+    fm: CurveParams,
+    sm: CurveParams,
+    mid: tuple[float, float] | None,
+    n_sim: int,
+    seed: int,
+    alpha: float,
+    margin_evals: float,
+    kw: dict[str, Any],
+) -> dict[str, Any]:
     """No-lead false-ordering rate and the power at leads ±1, ±2, ±4 evaluations of this
     pipeline, at n seeds per cell in BH families of ``family`` cells. Function midpoints are
     drawn in the measured 10–90 % range, kept within [t₁ + 5 % span, t_T − 25 % span] so a
@@ -126,16 +145,36 @@ def _calibrate(epochs: np.ndarray, n: int, family: int, fm: CurveParams, sm: Cur
         mid = (lo, max(hi, lo))
     rows = []
     for lead in CALIBRATION_LEADS:
-        r = calibrate_scenario(Scenario(f"lead {lead:+g}", fm, sm, lead), epochs=epochs,
-                               n_seeds=n, n_cells=max(n_sim, family), family=family,
-                               midpoint_range=mid, alpha=alpha, margin_evals=margin_evals,
-                               rng=np.random.default_rng(seed), onset_kwargs=kw)
-        rows.append({"lead_evals": lead, "false_ordering": r.false_ordering,
-                     "power": r.power, "rates": r.rates, "lag_sd_evals": r.lag_sd_evals,
-                     "n_cells": r.n_cells})
-    return {"n_seeds": n, "family": family, "alpha": alpha, "scenarios": rows,
-            "false_ordering": rows[0]["false_ordering"],
-            "lag_sd_evals": rows[0]["lag_sd_evals"]}
+        r = calibrate_scenario(
+            Scenario(f"lead {lead:+g}", fm, sm, lead),
+            epochs=epochs,
+            n_seeds=n,
+            n_cells=max(n_sim, family),
+            family=family,
+            midpoint_range=mid,
+            alpha=alpha,
+            margin_evals=margin_evals,
+            rng=np.random.default_rng(seed),
+            onset_kwargs=kw,
+        )
+        rows.append(
+            {
+                "lead_evals": lead,
+                "false_ordering": r.false_ordering,
+                "power": r.power,
+                "rates": r.rates,
+                "lag_sd_evals": r.lag_sd_evals,
+                "n_cells": r.n_cells,
+            }
+        )
+    return {
+        "n_seeds": n,
+        "family": family,
+        "alpha": alpha,
+        "scenarios": rows,
+        "false_ordering": rows[0]["false_ordering"],
+        "lag_sd_evals": rows[0]["lag_sd_evals"],
+    }
 
 
 def timing_from_curves(
@@ -195,7 +234,8 @@ def timing_from_curves(
         excluded = []
         if "success" in cell.columns:
             ok = cell.groupby(keys)["success"].transform(
-                lambda s: bool(pd.Series(s).fillna(False).astype(bool).all()))
+                lambda s: bool(pd.Series(s).fillna(False).astype(bool).all())
+            )
             for k, _ in cell[~ok.astype(bool)].groupby(keys, sort=True):
                 excluded.append({"seed": k, "reason": "failed the task (success false)"})
             cell = cell[ok.astype(bool)]
@@ -206,11 +246,18 @@ def timing_from_curves(
         step = regular_step(longest)
         stats = cell_statistics(of, os_, step=step, margin_evals=margin_evals)
         cells.append(stats)
-        meta.append({"key": dict(zip(by, key)), "excluded": excluded, "step": step,
-                     "epochs": longest, "seeds": [
-                         {"seed": s[0], "func": f.to_dict(), "struct": g.to_dict(),
-                          "lag": list(lag)} for s, f, g, lag in zip(seeds, of, os_,
-                                                                    stats["lags"])]})
+        meta.append(
+            {
+                "key": dict(zip(by, key)),
+                "excluded": excluded,
+                "step": step,
+                "epochs": longest,
+                "seeds": [
+                    {"seed": s[0], "func": f.to_dict(), "struct": g.to_dict(), "lag": list(lag)}
+                    for s, f, g, lag in zip(seeds, of, os_, stats["lags"])
+                ],
+            }
+        )
     family = len(cells)
     kept = table
     if "success" in table.columns:
@@ -225,22 +272,37 @@ def timing_from_curves(
     if n_sim > 0 and family:
         sched = max((m["epochs"] for m in meta), key=len)
         for n in sorted({c["n_seeds"] for c in cells if c["n_seeds"] > 0}):
-            calib[n] = _calibrate(sched, n, family, fm, sm, f_mid, n_sim, seed, alpha,
-                                  margin_evals, kw)
-    fallback = [calib[c["n_seeds"]]["lag_sd_evals"] if c["n_seeds"] in calib
-                and math.isfinite(calib[c["n_seeds"]]["lag_sd_evals"])
-                else DEFAULT_LAG_SD_EVALS for c in cells]
-    labelled = label_cells(cells, step=[m["step"] for m in meta], alpha=alpha,
-                           lead_of_interest=lead_of_interest, fallback_sd_evals=fallback)
+            calib[n] = _calibrate(
+                sched, n, family, fm, sm, f_mid, n_sim, seed, alpha, margin_evals, kw
+            )
+    fallback = [
+        calib[c["n_seeds"]]["lag_sd_evals"]
+        if c["n_seeds"] in calib and math.isfinite(calib[c["n_seeds"]]["lag_sd_evals"])
+        else DEFAULT_LAG_SD_EVALS
+        for c in cells
+    ]
+    labelled = label_cells(
+        cells,
+        step=[m["step"] for m in meta],
+        alpha=alpha,
+        lead_of_interest=lead_of_interest,
+        fallback_sd_evals=fallback,
+    )
     out = []
     for r, m in zip(labelled, meta):
         rec = {**m["key"], "verdict": r.pop("verdict")}
         r.pop("lags")
         rec.update(r)
-        rec.update(excluded=m["excluded"], step=m["step"],
-                   median_lag_evals=r["median_lag"] / m["step"], seeds=m["seeds"],
-                   calibration=calib.get(r["n_seeds"]),
-                   curve_models={"func": {**fm.to_dict(), "source": f_note},
-                                 "struct": {**sm.to_dict(), "source": s_note}})
+        rec.update(
+            excluded=m["excluded"],
+            step=m["step"],
+            median_lag_evals=r["median_lag"] / m["step"],
+            seeds=m["seeds"],
+            calibration=calib.get(r["n_seeds"]),
+            curve_models={
+                "func": {**fm.to_dict(), "source": f_note},
+                "struct": {**sm.to_dict(), "source": s_note},
+            },
+        )
         out.append(jsonable(rec))
     return out

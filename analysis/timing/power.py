@@ -81,7 +81,7 @@ def power_at(effect: float, n: int, level: float) -> float:
 def detectable_effect(n: int, level: float, power: float = POWER) -> float:
     """Smallest L/s with the given power at ``level`` for n seeds; inf when even the most
     extreme outcome (all 2ⁿ flips, p = 2/2ⁿ) cannot reach the level."""
-    if n < 1 or 2.0 / 2.0 ** n > level + 1e-12:
+    if n < 1 or 2.0 / 2.0**n > level + 1e-12:
         return math.inf
     lo, hi = 0.0, 1.0
     while power_at(hi, n, level) < power:
@@ -97,8 +97,9 @@ def detectable_effect(n: int, level: float, power: float = POWER) -> float:
     return hi
 
 
-def detectable_lead(n: int, sd: float, *, alpha: float = 0.05, family: int = 1,
-                    power: float = POWER) -> float:
+def detectable_lead(
+    n: int, sd: float, *, alpha: float = 0.05, family: int = 1, power: float = POWER
+) -> float:
     """Smallest |lead| (units of ``sd``) a cell of n seeds detects with ``power`` at α/family.
 
     inf when n seeds cannot reach α/family at all, NaN when sd is not finite and positive.
@@ -108,9 +109,15 @@ def detectable_lead(n: int, sd: float, *, alpha: float = 0.05, family: int = 1,
     return detectable_effect(int(n), float(alpha) / max(int(family), 1), power) * sd
 
 
-def seeds_for_verdict(n_seeds: int, family: int, *, lead_evals: float = LEAD_OF_INTEREST_EVALS,
-                      lag_sd_evals: float = DEFAULT_LAG_SD_EVALS, alpha: float = 0.05,
-                      power: float = POWER) -> dict[str, Any]:
+def seeds_for_verdict(
+    n_seeds: int,
+    family: int,
+    *,
+    lead_evals: float = LEAD_OF_INTEREST_EVALS,
+    lag_sd_evals: float = DEFAULT_LAG_SD_EVALS,
+    alpha: float = 0.05,
+    power: float = POWER,
+) -> dict[str, Any]:
     """Whether cells of ``n_seeds`` seeds in a BH family of ``family`` cells can call a lead.
 
     For ``study validate``: under the default noise model (lags spread by ``lag_sd_evals``
@@ -122,18 +129,27 @@ def seeds_for_verdict(n_seeds: int, family: int, *, lead_evals: float = LEAD_OF_
         ``seeds_needed`` (the smallest n that can, or None beyond 200), and the inputs.
     """
     if n_seeds < 1 or family < 1:
-        raise ValueError(f"seeds_for_verdict(): n_seeds and family must be >= 1, but got "
-                         f"n_seeds={n_seeds}, family={family}.")
+        raise ValueError(
+            f"seeds_for_verdict(): n_seeds and family must be >= 1, but got "
+            f"n_seeds={n_seeds}, family={family}."
+        )
     lead = detectable_lead(n_seeds, lag_sd_evals, alpha=alpha, family=family, power=power)
     effect = lead_evals / lag_sd_evals
     needed, n = None, 1
     while n <= MAX_SEEDS:
         level = alpha / family
-        if 2.0 / 2.0 ** n <= level and power_at(effect, n, level) >= power:
+        if 2.0 / 2.0**n <= level and power_at(effect, n, level) >= power:
             needed = n
             break
         n += 1 if n < 32 else 4
-    return {"n_seeds": int(n_seeds), "family": int(family), "alpha": float(alpha),
-            "power": float(power), "lead_evals": float(lead_evals),
-            "lag_sd_evals": float(lag_sd_evals), "detectable_lead_evals": lead,
-            "reachable": bool(lead <= lead_evals), "seeds_needed": needed}
+    return {
+        "n_seeds": int(n_seeds),
+        "family": int(family),
+        "alpha": float(alpha),
+        "power": float(power),
+        "lead_evals": float(lead_evals),
+        "lag_sd_evals": float(lag_sd_evals),
+        "detectable_lead_evals": lead,
+        "reachable": bool(lead <= lead_evals),
+        "seeds_needed": needed,
+    }

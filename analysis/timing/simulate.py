@@ -29,8 +29,7 @@ from .onsets import regular_step
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CurveParams", "MeasuredCurves", "ar_noise", "measure_curve_params",
-           "simulate_curves"]
+__all__ = ["CurveParams", "MeasuredCurves", "ar_noise", "measure_curve_params", "simulate_curves"]
 
 
 @dataclass(frozen=True)
@@ -45,18 +44,25 @@ class CurveParams:
 
     def __post_init__(self) -> None:
         vals = (self.amplitude, self.width, self.sd, self.rho)
-        if not all(math.isfinite(v) for v in vals) or self.width <= 0 or self.sd < 0 \
-                or not 0.0 <= self.rho < 1.0:
-            raise ValueError(f"CurveParams: amplitude must be finite, width > 0, sd >= 0 and "
-                             f"0 <= rho < 1, but got {self}.")
+        if (
+            not all(math.isfinite(v) for v in vals)
+            or self.width <= 0
+            or self.sd < 0
+            or not 0.0 <= self.rho < 1.0
+        ):
+            raise ValueError(
+                f"CurveParams: amplitude must be finite, width > 0, sd >= 0 and "
+                f"0 <= rho < 1, but got {self}."
+            )
 
     def to_dict(self) -> dict[str, float]:
         """The four numbers, JSON-ready."""
         return asdict(self)
 
 
-def ar_noise(rng: np.random.Generator, n: int, epochs: np.ndarray, sd: float, rho: float,
-             step: float) -> np.ndarray:
+def ar_noise(
+    rng: np.random.Generator, n: int, epochs: np.ndarray, sd: float, rho: float, step: float
+) -> np.ndarray:
     """n independent noise paths on ``epochs``: marginal sd ``sd``, correlation
     ρ^(δ/step) between evaluations δ epochs apart, shape (n, T)."""
     t = np.asarray(epochs, float)
@@ -71,8 +77,9 @@ def ar_noise(rng: np.random.Generator, n: int, epochs: np.ndarray, sd: float, rh
     return sd * out
 
 
-def simulate_curves(rng: np.random.Generator, epochs: Any, params: CurveParams,
-                    midpoints: Any) -> np.ndarray:
+def simulate_curves(
+    rng: np.random.Generator, epochs: Any, params: CurveParams, midpoints: Any
+) -> np.ndarray:
     """Curves A·σ((t − m)/(W·Δ)) + noise, one per midpoint m (epochs), shape (len(m), T)."""
     t = np.asarray(epochs, float)
     m = np.asarray(midpoints, float).reshape(-1)
@@ -92,8 +99,9 @@ class MeasuredCurves:
     n_seeds: int
 
 
-def measure_curve_params(curves: pd.DataFrame, column: str, *, direction: int = 1,
-                         by: Sequence[str] = ()) -> MeasuredCurves:
+def measure_curve_params(
+    curves: pd.DataFrame, column: str, *, direction: int = 1, by: Sequence[str] = ()
+) -> MeasuredCurves:
     """Estimate a metric's amplitude, width, noise and autocorrelation from a study's curves.
 
     Each seed's curve (rows of ``curves`` with ``seed``, ``epoch`` and ``column``; a
@@ -111,8 +119,10 @@ def measure_curve_params(curves: pd.DataFrame, column: str, *, direction: int = 
     keys = [*by, *(k for k in ("trial_id", "seed") if k in curves.columns)]
     need = ["seed", "epoch", column, *by]
     if any(c not in curves.columns for c in need):
-        raise ValueError(f"measure_curve_params(): curves must have columns {need}, but got "
-                         f"{list(curves.columns)}.")
+        raise ValueError(
+            f"measure_curve_params(): curves must have columns {need}, but got "
+            f"{list(curves.columns)}."
+        )
     amps, widths, mids = [], [], []
     ss = num = den = 0.0
     n_res = 0
@@ -124,16 +134,26 @@ def measure_curve_params(curves: pd.DataFrame, column: str, *, direction: int = 
             continue
         t, x = t[ok], x[ok]
         if not np.all(np.diff(t) > 0):
-            raise ValueError(f"measure_curve_params(): each seed's epochs must be strictly "
-                             f"increasing; seed {key!r} repeats an epoch (is a cell column "
-                             f"missing from by={list(by)}?).")
+            raise ValueError(
+                f"measure_curve_params(): each seed's epochs must be strictly "
+                f"increasing; seed {key!r} repeats an epoch (is a cell column "
+                f"missing from by={list(by)}?)."
+            )
         grid = make_grid(t)
         mask = np.ones((1, t.size), dtype=bool)
         idx, _, _ = fit_prefix(x[None, :], mask, grid, t.size - 1, direction)
         if idx[0] < 0:
             continue
-        f = refine(x[None, :], mask, t, grid.m[idx], grid.w[idx],
-                   0.5 * grid.step_m[idx], direction, (grid.m[:1].copy(), t[-1:].copy()))
+        f = refine(
+            x[None, :],
+            mask,
+            t,
+            grid.m[idx],
+            grid.w[idx],
+            0.5 * grid.step_m[idx],
+            direction,
+            (grid.m[:1].copy(), t[-1:].copy()),
+        )
         step = regular_step(t)
         amps.append(abs(float(f.a[0])))
         widths.append(float(f.w[0]) / step)
@@ -145,10 +165,13 @@ def measure_curve_params(curves: pd.DataFrame, column: str, *, direction: int = 
         num += float((r[1:] * r[:-1])[pair].sum())
         den += float((0.5 * (r[1:] ** 2 + r[:-1] ** 2))[pair].sum())
     if not amps:
-        raise ValueError(f"measure_curve_params(): no seed of {column!r} has a fitted rise "
-                         f"(direction {direction:+d}) to measure.")
+        raise ValueError(
+            f"measure_curve_params(): no seed of {column!r} has a fitted rise "
+            f"(direction {direction:+d}) to measure."
+        )
     rho = float(np.clip(num / den, 0.0, 0.99)) if den > 0 else 0.0
-    params = CurveParams(float(np.median(amps)), float(np.median(widths)),
-                         math.sqrt(ss / max(n_res, 1)), rho)
+    params = CurveParams(
+        float(np.median(amps)), float(np.median(widths)), math.sqrt(ss / max(n_res, 1)), rho
+    )
     lo, hi = np.percentile(mids, [10, 90])
     return MeasuredCurves(params, (float(lo), float(hi)), len(amps))

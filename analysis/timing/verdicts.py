@@ -42,9 +42,16 @@ __all__ = [
 
 ALPHA = 0.05
 MARGIN_EVALS = 2.0  # TOST margin: ±2 evaluations of the regular schedule
-VERDICTS = ("function first", "structure first", "co-emergent", "inconclusive",
-            "inconclusive (power)", "structure never emerged", "function never emerged",
-            "neither emerged")
+VERDICTS = (
+    "function first",
+    "structure first",
+    "co-emergent",
+    "inconclusive",
+    "inconclusive (power)",
+    "structure never emerged",
+    "function never emerged",
+    "neither emerged",
+)
 
 
 def robust_sd(x: Any) -> float:
@@ -69,9 +76,14 @@ def lag_spread(x: Any) -> float:
     return max(robust_sd(v), float(np.std(v, ddof=1)))
 
 
-def cell_statistics(func: Sequence[TimingOnset], struct: Sequence[TimingOnset], *,
-                    step: float, margin_evals: float = MARGIN_EVALS,
-                    rng: np.random.Generator | None = None) -> dict[str, Any]:
+def cell_statistics(
+    func: Sequence[TimingOnset],
+    struct: Sequence[TimingOnset],
+    *,
+    step: float,
+    margin_evals: float = MARGIN_EVALS,
+    rng: np.random.Generator | None = None,
+) -> dict[str, Any]:
     """Raw (unadjusted) timing statistics of one cell's seeds.
 
     Args:
@@ -90,8 +102,10 @@ def cell_statistics(func: Sequence[TimingOnset], struct: Sequence[TimingOnset], 
         intervals).
     """
     if len(func) != len(struct):
-        raise ValueError(f"cell_statistics(): func and struct must pair the same seeds, but "
-                         f"got {len(func)} and {len(struct)} onsets.")
+        raise ValueError(
+            f"cell_statistics(): func and struct must pair the same seeds, but "
+            f"got {len(func)} and {len(struct)} onsets."
+        )
     n = len(func)
     lo = np.empty(n)
     hi = np.empty(n)
@@ -119,9 +133,14 @@ def cell_statistics(func: Sequence[TimingOnset], struct: Sequence[TimingOnset], 
     return out
 
 
-def label_cells(cells: Sequence[dict[str, Any]], *, step: float | Sequence[float],
-                alpha: float = ALPHA, lead_of_interest: float = LEAD_OF_INTEREST_EVALS,
-                fallback_sd_evals: float | Sequence[float] = math.nan) -> list[dict[str, Any]]:
+def label_cells(
+    cells: Sequence[dict[str, Any]],
+    *,
+    step: float | Sequence[float],
+    alpha: float = ALPHA,
+    lead_of_interest: float = LEAD_OF_INTEREST_EVALS,
+    fallback_sd_evals: float | Sequence[float] = math.nan,
+) -> list[dict[str, Any]]:
     """BH across one family of cells, power per cell, and the verdicts.
 
     Args:
@@ -159,12 +178,16 @@ def _power_note(n: int, family: int, alpha: float, lead: float, sd_evals: float)
     """Why the cell can or cannot see a lead, in words."""
     level = alpha / family
     if math.isinf(lead):
-        return (f"{n} seeds cannot reach p <= {level:.4g} (α/{family}): the smallest possible "
-                f"p is {2.0 / 2.0 ** n:.4g}")
+        return (
+            f"{n} seeds cannot reach p <= {level:.4g} (α/{family}): the smallest possible "
+            f"p is {2.0 / 2.0**n:.4g}"
+        )
     if math.isnan(lead):
         return "no lag spread to judge power from"
-    return (f"80 % power for a lead of {lead:.2f} evaluations at n = {n}, lag sd "
-            f"{sd_evals:.2f} evaluations, level α/{family} = {level:.4g}")
+    return (
+        f"80 % power for a lead of {lead:.2f} evaluations at n = {n}, lag sd "
+        f"{sd_evals:.2f} evaluations, level α/{family} = {level:.4g}"
+    )
 
 
 def _verdict(r: dict[str, Any], alpha: float, lead_of_interest: float) -> str:

@@ -29,8 +29,13 @@ def _slack(n_cells: int) -> float:
 
 def test_suite_has_the_declared_scenarios():
     names = [s.name for s in scenarios()]
-    assert names[:5] == ["amplitude 1:4", "amplitude 1:2", "amplitude 1:1", "amplitude 2:1",
-                         "amplitude 4:1"]
+    assert names[:5] == [
+        "amplitude 1:4",
+        "amplitude 1:2",
+        "amplitude 1:1",
+        "amplitude 2:1",
+        "amplitude 4:1",
+    ]
     assert {"noise white:AR", "noise AR:white", "width 2:8", "width 8:2"} <= set(names)
     leads = sorted(s.lead_evals for s in scenarios())
     assert leads == [-4.0, -2.0, -1.0] + [0.0] * 9 + [1.0, 2.0, 4.0]
@@ -51,14 +56,16 @@ def test_old_threshold_instrument_reads_amplitude_as_order():
     onsets with the sign test call nearly every cell "function first"; the half-rise onsets
     with the lag test do not, and mostly call the cells co-emergent."""
     sc = Scenario("18:7", DEFAULT_FUNC, DEFAULT_STRUCT, 0.0)
-    r = calibrate_scenario(sc, n_seeds=8, n_cells=100, rng=np.random.default_rng(3),
-                           threshold=True)
+    r = calibrate_scenario(
+        sc, n_seeds=8, n_cells=100, rng=np.random.default_rng(3), threshold=True
+    )
     assert r.threshold_false_ordering >= 0.9
     assert r.false_ordering <= ALPHA + _slack(100)
     assert r.rates["co-emergent"] >= 0.8
     swapped = Scenario("7:18", DEFAULT_STRUCT, DEFAULT_FUNC, 0.0)
-    r = calibrate_scenario(swapped, n_seeds=8, n_cells=60, rng=np.random.default_rng(4),
-                           threshold=True)
+    r = calibrate_scenario(
+        swapped, n_seeds=8, n_cells=60, rng=np.random.default_rng(4), threshold=True
+    )
     assert r.threshold_false_ordering >= 0.9
 
 
@@ -68,8 +75,9 @@ def test_a_lead_of_four_evaluations_is_found(lead):
     r = calibrate_scenario(sc, n_seeds=8, n_cells=60, rng=np.random.default_rng(5))
     assert r.power >= 0.95 and r.false_ordering == 0.0
     # seeds whose own lags scatter by 1.5 evaluations around the lead: still found
-    r = calibrate_scenario(sc, n_seeds=8, n_cells=60, rng=np.random.default_rng(6),
-                           lag_jitter_evals=1.5)
+    r = calibrate_scenario(
+        sc, n_seeds=8, n_cells=60, rng=np.random.default_rng(6), lag_jitter_evals=1.5
+    )
     assert r.power >= 0.8 and r.false_ordering == 0.0
 
 
@@ -92,6 +100,7 @@ def test_calibration_checks_its_arguments():
 
 # ---- the simulated curves and the measured models ----------------------------------------------
 
+
 def test_noise_has_its_declared_sd_and_autocorrelation_on_irregular_epochs():
     t = np.concatenate([np.arange(0.0, 50.0), np.arange(50.0, 1001.0, 25.0)])
     e = ar_noise(np.random.default_rng(0), 4000, t, 0.3, 0.95, 25.0)
@@ -110,8 +119,9 @@ def test_measured_curve_model_recovers_the_simulated_one():
     t = np.arange(0.0, 1001.0, 25.0)
     m = rng.uniform(300.0, 600.0, 24)
     x = simulate_curves(rng, t, CurveParams(15.0, 2.0, 1.0, 0.0), m)
-    curves = pd.DataFrame({"seed": np.repeat(np.arange(24), t.size),
-                           "epoch": np.tile(t, 24), "z": x.ravel()})
+    curves = pd.DataFrame(
+        {"seed": np.repeat(np.arange(24), t.size), "epoch": np.tile(t, 24), "z": x.ravel()}
+    )
     got = measure_curve_params(curves, "z")
     assert got.n_seeds == 24
     assert got.params.amplitude == pytest.approx(15.0, rel=0.05)
@@ -130,12 +140,14 @@ def test_measured_curve_model_recovers_the_simulated_one():
 
 # ---- the full table (docs/timing.md) -----------------------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("n_seeds", [8, 16])
 def test_full_suite_at_eight_and_sixteen_seeds(n_seeds):
     n_cells = 200
-    res = calibration_suite(rng=np.random.default_rng(2026), n_seeds=n_seeds,
-                            n_cells=n_cells, threshold=True)
+    res = calibration_suite(
+        rng=np.random.default_rng(2026), n_seeds=n_seeds, n_cells=n_cells, threshold=True
+    )
     for r in res:
         if r.lead_evals == 0:
             assert r.false_ordering <= ALPHA + _slack(n_cells), r

@@ -31,8 +31,11 @@ def _brute(lo: np.ndarray, hi: np.ndarray, alternative: str) -> tuple[int, float
         f = np.array(f)
         us.append(gehan_u(np.where(f, -hi, lo), np.where(f, -lo, hi)))
     us = np.array(us)
-    p = {"two-sided": np.mean(np.abs(us) >= abs(u0)), "greater": np.mean(us >= u0),
-         "less": np.mean(us <= u0)}[alternative]
+    p = {
+        "two-sided": np.mean(np.abs(us) >= abs(u0)),
+        "greater": np.mean(us >= u0),
+        "less": np.mean(us <= u0),
+    }[alternative]
     return u0, float(p)
 
 
@@ -126,13 +129,25 @@ def test_tost_calls_close_lags_equivalent_and_far_ones_not():
 
 def test_lag_interval_from_onsets():
     def ons(lo: float, hi: float, status: str) -> TimingOnset:
-        return TimingOnset(lo if lo == hi else math.nan, lo, hi, status, math.nan, math.nan,
-                           math.nan, True, math.nan, math.nan, math.nan, math.nan)
+        return TimingOnset(
+            lo if lo == hi else math.nan,
+            lo,
+            hi,
+            status,
+            math.nan,
+            math.nan,
+            math.nan,
+            True,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+        )
+
     f = ons(100.0, 100.0, "onset")
     assert lag_interval(f, ons(150.0, 150.0, "onset")) == (50.0, 50.0)
     assert lag_interval(f, ons(900.0, math.inf, "not detected")) == (800.0, math.inf)
-    assert lag_interval(ons(0.0, 25.0, "left-censored"), ons(60.0, 60.0, "onset")) == (35.0,
-                                                                                        60.0)
+    assert lag_interval(ons(0.0, 25.0, "left-censored"), ons(60.0, 60.0, "onset")) == (35.0, 60.0)
 
 
 def test_bh_matches_statsmodels_and_keeps_nan():

@@ -28,6 +28,7 @@ def _logistic(t: np.ndarray, m: float, w: float, a: float = 10.0, b: float = 0.0
 
 # ---- the estimate ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("m", [212.5, 400.0, 637.0])
 @pytest.mark.parametrize("w", [20.0, 50.0])
 def test_noise_free_rise_gives_its_midpoint(m, w):
@@ -102,6 +103,7 @@ def test_missing_evaluations_are_skipped():
 
 # ---- censoring ---------------------------------------------------------------------------------
 
+
 def test_rise_under_way_at_the_first_evaluation_is_left_censored():
     x = _logistic(REGULAR, 5.0, 30.0)  # half-way up a fifth of an evaluation after the first
     o = timing_onset(REGULAR, x)
@@ -133,11 +135,16 @@ def test_rise_at_the_end_is_unresolved_with_a_lower_bound_below_its_onset():
 
 # ---- online: the past only ---------------------------------------------------------------------
 
+
 def test_truncating_after_the_decision_never_moves_the_onset():
     rng = np.random.default_rng(5)
     m = rng.uniform(200.0, 500.0, 40)
-    x = np.concatenate([simulate_curves(rng, REGULAR, CurveParams(12.0, 2.0, 1.0, 0.0), m[:20]),
-                        simulate_curves(rng, REGULAR, CurveParams(7.0, 3.0, 0.3, 0.95), m[20:])])
+    x = np.concatenate(
+        [
+            simulate_curves(rng, REGULAR, CurveParams(12.0, 2.0, 1.0, 0.0), m[:20]),
+            simulate_curves(rng, REGULAR, CurveParams(7.0, 3.0, 0.3, 0.95), m[20:]),
+        ]
+    )
     full = timing_onsets(REGULAR, x)
     decided = [o for o in full if o.emerged and o.complete]
     assert len(decided) >= 30
@@ -178,6 +185,7 @@ def test_confirm_online_needs_three_evaluations():
 
 # ---- the detection rule, batched ---------------------------------------------------------------
 
+
 def test_batched_detection_is_the_contract_onset_rule():
     rng = np.random.default_rng(0)
     t = np.cumsum(rng.uniform(1.0, 3.0, 30))
@@ -192,6 +200,7 @@ def test_batched_detection_is_the_contract_onset_rule():
 
 
 # ---- argument checks ---------------------------------------------------------------------------
+
 
 def test_bad_arguments_name_the_problem():
     with pytest.raises(ValueError, match="strictly increasing"):

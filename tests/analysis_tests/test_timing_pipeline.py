@@ -20,26 +20,46 @@ STRUCT = CurveParams(7.0, 2.0, 0.3, 0.95)
 
 
 def _point(epoch: float) -> TimingOnset:
-    return TimingOnset(epoch, epoch, epoch, "onset", math.nan, math.nan, math.nan, True,
-                       epoch, 25.0, 10.0, 0.0)
+    return TimingOnset(
+        epoch, epoch, epoch, "onset", math.nan, math.nan, math.nan, True, epoch, 25.0, 10.0, 0.0
+    )
 
 
 def _never() -> TimingOnset:
-    return TimingOnset(math.nan, 0.0, math.inf, "not detected", math.nan, math.nan, math.nan,
-                       False, math.nan, math.nan, math.nan, math.nan)
+    return TimingOnset(
+        math.nan,
+        0.0,
+        math.inf,
+        "not detected",
+        math.nan,
+        math.nan,
+        math.nan,
+        False,
+        math.nan,
+        math.nan,
+        math.nan,
+        math.nan,
+    )
 
 
 # ---- verdicts ----------------------------------------------------------------------------------
+
 
 def test_one_leading_cell_among_null_cells_cannot_be_called_at_eight_seeds():
     """BH over 12 cells: the lone cell's exact p = 2/256 exceeds α/12, so it reads
     "inconclusive (power)" and says why; the same cell judged alone reads function first."""
     rng = np.random.default_rng(0)
-    lead = [cell_statistics([_point(100.0)] * 8, [_point(100.0 + 100.0 + 5 * i)
-                                                  for i in range(8)], step=25.0)]
-    null = [cell_statistics([_point(100.0)] * 8, [_point(100.0 + d) for d in
-                                                  rng.normal(0.0, 40.0, 8)], step=25.0)
-            for _ in range(11)]
+    lead = [
+        cell_statistics(
+            [_point(100.0)] * 8, [_point(100.0 + 100.0 + 5 * i) for i in range(8)], step=25.0
+        )
+    ]
+    null = [
+        cell_statistics(
+            [_point(100.0)] * 8, [_point(100.0 + d) for d in rng.normal(0.0, 40.0, 8)], step=25.0
+        )
+        for _ in range(11)
+    ]
     cells = label_cells(lead + null, step=25.0)
     assert cells[0]["p_order"] == pytest.approx(2 / 256)
     assert cells[0]["verdict"] == "inconclusive (power)"
@@ -55,8 +75,7 @@ def test_structure_that_mostly_never_emerged_is_its_own_label():
     c = label_cells([cell_statistics(func, struct, step=25.0)], step=25.0)[0]
     assert c["verdict"] == "structure never emerged"
     assert c["n_struct_not_detected"] == 5 and c["n_func_first"] == 3
-    both = label_cells([cell_statistics([_never()] * 8, [_never()] * 8, step=25.0)],
-                       step=25.0)[0]
+    both = label_cells([cell_statistics([_never()] * 8, [_never()] * 8, step=25.0)], step=25.0)[0]
     assert both["verdict"] == "neither emerged"
 
 
@@ -70,20 +89,34 @@ def test_close_lags_read_co_emergent():
 
 # ---- the pipeline on a curves table ------------------------------------------------------------
 
-def _table(leads: dict[str, float], n: int = 8, seed: int = 0, schedule=EPOCHS,
-           struct_sign: float = 1.0) -> pd.DataFrame:
+
+def _table(
+    leads: dict[str, float], n: int = 8, seed: int = 0, schedule=EPOCHS, struct_sign: float = 1.0
+) -> pd.DataFrame:
     """Cells named by `leads` (regular evaluations, > 0: function first), n seeds each."""
     rng = np.random.default_rng(seed)
     frames = []
     for cell, lead in leads.items():
         m = rng.uniform(250.0, 500.0, n)
         xf = simulate_curves(rng, schedule, FUNC, m)
-        xs = simulate_curves(rng, schedule, STRUCT, m + lead * 25.0) if math.isfinite(lead) \
+        xs = (
+            simulate_curves(rng, schedule, STRUCT, m + lead * 25.0)
+            if math.isfinite(lead)
             else rng.normal(0.0, 0.3, (n, schedule.size))
+        )
         for s in range(n):
-            frames.append(pd.DataFrame({"seed": s, "epoch": schedule, "q_func_z": xf[s],
-                                        "dw_z": struct_sign * xs[s], "q_struct_z": xs[s],
-                                        "cell": cell}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "seed": s,
+                        "epoch": schedule,
+                        "q_func_z": xf[s],
+                        "dw_z": struct_sign * xs[s],
+                        "q_struct_z": xs[s],
+                        "cell": cell,
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 

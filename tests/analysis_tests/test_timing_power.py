@@ -42,8 +42,7 @@ def test_power_at_the_detectable_lead_checked_with_the_test_itself():
     lead = detectable_lead(n, sd)
     rng = np.random.default_rng(21)
     reps = 500
-    hits = sum(signflip_test(d, d)[1] <= 0.05
-               for d in rng.normal(lead, sd, (reps, n)))
+    hits = sum(signflip_test(d, d)[1] <= 0.05 for d in rng.normal(lead, sd, (reps, n)))
     assert abs(hits / reps - 0.8) <= 3 * math.sqrt(0.8 * 0.2 / reps) + 0.01
 
 
