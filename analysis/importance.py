@@ -12,6 +12,7 @@ evaluation on bootstrap resamples of the trials, with a new evaluator seed each 
 from __future__ import annotations
 
 import math
+import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -382,7 +383,7 @@ def _importance_panel(ax: Any, group: list[ImportanceInfo], colours: dict[str, s
         ax.text(
             0.5,
             0.5,
-            "\n".join(dict.fromkeys(said)),
+            "\n".join(textwrap.fill(m, 44) for m in dict.fromkeys(said)),
             transform=ax.transAxes,
             ha="center",
             va="center",
