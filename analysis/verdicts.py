@@ -22,7 +22,8 @@ import pandas as pd
 
 from analysis.emergence import timing_seeds, verdict_table
 from analysis.runs import StudyData, analysed_seeds
-from study.contract.params import PARAM_MI_WEIGHT
+from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z
+from study.contract.params import PARAM_MI_WEIGHT, PARAM_RUN, PARAM_Z
 
 __all__ = [
     "NO_SEEDS",
@@ -68,10 +69,14 @@ def timing_verdicts(
     timing, excluded = timing_seeds(seeds)
     table = pd.DataFrame(columns=[*by, *TIMING_COLUMNS])
     if len(timing):
-        # ---- the pipeline: replace this one line to swap it (same arguments, same columns)
+        # ---- the pipeline: replace this one line to swap it (same arguments, same columns);
+        # _half_rise_verdicts is analysis.timing's, ready
         table = _threshold_verdicts(data, timing, by)
+    method = table.attrs.get("method", "")
     table = _with_untimed(table, excluded, by)
-    return table[[*by, *TIMING_COLUMNS, *(c for c in table if c not in (*by, *TIMING_COLUMNS))]]
+    out = table[[*by, *TIMING_COLUMNS, *(c for c in table if c not in (*by, *TIMING_COLUMNS))]]
+    out.attrs["method"] = method
+    return out
 
 
 def _with_untimed(table: pd.DataFrame, excluded: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -128,7 +133,55 @@ def _threshold_verdicts(data: StudyData, timing: pd.DataFrame, by: list[str]) ->
         else:
             text = f"{counts}; sign test p (BH) = {_p(r['p_sign_bh'])}"
         why.append(f"control (λ = 0): {text}" if is_control else text)
-    return table.assign(n=table["n_seeds"], why=why)
+    out = table.assign(n=table["n_seeds"], why=why)
+    z, run = _mode(timing, PARAM_Z, DEFAULT_Z), int(_mode(timing, PARAM_RUN, DEFAULT_RUN))
+    out.attrs["method"] = (
+        f"threshold onsets (z ≥ {z:g} for {run} evaluations), sign test per cell, BH"
+    )
+    return out
+
+
+def _mode(seeds: pd.DataFrame, key: str, default: float) -> float:
+    """The most common value of a trial param over the seeds, else `default`."""
+    v = pd.to_numeric(seeds[key], errors="coerce").dropna() if key in seeds else []
+    return float(v.mode().iloc[0]) if len(v) else default
+
+
+def _half_rise_verdicts(
+    data: StudyData, timing: pd.DataFrame, by: list[str], *, n_sim: int = 200
+) -> pd.DataFrame:
+    """:func:`analysis.timing.timing_from_curves` (amplitude-invariant half-rise onsets, the
+    censored lag test, power, calibration) on the curves of the `timing` seeds, with the
+    seam's columns: the `by` values come from `timing` (bin labels included), ``n`` is the
+    cell's seeds, ``why`` the counts, the BH p and the power note; nested records (per-seed
+    onsets, calibration, curve models) are left out of the table."""
+    from analysis.timing import timing_from_curves
+
+    keys = [k for k in ("trial_id", "seed") if k in timing]
+    cols = [*keys, *by, *(["success"] if "success" in timing else [])]
+    curves = data.curves.drop(columns=[c for c in by if c in data.curves])
+    table = curves.merge(timing[cols], on=keys, how="inner")
+    records = timing_from_curves(table, by, n_sim=n_sim)
+    rows = []
+    for r in records:
+        why = (
+            f"function first {r['n_func_first']}, structure first {r['n_struct_first']}, "
+            f"undecided {r['n_undecided']}; lag test p (BH) = {_p(_num(r['p_order_bh']))}"
+        )
+        if r.get("power_note"):
+            why += f"; {r['power_note']}"
+        flat = {k: v for k, v in r.items() if not isinstance(v, (list, dict))}
+        rows.append({**flat, "n": r["n_seeds"], "why": why})
+    out = pd.DataFrame(rows)
+    out.attrs["method"] = (
+        "half-rise onsets of each curve's own fitted rise (amplitude-invariant), censored "
+        "lag test per cell, BH; docs/timing.md"
+    )
+    return out
+
+
+def _num(v: object) -> float:
+    return float(v) if isinstance(v, (int, float)) else float("nan")
 
 
 def _p(p: float) -> str:

@@ -215,7 +215,8 @@ def findings(study: StudyData, *, rng: np.random.Generator, importance: bool = T
 
     lines.append(_design_line(cut))
     lines += _claim_lines(claims, matrix, cut)
-    lines += _timing_lines(matrix, measured, timing, excluded, fe, cal, first)
+    method = verdicts.attrs.get("method", "") if len(verdicts) else ""
+    lines += _timing_lines(matrix, measured, timing, excluded, fe, cal, first, method)
     lines += _importance_lines(infos)
     if len(lines) > MAX_LINES:  # the block stays short: the rest is in the sections
         lines = lines[: MAX_LINES - 1] + [" ".join(lines[MAX_LINES - 1 :])]
@@ -315,14 +316,14 @@ def _timing_lines(
     fe: dict | None,
     cal: Calibration | None,
     first: float,
+    method: str,
 ) -> list[str]:
-    """The matrix's timing sentences, the seeds left out, left-censored onsets, calibration."""
+    """The matrix's timing sentences, how the pipeline decides and the seeds left out,
+    left-censored onsets, the controls and the calibration."""
     if not measured:
         return [_NOT_MEASURED]
     n_claims = len(matrix.claims) if matrix is not None else 0
     out = list(matrix.sentences[n_claims:]) if matrix is not None else []
-    z = param_mode(timing, PARAM_Z, DEFAULT_Z)
-    run = int(param_mode(timing, PARAM_RUN, DEFAULT_RUN))
     left = ""
     if len(excluded):
         failed = int((excluded["reason"] == FAILED_TASK).sum())
@@ -330,10 +331,7 @@ def _timing_lines(
         parts = [f"{failed} seeds that failed the task"] if failed else []
         parts += [f"{cut} of trials cut short"] if cut else []
         left = f"; left out: {' and '.join(parts)}"
-    out.append(
-        f"Timing: threshold onsets (z ≥ {z:g} for {run} evaluations), sign test per cell, "
-        f"BH{left}."
-    )
+    out.append(f"Timing: {method or 'verdicts per cell'}{left}.")
     if np.isfinite(first) and len(timing):
         treated = timing[~_controls(timing)]
         tf = pd.to_numeric(treated.get("t_func", pd.Series(dtype=float)), errors="coerce")

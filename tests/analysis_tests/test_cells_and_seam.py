@@ -193,3 +193,34 @@ def test_mi_audit_per_bin_of_lambda():
     for label, row in table.set_index("lambda").iterrows():
         members = groups[groups == label].index
         assert row["mi_heldout_excess mean"] == pytest.approx(lam[members].mean())
+
+
+def test_the_timing_package_fits_the_seam(noisy_sigmoid):
+    # analysis.timing's pipeline behind the same seam: 8 seeds whose q_func_z rises 4
+    # evaluations before q_struct_z, with unequal amplitudes (the package is amplitude-
+    # invariant), and 8 controls that never rise
+    from analysis.verdicts import _half_rise_verdicts
+
+    rng = np.random.default_rng(3)
+    t = np.arange(0, 41, dtype=float)
+    rows, seeds = [], []
+    for lam in (0.0, 0.1):
+        for s in range(8):
+            tid = f"l{lam}"
+            f = noisy_sigmoid(t, 24.5, 20.0 * (lam > 0), noise=0.3, rng=rng, width=1.0)
+            g = noisy_sigmoid(t, 28.5, 6.0 * (lam > 0), noise=0.3, rng=rng, width=1.0)
+            rows.append(
+                pd.DataFrame(
+                    {"trial_id": tid, "seed": s, "epoch": t, "q_func_z": f, "q_struct_z": g}
+                )
+            )
+            seeds.append({"trial_id": tid, "seed": s, "mi.weight": lam, "success": True})
+    data = _study([{"mi.weight": 0.1}], swept=["mi.weight"])
+    data = StudyData(**{**data.__dict__, "curves": pd.concat(rows, ignore_index=True)})
+    v = _half_rise_verdicts(data, pd.DataFrame(seeds), ["mi.weight"], n_sim=0)
+    assert {"mi.weight", *TIMING_COLUMNS} <= set(v.columns)
+    v = v.set_index("mi.weight")
+    assert v.loc[0.1, "verdict"] == "function first" and v.loc[0.1, "n"] == 8
+    assert v.loc[0.0, "verdict"] == "neither emerged"
+    assert v.loc[0.1, "why"].startswith("function first 8, structure first 0")
+    assert "amplitude-invariant" in v.attrs["method"]
