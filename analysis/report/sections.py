@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 
 from analysis.claims import CLEAR_Z
-from analysis.emergence import ALPHA, MARGIN_EVALS, censored_regression, km_table, verdict_table
+from analysis.emergence import (
+    ALPHA,
+    MARGIN_EVALS,
+    censored_regression,
+    km_table,
+    timing_seeds,
+    verdict_table,
+)
 from analysis.figures import (
     plot_curve_bands,
     plot_km,
@@ -55,7 +62,7 @@ def write_sections(page: Page, data: StudyData, fnd: Findings) -> None:
     by = PARAM_MI_WEIGHT if PARAM_MI_WEIGHT in seeds.columns else (swept[0] if swept else None)
     # λ-grouped views use the cells' seeds: λ as its bin label in an adaptive search
     cell_seeds = fnd.cells.cell_seeds if fnd.cells is not None else seeds
-    timing = _timing_seeds(cell_seeds, fnd)
+    timing = timing_seeds(cell_seeds)[0] if len(cell_seeds) else cell_seeds
     adaptive = fnd.cells is not None and fnd.cells.design.kind == "adaptive"
 
     _matrix(page, fnd)
@@ -73,13 +80,6 @@ def write_sections(page: Page, data: StudyData, fnd: Findings) -> None:
     _pareto(page, seeds, metric, by)
     _tables(page, data)
     _provenance(page, data)
-
-
-def _timing_seeds(seeds: pd.DataFrame, fnd: Findings) -> pd.DataFrame:
-    """The seeds the timing statistics use (finished, succeeded, with z-score curves)."""
-    from analysis.emergence import timing_seeds
-
-    return timing_seeds(seeds)[0] if len(seeds) else seeds
 
 
 def _matrix(page: Page, fnd: Findings) -> None:
@@ -180,27 +180,16 @@ def _verdicts(
     run = int(param_mode(timing, PARAM_RUN, DEFAULT_RUN))
     step = param_mode(timing, PARAM_EVAL_EVERY, math.nan)
     first = fnd.first_eval
-    page.p(
-        f"Per seed, the onset of q_func_z (t_func) and of q_struct_z (t_struct) is the first "
-        f"evaluation from which the z-score against random partitions of the same sizes "
-        f"stays >= {z:g} for {run} consecutive evaluations (emergence.z, emergence.run); "
-        "a larger curve crosses a fixed threshold earlier, so this order depends on the "
-        f"curves' amplitudes. Onsets within {TIE_EVALS} evaluation are a tie; a seed where "
-        "only one emerged by the end counts for that side. Per cell: exact sign test of "
-        "function-first against structure-first, TOST equivalence of the median lag with 0 "
-        f"within ±{MARGIN_EVALS:g} evaluations"
-        f"{f' (±{MARGIN_EVALS * step:g} epochs)' if np.isfinite(step) else ''} for "
-        f"co-emergence, Benjamini–Hochberg across the treated cells, α = {ALPHA:g}. A cell "
-        "where more than half of the seeds have no onset of a metric reads 'structure never "
-        "emerged' (or 'function never emerged', 'neither emerged'), whatever the order of the "
-        "rest. λ = 0 rows are controls (raw p, outside the BH family)."
-        + (
-            f" An onset at the first evaluation (epoch {first:g}) is a bound and reads "
-            f"'≤ {first:g}'."
-            if np.isfinite(first)
-            else ""
-        )
+    method = fnd.verdicts.attrs.get("method", "")
+    bound = (
+        f" An onset at the first evaluation (epoch {first:g}) is a bound and reads '≤ {first:g}'."
+        if np.isfinite(first)
+        else ""
     )
+    if method.startswith("threshold"):
+        _threshold_text(page, z, run, step, bound)
+    else:  # another pipeline behind the seam names its own method
+        page.p(f"Verdicts by {method or 'the timing pipeline'}.{bound}")
     cell_keys = [k for k in fnd.verdicts.columns if k in (fnd.cells.keys if fnd.cells else [])]
     page.p(f"Verdict per cell of {' × '.join(cell_keys) or 'the study'}:")
     page.table(fnd.verdicts, "timing_verdicts")
@@ -221,6 +210,25 @@ def _verdicts(
         pooled = verdict_table(timing, [by])
         keep = [c for c in pooled.columns if c != "verdict" and not c.startswith("p_")]
         page.table(pooled[keep], f"pooled_by_{slug(by)}")
+
+
+def _threshold_text(page: Page, z: float, run: int, step: float, bound: str) -> None:
+    """What the threshold-onset verdicts (analysis.emergence) mean, in one paragraph."""
+    page.p(
+        f"Per seed, the onset of q_func_z (t_func) and of q_struct_z (t_struct) is the first "
+        f"evaluation from which the z-score against random partitions of the same sizes "
+        f"stays >= {z:g} for {run} consecutive evaluations (emergence.z, emergence.run); "
+        "a larger curve crosses a fixed threshold earlier, so this order depends on the "
+        f"curves' amplitudes. Onsets within {TIE_EVALS} evaluation are a tie; a seed where "
+        "only one emerged by the end counts for that side. Per cell: exact sign test of "
+        "function-first against structure-first, TOST equivalence of the median lag with 0 "
+        f"within ±{MARGIN_EVALS:g} evaluations"
+        f"{f' (±{MARGIN_EVALS * step:g} epochs)' if np.isfinite(step) else ''} for "
+        f"co-emergence, Benjamini–Hochberg across the treated cells, α = {ALPHA:g}. A cell "
+        "where more than half of the seeds have no onset of a metric reads 'structure never "
+        "emerged' (or 'function never emerged', 'neither emerged'), whatever the order of the "
+        "rest. λ = 0 rows are controls (raw p, outside the BH family)." + bound
+    )
 
 
 def _responses(page: Page, data: StudyData, fnd: Findings, seeds: pd.DataFrame) -> None:
