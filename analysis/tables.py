@@ -90,6 +90,7 @@ DISPLAY_NAMES: Mapping[str, str] = {
     "median_lag": "median lag (epochs)",
     "n_events": "onsets",
     "why": "why",
+    "lambda": "λ",
 }
 
 _P_NAME = re.compile(r"^(p|pvalue|p_value)(_.*)?$|^(?!n_).*_p$")

@@ -150,7 +150,7 @@ def _binned_claims(page: Page, data: StudyData, fnd: Findings) -> None:
         else f"{cut.statement} Without a binned λ no claim is judged."
     )
     if len(fnd.claims):
-        page.table(fnd.claims, "claims_by_bin")
+        page.table(fnd.claims, "claims_by_bin", names={"n": "seeds", "mean": "bin mean"})
     else:
         page.nothing("no bin of λ has a λ → 0 limit to be judged against")
     lim = lambda_limits(data)
@@ -192,7 +192,7 @@ def _verdicts(
         page.p(f"Verdicts by {method or 'the timing pipeline'}.{bound}")
     cell_keys = [k for k in fnd.verdicts.columns if k in (fnd.cells.keys if fnd.cells else [])]
     page.p(f"Verdict per cell of {' × '.join(cell_keys) or 'the study'}:")
-    page.table(fnd.verdicts, "timing_verdicts")
+    page.table(fnd.verdicts, "timing_verdicts", names={"n": "seeds"})
     excluded = timing_excluded(data, seeds=fnd.cells.seeds if fnd.cells else None)
     if len(excluded):
         page.p(
