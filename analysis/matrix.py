@@ -473,8 +473,11 @@ def plot_matrix(info: MatrixInfo, *, max_columns: int = 24, title: str = "") -> 
     width = max(len(p) for p in panels)
     tick_h = 0.065 * max(len(t) for t in ticks) + 0.25
     panel_h = 0.32 * len(rows) + tick_h + (0.25 if any(groups) else 0.0)
-    legend_h = 0.2 * math.ceil(len(info.legend) / 3) + 0.1
-    fig = _figure(2.0 + 0.34 * width, len(panels) * panel_h + legend_h + (0.3 if title else 0))
+    # a narrow matrix stacks its legend in two columns and is never narrower than the legend
+    ncol = 3 if width >= 14 else 2
+    legend_h = 0.2 * math.ceil(len(info.legend) / ncol) + 0.1
+    fig_w = max(2.0 + 0.34 * width, 7.2 if ncol == 3 else 5.0)
+    fig = _figure(fig_w, len(panels) * panel_h + legend_h + (0.3 if title else 0))
     axes = fig.subplots(len(panels), 1, squeeze=False).ravel()
     for ax, cols in zip(axes, panels):
         _draw_panel(ax, info, rows, cols, width, groups, ticks)
@@ -485,7 +488,7 @@ def plot_matrix(info: MatrixInfo, *, max_columns: int = 24, title: str = "") -> 
     fig.legend(
         handles=handles,
         loc="outside lower center",
-        ncol=min(3, max(len(handles), 1)),
+        ncol=min(ncol, max(len(handles), 1)),
         fontsize=7,
         frameon=False,
     )

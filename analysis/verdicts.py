@@ -9,8 +9,8 @@ gives the same three columns replaces it in the one line marked below.
 
 Also here: which seeds a verdict may use and which it leaves out, with the reason
 (:func:`timing_excluded`: trials cut short, networks that failed the task), the cell keys of a
-study (:func:`verdict_cells`), and the epoch of the first evaluation, before which an onset is
-only a bound (:func:`first_evaluation`).
+study (:func:`verdict_cells`), and the epoch of the first evaluation after training began, by
+which an onset is only a bound (:func:`first_evaluation`).
 """
 
 from __future__ import annotations
@@ -206,13 +206,16 @@ def timing_excluded(data: StudyData, *, seeds: pd.DataFrame | None = None) -> pd
 
 
 def first_evaluation(data: StudyData) -> float:
-    """The epoch of a study's first evaluation: the most common first epoch over its trials'
-    curves (NaN without curves). An onset at or before it is left-censored: the metric had
-    emerged by then, and when is unknown."""
+    """The epoch of a study's first evaluation after training began: per trial the smallest
+    epoch above 0 of its curves (an evaluation at epoch 0 sees the untrained network), the most
+    common over the trials (NaN without curves). An onset at or before it is left-censored: the
+    metric had emerged by then, and when is unresolved."""
     curves = data.curves
     if curves is None or not len(curves) or "epoch" not in curves:
         return float("nan")
-    firsts = curves.groupby("trial_id")["epoch"].min() if "trial_id" in curves else None
-    if firsts is None or not len(firsts):
-        return float(curves["epoch"].min())
-    return float(firsts.mode().iloc[0])
+    trained = curves[pd.to_numeric(curves["epoch"], errors="coerce") > 0]
+    if not len(trained):
+        return float("nan")
+    if "trial_id" not in trained:
+        return float(trained["epoch"].min())
+    return float(trained.groupby("trial_id")["epoch"].min().mode().iloc[0])

@@ -84,7 +84,7 @@ class Findings:
     cells: Cells | None = None  # how the study is cut into cells
     matrix: Any = None  # analysis.matrix.MatrixInfo of the claims and timing verdicts
     importance: list = field(default_factory=list)  # analysis.importance.ImportanceInfo's
-    first_eval: float = math.nan  # epoch of the first evaluation: onsets there are bounds
+    first_eval: float = math.nan  # first evaluation after training began: onsets there are bounds
 
     @property
     def lines(self) -> list[str]:
@@ -338,8 +338,9 @@ def _timing_lines(
         n_left = int((tf <= first).sum())
         if n_left:
             out.append(
-                f"Functional onsets at the first evaluation in {n_left} of {len(treated)} "
-                f"treated seeds are bounds: emerged by epoch {first:g}, when is unresolved."
+                f"Functional onsets in {n_left} of {len(treated)} treated seeds are at the "
+                f"first evaluation after training began: bounds (emerged by epoch {first:g}, "
+                "when is unresolved), not values."
             )
     if fe is not None and cal is not None:
         ok = "within" if cal.false_function_first <= cal.alpha else "ABOVE"

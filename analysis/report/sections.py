@@ -182,7 +182,8 @@ def _verdicts(
     first = fnd.first_eval
     method = fnd.verdicts.attrs.get("method", "")
     bound = (
-        f" An onset at the first evaluation (epoch {first:g}) is a bound and reads '≤ {first:g}'."
+        f" An onset at the first evaluation after training began (epoch {first:g}) is a bound "
+        f"and reads '≤ {first:g}'."
         if np.isfinite(first)
         else ""
     )

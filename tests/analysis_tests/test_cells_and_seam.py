@@ -171,12 +171,15 @@ def test_the_seam_without_z_score_curves_is_empty():
     assert v.empty and list(v.columns) == ["mi.weight", *TIMING_COLUMNS]
 
 
-def test_first_evaluation_is_the_common_first_epoch():
+def test_first_evaluation_is_the_first_after_training_began():
+    # the schedule evaluates the untrained network at epoch 0, then epochs 1, 2, 3, ...
     data = _study([{"mi.weight": 0.1}, {"mi.weight": 0.2}], swept=["mi.weight"])
-    assert first_evaluation(data) == 0.0
+    assert first_evaluation(data) == 1.0
     late = data.curves.loc[data.curves["epoch"] >= 2]
     data2 = StudyData(**{**data.__dict__, "curves": late})
     assert first_evaluation(data2) == 2.0
+    empty = StudyData(**{**data.__dict__, "curves": data.curves.iloc[0:0]})
+    assert math.isnan(first_evaluation(empty))
 
 
 def test_mi_audit_per_bin_of_lambda():
