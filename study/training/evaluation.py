@@ -30,8 +30,9 @@ from study.training.schedule import EvalSchedule
 
 __all__ = ["Evaluation", "metric_names", "recurrent_blocks"]
 
-# the sections a light evaluation runs (the others leave their metrics NaN)
-LIGHT_SECTIONS = ("task", "modularity", "change")
+# the sections a light evaluation runs (the others leave their metrics NaN); lesions run
+# whenever they are due
+LIGHT_SECTIONS = ("task", "modularity", "change", "lesions")
 
 
 def metric_names(cfg: TrialConfig) -> tuple[str, ...]:

@@ -84,3 +84,7 @@ class EvalSchedule:
     def count(self) -> int:
         """The number of evaluations of the whole trial."""
         return self.index(self.epochs + 1)
+
+    def dense_extra(self) -> int:
+        """How many evaluations the dense phase adds to the regular ones."""
+        return self.count() - EvalSchedule(self.epochs, self.every).count()
