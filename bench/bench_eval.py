@@ -13,12 +13,13 @@ ratios count on a shared machine):
 - `light`: a dense evaluation off the regular cadence (task, Q, z-scores, ΔW statistics);
 - `lesions`: the three lesions of one evaluation (`eval.lesions`, added when due).
 
-Each evaluation includes building its batch. The share of each variant of the schedule is then
-counted from its own evaluations: share = eval / (eval + epochs · epoch + critic pre-training),
-with eval = Σ kind count · unit cost. Variants: the preset as it is, with `--dense` (dense_until,
-dense_every), with lesions every `--lesion-every` evaluations, and both. With --check-epochs N
-each variant is also trained for real for its first N epochs and the measured share
-(timings["eval"] / wall time) is written beside the share predicted for those N epochs.
+Each evaluation includes building its batch (the fixed batch once, as Trainer.evaluate keeps
+it). The share of each variant of the schedule is then counted from its own evaluations:
+share = eval / (eval + epochs · epoch + critic pre-training), with eval = Σ kind count · unit
+cost. Variants (VARIANTS): the preset without a dense start and lesions, and with them at
+several settings. With --check-epochs N the --check-variants of the --check-presets are also
+trained for real for their first N epochs, and the measured share (timings["eval"] / wall
+time) is written beside the share predicted for those N epochs.
 
 Writes bench/results/eval-<host>.json.
 """
@@ -41,11 +42,35 @@ from study.spec import load_trial_config
 from study.training import EvalSchedule, Trainer, train
 
 REPO = Path(__file__).resolve().parents[1]
-# the dense start and the lesion cadence of each preset's variants (epochs, epochs, evaluations)
+# the variants of each preset's schedule: the dense start and the lesion cadence (epochs,
+# epochs, evaluations) it is measured with; "preset" is the preset without both
+OFF = {"train.dense_until": 0, "train.lesion_every": 0}
+
+
+def _variant(until: int, every: int, lesions: int) -> dict:
+    return {"train.dense_until": until, "train.dense_every": every, "train.lesion_every": lesions}
+
+
 VARIANTS = {
-    "cpu-wm": {"dense_until": 100, "dense_every": 2, "lesion_every": 10},
-    "demo-wm": {"dense_until": 50, "dense_every": 2, "lesion_every": 10},
-    "cpu-separation": {"dense_until": 30, "dense_every": 1, "lesion_every": 5},
+    "cpu-wm": {
+        "preset": OFF,
+        "dense 100/2": _variant(100, 2, 0),
+        "dense 100/1": _variant(100, 1, 0),
+        "lesions 10": {**OFF, "train.lesion_every": 10},
+        "dense 100/2 + lesions 10": _variant(100, 2, 10),
+        "dense 100/1 + lesions 5": _variant(100, 1, 5),
+    },
+    "demo-wm": {
+        "preset": OFF,
+        "dense 50/2": _variant(50, 2, 0),
+        "dense 50/2 + lesions 10": _variant(50, 2, 10),
+    },
+    "cpu-separation": {
+        "preset": OFF,
+        "dense 30/1": _variant(30, 1, 0),
+        "lesions 5": {**OFF, "train.lesion_every": 5},
+        "dense 30/1 + lesions 5": _variant(30, 1, 5),
+    },
 }
 
 
@@ -54,6 +79,15 @@ def _config(preset: str, over: dict, threads: int):
         REPO / "search_spaces" / f"{preset}.yaml",
         {"train.device": "cpu", "train.threads": threads, **over},
     )
+
+
+def _eval_batch(t: Trainer):
+    """The evaluation batch as Trainer.evaluate gets it (the fixed one is built once)."""
+    if not t.cfg.train.eval_fixed:
+        return t._batch("eval")
+    if t._eval_batch is None:
+        t._eval_batch = t._batch("eval")
+    return t._eval_batch
 
 
 def unit_costs(preset: str, rounds: int, warmup: int, threads: int) -> dict:
@@ -75,6 +109,7 @@ def unit_costs(preset: str, rounds: int, warmup: int, threads: int) -> dict:
     if base.heldout_mi_every in (0, 1):
         kinds.pop("full_heldout")  # never, or at every regular evaluation (`full` has it)
     samples: dict[str, list[float]] = {k: [] for k in ("epoch", *kinds, "lesions")}
+    sections: dict[str, dict[str, list[float]]] = {}
     block = max(1, min(every, 10))
     for _ in range(rounds):
         t0 = time.perf_counter()
@@ -82,11 +117,11 @@ def unit_costs(preset: str, rounds: int, warmup: int, threads: int) -> dict:
             t.train_epoch()
         samples["epoch"].append((time.perf_counter() - t0) / block)
         for kind, epoch in kinds.items():
-            before = t.timings.get("eval.lesions", 0.0)
+            before = dict(t.timings)
             t0 = time.perf_counter()
             t.evaluation.run(
                 t.net,
-                t._batch("eval"),
+                _eval_batch(t),
                 mi=t.mi,
                 gen=t.streams.eval_gen,
                 w_rec0=t.w_rec0,
@@ -94,15 +129,24 @@ def unit_costs(preset: str, rounds: int, warmup: int, threads: int) -> dict:
                 rec0=t.rec0,
             )
             spent = time.perf_counter() - t0
-            lesions = t.timings["eval.lesions"] - before
+            lesions = t.timings["eval.lesions"] - before.get("eval.lesions", 0.0)
             samples[kind].append(spent - lesions)
             samples["lesions"].append(lesions)
+            for key, v in t.timings.items():
+                if key.startswith("eval.") and key != "eval.lesions":
+                    sections.setdefault(kind, {}).setdefault(key, []).append(
+                        v - before.get(key, 0.0)
+                    )
     med = {k: statistics.median(v) for k, v in samples.items()}
     if "full_heldout" not in med:
         med["full_heldout"] = med["full"]
     med["pretrain"] = pretrain
     return {
         "median_s": {k: round(v, 5) for k, v in med.items()},
+        "sections_median_s": {
+            kind: {k: round(statistics.median(v), 5) for k, v in secs.items()}
+            for kind, secs in sections.items()
+        },
         "all_s": {k: [round(x, 5) for x in v] for k, v in samples.items()},
     }
 
@@ -137,18 +181,6 @@ def predicted_share(cost: dict, n: dict, epochs: int) -> dict:
     }
 
 
-def variants(preset: str) -> dict[str, dict]:
-    v = VARIANTS[preset]
-    dense = {"train.dense_until": v["dense_until"], "train.dense_every": v["dense_every"]}
-    lesions = {"train.lesion_every": v["lesion_every"]}
-    return {
-        "preset": {"train.dense_until": 0, "train.lesion_every": 0},
-        "dense": {**dense, "train.lesion_every": 0},
-        "lesions": {"train.dense_until": 0, **lesions},
-        "dense+lesions": {**dense, **lesions},
-    }
-
-
 def measured_share(preset: str, over: dict, epochs: int, threads: int) -> dict:
     """Train the variant for its first `epochs` epochs: the evaluation's share of the wall time."""
     cfg = _config(preset, {**over, "train.epochs": epochs}, threads)
@@ -175,8 +207,14 @@ def main() -> int:
     p.add_argument(
         "--check-variants",
         nargs="+",
-        default=["preset", "dense+lesions"],
+        default=["preset", "dense 100/2 + lesions 10"],
         help="the variants trained for real with --check-epochs",
+    )
+    p.add_argument(
+        "--check-presets",
+        nargs="+",
+        default=["cpu-wm"],
+        help="the presets whose --check-variants are trained for real",
     )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None)
@@ -187,10 +225,11 @@ def main() -> int:
         cost = unit_costs(preset, args.rounds, args.warmup, args.threads)
         med = cost["median_s"]
         rec: dict = {"unit_costs": cost, "variants": {}}
-        for name, over in variants(preset).items():
+        for name, over in VARIANTS[preset].items():
             tc = _config(preset, over, args.threads).train
             row = {"overrides": over, **predicted_share(med, counts(tc), tc.epochs)}
-            if args.check_epochs and name in args.check_variants:
+            checked = preset in args.check_presets and name in args.check_variants
+            if args.check_epochs and checked:
                 n = min(args.check_epochs, tc.epochs)
                 row["check"] = measured_share(preset, over, n, args.threads)
                 row["check"]["predicted_share"] = predicted_share(med, counts(tc, n), n)["share"]

@@ -106,6 +106,7 @@ class Trainer:
             k: v.detach().clone() for k, v in recurrent_blocks(self.net, cfg.network.kind).items()
         }
         self.evaluation = Evaluation(cfg, self.task, self.labels, self.device, self.timings)
+        self._eval_batch: tuple[Tensor, Tensor, Tensor, Tensor | None] | None = None
         # finiteness checks once per epoch on CUDA (no host sync per step); eager on the CPU
         self.lazy_checks = self.device.type == "cuda"
         self._pending: list[tuple[str, Tensor]] = []
@@ -266,12 +267,22 @@ class Trainer:
     # -- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self) -> dict[str, np.ndarray]:
-        """Every logged metric for every seed, on a fresh (or the fixed test) batch:
-        name -> (S,) float64, in `metric_names` order (evaluation.Evaluation)."""
+        """Every logged metric for every seed, on the fixed (or a fresh) batch:
+        name -> (S,) float64, in `metric_names` order (evaluation.Evaluation).
+
+        The fixed batch (`train.eval_fixed`) is drawn from fresh FIXED_EVAL generators, so it is
+        the same tensors every time: built at the first evaluation and kept.
+        """
         t0 = time.perf_counter()
+        if not self.cfg.train.eval_fixed:
+            batch = self._batch("eval")
+        else:
+            if self._eval_batch is None:
+                self._eval_batch = self._batch("eval")
+            batch = self._eval_batch
         res = self.evaluation.run(
             self.net,
-            self._batch("eval"),
+            batch,
             mi=self.mi,
             gen=self.streams.eval_gen,
             w_rec0=self.w_rec0,
