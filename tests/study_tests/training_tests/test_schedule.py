@@ -178,8 +178,8 @@ def test_held_out_mi_follows_the_regular_evaluations():
         ({"train.lesion_every": -2}, r"train\.lesion_every.*greater than or equal to 0"),
         ({"train.dense_light": "sometimes"}, r"train\.dense_light"),
         (
-            {"train.dense_until": 50, "train.dense_every": 25},
-            r"train\.dense_every must be smaller than train\.eval_every",
+            {"train.dense_until": 50, "train.dense_every": 30},
+            r"train\.dense_every must be at most train\.eval_every",
         ),
         ({"train.dense_until": 10**9}, r"train\.dense_until"),
     ],
@@ -187,6 +187,13 @@ def test_held_out_mi_follows_the_regular_evaluations():
 def test_bad_schedule_keys_are_config_errors(override, pattern):
     with pytest.raises(ConfigError, match=pattern):
         load_trial_config(overrides=override)
+
+
+def test_a_dense_start_as_sparse_as_the_regular_cadence_is_allowed_and_adds_nothing():
+    cfg = load_trial_config(
+        overrides={"train.epochs": 10, "train.eval_every": 1, "train.dense_until": 5}
+    )
+    assert EvalSchedule.of(cfg.train).dense_extra() == 0
 
 
 def test_a_bad_schedule_key_in_a_file_exits_2_naming_file_and_key(tmp_path):
