@@ -168,6 +168,16 @@ def trial(config: dict[str, Any], ctx: StudyContext) -> None:
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        _release_device_memory()
+
+
+def _release_device_memory() -> None:
+    """Hand the CUDA memory this trial's tensors held back to the device: the process may run
+    the next trial (reused), and trials sharing a GPU must not wait on each other's caches."""
+    import torch
+
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def _trial_config(config: Mapping[str, Any], ctx: StudyContext):
