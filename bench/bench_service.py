@@ -344,9 +344,7 @@ def overhead(args) -> dict:
                 po["mlflow_calls"]["mean"], pn["mlflow_calls"]["mean"]
             ),
             "study_wall": _ratio(old["wall_s"], new["wall_s"]),
-            "compute_per_trial_mean": _ratio(
-                po["compute_s"]["mean"], pn["compute_s"]["mean"]
-            ),
+            "compute_per_trial_mean": _ratio(po["compute_s"]["mean"], pn["compute_s"]["mean"]),
         },
     }
 
