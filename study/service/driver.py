@@ -421,7 +421,9 @@ def _run_config(study: Study, name: str, paths: dict[str, Path], progress, verbo
 
 
 def _tuner(study: Study, fn, search, scheduler, run_config):
-    """A new Tuner for the whole study."""
+    """A new Tuner for the whole study. Trial processes are reused (`reuse_actors`): a trial
+    that ends hands its process, with torch, MLflow and the training stack imported, to the
+    next one (docs/stack.md §2.5); a trial that errored takes its process with it."""
     from ray import tune
 
     spec = study.spec
@@ -433,6 +435,7 @@ def _tuner(study: Study, fn, search, scheduler, run_config):
             scheduler=scheduler,
             num_samples=spec.n_trials(),
             max_concurrent_trials=spec.concurrency,
+            reuse_actors=True,
         ),
     )
 

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import re
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,10 @@ __all__ = [
 
 log = logging.getLogger("study.service.runner")
 
+# a Tune trial's provisional outputs (at its checkpoints) redraw the figure at most this often;
+# the tables are rewritten at every checkpoint, and the final outputs always have the figure
+PROVISIONAL_FIGURE_S = 60.0
+
 
 def _stop_message(e: BaseException) -> str:
     """Why a trial ended early (status `stopped`), from the exception that ended it."""
@@ -69,8 +74,8 @@ def means_of(record: EvalRecord) -> dict[str, float]:
 
 class TrialRun:
     """What the reporters of one trial share: its config, output folder, MLflow run (None when
-    untracked), the full evaluation history (including what a resumed checkpoint held) and the
-    snapshot files written so far.
+    untracked), the full evaluation history (including what a resumed checkpoint held), the
+    snapshot files written so far and which outputs are already on disk for that history.
 
     Args:
         cfg: the trial config.
@@ -94,6 +99,9 @@ class TrialRun:
         self.seed_values = [cfg.seed + i for i in range(cfg.seeds)]
         self.snapshots: dict[int, Path] = {}
         self._summary: tuple[int, Summary | None] = (-1, None)
+        # the history length the tables / the figure were last written for; config.yaml once
+        self._tables_for, self._figure_for, self._config_written = -1, -1, False
+        self.figure_time = time.monotonic()  # when the figure was last drawn (or the run began)
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
     def summary(self) -> Summary:
@@ -104,6 +112,25 @@ class TrialRun:
             cached = summarize(self.cfg, self.history, self.seed_values)
             self._summary = (len(self.history), cached)
         return cached
+
+    def write_outputs(self, *, figure: bool) -> list[Path]:
+        """`summary.write_outputs` of the history so far, writing only what is not on disk for
+        it yet: the tables unless they were written at this evaluation, config.yaml the first
+        time, the figure when FIGURE and not yet drawn at this evaluation. Returns the files
+        written (the ones to log)."""
+        n = len(self.history)
+        paths = write_outputs(
+            self.out_dir,
+            self.cfg,
+            self.summary(),
+            tables=self._tables_for != n,
+            config=not self._config_written,
+            figure=figure and self._figure_for != n,
+        )
+        if figure and self._figure_for != n:
+            self._figure_for, self.figure_time = n, time.monotonic()
+        self._tables_for, self._config_written = n, True
+        return paths
 
 
 class StageReporter(NullReporter):
@@ -177,9 +204,11 @@ class MlflowReporter(StageReporter):
     def report(self, record: EvalRecord, checkpoint: Path | None) -> None:
         self.tracker.log_eval(record.epoch, means_of(record))
         if self.provisional and checkpoint is not None:
-            summary = self.run.summary()
-            outputs = write_outputs(self.run.out_dir, self.run.cfg, summary)
-            self.tracker.log_progress(record.epoch, summary.metrics, outputs, self.run.out_dir)
+            stale = time.monotonic() - self.run.figure_time >= PROVISIONAL_FIGURE_S
+            outputs = self.run.write_outputs(figure=stale)
+            self.tracker.log_progress(
+                record.epoch, self.run.summary().metrics, outputs, self.run.out_dir
+            )
 
     def snapshot(self, epoch: int, weights: Mapping[str, np.ndarray]) -> None:
         # logged at once (the file the recorder just wrote): survives a killed trial
@@ -235,6 +264,9 @@ def run_trial(
     is marked ERROR by Ray (and retried from its checkpoint), the CLI turns them into its exit
     status.
 
+    The outputs are written once per evaluation: the final ones reuse what a provisional
+    checkpoint wrote for the same history (then only the figure is added and logged).
+
     Returns:
         the TrainResult (status `finished` or `diverged`) and its summary.
     """
@@ -251,9 +283,11 @@ def run_trial(
             resume_from=resume_from,
             device=device,
         )
-        summary = summarize(run.cfg, result.history, result.seed_values)
+        if len(result.history) != len(run.history):  # the result's history is the truth
+            run.history = list(result.history)
+        summary = run.summary()
         fan.done(result, summary)
-        outputs = write_outputs(run.out_dir, run.cfg, summary)
+        outputs = run.write_outputs(figure=True)
         if run.tracker is not None:
             run.tracker.finish(
                 result.status,
@@ -283,7 +317,7 @@ def _close_unfinished(run: TrialRun, status: str, message: str) -> None:
     raised, so the trial's own exception is the one that propagates."""
     try:
         summary = run.summary() if run.history else None
-        outputs = write_outputs(run.out_dir, run.cfg, summary) if summary is not None else []
+        outputs = run.write_outputs(figure=True) if summary is not None else []
         if run.tracker is not None:
             run.tracker.finish(
                 status,

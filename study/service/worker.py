@@ -44,6 +44,10 @@ WORST = 1e6
 # constraint-violating trials rank below every feasible one: objective ∓ PENALTY·(1 + violation)
 PENALTY = 1e3
 
+# how long Tune's reuse of a trial process waits for the previous trial's thread (Ray's setting)
+REUSE_WAIT_ENV = "TUNE_FUNCTION_THREAD_TIMEOUT_S"
+REUSE_WAIT_S = 300
+
 
 @dataclass(frozen=True)
 class StudyContext:
@@ -164,6 +168,16 @@ def trial(config: dict[str, Any], ctx: StudyContext) -> None:
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        _release_device_memory()
+
+
+def _release_device_memory() -> None:
+    """Hand the CUDA memory this trial's tensors held back to the device: the process may run
+    the next trial (reused), and trials sharing a GPU must not wait on each other's caches."""
+    import torch
+
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def _trial_config(config: Mapping[str, Any], ctx: StudyContext):
@@ -173,6 +187,10 @@ def _trial_config(config: Mapping[str, Any], ctx: StudyContext):
 
     for noisy in ("ray.tune", "ray.train"):  # per-checkpoint INFO lines drown the live table
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # a reused trial process waits this long for the previous trial's thread to end (a trial
+    # the scheduler stopped closes its outputs and MLflow run first); Ray's default of 2 s
+    # would fail the next trial when closing takes longer (docs/stack.md §2.5)
+    os.environ.setdefault(REUSE_WAIT_ENV, str(REUSE_WAIT_S))
     os.umask(0o077)  # trial outputs and checkpoints: 0600 files, 0700 folders
     sweep_work_dirs()  # scratch folders of trials killed on this node (no `finally` ran)
     cfg = trial_config_from_dict(
