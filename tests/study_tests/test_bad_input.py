@@ -28,6 +28,7 @@ SMOKE = REPO / "search_spaces" / "smoke.yaml"
 HEAD = f"name: t\nbase: {SMOKE}\n"
 SEARCH = "search: {mi.weight: {values: [0.0, 0.1]}}\n"
 OK = HEAD + SEARCH + "sampler: {name: grid}\n"
+ARMS = "arms: {a: {}, b: {intervention.at: 2, intervention.freeze: [w_rec]}}\n"
 
 # (id, spec text or bytes, substrings the one stderr line must hold besides the file name)
 SPECS: list[tuple[str, str | bytes, list[str]]] = [
@@ -232,6 +233,46 @@ SPECS: list[tuple[str, str | bytes, list[str]]] = [
     ("bad-constraint", OK + "constraints: ['final.q_func > 3']\n", ["key 'constraints'"]),
     ("unknown-top-key", OK + "trails: 3\n", ["unknown key 'trails'"]),
     ("wrong-type", OK + "concurrency: two\n", ["key 'concurrency'", "valid integer"]),
+    # -- arms: named sets of overrides, a control among them, on a grid
+    ("arms-no-control", OK + ARMS, ["key 'control_arm'"]),
+    ("arms-unknown-control", OK + ARMS + "control_arm: c\n", ["key 'control_arm'", "'c'"]),
+    ("arms-not-grid", HEAD + SEARCH + ARMS + "control_arm: a\n", ["key 'arms'", "grid"]),
+    ("arms-one", OK + "arms: {a: {}}\ncontrol_arm: a\n", ["key 'arms'", "at least two"]),
+    ("arms-name", OK + "arms: {a: {}, 2b: {}}\ncontrol_arm: a\n", ["key 'arms'", "'2b'"]),
+    ("arms-no-control-arm-without-arms", OK + "control_arm: a\n", ["key 'control_arm'"]),
+    (
+        "arms-unknown-key",
+        OK + "arms: {a: {}, b: {intervention.att: 2}}\ncontrol_arm: a\n",
+        ["unknown key 'arms.b.intervention.att'", "intervention.at"],
+    ),
+    (
+        "arms-section-key",
+        OK + "arms: {a: {}, b: {intervention: {at: 2}}}\ncontrol_arm: a\n",
+        ["unknown key 'arms.b.intervention'"],
+    ),
+    ("arms-seed", OK + "arms: {a: {}, b: {seed: 3}}\ncontrol_arm: a\n", ["key 'arms.b.seed'"]),
+    (
+        "arms-searched-key",
+        OK + "arms: {a: {}, b: {mi.weight: 0.3}}\ncontrol_arm: a\n",
+        ["key 'arms.b.mi.weight'", "also searched"],
+    ),
+    (
+        "arms-at-past-end",
+        OK + "arms: {a: {}, b: {intervention.at: 9, intervention.mi_weight: 0.5}}\n"
+        "control_arm: a\n",
+        ["key 'arms.b.intervention.at'", "before the last epoch"],
+    ),
+    (
+        "arms-fork-missing",
+        OK + "arms: {a: {}, b: {train.init_from: nowhere.pt, intervention.at: 2, "
+        "intervention.freeze: w_rec}}\ncontrol_arm: a\n",
+        ["key 'arms.b.train.init_from'", "no checkpoint"],
+    ),
+    (
+        "intervention-in-trial",
+        OK + "trial: {intervention: {at: 2, freeze: [w_bias]}}\n",
+        ["key 'trial.intervention.freeze[0]'", "'w_rec'"],
+    ),
 ]
 
 
@@ -285,6 +326,7 @@ def test_the_corpus_base_spec_is_valid(tmp_path, monkeypatch, capsys):
     assert main(["validate", str(spec)]) == 0, capsys.readouterr().err
 
 
+SET_K1 = ["--set", "partition.groups=1", "--set", "mi.weight=0"]
 # (id, trial config text or bytes or None for the valid smoke config, extra argv, substrings)
 TRAIN: list[tuple[str, str | bytes | None, list[str], list[str]]] = [
     ("set-no-equals", None, ["--set", "mi.weight"], ["--set", "key=value"]),
@@ -325,6 +367,69 @@ TRAIN: list[tuple[str, str | bytes | None, list[str], list[str]]] = [
     ("config-inf", "optim: {lr: -.inf}\n", [], ["key 'optim.lr'"]),
     ("config-list", "[1, 2]\n", [], ["mapping"]),
     ("config-deep", "a: " + "[" * 10_000 + "]" * 10_000 + "\n", [], ["nesting"]),
+    # -- interventions, the structure penalty and forks (smoke: 4 epochs, evaluations every 2)
+    (
+        "iv-unknown-role",
+        None,
+        ["--set", "intervention.at=1", "--set", "intervention.freeze=[w_bias]"],
+        ["key 'intervention.freeze[0]'", "'w_rec_between'"],
+    ),
+    (
+        "iv-at-past-the-end",
+        None,
+        ["--set", "intervention.at=4", "--set", "intervention.mi_weight=0"],
+        ["key 'intervention.at'", "before the last epoch"],
+    ),
+    ("iv-at-typo", None, ["--set", "intervention.at=onset"], ["key 'intervention.at'"]),
+    (
+        "iv-swap-one-group",
+        None,
+        [*SET_K1, "--set", "intervention.at=1", "--set", "intervention.swap_partition=true"],
+        ["key 'intervention.swap_partition'", "partition.groups=1"],
+    ),
+    (
+        "iv-nothing-to-do",
+        None,
+        ["--set", "intervention.at=1"],
+        ["key 'intervention.at'", "does nothing"],
+    ),
+    (
+        "iv-same-lambda",
+        None,
+        ["--set", "intervention.at=1", "--set", "intervention.mi_weight=0.1"],
+        ["key 'intervention.mi_weight'", "does nothing"],
+    ),
+    ("iv-no-at", None, ["--set", "intervention.freeze=w_rec"], ["key 'intervention.at'"]),
+    (
+        "iv-func-onset-swap",
+        None,
+        ["--set", "intervention.at=func_onset", "--set", "intervention.swap_partition=true"],
+        ["key 'intervention.swap_partition'", "share one partition"],
+    ),
+    (
+        "iv-func-onset-one-group",
+        None,
+        [*SET_K1, "--set", "intervention.at=func_onset", "--set", "intervention.freeze=w_in"],
+        ["key 'intervention.at'", "q_func_z"],
+    ),
+    (
+        "structure-one-group",
+        None,
+        [*SET_K1, "--set", "structure_penalty.weight=0.1"],
+        ["key 'structure_penalty.weight'"],
+    ),
+    (
+        "fork-missing",
+        None,
+        ["--set", "train.init_from=/nonexistent/checkpoint.pt"],
+        ["key 'train.init_from'", "no checkpoint"],
+    ),
+    (
+        "keep-odd-epoch",
+        None,
+        ["--set", "train.keep_checkpoints=[3]"],
+        ["key 'train.keep_checkpoints'"],
+    ),
 ]
 
 
