@@ -425,6 +425,19 @@ TRAIN: list[tuple[str, str | bytes | None, list[str], list[str]]] = [
         ["key 'train.init_from'", "no checkpoint"],
     ),
     (
+        "iv-func-onset-fork",
+        None,
+        [
+            "--set",
+            f"train.init_from={SMOKE}",
+            "--set",
+            "intervention.at=func_onset",
+            "--set",
+            "intervention.freeze=w_in",
+        ],
+        ["key 'intervention.at'", "train.init_from"],
+    ),
+    (
         "keep-odd-epoch",
         None,
         ["--set", "train.keep_checkpoints=[3]"],
@@ -459,6 +472,68 @@ def test_out_pointing_at_a_file_is_refused(tmp_path, monkeypatch, capsys):
             ["--out", "key '--out'", "is a file"],
         )
         assert str(afile) in line
+
+
+@pytest.fixture(scope="module")
+def parents(tmp_path_factory):
+    """Two smoke trials that kept their epoch-2 checkpoints: a plain one, and one whose own
+    intervention acted at epoch 0."""
+    from study.spec import load_trial_config
+    from study.training import train
+
+    root = tmp_path_factory.mktemp("parents")
+    for name, over in (
+        ("plain", {}),
+        ("intervened", {"intervention.at": 0, "intervention.freeze": "w_in"}),
+    ):
+        cfg = load_trial_config(SMOKE, {"train.keep_checkpoints": [2], **over})
+        train(cfg, checkpoint_dir=root / name / "checkpoint")
+    return root
+
+
+FORK_ARM = ["--set", "intervention.at=2", "--set", "intervention.mi_weight=0"]
+# (id, parent, extra argv after --set train.init_from=..., substrings of the one line)
+FORKS = [
+    (
+        "other-config",
+        "plain",
+        [*FORK_ARM, "--set", "mi.weight=0.3"],
+        ["key 'mi.weight'", "0.1 -> 0.3"],
+    ),
+    (
+        "at-before-the-fork",
+        "plain",
+        ["--set", "intervention.at=1", "--set", "intervention.freeze=w_in"],
+        ["key 'intervention.at'", "at or after the epoch it forks at (2)"],
+    ),
+    (
+        "no-epochs-left",
+        "plain",
+        ["--set", "structure_penalty.weight=0.01", "--set", "train.epochs=2"],
+        ["key 'train.epochs'", "train past the epoch it forks at (2)"],
+    ),
+    (
+        "parent-past-its-intervention",
+        "intervened",
+        ["--set", "intervention.at=2", "--set", "intervention.freeze=w_in"],
+        ["key 'train.init_from'", "past its own trial's intervention"],
+    ),
+    ("into-the-parent", "plain", [*FORK_ARM, "--out", "PARENT"], ["key 'train.init_from'"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("parent", "extra", "must"), [f[1:] for f in FORKS], ids=[f[0] for f in FORKS]
+)
+def test_a_fork_that_cannot_start_is_refused(
+    parent, extra, must, parents, tmp_path, monkeypatch, capsys
+):
+    home = _fresh(tmp_path, monkeypatch)
+    kept = parents / parent / "checkpoint" / "checkpoint_2.pt"
+    extra = [str(parents / parent) if a == "PARENT" else a for a in extra]
+    before = {p: p.read_bytes() for p in (parents / parent).rglob("*") if p.is_file()}
+    _refused(["train", str(SMOKE), "--set", f"train.init_from={kept}", *extra], capsys, home, must)
+    assert {p: p.read_bytes() for p in (parents / parent).rglob("*") if p.is_file()} == before
 
 
 def test_bad_storage_in_the_environment_is_refused_and_redacted(tmp_path, monkeypatch, capsys):
