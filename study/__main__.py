@@ -162,7 +162,7 @@ def _smoke(study):
     """Shrink a study to seconds (Ray's --smoke-test convention): 2 trials, tiny budgets."""
     over = read_yaml(SMOKE_FILE) if SMOKE_FILE.is_file() else {}
     study.base = deep_merge(study.base, over)
-    trial_config_from_dict(study.base, source=str(SMOKE_FILE))
+    trial_config_from_dict(study.base, source=str(SMOKE_FILE), partial=True)
     spec = study.spec.model_copy(
         update={
             "name": study.spec.name + "-smoke",
@@ -218,7 +218,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Validate a study spec (and every point of its search space) without starting Ray."""
     study = _load(args)
     _check_environment(study)
-    cfg = study.trial_config({})
+    cfg = study.base_config()
     s = study.spec
     print(
         f"{study.path}: ok — study '{s.name}', sampler {s.sampler.name}, "
@@ -245,7 +245,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     s = study.spec
     home = study_home()
-    cfg = study.trial_config({})
+    cfg = study.base_config()
     search = json.dumps({k: v.model_dump(exclude_none=True) for k, v in s.search.items()})
     print(
         f"study '{s.name}' from {study.path}\n"

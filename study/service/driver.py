@@ -183,7 +183,7 @@ def run_study(
     name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}" if fresh else spec.name
     home = study_home()
     paths = study_paths(name, home)
-    base_cfg = study.trial_config({})
+    base_cfg = study.base_config()
     storage_url = spec.storage or default_optuna_storage(home)
     # -- set-up: everything that can fail, before the MLflow study run exists -------------------
     space, sampler = check_search(study)

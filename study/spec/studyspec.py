@@ -336,6 +336,11 @@ class Study:
         study with arms: that arm's overrides, then the searched values)."""
         return trial_config_from_dict(self.trial_tree(params), source=str(self.path))
 
+    def base_config(self) -> TrialConfig:
+        """The base trial config, without a search point (its intervention may be incomplete:
+        the searched keys or the arms complete it)."""
+        return trial_config_from_dict(self.base, source=str(self.path), partial=True)
+
     def trial_tree(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The nested trial config of one point (not validated): base, arm, searched values."""
         return point_tree(self.base, self.spec.arms, params, source=str(self.path))
@@ -383,7 +388,9 @@ def load_study(path: str | Path) -> Study:
     tree = _trial_tree(spec, path)
     _check_search_keys(spec, source)
     _check_arm_keys(spec, source)
-    fork_checkpoint(trial_config_from_dict(tree, source=source), source=source, prefix="trial.")
+    fork_checkpoint(
+        trial_config_from_dict(tree, source=source, partial=True), source=source, prefix="trial."
+    )
     study = Study(spec, json.loads(json.dumps(tree)), path, text)
     points = _check_points(study, source)
     study.points = points
@@ -459,7 +466,7 @@ def _trial_tree(spec: StudySpec, path: Path) -> dict[str, Any]:
                 source=source,
                 key="base",
             )
-        trial_config_from_dict(base, source=str(base_path))  # the base file on its own
+        trial_config_from_dict(base, source=str(base_path), partial=True)  # on its own
         train = base.get("train")
         if isinstance(train, Mapping) and train.get("init_from") is not None:
             base = deep_merge(
@@ -468,7 +475,7 @@ def _trial_tree(spec: StudySpec, path: Path) -> dict[str, Any]:
     tree = deep_merge(base, tuples_to_lists(spec.trial))
     if spec.seeds is not None:
         tree = deep_merge(tree, {"seeds": spec.seeds})
-    trial_config_from_dict(tree, source=source, prefix="trial.")
+    trial_config_from_dict(tree, source=source, prefix="trial.", partial=True)
     return tree
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
 from study.contract.artifacts import CHECKPOINT_DIR, CHECKPOINT_FILE
 from study.contract.names import FUNC_ONSET
@@ -178,7 +178,7 @@ class TrialConfig(Strict):
     seed: int = Field(0, ge=0)  # member i is initialised from seed + i
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> TrialConfig:
+    def _cross_checks(self, info: ValidationInfo) -> TrialConfig:
         n, k = self.network.hidden, self.partition.groups
         if k > n:
             raise ValueError(
@@ -222,7 +222,7 @@ class TrialConfig(Strict):
                 f"structure_penalty.weight > 0 needs partition.groups >= 2 (it acts on the "
                 f"between-group entries of W_rec), but got partition.groups={k}"
             )
-        _check_intervention(self)
+        _check_intervention(self, complete=not (info.context or {}).get("partial", False))
         return self
 
     # -- derived values -------------------------------------------------------------------------
@@ -251,8 +251,12 @@ def _check_kept_checkpoints(cfg: TrialConfig) -> None:
         raise ValueError(f"train.keep_checkpoints lists an epoch twice: {kept}")
 
 
-def _check_intervention(cfg: TrialConfig) -> None:
-    """The `intervention` section: it starts somewhere, does something, and can do it here."""
+def _check_intervention(cfg: TrialConfig, *, complete: bool = True) -> None:
+    """The `intervention` section: it starts somewhere, does something, and can do it here.
+
+    Not `complete` (a study's base, whose intervention its searched keys or arms may complete):
+    an intervention without a start or without an effect is let through; each search point is
+    checked in full."""
     iv, k, n = cfg.intervention, cfg.partition.groups, cfg.network.hidden
     given = [
         name
@@ -264,18 +268,20 @@ def _check_intervention(cfg: TrialConfig) -> None:
         if on
     ]
     if iv.at is None:
-        if given:
+        if given and complete:
             raise ValueError(
                 f"intervention.at is required with intervention.{given[0]}: give the epoch "
                 f"the intervention starts at, or {FUNC_ONSET!r}"
             )
         return
     if not given:
+        if not complete:
+            return
         raise ValueError(
             "intervention.at is set but the intervention does nothing: give "
             "intervention.mi_weight, intervention.freeze or intervention.swap_partition"
         )
-    if given == ["mi_weight"] and iv.mi_weight == cfg.mi.weight:
+    if complete and given == ["mi_weight"] and iv.mi_weight == cfg.mi.weight:
         raise ValueError(
             f"intervention.mi_weight equals mi.weight ({cfg.mi.weight}) and nothing else is "
             f"set, so the intervention does nothing"
@@ -360,9 +366,10 @@ def format_validation_error(
 
 
 def trial_config_from_dict(
-    tree: Mapping[str, Any], *, source: str | None = None, prefix: str = ""
+    tree: Mapping[str, Any], *, source: str | None = None, prefix: str = "", partial: bool = False
 ) -> TrialConfig:
-    """Validate a nested dict into a TrialConfig; errors become ConfigError."""
+    """Validate a nested dict into a TrialConfig; errors become ConfigError. `partial`: a study's
+    base, which need not be a whole intervention yet (`_check_intervention`)."""
     if not isinstance(tree, Mapping):
         raise ConfigError(
             f"a trial config must be a mapping of sections, but got {type(tree).__name__}",
@@ -370,7 +377,7 @@ def trial_config_from_dict(
         )
     tree = lists_to_tuples(tree)
     try:
-        cfg = TrialConfig.model_validate(tree)
+        cfg = TrialConfig.model_validate(tree, context={"partial": partial})
     except pydantic.ValidationError as e:
         raise format_validation_error(e, source=source, prefix=prefix) from None
     check_limits(cfg.flat(), TRIAL_LIMITS, source=source, prefix=prefix)

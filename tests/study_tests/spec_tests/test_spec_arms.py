@@ -73,3 +73,31 @@ def test_a_relative_init_from_is_resolved_against_the_spec_file(tmp_path):
     cfg = study.trial_config({"arm": "fork", "mi.weight": 0.1})
     assert cfg.train.init_from == str((tmp_path / "parent" / "checkpoint_2.pt").resolve())
     assert study.spec.arms["fork"]["train.init_from"] == cfg.train.init_from  # what trials get
+
+
+def test_searched_keys_or_arms_may_complete_the_bases_intervention(tmp_path):
+    # the base starts an intervention at epoch 2; what it does is searched, or each arm's
+    searched = load_study(
+        write(
+            tmp_path,
+            trial={"intervention": {"at": 2}},
+            search={"intervention.freeze": {"values": ["w_rec", "w_in"]}},
+            arms={},
+            control_arm=None,
+        )
+    )
+    assert [p["intervention.freeze"] for p in searched.points] == ["w_rec", "w_in"]
+    assert searched.trial_config(searched.points[1]).intervention.freeze == ("w_in",)
+    assert searched.base_config().intervention.at == 2  # the base alone: not a whole one
+    arms = {"control": {"intervention.at": None}, "off": {"intervention.mi_weight": 0.0}}
+    armed = load_study(write(tmp_path, trial={"intervention": {"at": 2}}, arms=arms))
+    assert not armed.trial_config({"arm": "control", "mi.weight": 0.1}).intervention.active
+    # a point that leaves it incomplete is refused, naming where
+    with pytest.raises(ConfigError, match=r"does nothing"):
+        load_study(
+            write(
+                tmp_path,
+                trial={"intervention": {"at": 2}},
+                arms={"control": {}, "off": {"intervention.mi_weight": 0.0}},
+            )
+        )
