@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from study.contract.artifacts import CHECKPOINT_DIR
 from study.contract.text import redact_url
 from study.core.tasks import task_metric
 from study.service.summary import Summary, summarize, write_outputs, write_snapshot
@@ -39,7 +40,14 @@ from study.service.tracking import (
     study_home,
 )
 from study.spec import TrialConfig
-from study.training import EvalRecord, NullReporter, TrainResult, records_from_state, train
+from study.training import (
+    EvalRecord,
+    NullReporter,
+    TrainResult,
+    inherited_records,
+    records_from_state,
+    train,
+)
 
 __all__ = [
     "TrialRun",
@@ -81,7 +89,10 @@ class TrialRun:
         cfg: the trial config.
         out_dir: where outputs and snapshots go (created if missing).
         tracker: the trial's MLflow run, or None (`study train --no-track`).
-        resume_state: the state dict of the checkpoint the trial resumes from, if any.
+        resume_state: the state dict of the checkpoint the trial resumes from, if any; or, with
+            `inherited`, of the checkpoint of another trial it forks from (`train.init_from`).
+        inherited: the history in `resume_state` is another trial's: a fork logs it into its
+            own fresh MLflow run before it trains on.
     """
 
     def __init__(
@@ -90,11 +101,15 @@ class TrialRun:
         out_dir: Path,
         tracker: TrialTracker | None = None,
         resume_state: Mapping[str, Any] | None = None,
+        inherited: bool = False,
     ):
         self.cfg, self.out_dir, self.tracker = cfg, Path(out_dir), tracker
+        self.inherited = inherited and resume_state is not None
         self.history: list[EvalRecord] = (
             records_from_state(resume_state) if resume_state is not None else []
         )
+        if self.inherited:  # the parent's evaluations, under this trial's metric names
+            self.history = inherited_records(self.history, cfg)
         self.start_epoch = int(resume_state["epoch"]) if resume_state is not None else 0
         self.seed_values = [cfg.seed + i for i in range(cfg.seeds)]
         self.snapshots: dict[int, Path] = {}
@@ -276,12 +291,16 @@ def run_trial(
     fan = FanOut(*stages, *reporters)
     status, message, closed = "failed", "", False
     try:
+        if run.inherited and run.tracker is not None:  # a fork's past, in its own run
+            for record in run.history:
+                run.tracker.log_eval(record.epoch, means_of(record))
         result = train(
             run.cfg,
             reporter=fan,
             checkpoint_dir=checkpoint_dir,
             resume_from=resume_from,
             device=device,
+            keep_dir=run.out_dir / CHECKPOINT_DIR,
         )
         if len(result.history) != len(run.history):  # the result's history is the truth
             run.history = list(result.history)
@@ -383,11 +402,13 @@ def train_command(
     device: str | None = None,
     resume_from: Path | None = None,
     resume_state: Mapping[str, Any] | None = None,
+    inherited: bool = False,
 ) -> tuple[TrainResult, Summary]:
     """Train one trial into OUT with a progress bar: OUT/checkpoint is (over)written, and unless
     `track` is false the trial is logged as a study of one trial (parent run + one child), whose
-    study run ends with the trial's status."""
-    run = TrialRun(cfg, out, resume_state=resume_state)
+    study run ends with the trial's status. `resume_state` with `inherited`: the checkpoint of
+    the trial this one forks from (`train.init_from`)."""
+    run = TrialRun(cfg, out, resume_state=resume_state, inherited=inherited)
     study = None
     if track:
         study, run.tracker = _open_train_tracking(cfg, name, out, spec_text)
@@ -396,7 +417,7 @@ def train_command(
         result, summary = run_trial(
             run,
             [ProgressBar(cfg, quiet=quiet, start=run.start_epoch)],
-            checkpoint_dir=out / "checkpoint",
+            checkpoint_dir=out / CHECKPOINT_DIR,
             resume_from=resume_from,
             device=device,
         )

@@ -473,6 +473,7 @@ class TrialTracker:
         task: str,
         params: Mapping[str, Any],
         run_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ):
         self.client = _client(tracking_uri)
         self.trial_id = trial_id
@@ -492,16 +493,19 @@ class TrialTracker:
                     self.client.set_tag(dup.info.run_id, TAG_STATUS, "stopped")
                     self.client.set_terminated(dup.info.run_id, "KILLED")
         else:
-            tags = {
+            run_tags = {
                 TAG_ROLE: ROLE_TRIAL,
                 TAG_NAME: study_name,
                 TAG_TRIAL: trial_id,
                 TAG_STATUS: "running",
                 TAG_TASK: task,
+                **(tags or {}),
             }
             if parent_run_id:
-                tags[TAG_PARENT] = parent_run_id
-            run = self.client.create_run(experiment_id, run_name=run_name or trial_id, tags=tags)
+                run_tags[TAG_PARENT] = parent_run_id
+            run = self.client.create_run(
+                experiment_id, run_name=run_name or trial_id, tags=run_tags
+            )
             self.run_id = run.info.run_id
             plist = [
                 Param(k, json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v))
