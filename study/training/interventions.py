@@ -269,7 +269,7 @@ class Interventions:
                     gen=trainer.streams.eval_gen,  # unused without critics: nothing is drawn
                     w_rec0=trainer.w_rec0,
                     epoch=trainer.epoch,
-                    index=len(trainer.history),
+                    rec0=trainer.rec0,
                 )
             else:
                 orig = res

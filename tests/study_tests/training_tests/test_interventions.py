@@ -269,6 +269,7 @@ def test_func_onset_switches_each_seed_at_its_own_confirmed_onset(base, asked):
         "train.checkpoint_every": 1,
         "train.snapshot_every": 0,
         "emergence.run": 1,
+        "train.eval_fixed": False,  # the per-seed onsets this test needs come from fresh batches
     }
     ctrl = train(cfg(**over))
     z = per_seed(ctrl.history, "q_func_z")
