@@ -78,7 +78,7 @@ def _timing(args: argparse.Namespace) -> int:
     from study.contract.params import PARAM_MI_WEIGHT
 
     data = load_study(_study_name(args.study), args.tracking_uri)
-    fnd = findings(data, rng=np.random.default_rng(args.seed))
+    fnd = findings(data, rng=np.random.default_rng(args.seed), importance=False)
     seeds = analysed_seeds(data)
     cols = [c for c in FINAL_COLUMNS if c in seeds]
     by = PARAM_MI_WEIGHT if PARAM_MI_WEIGHT in seeds else None

@@ -26,8 +26,11 @@ Per epoch (`train.updates_per_epoch` rounds of critic steps and one network step
 - evaluation, amortised: one evaluation every `train.eval_every` epochs (network forward on
   `train.eval_batch` sequences with readout, the critic's MI value, the Gaussian plug-in MI of
   the activity and of its sequence-shuffled null, the functional correlations, D_corr's
-  cross-correlations) and the held-out MI critic every `train.heldout_mi_every` evaluations.
-Per trial: critic pre-training + epochs + (epochs / eval_every + 1) evaluations.
+  cross-correlations, the ΔW block contrasts with their null partitions) and the held-out MI
+  critic every `train.heldout_mi_every` evaluations.
+Per trial: critic pre-training + epochs + (epochs / eval_every + 1) evaluations. Not modelled:
+the dense start's light evaluations (`train.dense_until`) and the lesions (`train.lesion_every`:
+each lesion is one more network forward on the evaluation batch).
 """
 
 from __future__ import annotations
@@ -222,10 +225,15 @@ def trial_flops(cfg: Any) -> dict[str, Any]:
     washout = cfg.task.wm.washout if cfg.task.name == "working_memory" else cfg.task.chaos.washout
     ev["d_corr_cross_correlations"] = _mm(s * n, (t_seg - washout) * be, n_out)
     # z-scores of Q against train.null_partitions random partitions: A·H with H (N, R·K), and
-    # the degrees' d·H, for the functional, structural and ΔW graphs (+ the GRU's two gates)
-    n_graphs = 3 + (2 if cfg.network.kind == "gru" else 0)
+    # the degrees' d·H, for the functional, structural and ΔW graphs (+ the GRU's two gates
+    # and the sum of its three blocks)
+    n_graphs = 3 + (3 if cfg.network.kind == "gru" else 0)
     cols = tc.null_partitions * z["K"]
     ev["modularity_null_partitions"] = n_graphs * (_mm(s * n, n, cols) + _mm(s, n, cols))
+    # the block contrast D of ΔW and its z-score: d·H with H (N, K) and (N, (R + 1)·K), for
+    # W_rec (the GRU: U_h, U_z, U_r and their sum)
+    n_changes = 4 if cfg.network.kind == "gru" else 1
+    ev["dw_block_contrasts"] = n_changes * (_mm(s * n, n, z["K"]) + _mm(s * n, n, cols + z["K"]))
     eval_total = sum(ev.values())
     heldout_total = 0.0
     n_evals = tc.epochs // tc.eval_every + 1 + (1 if tc.epochs % tc.eval_every else 0)

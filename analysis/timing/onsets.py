@@ -1,0 +1,559 @@
+"""Timing onsets: the half-rise of each curve's own fitted rise, confirmed online, censored.
+
+A curve's **timing onset** is the epoch at which its fitted logistic rise (``fit.py``)
+b + a·σ((t − m)/w) reaches the fraction f of its amplitude:
+
+    t_f = m + w · logit(f)          (f = ½ gives the midpoint m).
+
+It is decided **online**, from the past only. At every evaluation k the grid of the schedule so
+far is fitted to the evaluations 0 … k (:func:`analysis.timing.fit.make_grid` is causal); the
+onset is *confirmed* at the first k where
+
+1. the curve is detectable: it has reached ``threshold`` for ``run`` consecutive evaluations
+   (the project's detection rule, :func:`study.contract.outcomes.onset`, "detectable from";
+   the significance gate, calibrated for false emergence), and
+2. the rise is resolved: the best fit with at least ``plateau`` evaluations at or after
+   m + c·w (c = ``resolve``; σ(2) = 88 % of the rise) beats every fit of a rise still under
+   way at t_k (including midpoints after t_k) by ΔRSS >= ``evidence`` · σ̂², with σ̂² the
+   residual variance inflated by (1 + ρ̂)/(1 − ρ̂) for autocorrelated residuals.
+
+The onset is then refitted on the evaluations up to the bounded window's end, the first
+evaluation at least ``extra`` evaluations and ``window`` · ŵ past the confirmation (the
+evaluations after the confirmation were not selected by the stopping rule, which damps its
+bias), and reported. It depends on nothing after that evaluation, the onset's ``decided_at``:
+truncating the curve there never moves it, and :func:`confirm_online` on the history up to any
+evaluation agrees with the offline result truncated there.
+
+Why this and not a threshold crossing: t_f is invariant to the curve's amplitude and offset,
+because (m̂, ŵ) of a least-squares logistic fit do not change when the curve is scaled or
+shifted; a fixed threshold is crossed earlier by a larger curve with the same time course. Why
+not a fit to the whole curve: it moves when the run is extended. docs/timing.md argues the
+choice and gives the calibration.
+
+Censoring (the onset as an interval [lo, hi]; each bound errs on the safe side under noise):
+
+- ``onset``: confirmed, with an evaluation at or before m̂ − c·ŵ (baseline seen):
+  lo = hi = t_f.
+- ``left-censored``: confirmed, but the rise was under way at the first evaluation t₁. The
+  baseline is at most the fitted level y₁ there and the plateau P is seen, so the true onset is
+  at most where the curve reaches y₁ + f(P − y₁): hi = the evaluation after the last one below
+  that level, lo = ``origin`` (default min(0, t₁)).
+- ``unresolved``: detectable but not resolved by the last evaluation. The eventual rise is at
+  least the one reached, so the onset is at least where the curve first reached b̂ + f(y_T − b̂):
+  lo = the evaluation before the first one at or above it (``origin`` without a seen
+  baseline), hi = ∞.
+- ``not detected``: never detectable. A rise smaller than the threshold may be past its middle
+  already, so nothing bounds it: lo = ``origin``, hi = ∞ (undecided in the lag test; the
+  cell's "never emerged" labels count it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z
+
+from .fit import fit_prefix, grid_gains, make_grid, refine, single_thread_blas
+
+__all__ = [
+    "EVIDENCE",
+    "EXTRA",
+    "FRACTION",
+    "PLATEAU",
+    "RESOLVE",
+    "STATUSES",
+    "WINDOW",
+    "TimingOnset",
+    "confirm_online",
+    "detections",
+    "regular_step",
+    "timing_onset",
+    "timing_onsets",
+]
+
+FRACTION = 0.5  # the onset is where the fitted rise reaches this fraction of its amplitude
+RESOLVE = 2.0  # resolved when evaluations lie beyond m + RESOLVE·w (σ(2) = 88 % of the rise)
+PLATEAU = 2  # ... at least this many of them
+EXTRA = 2  # evaluations after the confirmation that the final fit also uses
+EVIDENCE = 9.0  # ΔRSS / σ̂² by which the resolved fit must beat every still-rising one
+WINDOW = 4.0  # ... and at least this many fitted scales ŵ past the confirmation
+STATUSES = ("onset", "left-censored", "unresolved", "not detected")
+
+
+@dataclass(frozen=True)
+class TimingOnset:
+    """One curve's timing onset and what bounds it (epochs; NaN where not defined).
+
+    ``lo``/``hi``: the interval the onset lies in (equal for ``status == "onset"``, hi = inf
+    when right-censored). ``detectable_from``: the detection onset (z >= threshold for ``run``
+    evaluations), NaN if never. ``confirmed_at``: the evaluation at which the rise was first
+    resolved; ``decided_at``: the last evaluation the reported onset uses (``complete`` false
+    when the run ended before the bounded window did). ``midpoint``, ``width``, ``amplitude``,
+    ``baseline``: the logistic fit behind the onset (for ``unresolved``, the fit to all data).
+    """
+
+    epoch: float
+    lo: float
+    hi: float
+    status: str
+    detectable_from: float
+    confirmed_at: float
+    decided_at: float
+    complete: bool
+    midpoint: float
+    width: float
+    amplitude: float
+    baseline: float
+
+    @property
+    def emerged(self) -> bool:
+        """Whether the rise was confirmed (a point or a left-censored onset)."""
+        return self.status in ("onset", "left-censored")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (inf and NaN stay floats; the caller's encoder decides)."""
+        return asdict(self)
+
+
+def _check(
+    epochs: Any,
+    values: Any,
+    fraction: float,
+    direction: int,
+    resolve: float,
+    plateau: int,
+    extra: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validated schedule (T,) and values (S, T)."""
+    t = np.asarray(epochs, dtype=float)
+    x = np.asarray(values, dtype=float)
+    if x.ndim == 1:
+        x = x[None, :]
+    if t.ndim != 1 or x.ndim != 2 or x.shape[1] != t.size:
+        raise ValueError(
+            f"timing_onsets(): epochs must have shape (T,) and values (S, T) or "
+            f"(T,), but got epochs {t.shape} and values {x.shape}."
+        )
+    if t.size < 3 or not np.all(np.isfinite(t)) or not np.all(np.diff(t) > 0):
+        raise ValueError(
+            f"timing_onsets(): epochs must be finite, strictly increasing and "
+            f"at least 3, but got {t.tolist()}."
+        )
+    if not 0.0 < fraction < 1.0 or abs(math.log(fraction / (1 - fraction))) >= resolve:
+        raise ValueError(
+            f"timing_onsets(): fraction must lie in (σ(−resolve), σ(resolve)) = "
+            f"({1 / (1 + math.exp(resolve)):.3f}, "
+            f"{1 / (1 + math.exp(-resolve)):.3f}), but got fraction={fraction}."
+        )
+    if direction not in (1, -1):
+        raise ValueError(
+            f"timing_onsets(): direction must be +1 (a rise) or −1 (a fall), but "
+            f"got direction={direction!r}."
+        )
+    if isinstance(plateau, bool) or plateau < 1 or isinstance(extra, bool) or extra < 0:
+        raise ValueError(
+            f"timing_onsets(): plateau must be >= 1 and extra >= 0 evaluations, "
+            f"but got plateau={plateau!r}, extra={extra!r}."
+        )
+    return t, x
+
+
+def _confirmations(
+    t: np.ndarray,
+    x: np.ndarray,
+    ok: np.ndarray,
+    ready: np.ndarray,
+    direction: int,
+    resolve: float,
+    plateau: int,
+    evidence: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index k* of the evaluation at which each curve's rise is confirmed (−1 if never), and
+    the fitted scale ŵ there (NaN if never).
+
+    Curve s is examined at evaluation k >= ready[s] (its detection is complete) when k holds a
+    finite value. At k the grid of the schedule so far, t_1 … t_k, is fitted to evaluations
+    0 … k (:func:`analysis.timing.fit.make_grid` with midpoints ahead of t_k). A grid point is
+    *resolved* when at least ``plateau`` finite evaluations lie at or after m + c·w. The rise
+    is confirmed when the best resolved fit beats every unresolved one (a rise still under way
+    at t_k, including midpoints after t_k) by ΔRSS >= evidence · σ̂², where
+    σ̂² = RSS/(n − 4) · (1 + ρ̂)/(1 − ρ̂) from the best fit's residuals (ρ̂ their lag-1
+    autocorrelation, in [0, 0.95]: autocorrelated residuals weigh less).
+    """
+    S, T = x.shape
+    conf = np.full(S, -1)
+    w_conf = np.full(S, np.nan)
+    for k in range(int(ready[ready >= 0].min(initial=T)), T):
+        act = np.flatnonzero((ready >= 0) & (ready <= k) & (conf < 0) & ok[:, k])
+        if not act.size:
+            continue
+        grid = make_grid(t[: k + 1], ahead=True)
+        edge = grid.m + resolve * grid.w
+        by_edge = np.argsort(edge, kind="stable")  # resolved grid points come first
+        sel = by_edge[grid.m[by_edge] <= t[k] + 4.0 * grid.w[by_edge]]  # visible on 0 … k
+        xa, oka = x[act, : k + 1], ok[act, : k + 1]
+        gain, sxx, n = grid_gains(xa, oka, grid, k, direction, sel)
+        # epoch of each curve's plateau-th last finite evaluation up to k
+        cnt = np.cumsum(oka[:, ::-1], axis=1)[:, ::-1]
+        j = np.where(cnt >= plateau, np.arange(k + 1)[None, :], -1).max(1)
+        limit = np.where(j >= 0, t[np.maximum(j, 0)], -np.inf)
+        rows = np.arange(act.size)
+        if (limit == limit[0]).all():  # no missing values: one split of the grid for all
+            cut = int(np.searchsorted(edge[sel], limit[0], side="right"))
+            g_res, g_unr = gain[:, :cut], gain[:, cut:]
+            best_r = np.argmax(g_res, axis=1) if cut else np.zeros(act.size, dtype=int)
+            gr = g_res[rows, best_r] if cut else np.zeros(act.size)
+            gu = g_unr.max(1) if cut < sel.size else np.zeros(act.size)
+            alt = cut + (np.argmax(g_unr, axis=1) if cut < sel.size else 0)
+        else:
+            resolved = edge[sel][None, :] <= limit[:, None]
+            g_res = np.where(resolved, gain, -1.0)
+            g_unr = np.where(resolved, -1.0, gain)
+            best_r = np.argmax(g_res, axis=1)
+            gr, gu = np.maximum(g_res[rows, best_r], 0.0), np.maximum(g_unr.max(1), 0.0)
+            alt = np.argmax(g_unr, axis=1)
+        rss = sxx - np.maximum(gr, gu)
+        best = sel[np.where(gr >= gu, best_r, np.minimum(alt, sel.size - 1))]
+        sig2 = rss / np.maximum(n - 4, 1) * _ar_inflation(xa, oka, grid.basis[best])
+        res = (gr > 0) & (n >= 5) & (gr - gu >= evidence * sig2)
+        conf[act[res]] = k
+        w_conf[act[res]] = grid.w[sel[best_r[res]]]
+    return conf, w_conf
+
+
+def _ar_inflation(x: np.ndarray, ok: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """(1 + ρ̂)/(1 − ρ̂) of the residuals of each curve x[i] around its least-squares fit
+    b + a·s[i] (all shape (A, K)), ρ̂ their lag-1 autocorrelation clipped to [0, 0.95]: the
+    variance of a sum of autocorrelated residuals relative to independent ones."""
+    mk = ok
+    n = np.maximum(mk.sum(1), 1)
+    sm = np.where(mk, s, 0.0)
+    xm = np.where(mk, x, 0.0)
+    s_bar, x_bar = sm.sum(1) / n, xm.sum(1) / n
+    ds = np.where(mk, s - s_bar[:, None], 0.0)
+    dx = np.where(mk, x - x_bar[:, None], 0.0)
+    a = (ds * dx).sum(1) / np.maximum((ds * ds).sum(1), 1e-300)
+    r = np.where(mk, dx - a[:, None] * ds, 0.0)
+    both = mk[:, 1:] & mk[:, :-1]
+    num = (r[:, 1:] * r[:, :-1] * both).sum(1)
+    den = (r * r).sum(1)
+    rho = np.clip(num / np.maximum(den, 1e-300), 0.0, 0.95)
+    return (1.0 + rho) / (1.0 - rho)
+
+
+def _final_fit(
+    t: np.ndarray, x: np.ndarray, ok: np.ndarray, last: np.ndarray, direction: int
+) -> dict[str, np.ndarray]:
+    """Refined fit of each curve on its evaluations 0 … last[s] only (``last`` shape (A,)):
+    the grid of the schedule t_1 … t_last, then :func:`analysis.timing.fit.refine`."""
+    A = x.shape[0]
+    out = {key: np.full(A, np.nan) for key in ("m", "w", "a", "b")}
+    for k in np.unique(last):
+        k = int(k)
+        if k < 2:
+            continue
+        rows = np.flatnonzero(last == k)
+        tk, xk, ok_k = t[: k + 1], x[rows, : k + 1], ok[rows, : k + 1]
+        grid = make_grid(tk)
+        idx, _, _ = fit_prefix(xk, ok_k, grid, k, direction)
+        good = np.flatnonzero(idx >= 0)
+        if not good.size:
+            continue
+        g = idx[good]
+        f = refine(
+            xk[good],
+            ok_k[good],
+            tk,
+            grid.m[g],
+            grid.w[g],
+            0.5 * grid.step_m[g],
+            direction,
+            (np.full(good.size, grid.m.min()), np.full(good.size, tk[-1])),
+        )
+        for key, arr in out.items():
+            arr[rows[good]] = getattr(f, key)
+    return out
+
+
+def detections(
+    epochs: np.ndarray, y: np.ndarray, threshold: float = DEFAULT_Z, run: int = DEFAULT_RUN
+) -> tuple[np.ndarray, np.ndarray]:
+    """The detection rule of :func:`study.contract.outcomes.onset` ("detectable from") on a
+    batch: the first evaluation from which y stays >= threshold for ``run`` evaluations (NaN
+    breaks a stretch).
+
+    Args:
+        epochs: shape (T,); y: shape (S, T).
+
+    Returns:
+        (index of the first evaluation of the stretch, −1 if none; the censoring epoch
+        ``epochs[last finite − run + 1]``, NaN if none), each shape (S,).
+    """
+    t = np.asarray(epochs, float)
+    y = np.asarray(y, float)
+    S, T = y.shape
+    finite = np.isfinite(y)
+    last = np.where(finite.any(1), T - 1 - np.argmax(finite[:, ::-1], axis=1), -1)
+    ci = last - run + 1
+    censor = np.where(ci >= 0, t[np.maximum(ci, 0)], np.nan)
+    above = np.zeros((S, T + 1), dtype=np.int64)
+    above[:, 1:] = np.cumsum(np.nan_to_num(y, nan=-np.inf) >= threshold, axis=1)
+    if T < run:
+        return np.full(S, -1), censor
+    hit = (above[:, run:] - above[:, :-run]) == run
+    first = np.where(hit.any(1), np.argmax(hit, axis=1), -1)
+    return first, censor
+
+
+def timing_onsets(
+    epochs: Any,
+    values: Any,
+    *,
+    fraction: float = FRACTION,
+    direction: int = 1,
+    threshold: float = DEFAULT_Z,
+    run: int = DEFAULT_RUN,
+    resolve: float = RESOLVE,
+    plateau: int = PLATEAU,
+    extra: int = EXTRA,
+    origin: float | None = None,
+    evidence: float = EVIDENCE,
+    window: float = WINDOW,
+) -> list[TimingOnset]:
+    """Timing onsets of S curves on one schedule (module docstring: the rule and censoring).
+
+    Args:
+        epochs: evaluation epochs, shape (T,), strictly increasing, possibly irregular.
+        values: z-score curves, shape (S, T) or (T,); NaN marks a missing evaluation.
+        fraction: f, the fraction of the fitted rise that defines the onset.
+        direction: +1 for a rising statistic, −1 for a falling one.
+        threshold, run: the detection rule (z >= threshold for run evaluations).
+        resolve: c; plateau: evaluations at or after m̂ + c·ŵ that resolve the rise.
+        extra, window: the bounded window of the final fit reaches at least ``extra``
+            evaluations and ``window`` fitted scales ŵ past the confirmation.
+        origin: the earliest possible onset (a left-censored onset's lower bound); default
+            min(0, first epoch).
+        evidence: ΔRSS / σ̂² by which the resolved fit must beat every still-rising one.
+
+    Returns:
+        One :class:`TimingOnset` per curve.
+    """
+    t, x = _check(epochs, values, fraction, direction, resolve, plateau, extra)
+    if not (evidence >= 0 and window >= 0):
+        raise ValueError(
+            f"timing_onsets(): evidence and window must be >= 0, but got "
+            f"evidence={evidence}, window={window}."
+        )
+    with single_thread_blas():
+        return _timing_onsets(
+            t,
+            x,
+            fraction,
+            direction,
+            threshold,
+            run,
+            resolve,
+            plateau,
+            extra,
+            origin,
+            evidence,
+            window,
+        )
+
+
+def _timing_onsets(
+    t: np.ndarray,
+    x: np.ndarray,
+    fraction: float,
+    direction: int,
+    threshold: float,
+    run: int,
+    resolve: float,
+    plateau: int,
+    extra: int,
+    origin: float | None,
+    evidence: float,
+    window: float,
+) -> list[TimingOnset]:
+    """:func:`timing_onsets` on validated arrays."""
+    S, T = x.shape
+    origin = min(0.0, float(t[0])) if origin is None else float(origin)
+    ok = np.isfinite(x)
+    det_i, _ = detections(t, direction * x, threshold, run)
+    ready = np.where(det_i >= 0, det_i + run - 1, -1)
+    conf, w_conf = _confirmations(t, x, ok, ready, direction, resolve, plateau, evidence)
+    last_ok = np.array([int(np.flatnonzero(ok[s])[-1]) if ok[s].any() else -1 for s in range(S)])
+    # the bounded window: at least `extra` evaluations and `window` fitted scales past k*
+    want = np.where(conf >= 0, t[np.maximum(conf, 0)] + window * np.nan_to_num(w_conf), np.inf)
+    reach = np.searchsorted(t, want, side="left")
+    end = np.maximum(conf + extra, reach)
+    complete = (conf >= 0) & (end <= T - 1)
+    decided = np.where(conf >= 0, np.minimum(end, T - 1), last_ok)
+    fits = {key: np.full(S, np.nan) for key in ("m", "w", "a", "b")}
+    rows = np.flatnonzero((decided >= 0) & ((conf >= 0) | (ready >= 0)))
+    if rows.size:
+        sub = _final_fit(t, x[rows], ok[rows], decided[rows], direction)
+        for key, arr in fits.items():
+            arr[rows] = sub[key]
+    logit_f = math.log(fraction / (1.0 - fraction))
+    out = []
+    for s in range(S):
+        m, w = fits["m"][s], fits["w"][s]
+        common = {
+            "detectable_from": float(t[det_i[s]]) if det_i[s] >= 0 else math.nan,
+            "midpoint": m,
+            "width": w,
+            "amplitude": fits["a"][s],
+            "baseline": fits["b"][s],
+        }
+        k_d = int(decided[s])
+        fitted = np.isfinite(m) and k_d >= 0
+        base = fitted and bool((ok[s, : k_d + 1] & (t[: k_d + 1] <= m - resolve * w)).any())
+        if conf[s] >= 0 and fitted:
+            dec = {
+                "confirmed_at": float(t[conf[s]]),
+                "decided_at": float(t[k_d]),
+                "complete": bool(complete[s]),
+            }
+            if base:
+                tf = m + w * logit_f
+                out.append(TimingOnset(tf, tf, tf, "onset", **dec, **common))
+            else:
+                hi = _left_bound(
+                    t[: k_d + 1],
+                    direction * x[s, : k_d + 1],
+                    ok[s, : k_d + 1],
+                    m,
+                    w,
+                    direction * fits["a"][s],
+                    direction * fits["b"][s],
+                    fraction,
+                )
+                out.append(TimingOnset(math.nan, origin, hi, "left-censored", **dec, **common))
+            continue
+        undecided = {"confirmed_at": math.nan, "decided_at": math.nan, "complete": False}
+        if ready[s] >= 0 and fitted:
+            lo = origin
+            if base:
+                lo = _right_bound(
+                    t[: k_d + 1],
+                    direction * x[s, : k_d + 1],
+                    ok[s, : k_d + 1],
+                    m,
+                    w,
+                    direction * fits["a"][s],
+                    direction * fits["b"][s],
+                    fraction,
+                    origin,
+                )
+            out.append(TimingOnset(math.nan, lo, math.inf, "unresolved", **undecided, **common))
+        else:
+            out.append(
+                TimingOnset(math.nan, origin, math.inf, "not detected", **undecided, **common)
+            )
+    return out
+
+
+def _left_bound(
+    t: np.ndarray,
+    y: np.ndarray,
+    ok: np.ndarray,
+    m: float,
+    w: float,
+    a: float,
+    b: float,
+    fraction: float,
+) -> float:
+    """Upper bound of a rise already under way at the first evaluation (y oriented to rise).
+
+    The baseline is at most the fitted level at the first evaluation, y₁ = b + a·σ((t₁ − m)/w),
+    and the plateau P = b + a is observed, so the level at fraction f of the true rise is at
+    most ℓ = y₁ + f(P − y₁). The onset lies at or before the evaluation after the last one
+    with y < ℓ (noise can only delay that evaluation: the bound errs late)."""
+    i0 = int(np.flatnonzero(ok)[0])
+    y1 = b + a / (1.0 + math.exp(-(t[i0] - m) / w))
+    level = y1 + fraction * (b + a - y1)
+    below = np.flatnonzero(ok & (y < level))
+    if not below.size:
+        return float(t[i0])
+    return float(t[min(int(below[-1]) + 1, t.size - 1)])
+
+
+def _right_bound(
+    t: np.ndarray,
+    y: np.ndarray,
+    ok: np.ndarray,
+    m: float,
+    w: float,
+    a: float,
+    b: float,
+    fraction: float,
+    origin: float,
+) -> float:
+    """Lower bound of a rise still under way at the last evaluation (y oriented to rise).
+
+    The eventual amplitude is at least what the fit has reached, y_T − b with
+    y_T = b + a·σ((t_T − m)/w), so the level at fraction f of the eventual rise is at least
+    ℓ = b + f(y_T − b). The onset lies after the evaluation before the first one with y >= ℓ
+    (noise can only bring that evaluation forward: the bound errs early)."""
+    last = int(np.flatnonzero(ok)[-1])
+    y_end = b + a / (1.0 + math.exp(-(t[last] - m) / w))
+    level = b + fraction * (y_end - b)
+    above = np.flatnonzero(ok & (y >= level))
+    if not above.size or above[0] == 0:
+        return origin
+    return float(t[int(above[0]) - 1])
+
+
+def timing_onset(epochs: Any, values: Any, **kwargs: Any) -> TimingOnset:
+    """:func:`timing_onsets` of a single curve, shape (T,)."""
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1:
+        raise ValueError(f"timing_onset(): values must have shape (T,), but got {x.shape}.")
+    return timing_onsets(epochs, x[None, :], **kwargs)[0]
+
+
+def confirm_online(epochs: Any, history: Any, **kwargs: Any) -> np.ndarray:
+    """Which seeds' timing onsets are decided now, from the history so far only.
+
+    For a training loop that acts at a metric's onset (e.g. switches a penalty off): call it
+    after every evaluation with the epochs evaluated so far, shape (k,), and the metric's
+    values of S seeds, shape (S, k). A seed is decided when its onset is confirmed and the
+    bounded window after the confirmation has been observed (``decided_at <= epochs[-1]``);
+    the onset itself is ``timing_onsets(epochs, history)[s]``, the value the offline analysis
+    reports for the whole run. Fewer than 3 evaluations decide nothing.
+
+    Returns:
+        bool array, shape (S,).
+    """
+    t = np.asarray(epochs, dtype=float)
+    h = np.asarray(history, dtype=float)
+    if h.ndim == 1:
+        h = h[None, :]
+    if t.ndim != 1 or h.ndim != 2 or h.shape[1] != t.size:
+        raise ValueError(
+            f"confirm_online(): epochs must have shape (k,) and history (S, k), "
+            f"but got epochs {t.shape} and history {h.shape}."
+        )
+    if t.size < 3:
+        return np.zeros(h.shape[0], dtype=bool)
+    ons = timing_onsets(t, h, **kwargs)
+    return np.array([o.emerged and o.complete for o in ons], dtype=bool)
+
+
+def regular_step(epochs: Any) -> float:
+    """The regular evaluation interval of a schedule: the median spacing of its later half.
+
+    A schedule dense early (every epoch for the first tens, then every 25) has regular step 25;
+    a regular schedule has its spacing. Widths, leads and margins "in evaluations" are in this
+    unit. 1 for fewer than two evaluations.
+    """
+    t = np.asarray(epochs, dtype=float)
+    if t.size < 2:
+        return 1.0
+    d = np.diff(t)
+    return float(np.median(d[d.size // 2 :]))

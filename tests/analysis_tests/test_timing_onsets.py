@@ -1,0 +1,213 @@
+"""Timing onsets (half of each curve's own fitted rise, confirmed online) against known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from analysis.timing.fit import make_grid
+from analysis.timing.onsets import (
+    confirm_online,
+    detections,
+    regular_step,
+    timing_onset,
+    timing_onsets,
+)
+from analysis.timing.simulate import CurveParams, simulate_curves
+from study.contract.outcomes import onset
+
+REGULAR = np.arange(0.0, 1001.0, 25.0)  # 41 evaluations, every 25 epochs
+DENSE = np.concatenate([np.arange(0.0, 50.0), np.arange(50.0, 1001.0, 25.0)])  # 50 + 39
+
+
+def _logistic(t: np.ndarray, m: float, w: float, a: float = 10.0, b: float = 0.0) -> np.ndarray:
+    return b + a / (1.0 + np.exp(-(t - m) / w))
+
+
+# ---- the estimate ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("m", [212.5, 400.0, 637.0])
+@pytest.mark.parametrize("w", [20.0, 50.0])
+def test_noise_free_rise_gives_its_midpoint(m, w):
+    o = timing_onset(REGULAR, _logistic(REGULAR, m, w))
+    assert o.status == "onset"
+    assert o.epoch == pytest.approx(m, abs=0.02 * 25)
+    assert o.width == pytest.approx(w, rel=0.05)
+    assert o.amplitude == pytest.approx(10.0, rel=0.02)
+
+
+def test_other_fraction_is_that_fraction_of_the_rise():
+    m, w = 400.0, 40.0
+    o = timing_onset(REGULAR, _logistic(REGULAR, m, w), fraction=0.25)
+    assert o.epoch == pytest.approx(m + w * math.log(0.25 / 0.75), abs=0.5)
+    with pytest.raises(ValueError, match="fraction"):
+        timing_onset(REGULAR, _logistic(REGULAR, m, w), fraction=0.95)
+
+
+@pytest.mark.parametrize("offset", [-1.0, 0.0, 1.5])
+def test_onset_does_not_depend_on_amplitude_or_offset_but_threshold_onset_does(offset):
+    # (the curve must still become detectable, z >= 3: that gate is the significance rule)
+    m, w = 450.0, 50.0
+    timing, threshold = [], []
+    for amplitude in (6.0, 10.0, 40.0):
+        x = _logistic(REGULAR, m, w, a=amplitude, b=offset)
+        timing.append(timing_onset(REGULAR, x).epoch)
+        threshold.append(onset(REGULAR, x).epoch)
+    assert np.allclose(timing, m, atol=0.5)
+    # the same time course crosses z = 3 four or more evaluations earlier when 40 than when 6
+    assert threshold[0] - threshold[2] >= 100.0
+
+
+def test_rise_in_the_dense_part_of_an_irregular_schedule():
+    m, w = 17.3, 3.0  # epochs: every epoch there
+    o = timing_onset(DENSE, _logistic(DENSE, m, w, a=15.0))
+    assert o.status == "onset" and o.epoch == pytest.approx(m, abs=0.1)
+    assert regular_step(DENSE) == 25.0 and regular_step(REGULAR) == 25.0
+
+
+def test_noisy_onsets_are_unbiased_and_amplitude_free():
+    rng = np.random.default_rng(11)
+    m = rng.uniform(300.0, 700.0, 150)
+    err = {}
+    for amp in (5.0, 20.0):
+        x = simulate_curves(rng, REGULAR, CurveParams(amp, 2.0, 1.0, 0.0), m)
+        ons = timing_onsets(REGULAR, x)
+        e = np.array([o.epoch for o in ons]) - m
+        assert sum(o.status == "onset" for o in ons) >= 120
+        err[amp] = e[np.isfinite(e)] / 25.0
+    # mean error within 0.2 evaluations of 0 at both amplitudes (threshold onsets: > 2)
+    for amp, e in err.items():
+        assert abs(np.mean(e)) < 0.2, (amp, np.mean(e))
+    assert np.std(err[20.0]) < np.std(err[5.0]) < 1.5
+
+
+def test_falling_statistic_with_direction_minus_one():
+    m, w = 300.0, 40.0
+    up = timing_onset(REGULAR, _logistic(REGULAR, m, w))
+    down = timing_onset(REGULAR, -_logistic(REGULAR, m, w), direction=-1)
+    assert down.status == "onset" and down.epoch == pytest.approx(up.epoch, abs=1e-6)
+    assert down.amplitude == pytest.approx(-up.amplitude)
+    # read as a rise, a falling curve is never detected
+    assert timing_onset(REGULAR, -_logistic(REGULAR, m, w)).status == "not detected"
+
+
+def test_missing_evaluations_are_skipped():
+    x = _logistic(REGULAR, 500.0, 40.0)
+    x[[5, 19, 21, 30]] = np.nan
+    o = timing_onset(REGULAR, x)
+    assert o.status == "onset" and o.epoch == pytest.approx(500.0, abs=1.0)
+
+
+# ---- censoring ---------------------------------------------------------------------------------
+
+
+def test_rise_under_way_at_the_first_evaluation_is_left_censored():
+    x = _logistic(REGULAR, 5.0, 30.0)  # half-way up a fifth of an evaluation after the first
+    o = timing_onset(REGULAR, x)
+    assert o.status == "left-censored" and o.emerged
+    # the baseline is unseen, so only a bound: at most where the curve is half-way from its
+    # first value (0.54 of the rise) to its plateau, 0.77 of the rise: before epoch 50
+    assert math.isnan(o.epoch) and o.lo == 0.0 and 5.0 <= o.hi <= 50.0
+    # midpoint just after the first evaluation, baseline never seen: still only a bound
+    o = timing_onset(DENSE[3:], _logistic(DENSE[3:], 4.0, 3.0))
+    assert o.status == "left-censored" and o.lo == 0.0 and 4.0 <= o.hi <= 8.0
+
+
+def test_flat_curve_is_not_detected_and_right_censored():
+    rng = np.random.default_rng(2)
+    o = timing_onset(REGULAR, rng.normal(0.0, 1.0, REGULAR.size))
+    assert o.status == "not detected" and not o.emerged
+    # never detectable: nothing bounds its half-rise (a rise below the threshold can have
+    # passed its middle already)
+    assert o.lo == 0.0 and o.hi == math.inf and math.isnan(o.detectable_from)
+
+
+def test_rise_at_the_end_is_unresolved_with_a_lower_bound_below_its_onset():
+    m, w = 980.0, 40.0  # the run ends at 1000, a third of the way up
+    o = timing_onset(REGULAR, _logistic(REGULAR, m, w, a=20.0))
+    assert o.status == "unresolved" and not o.emerged and o.hi == math.inf
+    assert np.isfinite(o.detectable_from)
+    assert REGULAR[0] <= o.lo <= m
+
+
+# ---- online: the past only ---------------------------------------------------------------------
+
+
+def test_truncating_after_the_decision_never_moves_the_onset():
+    rng = np.random.default_rng(5)
+    m = rng.uniform(200.0, 500.0, 40)
+    x = np.concatenate(
+        [
+            simulate_curves(rng, REGULAR, CurveParams(12.0, 2.0, 1.0, 0.0), m[:20]),
+            simulate_curves(rng, REGULAR, CurveParams(7.0, 3.0, 0.3, 0.95), m[20:]),
+        ]
+    )
+    full = timing_onsets(REGULAR, x)
+    decided = [o for o in full if o.emerged and o.complete]
+    assert len(decided) >= 30
+    for s, o in enumerate(full):
+        if not (o.emerged and o.complete):
+            continue
+        k = int(np.searchsorted(REGULAR, o.decided_at))
+        for cut in (k + 1, k + 3, REGULAR.size):
+            if cut > REGULAR.size:
+                continue
+            short = timing_onset(REGULAR[:cut], x[s, :cut])
+            assert short == o, (s, cut)
+
+
+def test_confirm_online_agrees_with_the_offline_onset_at_every_evaluation():
+    rng = np.random.default_rng(9)
+    m = rng.uniform(200.0, 500.0, 6)
+    x = simulate_curves(rng, REGULAR, CurveParams(10.0, 2.0, 1.0, 0.0), m)
+    full = timing_onsets(REGULAR, x)
+    first_decided = np.full(6, -1)
+    for k in range(1, REGULAR.size + 1):
+        now = confirm_online(REGULAR[:k], x[:, :k])
+        assert now.shape == (6,)
+        for s in np.flatnonzero(now & (first_decided < 0)):
+            first_decided[s] = k - 1
+    for s, o in enumerate(full):
+        if o.emerged and o.complete:
+            # decided exactly when the offline onset's window has been observed
+            assert REGULAR[first_decided[s]] == o.decided_at
+        else:
+            assert first_decided[s] == -1
+    assert (first_decided >= 0).sum() >= 5
+
+
+def test_confirm_online_needs_three_evaluations():
+    assert not confirm_online([0.0, 1.0], [[5.0, 5.0]]).any()
+
+
+# ---- the detection rule, batched ---------------------------------------------------------------
+
+
+def test_batched_detection_is_the_contract_onset_rule():
+    rng = np.random.default_rng(0)
+    t = np.cumsum(rng.uniform(1.0, 3.0, 30))
+    y = rng.normal(2.5, 1.5, (300, 30))
+    y[rng.random(y.shape) < 0.1] = np.nan
+    y[:30, 20:] = np.nan
+    idx, censor = detections(t, y, 3.0, 3)
+    for s in range(300):
+        o = onset(t, y[s], threshold=3.0, run=3)
+        assert o.index == idx[s]
+        assert o.censor == censor[s] or (math.isnan(o.censor) and math.isnan(censor[s]))
+
+
+# ---- argument checks ---------------------------------------------------------------------------
+
+
+def test_bad_arguments_name_the_problem():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        timing_onsets([0.0, 2.0, 1.0], [[0.0, 1.0, 2.0]])
+    with pytest.raises(ValueError, match=r"shape \(T,\)"):
+        timing_onsets(REGULAR, np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="direction"):
+        timing_onsets(REGULAR, np.zeros(REGULAR.size), direction=0)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        make_grid(np.array([0.0, 0.0, 1.0]))
