@@ -7,7 +7,7 @@ FLOP model of bench/flops.py gives the matrix-product FLOPs per epoch by part; t
 measures the single-thread float32 GEMM rate (a 1024² product, and the recurrence's and the
 critic's own batched shapes) and times training epochs of the torch code ("torch") and of the
 compiled kernels ("native", study/core/_native), interleaved epoch by epoch (the switch is
-MISTUDY_NATIVE, read on every call). The floor is
+STUDY_NATIVE, read on every call). The floor is
 FLOPs / (1024² rate); `x_floor` = measured / floor; `achieved` = floor / measured (the
 fraction of the GEMM rate the epoch sustains). Times are given both as CPU seconds of the
 process (thread time: what this process ran, the better measure on a shared machine) and as
@@ -41,13 +41,13 @@ from study.training.loop import Trainer  # noqa: E402
 
 CELLS = {"wm-k2": ("cpu-wm", 2), "wm-k3": ("cpu-wm", 3), "sep": ("cpu-separation", 2)}
 PRESETS = HERE.parent / "search_spaces"
-# variant -> MISTUDY_NATIVE: "torch" runs the torch code, "native" the compiled kernels
+# variant -> STUDY_NATIVE: "torch" runs the torch code, "native" the compiled kernels
 VARIANTS = {"torch": "0", "native": "1"}
 
 
 def use(variant: str) -> None:
     """Switch this process to a variant (read by study.core._native.load on every call)."""
-    os.environ["MISTUDY_NATIVE"] = VARIANTS[variant]
+    os.environ["STUDY_NATIVE"] = VARIANTS[variant]
 
 
 def config(preset: str, k: int):
@@ -179,7 +179,7 @@ def main() -> int:
     result = {
         "benchmark": "bench_floor",
         "machine": machine_info("cpu"),
-        "note": "torch: MISTUDY_NATIVE=0 (the torch code); native: the compiled kernels",
+        "note": "torch: STUDY_NATIVE=0 (the torch code); native: the compiled kernels",
         "cells": [],
     }
     out = (

@@ -100,7 +100,7 @@ def run_trial(code_dir: Path, preset: Path, overrides: dict, native: str, home: 
     env = {
         **os.environ,
         "PYTHONPATH": str(code_dir),
-        "MISTUDY_NATIVE": native,
+        "STUDY_NATIVE": native,
         "STUDY_HOME": str(home),
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
@@ -129,7 +129,7 @@ def main() -> int:
         "--new-native",
         default="1",
         choices=["0", "1"],
-        help="MISTUDY_NATIVE for this checkout (0: its torch code)",
+        help="STUDY_NATIVE for this checkout (0: its torch code)",
     )
     p.add_argument("--out", default=None)
     args = p.parse_args()
@@ -138,7 +138,7 @@ def main() -> int:
         "benchmark": "bench_speed",
         "machine": machine_info("cpu"),
         "old": args.old,
-        "new": f"this checkout, MISTUDY_NATIVE={args.new_native}",
+        "new": f"this checkout, STUDY_NATIVE={args.new_native}",
         "epochs_override": args.epochs,
         "cells": [],
     }

@@ -90,8 +90,8 @@ def test_draws_are_standard_normal_and_uniform():
 
 
 def test_disabled_native_uses_torch(monkeypatch):
-    """MISTUDY_NATIVE=0: nothing compiled is used (load returns None), results unchanged."""
-    monkeypatch.setenv("MISTUDY_NATIVE", "0")
+    """STUDY_NATIVE=0: nothing compiled is used (load returns None), results unchanged."""
+    monkeypatch.setenv("STUDY_NATIVE", "0")
     assert _native.load("kernels") is None and not _scan.native_scan()
     gen, ref_gen = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
     assert torch.equal(draws.randn((100,), gen), torch.randn(100, generator=ref_gen))
@@ -106,7 +106,7 @@ def test_failed_build_returns_none(tmp_path, monkeypatch):
     """A source that does not compile: load() logs and returns None instead of raising."""
     bad = tmp_path / "bad.cpp"
     bad.write_text("this is not C++\n")
-    monkeypatch.setenv("MISTUDY_NATIVE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("STUDY_NATIVE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(_native, "_HERE", tmp_path)
     monkeypatch.setitem(_native.LIBRARIES, "rng", ("bad.cpp", ()))
     monkeypatch.setattr(_native, "_loaded", {})
@@ -478,8 +478,8 @@ def test_network_sampled_rows_gradient_equals_dense():
 
 
 def test_exact_mode_keeps_only_the_bit_identical_library(monkeypatch):
-    """MISTUDY_NATIVE=exact: the exact draws stay, the kernels that round differently go."""
-    monkeypatch.setenv("MISTUDY_NATIVE", "exact")
+    """STUDY_NATIVE=exact: the exact draws stay, the kernels that round differently go."""
+    monkeypatch.setenv("STUDY_NATIVE", "exact")
     assert _native.load("rng") is not None and _native.load("kernels") is None
     assert not _scan.native_scan()
 

@@ -127,8 +127,8 @@ def test_model_counts_what_the_loop_runs(preset, over, tmp_path, monkeypatch):
     is exact (the GRU's code skips one step's product into the zero initial state, which the
     model counts), an evaluation within 5 % (small products of the modularity statistics are
     not modelled), the held-out MI run within 3 %."""
-    monkeypatch.setenv("MISTUDY_CACHE", str(tmp_path))
-    monkeypatch.setenv("MISTUDY_NATIVE", "0")  # torch ops only: the counter sees every product
+    monkeypatch.setenv("STUDY_CACHE", str(tmp_path))
+    monkeypatch.setenv("STUDY_NATIVE", "0")  # torch ops only: the counter sees every product
     # the model counts full evaluations on the regular cadence: no dense start, no lesions
     over = {**over, "train.dense_until": 0, "train.lesion_every": 0}
     cfg = load_trial_config(REPO / "search_spaces" / f"{preset}.yaml", over)

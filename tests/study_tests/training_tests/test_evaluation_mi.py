@@ -121,7 +121,7 @@ def test_a_trial_checkpoint_from_before_estimator_state_resumes_as_that_code_ran
     # on the torch code that recorded it (the compiled kernels agree to float rounding only)
     import torch
 
-    monkeypatch.setenv("MISTUDY_NATIVE", "0")
+    monkeypatch.setenv("STUDY_NATIVE", "0")
 
     from study.spec import trial_config_from_dict
     from study.training import train

@@ -1,6 +1,6 @@
 """The training loop on the compiled kernels against the same loop on its torch code.
 
-MISTUDY_NATIVE switches between them in-process (read on every call). The data of a batch
+STUDY_NATIVE switches between them in-process (read on every call). The data of a batch
 (inputs, targets, initial states, noise) must be equal bit for bit, the generator left in the
 same state; a network step's and a critic step's gradients equal to float rounding.
 """
@@ -56,7 +56,7 @@ SEP = (
 
 
 def _trainer(case, native: str, monkeypatch) -> Trainer:
-    monkeypatch.setenv("MISTUDY_NATIVE", native)
+    monkeypatch.setenv("STUDY_NATIVE", native)
     preset, over = case
     return Trainer(load_trial_config(REPO / "search_spaces" / f"{preset}.yaml", over))
 
@@ -64,7 +64,7 @@ def _trainer(case, native: str, monkeypatch) -> Trainer:
 @pytest.mark.parametrize("purpose", ["network", "critic", "eval"])
 def test_batches_are_identical(purpose, monkeypatch, tmp_path):
     """The compiled draws and task signals give the torch code's batch, bit for bit."""
-    monkeypatch.setenv("MISTUDY_CACHE", str(tmp_path))
+    monkeypatch.setenv("STUDY_CACHE", str(tmp_path))
     batches, states = [], []
     for native in ("0", "1"):
         tr = _trainer(WM, native, monkeypatch)
@@ -78,7 +78,7 @@ def test_batches_are_identical(purpose, monkeypatch, tmp_path):
 def _gradients(tr: Trainer, native: str, monkeypatch) -> list[torch.Tensor]:
     """One network step's gradients (task, regulariser, penalty) from the trainer's current
     state and streams, which are restored afterwards, so both codes see the same step."""
-    monkeypatch.setenv("MISTUDY_NATIVE", native)
+    monkeypatch.setenv("STUDY_NATIVE", native)
     state = tr.streams.state()
     step = tr.optimizer.step
     tr.optimizer.step = lambda: None  # keep the weights: only the gradients are compared
@@ -92,7 +92,7 @@ def _gradients(tr: Trainer, native: str, monkeypatch) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize("case", [WM, SEP], ids=["leaky", "gru"])
 def test_network_step_gradients_match_torch(case, monkeypatch, tmp_path):
-    monkeypatch.setenv("MISTUDY_CACHE", str(tmp_path))
+    monkeypatch.setenv("STUDY_CACHE", str(tmp_path))
     tr = _trainer(case, "0", monkeypatch)
     tr.pretrain_critic()  # a trained critic: a non-trivial penalty gradient
     torch_grads = _gradients(tr, "0", monkeypatch)
@@ -106,13 +106,13 @@ def test_critic_step_matches_torch(case, monkeypatch, tmp_path):
     """One critic step from the same state and streams: the measured values and the critic's
     gradients agree to float rounding (not the updated weights: RMSprop's and Adam's first
     steps divide by the gradient's own scale, so a near-zero entry's rounding decides its sign)."""
-    monkeypatch.setenv("MISTUDY_CACHE", str(tmp_path))
+    monkeypatch.setenv("STUDY_CACHE", str(tmp_path))
     tr = _trainer(case, "0", monkeypatch)
     tr.mi.optimizer.step = lambda: None  # keep the weights: compare gradients
     streams = tr.streams.state()
     values, grads = [], []
     for native in ("0", "1"):
-        monkeypatch.setenv("MISTUDY_NATIVE", native)
+        monkeypatch.setenv("STUDY_NATIVE", native)
         tr.streams.load_state(streams)
         values.append(tr._critic_round(1))
         grads.append([p.grad.clone() for p in tr.mi.critic.parameters()])
