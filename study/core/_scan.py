@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from study.core._leaky import leaky_scan
 from study.core._native import load
 
 __all__ = [
@@ -265,8 +266,6 @@ def _take_rows(x: Tensor, index: Tensor) -> Tensor:
 
 def _torch_network(u, noise, sigma, x0, w_in, b, w, w_out, b_out, alpha):
     """The same network in torch ops (the fallback): drive, `leaky_scan`, readout."""
-    from study.core.networks import leaky_scan
-
     s, t_len, bsz, _ = (u if u is not None else noise).shape
     n = x0.shape[-1]
     d = torch.zeros(s, t_len, bsz, n, dtype=x0.dtype, device=x0.device)
@@ -425,8 +424,6 @@ def leaky_network_last(
 def leaky_states(drive: Tensor, x0: Tensor, w: Tensor, alpha: float) -> Tensor:
     """Every state (S, T, B, N) of x_t = (1 − α) x_{t−1} + α tanh(x_{t−1}) W + d_t."""
     if not _usable(drive, x0, w):
-        from study.core.networks import leaky_scan
-
         return leaky_scan(drive, x0, w, alpha)
     return _forward(
         None,
@@ -452,8 +449,6 @@ def leaky_last(drive: Tensor, x0: Tensor, w: Tensor, alpha: float) -> Tensor:
     if drive.shape[1] == 0:
         return x0
     if not _usable(drive, x0, w):
-        from study.core.networks import leaky_scan
-
         return leaky_scan(drive, x0, w, alpha)[:, -1]
     return _forward(
         None,
