@@ -7,16 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from analysis.timing.fit import make_grid
-from analysis.timing.onsets import (
+from study.contract.logistic import make_grid
+from study.contract.outcomes import onset
+from study.contract.rise import (
     confirm_online,
     detections,
     regular_step,
     timing_onset,
     timing_onsets,
 )
-from analysis.timing.simulate import CurveParams, simulate_curves
-from study.contract.outcomes import onset
 
 REGULAR = np.arange(0.0, 1001.0, 25.0)  # 41 evaluations, every 25 epochs
 DENSE = np.concatenate([np.arange(0.0, 50.0), np.arange(50.0, 1001.0, 25.0)])  # 50 + 39
@@ -24,6 +23,25 @@ DENSE = np.concatenate([np.arange(0.0, 50.0), np.arange(50.0, 1001.0, 25.0)])  #
 
 def _logistic(t: np.ndarray, m: float, w: float, a: float = 10.0, b: float = 0.0) -> np.ndarray:
     return b + a / (1.0 + np.exp(-(t - m) / w))
+
+
+def _noisy(
+    rng: np.random.Generator,
+    t: np.ndarray,
+    amp: float,
+    width_evals: float,
+    sd: float,
+    rho: float,
+    mids: np.ndarray,
+) -> np.ndarray:
+    """Curves amp·σ((t − m)/(width·25)) + noise, one per midpoint m, shape (len(mids), T): the
+    noise stationary with marginal sd `sd` and lag-1 autocorrelation `rho` (per evaluation of
+    the regular 25-epoch schedule)."""
+    e = rng.standard_normal((mids.size, t.size))
+    for i in range(1, t.size):
+        e[:, i] = rho * e[:, i - 1] + math.sqrt(1.0 - rho**2) * e[:, i]
+    course = amp / (1.0 + np.exp(-(t[None, :] - mids[:, None]) / (width_evals * 25.0)))
+    return course + sd * e
 
 
 # ---- the estimate ------------------------------------------------------------------------------
@@ -73,7 +91,7 @@ def test_noisy_onsets_are_unbiased_and_amplitude_free():
     m = rng.uniform(300.0, 700.0, 150)
     err = {}
     for amp in (5.0, 20.0):
-        x = simulate_curves(rng, REGULAR, CurveParams(amp, 2.0, 1.0, 0.0), m)
+        x = _noisy(rng, REGULAR, amp, 2.0, 1.0, 0.0, m)
         ons = timing_onsets(REGULAR, x)
         e = np.array([o.epoch for o in ons]) - m
         assert sum(o.status == "onset" for o in ons) >= 120
@@ -141,8 +159,8 @@ def test_truncating_after_the_decision_never_moves_the_onset():
     m = rng.uniform(200.0, 500.0, 40)
     x = np.concatenate(
         [
-            simulate_curves(rng, REGULAR, CurveParams(12.0, 2.0, 1.0, 0.0), m[:20]),
-            simulate_curves(rng, REGULAR, CurveParams(7.0, 3.0, 0.3, 0.95), m[20:]),
+            _noisy(rng, REGULAR, 12.0, 2.0, 1.0, 0.0, m[:20]),
+            _noisy(rng, REGULAR, 7.0, 3.0, 0.3, 0.95, m[20:]),
         ]
     )
     full = timing_onsets(REGULAR, x)
@@ -162,7 +180,7 @@ def test_truncating_after_the_decision_never_moves_the_onset():
 def test_confirm_online_agrees_with_the_offline_onset_at_every_evaluation():
     rng = np.random.default_rng(9)
     m = rng.uniform(200.0, 500.0, 6)
-    x = simulate_curves(rng, REGULAR, CurveParams(10.0, 2.0, 1.0, 0.0), m)
+    x = _noisy(rng, REGULAR, 10.0, 2.0, 1.0, 0.0, m)
     full = timing_onsets(REGULAR, x)
     first_decided = np.full(6, -1)
     for k in range(1, REGULAR.size + 1):
