@@ -50,9 +50,23 @@ from .lagtest import (
 )
 from .pipeline import jsonable, timing_from_curves
 from .simulate import CurveParams, MeasuredCurves, measure_curve_params, simulate_curves
+from .study_verdicts import (
+    CALIBRATION_COLUMNS,
+    VERDICT_COLUMNS,
+    ordering_label,
+    study_calibration,
+    study_verdicts,
+    with_onsets,
+)
 from .verdicts import ALPHA, MARGIN_EVALS, VERDICTS, cell_statistics, label_cells
 
 __all__ = [
+    "CALIBRATION_COLUMNS",
+    "VERDICT_COLUMNS",
+    "ordering_label",
+    "study_calibration",
+    "study_verdicts",
+    "with_onsets",
     "ALPHA",
     "DEFAULT_FUNC",
     "DEFAULT_LAG_SD_EVALS",
