@@ -228,8 +228,9 @@ def _read_curves(path: str, need: list[str]):
     dup = table.duplicated(keys)
     if dup.any():
         row = table[dup].iloc[0]
+        seed = row["seed"].item() if hasattr(row["seed"], "item") else row["seed"]
         raise AnalysisInputError(
-            f"--curves {path}: seed {row['seed']!r} repeats epoch {row['epoch']:g}; each seed "
+            f"--curves {path}: seed {seed!r} repeats epoch {row['epoch']:g}; each seed "
             f"needs one row per evaluation (is a cell column missing from --by?)"
         )
     return table

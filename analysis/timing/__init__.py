@@ -52,6 +52,7 @@ from .pipeline import jsonable, timing_from_curves
 from .simulate import CurveParams, MeasuredCurves, measure_curve_params, simulate_curves
 from .study_verdicts import (
     CALIBRATION_COLUMNS,
+    NO_SEEDS,
     VERDICT_COLUMNS,
     ordering_label,
     study_calibration,
@@ -62,6 +63,7 @@ from .verdicts import ALPHA, MARGIN_EVALS, VERDICTS, cell_statistics, label_cell
 
 __all__ = [
     "CALIBRATION_COLUMNS",
+    "NO_SEEDS",
     "VERDICT_COLUMNS",
     "ordering_label",
     "study_calibration",

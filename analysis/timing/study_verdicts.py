@@ -9,9 +9,10 @@ from the curves when the table predates them). Per cell and ordering: the censor
 signed-rank test of the lags, the TOST of co-emergence, the CI of P(function first), the
 smallest detectable lead and the power for a lead of 2 evaluations (:mod:`.verdicts`).
 
-Families: the BH family of an ordering is the table's **treated** cells (λ > 0), one family per
-ordering; a cell is never pooled with another cell or across λ. λ = 0 control cells are judged
-alone at their raw p (any order there is a false one) and do not dilute the treated family.
+Families: the BH family of an ordering is the table's **treated** cells (λ > 0) that have seeds
+to judge, one family per ordering; a cell is never pooled with another cell or across λ. λ = 0
+control cells are judged alone at their raw p (any order there is a false one) and do not
+dilute the treated family; a cell whose seeds were all left out reads :data:`NO_SEEDS`.
 
 :func:`study_calibration` runs this pipeline on synthetic cells at the study's own design: for
 each ordering and each cell size n, in BH families of the study's treated-cell count, with the
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CALIBRATION_COLUMNS",
+    "NO_SEEDS",
     "STUDY_LEADS",
     "VERDICT_COLUMNS",
     "ordering_label",
@@ -59,6 +61,7 @@ __all__ = [
     "with_onsets",
 ]
 
+NO_SEEDS = "no seeds to time"  # the verdict of a cell without a seed to judge
 STUDY_LEADS = (0.0, 1.0, -1.0, 2.0, -2.0, 4.0, -4.0)  # evaluations, > 0: function first
 
 # the columns after the cell keys, in order (study_verdicts)
@@ -216,7 +219,8 @@ def _why(r: dict[str, Any], margin_evals: float) -> str:
     inconclusive)."""
     n, v = r["n"], r["verdict"]
     if n == 0:
-        return "no seed with both onsets measured"
+        failed = f"; {r['n_failed']} failed the task" if r["n_failed"] else ""
+        return f"no seed with both onsets measured{failed}"
     miss = {
         tag: r[f"n_{tag}_unresolved"] + r[f"n_{tag}_not_detected"] for tag in ("func", "struct")
     }
@@ -337,7 +341,8 @@ def study_verdicts(
             step = float(np.median(good)) if good.size else 1.0
             stats.append(cell_statistics(of, os_, step=step, margin_evals=margin_evals))
             meta.append((key, step, n_failed, _is_control(key, control_key)))
-        treated = [i for i, m in enumerate(meta) if not m[3]]
+        # the family: treated cells with seeds to judge (an empty cell's p = 1 only dilutes)
+        treated = [i for i, m in enumerate(meta) if not m[3] and stats[i]["n_seeds"]]
         labelled: dict[int, dict[str, Any]] = {}
         if treated:
             out = label_cells(
@@ -349,7 +354,7 @@ def study_verdicts(
             )
             labelled.update(zip(treated, out))
         for i, m in enumerate(meta):
-            if m[3]:
+            if i not in labelled:  # controls, and cells without seeds, alone
                 labelled[i] = label_cells(
                     [stats[i]],
                     step=m[1],
@@ -370,7 +375,7 @@ def study_verdicts(
                 **key,
                 "ordering": ordering_label(struct, structures),
                 "struct": struct,
-                "verdict": r["verdict"],
+                "verdict": r["verdict"] if n else NO_SEEDS,
                 "n": n,
                 "control": control,
                 "family": r["family"],
@@ -530,7 +535,7 @@ def study_calibration(
         treated = part[~part["control"].astype(bool) & (part["n"] > 0)]
         if not len(treated):
             continue
-        family = len(part[~part["control"].astype(bool)])
+        family = len(treated)
         sm, _, s_note = _measured(
             treated_curves, struct, directions.get(struct, 1), DEFAULT_STRUCT
         )
