@@ -354,3 +354,12 @@ def test_the_onset_core_imports_numpy_only():
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_the_onset_columns_are_documented_in_run_data():
+    text = (REPO / "docs" / "run-data.md").read_text()
+    assert f"`{STEP_COLUMN}`" in text
+    for field in ("status", "lo", "hi", "decided_at", "detectable_from"):
+        assert f"`onset.<m>.{field}`" in text, field
+    assert "`lag.<s>.lo`, `lag.<s>.hi`" in text
+    assert "TIMING_STRUCTURE" in text
