@@ -123,14 +123,12 @@ def _timing_study(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from analysis.emergence import timing_seeds
-    from analysis.runs import load_study
+    from analysis.runs import analysed_seeds, load_study
     from analysis.timing import jsonable, study_calibration, study_verdicts
     from study.contract.params import PARAM_MI_WEIGHT
 
     data = load_study(_study_name(args.study), args.tracking_uri)
-    seeds = data.seeds
-    if "running" in seeds.columns:
-        seeds = seeds[~seeds["running"].astype(bool)]
+    seeds = analysed_seeds(data)
     timing, excluded = timing_seeds(seeds)
     by = [PARAM_MI_WEIGHT] if PARAM_MI_WEIGHT in timing else []
     by += [k for k in data.swept if k in timing and k not in by]

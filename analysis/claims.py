@@ -8,10 +8,14 @@ penalty is for, in every cell of a study (a cell: one value of every swept key o
 same initialisation and data stream, so the pair differs only in the penalty.
 
 Per (cell, λ > 0, claim): the paired differences treated − control, their median (the effect),
-the two-sided exact Wilcoxon signed-rank p, Benjamini–Hochberg across the treated cells of that
-claim (never across claims), and a verdict with a declared rule (:data:`CLAIMS`). Cells are
-never pooled. :func:`calibrate_paired` measures the false-positive rate of exactly this test on
-synthetic pairs with no effect (normal, heavy-tailed, and tied data), at this study's n.
+their mean and the worst seed's change, a p-value, Benjamini–Hochberg across the treated cells of
+that claim (never across claims), and a verdict with a declared rule (:data:`CLAIMS`). Cells are
+never pooled. The rises and the MI drop are tested with the two-sided exact Wilcoxon
+signed-rank test; "accuracy holds" needs *equivalence*: a paired TOST (two one-sided t-tests)
+that the mean change lies within ±margin (:data:`ACCURACY_MARGIN`, declared, default 0.02), since
+the absence of a significant drop is not evidence that accuracy was kept.
+:func:`calibrate_paired` measures the false-positive rate of the signed-rank test on synthetic
+pairs with no effect (normal, heavy-tailed, and tied data), at this study's n.
 
 SciPy, pandas and statsmodels are imported inside the functions, as in analysis.emergence.
 """
@@ -33,6 +37,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 CLEAR_Z = 3.0  # a modularity z-score against random partitions above this is "clear"
+# "accuracy holds": the paired mean change of the final task metric lies within ±this (TOST)
+ACCURACY_MARGIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -85,8 +91,53 @@ def _cells(seeds: pd.DataFrame, swept: list[str]) -> list[str]:
     return [k for k in swept if k != LAMBDA and k in seeds and seeds[k].nunique(dropna=False) > 1]
 
 
+def tost_paired(diff: np.ndarray, margin: float, alpha: float = ALPHA) -> dict[str, float]:
+    """Equivalence of paired differences with 0 within ±margin: two one-sided paired t-tests.
+
+    With d̄ the mean of the n differences, s their sd and se = s/√n (df = n − 1):
+    p_lower = P(T ≥ (d̄ + margin)/se) tests H0: μ ≤ −margin, p_upper = P(T ≤ (d̄ − margin)/se)
+    tests H0: μ ≥ margin, and the TOST p is the larger (equivalence when p < α, the same as the
+    (1 − 2α) interval d̄ ± t_{1−α} se lying inside ±margin). ``p_drop`` is the one-sided p of
+    H0: μ ≥ −margin (a drop larger than the margin when small). With s = 0 the interval is the
+    point d̄. Fewer than two differences give NaN.
+
+    Returns:
+        ``p`` (TOST), ``p_drop``, ``ci_lo``, ``ci_hi`` (the 1 − 2α interval of μ).
+    """
+    from scipy import stats
+
+    d = np.asarray(diff, float)
+    d = d[np.isfinite(d)]
+    nan = math.nan
+    if len(d) < 2:
+        return {"p": nan, "p_drop": nan, "ci_lo": nan, "ci_hi": nan}
+    m, se, df = float(d.mean()), float(d.std(ddof=1)) / math.sqrt(len(d)), len(d) - 1
+    if se == 0:
+        inside = -margin < m < margin
+        return {
+            "p": 0.0 if inside else 1.0,
+            "p_drop": 0.0 if m < -margin else 1.0,
+            "ci_lo": m,
+            "ci_hi": m,
+        }
+    p_lower = float(stats.t.sf((m + margin) / se, df))
+    p_upper = float(stats.t.cdf((m - margin) / se, df))
+    half = float(stats.t.ppf(1 - alpha, df)) * se
+    return {
+        "p": max(p_lower, p_upper),
+        "p_drop": 1.0 - p_lower,
+        "ci_lo": m - half,
+        "ci_hi": m + half,
+    }
+
+
 def claims_table(
-    seeds: pd.DataFrame, swept: list[str], *, task_metric: str = "accuracy", alpha: float = ALPHA
+    seeds: pd.DataFrame,
+    swept: list[str],
+    *,
+    task_metric: str = "accuracy",
+    alpha: float = ALPHA,
+    margin: float = ACCURACY_MARGIN,
 ) -> pd.DataFrame:
     """One row per (cell, λ > 0, claim): n, medians, paired effect, p, BH p, verdict.
 
@@ -100,12 +151,17 @@ def claims_table(
             table is empty (no control, no claim can be tested).
         task_metric: ``accuracy`` or ``r2``; the success threshold comes from
             :data:`study.contract.outcomes.SUCCESS_THRESHOLD`.
+        margin: the equivalence margin of "accuracy holds" (task-metric units).
 
     Returns:
-        Columns: the cell keys, ``mi.weight``, ``claim``, ``n``, ``median_control``,
-        ``median_treated``, ``effect`` (median of treated − control), ``n_in_direction``,
-        ``p``, ``p_bh`` (BH across the treated cells of the same claim), ``n_success``
-        (accuracy rows: treated seeds above the threshold), ``verdict``.
+        Columns: the cell keys, ``mi.weight``, ``claim``, ``test``, ``n``, ``median_control``,
+        ``median_treated``, ``effect`` (median of treated − control), ``mean_change``,
+        ``worst_change`` (the seed that moved most the wrong way: lowest change for accuracy
+        and the rises, highest for the MI), ``ci_lo``, ``ci_hi`` (accuracy: the 1 − 2α
+        interval of the mean change), ``n_in_direction``, ``p`` (accuracy: TOST), ``p_bh``
+        (BH across the treated cells of the same claim), ``p_drop``, ``p_drop_bh`` (accuracy:
+        a drop beyond the margin), ``n_success`` (accuracy rows: treated seeds above the
+        threshold; missing elsewhere), ``margin``, ``verdict``.
     """
     import pandas as pd
 
@@ -125,33 +181,48 @@ def claims_table(
             for claim in CLAIMS:
                 c = _column(control.loc[both], claim, task_metric)
                 t = _column(treated.loc[both], claim, task_metric)
-                rows.append(
-                    {**dict(zip(cell_keys, key)), LAMBDA: value, **_row(claim, c, t, task_metric)}
-                )
+                row = _row(claim, c, t, task_metric, margin, alpha)
+                rows.append({**dict(zip(cell_keys, key)), LAMBDA: value, **row})
     out = pd.DataFrame(rows)
     return _adjust(out, alpha)
 
 
-def _row(claim: Claim, c: np.ndarray, t: np.ndarray, task_metric: str) -> dict:
+def _row(
+    claim: Claim, c: np.ndarray, t: np.ndarray, task_metric: str, margin: float, alpha: float
+) -> dict:
     """The numbers of one (cell, λ, claim) row before the multiple-testing adjustment."""
     ok = np.isfinite(c) & np.isfinite(t)
     c, t = c[ok], t[ok]
     d = t - c
     nan = math.nan
+    # the wrong way: down for accuracy and the rises, up for the MI
+    wrong = -1 if claim.direction >= 0 else 1
     row = {
         "claim": claim.name,
+        "test": "Wilcoxon signed-rank",
         "n": int(len(d)),
         "median_control": float(np.median(c)) if len(c) else nan,
         "median_treated": float(np.median(t)) if len(t) else nan,
         "effect": float(np.median(d)) if len(d) else nan,
+        "mean_change": float(np.mean(d)) if len(d) else nan,
+        "worst_change": float(d[np.argmax(wrong * d)]) if len(d) else nan,
+        "ci_lo": nan,
+        "ci_hi": nan,
         "n_in_direction": int((np.sign(d) == claim.direction).sum())
         if claim.direction
-        else int((np.abs(d) <= 0.02).sum()),
+        else int((np.abs(d) <= margin).sum()),
         "p": wilcoxon_p(d) if len(d) else nan,
-        "n_success": -1,
+        "p_drop": nan,
+        "n_success": None,
+        "margin": nan,
     }
     if claim.name == "accuracy":
-        row["n_success"] = int((t > SUCCESS_THRESHOLD[task_metric]).sum())
+        tost = tost_paired(d, margin, alpha)
+        row |= tost | {
+            "test": f"TOST (paired t, margin ±{margin:g})",
+            "n_success": int((t > SUCCESS_THRESHOLD[task_metric]).sum()),
+            "margin": margin,
+        }
     return row
 
 
@@ -159,27 +230,45 @@ def _adjust(out: pd.DataFrame, alpha: float) -> pd.DataFrame:
     """BH within each claim across the treated cells, then the verdict of every row."""
     if not len(out):
         return out
+    out["n_success"] = out["n_success"].astype("Int64")
+    for raw in ("p", "p_drop"):
+        out[f"{raw}_bh"] = math.nan
+        for _, idx in out.groupby("claim").groups.items():
+            out.loc[idx, f"{raw}_bh"] = _bh(out.loc[idx, raw].to_numpy(float))
+    out["verdict"] = [_verdict(r, alpha) for r in out.to_dict("records")]
+    order = [c for c in out.columns if c not in ("p_bh", "p_drop", "p_drop_bh", "verdict")]
+    i = order.index("p") + 1
+    order[i:i] = ["p_bh", "p_drop", "p_drop_bh"]
+    return out[[*order, "verdict"]]
+
+
+def _bh(p: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values, NaN kept in place (statsmodels)."""
     from statsmodels.stats.multitest import multipletests
 
-    out["p_bh"] = math.nan
-    for _, idx in out.groupby("claim").groups.items():
-        p = out.loc[idx, "p"].to_numpy(float)
-        fin = np.isfinite(p)
-        adj = np.full(len(p), math.nan)
-        if fin.any():
-            adj[fin] = multipletests(p[fin], method="fdr_bh")[1]
-        out.loc[idx, "p_bh"] = adj
-    out["verdict"] = [_verdict(r, alpha) for r in out.to_dict("records")]
-    return out
+    adj = np.full(len(p), math.nan)
+    fin = np.isfinite(p)
+    if fin.any():
+        adj[fin] = multipletests(p[fin], method="fdr_bh")[1]
+    return adj
+
+
+def _count(v: object) -> int:
+    """A count cell as an int (a missing one, None or pd.NA, is 0)."""
+    try:
+        return int(v)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 0
 
 
 def _verdict(r: dict, alpha: float) -> str:
     """The declared rule of each claim (docs/analysis.md, "Claims").
 
-    - accuracy: *holds* when all treated seeds but at most one are above the success
-      threshold and there is no significant drop larger than 0.02; *breaks* when fewer than
-      half succeed or the median paired drop is significant and larger than 0.02; else
-      *inconclusive*.
+    - accuracy: *holds* when the paired mean change is equivalent to 0 within ±margin (TOST,
+      p_bh < α) and all treated seeds but at most one are above the success threshold;
+      *breaks* when fewer than half of them succeed or the mean drop is significantly larger
+      than the margin (p_drop_bh < α); else *inconclusive* (the data cannot tell: no drop is
+      shown, but neither is equivalence).
     - functional / structural: *holds* when the paired rise is significant (p_bh < α, effect
       > 0) and the treated median z is above :data:`CLEAR_Z` (clear against random
       partitions); *weak* when significant but the median z is at most CLEAR_Z; *breaks* when
@@ -188,14 +277,18 @@ def _verdict(r: dict, alpha: float) -> str:
       *breaks* when it rises significantly).
     """
     n, p, eff = r["n"], r["p_bh"], r["effect"]
+    if r["claim"] == "accuracy":
+        if n == 0:
+            return "not measured"
+        n_ok = _count(r["n_success"])
+        if n_ok * 2 < n or (np.isfinite(r["p_drop_bh"]) and r["p_drop_bh"] < alpha):
+            return "breaks"
+        if np.isfinite(p) and p < alpha and n_ok >= n - 1:
+            return "holds"
+        return "inconclusive"
     if n == 0 or not np.isfinite(p):
         return "not measured"
     sig = p < alpha
-    if r["claim"] == "accuracy":
-        dropped = sig and eff < -0.02
-        if r["n_success"] * 2 < n or dropped:
-            return "breaks"
-        return "holds" if r["n_success"] >= n - 1 else "inconclusive"
     sign = 1 if r["claim"] in ("functional", "structural") else -1
     if sig and eff * sign < 0:
         return "breaks"

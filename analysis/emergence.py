@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALPHA",
+    "FAILED_TASK",
     "MARGIN_EVALS",
     "Calibration",
     "Noise",
@@ -51,6 +52,7 @@ __all__ = [
     "sign_test",
     "timing_seeds",
     "tost_lag",
+    "never_emerged",
     "verdict",
     "verdict_table",
 ]
@@ -61,7 +63,17 @@ ALPHA = 0.05
 # evaluation is already a tie (outcomes.TIE_EVALS); the margin allows one more for the jitter of
 # onsets on noisy curves.
 MARGIN_EVALS = 2.0
-VERDICTS = ("function first", "structure first", "co-emergent", "inconclusive")
+VERDICTS = (
+    "function first",
+    "structure first",
+    "co-emergent",
+    "inconclusive",
+    "structure never emerged",
+    "function never emerged",
+    "neither emerged",
+)
+# the reason a seed of a network that did not learn the task is left out of the timing
+FAILED_TASK = "failed the task"
 
 
 def sign_test(n_func: int, n_struct: int) -> float:
@@ -153,12 +165,33 @@ def verdict(n_func: int, n_struct: int, p_sign: float, p_tost: float, alpha: flo
     return "inconclusive"
 
 
-def timing_seeds(seeds: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def never_emerged(n_seeds: int, n_func: int, n_struct: int) -> str | None:
+    """The censored label of a cell, or None: when more than half of its seeds have no onset
+    of a metric, the cell is "structure never emerged", "function never emerged" or "neither
+    emerged" whatever the order of the few that did (a cell where structure mostly never
+    emerged never reads "function first")."""
+    f_never = 2 * (n_seeds - n_func) > n_seeds
+    s_never = 2 * (n_seeds - n_struct) > n_seeds
+    if f_never and s_never:
+        return "neither emerged"
+    if s_never:
+        return "structure never emerged"
+    if f_never:
+        return "function never emerged"
+    return None
+
+
+def timing_seeds(
+    seeds: pd.DataFrame, *, require_success: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Seeds usable for timing statistics, and those excluded with the reason.
 
     Trials cut short (diverged, stopped by a scheduler, failed, still running) have no complete
     curves, so their onsets are not comparable: they are excluded and listed. Seeds of a study
-    without the z-score curves (``onsets_measured`` false) are excluded too.
+    without the z-score curves (``onsets_measured`` false) are excluded too. With
+    `require_success` (the default), so are networks that failed the task (``success`` false:
+    final task metric at or below its threshold): the order in which modularity appears in a
+    network that did not learn the task says nothing about the claim.
     """
     import pandas as pd
 
@@ -169,6 +202,9 @@ def timing_seeds(seeds: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if "onsets_measured" in seeds:
         unmeasured = ~seeds["onsets_measured"].fillna(False).astype(bool) & reason.eq("")
         reason[unmeasured] = "no z-score curves (onsets not measured)"
+    if require_success and "success" in seeds:
+        failed = ~seeds["success"].astype("boolean").fillna(False).astype(bool) & reason.eq("")
+        reason[failed] = FAILED_TASK
     keep = reason.eq("")
     excluded = seeds.loc[~keep].assign(reason=reason[~keep])
     return seeds.loc[keep], excluded
@@ -209,7 +245,9 @@ def verdict_table(
         One row per group: the ``by`` columns, ``n_seeds``, ``n_func_first``,
         ``n_struct_first``, ``n_tie``, ``n_neither``, ``p_sign``, ``p_tost``, ``p_sign_bh``,
         ``p_tost_bh`` (BH across the treated rows of this table; λ = 0 control rows keep their
-        raw p), ``verdict``, ``median_lag`` (seeds where both emerged; descriptive),
+        raw p), ``n_func_emerged``, ``n_struct_emerged`` (seeds with an onset), ``verdict``
+        (:func:`never_emerged`'s label first, then :func:`verdict`), ``median_lag`` (seeds
+        where both emerged; descriptive),
         ``t_func_km``, ``t_struct_km`` (Kaplan–Meier median onsets, censored seeds included;
         inf when fewer than half emerged).
     """
@@ -227,6 +265,8 @@ def verdict_table(
         "p_tost",
         "p_sign_bh",
         "p_tost_bh",
+        "n_func_emerged",
+        "n_struct_emerged",
         "verdict",
         "median_lag",
         "t_func_km",
@@ -255,6 +295,8 @@ def verdict_table(
                 "n_struct_first": n_s,
                 "n_tie": int((first == "tie").sum()),
                 "n_neither": int((first == "neither").sum()),
+                "n_func_emerged": int(g["func_emerged"].astype(bool).sum()),
+                "n_struct_emerged": int(g["struct_emerged"].astype(bool).sum()),
                 "p_sign": sign_test(n_f, n_s),
                 "p_tost": p_tost,
                 "median_lag": float(np.median(lag[np.isfinite(lag)]))
@@ -275,7 +317,8 @@ def verdict_table(
         adj[~control] = bh_adjust(adj[~control])
         out[f"{raw}_bh"] = adj
     out["verdict"] = [
-        verdict(r.n_func_first, r.n_struct_first, r.p_sign_bh, r.p_tost_bh, alpha)
+        never_emerged(r.n_seeds, r.n_func_emerged, r.n_struct_emerged)
+        or verdict(r.n_func_first, r.n_struct_first, r.p_sign_bh, r.p_tost_bh, alpha)
         for r in out.itertuples()
     ]
     return out[cols]
@@ -335,43 +378,46 @@ def km_table(seeds: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+# a fit whose standard error exceeds this many times (1 + |coef|) has not converged to a finite
+# estimate (separation, a flat likelihood): its coefficient says nothing
+SE_LIMIT = 100.0
+_REGRESSION_COLUMNS = ["target", "param", "coef", "se", "n", "n_events", "converged", "note"]
+
+
 def censored_regression(
     seeds: pd.DataFrame, params: Sequence[str], *, step: float | None = None
 ) -> pd.DataFrame:
-    """Relate timing to the hyperparameters without dropping the seeds that did not emerge.
+    """Relate timing to the hyperparameters without dropping the seeds that did not emerge:
+    descriptive coefficients, no p-values.
 
     For t_func and t_struct: a Weibull accelerated-failure-time model (lifelines
     ``WeibullAFTFitter``) of the time to emergence, censored at the censoring epoch, on the
     numeric swept keys that vary; durations are shifted by one evaluation so an onset at epoch 0
     is positive. ``coef`` is the change of log time per unit of the key (exp(coef) the time
     ratio). For the which-first outcome: a logistic regression (statsmodels ``Logit``) of
-    function-first (1) against structure-first (0) over the seeds with a sign. A model that
-    cannot be fitted (too few seeds or events, separation) gives one row with ``note``.
+    function-first (1) against structure-first (0) over the seeds with a sign.
+
+    The seeds are pooled over cells that share their seed values (a grid runs the same seeds in
+    every cell) and over seeds of one trial that share its hyperparameters, so they are not
+    independent observations: a p-value from such a fit would count one seed several times, and
+    none is given. A fit that did not converge (the optimiser says so, a convergence or
+    separation warning, or an SE above :data:`SE_LIMIT` · (1 + |coef|)) gives NaN coefficients,
+    ``converged`` false and the reason in ``note``; a model that cannot be fitted (too few
+    seeds or events) gives one row with ``note``.
 
     Returns:
-        Rows ``target``, ``param``, ``coef``, ``se``, ``p_value``, ``n``, ``n_events``, ``note``.
+        Rows ``target``, ``param``, ``coef``, ``se``, ``n``, ``n_events``, ``converged``,
+        ``note``.
     """
     import pandas as pd
 
-    cols = ["target", "param", "coef", "se", "p_value", "n", "n_events", "note"]
     rows: list[dict[str, Any]] = []
     num = {p: pd.to_numeric(seeds[p], errors="coerce") for p in params if p in seeds}
     keys = [p for p, v in num.items() if v.notna().all() and v.nunique() > 1]
     if not keys or not len(seeds):
         return pd.DataFrame(
-            [
-                {
-                    "target": "all",
-                    "param": "",
-                    "coef": math.nan,
-                    "se": math.nan,
-                    "p_value": math.nan,
-                    "n": len(seeds),
-                    "n_events": 0,
-                    "note": "no swept numeric key varies",
-                }
-            ],
-            columns=cols,
+            [_failed_fit("all", len(seeds), 0, "no swept numeric key varies")],
+            columns=_REGRESSION_COLUMNS,
         )
     x = pd.DataFrame({f"x{i}": num[p].to_numpy(float) for i, p in enumerate(keys)})
     names = {f"x{i}": p for i, p in enumerate(keys)}
@@ -389,7 +435,66 @@ def censored_regression(
     first = seeds["first"].astype(str).to_numpy()
     sel = np.isin(first, ("function", "structure"))
     rows += _logit(x[sel], (first[sel] == "function").astype(float), names)
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=_REGRESSION_COLUMNS)
+
+
+def _failed_fit(target: str, n: int, k: int, note: str) -> dict[str, Any]:
+    """The one row of a model that was not fitted, with the reason."""
+    return {
+        "target": target,
+        "param": "",
+        "coef": math.nan,
+        "se": math.nan,
+        "n": n,
+        "n_events": k,
+        "converged": False,
+        "note": note,
+    }
+
+
+def _fit_rows(
+    target: str,
+    names: dict[str, str],
+    coef: Sequence[float],
+    se: Sequence[float],
+    n: int,
+    k: int,
+    problem: str,
+) -> list[dict[str, Any]]:
+    """One row per key; NaN coefficients and ``converged`` false when the fit did not converge
+    (`problem` says why) or an SE is beyond :data:`SE_LIMIT`."""
+    coef, se = np.asarray(coef, float), np.asarray(se, float)
+    if not problem:
+        bad = ~np.isfinite(se) | (se > SE_LIMIT * (1.0 + np.abs(coef)))
+        if bad.any():
+            i = int(np.argmax(bad))
+            problem = (
+                f"SE {se[i]:.3g} of coef {coef[i]:.3g} (more than {SE_LIMIT:g} · (1 + |coef|): "
+                "separation or a flat likelihood)"
+            )
+    note = f"did not converge: {problem}" if problem else ""
+    return [
+        {
+            "target": target,
+            "param": p,
+            "coef": math.nan if problem else float(coef[i]),
+            "se": math.nan if problem else float(se[i]),
+            "n": n,
+            "n_events": k,
+            "converged": not problem,
+            "note": note,
+        }
+        for i, p in enumerate(names.values())
+    ]
+
+
+def _warned(caught: Sequence[Any], words: Sequence[str]) -> str:
+    """The first caught warning whose category or text names one of `words`, as text."""
+    for w in caught:
+        text = f"{w.category.__name__}: {w.message}"
+        if any(word in text.lower() for word in words):
+            return " ".join(text.split())[:160]
+    return ""
 
 
 def _aft(
@@ -401,43 +506,21 @@ def _aft(
     from lifelines import WeibullAFTFitter
 
     n, k = len(dur), int(ev.sum())
-    fail = [
-        {
-            "target": target,
-            "param": "",
-            "coef": math.nan,
-            "se": math.nan,
-            "p_value": math.nan,
-            "n": n,
-            "n_events": k,
-        }
-    ]
     if k < 2 or n < len(names) + 3:
-        return [fail[0] | {"note": f"too few seeds or onsets (n={n}, onsets={k})"}]
+        return [_failed_fit(target, n, k, f"too few seeds or onsets (n={n}, onsets={k})")]
     df = x.reset_index(drop=True).assign(_T=dur, _E=ev.astype(int))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             fit = WeibullAFTFitter().fit(df, duration_col="_T", event_col="_E")
     except Exception as e:
-        return [fail[0] | {"note": f"not estimable: {type(e).__name__}"}]
+        return [_failed_fit(target, n, k, f"did not converge: {type(e).__name__}")]
     s = fit.summary
-    out = []
-    for col, param in names.items():
-        r = s.loc[("lambda_", col)]
-        out.append(
-            {
-                "target": target,
-                "param": param,
-                "coef": float(r["coef"]),
-                "se": float(r["se(coef)"]),
-                "p_value": float(r["p"]),
-                "n": n,
-                "n_events": k,
-                "note": "",
-            }
-        )
-    return out
+    rows = [s.loc[("lambda_", col)] for col in names]
+    problem = _warned(caught, ("convergence", "converge"))
+    return _fit_rows(
+        target, names, [r["coef"] for r in rows], [r["se(coef)"] for r in rows], n, k, problem
+    )
 
 
 def _logit(x: pd.DataFrame, y: np.ndarray, names: dict[str, str]) -> list[dict[str, Any]]:
@@ -447,39 +530,28 @@ def _logit(x: pd.DataFrame, y: np.ndarray, names: dict[str, str]) -> list[dict[s
     import statsmodels.api as sm
 
     n, k = len(y), int(y.sum())
-    fail = {
-        "target": "function_first",
-        "param": "",
-        "coef": math.nan,
-        "se": math.nan,
-        "p_value": math.nan,
-        "n": n,
-        "n_events": k,
-    }
+    target = "function_first"
     if n < len(names) + 3 or k in (0, n):
         return [
-            fail
-            | {"note": f"too few seeds with a sign or one side only (n={n}, function first={k})"}
+            _failed_fit(
+                target,
+                n,
+                k,
+                f"too few seeds with a sign or one side only (n={n}, function first={k})",
+            )
         ]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit = sm.Logit(y, sm.add_constant(x.to_numpy(float), has_constant="add")).fit(disp=0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit = sm.Logit(y, sm.add_constant(x.to_numpy(float), has_constant="add")).fit(
+                disp=0, maxiter=100
+            )
     except Exception as e:
-        return [fail | {"note": f"not estimable: {type(e).__name__}"}]
-    return [
-        {
-            "target": "function_first",
-            "param": p,
-            "coef": float(fit.params[i + 1]),
-            "se": float(fit.bse[i + 1]),
-            "p_value": float(fit.pvalues[i + 1]),
-            "n": n,
-            "n_events": k,
-            "note": "",
-        }
-        for i, p in enumerate(names.values())
-    ]
+        return [_failed_fit(target, n, k, f"did not converge: {type(e).__name__}")]
+    problem = _warned(caught, ("convergence", "converge", "separation"))
+    if not problem and not fit.mle_retvals.get("converged", True):
+        problem = "the optimiser did not converge"
+    return _fit_rows(target, names, fit.params[1:], fit.bse[1:], n, k, problem)
 
 
 class Noise(NamedTuple):

@@ -58,8 +58,16 @@ def _ink(im, value: float) -> str:
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
 
 
-def plot_phase(info: PhaseInfo, *, task_metric: str = "accuracy", title: str = "") -> Figure:
-    """One heat-map panel per phase quantity, each cell annotated with its value and seed count."""
+def plot_phase(
+    info: PhaseInfo,
+    *,
+    task_metric: str = "accuracy",
+    title: str = "",
+    first_eval: float = math.nan,
+) -> Figure:
+    """One heat-map panel per phase quantity, each cell annotated with its value and seed count;
+    a median onset (t_func, t_struct) at or before `first_eval`, the first evaluation's epoch,
+    is a bound and reads ``≤25``."""
     quantities = {
         q: t
         for q, t in phase_quantities(task_metric, list(info.values)).items()
@@ -93,7 +101,7 @@ def plot_phase(info: PhaseInfo, *, task_metric: str = "accuracy", title: str = "
                     ax.text(
                         i,
                         j,
-                        f"{_fmt(z[j, i])}\n{count}",
+                        f"{_onset_text(q, z[j, i], first_eval)}\n{count}",
                         ha="center",
                         va="center",
                         fontsize=7,
@@ -109,6 +117,13 @@ def plot_phase(info: PhaseInfo, *, task_metric: str = "accuracy", title: str = "
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _onset_text(quantity: str, value: float, first_eval: float) -> str:
+    """A cell's value; an onset at or before the first evaluation as the bound ``≤t``."""
+    if quantity in ("t_func", "t_struct") and np.isfinite(value) and value <= first_eval:
+        return f"≤{_fmt(value)}"
+    return _fmt(value)
 
 
 def plot_curve_bands(bands: pd.DataFrame, *, by: str = PARAM_MI_WEIGHT) -> Figure:

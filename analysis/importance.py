@@ -12,6 +12,7 @@ evaluation on bootstrap resamples of the trials, with a new evaluator seed each 
 from __future__ import annotations
 
 import math
+import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -26,6 +27,7 @@ from analysis.response import _metric_label, _symbol, log_scale, trial_means
 
 __all__ = [
     "EVALUATORS",
+    "FANOVA_TREES",
     "MIN_TRIALS",
     "ImportanceInfo",
     "ParallelInfo",
@@ -38,8 +40,9 @@ __all__ = [
 MIN_TRIALS = 4  # fewer trials give a message, not an importance
 
 # Evaluator key -> its name in figures and tables (with the settings used).
+FANOVA_TREES = 64  # Optuna's default forest
 EVALUATORS: Mapping[str, str] = {
-    "fanova": "fANOVA (random forest, 64 trees)",
+    "fanova": f"fANOVA (random forest, {FANOVA_TREES} trees)",
     "ped_anova": "PED-ANOVA (top 10 % of trials vs all)",
 }
 
@@ -51,7 +54,7 @@ class ImportanceInfo(NamedTuple):
     column: str  # what it reads, e.g. "final.q_func_z"
     direction: str  # "maximize" or "minimize" (matters to PED-ANOVA only)
     evaluator: str  # a key of EVALUATORS
-    evaluator_name: str  # EVALUATORS[evaluator]
+    evaluator_name: str  # EVALUATORS[evaluator], with the number of trees of a smaller forest
     table: pd.DataFrame  # param, importance (all trials), mean, sd, q05, q95 (repeats), n_repeats
     n_trials: int
     dropped: list[str]  # params left out: a single value among these trials
@@ -71,6 +74,7 @@ def importance_info(
     n_repeats: int = 10,
     task_metric: str = "accuracy",
     log: Mapping[str, bool] | None = None,
+    n_trees: int = FANOVA_TREES,
     rng: np.random.Generator | None = None,
 ) -> ImportanceInfo:
     """Normalised importance of `params` for `objective` by an Optuna evaluator.
@@ -88,6 +92,8 @@ def importance_info(
         direction: which trials are best, for PED-ANOVA (``minimize`` for onsets).
         n_repeats: evaluations in all (1 = no spread).
         log: param -> log-scaled distribution; default :func:`analysis.response.log_scale`.
+        n_trees: trees of fANOVA's random forest (its cost grows with them: about 1 s for 64
+            trees on 60 trials of 3 keys; the repeats' spread includes the forest's own noise).
         rng: generator of the resamples and evaluator seeds; default ``default_rng(0)``.
 
     Returns:
@@ -113,7 +119,7 @@ def importance_info(
         _metric_label(objective, task_metric),
         direction,
         evaluator,
-        EVALUATORS[evaluator],
+        _evaluator_name(evaluator, n_trees),
         pd.DataFrame(columns=_TABLE),
         len(t),
         dropped,
@@ -132,10 +138,17 @@ def importance_info(
     for r in range(n_repeats):
         rows = np.arange(len(t)) if r == 0 else rng.integers(0, len(t), len(t))
         seed = int(rng.integers(0, 2**31 - 1))
-        imp, warned = _evaluate(t.iloc[rows], dists, evaluator, direction, seed)
+        imp, warned = _evaluate(t.iloc[rows], dists, evaluator, direction, seed, n_trees)
         runs.append(imp)
         caught += warned
     return info._replace(table=_summary(runs, varied), message="; ".join(dict.fromkeys(caught)))
+
+
+def _evaluator_name(evaluator: str, n_trees: int) -> str:
+    """EVALUATORS' name of an evaluator, naming a forest of other than the default size."""
+    if evaluator == "fanova" and n_trees != FANOVA_TREES:
+        return f"fANOVA (random forest, {n_trees} trees)"
+    return EVALUATORS[evaluator]
 
 
 def _check(evaluator: str, direction: str, n_repeats: int) -> None:
@@ -170,7 +183,12 @@ def _distribution(col: pd.Series, log: bool | None) -> Any:
 
 
 def _evaluate(
-    t: pd.DataFrame, dists: dict[str, Any], evaluator: str, direction: str, seed: int
+    t: pd.DataFrame,
+    dists: dict[str, Any],
+    evaluator: str,
+    direction: str,
+    seed: int,
+    n_trees: int = FANOVA_TREES,
 ) -> tuple[dict[str, float], list[str]]:
     """One evaluation on an in-memory study of the rows of `t`; its warnings as text."""
     import optuna
@@ -184,7 +202,7 @@ def _evaluate(
         for row in t[[*dists, "y"]].to_dict("records")
     ]
     ev = (
-        optuna.importance.FanovaImportanceEvaluator(seed=seed)
+        optuna.importance.FanovaImportanceEvaluator(n_trees=n_trees, seed=seed)
         if evaluator == "fanova"
         else optuna.importance.PedAnovaImportanceEvaluator()
     )
@@ -327,11 +345,8 @@ def plot_importance(infos: Sequence[ImportanceInfo], *, ncols: int = 3) -> Figur
         ax.set_axis_off()
     if not infos:
         axes[0].text(0.5, 0.5, "No importance to show.", ha="center", va="center")
-    handles = [
-        Patch(color=c, label=EVALUATORS[e])
-        for e, c in colours.items()
-        if any(i.evaluator == e and not i.table.empty for i in infos)
-    ]
+    names = {i.evaluator: i.evaluator_name for i in infos if not i.table.empty}
+    handles = [Patch(color=c, label=names[e]) for e, c in colours.items() if e in names]
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=7, frameon=False)
     return fig
@@ -368,7 +383,7 @@ def _importance_panel(ax: Any, group: list[ImportanceInfo], colours: dict[str, s
         ax.text(
             0.5,
             0.5,
-            "\n".join(dict.fromkeys(said)),
+            "\n".join(textwrap.fill(m, 44) for m in dict.fromkeys(said)),
             transform=ax.transAxes,
             ha="center",
             va="center",

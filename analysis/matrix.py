@@ -77,6 +77,7 @@ _TIMING_PREFIXES = (
     ("function never", ("#dfc27d", "–")),
     ("neither", ("#dfc27d", "–")),
     ("never", ("#dfc27d", "–")),
+    ("no seeds", ("#f4cccc", "∅")),
     (NOT_MEASURED, ("#ffffff", "")),
 )
 
@@ -183,7 +184,10 @@ def matrix_info(
             grid[row[r["claim"]], col[r["_cell"]]] = str(r["verdict"])
     timing_row = [t_cells.get(c, (None, NOT_MEASURED))[1] for c in cells]
     titles = [CLAIM_TITLES.get(n, n) for n in names]
-    sentences = [_sentence(t, grid[i], cells) for i, t in enumerate(titles)]
+    # claims are judged in the treated cells only: a control column is not "not measured"
+    treated = ~_controls(cells, values)
+    shown = [c for c, k in zip(cells, treated) if k]
+    sentences = [_sentence(t, grid[i][treated], shown) for i, t in enumerate(titles)]
     if timing is not None and len(t_cells):
         sentences += _timing_sentences(timing_row, cells, values)
     return MatrixInfo(
@@ -200,7 +204,20 @@ def matrix_info(
 
 # Columns of a claims table that are statistics, not cell keys (analysis.claims.claims_table,
 # analysis.response.binned_claims); so are names starting with _STAT_PREFIXES.
-_STAT_COLUMNS = {"claim", "verdict", "n", "effect", "p", "limit", "level", "cell", "text"}
+_STAT_COLUMNS = {
+    "claim",
+    "verdict",
+    "n",
+    "effect",
+    "p",
+    "limit",
+    "level",
+    "cell",
+    "text",
+    "test",
+    "margin",
+    "why",
+}
 _STAT_PREFIXES = ("p_", "n_", "median", "ci_", "mean", "worst", "power", "min_")
 
 
@@ -305,20 +322,26 @@ def _is_number(v: Any) -> bool:
     )
 
 
-def _timing_sentences(
-    timing: list[str], cells: list[str], values: list[dict[str, Any]]
-) -> list[str]:
-    """The timing sentence over the treated cells, and one over the λ = 0 controls (where any
-    order is a false one) when the timing table has them (a bare label counts as a control
-    when one of its parts reads ``λ=0``)."""
+def _controls(cells: list[str], values: list[dict[str, Any]]) -> np.ndarray:
+    """Which cells are λ = 0 controls (a bare label counts when one of its parts reads
+    ``λ=0``)."""
     zero = f"{_symbol(LAMBDA)}=0"
-    control = np.array(
+    return np.array(
         [
             float(v[LAMBDA]) == 0 if _is_number(v.get(LAMBDA)) else zero in c.split(" · ")
             for c, v in zip(cells, values)
         ],
         dtype=bool,
     )
+
+
+def _timing_sentences(
+    timing: list[str], cells: list[str], values: list[dict[str, Any]]
+) -> list[str]:
+    """The timing sentence over the treated cells, and one over the λ = 0 controls (where any
+    order is a false one) when the timing table has them (a bare label counts as a control
+    when one of its parts reads ``λ=0``)."""
+    control = _controls(cells, values)
     verdicts = np.array(timing, dtype=object)
     out = [_sentence(TIMING_ROW, verdicts[~control], [c for c, k in zip(cells, control) if not k])]
     if control.any() and (verdicts[control] != NOT_MEASURED).any():
@@ -450,8 +473,11 @@ def plot_matrix(info: MatrixInfo, *, max_columns: int = 24, title: str = "") -> 
     width = max(len(p) for p in panels)
     tick_h = 0.065 * max(len(t) for t in ticks) + 0.25
     panel_h = 0.32 * len(rows) + tick_h + (0.25 if any(groups) else 0.0)
-    legend_h = 0.2 * math.ceil(len(info.legend) / 3) + 0.1
-    fig = _figure(2.0 + 0.34 * width, len(panels) * panel_h + legend_h + (0.3 if title else 0))
+    # a narrow matrix stacks its legend in two columns and is never narrower than the legend
+    ncol = 3 if width >= 14 else 2
+    legend_h = 0.2 * math.ceil(len(info.legend) / ncol) + 0.1
+    fig_w = max(2.0 + 0.34 * width, 7.2 if ncol == 3 else 5.0)
+    fig = _figure(fig_w, len(panels) * panel_h + legend_h + (0.3 if title else 0))
     axes = fig.subplots(len(panels), 1, squeeze=False).ravel()
     for ax, cols in zip(axes, panels):
         _draw_panel(ax, info, rows, cols, width, groups, ticks)
@@ -462,7 +488,7 @@ def plot_matrix(info: MatrixInfo, *, max_columns: int = 24, title: str = "") -> 
     fig.legend(
         handles=handles,
         loc="outside lower center",
-        ncol=min(3, max(len(handles), 1)),
+        ncol=min(ncol, max(len(handles), 1)),
         fontsize=7,
         frameon=False,
     )

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from study.contract.params import PARAM_MI_WEIGHT
 
-__all__ = ["mi_audit", "AUDIT_SERIES"]
+__all__ = ["mi_audit", "mi_audit_table", "AUDIT_SERIES"]
 
 # (label, value column, null column or None); the excess is value − null
 AUDIT_SERIES = (
@@ -31,14 +31,15 @@ _COLOURS = {"mi": "tab:grey", "mi_heldout": "tab:blue", "mi_gauss": "tab:orange"
 _BY = PARAM_MI_WEIGHT  # one audit row and panel per λ
 
 
-def _per_seed(data) -> pd.DataFrame:
-    """Curves with the trial's λ attached and the excess columns added."""
+def _per_seed(data, groups: pd.Series | None = None) -> pd.DataFrame:
+    """Curves with the trial's λ (or its group label from `groups`, trial_id -> label)
+    attached and the excess columns added."""
     curves = data.curves
     if curves is None or not len(curves):
         return pd.DataFrame()
-    lam = None
+    lam = groups
     for table in (data.trials, data.seeds):
-        if table is not None and _BY in getattr(table, "columns", ()):
+        if lam is None and table is not None and _BY in getattr(table, "columns", ()):
             lam = table.drop_duplicates("trial_id").set_index("trial_id")[_BY]
             break
     out = curves.assign(**{_BY: curves["trial_id"].map(lam) if lam is not None else np.nan})
@@ -70,7 +71,7 @@ def _table(curves: pd.DataFrame) -> pd.DataFrame:
         "mi_gauss_excess",
     ]
     rows = []
-    for lam, g in curves.groupby(_BY, dropna=False, sort=True):
+    for lam, g in curves.groupby(_BY, dropna=False, sort=False):
         finals = pd.DataFrame(
             [{c: _last_finite(s, c) for c in cols} for _, s in g.groupby(["trial_id", "seed"])]
         )
@@ -106,8 +107,41 @@ def _band(ax, g: pd.DataFrame, col: str, colour: str, label: str, dashed: bool =
     )
 
 
-def mi_audit(data) -> tuple[Figure, pd.DataFrame]:
+def _levels(curves: pd.DataFrame) -> list:
+    """The λ levels (numbers, sorted) or group labels (in their order of first appearance
+    after sorting by label, "0" first) of the curves."""
+    values = curves[_BY].dropna().unique().tolist()
+    if all(isinstance(v, (int, float, np.number)) for v in values):
+        return sorted(values)
+    return sorted(values, key=lambda v: (str(v) != "0", _lower_edge(v), str(v)))
+
+
+def _lower_edge(label) -> float:
+    """The lower edge of a bin label such as ``[0.01, 0.1)``, for ordering."""
+    try:
+        return float(str(label).strip("[]()").split(",")[0])
+    except ValueError:
+        return float("inf")
+
+
+def mi_audit_table(data, *, groups: pd.Series | None = None) -> pd.DataFrame:
+    """The MI audit table of :func:`mi_audit` without the figure."""
+    curves = _per_seed(data, groups)
+    if not len(curves):
+        return pd.DataFrame(columns=["lambda", "n_seeds"])
+    return _table(_ordered(curves))
+
+
+def _ordered(curves: pd.DataFrame) -> pd.DataFrame:
+    order = {v: i for i, v in enumerate(_levels(curves))}
+    return curves.assign(_order=curves[_BY].map(order)).sort_values("_order", kind="stable")
+
+
+def mi_audit(data, *, groups: pd.Series | None = None) -> tuple[Figure, pd.DataFrame]:
     """The MI audit figure and table of a study (an `analysis.runs.StudyData`).
+
+    With `groups` (trial_id -> label, such as λ's bin in an adaptive search) the panels and
+    rows are those groups instead of the values of λ.
 
     Figure: one panel per λ, nats against epoch: the training critic's value (grey), and for the
     held-out critic (blue) and the Gaussian plug-in (orange) the excess over the null (solid,
@@ -118,7 +152,7 @@ def mi_audit(data) -> tuple[Figure, pd.DataFrame]:
 
     Studies written before these metrics existed give NaN columns and empty panels.
     """
-    curves = _per_seed(data)
+    curves = _per_seed(data, groups)
     fig = Figure(figsize=(4.2, 3.2), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     if not len(curves):
@@ -126,11 +160,12 @@ def mi_audit(data) -> tuple[Figure, pd.DataFrame]:
         ax.text(0.5, 0.5, "no curves", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return fig, pd.DataFrame(columns=["lambda", "n_seeds"])
-    levels = sorted(curves[_BY].dropna().unique()) or [np.nan]
+    levels = _levels(curves) or [np.nan]
     fig.set_size_inches(4.2 * len(levels), 3.4)
     axes = fig.subplots(1, len(levels), squeeze=False, sharey=True)[0]
     for ax, lam in zip(axes, levels):
-        g = curves[curves[_BY] == lam] if np.isfinite(lam) else curves
+        numeric = isinstance(lam, (int, float, np.number))
+        g = curves[curves[_BY] == lam] if not numeric or np.isfinite(lam) else curves
         for label, value, null in AUDIT_SERIES:
             colour = _COLOURS[value]
             if null is None:
@@ -139,8 +174,9 @@ def mi_audit(data) -> tuple[Figure, pd.DataFrame]:
                 _band(ax, g, f"{value}_excess", colour, f"{label} − null")
                 _band(ax, g, null, colour, f"{label} null", dashed=True)
         ax.axhline(0.0, color="black", lw=0.6, ls=":")
-        ax.set_title(f"λ = {lam:g}" if np.isfinite(lam) else "all trials")
+        title = f"λ = {lam:g}" if numeric and np.isfinite(lam) else "all trials"
+        ax.set_title(title if numeric else f"λ ∈ {lam}" if lam != "0" else "λ = 0")
         ax.set_xlabel("epoch")
     axes[0].set_ylabel("nats")
     axes[-1].legend(fontsize="x-small", loc="best")
-    return fig, _table(curves)
+    return fig, _table(_ordered(curves))

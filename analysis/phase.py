@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from analysis.tables import format_number
 from study.contract.params import PARAM_MI_WEIGHT
 
 __all__ = [
@@ -274,8 +275,9 @@ def _axis(col: pd.Series, key: str, max_levels: int, n_bins: int) -> tuple[Axis,
     # Inner edges decide the bin; the last bin is closed so the maximum lands in it.
     idx = np.clip(np.searchsorted(edges[1:-1], v, side="right"), 0, n_bins - 1)
     idx[~np.isfinite(v)] = -1
+    # 3 significant figures, never more than 4 decimals (analysis.tables' display rule)
     labels = [
-        f"[{a:.3g}, {b:.3g}{']' if i == n_bins - 1 else ')'}"
+        f"[{format_number(a)}, {format_number(b)}{']' if i == n_bins - 1 else ')'}"
         for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))
     ]
     return Axis(key, labels, centres.tolist(), True, edges.tolist()), idx

@@ -26,6 +26,7 @@ from analysis.claims import CLAIMS, CLEAR_Z, _column
 from analysis.emergence import ALPHA
 from analysis.figures import _figure
 from analysis.matrix import CLAIM_TITLES, KEY_SYMBOLS
+from analysis.tables import format_number
 from study.contract.outcomes import SUCCESS_THRESHOLD
 from study.contract.params import PARAM_MI_WEIGHT as LAMBDA
 
@@ -534,8 +535,9 @@ def bin_key(values: Any, key: str, *, method: str = "auto", n_bins: int = 4) -> 
         edges = np.linspace(lo, hi, n + 1) if hi > lo else np.array([lo, hi])
     edges = edges if len(edges) > 1 else np.array([lo, hi])
     m = len(edges) - 1
+    # 2 significant figures, never more than 4 decimals (analysis.tables' display rule)
     labels = [
-        f"[{a:.2g}, {b:.2g}{']' if i == m - 1 else ')'}"
+        f"[{format_number(a, digits=2)}, {format_number(b, digits=2)}{']' if i == m - 1 else ')'}"
         for i, (a, b) in enumerate(itertools.pairwise(edges))
     ]
     sym = _symbol(key)

@@ -64,6 +64,7 @@ __all__ = [
     "READ_NAMES",
     "StudyData",
     "StudyNotFoundError",
+    "analysed_seeds",
     "load_study",
     "resolve_study_home",
     "resolve_tracking_uri",
@@ -214,6 +215,12 @@ class StudyData:
     def objectives(self) -> list[Any]:
         """The ``study.objectives`` tag, parsed ([] when absent or malformed)."""
         return _json_or(self.tags.get(TAG_OBJECTIVES), [])
+
+
+def analysed_seeds(study: StudyData) -> pd.DataFrame:
+    """Seeds of trials that are not running any more (running trials have partial curves)."""
+    s = study.seeds
+    return s[~s["running"].astype(bool)] if "running" in s.columns else s
 
 
 def resolve_study_home(study_home: str | os.PathLike[str] | None = None) -> Path:

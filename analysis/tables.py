@@ -4,7 +4,9 @@ Conventions shared by every function here: p-values get 2 significant figures an
 ``< 0.001`` below 0.001; effects and other real numbers get 3 significant figures; no cell shows
 more than :data:`MAX_DECIMALS` decimals; missing values, infinities and declared sentinels (such
 as ``n_success = -1`` on rows where it does not apply) read as :data:`EMPTY`. Column names come
-from :data:`DISPLAY_NAMES` (the CSVs keep the machine names). Nothing here changes the data.
+from :data:`DISPLAY_NAMES` (the CSVs keep the machine names). An onset at the first evaluation
+is a bound, not a value: columns named in ``left_censored`` show it as ``≤ t``. Nothing here
+changes the data.
 """
 
 from __future__ import annotations
@@ -76,6 +78,19 @@ DISPLAY_NAMES: Mapping[str, str] = {
     "lag": "lag (epochs)",
     "ci_lo": "CI low",
     "ci_hi": "CI high",
+    "test": "test",
+    "mean_change": "mean change",
+    "worst_change": "worst seed's change",
+    "p_drop": "p (drop > margin)",
+    "p_drop_bh": "p (drop > margin, BH)",
+    "n_func_emerged": "function emerged",
+    "n_struct_emerged": "structure emerged",
+    "t_func_km": "functional onset (KM median)",
+    "t_struct_km": "structural onset (KM median)",
+    "median_lag": "median lag (epochs)",
+    "n_events": "onsets",
+    "why": "why",
+    "lambda": "λ",
 }
 
 _P_NAME = re.compile(r"^(p|pvalue|p_value)(_.*)?$|^(?!n_).*_p$")
@@ -145,6 +160,7 @@ def display_table(
     names: Mapping[str, str] | None = None,
     sentinels: Mapping[str, Sequence[Any]] | None = None,
     p_columns: Sequence[str] | None = None,
+    left_censored: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """A copy of `df` as strings for display, with readable column names.
 
@@ -153,6 +169,9 @@ def display_table(
         names: machine -> display column names; default :data:`DISPLAY_NAMES`.
         sentinels: column -> values that read as :data:`EMPTY`; default :data:`SENTINELS`.
         p_columns: the p-value columns; default those :func:`is_p_column` recognises.
+        left_censored: onset column -> the epoch of the first evaluation (a number, or one per
+            row); a value at or before it is left-censored (the metric had emerged by then,
+            when is unknown) and reads ``≤ t``.
 
     Returns:
         A DataFrame of str, same rows and column order, columns renamed; duplicate display
@@ -164,11 +183,21 @@ def display_table(
         )
     sentinels = SENTINELS if sentinels is None else sentinels
     p_cols = set(p_columns) if p_columns is not None else {c for c in df if is_p_column(c)}
-    out = pd.DataFrame(index=df.index)
-    for col in df.columns:
+    cells = {}
+    for i, col in enumerate(df.columns):
         blank = set(sentinels.get(col, ()))
         fmt = format_p if col in p_cols else format_number
-        out[col] = [EMPTY if _is_sentinel(v, blank) else _cell(v, fmt) for v in df[col]]
+        cells[i] = [EMPTY if _is_sentinel(v, blank) else _cell(v, fmt) for v in df.iloc[:, i]]
+    out = pd.DataFrame(cells, index=df.index, columns=range(len(df.columns)))
+    out.columns = df.columns
+    for col, first in (left_censored or {}).items():
+        if col not in df.columns:
+            continue
+        v = pd.to_numeric(df[col], errors="coerce").to_numpy(float)
+        t0 = np.broadcast_to(np.asarray(first, float), v.shape)
+        with np.errstate(invalid="ignore"):
+            bound = np.isfinite(v) & np.isfinite(t0) & (v <= t0 + 1e-9 * np.maximum(1, abs(t0)))
+        out.loc[bound, col] = [f"≤ {format_number(x)}" for x in v[bound]]
     out.columns = _unique_names([display_name(c, names) for c in df.columns], list(df.columns))
     return out
 

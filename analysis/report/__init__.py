@@ -1,10 +1,12 @@
 """Assemble a study's self-contained HTML report (figures embedded), PNG and CSV files beside it.
 
 Run as ``python -m analysis report STUDY``; the report is also logged under ``report/`` in the
-study run's artifacts so it opens from the MLflow UI. It leads with the answer: the claims per
-cell, the timing verdict per λ and per cell, then the Kaplan–Meier curves, the calibration of the
-pipeline, the MI audit, the phase diagrams of the null-referenced quantities, the rest, and
-provenance last.
+study run's artifacts so it opens from the MLflow UI. It leads with the answer as a picture: the
+verdict matrix (each claim per cell, coloured by its verdict, the timing verdicts beside them)
+and a findings block of at most 15 sentences. Details follow in collapsible sections: the claims
+per cell, the timing verdicts, for adaptive searches the responses, contours and λ → 0 limits,
+which hyperparameters matter, the Kaplan–Meier curves, the calibration, the MI audit, the phase
+diagrams, the rest, and provenance last.
 
 The package is cut by job: :mod:`~analysis.report.findings` computes the statistics and the
 findings paragraph, :mod:`~analysis.report.sections` writes one section of the page each,
@@ -27,6 +29,9 @@ from analysis.runs import StudyData, load_study, resolve_study_home
 from study.contract.artifacts import ARTIFACT_REPORT, REPORT_FILE
 
 __all__ = ["ACCURACY_DROP", "Findings", "Report", "analysed_seeds", "build_report", "findings"]
+
+# onset columns of the report's tables: a value at the first evaluation is a bound ("≤ t")
+ONSET_COLUMNS = ("t_func", "t_struct", "t_func_km", "t_struct_km", "t_func_half", "t_struct_half")
 
 _log = logging.getLogger(__name__)
 
@@ -69,9 +74,9 @@ def build_report(
     out = Path(out_dir) if out_dir is not None else resolve_study_home() / "reports" / data.name
     out = out.expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    page = Page(out)
     notes = list(data.notes)
     fnd = findings(data, rng=rng)
+    page = Page(out, left_censored={c: fnd.first_eval for c in ONSET_COLUMNS})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         write_sections(page, data, fnd)

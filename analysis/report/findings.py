@@ -1,11 +1,14 @@
-"""The findings of a report: its statistics and the paragraph that states them.
+"""The findings of a report: its statistics and the short block of sentences that states them.
 
-:func:`findings` reads a loaded study and computes what the report leads with: the trial and seed
-counts, the paper's claims per cell against the cell's own λ = 0 seeds (:mod:`analysis.claims`),
-the timing verdict per cell with the onset rule and the tests used (:mod:`analysis.emergence`),
-the false emergence and the calibration of the pipeline on the study's λ = 0 noise, success, and
-the λ at which accuracy drops. Each group of sentences has its own builder;
-:mod:`analysis.report.sections` shows the same numbers as tables and figures.
+:func:`findings` reads a loaded study and computes what the report leads with: how the study is
+cut into cells (:mod:`analysis.cells`: grid points, or bins of λ in an adaptive search), the
+paper's claims per cell (:func:`analysis.api.claims`), the timing verdict per cell
+(:func:`analysis.verdicts.timing_verdicts`, the one seam), the verdict matrix of both
+(:mod:`analysis.matrix`), the networks that failed the task, the controls' false emergence and
+the calibration, and, for adaptive searches, which hyperparameters matter
+(:mod:`analysis.importance`). The findings block is at most :data:`MAX_LINES` sentences, one a
+line, never one per trial or per cell; :mod:`analysis.report.sections` shows the same numbers as
+tables and figures.
 """
 
 from __future__ import annotations
@@ -17,22 +20,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.claims import CLAIMS, calibrate_paired, claims_table
+from analysis.api import claims_by_cell as claims_of
+from analysis.api import importance_infos, matrix_info_of
+from analysis.api import timing_verdicts as timing_of
+from analysis.cells import Cells, study_cells
+from analysis.claims import ACCURACY_MARGIN, calibrate_paired
 from analysis.emergence import (
-    ALPHA,
+    FAILED_TASK,
     Calibration,
     calibrate,
     false_emergence,
     measure_noise,
     timing_seeds,
-    verdict_table,
 )
-from analysis.runs import StudyData
-from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z, ONSET_METRICS, TIE_EVALS
+from analysis.response import _METHOD_WORDS
+from analysis.runs import StudyData, analysed_seeds
+from analysis.verdicts import first_evaluation, verdict_cells
+from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z, ONSET_METRICS
 from study.contract.params import PARAM_MI_WEIGHT, PARAM_RUN, PARAM_Z
 
 __all__ = [
     "ACCURACY_DROP",
+    "MAX_LINES",
     "Findings",
     "analysed_seeds",
     "findings",
@@ -45,37 +54,42 @@ __all__ = [
 ACCURACY_DROP = 0.02
 CALIBRATION_CELLS = 200  # simulated cells per calibration (~1 s for 41 evaluations)
 CLAIMS_CALIBRATION_REPS = 1000  # no-effect replicates per world of the paired test (cached)
-CLAIM_VERDICTS = ("holds", "weak", "breaks", "inconclusive", "not measured")
+MAX_LINES = 15  # sentences in the findings block
+IMPORTANCE_MIN_TRIALS = 8  # finished trials a grid needs for its hyperparameter importance
 _NOT_MEASURED = (
-    "Emergence timing was not measured in this study (its curves have no "
-    "q_func_z / q_struct_z z-scores), so no timing verdict is given."
+    "Timing: not measured (the curves have no q_func_z / q_struct_z z-scores), so no "
+    "timing verdict is given."
 )
 
 
 @dataclass(frozen=True)
 class Findings:
-    """The numbers behind the findings paragraph, and the paragraph itself."""
+    """The numbers behind the findings block, and the block itself (one sentence a line)."""
 
-    text: str  # the paragraph, plain text
+    text: str  # the findings block, plain text, one sentence a line
     n_trials: int
     n_running: int
     n_seeds: int  # seeds analysed (trials not running)
-    n_timing: int  # seeds used for timing statistics (finished trials with z-score curves)
+    n_timing: int  # seeds used for timing statistics (finished, succeeded, with z-score curves)
     measured: bool  # the study has the z-score curves the onsets need
-    verdicts: pd.DataFrame  # verdict table per λ (analysis.emergence.verdict_table)
+    verdicts: pd.DataFrame  # timing verdict per cell (analysis.verdicts.timing_verdicts)
     excluded: pd.DataFrame  # seeds left out of the timing statistics, with the reason
     calibration: Calibration | None  # on this study's λ = 0 noise; None without controls
     false_emergence: dict[str, tuple[int, int]] | None  # λ = 0 seeds with an onset, per metric
     accuracy_drop_at: float | None  # smallest λ whose accuracy dropped, None if none / not swept
-    # the paper's claims per (cell, λ) against the cell's λ = 0 seeds (analysis.claims)
+    # the paper's claims per cell: against the cell's λ = 0 seeds (a grid) or against the
+    # fitted λ → 0 limit (bins of an adaptive search)
     claims: pd.DataFrame = field(default_factory=pd.DataFrame)
     claims_calibration: pd.DataFrame | None = None  # the paired test on no-effect data
+    cells: Cells | None = None  # how the study is cut into cells
+    matrix: Any = None  # analysis.matrix.MatrixInfo of the claims and timing verdicts
+    importance: list = field(default_factory=list)  # analysis.importance.ImportanceInfo's
+    first_eval: float = math.nan  # first evaluation after training began: onsets there are bounds
 
-
-def analysed_seeds(study: StudyData) -> pd.DataFrame:
-    """Seeds of trials that are not running any more (running trials have partial curves)."""
-    s = study.seeds
-    return s[~s["running"].astype(bool)] if "running" in s.columns else s
+    @property
+    def lines(self) -> list[str]:
+        """The findings block's sentences."""
+        return self.text.splitlines()
 
 
 def param_mode(seeds: pd.DataFrame, key: str, default: float) -> float:
@@ -146,34 +160,22 @@ def study_calibration(
     )
 
 
-def verdict_cells(swept: list[str], timing: pd.DataFrame) -> list[str]:
-    """The keys of a verdict's cell: λ first, then every other swept key the seeds carry."""
-    keys = [PARAM_MI_WEIGHT] if PARAM_MI_WEIGHT in timing else []
-    return keys + [k for k in swept if k in timing and k not in keys]
+def findings(study: StudyData, *, rng: np.random.Generator, importance: bool = True) -> Findings:
+    """Compute the findings block from the data.
 
-
-def _fmt_value(v: Any) -> str:
-    return f"{v:g}" if isinstance(v, (int, float, np.number)) else str(v)
-
-
-def _p(p: float) -> str:
-    return f"{p:.2g}" if np.isfinite(p) else "–"
-
-
-def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
-    """Compute the findings paragraph from the data.
-
-    States the trial and seed counts (and that the study is still running, or that trials failed),
-    then the timing verdict of every λ on its own (never pooled: λ = 0 controls are reported as
-    controls with their false-emergence counts), or that the timing was not measured; the
-    calibration of the pipeline on this study's noise; "inconclusive" when no treated λ gives a
-    significant ordering or co-emergence; the success and differentiated counts, and the smallest
-    λ at which the median final task metric falls more than ``ACCURACY_DROP`` below its value at
-    the smallest λ.
+    One sentence a line, at most :data:`MAX_LINES`: the trial and seed counts (and that the
+    study still runs, or that trials failed); how the study is cut into cells; one sentence per
+    claim and one for the timing over the treated cells and one over the λ = 0 controls (the
+    verdict matrix's, counting cells and naming at most two); which networks failed the task
+    and are left out of the timing; onsets at the first evaluation (bounds, not values); the
+    calibration; for an adaptive search (or a grid of at least
+    :data:`IMPORTANCE_MIN_TRIALS` finished trials), the most important key of each target by
+    fANOVA. Never a sentence per trial.
 
     Args:
         study: the loaded study.
-        rng: generator of the calibration's synthetic curves.
+        rng: generator of the calibration's synthetic curves and of the importance resamples.
+        importance: compute the hyperparameter importance (fANOVA costs about a second a fit).
 
     Returns:
         The :class:`Findings`.
@@ -182,30 +184,44 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
     n_trials = len(trials)
     status_counts = trials["status"].value_counts() if n_trials else pd.Series(dtype=int)
     n_running = int(status_counts.get("running", 0))
-    parts = _count_sentences(study, status_counts, n_trials, len(seeds))
+    lines = _count_lines(study, status_counts, n_trials, len(seeds))
     empty = pd.DataFrame()
     if not len(seeds):
-        parts.append("There are no finished seeds yet, so there is nothing to analyse.")
+        lines.append("There are no finished seeds yet, so there is nothing to analyse.")
         return Findings(
-            " ".join(parts), n_trials, n_running, 0, 0, False, empty, empty, None, None, None
+            "\n".join(lines), n_trials, n_running, 0, 0, False, empty, empty, None, None, None
         )
 
-    timing, excluded = timing_seeds(seeds)
+    cut = study_cells(study, seeds=seeds)
+    timing, excluded = timing_seeds(cut.cell_seeds)
     measured = bool(seeds.get("onsets_measured", pd.Series(False)).astype(bool).any())
-    # a verdict is per cell: λ and every other swept key (cells of a grid share seed values, so
-    # pooling them would count one seed several times); the per-λ pooled table is descriptive
-    cells = verdict_cells(study.swept, timing)
-    if measured:
-        verdicts = verdict_table(timing, cells)
-        timing_parts, fe, cal = _timing_sentences(study, timing, excluded, cells, verdicts, rng)
-    else:
-        verdicts, timing_parts, fe, cal = pd.DataFrame(), [_NOT_MEASURED], None, None
-    success_parts, drop_at = _success_sentences(study, seeds)
-    claims, claims_cal = _claims_of(study, seeds)
-    # the claims come right after the counts: the answer first
-    parts += _claim_sentences(claims, claims_cal) + timing_parts + success_parts
+    verdicts = timing_of(study, cut=cut) if measured else pd.DataFrame()
+    fe = cal = None
+    if measured and PARAM_MI_WEIGHT in timing:
+        ctrl = timing[_controls(timing)]
+        fe = false_emergence(ctrl) if len(ctrl) else None
+        cal = study_calibration(study, timing, rng=rng)
+    claims = claims_of(study, cut=cut)
+    claims_cal = None
+    if len(claims) and "test" in claims:  # the paired test of a grid
+        n = int(claims["n"].max())
+        claims_cal = calibrate_paired(n, reps=CLAIMS_CALIBRATION_REPS) if n else None
+    matrix = matrix_info_of(study, claims_table=claims, timing=verdicts, cut=cut)
+    infos = []
+    n_done = int((trials["status"] == "finished").sum()) if n_trials else 0
+    if importance and (cut.design.kind == "adaptive" or n_done >= IMPORTANCE_MIN_TRIALS):
+        infos = importance_infos(study, rng=rng)
+    first = first_evaluation(study)
+
+    lines.append(_design_line(cut))
+    lines += _claim_lines(claims, matrix, cut)
+    method = verdicts.attrs.get("method", "") if len(verdicts) else ""
+    lines += _timing_lines(matrix, measured, timing, excluded, fe, cal, first, method)
+    lines += _importance_lines(infos)
+    if len(lines) > MAX_LINES:  # the block stays short: the rest is in the sections
+        lines = lines[: MAX_LINES - 1] + [" ".join(lines[MAX_LINES - 1 :])]
     return Findings(
-        " ".join(parts),
+        "\n".join(lines),
         n_trials,
         n_running,
         len(seeds),
@@ -215,217 +231,160 @@ def findings(study: StudyData, *, rng: np.random.Generator) -> Findings:
         excluded,
         cal,
         fe,
-        drop_at,
+        _accuracy_drop(study, seeds) if cut.design.kind == "grid" else None,
         claims,
         claims_cal,
+        cut,
+        matrix,
+        infos,
+        first,
     )
 
 
-def _timing_sentences(
-    study: StudyData,
-    timing: pd.DataFrame,
-    excluded: pd.DataFrame,
-    cells: list[str],
-    verdicts: pd.DataFrame,
-    rng: np.random.Generator,
-) -> tuple[list[str], dict[str, Any] | None, Calibration | None]:
-    """The onset rule, one sentence per verdict cell, the controls' false emergence, the
-    calibration, and whether any treated cell is decided (a study with z-score curves)."""
-    parts = _rule_sentences(timing, excluded, cells)
-    verdict_parts, readings = _verdict_sentences(verdicts, cells)
-    parts += verdict_parts
-    fe = cal = None
-    if PARAM_MI_WEIGHT in timing:
-        control_parts, fe, cal = _control_sentences(study, timing, rng)
-        parts += control_parts
-    treated = [v for v in readings if v != "inconclusive"]
-    if not readings or not treated:
-        parts.append(
-            "Overall the timing is inconclusive: no λ with the MI penalty gives a "
-            "significant order or a significant co-emergence."
-        )
-    return parts, fe, cal
-
-
-def _claims_of(study: StudyData, seeds: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The claims table on the finished seeds, and its test's calibration at the study's n."""
-    done = seeds[seeds["status"].astype(str) == "finished"] if "status" in seeds else seeds
-    table = claims_table(done, study.swept, task_metric=study.success_metric)
-    if not len(table):
-        return table, None
-    n = int(table["n"].max())
-    return table, calibrate_paired(n, reps=CLAIMS_CALIBRATION_REPS) if n else None
-
-
-def _claim_sentences(claims: pd.DataFrame, cal: pd.DataFrame | None) -> list[str]:
-    """Per claim, in how many treated cells it holds, is weak, breaks or is inconclusive."""
-    if not len(claims):
-        return []
-    parts = []
-    n_cells = claims.groupby("claim").size().max()
-    words = []
-    for claim in CLAIMS:
-        rows = claims[claims["claim"] == claim.name]
-        if not len(rows):
-            continue
-        counts = rows["verdict"].value_counts()
-        said = ", ".join(f"{v} in {int(counts[v])}" for v in CLAIM_VERDICTS if v in counts)
-        words.append(f"{claim.text}: {said}")
-    parts.append(
-        f"Claims, each (cell, λ) against the same cell's λ = 0 seeds ({n_cells} "
-        "treated cell(s), paired by seed, exact signed-rank test, BH per claim, "
-        f"α = {ALPHA:g}): " + "; ".join(words) + "."
-    )
-    if cal is not None and len(cal):
-        parts.append(
-            f"That paired test rejects {100 * cal['rejected'].max():.1f}% or fewer of "
-            f"no-effect cells of {int(cal['n'].iloc[0])} pairs (normal, heavy-tailed "
-            "and tied synthetic data)."
-        )
-    return parts
-
-
-def _count_sentences(
+def _count_lines(
     study: StudyData, status_counts: pd.Series, n_trials: int, n_seeds: int
 ) -> list[str]:
     """Trial and seed counts, whether the study still runs, failed and diverged trials."""
-    parts = []
     n_running = int(status_counts.get("running", 0))
     counts = ", ".join(f"{n} {s}" for s, n in status_counts.items())
-    parts.append(
-        f"Study {study.name} ({study.status}) has {n_trials} trial"
-        f"{'' if n_trials == 1 else 's'}{f' ({counts})' if counts else ''} and "
+    out = [
+        f"Study {study.name} ({study.status}): {n_trials} trial"
+        f"{'' if n_trials == 1 else 's'}{f' ({counts})' if counts else ''}, "
         f"{n_seeds} analysed seed{'' if n_seeds == 1 else 's'}."
-    )
+    ]
     if n_running:
-        parts.append(
+        out.append(
             f"The study is still running: {n_running} trial(s) have not finished and are "
             "left out of the statistics below."
         )
     elif study.status == "running":
-        parts.append("The study is still running.")
+        out.append("The study is still running.")
     n_failed = int(status_counts.get("failed", 0))
     n_diverged = int(status_counts.get("diverged", 0))
     if n_failed or n_diverged:
-        parts.append(
+        out.append(
             f"{n_failed} trial(s) failed and {n_diverged} diverged (see Provenance); "
             "diverged seeds count as unsuccessful."
         )
-    return parts
+    return out
 
 
-def _rule_sentences(timing: pd.DataFrame, excluded: pd.DataFrame, cells: list[str]) -> list[str]:
-    """The seeds cut short, the onset rule and tests used, and what a verdict cell is."""
-    parts = []
-    cut = excluded[~excluded["reason"].str.startswith("no z-score")] if len(excluded) else excluded
-    if len(cut):
-        parts.append(
-            f"{len(cut)} seed(s) of trials cut short ("
-            f"{', '.join(sorted(set(cut['reason'])))}) are excluded from the timing "
-            "statistics (listed in the timing section)."
-        )
-    z = param_mode(timing, PARAM_Z, DEFAULT_Z)
-    run = int(param_mode(timing, PARAM_RUN, DEFAULT_RUN))
-    parts.append(
-        f"Onset = first evaluation from which the z-score stays >= {z:g} for {run} "
-        f"evaluations; ties are onsets within {TIE_EVALS} evaluation; tests at "
-        f"α = {ALPHA:g} after Benjamini–Hochberg across the λ > 0 rows."
+def _design_line(cut: Cells) -> str:
+    """How the study is cut into cells, in one sentence (the bin edges are in Claims)."""
+    keys = " × ".join(cut.keys) or "the whole study"
+    if cut.design.kind == "grid":
+        return f"Grid: {len(cut.cell_seeds.groupby(cut.keys)) if cut.keys else 1} cells of {keys}."
+    b = cut.binning
+    bins = (
+        f"λ in {len(b.labels) - b.zero_apart} {_METHOD_WORDS[b.method]} bins over "
+        f"[{b.edges[0]:.2g}, {b.edges[-1]:.2g}]{', λ = 0 apart' if b.zero_apart else ''}"
+        if b is not None
+        else "λ not binned"
     )
-    others = [k for k in cells if k != PARAM_MI_WEIGHT]
-    if others:
-        parts.append(
-            f"Verdicts are per cell of {' × '.join(cells)} (BH across the treated "
-            "cells); the per-λ table pooled over "
-            f"{', '.join(others)} is descriptive only."
+    pooled = f"; pooled: {', '.join(cut.pooled)}" if cut.pooled else ""
+    return f"Adaptive search ({cut.design.reason.rstrip('.')}): {bins}; cells of {keys}{pooled}."
+
+
+def _claim_lines(claims: pd.DataFrame, matrix: Any, cut: Cells) -> list[str]:
+    """How the claims are judged, then the matrix's sentence per claim."""
+    if not len(claims):
+        why = (
+            "no λ = 0 control in this study"
+            if cut.design.kind == "grid"
+            else "no λ → 0 limit can be fitted (it needs four trials at three small λ)"
         )
-    return parts
-
-
-def _verdict_sentences(verdicts: pd.DataFrame, cells: list[str]) -> tuple[list[str], list[str]]:
-    """One sentence per verdict cell (λ = 0 as controls), and the treated cells' verdicts."""
-    parts, readings = [], []
-    others = [k for k in cells if k != PARAM_MI_WEIGHT]
-    for r in verdicts.to_dict("records"):
-        lam = r.get(PARAM_MI_WEIGHT, math.nan)
-        cell = "".join(f", {k} = {_fmt_value(r[k])}" for k in others)
-        counts = (
-            f"{r['n_seeds']} seeds: function first {r['n_func_first']}, structure "
-            f"first {r['n_struct_first']}, tie {r['n_tie']}, neither {r['n_neither']}"
-        )
-        if lam == 0:
-            parts.append(f"λ = 0{cell} (controls, {counts}).")
-            continue
-        p = r["p_tost_bh"] if r["verdict"] == "co-emergent" else r["p_sign_bh"]
-        test = "TOST" if r["verdict"] == "co-emergent" else "sign test"
-        where = f"λ = {lam:g}{cell}" if np.isfinite(lam) else "All seeds (λ not logged)" + cell
-        parts.append(f"{where} ({counts}): {r['verdict']} ({test}, BH-adjusted p = {_p(p)}).")
-        readings.append(r["verdict"])
-    return parts, readings
-
-
-def _control_sentences(
-    study: StudyData, timing: pd.DataFrame, rng: np.random.Generator
-) -> tuple[list[str], dict | None, Calibration | None]:
-    """False emergence of the λ = 0 controls and the calibration on their noise."""
-    parts = []
-    fe = None
-    ctrl = timing[_controls(timing)]
-    if len(ctrl):
-        fe = false_emergence(ctrl)
-        parts.append(
-            f"False emergence at λ = 0: q_func_z {fe['func'][0]} of {fe['func'][1]} "
-            f"seeds, q_struct_z {fe['struct'][0]} of {fe['struct'][1]} (target <= 5%)."
-        )
-    cal = study_calibration(study, timing, rng=rng)
-    if cal is not None:
-        ok = "within" if cal.false_function_first <= cal.alpha else "ABOVE"
-        parts.append(
-            f"Calibration on this study's λ = 0 noise: identical time courses read as "
-            f"'function first' in {100 * cal.false_function_first:.1f}% of "
-            f"{cal.n_cells} simulated {cal.n_seeds}-seed cells ({ok} α = "
-            f"{cal.alpha:g})."
+        return [f"Claims: none can be tested ({why})."]
+    if cut.design.kind == "grid":
+        how = (
+            "Claims: each cell against its own λ = 0 seeds, paired by seed (accuracy: "
+            f"equivalence within ±{ACCURACY_MARGIN:g}; the rest: signed-rank; BH per claim):"
         )
     else:
-        parts.append(
-            "The pipeline is not calibrated on this study's noise (no λ = 0 "
-            "seeds with z-score curves)."
+        how = (
+            "Claims: each bin of λ against the fitted λ → 0 limit of its cell (accuracy: "
+            f"equivalence within ±{ACCURACY_MARGIN:g}; Bonferroni over the bins):"
         )
-    return parts, fe, cal
+    n_claims = len(matrix.claims) if matrix is not None else 0
+    return [how, *(matrix.sentences[:n_claims] if matrix is not None else [])]
 
 
-def _success_sentences(study: StudyData, seeds: pd.DataFrame) -> tuple[list[str], float | None]:
-    """Success and differentiated counts, and the λ at which the median task metric drops."""
-    metric, thr = study.success_metric, study.success_threshold
-    n_success = int(seeds["success"].astype(bool).sum())
-    n_diff = int(seeds["differentiated"].astype(bool).sum())
+def _timing_lines(
+    matrix: Any,
+    measured: bool,
+    timing: pd.DataFrame,
+    excluded: pd.DataFrame,
+    fe: dict | None,
+    cal: Calibration | None,
+    first: float,
+    method: str,
+) -> list[str]:
+    """The matrix's timing sentences, how the pipeline decides and the seeds left out,
+    left-censored onsets, the controls and the calibration."""
+    if not measured:
+        return [_NOT_MEASURED]
+    n_claims = len(matrix.claims) if matrix is not None else 0
+    out = list(matrix.sentences[n_claims:]) if matrix is not None else []
+    left = ""
+    if len(excluded):
+        failed = int((excluded["reason"] == FAILED_TASK).sum())
+        cut = len(excluded) - failed
+        parts = [f"{failed} seeds that failed the task"] if failed else []
+        parts += [f"{cut} of trials cut short"] if cut else []
+        left = f"; left out: {' and '.join(parts)}"
+    out.append(f"Timing: {method or 'verdicts per cell'}{left}.")
+    if np.isfinite(first) and len(timing):
+        treated = timing[~_controls(timing)]
+        tf = pd.to_numeric(treated.get("t_func", pd.Series(dtype=float)), errors="coerce")
+        n_left = int((tf <= first).sum())
+        if n_left:
+            out.append(
+                f"Functional onsets in {n_left} of {len(treated)} treated seeds are at the "
+                f"first evaluation after training began: bounds (emerged by epoch {first:g}, "
+                "when is unresolved), not values."
+            )
+    if fe is not None and cal is not None:
+        ok = "within" if cal.false_function_first <= cal.alpha else "ABOVE"
+        out.append(
+            f"Controls: onsets in {fe['func'][0]}/{fe['func'][1]} (function) and "
+            f"{fe['struct'][0]}/{fe['struct'][1]} (structure) λ = 0 seeds; identical courses "
+            f"read 'function first' in {100 * cal.false_function_first:.1f}% of simulated "
+            f"cells ({ok} α = {cal.alpha:g})."
+        )
+    return out
+
+
+def _importance_lines(infos: list) -> list[str]:
+    """The most important key of each target by fANOVA, in one sentence."""
+    from analysis.matrix import KEY_SYMBOLS
+
     parts = []
-    parts.append(
-        f"{n_success} of {len(seeds)} seeds succeeded (final {metric} > {thr:g}) and "
-        f"{n_diff} were differentiated (success and final q_struct > 0.1)."
-    )
-    drop_at = None
-    if PARAM_MI_WEIGHT in seeds.columns and f"final.{metric}" in seeds.columns:
-        lam = pd.to_numeric(seeds[PARAM_MI_WEIGHT], errors="coerce")
-        by_lam = (
-            pd.to_numeric(seeds[f"final.{metric}"], errors="coerce")
-            .groupby(lam)
-            .median()
-            .dropna()
-            .sort_index()
+    fanova = [i for i in infos if i.evaluator == "fanova" and not i.table.empty]
+    for info in fanova:
+        top = info.table.iloc[0]
+        key = KEY_SYMBOLS.get(top["param"], top["param"])
+        parts.append(
+            f"{info.column.removeprefix('final.')}: {key} {top['importance']:.2f} "
+            f"({top['q05']:.2f}–{top['q95']:.2f})"
         )
-        if len(by_lam) >= 2:
-            ref_lam, ref = float(by_lam.index[0]), float(by_lam.iloc[0])
-            dropped = by_lam[by_lam < ref - ACCURACY_DROP]
-            if len(dropped):
-                drop_at = float(dropped.index[0])
-                parts.append(
-                    f"The median final {metric} starts to drop at λ = {drop_at:g} "
-                    f"({dropped.iloc[0]:.3f} against {ref:.3f} at λ = {ref_lam:g})."
-                )
-            else:
-                parts.append(
-                    f"The median final {metric} does not drop over λ = {ref_lam:g} to "
-                    f"{float(by_lam.index[-1]):g} (never more than {ACCURACY_DROP:g} below "
-                    f"{ref:.3f})."
-                )
-    return parts, drop_at
+    if not parts:
+        return []
+    first = fanova[0]
+    return [
+        f"Most important key by {first.evaluator_name} (share; 5–95 % over "
+        f"{int(first.table['n_repeats'].iloc[0])} resamples): " + "; ".join(parts) + "."
+    ]
+
+
+def _accuracy_drop(study: StudyData, seeds: pd.DataFrame) -> float | None:
+    """The smallest λ whose median final task metric falls more than ACCURACY_DROP below its
+    value at the smallest λ (a grid), else None."""
+    metric = f"final.{study.success_metric}"
+    if PARAM_MI_WEIGHT not in seeds.columns or metric not in seeds.columns:
+        return None
+    lam = pd.to_numeric(seeds[PARAM_MI_WEIGHT], errors="coerce")
+    by_lam = pd.to_numeric(seeds[metric], errors="coerce").groupby(lam).median().dropna()
+    by_lam = by_lam.sort_index()
+    if len(by_lam) < 2:
+        return None
+    dropped = by_lam[by_lam < float(by_lam.iloc[0]) - ACCURACY_DROP]
+    return float(dropped.index[0]) if len(dropped) else None

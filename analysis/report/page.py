@@ -1,8 +1,13 @@
-"""The report's HTML page: sections of headings, paragraphs, embedded figures and tables, the
-files written beside it (a PNG per figure, a CSV per named table), and its style.
+"""The report's HTML page: the answer first (the verdict matrix and the findings block), then
+sections a reader can skip (collapsible ``<details>``, one per heading) of paragraphs, embedded
+figures and tables, the files written beside it (a PNG per figure, a CSV per named table), and
+its style.
 
 The page is one self-contained file: figures are embedded as base64 PNG, the CSS is inline, and
-there is no script or external link.
+there is no script or external link. Every HTML table goes through
+:func:`analysis.tables.display_table` (p-values to 2 significant figures, effects to 3, readable
+column names, no sentinels, onsets at the first evaluation as "≤ t"); the CSV beside it keeps
+the machine table.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.figures import to_png
+from analysis.tables import display_table
 
 __all__ = ["CSS", "Page", "slug"]
 
@@ -26,14 +32,29 @@ _log = logging.getLogger("analysis.report")
 class Page:
     """Accumulates HTML sections, embedded figures and the files written beside the report."""
 
-    def __init__(self, out_dir: Path):
+    def __init__(self, out_dir: Path, *, left_censored: dict[str, Any] | None = None):
         self.out_dir = out_dir
         self.body: list[str] = []
         self.files: list[Path] = []
+        self.answer: list[str] = []  # the verdict matrix, shown before the findings
+        self.left_censored = dict(left_censored or {})  # onset column -> first evaluation
+        self._open = False
 
-    def h2(self, title: str) -> None:
-        """A section heading."""
-        self.body.append(f"<h2>{html.escape(title)}</h2>")
+    def h2(self, title: str, *, open: bool = False) -> None:
+        """Start a section: a collapsible block headed `title` (open when `open`) that holds
+        everything added until the next heading."""
+        self._close()
+        anchor = slug(title).lower() or "section"
+        self.body.append(
+            f'<details class="section" id="{anchor}"{" open" if open else ""}>'
+            f"<summary><h2>{html.escape(title)}</h2></summary>"
+        )
+        self._open = True
+
+    def _close(self) -> None:
+        if self._open:
+            self.body.append("</details>")
+            self._open = False
 
     def p(self, text: str, cls: str = "") -> None:
         """A paragraph of plain text (escaped), of CSS class `cls` if given."""
@@ -45,28 +66,44 @@ class Page:
         _log.warning("report: nothing to show for %s.", what)
         self.p(f"Nothing to show: {what}.", "empty")
 
-    def figure(self, fig: Any, name: str, caption: str) -> None:
-        """A matplotlib figure embedded as PNG, also written beside the page as `name`.png."""
+    def figure(self, fig: Any, name: str, caption: str, *, answer: bool = False) -> None:
+        """A matplotlib figure embedded as PNG, also written beside the page as `name`.png;
+        with `answer`, at the top of the page before the findings (the verdict matrix)."""
         png = to_png(fig)
         path = self.out_dir / f"{name}.png"
         path.write_bytes(png)
         self.files.append(path)
         data = base64.b64encode(png).decode("ascii")
-        self.body.append(
-            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+        w, h = _png_size(png)
+        (self.answer if answer else self.body).append(
+            f'<figure><img alt="{html.escape(caption)}" width="{w}" height="{h}" '
+            f'src="data:image/png;base64,{data}">'
             f'<figcaption>{html.escape(caption)} <span class="file">({path.name})</span>'
             "</figcaption></figure>"
         )
 
-    def table(self, df: pd.DataFrame, name: str | None = None, *, max_rows: int = 200) -> None:
-        """The first `max_rows` rows of a table (none for 0), and all of it as `name`.csv."""
+    def table(
+        self,
+        df: pd.DataFrame,
+        name: str | None = None,
+        *,
+        max_rows: int = 200,
+        names: dict[str, str] | None = None,
+        left_censored: dict[str, Any] | None = None,
+    ) -> None:
+        """The first `max_rows` rows of a table (none for 0) as the reader's table
+        (:func:`analysis.tables.display_table`, onset columns left-censored at the first
+        evaluation; `left_censored` adds columns to the page's), and all of it, machine names
+        and full precision, as `name`.csv."""
         if name is not None:
             path = self.out_dir / f"{name}.csv"
             df.to_csv(path, index=False)
             self.files.append(path)
         if max_rows > 0:
-            shown = df.head(max_rows).to_html(
-                index=False, na_rep="–", border=0, classes="t", float_format=lambda v: f"{v:.4g}"
+            names = None if names is None else {**_display_names(), **names}
+            censored = {**self.left_censored, **(left_censored or {})}
+            shown = display_table(df.head(max_rows), names=names, left_censored=censored).to_html(
+                index=False, border=0, classes="t", escape=True
             )
             self.body.append(f'<div class="scroll">{shown}</div>')
         if len(df) > max_rows:
@@ -81,7 +118,9 @@ class Page:
         self, name: str, findings: str, notes: list[str], n_running: int | None = None
     ) -> str:
         """The whole page: title, a banner when `n_running` is given (the study is still
-        running), the findings paragraph, the sections added so far and the data notes."""
+        running), the answer (the verdict matrix, then the findings block, one sentence of
+        `findings` a line), the sections added so far and the data notes."""
+        self._close()
         head = (
             f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f"<title>Study report: {html.escape(name)}</title><style>{CSS}</style></head>"
@@ -95,26 +134,47 @@ class Page:
         notes_html = ""
         if notes:
             items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
-            notes_html = f"<h2>Data notes</h2><ul>{items}</ul>"
+            notes_html = (
+                '<details class="section" id="data_notes"><summary><h2>Data notes</h2>'
+                f"</summary><ul>{items}</ul></details>"
+            )
+        lines = "".join(f"<li>{html.escape(t)}</li>" for t in findings.splitlines() if t)
         return (
             f"{head}<body><h1>Study report: {html.escape(name)}</h1>{banner}"
-            f'<h2>Findings</h2><p class="findings" id="findings">{html.escape(findings)}'
-            f"</p>{''.join(self.body)}{notes_html}</body></html>"
+            f'<section class="answer" id="answer">{"".join(self.answer)}'
+            f'<h2>Findings</h2><ul class="findings" id="findings">{lines}</ul></section>'
+            f'<p class="hint">Details follow in sections that open on a click.</p>'
+            f"{''.join(self.body)}{notes_html}</body></html>"
         )
 
 
 CSS = """
-body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-h1{margin-bottom:.2em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:1em auto;padding:0 1em;color:#222}
+h1{margin:.2em 0;font-size:1.5em} h2{font-size:1.2em;margin:.3em 0}
+details.section{border-top:1px solid #ccc;padding:.2em 0}
+details.section>summary{cursor:pointer} summary h2{display:inline}
+.answer figure{margin:.3em 0} .answer h2{margin-top:.2em}
 .banner{background:#fff3cd;border:1px solid #e0c060;padding:.5em 1em}
-.findings{background:#eef6ee;border-left:4px solid #4a4;padding:.6em 1em;font-size:1.05em}
-.empty{color:#777;font-style:italic} figure{margin:1em 0} img{max-width:100%}
+.findings{background:#eef6ee;border-left:4px solid #4a4;padding:.4em 1em .4em 2em;margin:.3em 0}
+.findings li{margin:.1em 0} .hint{color:#777;font-size:.85em}
+.empty{color:#777;font-style:italic} figure{margin:1em 0} img{max-width:100%;height:auto}
 figcaption{font-size:.9em;color:#555} .file{color:#999}
 table.t{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 table.t td,table.t th{border:1px solid #ddd;padding:2px 6px;text-align:right}
 .scroll{overflow-x:auto}
 pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:.85em}
 """
+
+
+def _display_names() -> dict[str, str]:
+    from analysis.tables import DISPLAY_NAMES
+
+    return dict(DISPLAY_NAMES)
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) in pixels from a PNG's IHDR chunk."""
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
 
 
 def slug(*keys: str) -> str:

@@ -1,9 +1,13 @@
-"""The report's sections after the findings, one function each, in the order of the page.
+"""The report's parts, one function each, in the order of the page.
 
-Claims per cell, timing verdicts, Kaplan–Meier curves, the calibration, the MI audit, the phase
-diagrams, the timing regression, the modularity curves, the Pareto front and scatter, the tables,
-and provenance with the spec last. Each section writes its heading, a short text saying what is
-shown, then figures and tables (CSV beside the page), or says there is nothing to show.
+First the answer: the verdict matrix (claims × cells, the timing verdicts beside them) at the top
+of the page. Then sections a reader can skip: claims per cell (or per bin of λ, with the λ → 0
+limits), timing verdicts with the seeds left out, for adaptive searches the responses to each
+continuous key and the contours over pairs, which hyperparameters matter, Kaplan–Meier curves,
+the calibration, the MI audit, the phase diagrams, the timing regression, the modularity curves,
+the Pareto front and scatter, the tables, and provenance with the spec last. Each section writes
+its heading, a short text saying what is shown, then figures and tables (CSV beside the page),
+or says there is nothing to show. No section lists trials one by one in text.
 """
 
 from __future__ import annotations
@@ -33,76 +37,136 @@ from analysis.figures import (
 )
 from analysis.mi_audit import mi_audit
 from analysis.phase import Z_QUANTITIES, curve_bands_info, pareto_info, phase_info, scatter_info
-from analysis.report.findings import Findings, analysed_seeds, param_mode, verdict_cells
+from analysis.report.findings import Findings, analysed_seeds, param_mode
 from analysis.report.page import Page, slug
 from analysis.runs import StudyData
+from analysis.verdicts import timing_excluded
 from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z, TIE_EVALS
 from study.contract.params import PARAM_EVAL_EVERY, PARAM_MI_WEIGHT, PARAM_RUN, PARAM_Z
 from study.contract.tags import TAG_COMMIT
 
-__all__ = ["write_sections"]
+__all__ = ["RESPONSE_METRICS", "write_sections"]
+
+# what the response curves show against each continuous key: the claims' metrics and the onsets
+RESPONSE_METRICS = ("accuracy", "functional", "structural", "mi", "t_func", "t_struct")
+CONTOUR_METRICS = ("functional", "accuracy")  # the surfaces over each pair of keys
 
 
 def write_sections(page: Page, data: StudyData, fnd: Findings) -> None:
-    """Claims, verdicts, Kaplan–Meier, calibration, MI audit, phase diagrams, regression, curves,
-    Pareto/scatter, tables, and provenance with the spec last."""
+    """The verdict matrix first, then the sections in page order, provenance and spec last."""
     seeds = analysed_seeds(data)
     metric = data.success_metric
     swept = [k for k in data.swept if k in seeds.columns] or (
         [PARAM_MI_WEIGHT] if PARAM_MI_WEIGHT in seeds.columns else []
     )
     by = PARAM_MI_WEIGHT if PARAM_MI_WEIGHT in seeds.columns else (swept[0] if swept else None)
-    timing = timing_seeds(seeds)[0] if len(seeds) else seeds
+    # λ-grouped views use the cells' seeds: λ as its bin label in an adaptive search
+    cell_seeds = fnd.cells.cell_seeds if fnd.cells is not None else seeds
+    timing = timing_seeds(cell_seeds)[0] if len(cell_seeds) else cell_seeds
+    adaptive = fnd.cells is not None and fnd.cells.design.kind == "adaptive"
 
-    _claims(page, fnd)
-    _verdicts(page, data, fnd, timing, swept, by)
+    _matrix(page, fnd)
+    _claims(page, data, fnd)
+    _verdicts(page, data, fnd, timing, by)
+    if adaptive:
+        _responses(page, data, fnd, seeds)
+    _importance(page, data, fnd, seeds, swept)
     _km(page, fnd, timing, by)
     _calibration(page, fnd)
-    _mi_audit(page, data)
-    _phase_diagrams(page, seeds, swept, metric)
-    _timing_regression(page, fnd, timing, swept)
-    _curves(page, data, fnd, seeds, timing, by)
+    _mi_audit(page, data, fnd)
+    _phase_diagrams(page, seeds, swept, metric, figures=not adaptive, first_eval=fnd.first_eval)
+    _timing_regression(page, fnd, timing, swept, seeds)
+    _curves(page, data, fnd, cell_seeds, timing, by)
     _pareto(page, seeds, metric, by)
     _tables(page, data)
     _provenance(page, data)
 
 
-def _claims(page: Page, fnd: Findings) -> None:
-    """The paper's claims per cell against the cell's own λ = 0 seeds, and the test's
-    calibration (analysis.claims)."""
+def _matrix(page: Page, fnd: Findings) -> None:
+    """The verdict matrix at the top of the page (before the findings block)."""
+    from analysis.matrix import plot_matrix
+
+    if fnd.matrix is None or not fnd.matrix.cells:
+        return
+    kind = fnd.cells.design.kind if fnd.cells is not None else "grid"
+    where = "cell (grid point)" if kind == "grid" else "cell (bin of λ)"
+    page.figure(
+        plot_matrix(fnd.matrix),
+        "verdict_matrix",
+        f"The answer: each claim per {where}, coloured by its verdict; the timing verdict "
+        "below. λ = 0 columns are controls (no claim; any timing order there is false).",
+        answer=True,
+    )
+
+
+def _claims(page: Page, data: StudyData, fnd: Findings) -> None:
+    """The claims per cell against the cell's own control (a grid) or per bin of λ against the
+    fitted λ → 0 limit (an adaptive search), with the test's calibration or the limits."""
     page.h2("Claims per cell")
+    cut = fnd.cells
+    if cut is not None and cut.design.kind == "adaptive":
+        _binned_claims(page, data, fnd)
+        return
     if not len(fnd.claims):
         page.nothing("no λ = 0 control in this study, so no claim can be tested against one")
         return
     page.p(
         "Each row: one cell (a value of every other swept key) and one λ > 0, against the "
         "λ = 0 seeds of the same cell, paired by seed (same initialisation and data). "
-        "effect = median of treated − control; p: exact two-sided Wilcoxon signed-rank; "
-        f"p_bh: Benjamini–Hochberg across the treated cells of the claim; α = {ALPHA:g}. "
-        "accuracy holds when all treated seeds but at most one succeed and no significant "
-        "drop > 0.02; functional / structural (final q_func_z / q_struct_z) hold when the "
-        f"rise is significant and the treated median z > {CLEAR_Z:g}, weak when significant "
-        "but not clear; mi (held-out MI excess over its null) holds when it falls "
-        "significantly. Cells are never pooled."
+        "Accuracy holds only with equivalence: the paired mean change lies within "
+        f"±{fnd.claims['margin'].dropna().iloc[0]:g} by TOST (two one-sided paired t-tests, "
+        "BH across cells) and all treated seeds but at most one succeed; it breaks when under "
+        "half succeed or the drop exceeds the margin significantly; otherwise it is "
+        "inconclusive. The mean and the worst seed's change are shown, not only the median. "
+        "Functional / structural (final q_func_z / q_struct_z) hold when the paired rise is "
+        f"significant (exact Wilcoxon signed-rank, BH per claim, α = {ALPHA:g}) and the "
+        f"treated median z > {CLEAR_Z:g}, weak when significant but not clear; mi (held-out "
+        "MI excess over its null) holds when it falls significantly. Cells are never pooled."
     )
     page.table(fnd.claims, "claims_by_cell")
     if fnd.claims_calibration is not None:
         page.p(
-            "Calibration of the paired test: fraction of synthetic no-effect cells (same n) "
-            f"it rejects at α = {ALPHA:g}:"
+            "Calibration of the signed-rank test: fraction of synthetic no-effect cells (same "
+            f"n) it rejects at α = {ALPHA:g}:"
         )
         page.table(fnd.claims_calibration, "claims_calibration")
 
 
+def _binned_claims(page: Page, data: StudyData, fnd: Findings) -> None:
+    """Claims per bin of λ and the λ → 0 limits they are judged against."""
+    from analysis.api import lambda_limits
+
+    cut = fnd.cells
+    binning = cut.binning
+    page.p(
+        f"{cut.statement} Each bin's mean of trial means (trials are the units: seeds of one "
+        "trial share its hyperparameters) is compared with the λ → 0 limit of the same cell, "
+        "a straight line through the trials of smallest λ evaluated at 0, by a "
+        "Welch–Satterthwaite t-interval, Bonferroni over the bins. Accuracy holds when the "
+        "interval lies within the margin and the bin's mean succeeds; functional / structural "
+        f"hold when it lies above 0 and the mean z > {CLEAR_Z:g} (weak: above 0, not clear); "
+        "mi holds when it lies below 0."
+        if binning is not None
+        else f"{cut.statement} Without a binned λ no claim is judged."
+    )
+    if len(fnd.claims):
+        page.table(fnd.claims, "claims_by_bin", names={"n": "seeds", "mean": "bin mean"})
+    else:
+        page.nothing("no bin of λ has a λ → 0 limit to be judged against")
+    lim = lambda_limits(data)
+    if len(lim):
+        page.p(
+            "The λ → 0 limit of each claim's metric, from the trials of smallest λ (observed: "
+            "the mean of the λ = 0 trials, where there are any, as a check):"
+        )
+        page.table(lim, "lambda_limits")
+
+
 def _verdicts(
-    page: Page,
-    data: StudyData,
-    fnd: Findings,
-    timing: pd.DataFrame,
-    swept: list[str],
-    by: str | None,
+    page: Page, data: StudyData, fnd: Findings, timing: pd.DataFrame, by: str | None
 ) -> None:
-    """The answer first: the verdict per λ, then per phase cell, and the excluded seeds."""
+    """The timing verdict per cell (the seam's table), the seeds left out and why, and the
+    descriptive pooled table of a grid with more than one key."""
     page.h2("Timing verdicts")
     if not fnd.n_seeds:
         page.nothing("no finished seeds")
@@ -115,43 +179,161 @@ def _verdicts(
     z = param_mode(timing, PARAM_Z, DEFAULT_Z)
     run = int(param_mode(timing, PARAM_RUN, DEFAULT_RUN))
     step = param_mode(timing, PARAM_EVAL_EVERY, math.nan)
+    first = fnd.first_eval
+    method = fnd.verdicts.attrs.get("method", "")
+    bound = (
+        f" An onset at the first evaluation after training began (epoch {first:g}) is a bound "
+        f"and reads '≤ {first:g}'."
+        if np.isfinite(first)
+        else ""
+    )
+    if method.startswith("threshold"):
+        _threshold_text(page, z, run, step, bound)
+    else:  # another pipeline behind the seam names its own method
+        page.p(f"Verdicts by {method or 'the timing pipeline'}.{bound}")
+    cell_keys = [k for k in fnd.verdicts.columns if k in (fnd.cells.keys if fnd.cells else [])]
+    page.p(f"Verdict per cell of {' × '.join(cell_keys) or 'the study'}:")
+    page.table(fnd.verdicts, "timing_verdicts", names={"n": "seeds"})
+    excluded = timing_excluded(data, seeds=fnd.cells.seeds if fnd.cells else None)
+    if len(excluded):
+        page.p(
+            "Seeds left out of the timing: networks that failed the task (final "
+            f"{data.success_metric} at or below {data.success_threshold:g}), whose order of "
+            "emergence says nothing about the claim, and trials cut short:"
+        )
+        page.table(excluded, "timing_excluded")
+    if by and len(cell_keys) > 1 and len(timing):
+        page.p(
+            f"Pooled per {by} over {', '.join(k for k in cell_keys if k != by)}: descriptive "
+            "counts only, no test and no p-value (the cells of a grid share seed values, so "
+            "pooling counts one seed several times)."
+        )
+        pooled = verdict_table(timing, [by])
+        keep = [c for c in pooled.columns if c != "verdict" and not c.startswith("p_")]
+        page.table(pooled[keep], f"pooled_by_{slug(by)}")
+
+
+def _threshold_text(page: Page, z: float, run: int, step: float, bound: str) -> None:
+    """What the threshold-onset verdicts (analysis.emergence) mean, in one paragraph."""
     page.p(
         f"Per seed, the onset of q_func_z (t_func) and of q_struct_z (t_struct) is the first "
         f"evaluation from which the z-score against random partitions of the same sizes "
-        f"stays >= {z:g} for {run} consecutive evaluations (emergence.z, emergence.run). "
-        f"Onsets within {TIE_EVALS} evaluation are a tie; a seed where only one emerged by "
-        "the end counts for that side (censored evidence); neither = no onset. Per group: "
-        "exact sign test of function-first against structure-first (ties and neither left "
-        f"out), TOST equivalence of the median lag with 0 within ±{MARGIN_EVALS:g} "
-        f"evaluations{f' (±{MARGIN_EVALS * step:g} epochs)' if np.isfinite(step) else ''} "
-        "for co-emergence, Benjamini–Hochberg across the treated rows of each table, "
-        f"α = {ALPHA:g}. λ = 0 rows are controls (raw p, outside the BH family): any "
-        "verdict there is a false one."
+        f"stays >= {z:g} for {run} consecutive evaluations (emergence.z, emergence.run); "
+        "a larger curve crosses a fixed threshold earlier, so this order depends on the "
+        f"curves' amplitudes. Onsets within {TIE_EVALS} evaluation are a tie; a seed where "
+        "only one emerged by the end counts for that side. Per cell: exact sign test of "
+        "function-first against structure-first, TOST equivalence of the median lag with 0 "
+        f"within ±{MARGIN_EVALS:g} evaluations"
+        f"{f' (±{MARGIN_EVALS * step:g} epochs)' if np.isfinite(step) else ''} for "
+        f"co-emergence, Benjamini–Hochberg across the treated cells, α = {ALPHA:g}. A cell "
+        "where more than half of the seeds have no onset of a metric reads 'structure never "
+        "emerged' (or 'function never emerged', 'neither emerged'), whatever the order of the "
+        "rest. λ = 0 rows are controls (raw p, outside the BH family)." + bound
     )
-    cell_keys = verdict_cells(swept, timing)
-    if len(cell_keys) > 1:
-        page.p(f"Verdict per cell of {' × '.join(cell_keys)} (BH across the treated cells):")
-        page.table(fnd.verdicts, "verdicts_by_cell")
-        if by and len(timing):
-            page.p(
-                f"Pooled per {by} over {', '.join(k for k in cell_keys if k != by)}: "
-                "descriptive only, not a verdict (the cells of a grid share seed values, "
-                "so pooling counts one seed several times)."
+
+
+def _responses(page: Page, data: StudyData, fnd: Findings, seeds: pd.DataFrame) -> None:
+    """Response curves of each claim's metric and the onsets against each continuous key, the
+    λ → 0 limits beside λ's, and contours over each pair of continuous keys."""
+    from analysis.api import _finished
+    from analysis.cells import log_axis
+    from analysis.response import (
+        contour_info,
+        limit_info,
+        plot_contour,
+        plot_response,
+        response_info,
+    )
+
+    page.h2("Response to the hyperparameters")
+    done = _finished(seeds)
+    keys = [k for k in fnd.cells.design.continuous if k in done.columns]
+    if not keys or not len(done):
+        page.nothing("no continuous key with enough distinct values")
+        return
+    page.p(
+        "Each dot is one trial (its mean over seeds; size ∝ seeds with a value); the line is "
+        "a LOWESS fit of the trial means and the band its 95 % percentile interval over "
+        "bootstrap resamples of the trials. Other keys are pooled. Onsets (t_func, t_struct) "
+        "are shown for the seeds where the metric emerged. On a log axis the λ = 0 trials "
+        "(black) and the fitted λ → 0 limit (red, with its 95 % t-interval) sit in a panel "
+        "apart."
+    )
+    rng = np.random.default_rng(0)
+    logs = {k: log_axis(done[k]) for k in keys}
+    lims = {
+        m: limit_info(done, m, task_metric=data.success_metric)
+        for m in RESPONSE_METRICS[:4]
+        if PARAM_MI_WEIGHT in done
+    }
+    for key in keys:
+        infos = [
+            response_info(done, key, m, task_metric=data.success_metric, log=logs[key], rng=rng)
+            for m in RESPONSE_METRICS
+        ]
+        page.figure(
+            plot_response(infos, lims if key == PARAM_MI_WEIGHT else None),
+            f"response_{slug(key)}",
+            f"Response of each claim's metric and of the onsets to {key}: trial means, LOWESS "
+            "and its bootstrap band.",
+        )
+    pairs = list(itertools.combinations(keys, 2))
+    for x, y in pairs:
+        for m in CONTOUR_METRICS:
+            info = contour_info(done, x, y, m, task_metric=data.success_metric, log=logs)
+            page.figure(
+                plot_contour(info),
+                f"contour_{slug(x, y)}_{m}",
+                f"{info.column} over {x} × {y}: trial means (dots) linearly interpolated "
+                "inside their convex hull, never extrapolated.",
             )
-            pooled = verdict_table(timing, [by]).drop(columns=["verdict"])
-            page.table(pooled, f"pooled_by_{slug(by)}")
-    else:
-        if by:
-            page.p(f"Verdict per {by}:")
-        page.table(fnd.verdicts, f"verdicts_by_{slug(by)}" if by else "verdicts")
-    if len(fnd.excluded):
-        page.p("Seeds excluded from the timing statistics:")
-        cols = [c for c in ("trial_id", "seed", "status", "reason") if c in fnd.excluded]
-        page.table(fnd.excluded[cols].reset_index(drop=True), "timing_excluded")
+
+
+def _importance(
+    page: Page, data: StudyData, fnd: Findings, seeds: pd.DataFrame, swept: list[str]
+) -> None:
+    """Parameter importance (fANOVA and PED-ANOVA, named, with their spread) for each target,
+    and parallel coordinates of the trials."""
+    from analysis.api import _finished, _importance_frame
+    from analysis.cells import log_axis
+    from analysis.importance import parallel_info, plot_importance, plot_parallel
+
+    page.h2("Which hyperparameters matter")
+    if not fnd.importance:
+        page.nothing(
+            "a grid of fewer than 8 finished trials (its cells answer per cell)"
+            if fnd.cells is not None and fnd.cells.design.kind == "grid"
+            else "no trials to judge"
+        )
+        return
+    first = fnd.importance[0]
+    page.p(
+        "Share of the variation of each target (a trial's mean over its seeds) due to each "
+        f"swept key, by two evaluators that answer different questions: {first.evaluator_name} "
+        "(variance of a random-forest surrogate over the whole space) and PED-ANOVA (how the "
+        "best trials' region differs from the rest; the best are the top 10 %, earlier onsets "
+        "being better). Bars: all trials; whiskers: 5–95 % over bootstrap resamples of the "
+        "trials with fresh evaluator seeds. Onsets are judged on the seeds where they emerged."
+    )
+    page.figure(
+        plot_importance(fnd.importance),
+        "importance",
+        "Parameter importance per target; the evaluators are named in the legend.",
+    )
+    page.table(_importance_frame(fnd.importance), "importance")
+    done = _finished(seeds)
+    objective = next((i.objective for i in fnd.importance if not i.table.empty), "functional")
+    logs = {k: log_axis(done[k]) for k in swept if k in done}
+    info = parallel_info(done, swept, objective, task_metric=data.success_metric, log=logs)
+    page.figure(
+        plot_parallel(info),
+        "parallel_coordinates",
+        f"Parallel coordinates: one line per trial through its keys and its {objective} (colour).",
+    )
 
 
 def _km(page: Page, fnd: Findings, timing: pd.DataFrame, by: str | None) -> None:
-    """Kaplan–Meier curves of time to emergence per metric and λ."""
+    """Kaplan–Meier curves of time to emergence per metric and λ (its bins when adaptive)."""
     page.h2("Time to emergence (Kaplan–Meier)")
     if not fnd.measured or not len(timing):
         page.nothing(
@@ -172,8 +354,15 @@ def _km(page: Page, fnd: Findings, timing: pd.DataFrame, by: str | None) -> None
         "onsets / seeds.",
     )
     med = km.drop_duplicates(["level", "metric"])[["level", "metric", "n", "events", "median"]]
-    page.p("Kaplan–Meier median time to emergence (inf: fewer than half emerged):")
-    page.table(med.reset_index(drop=True), "kaplan_meier_medians")
+    page.p(
+        "Kaplan–Meier median time to emergence (empty: fewer than half emerged; '≤ t': "
+        "by the first evaluation):"
+    )
+    page.table(
+        med.reset_index(drop=True),
+        "kaplan_meier_medians",
+        left_censored={"median": fnd.first_eval},
+    )
     page.table(km, "kaplan_meier", max_rows=0)
 
 
@@ -202,69 +391,99 @@ def _calibration(page: Page, fnd: Findings) -> None:
         f"seeds (α = {cal.alpha:g}); per seed, {100 * cal.seed_function_first:.1f}% read "
         f"function first and {100 * cal.seed_structure_first:.1f}% structure first. Pure "
         f"noise emerges in {100 * cal.false_emergence_func:.2f}% (q_func_z) and "
-        f"{100 * cal.false_emergence_struct:.2f}% (q_struct_z) of simulated curves."
+        f"{100 * cal.false_emergence_struct:.2f}% (q_struct_z) of simulated curves. Both "
+        "curves get the same amplitude here, so this does not test the amplitude dependence "
+        "of threshold onsets."
     )
     page.table(pd.DataFrame([cal._asdict()]), "calibration")
 
 
-def _mi_audit(page: Page, data: StudyData) -> None:
-    """The MI audit section (analysis.mi_audit): every MI measurement against its null."""
+def _mi_audit(page: Page, data: StudyData, fnd: Findings) -> None:
+    """The MI audit section (analysis.mi_audit): every MI measurement against its null, per λ
+    (per bin of λ in an adaptive search)."""
+    from analysis.api import _lambda_groups
+
     page.h2("MI audit")
     if data.curves is None or not len(data.curves):
         page.nothing("no curves to audit")
         return
-    fig, table = mi_audit(data)
+    groups = _lambda_groups(fnd.cells) if fnd.cells is not None else None
+    fig, table = mi_audit(data, groups=groups)
     if fig is not None:
         page.figure(fig, "mi_audit", "MI audit: measured MI against its null floor.")
     if table is not None and len(table):
         page.table(table, "mi_audit")
 
 
-def _phase_diagrams(page: Page, seeds: pd.DataFrame, swept: list[str], metric: str) -> None:
-    """One phase diagram (figure and table) per pair of swept keys, or over the one swept key."""
+def _phase_diagrams(
+    page: Page,
+    seeds: pd.DataFrame,
+    swept: list[str],
+    metric: str,
+    *,
+    figures: bool = True,
+    first_eval: float = math.nan,
+) -> None:
+    """One phase diagram (figure and table) per pair of swept keys, or over the one swept key;
+    tables only without `figures` (an adaptive search, whose responses and contours show the
+    same over continuous axes)."""
     page.h2("Phase diagrams")
     if not len(seeds) or not swept:
         page.nothing("no finished seeds" if not len(seeds) else "no swept hyperparameters")
-    else:
-        missing = [q.removeprefix("final.") for q in Z_QUANTITIES if q not in seeds.columns]
-        if missing:
-            page.p(f"Not measured in this study: {', '.join(missing)}.", "empty")
-        pairs = list(itertools.combinations(swept, 2)) or [(swept[0], None)]
-        for x, y in pairs:
-            info = phase_info(seeds, x, y, task_metric=metric)
-            stem = slug(x, y) if y else slug(x)
-            title = f"{x} × {y}" if y else x
-            others = [k for k in swept if k not in (x, y)]
-            pooled = f" Pooled over {', '.join(others)}." if others else ""
+        return
+    missing = [q.removeprefix("final.") for q in Z_QUANTITIES if q not in seeds.columns]
+    if missing:
+        page.p(f"Not measured in this study: {', '.join(missing)}.", "empty")
+    if not figures:
+        page.p(
+            "An adaptive search: its continuous keys are binned here (5 bins each, other keys "
+            "pooled); the responses and contours above show the same without bins. Tables only."
+        )
+    pairs = list(itertools.combinations(swept, 2)) or [(swept[0], None)]
+    for x, y in pairs:
+        info = phase_info(seeds, x, y, task_metric=metric)
+        stem = slug(x, y) if y else slug(x)
+        title = f"{x} × {y}" if y else x
+        others = [k for k in swept if k not in (x, y)]
+        pooled = f" Pooled over {', '.join(others)}." if others else ""
+        if figures:
             page.figure(
-                plot_phase(info, task_metric=metric, title=title),
+                plot_phase(info, task_metric=metric, title=title, first_eval=first_eval),
                 f"phase_{stem}",
                 f"Phase diagram over {title}: per cell the value and the number of "
                 "seeds n (k/n: k seeds where the onset is defined; onset medians are "
                 f"over those k seeds only, see the Kaplan–Meier curves).{pooled}",
             )
-            page.table(info.cells, f"phase_{stem}")
+        else:
+            page.p(f"Over {title}:{pooled}")
+        page.table(info.cells, f"phase_{stem}")
 
 
-def _timing_regression(page: Page, fnd: Findings, timing: pd.DataFrame, swept: list[str]) -> None:
-    """Censored regressions of the onsets on the numeric swept keys."""
+def _timing_regression(
+    page: Page, fnd: Findings, timing: pd.DataFrame, swept: list[str], seeds: pd.DataFrame
+) -> None:
+    """Censored regressions of the onsets on the numeric swept keys: descriptive, no p."""
     page.h2("Relating timing to the hyperparameters")
-    params = [k for k in swept if k in timing and pd.api.types.is_numeric_dtype(timing[k])]
     if not fnd.measured or not len(timing):
         page.nothing(
             "onsets not measured in this study"
             if not fnd.measured
             else "no seeds for timing statistics"
         )
-    else:
-        page.p(
-            "Censored regressions over seeds (seeds that did not emerge stay in, censored at "
-            "their censoring epoch): Weibull AFT models of t_func and t_struct (coef = change "
-            "of log time to emergence per unit; > 0 later) and a logistic regression of "
-            "function-first against structure-first. λ is a regressor here, not pooled into "
-            "a verdict."
-        )
-        page.table(censored_regression(timing, params), "timing_regression")
+        return
+    # the raw keys (λ as a number, not its bin), for the seeds the timing uses
+    raw = seeds.loc[seeds.index.intersection(timing.index)]
+    params = [k for k in swept if k in raw and pd.api.types.is_numeric_dtype(raw[k])]
+    page.p(
+        "Censored regressions over seeds (seeds that did not emerge stay in, censored at "
+        "their censoring epoch): Weibull AFT models of t_func and t_struct (coef = change "
+        "of log time to emergence per unit; > 0 later) and a logistic regression of "
+        "function-first against structure-first. Descriptive only: the seeds are pooled over "
+        "cells that share their seed values and over seeds of one trial, so they are not "
+        "independent and no p-value is given. A fit that did not converge says so and gives "
+        "no coefficient."
+    )
+    page.table(censored_regression(raw, params), "timing_regression")
 
 
 def _curves(

@@ -16,6 +16,10 @@ __all__ = [
     "MI_METRICS",
     "MODULARITY_METRICS",
     "SPECIALISATION_METRICS",
+    "WEIGHT_CHANGE_METRICS",
+    "GRU_BLOCK_METRICS",
+    "LESIONS",
+    "lesion_metrics",
     "curve_metrics",
     "SUMMARY_METRICS",
     "TIMING_FUNCTION",
@@ -48,12 +52,61 @@ MODULARITY_METRICS = (
     "q_reset_z",
 )
 SPECIALISATION_METRICS = ("d_in", "d_out", "d_corr")
+# the signed block statistic of the change of W_rec (the GRU: U_h) with its z-score, and the
+# decomposition of its within- and between-group blocks on W_rec(0) (docs/run-data.md)
+WEIGHT_CHANGE_METRICS = (
+    "dw_block",
+    "dw_block_z",
+    "w_within_ratio",
+    "w_between_ratio",
+    "w_within_proj",
+    "w_between_proj",
+    "w_within_orth",
+    "w_between_orth",
+)
+# the GRU's recurrent blocks one by one (U_h is q_struct, q_struct_z, dw_block, dw_block_z; the
+# z-scores of U_z and U_r are q_update_z, q_reset_z above) and their sum |U_z| + |U_r| + |U_h|;
+# NaN for the leaky RNN
+GRU_BLOCK_METRICS = (
+    "q_update",
+    "q_reset",
+    "q_gru_sum",
+    "q_gru_sum_z",
+    "dw_block_update",
+    "dw_block_update_z",
+    "dw_block_reset",
+    "dw_block_reset_z",
+    "dw_block_gru_sum",
+    "dw_block_gru_sum_z",
+)
+# lesions of a copy of the recurrent weights (train.lesion_every): the between-group blocks set
+# to 0, the between-group blocks reset to W(0), all of W_rec reset to W(0)
+LESIONS = ("zero_between", "reset_between", "reset_rec")
+
+
+def lesion_metrics(task_score: str) -> tuple[str, ...]:
+    """`lesion_<lesion>_<task_score>` and `lesion_<lesion>_q_func_z` of every lesion."""
+    return tuple(
+        m
+        for lesion in LESIONS
+        for m in (f"lesion_{lesion}_{task_score}", f"lesion_{lesion}_q_func_z")
+    )
 
 
 def curve_metrics(task_score: str) -> tuple[str, ...]:
     """Per-evaluation metric keys of a trial whose task is scored by `task_score`, in logging
-    order (the loss, the task score, then the MI, modularity and specialisation sections)."""
-    return (TASK_LOSS, task_score, *MI_METRICS, *MODULARITY_METRICS, *SPECIALISATION_METRICS)
+    order (the loss, the task score, then the MI, modularity and specialisation sections, then
+    the weight change, the GRU's blocks and the lesions, added later and so at the end)."""
+    return (
+        TASK_LOSS,
+        task_score,
+        *MI_METRICS,
+        *MODULARITY_METRICS,
+        *SPECIALISATION_METRICS,
+        *WEIGHT_CHANGE_METRICS,
+        *GRU_BLOCK_METRICS,
+        *lesion_metrics(task_score),
+    )
 
 
 # -- trial summary metrics (what a spec's objectives and constraints may name)

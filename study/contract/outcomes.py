@@ -10,6 +10,12 @@ null-referenced z-score stays ``>= z`` for ``run`` consecutive evaluations. It l
 evaluation and the ``run - 1`` after it, never at the run's end, so truncating the curve after
 ``onset + run - 1`` evaluations cannot move it. A curve with no such stretch "did not emerge" and
 is censored at the last evaluation from which an onset could still have been confirmed.
+
+Every rule counts evaluations, never epochs, so it holds on irregular spacing (a dense start,
+``train.dense_until``): ``run`` is that many evaluations, a tie is onsets at most ``TIE_EVALS``
+evaluations apart, censoring is at an evaluation. An onset at the first evaluation of training
+(the first after epoch 0 that observed the metric, or epoch 0 itself) is left-censored: the
+metric emerged at or before it ("≤ t"), and ``Onset.left`` says so.
 """
 
 from __future__ import annotations
@@ -136,6 +142,9 @@ class Onset:
     emerged: bool
     censor: float  # last epoch from which an onset could still be confirmed; NaN if none
     index: int  # onset's evaluation index, -1 when not emerged
+    # left-censored: emerged at the first evaluation of training that observed the metric (no
+    # finite value before it at an epoch > 0), so the onset is only known to be <= epoch
+    left: bool = False
 
     @property
     def duration(self) -> float:
@@ -169,7 +178,10 @@ def onset(epochs: Any, z: Any, *, threshold: float = DEFAULT_Z, run: int = DEFAU
     threshold. The decision at evaluation i uses only z[i : i + run], so the onset does not depend
     on anything after it plus ``run - 1`` evaluations. Without an onset the curve is censored at
     ``epochs[T - run]``, the last start from which ``run`` evaluations were observed (the latest
-    finite value's position bounds it when the tail is NaN).
+    finite value's position bounds it when the tail is NaN). Epochs may be irregularly spaced:
+    the rule counts evaluations. An onset with no finite value before it at an epoch > 0 (at
+    epoch 0, at the first evaluation after it, or at the first that observed the metric) is
+    left-censored, ``left = True``: the metric emerged at or before that epoch.
 
     Args:
         epochs: evaluation epochs, shape (T,), strictly increasing.
@@ -200,7 +212,8 @@ def onset(epochs: Any, z: Any, *, threshold: float = DEFAULT_Z, run: int = DEFAU
         hits = np.flatnonzero(stretch == run)
         if hits.size:
             i = int(hits[0])
-            return Onset(float(t[i]), True, censor, i)
+            earlier = np.isfinite(x[:i]) & (t[:i] > 0)
+            return Onset(float(t[i]), True, censor, i, left=not bool(earlier.any()))
     return Onset(math.nan, False, censor, -1)
 
 
@@ -223,16 +236,30 @@ def half_rise(epochs: Any, values: Any, final_window: int = DEFAULT_FINAL_WINDOW
     return float(t[np.argmax(x >= x0 + 0.5 * rise)])
 
 
-def which_first(func: Onset, struct: Onset, step: float, tie_evals: int = TIE_EVALS) -> str:
+def which_first(
+    func: Onset, struct: Onset, step: float | None = None, tie_evals: int = TIE_EVALS
+) -> str:
     """``function``, ``structure``, ``tie`` or ``neither`` for one seed.
 
     Both emerged: the earlier one, or ``tie`` when the onsets are at most ``tie_evals``
-    evaluations (of ``step`` epochs) apart. Only one emerged by the end: that one came first
-    (the other's onset lies after its censoring time: censored evidence for that side).
+    evaluations apart. Without ``step`` the evaluations are counted by the onsets' indices (both
+    from :func:`onset` on the same epochs), which holds on irregular spacing; with ``step``
+    (a regular grid) the onsets may be at most ``tie_evals * step`` epochs apart, the same
+    on a regular grid. Only one emerged by the end: that one came first (the other's onset lies
+    after its censoring time: censored evidence for that side).
     """
     if func.emerged and struct.emerged:
         lag = struct.epoch - func.epoch
-        if abs(lag) <= tie_evals * step + 1e-9:
+        if step is not None:
+            tie = abs(lag) <= tie_evals * step + 1e-9
+        elif func.index >= 0 and struct.index >= 0:
+            tie = abs(struct.index - func.index) <= tie_evals
+        else:
+            raise ValueError(
+                "which_first(): onsets without evaluation indices (index -1) need step, but "
+                "got step=None."
+            )
+        if tie:
             return "tie"
         return "function" if lag > 0 else "structure"
     if func.emerged:
@@ -240,11 +267,6 @@ def which_first(func: Onset, struct: Onset, step: float, tie_evals: int = TIE_EV
     if struct.emerged:
         return "structure"
     return "neither"
-
-
-def _step(epochs: np.ndarray) -> float:
-    """The evaluation interval (median spacing of the evaluation epochs; 1 for one point)."""
-    return float(np.median(np.diff(epochs))) if epochs.size > 1 else 1.0
 
 
 def seed_table(
@@ -262,7 +284,8 @@ def seed_table(
     Columns: ``seed``, ``seed_value`` (when in the curves), ``final.<metric>`` for every metric,
     ``success``, ``differentiated``, and per onset metric tag (``func``, ``struct``):
     ``t_<tag>`` (onset epoch, NaN if it did not emerge), ``<tag>_emerged``, ``t_<tag>_censor``
-    (the censoring epoch), ``t_<tag>_half`` (descriptive half-rise of q_<tag>); then ``lag``
+    (the censoring epoch), ``t_<tag>_left`` (left-censored: the onset is only known to be
+    ``<= t_<tag>``), ``t_<tag>_half`` (descriptive half-rise of q_<tag>); then ``lag``
     (t_struct − t_func, NaN unless both emerged), ``first`` (:func:`which_first`) and
     ``onsets_measured`` (both z-score columns present). Without a z-score column the onsets of
     that metric are NaN, never emerged, and ``first`` is ``neither``. Then the timing onsets
@@ -308,12 +331,13 @@ def seed_table(
             row[f"t_{tag}"] = o.epoch
             row[f"{tag}_emerged"] = o.emerged
             row[f"t_{tag}_censor"] = o.censor
+            row[f"t_{tag}_left"] = o.left
             raw = f"q_{tag}"
             row[f"t_{tag}_half"] = (
                 half_rise(epochs, c[raw].to_numpy(float), final_window) if raw in c else math.nan
             )
         row["lag"] = ons["struct"].epoch - ons["func"].epoch
-        row["first"] = which_first(ons["func"], ons["struct"], _step(epochs), tie_evals)
+        row["first"] = which_first(ons["func"], ons["struct"], tie_evals=tie_evals)
         row["onsets_measured"] = measured
         rows.append(row)
     table = pd.DataFrame(rows)

@@ -1,6 +1,8 @@
 """Modularity of a fixed partition (docs/method.md §10.1): Newman Q and Q/Q_max of functional
 (|corr| of activity) and structural (|W| + |W|ᵀ) graphs, Q's z-score against random partitions
-of the same group sizes, and the graph of the weight change ΔW.
+of the same group sizes, the graph of the weight change ΔW, and the signed block statistics of
+the change: the within-minus-between contrast of |W(t)| − |W(0)| with its random-partition
+z-score, and the decomposition of the within- and between-group blocks on W(0).
 
 Inputs are torch tensors batched over any leading axes (seed axis S first); adjacency is
 symmetric, non-negative, diagonal ignored; labels are (N,) ints using every group 0..K-1.
@@ -35,6 +37,10 @@ __all__ = [
     "modularity_of_partitions",
     "modularity_zscore",
     "weight_change",
+    "magnitude_change",
+    "block_contrast",
+    "block_contrast_zscore",
+    "block_decomposition",
 ]
 
 
@@ -342,20 +348,34 @@ def modularity_zscore(
     where = "modularity_zscore()"
     a = _check_adjacency(adjacency, where)
     lab = _as_labels(labels, where, a.shape[-1])
-    parts = _check_partitions(partitions, a.shape[-1], where)
+    parts = _check_null(lab, partitions, a.shape[-1], where)
+    a64 = _zero_diagonal(a.to(torch.float64))
+    both = _partition_q(a64, np.concatenate([lab[None], parts]))  # (..., 1 + R)
+    return _zscore(both).to(a.dtype)
+
+
+def _check_null(lab: np.ndarray, partitions: object, n: int, where: str) -> np.ndarray:
+    """Validated (R, N) null partitions that keep the group sizes of `lab`."""
+    parts = _check_partitions(partitions, n, where)
     if not (np.sort(parts, axis=1) == np.sort(lab)).all():  # same multiset of labels per row
         raise ValueError(
             f"{where}: every partition must have the group sizes of labels "
             f"{np.bincount(lab).tolist()}. Use random_partitions(labels, R, seed)."
         )
-    a64 = _zero_diagonal(a.to(torch.float64))
-    both = _partition_q(a64, np.concatenate([lab[None], parts]))  # (..., 1 + R)
-    q, null = both[..., 0], both[..., 1:]
+    return parts
+
+
+def _zscore(both: torch.Tensor) -> torch.Tensor:
+    """(..., 1 + R) float64, the designed value first -> z against the other R (ddof = 1).
+
+    NaN where the R values do not spread beyond rounding (e.g. equal weights, or no change at
+    all): z would be noise over noise.
+    """
+    value, null = both[..., 0], both[..., 1:]
     std = null.std(-1, correction=1)
-    # a spread at rounding level (e.g. equal weights) is no spread: z would be noise / noise
     tiny = 1e3 * torch.finfo(torch.float64).eps * null.abs().amax(-1).clamp_min(1e-300)
-    z = (q - null.mean(-1)) / torch.where(std > tiny, std, torch.ones_like(std))
-    return torch.where(std > tiny, z, torch.full_like(z, float("nan"))).to(a.dtype)
+    z = (value - null.mean(-1)) / torch.where(std > tiny, std, torch.ones_like(std))
+    return torch.where(std > tiny, z, torch.full_like(z, float("nan")))
 
 
 def weight_change(weights: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
@@ -385,3 +405,181 @@ def weight_change(weights: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
             f"{tuple(w.shape)} and {tuple(w0.shape)}."
         )
     return _structural(w.to(torch.float64) - w0.to(torch.float64)).to(w.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# signed block statistics of the weight change
+
+
+def _check_pair(weights: object, initial: object, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    w = _check_square(weights, "weights", where)
+    w0 = _check_square(initial, "initial", where)
+    if w.shape != w0.shape:
+        raise ValueError(
+            f"{where}: weights and initial must have the same shape, but got "
+            f"{tuple(w.shape)} and {tuple(w0.shape)}."
+        )
+    return w, w0
+
+
+def magnitude_change(weights: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
+    """Signed change of every connection's magnitude: d_ij = |W_ij(t)| − |W_ij(0)|.
+
+    Unlike the graph of |ΔW| (`weight_change`), d keeps the sign: a connection that shrank
+    towards 0 has d < 0 whatever the sign of its weight, one that grew has d > 0. Sums of
+    several blocks' d (e.g. the GRU's three recurrent blocks) are the change of |U_z|+|U_r|+|U_h|.
+
+    Args:
+        weights: shape (..., N, N), float, W(t), e.g. (S, N, N).
+        initial: same shape, W(0).
+
+    Returns:
+        d, shape (..., N, N), weights' dtype, zero diagonal (self-connections are not between
+        units and are left out of every block statistic).
+
+    Raises:
+        TypeError: if either is not a floating tensor.
+        ValueError: if they are not square or their shapes differ.
+    """
+    w, w0 = _check_pair(weights, initial, "magnitude_change()")
+    d = w.to(torch.float64).abs() - w0.to(torch.float64).abs()
+    return _zero_diagonal(d).to(w.dtype)
+
+
+def _pair_counts(lab: np.ndarray) -> tuple[int, int]:
+    """Ordered off-diagonal pairs within groups, Σ_k n_k(n_k − 1), and between them."""
+    n = lab.size
+    sizes = np.bincount(lab)
+    within = int((sizes * (sizes - 1)).sum())
+    return within, n * (n - 1) - within
+
+
+def _within_sums(d: torch.Tensor, partitions: np.ndarray) -> torch.Tensor:
+    """float64 (..., N, N), (P, N) labels -> Σ_ij d_ij δ(g_i, g_j) per partition, (..., P)."""
+    p, n = partitions.shape
+    k = int(partitions.max()) + 1
+    idx = torch.as_tensor(partitions, dtype=torch.long, device=d.device)
+    h = torch.nn.functional.one_hot(idx, k).to(torch.float64).permute(1, 0, 2).reshape(n, p * k)
+    dh = (d @ h).view(*d.shape[:-1], p, k)  # (..., N, P, K)
+    return (dh * h.view(n, p, k)).sum((-3, -1))
+
+
+def _contrasts(d: torch.Tensor, lab: np.ndarray, partitions: np.ndarray) -> torch.Tensor:
+    """D of each partition (rows share the sizes of `lab`): (..., P), NaN without pairs."""
+    n_within, n_between = _pair_counts(lab)
+    sums = _within_sums(d, partitions)
+    if n_within == 0 or n_between == 0:
+        return torch.full_like(sums, float("nan"))
+    total = d.sum((-2, -1)).unsqueeze(-1)
+    return sums / n_within - (total - sums) / n_between
+
+
+def block_contrast(change: torch.Tensor, labels: Labels) -> torch.Tensor:
+    """Within-group minus between-group mean of a signed change d (e.g. `magnitude_change`).
+
+    D = mean_{i≠j, g_i = g_j} d_ij − mean_{g_i ≠ g_j} d_ij. On d = |W(t)| − |W(0)|, D > 0 when
+    the within-group connections grew relative to the between-group ones (or the between-group
+    ones shrank more), D < 0 the reverse, D ≈ 0 when the change ignores the groups.
+
+    Args:
+        change: shape (..., N, N), float, any sign; the diagonal is ignored.
+        labels: shape (N,), integers 0..K-1.
+
+    Returns:
+        D, shape (...), change's dtype; NaN when there are no within-group pairs (every group a
+        single unit) or no between-group pairs (K = 1).
+
+    Raises:
+        TypeError: if change is not a floating tensor or labels are not integers.
+        ValueError: on a bad shape or a label count other than N.
+    """
+    d = _check_square(change, "change", "block_contrast()")
+    lab = _as_labels(labels, "block_contrast()", d.shape[-1])
+    d64 = _zero_diagonal(d.to(torch.float64))
+    return _contrasts(d64, lab, lab[None])[..., 0].to(d.dtype)
+
+
+def block_contrast_zscore(
+    change: torch.Tensor, labels: Labels, partitions: np.ndarray
+) -> torch.Tensor:
+    """`block_contrast` of the designed partition as a z-score against random partitions.
+
+    z = (D(labels) − mean_r D(partition_r)) / std_r D(partition_r) (ddof = 1) on the same d.
+    Every partition has the designed group sizes, so the pair counts are the same and z is
+    also the z-score of the within-group sum of d. Positive: the within-group connections
+    changed upwards relative to the between-group ones more than under an arbitrary grouping
+    of the same sizes (within grew and/or between shrank).
+
+    Args:
+        change: shape (..., N, N), float, any sign; the diagonal is ignored.
+        labels: shape (N,), integers 0..K-1, the designed partition.
+        partitions: shape (R, N), R >= 2 null partitions with the sizes of `labels`.
+
+    Returns:
+        z, shape (...), change's dtype; NaN when D is undefined or does not vary over the
+        partitions (e.g. no change at all, at epoch 0).
+
+    Raises:
+        TypeError: if change is not a floating tensor or labels/partitions are not integers.
+        ValueError: on a bad shape or partitions whose group sizes differ from the labels'.
+    """
+    where = "block_contrast_zscore()"
+    d = _check_square(change, "change", where)
+    lab = _as_labels(labels, where, d.shape[-1])
+    parts = _check_null(lab, partitions, d.shape[-1], where)
+    d64 = _zero_diagonal(d.to(torch.float64))
+    return _zscore(_contrasts(d64, lab, np.concatenate([lab[None], parts]))).to(d.dtype)
+
+
+BLOCK_PARTS = ("ratio", "proj", "orth")
+
+
+def block_decomposition(
+    weights: torch.Tensor, initial: torch.Tensor, labels: Labels
+) -> dict[str, torch.Tensor]:
+    """How the within-group and the between-group blocks moved from their initial values.
+
+    For block b (within: i ≠ j in one group; between: i, j in different groups), W_b keeps the
+    entries of the block and zeroes the rest. With W_b⁰ = W_b(0):
+
+        ratio = ‖W_b(t)‖ / ‖W_b⁰‖                      (Frobenius norms)
+        proj  = c = ⟨W_b(t), W_b⁰⟩ / ‖W_b⁰‖²           (the part along W(0))
+        orth  = ‖W_b(t) − c·W_b⁰‖ / ‖W_b⁰‖             (the part orthogonal to W(0))
+
+    so ratio² = proj² + orth². Pruning a block (shrinking what was there) gives ratio ≈ proj < 1
+    and a small orth; rewiring it gives a large orth.
+
+    Args:
+        weights: shape (..., N, N), float, W(t), e.g. (S, N, N).
+        initial: same shape, W(0).
+        labels: shape (N,), integers 0..K-1.
+
+    Returns:
+        {"within_ratio", "within_proj", "within_orth", "between_ratio", "between_proj",
+        "between_orth"}, each shape (...), weights' dtype; NaN where the block is empty or
+        W_b(0) = 0 (the between block for K = 1).
+
+    Raises:
+        TypeError: if either is not a floating tensor or labels are not integers.
+        ValueError: on bad shapes or a label count other than N.
+    """
+    w, w0 = _check_pair(weights, initial, "block_decomposition()")
+    lab = _as_labels(labels, "block_decomposition()", w.shape[-1])
+    same = torch.as_tensor(lab[:, None] == lab[None, :], device=w.device)
+    eye = torch.eye(lab.size, dtype=torch.bool, device=w.device)
+    masks = {"within": same & ~eye, "between": ~same}
+    w64, w064 = w.to(torch.float64), w0.to(torch.float64)
+    out: dict[str, torch.Tensor] = {}
+    for block, mask in masks.items():
+        wb, w0b = w64 * mask, w064 * mask
+        sq0 = w0b.square().sum((-2, -1))
+        ok = sq0 > 0
+        safe = torch.where(ok, sq0, torch.ones_like(sq0))
+        norm0 = safe.sqrt()
+        c = (wb * w0b).sum((-2, -1)) / safe
+        orth = (wb - c[..., None, None] * w0b).square().sum((-2, -1)).sqrt() / norm0
+        ratio = wb.square().sum((-2, -1)).sqrt() / norm0
+        nan = torch.full_like(sq0, float("nan"))
+        for part, value in zip(BLOCK_PARTS, (ratio, c, orth)):
+            out[f"{block}_{part}"] = torch.where(ok, value, nan).to(w.dtype)
+    return out

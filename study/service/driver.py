@@ -248,13 +248,18 @@ def _scheduler(study: Study, base_cfg: TrialConfig):
     sch = study.spec.scheduler
     if sch is None:
         return None
+    # each evaluation is one Tune result, the dense ones too (the training layer loads torch,
+    # so it is imported here, on the way to running, not when a spec is checked)
+    from study.training.schedule import EvalSchedule
+
     metrics = [m for m, _ in _objectives(study)]
     i = metrics.index(sch.metric) if sch.metric is not None else 0  # validated: an objective
+    t = base_cfg.train
     return ASHAScheduler(
         time_attr="training_iteration",
         metric=objective_keys(len(metrics))[i],
         mode=_modes(study)[i],
-        max_t=base_cfg.train.epochs // base_cfg.train.eval_every + 2,
+        max_t=t.epochs // t.eval_every + 2 + EvalSchedule.of(t).dense_extra(),
         grace_period=sch.grace_period,
         reduction_factor=sch.reduction_factor,
     )

@@ -64,6 +64,9 @@ TRIAL_LIMITS: dict[str, tuple[float, float]] = {
     "train.final_window": (1, 100_000),
     "train.checkpoint_every": (1, 100_000_000),
     "train.snapshot_every": (0, 100_000_000),
+    "train.dense_until": (0, 100_000_000),
+    "train.dense_every": (1, 100_000_000),
+    "train.lesion_every": (0, 100_000_000),
     "train.threads": (0, 4096),
 }
 SPEC_LIMITS: dict[str, tuple[float, float]] = {

@@ -122,8 +122,20 @@ class TrainConfig(Strict):
     communities: bool = True
     # evaluate every time on one fixed batch (inputs, x0, noise drawn from their own seed):
     # q_func then changes only when the weights do, like q_struct, instead of carrying the
-    # sampling jitter of a fresh batch (bench/bench_modularity.py measures both)
-    eval_fixed: bool = False
+    # sampling jitter of a fresh batch (bench/bench_modularity.py measures both); the default,
+    # so onsets are deterministic in the weights (false: a fresh batch per evaluation)
+    eval_fixed: bool = True
+    # a dense start: also evaluate every `dense_every` epochs up to epoch `dense_until`
+    # (0 = no dense phase), where the onsets happen; the regular evaluations every `eval_every`
+    # epochs (and checkpoints, snapshots, held-out MI) keep their cadence
+    dense_until: int = Field(0, ge=0)
+    dense_every: int = Field(1, ge=1)
+    # the dense evaluations off the regular cadence are light: the task, Q and its z-scores and
+    # the weight change only (MI, communities and specialisation NaN); false: all metrics
+    dense_light: bool = True
+    # evaluations between lesion measurements (lesion_* metrics, counted over every evaluation,
+    # dense ones included; also at the last); 0 = never
+    lesion_every: int = Field(0, ge=0)
 
 
 class EmergenceConfig(Strict):

@@ -208,6 +208,12 @@ class TrialConfig(Strict):
                 f"train.snapshot_every must be 0 or a multiple of train.eval_every, but got "
                 f"snapshot_every={tr.snapshot_every}, eval_every={tr.eval_every}"
             )
+        if tr.dense_until and tr.dense_every > tr.eval_every:
+            raise ValueError(
+                f"train.dense_every must be at most train.eval_every when "
+                f"train.dense_until > 0 (the dense start evaluates more often), but got "
+                f"dense_every={tr.dense_every}, eval_every={tr.eval_every}"
+            )
         return self
 
     # -- derived values -------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 - `loop`: `Trainer` (networks, critics, critic rounds, network steps) and `train()`;
 - `evaluation`: the metrics of each evaluation (`Evaluation`, `metric_names`);
+- `schedule`: when a trial evaluates, and which evaluations are light (`EvalSchedule`);
 - `checkpoint`: the state dict, reading and writing it, the resume checks;
 - `reporting`: what the loop hands out (`EvalRecord`, the `Reporter` hooks, `TrainResult`);
 - `streams`: the table of the trial's random-number streams;
@@ -28,6 +29,7 @@ from study.training.reporting import (
     Reporter,
     TrainResult,
 )
+from study.training.schedule import EvalSchedule
 
 __all__ = [
     "train",
@@ -40,6 +42,7 @@ __all__ = [
     "TrainResult",
     "Evaluation",
     "metric_names",
+    "EvalSchedule",
     "CHECKPOINT_FILE",
     "CheckpointError",
     "read_checkpoint",

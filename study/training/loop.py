@@ -35,8 +35,9 @@ from study.training.checkpoint import (
     write_checkpoint,
 )
 from study.training.device import keep_freed_memory, resolve_device
-from study.training.evaluation import Evaluation, metric_names
+from study.training.evaluation import Evaluation, metric_names, recurrent_blocks
 from study.training.reporting import EvalRecord, NullReporter, Reporter, TrainResult
+from study.training.schedule import EvalSchedule
 from study.training.streams import TrialStreams
 
 __all__ = ["Trainer", "Diverged", "train"]
@@ -99,7 +100,13 @@ class Trainer:
         # W_rec(0) for q_struct_delta (also in checkpoints); the evaluation draws the null
         # partitions of the z-scores once, from their own stream
         self.w_rec0 = self.net.recurrent_weights().detach().clone()
+        # every recurrent block at epoch 0 (the GRU's gates too) for the per-block changes and
+        # the lesions; rebuilt from the seed on resume (W_rec's entry is w_rec0, checkpointed)
+        self.rec0 = {
+            k: v.detach().clone() for k, v in recurrent_blocks(self.net, cfg.network.kind).items()
+        }
         self.evaluation = Evaluation(cfg, self.task, self.labels, self.device, self.timings)
+        self._eval_batch: tuple[Tensor, Tensor, Tensor, Tensor | None] | None = None
         # finiteness checks once per epoch on CUDA (no host sync per step); eager on the CPU
         self.lazy_checks = self.device.type == "cuda"
         self._pending: list[tuple[str, Tensor]] = []
@@ -260,17 +267,27 @@ class Trainer:
     # -- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self) -> dict[str, np.ndarray]:
-        """Every logged metric for every seed, on a fresh (or the fixed test) batch:
-        name -> (S,) float64, in `metric_names` order (evaluation.Evaluation)."""
+        """Every logged metric for every seed, on the fixed (or a fresh) batch:
+        name -> (S,) float64, in `metric_names` order (evaluation.Evaluation).
+
+        The fixed batch (`train.eval_fixed`) is drawn from fresh FIXED_EVAL generators, so it is
+        the same tensors every time: built at the first evaluation and kept.
+        """
         t0 = time.perf_counter()
+        if not self.cfg.train.eval_fixed:
+            batch = self._batch("eval")
+        else:
+            if self._eval_batch is None:
+                self._eval_batch = self._batch("eval")
+            batch = self._eval_batch
         res = self.evaluation.run(
             self.net,
-            self._batch("eval"),
+            batch,
             mi=self.mi,
             gen=self.streams.eval_gen,
             w_rec0=self.w_rec0,
             epoch=self.epoch,
-            index=len(self.history),
+            rec0=self.rec0,
         )
         self.timings["eval"] += time.perf_counter() - t0
         return {name: res[name].double().cpu().numpy() for name in self.metric_names}
@@ -339,7 +356,8 @@ def train(
     Args:
         cfg: the trial config.
         reporter: receives every evaluation (epoch 0 after critic pre-training, then every
-            `train.eval_every` epochs and at the end), with the checkpoint path when one was
+            `train.eval_every` epochs, every `train.dense_every` up to `train.dense_until`,
+            and at the end: schedule.EvalSchedule), with the checkpoint path when one was
             written at that evaluation, and weight snapshots every `train.snapshot_every` epochs.
         checkpoint_dir: where `checkpoint.pt` is (over)written every `train.checkpoint_every`
             epochs and at the end; None writes no checkpoints.
@@ -354,6 +372,7 @@ def train(
     reporter = reporter or NullReporter()
     trainer = Trainer(cfg, device)
     tc = cfg.train
+    schedule = EvalSchedule.of(tc)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     status, message = "finished", ""
     start = time.perf_counter()
@@ -383,7 +402,7 @@ def train(
         while trainer.epoch < tc.epochs:
             trainer.train_epoch()
             reporter.on_epoch(trainer.epoch)
-            if trainer.epoch % tc.eval_every == 0 or trainer.epoch == tc.epochs:
+            if schedule.due(trainer.epoch):
                 evaluate_and_report()
     except Diverged as e:
         status, message = "diverged", str(e)

@@ -411,3 +411,39 @@ def grid_report(fixture_study: FixtureStudy, tmp_path_factory: pytest.TempPathFa
         out_dir=out,
         rng=np.random.default_rng(0),
     )
+
+
+@dataclass(frozen=True)
+class AdaptiveStudy:
+    """A 60-trial TPE search over λ, K and the learning rate (adaptive_study.py), its report."""
+
+    tracking_uri: str
+    name: str
+    n_trials: int
+    report: object  # analysis.report.Report
+    seconds: dict[str, float]  # how long the search and the report took
+
+
+@pytest.fixture(scope="session")
+def adaptive_report(tmp_path_factory: pytest.TempPathFactory) -> AdaptiveStudy:
+    """A real 60-trial TPE search (tiny trials, the real runner, MLflow SQLite) and its report,
+    built once per session (a minute or two on 2 cores: slow and browser tests only)."""
+    import time
+
+    from adaptive_study import build_adaptive_study
+
+    from analysis.report import build_report
+
+    root = tmp_path_factory.mktemp("adaptive")
+    t0 = time.perf_counter()
+    uri = build_adaptive_study(root, name="tpe-adaptive", n_trials=60)
+    t1 = time.perf_counter()
+    report = build_report(
+        "tpe-adaptive",
+        tracking_uri=uri,
+        out_dir=root / "report",
+        log_to_mlflow=False,
+        rng=np.random.default_rng(0),
+    )
+    t2 = time.perf_counter()
+    return AdaptiveStudy(uri, "tpe-adaptive", 60, report, {"search": t1 - t0, "report": t2 - t1})

@@ -1,8 +1,9 @@
-"""Reading a report's HTML in tests: the attributes of every start tag, the findings paragraph."""
+"""Reading a report's HTML in tests: the attributes of every start tag, the findings block."""
 
 from __future__ import annotations
 
 import re
+from html import unescape
 from html.parser import HTMLParser
 
 
@@ -25,7 +26,8 @@ def start_tags(html: str) -> list[tuple[str, dict[str, str]]]:
 
 
 def findings_text(html: str) -> str:
-    """The text of the findings paragraph (fails the test when the page has none)."""
-    m = re.search(r'<p class="findings" id="findings">(.*?)</p>', html, re.S)
-    assert m, "the report has no findings paragraph"
-    return m.group(1)
+    """The findings block, one sentence a line, unescaped (fails the test when the page has
+    none)."""
+    m = re.search(r'<ul class="findings" id="findings">(.*?)</ul>', html, re.S)
+    assert m, "the report has no findings block"
+    return "\n".join(unescape(t) for t in re.findall(r"<li>(.*?)</li>", m.group(1), re.S))

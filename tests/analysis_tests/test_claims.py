@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.claims import calibrate_paired, claims_table, wilcoxon_p
+from analysis.claims import calibrate_paired, claims_table, tost_paired, wilcoxon_p
 
 
 def _seeds(rng, cells):
@@ -87,3 +87,55 @@ def test_default_calibration_is_reproducible():
     a, b = calibrate_paired(6, reps=50), calibrate_paired(6, reps=50)
     pd.testing.assert_frame_equal(a, b)
     assert (a["n"] == 6).all() and (a["reps"] == 50).all()
+
+
+def _accuracy_cell(diffs, control=0.95):
+    """One cell: 8 λ = 0 seeds at `control` accuracy and λ = 0.3 seeds at control + diffs."""
+    rows = []
+    for i, d in enumerate(diffs):
+        for lam, acc in ((0.0, control), (0.3, control + d)):
+            rows.append({"mi.weight": lam, "seed_value": 100 + i, "final.accuracy": acc})
+    return pd.DataFrame(rows)
+
+
+def _accuracy_row(diffs, **kw):
+    t = claims_table(_accuracy_cell(diffs, **kw), ["mi.weight"])
+    return t[t["claim"] == "accuracy"].iloc[0]
+
+
+def test_tost_matches_statsmodels_paired_tost():
+    from statsmodels.stats.weightstats import ttost_paired
+
+    rng = np.random.default_rng(11)
+    for loc, sd in ((0.0, 0.01), (-0.01, 0.02), (0.015, 0.005), (-0.03, 0.01)):
+        c = rng.uniform(0.9, 1.0, 8)
+        t = c + rng.normal(loc, sd, 8)
+        ref = ttost_paired(t, c, -0.02, 0.02)[0]
+        assert tost_paired(t - c, 0.02)["p"] == pytest.approx(ref, rel=1e-9)
+
+
+def test_accuracy_holds_only_with_equivalence_and_reports_the_worst_seed():
+    # The issue's cell: mean paired change -0.021, two seeds lose 0.084 and 0.097. No drop is
+    # significant, but equivalence within ±0.02 is not shown either: inconclusive, never holds.
+    diffs = [0.012, 0.0, -0.003, 0.004, -0.084, -0.097, 0.0, 0.0]
+    r = _accuracy_row(diffs)
+    assert r["mean_change"] == pytest.approx(np.mean(diffs))
+    assert r["worst_change"] == pytest.approx(-0.097)
+    assert r["ci_lo"] < -0.02 < r["ci_hi"]  # the 90 % interval leaves the margin
+    assert r["p_bh"] > 0.05 and r["verdict"] == "inconclusive"
+    assert r["test"].startswith("TOST") and r["margin"] == 0.02
+    # small changes on both sides: equivalent within ±0.02, all succeed -> holds
+    near = _accuracy_row([0.004, -0.003, 0.002, -0.001, 0.003, -0.004, 0.001, 0.0])
+    assert near["p"] < 0.05 and near["verdict"] == "holds"
+    assert near["worst_change"] == pytest.approx(-0.004)
+    # every seed drops by about 0.08: the drop beyond the margin is significant -> breaks
+    drop = _accuracy_row([-0.08 + 0.002 * i for i in range(8)], control=0.99)
+    assert drop["p_drop_bh"] < 0.05 and drop["verdict"] == "breaks"
+
+
+def test_claims_table_has_no_sentinels():
+    s = _accuracy_cell([0.0] * 8).assign(**{"final.q_func_z": 1.0})
+    t = claims_table(s, ["mi.weight"]).set_index("claim")
+    assert t.loc["accuracy", "n_success"] == 8
+    assert pd.isna(t.loc["functional", "n_success"])  # not applicable: missing, never -1
+    assert (t["n_success"].dropna() >= 0).all()

@@ -281,7 +281,7 @@ def test_verdict_table_per_lambda_never_pools_and_adjusts_across_rows():
     )
     v = verdict_table(seeds, ["mi.weight"]).set_index("mi.weight")
     assert v["verdict"].to_dict() == {
-        0.0: "inconclusive",
+        0.0: "neither emerged",
         0.1: "function first",
         0.3: "co-emergent",
     }
@@ -302,6 +302,33 @@ def test_timing_seeds_exclude_trials_cut_short():
     s.loc[2, "status"] = "stopped"
     kept, excluded = timing_seeds(s)
     assert len(kept) == 2 and sorted(excluded["reason"]) == ["trial diverged", "trial stopped"]
+
+
+def test_timing_seeds_leave_out_networks_that_failed_the_task():
+    s = _seeds(["function"] * 4, 0.1).assign(success=[True, False, True, True])
+    s.loc[3, "status"] = "diverged"  # the trial's status is the first reason
+    kept, excluded = timing_seeds(s)
+    assert kept.index.tolist() == [0, 2]
+    assert excluded.set_index(excluded.index)["reason"].to_dict() == {
+        1: "failed the task",
+        3: "trial diverged",
+    }
+    assert len(timing_seeds(s, require_success=False)[0]) == 3
+
+
+def test_verdict_table_says_structure_never_emerged_instead_of_function_first():
+    # 8 seeds, all function-first by censored evidence: q_func_z emerged in every seed,
+    # q_struct_z in only 2. The sign test alone reads "function first" (p = 2/256); the cell
+    # says what the data show: structure mostly never emerged.
+    s = _seeds(["function"] * 8, 0.1)
+    s["struct_emerged"] = [True, True] + [False] * 6
+    s.loc[2:, ["t_struct", "lag"]] = math.nan
+    v = verdict_table(s, ["mi.weight"]).iloc[0]
+    assert v["p_sign"] == pytest.approx(2 / 256)
+    assert (v["n_func_emerged"], v["n_struct_emerged"]) == (8, 2)
+    assert v["verdict"] == "structure never emerged"
+    s["func_emerged"] = s["struct_emerged"]
+    assert verdict_table(s, ["mi.weight"]).iloc[0]["verdict"] == "neither emerged"
 
 
 # ---- Kaplan–Meier, regression ------------------------------------------------------------------
@@ -355,9 +382,34 @@ def test_censored_regression_finds_a_known_dependence_and_keeps_censored_seeds()
     reg = censored_regression(pd.DataFrame(rows), ["mi.weight"])
     r = reg[reg["target"] == "t_func"].iloc[0]
     assert r["n"] == 40 and r["n_events"] < 40
-    assert r["coef"] > 0 and r["p_value"] < 0.01
+    assert r["coef"] == pytest.approx(2.0, abs=0.6) and r["converged"]  # log time per unit λ
+    assert "p_value" not in reg  # pooled seeds are not independent: no p-value
     logit = reg[reg["target"] == "function_first"].iloc[0]
-    assert "one side only" in logit["note"]
+    assert "one side only" in logit["note"] and not logit["converged"]
+
+
+def test_censored_regression_says_when_a_fit_did_not_converge():
+    # function first exactly when λ > 0.25: perfect separation, the logistic MLE is infinite
+    rows = [
+        {
+            "mi.weight": lam,
+            "func_emerged": True,
+            "t_func": 100.0,
+            "t_func_censor": 400.0,
+            "struct_emerged": True,
+            "t_struct": 150.0 if lam > 0.25 else 50.0,
+            "t_struct_censor": 400.0,
+            "first": "function" if lam > 0.25 else "structure",
+            "train.eval_every": 25,
+        }
+        for lam in (0.1, 0.2, 0.3, 0.4)
+        for _ in range(5)
+    ]
+    logit = censored_regression(pd.DataFrame(rows), ["mi.weight"]).query(
+        "target == 'function_first'"
+    )
+    assert len(logit) == 1 and not logit["converged"].item()
+    assert math.isnan(logit["coef"].item()) and "did not converge" in logit["note"].item()
 
 
 # ---- calibration -------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 
 import pandas as pd
 from report_html import findings_text as _findings
@@ -36,12 +37,14 @@ def test_report_is_self_contained(grid_report):
             assert not a.get(key, "").startswith(("http:", "https:", "file:", "//"))
 
 
-def test_report_leads_with_the_verdicts_and_ends_with_provenance(grid_report):
+def test_report_leads_with_the_verdict_matrix_and_ends_with_provenance(grid_report):
     html = grid_report.path.read_text()
+    matrix = html.index('alt="The answer: each claim per cell')
     order = [
         html.index(f"<h2>{h}</h2>")
         for h in (
             "Findings",
+            "Claims per cell",
             "Timing verdicts",
             "Time to emergence (Kaplan–Meier)",
             "Calibration",
@@ -50,8 +53,33 @@ def test_report_leads_with_the_verdicts_and_ends_with_provenance(grid_report):
             "Provenance",
         )
     ]
-    assert order == sorted(order)
+    assert matrix < order[0] and order == sorted(order)
+    # every section after the answer is collapsible (closed until clicked), one per heading
+    assert html.count('<details class="section"') == html.count("<summary><h2>") >= 10
+    assert '<details class="section" id="claims_per_cell">' in html
     assert "Not measured in this study: q_struct_delta_z, nmi_func, nmi_struct." in html
+
+
+def test_report_findings_block_is_short_and_lists_no_trials(grid_report):
+    lines = grid_report.findings.lines
+    assert 5 <= len(lines) <= 15
+    assert not any("trial_0" in line for line in lines)
+    html_lines = _findings(grid_report.path.read_text()).splitlines()
+    assert html_lines == lines
+
+
+def test_report_html_tables_are_rounded_and_readable(grid_report):
+    html = grid_report.path.read_text()
+    cells = re.findall(r"<td>(.*?)</td>", html)
+    assert cells
+    decimals = re.compile(r"\d\.(\d+)")
+    for c in cells:
+        m = decimals.search(c)
+        assert m is None or len(m.group(1)) <= 4, c
+        assert c not in ("nan", "NaN", "-1", "inf"), c
+    heads = set(re.findall(r"<th>(.*?)</th>", html))
+    assert {"λ", "K", "verdict", "p (BH)"} <= heads
+    assert not {"n_in_direction", "mi.weight", "p_bh"} & heads
 
 
 def test_report_provenance_names_commit_versions_failures_and_dropped_runs(
@@ -75,15 +103,24 @@ def test_report_writes_csv_tables_beside_it(grid_report, fixture_study):
     assert len(seeds) == 21
     by_lam = pd.read_csv(out / "pooled_by_mi_weight.csv").set_index("mi.weight")
     assert by_lam.loc[0.1, "median_lag"] == fixture_study.known_median_lag
-    assert "verdict" not in by_lam.columns  # pooled over K: descriptive, never a verdict
-    cells = pd.read_csv(out / "verdicts_by_cell.csv")
-    assert len(cells) == 5 and cells["n_seeds"].sum() == 18  # the diverged cell is excluded
+    # pooled over K: descriptive counts, never a verdict or a p-value
+    assert "verdict" not in by_lam.columns and not [c for c in by_lam if c.startswith("p_")]
+    cells = pd.read_csv(out / "timing_verdicts.csv").set_index(["mi.weight", "partition.groups"])
+    assert len(cells) == 6 and cells["n"].sum() == 14
+    # λ = 0.3: K = 2 failed the task (accuracy 0.80), K = 3 diverged: no seed to time
+    assert cells.loc[(0.3, 2), "verdict"] == cells.loc[(0.3, 3), "verdict"] == "no seeds to time"
+    assert cells.loc[(0.3, 2), "why"] == "left out: 4 failed the task"
     excluded = pd.read_csv(out / "timing_excluded.csv")
-    assert len(excluded) == 3 and set(excluded["reason"]) == {"trial diverged"}
+    assert excluded["reason"].value_counts().to_dict() == {
+        "failed the task": 4,
+        "trial diverged": 3,
+    }
     km = pd.read_csv(out / "kaplan_meier_medians.csv")
     assert set(km["metric"]) == {"func", "struct"}
     phase = pd.read_csv(out / "phase_mi_weight__partition_groups.csv")
     assert len(phase) == 6 and phase["n_seeds"].sum() == 21
+    reg = pd.read_csv(out / "timing_regression.csv")
+    assert "p_value" not in reg and "converged" in reg
     assert {p.name for p in grid_report.files} == {p.name for p in out.iterdir()} - {"report.html"}
 
 
@@ -121,4 +158,5 @@ def test_report_on_empty_study_has_nothing_to_show(fixture_study, tmp_path, capl
     html = rep.path.read_text()
     assert html.count("Nothing to show") >= 3 and "nothing to show" in caplog.text
     assert "no finished seeds yet" in _findings(html)
+    assert 'id="answer"' in html  # no matrix to draw, the findings still lead
     assert not [t for t, _ in _tags(html) if t == "img"]

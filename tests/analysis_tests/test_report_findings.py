@@ -16,8 +16,8 @@ def test_report_findings_give_a_verdict_per_cell_never_pooled(grid_report):
     # The fixture's λ > 0 seeds all have q_func_z rise 5-7 evaluations before q_struct_z.
     # A verdict is per cell of λ × K (the cells of a grid share seed values, so pooling K would
     # count a seed twice): λ = 0.1, K = 2: 4 decided seeds, exact sign test p = 2 / 2^4 = 0.125;
-    # K = 3: 3 seeds, p = 0.25; λ = 0.3, K = 2: p = 0.125 (its K = 3 trial diverged and is
-    # excluded). BH over the 3 treated cells: 0.1875, 0.25, 0.1875: every cell inconclusive,
+    # K = 3: 3 seeds, p = 0.25. λ = 0.3 has no seed to time: K = 2 failed the task (accuracy
+    # 0.80), K = 3 diverged. BH over the 2 timed treated cells: 0.25, 0.25: both inconclusive,
     # although every decided seed is function-first: 3-4 seeds cannot show an order.
     text = _findings(grid_report.path.read_text())
     v = grid_report.findings.verdicts.set_index(["mi.weight", "partition.groups"])
@@ -25,28 +25,28 @@ def test_report_findings_give_a_verdict_per_cell_never_pooled(grid_report):
         (0.1, 2), ["n_seeds", "n_func_first", "n_struct_first", "n_tie", "n_neither"]
     ].tolist() == [4, 4, 0, 0, 0]
     assert v.loc[(0.1, 2), "p_sign"] == pytest.approx(2 / 2**4)
-    assert v.loc[(0.1, 2), "p_sign_bh"] == pytest.approx(0.1875)
+    assert v.loc[(0.1, 2), "p_sign_bh"] == pytest.approx(0.25)
     assert v.loc[(0.1, 3), "p_sign_bh"] == pytest.approx(0.25)
-    assert set(v["verdict"]) == {"inconclusive"}
-    assert (0.3, 3) not in v.index
+    assert v.loc[(0.1, 2), "why"].endswith("sign test p (BH) = 0.25")
+    assert set(v.loc[0.1, "verdict"]) == {"inconclusive"}
+    assert set(v.loc[0.0, "verdict"]) == {"neither emerged"}  # the controls
+    assert set(v.loc[0.3, "verdict"]) == {"no seeds to time"}
     assert v.loc[(0.0, 2), "n_neither"] == 4 and v.loc[(0.0, 3), "n_neither"] == 3
-    assert "Verdicts are per cell of mi.weight × partition.groups" in text
-    assert "λ = 0.1, partition.groups = 2 (4 seeds: function first 4" in text
-    assert "inconclusive (sign test, BH-adjusted p = 0.19)" in text
-    assert "Overall the timing is inconclusive" in text
-    assert "False emergence at λ = 0: q_func_z 0 of 7 seeds" in text
-    assert "3 seed(s) of trials cut short (trial diverged) are excluded" in text
+    assert "Grid: 6 cells of mi.weight × partition.groups." in text
+    assert "Timing: inconclusive in 2 of 4 cells; no seeds to time in λ=0.3 · K=2 and " in text
+    assert "Timing at λ = 0 (controls: any order there is a false one): neither emerged" in text
+    assert "left out: 4 seeds that failed the task and 3 of trials cut short." in text
+    assert "Controls: onsets in 0/7 (function) and 0/7 (structure) λ = 0 seeds" in text
     assert "Wilcoxon" not in text and "median lag" not in text
     cal = grid_report.findings.calibration
     assert cal is not None and cal.false_function_first <= cal.alpha
 
 
-def test_report_findings_state_accuracy_drop_and_failures(grid_report):
+def test_report_findings_state_failures_and_counts(grid_report):
     text = _findings(grid_report.path.read_text())
     assert grid_report.findings.accuracy_drop_at == 0.3
-    assert "starts to drop at λ = 0.3" in text
     assert "1 trial(s) failed and 1 diverged" in text
-    assert "7 trials (5 finished, 1 diverged, 1 failed) and 21 analysed seeds" in text
+    assert "7 trials (5 finished, 1 diverged, 1 failed), 21 analysed seeds" in text
 
 
 def test_report_tests_the_claims_per_cell_against_the_cells_controls(grid_report):
@@ -56,8 +56,13 @@ def test_report_tests_the_claims_per_cell_against_the_cells_controls(grid_report
     assert "partition.groups" in claims  # per cell of K, never pooled over it
     assert (claims["n"] <= 4).all()  # at most the seeds of one trial are paired
     assert (grid_report.out_dir / "claims_by_cell.csv").exists()
+    acc = claims[claims["claim"] == "accuracy"].set_index(["mi.weight", "partition.groups"])
+    # λ = 0.3, K = 2: accuracy 0.80 against 0.95, no treated seed succeeds
+    assert acc.loc[(0.3, 2), "verdict"] == "breaks" and acc.loc[(0.3, 2), "n_success"] == 0
+    assert acc.loc[(0.3, 2), "worst_change"] < -0.1
     text = _findings(grid_report.path.read_text())
-    assert "Claims, each (cell, λ) against the same cell" in text
+    assert "Claims: each cell against its own λ = 0 seeds, paired by seed" in text
+    assert "Accuracy kept: " in text and "breaks in λ=0.3 · K=2" in text
     cal = grid_report.findings.claims_calibration
     assert cal is not None and (cal["rejected"] <= 0.07).all()
 
@@ -143,18 +148,19 @@ def test_findings_say_inconclusive_when_the_data_are():
     assert len(v) == 2  # one row per λ: controls never pooled with treated seeds
     assert v.loc[0.1, ["n_func_first", "n_struct_first"]].tolist() == [3, 3]
     assert v.loc[0.1, "verdict"] == "inconclusive"
-    assert "Overall the timing is inconclusive" in f.text
+    assert v.loc[0.0, "verdict"] == "neither emerged"
+    assert "Timing: inconclusive in 1 of 1 cell." in f.lines
     assert f.calibration is not None and f.calibration.n_seeds == 6
 
 
 def test_findings_state_a_clear_order_and_not_inconclusive():
     f = findings(_synthetic_study(["function"] * 6), rng=np.random.default_rng(0))
     assert f.verdicts.set_index("mi.weight").loc[0.1, "verdict"] == "function first"
-    assert "inconclusive" not in f.text.split("λ = 0.1")[1].split(".")[0]
-    assert "Overall the timing is inconclusive" not in f.text
+    assert "Timing: function first in 1 of 1 cell." in f.lines
+    assert not [line for line in f.lines if line.startswith("Timing: inconclusive")]
 
 
 def test_findings_without_z_scores_say_not_measured():
     f = findings(_synthetic_study(["function"] * 6, with_z=False), rng=np.random.default_rng(0))
-    assert not f.measured and "not measured in this study" in f.text
+    assert not f.measured and f.lines[-1].startswith("Timing: not measured")
     assert "function first" not in f.text

@@ -68,7 +68,7 @@ def test_p_columns_are_recognised_by_name():
 
 
 def test_display_table_on_a_real_claims_table():
-    # the claims table of a two-cell study: n_success = -1 on every non-accuracy row
+    # the claims table of a two-cell study: n_success is missing on every non-accuracy row
     rng = np.random.default_rng(0)
     rows = []
     for k in (2, 3):
@@ -88,7 +88,7 @@ def test_display_table_on_a_real_claims_table():
                 )
     table = claims_table(pd.DataFrame(rows), ["mi.weight", "partition.groups"])
     shown = display_table(table)
-    assert list(shown.columns[:4]) == ["K", "λ", "claim", "pairs"]
+    assert list(shown.columns[:5]) == ["K", "λ", "claim", "test", "pairs"]
     assert "seeds in expected direction" in shown.columns and "p (BH)" in shown.columns
     succ = shown["treated seeds succeeding"]
     assert (succ[table["claim"] != "accuracy"] == EMPTY).all()
@@ -99,7 +99,17 @@ def test_display_table_on_a_real_claims_table():
         m = decimals.search(cell)
         assert m is None or len(m.group(1)) <= MAX_DECIMALS, cell
     # the machine table is untouched
-    assert (table.loc[table["claim"] != "accuracy", "n_success"] == -1).all()
+    assert table.loc[table["claim"] != "accuracy", "n_success"].isna().all()
+
+
+def test_display_table_shows_left_censored_onsets_as_bounds():
+    df = pd.DataFrame({"t_func": [25.0, 50.0, np.nan, 1.0], "lag": [25.0, 25.0, 0.0, 1.0]})
+    shown = display_table(df, left_censored={"t_func": 25.0})
+    assert shown["functional onset (epoch)"].tolist() == ["≤ 25", "50", EMPTY, "≤ 1"]
+    assert shown["lag (epochs)"].tolist() == ["25", "25", "0", "1"]  # not an onset column
+    # per-row first evaluations (irregular schedules): 1 is the first of the last row only
+    per_row = display_table(df, left_censored={"t_func": [0.0, 0.0, 0.0, 1.0]})
+    assert per_row["functional onset (epoch)"].tolist() == ["25", "50", EMPTY, "≤ 1"]
 
 
 def test_display_table_names_fallback_and_collisions():

@@ -149,7 +149,7 @@ def test_too_few_null_partitions_is_a_config_error():
 
 
 def test_fixed_evaluation_batch_repeats_exactly_and_leaves_training_alone():
-    fixed, fresh = tiny(**{"train.eval_fixed": True}), tiny()
+    fixed, fresh = tiny(), tiny(**{"train.eval_fixed": False})  # fixed is the default
     a, b = fixed.evaluate(), fixed.evaluate()
     for name in ("q_func", "q_func_z", "accuracy", "task_loss"):
         np.testing.assert_array_equal(a[name], b[name])
