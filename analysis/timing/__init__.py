@@ -57,6 +57,7 @@ from .study_verdicts import (
     ordering_label,
     study_calibration,
     study_verdicts,
+    study_verdicts_wide,
     with_onsets,
 )
 from .verdicts import ALPHA, MARGIN_EVALS, VERDICTS, cell_statistics, label_cells
@@ -68,6 +69,7 @@ __all__ = [
     "ordering_label",
     "study_calibration",
     "study_verdicts",
+    "study_verdicts_wide",
     "with_onsets",
     "ALPHA",
     "DEFAULT_FUNC",

@@ -58,6 +58,7 @@ __all__ = [
     "ordering_label",
     "study_calibration",
     "study_verdicts",
+    "study_verdicts_wide",
     "with_onsets",
 ]
 
@@ -417,6 +418,58 @@ def study_verdicts(
     return out.drop(columns="_o").reset_index(drop=True)[columns]
 
 
+METHOD = (
+    "half-rise onsets of each curve's own fitted rise (amplitude-invariant, decided online), "
+    "censoring-aware signed-rank lag test and TOST per cell and ordering, BH within the "
+    "treated cells; docs/timing.md"
+)
+# the per-ordering columns study_verdicts_wide repeats with a ".<struct>" suffix
+WIDE_COLUMNS = (
+    "verdict",
+    "n",
+    "why",
+    "p_order_bh",
+    "p_tost_bh",
+    "median_lag_evals",
+    "detectable_lead_evals",
+    "power",
+)
+
+
+def study_verdicts_wide(seeds: pd.DataFrame, by: Sequence[str], **kwargs: Any) -> pd.DataFrame:
+    """:func:`study_verdicts` with one row per cell, for a consumer that takes one timing
+    verdict per cell (a verdict matrix, ``analysis.verdicts.timing_verdicts``).
+
+    The first ordering the study measured (function vs Q(|W|) by default) gives the row's
+    ``ordering``, ``verdict``, ``n``, ``why`` and all of :data:`VERDICT_COLUMNS`; every ordering
+    (that one included) also gives ``<column>.<struct>`` for the columns of
+    :data:`WIDE_COLUMNS` (e.g. ``verdict.dw_block_z``, ``why.dw_block_z``). ``attrs["method"]``
+    names the pipeline in words. Arguments as :func:`study_verdicts`.
+    """
+    import pandas as pd
+
+    by = list(by)
+    long = study_verdicts(seeds, by, **kwargs)
+    if not len(long):
+        out = long.drop(columns=["struct"])
+        out.attrs["method"] = METHOD
+        return out
+    order = list(dict.fromkeys(long["struct"]))
+    first = long[long["struct"] == order[0]].drop(columns=["struct"]).reset_index(drop=True)
+    for struct in order:
+        part = long[long["struct"] == struct]
+        extra = part[[*by, *WIDE_COLUMNS]].rename(
+            columns={c: f"{c}.{struct}" for c in WIDE_COLUMNS}
+        )
+        first = (
+            first.merge(extra, on=by, how="left")
+            if by
+            else pd.concat([first, extra.reset_index(drop=True)], axis=1)
+        )
+    first.attrs["method"] = METHOD
+    return first
+
+
 def _treated_curves(
     curves: pd.DataFrame, seeds: pd.DataFrame, by: list[str], control_key: str | None
 ) -> pd.DataFrame:
@@ -490,7 +543,8 @@ def study_calibration(
     Args:
         curves: the study's curves (``trial_id``, ``seed``, ``epoch``, the curve columns).
         seeds, by: as for :func:`study_verdicts` (which gives the cell sizes and family).
-        verdicts: :func:`study_verdicts` of the same seeds, if already computed.
+        verdicts: :func:`study_verdicts` of the same seeds, if already computed (the wide form
+            of :func:`study_verdicts_wide` is recomputed in the long one).
         n_sim: simulated cells per scenario (rounded up to whole families; Monte-Carlo SE of a
             5 % rate at 100 cells: 2.2 %).
         suite: also run the shipped scenario suite around the measured models.
@@ -510,7 +564,7 @@ def study_calibration(
     import pandas as pd
 
     by = list(by)
-    if verdicts is None:
+    if verdicts is None or "struct" not in verdicts:  # none, or the one-row-per-cell form
         verdicts = study_verdicts(
             seeds, by, curves=curves, func=func, structures=structures, control_key=control_key
         )

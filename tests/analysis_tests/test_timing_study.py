@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.timing import NO_SEEDS, VERDICT_COLUMNS, bh_adjust, study_calibration, study_verdicts
+from analysis.timing import (
+    NO_SEEDS,
+    VERDICT_COLUMNS,
+    bh_adjust,
+    study_calibration,
+    study_verdicts,
+    study_verdicts_wide,
+)
 from study.contract.outcomes import seed_table
 from study.contract.rise import seed_onset_columns
 
@@ -203,3 +210,27 @@ def test_calibration_runs_the_shipped_suite_around_the_measured_models(study):
     ]
     assert {"amplitude 1:4", "amplitude 4:1", "noise white:AR", "width 2:8"} <= set(names)
     assert len(names) == 7 + 15
+
+
+def test_the_wide_table_gives_one_verdict_per_cell_for_the_matrix(study):
+    from analysis.matrix import matrix_info
+
+    _, seeds = study
+    long = study_verdicts(seeds, BY)
+    wide = study_verdicts_wide(seeds, BY)
+    assert len(wide) == 6 and not wide.duplicated(BY).any()
+    assert list(wide.columns[:6]) == [*BY, "ordering", "verdict", "n", "why"]
+    assert set(wide["ordering"]) == {"function vs Q(|W|)"}
+    assert "half-rise onsets" in wide.attrs["method"]
+    for r in wide.to_dict("records"):
+        cell = long[
+            (long["mi.weight"] == r["mi.weight"])
+            & (long["partition.groups"] == r["partition.groups"])
+        ]
+        by_struct = cell.set_index("struct")
+        assert r["verdict"] == by_struct.loc["q_struct_z", "verdict"]
+        assert r["verdict.q_struct_z"] == r["verdict"]
+        assert r["verdict.dw_block_z"] == by_struct.loc["dw_block_z", "verdict"]
+        assert r["why.dw_block_z"] == by_struct.loc["dw_block_z", "why"]
+    info = matrix_info(pd.DataFrame(), wide, keys=BY)
+    assert len(info.cells) == 6 and "function first" in info.timing
