@@ -129,7 +129,7 @@ def _timing_study(args: argparse.Namespace) -> int:
 
     data = load_study(_study_name(args.study), args.tracking_uri)
     seeds = analysed_seeds(data)
-    timing, excluded = timing_seeds(seeds)
+    timing, excluded = timing_seeds(seeds, require_success=False)  # counted per cell
     by = [PARAM_MI_WEIGHT] if PARAM_MI_WEIGHT in timing else []
     by += [k for k in data.swept if k in timing and k not in by]
     verdicts = study_verdicts(timing, by, curves=data.curves)

@@ -4,8 +4,10 @@
 get timing verdicts from. It returns one row per cell: the cell keys as columns, then
 ``verdict``, ``n`` (seeds judged), ``why`` (one line of free text: the counts and the test
 behind the verdict), and whatever further columns the pipeline gives. Today the pipeline is the
-threshold onsets of :mod:`analysis.emergence` (:func:`_threshold_verdicts`); a pipeline that
-gives the same three columns replaces it in the one line marked below.
+half-rise onsets and censoring-aware lag tests of :mod:`analysis.timing`
+(:func:`_study_verdicts`, docs/timing.md); the old fixed-z threshold pipeline
+(:func:`_threshold_verdicts`) is kept for comparison only. A pipeline that gives the same three
+columns replaces it in the one line marked below.
 
 Also here: which seeds a verdict may use and which it leaves out, with the reason
 (:func:`timing_excluded`: trials cut short, networks that failed the task), the cell keys of a
@@ -70,8 +72,8 @@ def timing_verdicts(
     table = pd.DataFrame(columns=[*by, *TIMING_COLUMNS])
     if len(timing):
         # ---- the pipeline: replace this one line to swap it (same arguments, same columns);
-        # _half_rise_verdicts is analysis.timing's, ready
-        table = _threshold_verdicts(data, timing, by)
+        # _threshold_verdicts is the old fixed-z pipeline, kept for comparison only
+        table = _study_verdicts(data, timing, by)
     method = table.attrs.get("method", "")
     table = _with_untimed(table, excluded, by)
     out = table[[*by, *TIMING_COLUMNS, *(c for c in table if c not in (*by, *TIMING_COLUMNS))]]
@@ -105,6 +107,18 @@ def _with_untimed(table: pd.DataFrame, excluded: pd.DataFrame, by: list[str]) ->
         return out.sort_values(by, kind="stable").reset_index(drop=True) if by else out
     except TypeError:  # a key mixing numbers and labels keeps its order
         return out
+
+
+def _study_verdicts(data: StudyData, timing: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """:func:`analysis.timing.study_verdicts_wide`: each seed's half-rise onsets (from its
+    seeds-table columns, else its curves), the censoring-aware lag test and TOST per cell and
+    ordering, BH within the treated cells, λ = 0 controls alone; one row per cell, the first
+    ordering (function vs Q(|W|)) in ``verdict``/``n``/``why``, every ordering in
+    ``verdict.<struct>`` etc."""
+    from analysis.timing import study_verdicts_wide
+
+    curves = data.curves if data.curves is not None and len(data.curves) else None
+    return study_verdicts_wide(timing, by, curves=curves)
 
 
 def _threshold_verdicts(data: StudyData, timing: pd.DataFrame, by: list[str]) -> pd.DataFrame:
