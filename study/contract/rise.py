@@ -209,7 +209,9 @@ def _confirmations(
     S, T = x.shape
     conf = np.full(S, -1)
     w_conf = np.full(S, np.nan)
-    for k in range(int(ready[ready >= 0].min(initial=T)), T):
+    # a fit needs 5 finite evaluations (n >= 5 below): nothing is confirmed before k = 4, and
+    # the grid of fewer than 2 epochs does not exist (detection complete at k = 0, run = 1)
+    for k in range(max(int(ready[ready >= 0].min(initial=T)), 4), T):
         act = np.flatnonzero((ready >= 0) & (ready <= k) & (conf < 0) & ok[:, k])
         if not act.size:
             continue

@@ -149,6 +149,15 @@ def test_rise_under_way_at_the_first_evaluation_is_left_censored():
     assert o.status == "left-censored" and o.lo == 0.0 and 4.0 <= o.hi <= 8.0
 
 
+def test_a_curve_detectable_at_its_first_evaluation_with_run_one():
+    # detection complete at evaluation 0 (run = 1): the fit still waits for 5 evaluations
+    x = _logistic(REGULAR, -10.0, 30.0)  # already above the threshold at epoch 0
+    for k in (3, 4):
+        assert not confirm_online(REGULAR[:k], x[None, :k], run=1).any()
+    o = timing_onset(REGULAR, x, run=1)
+    assert o.status == "left-censored" and o.detectable_from == 0.0
+
+
 def test_flat_curve_is_not_detected_and_right_censored():
     rng = np.random.default_rng(2)
     o = timing_onset(REGULAR, rng.normal(0.0, 1.0, REGULAR.size))
