@@ -138,7 +138,8 @@ SWAP_TRACKED = (
 ORIG_SUFFIX = "_orig"
 # the parameter roles `intervention.freeze` may name (study.training.interventions)
 FREEZE_ROLES = ("w_rec", "w_in", "w_out", "w_rec_between", "w_rec_within")
-# `intervention.at: func_onset`: per seed, from the evaluation that confirms its functional onset
+# `intervention.at: func_onset`: per seed, from the evaluation that decides its functional timing
+# onset (study.contract.rise.confirm_online)
 FUNC_ONSET = "func_onset"
 
 
