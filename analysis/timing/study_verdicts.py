@@ -428,6 +428,9 @@ WIDE_COLUMNS = (
     "verdict",
     "n",
     "why",
+    "n_func_first",
+    "n_struct_first",
+    "n_undecided",
     "p_order_bh",
     "p_tost_bh",
     "median_lag_evals",
@@ -536,6 +539,7 @@ def study_calibration(
     margin_evals: float = MARGIN_EVALS,
     func_model: CurveParams | None = None,
     struct_models: dict[str, CurveParams] | None = None,
+    n_seeds: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """The calibration table of the study's timing verdicts, at its own design (module
     docstring): one row per (ordering, cell size n, scenario).
@@ -551,6 +555,7 @@ def study_calibration(
         seed: seed of the random numbers (each row reproducible).
         func_model, struct_models: curve models instead of the measured ones (a per-seed fit
             under-measures smooth noise, docs/timing.md), the latter per structure column.
+        n_seeds: the cell sizes to calibrate at; default every size of a treated cell.
 
     Returns:
         :data:`CALIBRATION_COLUMNS`: ``ordering``, ``struct``, ``n_seeds``, ``family``,
@@ -598,7 +603,8 @@ def study_calibration(
         label = ordering_label(struct, structures)
         sd = pd.to_numeric(treated["lag_sd_evals"], errors="coerce").to_numpy(float)
         study_sd = float(np.median(sd[np.isfinite(sd)])) if np.isfinite(sd).any() else math.nan
-        for n in sorted({int(v) for v in treated["n"]}):
+        sizes = {int(v) for v in treated["n"]} if n_seeds is None else set(map(int, n_seeds))
+        for n in sorted(k for k in sizes if k > 0):
             common = {
                 "epochs": epochs,
                 "n_seeds": n,
