@@ -95,8 +95,9 @@ def test_findings_are_reproducible_with_same_generator(fixture_study, grid_repor
     assert again.text == grid_report.findings.text
 
 
-def _synthetic_study(firsts_treated: list[str], with_z: bool = True):
-    """A StudyData of λ = 0 controls (pure-noise z) and λ = 0.1 seeds with the given outcomes."""
+def _synthetic_study(firsts_treated: list[str], with_z: bool = True, with_dw: bool = False):
+    """A StudyData of λ = 0 controls (pure-noise z) and λ = 0.1 seeds with the given outcomes
+    (`with_dw`: a ΔW z-score, dw_block_z, that steps up with q_func_z)."""
     from analysis.runs import StudyData
 
     epochs = np.arange(0, 501, 25, dtype=float)
@@ -122,6 +123,10 @@ def _synthetic_study(firsts_treated: list[str], with_z: bool = True):
             }
             if with_z:
                 row |= {"q_func_z": zf, "q_struct_z": zs}
+            if with_dw:
+                row["dw_block_z"] = rng.normal(0, 0.3, epochs.size) + (
+                    10.0 * (epochs >= t_f) if np.isfinite(t_f) else 0.0
+                )
             curves.append(pd.DataFrame(row))
     curves = pd.concat(curves, ignore_index=True)
     from study.contract.outcomes import seed_table
@@ -192,6 +197,32 @@ def test_findings_state_a_clear_order_and_not_inconclusive():
     assert v.loc[0.1, "p_order_bh"] == pytest.approx(2 / 2**6)
     assert f"{TIMING}: function first in 1 of 1 cell." in f.lines
     assert not [line for line in f.lines if "inconclusive" in line]
+
+
+def test_findings_give_both_orderings_where_delta_w_is_measured():
+    # q_struct_z steps up 8 evaluations after q_func_z, dw_block_z with it: function first
+    # against Q(|W|), co-emergent against ΔW (6 lags of 0 within ±2 evaluations: the exact
+    # TOST p of 6 seeds is 1/2^6 = 0.016)
+    f = findings(_synthetic_study(["function"] * 6, with_dw=True), rng=np.random.default_rng(0))
+    v = f.verdicts.set_index("mi.weight")
+    assert v.loc[0.1, "verdict.q_struct_z"] == "function first"
+    assert v.loc[0.1, "verdict.dw_block_z"] == "co-emergent"
+    assert v.loc[0.1, "median_lag_evals.dw_block_z"] == pytest.approx(0.0, abs=0.5)
+    assert f"{TIMING}: function first in 1 of 1 cell." in f.lines
+    assert "Timing, function vs ΔW: co-emergent in 1 of 1 cell." in f.lines
+    assert [t for t, _ in f.matrix.timing_rows] == [TIMING, "Timing, function vs ΔW"]
+    assert set(f.calibration["ordering"]) == {"function vs Q(|W|)", "function vs ΔW"}
+    # the report's timing table: one row per cell and ordering
+    from analysis.report.sections import timing_by_ordering
+
+    long = timing_by_ordering(f.verdicts, ["mi.weight"]).set_index(["mi.weight", "ordering"])
+    assert long.loc[(0.1, "function vs ΔW"), ["verdict", "n", "n_undecided"]].tolist() == [
+        "co-emergent",
+        6,
+        0,
+    ]
+    assert long.loc[(0.1, "function vs Q(|W|)"), "n_func_first"] == 6
+    assert long.loc[(0.0, "function vs ΔW"), "verdict"] == "neither emerged"
 
 
 def test_findings_without_z_scores_say_not_measured():
