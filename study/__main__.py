@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from study.contract import settings
+from study.contract.artifacts import CHECKPOINT_DIR, CHECKPOINT_FILE
 from study.contract.text import one_line, redact_url
 from study.core.tasks import task_metric
 from study.spec import (
@@ -31,6 +32,7 @@ from study.spec import (
     check_name,
     check_storage_url,
     deep_merge,
+    fork_checkpoint,
     load_study,
     load_trial_config,
     read_yaml,
@@ -59,23 +61,37 @@ def cmd_train(args: argparse.Namespace) -> int:
             key="--name (default: the config file's name)",
         )
     out = _out_dir(args.out, name)
+    ckpt = out / CHECKPOINT_DIR / CHECKPOINT_FILE
+    resume = ckpt if args.resume and ckpt.is_file() else None
+    parent = None if resume is not None else fork_checkpoint(cfg, source=args.config)
+    if parent is not None and out.resolve() in (parent.resolve(), *parent.resolve().parents):
+        raise ConfigError(
+            f"key 'train.init_from': {parent} lies in the output folder {out}; a fork writes "
+            f"into a folder of its own and never into the trial it forks from",
+            source=args.config,
+            key="train.init_from",
+        )
     # torch, pandas and mlflow: imported only once the input is known to be good
     from study.service.runner import train_command
-    from study.training import CHECKPOINT_FILE, check_resumable, read_checkpoint
+    from study.training import check_fork, check_resumable, read_checkpoint
 
-    ckpt = out / "checkpoint" / CHECKPOINT_FILE
-    resume = ckpt if args.resume and ckpt.is_file() else None
     state = None
     if resume is not None:  # a malformed or foreign checkpoint is refused before anything starts
         state = read_checkpoint(resume)
         check_resumable(state, cfg, source=str(resume))
+    elif parent is not None:  # so is one this config cannot fork from
+        state = read_checkpoint(parent)
+        check_fork(state, cfg, source=str(parent))
     print(
         f"training {name}: task={cfg.task.name} network={cfg.network.kind} "
         f"N={cfg.network.hidden} K={cfg.partition.groups} mi.weight={cfg.mi.weight} "
         f"seeds={cfg.seeds} epochs={cfg.train.epochs}",
         file=sys.stderr,
     )
-    print(f"outputs: {out}" + (f" (resuming from {resume})" if resume else ""), file=sys.stderr)
+    start = f" (resuming from {resume})" if resume else ""
+    if parent is not None:
+        start = f" (forking at epoch {state['epoch']} from {parent})"
+    print(f"outputs: {out}{start}", file=sys.stderr)
     result, summary = train_command(
         cfg,
         out,
@@ -86,6 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         resume_from=resume,
         resume_state=state,
+        inherited=parent is not None,
     )
     print(_train_summary(result, summary, out), file=sys.stderr)
     if result.status == "diverged":
@@ -146,7 +163,7 @@ def _smoke(study):
     """Shrink a study to seconds (Ray's --smoke-test convention): 2 trials, tiny budgets."""
     over = read_yaml(SMOKE_FILE) if SMOKE_FILE.is_file() else {}
     study.base = deep_merge(study.base, over)
-    trial_config_from_dict(study.base, source=str(SMOKE_FILE))
+    trial_config_from_dict(study.base, source=str(SMOKE_FILE), partial=True)
     spec = study.spec.model_copy(
         update={
             "name": study.spec.name + "-smoke",
@@ -168,6 +185,34 @@ def _check_environment(study) -> None:
     from study.service.driver import check_search  # mlflow and optuna: only once the spec parsed
 
     check_search(study)
+    _check_forks(study)
+
+
+def _check_forks(study) -> None:
+    """Every trial that forks (`train.init_from`) can fork from its checkpoint (the checkpoint
+    read, its config compared): refused up front, naming the key. torch only when one forks."""
+    forks = []
+    for point in study.points or [{}]:
+        cfg = study.trial_config(point)
+        parent = fork_checkpoint(cfg, source=str(study.path))
+        if parent is not None:
+            forks.append((point, cfg, parent))
+    if not forks:
+        return
+    from study.training import check_fork, read_checkpoint
+
+    states = {}
+    for point, cfg, parent in forks:
+        if parent not in states:
+            states[parent] = read_checkpoint(parent)
+        try:
+            check_fork(states[parent], cfg, source=str(parent))
+        except ConfigError as e:
+            raise ConfigError(
+                f"search point {point} cannot fork from {parent}: {e.detail}",
+                source=str(study.path),
+                key=e.key,
+            ) from None
 
 
 def _warn_timing_power(study) -> None:
@@ -183,14 +228,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
     study = _load(args)
     _check_environment(study)
     _warn_timing_power(study)
-    cfg = study.trial_config({})
+    cfg = study.base_config()
     s = study.spec
     print(
         f"{study.path}: ok — study '{s.name}', sampler {s.sampler.name}, "
         f"{s.n_trials()} trials × {cfg.seeds} seeds, task {cfg.task.name}, "
-        f"searching {', '.join(s.search) or 'nothing'}"
+        f"searching {', '.join(s.search) or 'nothing'}{_arms_line(s)}"
     )
     return 0
+
+
+def _arms_line(spec) -> str:
+    """', arms control (control), off_at_onset, ...' for a study with arms, else ''."""
+    if not spec.arms:
+        return ""
+    names = [f"{a} (control)" if a == spec.control_arm else a for a in spec.arms]
+    return f", arms {', '.join(names)}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -203,13 +256,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     s = study.spec
     home = study_home()
-    cfg = study.trial_config({})
+    cfg = study.base_config()
     search = json.dumps({k: v.model_dump(exclude_none=True) for k, v in s.search.items()})
     print(
         f"study '{s.name}' from {study.path}\n"
         f"  task {cfg.task.name}, network {cfg.network.kind} N={cfg.network.hidden}, "
         f"{cfg.seeds} seeds/trial, {cfg.train.epochs} epochs\n"
-        f"  search: {search}\n"
+        f"  search: {search}{_arms_line(s)}\n"
         f"  sampler {s.sampler.name} (seed {s.sampler.seed}), {s.n_trials()} trials, "
         f"{s.concurrency} at a time, {s.resources.cpu} CPU + {s.resources.gpu} GPU each\n"
         f"  objectives {[(o.metric, o.direction) for o in s.objectives]}"

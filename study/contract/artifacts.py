@@ -14,6 +14,9 @@ __all__ = [
     "ARTIFACT_REPORT",
     "REPORT_FILE",
     "ARTIFACTS",
+    "CHECKPOINT_FILE",
+    "CHECKPOINT_DIR",
+    "kept_checkpoint_file",
 ]
 
 ARTIFACT_CURVES = "curves.parquet"  # trial run: one row per (seed, evaluation epoch)
@@ -23,3 +26,14 @@ ARTIFACT_REPORT = "report"  # study run: the folder `python -m analysis report` 
 REPORT_FILE = "report.html"  # the report's page in that folder
 
 ARTIFACTS = (ARTIFACT_CURVES, ARTIFACT_SEEDS, ARTIFACT_SPEC, ARTIFACT_REPORT)
+
+# Files a trial writes beside its run (not MLflow artifacts): the rolling checkpoint a resume
+# reads, and the checkpoints `train.keep_checkpoints` keeps, which `train.init_from` forks from
+CHECKPOINT_FILE = "checkpoint.pt"  # overwritten at every checkpoint
+CHECKPOINT_DIR = "checkpoint"  # the folder of a trial's output folder that holds them
+
+
+def kept_checkpoint_file(epoch: int) -> str:
+    """The name of the checkpoint kept at `epoch` (`train.keep_checkpoints`): never replaced by
+    a later epoch's."""
+    return f"checkpoint_{int(epoch)}.pt"

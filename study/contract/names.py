@@ -21,6 +21,12 @@ __all__ = [
     "LESIONS",
     "lesion_metrics",
     "curve_metrics",
+    "INTERVENED",
+    "SWAP_TRACKED",
+    "ORIG_SUFFIX",
+    "intervention_metrics",
+    "FREEZE_ROLES",
+    "FUNC_ONSET",
     "SUMMARY_METRICS",
     "TIMING_FUNCTION",
     "TIMING_STRUCTURE",
@@ -107,6 +113,39 @@ def curve_metrics(task_score: str) -> tuple[str, ...]:
         *GRU_BLOCK_METRICS,
         *lesion_metrics(task_score),
     )
+
+
+# -- the curve metrics of a trial with an `intervention` section (study.training.interventions);
+# other trials do not have them
+# 1.0 where the intervention acts on the seed's network updates after this evaluation, else 0.0
+INTERVENED = "intervened"
+# the partition-dependent metrics that are measured on the designed partition too, as
+# `<name>_orig`, in a trial whose `intervention.swap_partition` moves the penalty (and the
+# unsuffixed metrics) to another partition; before the swap `<name>_orig` equals `<name>`
+SWAP_TRACKED = (
+    "mi_gauss",
+    "mi_gauss_null",
+    "q_func",
+    "q_struct",
+    "q_func_z",
+    "q_struct_z",
+    "q_struct_delta",
+    "q_struct_delta_z",
+    "d_in",
+    "d_out",
+    "d_corr",
+)
+ORIG_SUFFIX = "_orig"
+# the parameter roles `intervention.freeze` may name (study.training.interventions)
+FREEZE_ROLES = ("w_rec", "w_in", "w_out", "w_rec_between", "w_rec_within")
+# `intervention.at: func_onset`: per seed, from the evaluation that confirms its functional onset
+FUNC_ONSET = "func_onset"
+
+
+def intervention_metrics(swap: bool) -> tuple[str, ...]:
+    """The curve metrics an intervention adds after `curve_metrics`: `intervened`, and with
+    `swap` the designed partition's `<name>_orig` of every SWAP_TRACKED name."""
+    return (INTERVENED, *(f"{m}{ORIG_SUFFIX}" for m in SWAP_TRACKED if swap))
 
 
 # -- trial summary metrics (what a spec's objectives and constraints may name)

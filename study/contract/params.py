@@ -22,6 +22,7 @@ __all__ = [
     "PARAM_LR",
     "PARAM_REG_REC",
     "PARAMS",
+    "PARAM_ARM",
 ]
 
 PARAM_HIDDEN = "network.hidden"  # N, units of the network
@@ -53,3 +54,7 @@ PARAMS = (
     PARAM_LR,
     PARAM_REG_REC,
 )
+
+# not a trial config key: the arm of a trial in a study with `arms` (the Tune config key, the
+# param of its run, beside the tag study.arm); analysis pairs the arms of a cell by seed
+PARAM_ARM = "arm"

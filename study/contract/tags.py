@@ -18,6 +18,8 @@ __all__ = [
     "TAG_VERSIONS",
     "TAG_MESSAGE",
     "TAG_PARENT",
+    "TAG_ARM",
+    "TAG_ARMS",
     "TAGS",
     "ROLE_STUDY",
     "ROLE_TRIAL",
@@ -36,6 +38,9 @@ TAG_COMMIT = "study.git_commit"  # commit hash of the code, or "unknown", on the
 TAG_VERSIONS = "study.versions"  # JSON object of library versions, on the study run
 TAG_MESSAGE = "study.message"  # one line: why a trial diverged, failed or was stopped
 TAG_PARENT = "mlflow.parentRunId"  # MLflow's own link from a trial run to its study run
+TAG_ARM = "study.arm"  # the arm of a trial run, in a study with `arms` (also its param `arm`)
+# JSON {"control": name, "arms": {name: {dotted key: value}}}, on the study run of such a study
+TAG_ARMS = "study.arms"
 
 TAGS = (
     TAG_PARENT,
@@ -49,6 +54,8 @@ TAGS = (
     TAG_COMMIT,
     TAG_VERSIONS,
     TAG_MESSAGE,
+    TAG_ARM,
+    TAG_ARMS,
 )
 
 # the values of TAG_ROLE

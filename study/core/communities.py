@@ -13,15 +13,26 @@ non-negative, diagonal ignored; community detection itself runs per matrix on th
 
 from __future__ import annotations
 
+import importlib
 import random
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import igraph
 import numpy as np
 import torch
 
 from study.core._checks import Labels, _as_labels, _check_adjacency
 from study.core.modularity import _zero_diagonal
+
+if TYPE_CHECKING:
+    import igraph
+
+
+def _ig():
+    """igraph, imported on first use: a trial process that never looks for communities (or a
+    `study validate`) does not pay its ~2 s import."""
+    return importlib.import_module("igraph")
+
 
 __all__ = ["leiden", "found_modularity", "partition_nmi", "UNDEFINED"]
 
@@ -45,7 +56,7 @@ def _graph(mat: np.ndarray) -> igraph.Graph:
     rows, cols = np.triu_indices(n, 1)
     w = mat[rows, cols]
     keep = w > 0
-    return igraph.Graph(
+    return _ig().Graph(
         n=n,
         edges=np.column_stack([rows[keep], cols[keep]]).tolist(),
         edge_attrs={"weight": w[keep].tolist()},
@@ -85,13 +96,13 @@ def leiden(adjacency: torch.Tensor, seeds: int | Sequence[int]) -> np.ndarray:
     for i, (mat, seed) in enumerate(zip(flat, _seeds(seeds, flat.shape[0], "leiden()"))):
         if not np.isfinite(mat).all() or not (mat > 0).any():
             continue
-        igraph.set_random_number_generator(random.Random(seed))
+        _ig().set_random_number_generator(random.Random(seed))
         try:
             found = _graph(mat).community_leiden(
                 objective_function="modularity", weights="weight", n_iterations=-1
             )
         finally:
-            igraph.set_random_number_generator(random)
+            _ig().set_random_number_generator(random)
         member = np.asarray(found.membership, dtype=np.int64)
         # renumber 0..K'-1 in the order of each community's smallest unit
         _, first, inverse = np.unique(member, return_index=True, return_inverse=True)
@@ -166,5 +177,5 @@ def partition_nmi(found: np.ndarray, labels: Labels) -> torch.Tensor:
         design = lab.tolist()
         for i, row in enumerate(flat):
             if (row >= 0).all():
-                out[i] = igraph.compare_communities(design, row.tolist(), method="nmi")
+                out[i] = _ig().compare_communities(design, row.tolist(), method="nmi")
     return torch.as_tensor(out.reshape(f.shape[:-1]), dtype=torch.float64)

@@ -113,6 +113,26 @@ class ReplicaOptimizer:
                 lr_t = self.lr * (1.0 - self.beta2**t) ** 0.5 / (1.0 - self.beta1**t)
                 p.addcdiv_(m, v.sqrt().add_(self.eps), value=-lr_t)
 
+    @torch.no_grad()
+    def clear_state(self, param: Tensor, where: Tensor) -> None:
+        """Zero every state entry (RMSprop's v; Adam's m and v) of `param` where `where` (bool,
+        broadcastable to it) holds: an entry whose gradient stays 0 from then on is never moved
+        again (RMSprop's step is lr·0/√(v + ε) = 0 and Adam's lr·m̂/(√v̂ + ε) with m = 0).
+
+        Raises:
+            ValueError: `param` is not one of this optimiser's parameters.
+        """
+        self._follow()
+        for p, st in zip(self.params, self.state):
+            if p is param:
+                for v in st.values():
+                    v.masked_fill_(where.to(v.device).expand_as(v), 0.0)
+                return
+        raise ValueError(
+            f"clear_state(): the tensor of shape {tuple(param.shape)} is not a parameter of "
+            f"this optimiser"
+        )
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "step_count": self.step_count,

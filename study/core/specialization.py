@@ -8,7 +8,6 @@ import itertools
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from study.core._checks import Labels, _as_labels, _check_float, _one_hot
 
@@ -24,6 +23,8 @@ def _best_assignment(m: torch.Tensor) -> torch.Tensor:
         perms = torch.tensor(list(itertools.permutations(range(k))), device=m.device)  # (P, K)
         rows = torch.arange(k, device=m.device)
         return m[..., rows, perms].sum(-1).amax(-1)  # (..., P, K) -> (...)
+    from scipy.optimize import linear_sum_assignment  # only for K > 6 (a ~2 s import)
+
     flat = m.detach().cpu().numpy().reshape(-1, k, k)
     best = np.full(flat.shape[0], np.nan)
     for b, mat in enumerate(flat):

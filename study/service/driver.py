@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from study.contract import settings
+from study.contract.params import PARAM_ARM
+from study.contract.tags import TAG_ARMS
 from study.contract.text import redact_url
 from study.core.tasks import task_metric
 from study.service.tracking import (
@@ -91,6 +93,10 @@ def check_search(study: Study) -> tuple[dict[str, Any], Any]:
         ConfigError: naming the spec and the searched key Optuna rejected.
     """
     space = {}
+    if study.spec.arms:  # the arm is one more categorical dimension (a grid: validated)
+        import optuna
+
+        space[PARAM_ARM] = optuna.distributions.CategoricalDistribution(list(study.spec.arms))
     for key, p in study.spec.search.items():
         try:
             space[key] = _distribution(p)
@@ -126,9 +132,7 @@ def _sampler(study: Study):
 
     s = study.spec.sampler
     if s.name == "grid":
-        return optuna.samplers.GridSampler(
-            {k: p.grid() for k, p in study.spec.search.items()}, seed=s.seed
-        )
+        return optuna.samplers.GridSampler(study.spec.grid_values(), seed=s.seed)
     if s.name == "qmc":
         return optuna.samplers.QMCSampler(seed=s.seed, scramble=True)
     if s.name == "random":
@@ -179,7 +183,7 @@ def run_study(
     name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}" if fresh else spec.name
     home = study_home()
     paths = study_paths(name, home)
-    base_cfg = study.trial_config({})
+    base_cfg = study.base_config()
     storage_url = spec.storage or default_optuna_storage(home)
     # -- set-up: everything that can fail, before the MLflow study run exists -------------------
     space, sampler = check_search(study)
@@ -226,8 +230,13 @@ def run_study(
         resumed=resumed,
         experiment_id=tracker.experiment_id,
     )
-    outcome.best = best_trials(tracker, list(spec.search), ctx.objectives, spec.constraints)
+    outcome.best = best_trials(tracker, _swept(study), ctx.objectives, spec.constraints)
     return outcome
+
+
+def _swept(study: Study) -> list[str]:
+    """The dimensions of the search: the searched keys, and `arm` in a study with arms."""
+    return [*study.spec.search, *([PARAM_ARM] if study.spec.arms else [])]
 
 
 def _objectives(study: Study) -> tuple[tuple[str, str], ...]:
@@ -318,13 +327,15 @@ def _init_ray(
 def _start_study_run(tracker: StudyTracker, study: Study, name: str, base_cfg: TrialConfig) -> str:
     """Open (or, on resume, reopen) the study's parent run; returns its id."""
     spec = study.spec
+    arms = {TAG_ARMS: json.dumps({"control": spec.control_arm, "arms": spec.arms})}
     return tracker.start(
         tags={
-            TAG_SWEPT: json.dumps(list(spec.search)),
+            TAG_SWEPT: json.dumps(_swept(study)),
             TAG_TASK: base_cfg.task.name,
             TAG_OBJECTIVES: json.dumps([o.model_dump() for o in spec.objectives]),
             TAG_COMMIT: git_commit(),
             TAG_VERSIONS: json.dumps(versions()),
+            **(arms if spec.arms else {}),
         },
         params={
             "spec.name": name,
@@ -355,6 +366,7 @@ def _study_context(
         home=str(home),
         cpus_per_trial=spec.resources.cpu,
         task=base_cfg.task.name,
+        arms=json.loads(json.dumps(dict(spec.arms))),
     )
 
 
@@ -400,7 +412,7 @@ def _progress(study: Study, base_cfg: TrialConfig):
         shown.setdefault(metric, metric)
     return tune.CLIReporter(
         metric_columns=shown,
-        parameter_columns={k: k for k in study.spec.search},
+        parameter_columns={k: k for k in _swept(study)},
         max_report_frequency=15,
         sort_by_metric=False,
     )
@@ -421,7 +433,9 @@ def _run_config(study: Study, name: str, paths: dict[str, Path], progress, verbo
 
 
 def _tuner(study: Study, fn, search, scheduler, run_config):
-    """A new Tuner for the whole study."""
+    """A new Tuner for the whole study. Trial processes are reused (`reuse_actors`): a trial
+    that ends hands its process, with torch, MLflow and the training stack imported, to the
+    next one (docs/stack.md §2.5); a trial that errored takes its process with it."""
     from ray import tune
 
     spec = study.spec
@@ -433,6 +447,7 @@ def _tuner(study: Study, fn, search, scheduler, run_config):
             scheduler=scheduler,
             num_samples=spec.n_trials(),
             max_concurrent_trials=spec.concurrency,
+            reuse_actors=True,
         ),
     )
 

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import re
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from study.contract.artifacts import CHECKPOINT_DIR
 from study.contract.text import redact_url
 from study.core.tasks import task_metric
 from study.service.summary import Summary, summarize, write_outputs, write_snapshot
@@ -38,7 +40,14 @@ from study.service.tracking import (
     study_home,
 )
 from study.spec import TrialConfig
-from study.training import EvalRecord, NullReporter, TrainResult, records_from_state, train
+from study.training import (
+    EvalRecord,
+    NullReporter,
+    TrainResult,
+    inherited_records,
+    records_from_state,
+    train,
+)
 
 __all__ = [
     "TrialRun",
@@ -53,6 +62,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("study.service.runner")
+
+# a Tune trial's provisional outputs (at its checkpoints) redraw the figure at most this often;
+# the tables are rewritten at every checkpoint, and the final outputs always have the figure
+PROVISIONAL_FIGURE_S = 60.0
 
 
 def _stop_message(e: BaseException) -> str:
@@ -69,14 +82,17 @@ def means_of(record: EvalRecord) -> dict[str, float]:
 
 class TrialRun:
     """What the reporters of one trial share: its config, output folder, MLflow run (None when
-    untracked), the full evaluation history (including what a resumed checkpoint held) and the
-    snapshot files written so far.
+    untracked), the full evaluation history (including what a resumed checkpoint held), the
+    snapshot files written so far and which outputs are already on disk for that history.
 
     Args:
         cfg: the trial config.
         out_dir: where outputs and snapshots go (created if missing).
         tracker: the trial's MLflow run, or None (`study train --no-track`).
-        resume_state: the state dict of the checkpoint the trial resumes from, if any.
+        resume_state: the state dict of the checkpoint the trial resumes from, if any; or, with
+            `inherited`, of the checkpoint of another trial it forks from (`train.init_from`).
+        inherited: the history in `resume_state` is another trial's: a fork logs it into its
+            own fresh MLflow run before it trains on.
     """
 
     def __init__(
@@ -85,15 +101,22 @@ class TrialRun:
         out_dir: Path,
         tracker: TrialTracker | None = None,
         resume_state: Mapping[str, Any] | None = None,
+        inherited: bool = False,
     ):
         self.cfg, self.out_dir, self.tracker = cfg, Path(out_dir), tracker
+        self.inherited = inherited and resume_state is not None
         self.history: list[EvalRecord] = (
             records_from_state(resume_state) if resume_state is not None else []
         )
+        if self.inherited:  # the parent's evaluations, under this trial's metric names
+            self.history = inherited_records(self.history, cfg)
         self.start_epoch = int(resume_state["epoch"]) if resume_state is not None else 0
         self.seed_values = [cfg.seed + i for i in range(cfg.seeds)]
         self.snapshots: dict[int, Path] = {}
         self._summary: tuple[int, Summary | None] = (-1, None)
+        # the history length the tables / the figure were last written for; config.yaml once
+        self._tables_for, self._figure_for, self._config_written = -1, -1, False
+        self.figure_time = time.monotonic()  # when the figure was last drawn (or the run began)
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
     def summary(self) -> Summary:
@@ -104,6 +127,25 @@ class TrialRun:
             cached = summarize(self.cfg, self.history, self.seed_values)
             self._summary = (len(self.history), cached)
         return cached
+
+    def write_outputs(self, *, figure: bool) -> list[Path]:
+        """`summary.write_outputs` of the history so far, writing only what is not on disk for
+        it yet: the tables unless they were written at this evaluation, config.yaml the first
+        time, the figure when FIGURE and not yet drawn at this evaluation. Returns the files
+        written (the ones to log)."""
+        n = len(self.history)
+        paths = write_outputs(
+            self.out_dir,
+            self.cfg,
+            self.summary(),
+            tables=self._tables_for != n,
+            config=not self._config_written,
+            figure=figure and self._figure_for != n,
+        )
+        if figure and self._figure_for != n:
+            self._figure_for, self.figure_time = n, time.monotonic()
+        self._tables_for, self._config_written = n, True
+        return paths
 
 
 class StageReporter(NullReporter):
@@ -177,9 +219,11 @@ class MlflowReporter(StageReporter):
     def report(self, record: EvalRecord, checkpoint: Path | None) -> None:
         self.tracker.log_eval(record.epoch, means_of(record))
         if self.provisional and checkpoint is not None:
-            summary = self.run.summary()
-            outputs = write_outputs(self.run.out_dir, self.run.cfg, summary)
-            self.tracker.log_progress(record.epoch, summary.metrics, outputs, self.run.out_dir)
+            stale = time.monotonic() - self.run.figure_time >= PROVISIONAL_FIGURE_S
+            outputs = self.run.write_outputs(figure=stale)
+            self.tracker.log_progress(
+                record.epoch, self.run.summary().metrics, outputs, self.run.out_dir
+            )
 
     def snapshot(self, epoch: int, weights: Mapping[str, np.ndarray]) -> None:
         # logged at once (the file the recorder just wrote): survives a killed trial
@@ -235,6 +279,9 @@ def run_trial(
     is marked ERROR by Ray (and retried from its checkpoint), the CLI turns them into its exit
     status.
 
+    The outputs are written once per evaluation: the final ones reuse what a provisional
+    checkpoint wrote for the same history (then only the figure is added and logged).
+
     Returns:
         the TrainResult (status `finished` or `diverged`) and its summary.
     """
@@ -244,16 +291,22 @@ def run_trial(
     fan = FanOut(*stages, *reporters)
     status, message, closed = "failed", "", False
     try:
+        if run.inherited and run.tracker is not None:  # a fork's past, in its own run
+            for record in run.history:
+                run.tracker.log_eval(record.epoch, means_of(record))
         result = train(
             run.cfg,
             reporter=fan,
             checkpoint_dir=checkpoint_dir,
             resume_from=resume_from,
             device=device,
+            keep_dir=run.out_dir / CHECKPOINT_DIR,
         )
-        summary = summarize(run.cfg, result.history, result.seed_values)
+        if len(result.history) != len(run.history):  # the result's history is the truth
+            run.history = list(result.history)
+        summary = run.summary()
         fan.done(result, summary)
-        outputs = write_outputs(run.out_dir, run.cfg, summary)
+        outputs = run.write_outputs(figure=True)
         if run.tracker is not None:
             run.tracker.finish(
                 result.status,
@@ -283,7 +336,7 @@ def _close_unfinished(run: TrialRun, status: str, message: str) -> None:
     raised, so the trial's own exception is the one that propagates."""
     try:
         summary = run.summary() if run.history else None
-        outputs = write_outputs(run.out_dir, run.cfg, summary) if summary is not None else []
+        outputs = run.write_outputs(figure=True) if summary is not None else []
         if run.tracker is not None:
             run.tracker.finish(
                 status,
@@ -349,11 +402,13 @@ def train_command(
     device: str | None = None,
     resume_from: Path | None = None,
     resume_state: Mapping[str, Any] | None = None,
+    inherited: bool = False,
 ) -> tuple[TrainResult, Summary]:
     """Train one trial into OUT with a progress bar: OUT/checkpoint is (over)written, and unless
     `track` is false the trial is logged as a study of one trial (parent run + one child), whose
-    study run ends with the trial's status."""
-    run = TrialRun(cfg, out, resume_state=resume_state)
+    study run ends with the trial's status. `resume_state` with `inherited`: the checkpoint of
+    the trial this one forks from (`train.init_from`)."""
+    run = TrialRun(cfg, out, resume_state=resume_state, inherited=inherited)
     study = None
     if track:
         study, run.tracker = _open_train_tracking(cfg, name, out, spec_text)
@@ -362,7 +417,7 @@ def train_command(
         result, summary = run_trial(
             run,
             [ProgressBar(cfg, quiet=quiet, start=run.start_epoch)],
-            checkpoint_dir=out / "checkpoint",
+            checkpoint_dir=out / CHECKPOINT_DIR,
             resume_from=resume_from,
             device=device,
         )

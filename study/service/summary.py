@@ -74,15 +74,29 @@ def write_snapshot(directory: Path, epoch: int, weights: Mapping[str, np.ndarray
     return path
 
 
-def write_outputs(directory: Path, cfg: TrialConfig, summary: Summary) -> list[Path]:
-    """curves.parquet, seeds.parquet, config.yaml and figures/q_curves.png into `directory`."""
+def write_outputs(
+    directory: Path,
+    cfg: TrialConfig,
+    summary: Summary,
+    *,
+    tables: bool = True,
+    config: bool = True,
+    figure: bool = True,
+) -> list[Path]:
+    """curves.parquet, seeds.parquet, config.yaml and figures/q_curves.png into `directory`
+    (the figure only when there are curves); `tables`, `config`, `figure` false leave those
+    files as they are. Returns the files written."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    paths = [directory / ARTIFACT_CURVES, directory / ARTIFACT_SEEDS, directory / "config.yaml"]
-    summary.curves.to_parquet(paths[0], index=False)
-    summary.seeds.to_parquet(paths[1], index=False)
-    paths[2].write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    if len(summary.curves):
+    paths = []
+    if tables:
+        paths += [directory / ARTIFACT_CURVES, directory / ARTIFACT_SEEDS]
+        summary.curves.to_parquet(paths[-2], index=False)
+        summary.seeds.to_parquet(paths[-1], index=False)
+    if config:
+        paths.append(directory / "config.yaml")
+        paths[-1].write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    if figure and len(summary.curves):
         paths.append(_plot_q_curves(directory / "figures" / "q_curves.png", summary.curves, cfg))
     return paths
 

@@ -180,6 +180,18 @@ def secure_store(uri: str) -> None:
             pass  # not ours to change (a shared store set up by someone else)
 
 
+_CLIENTS: dict[str, MlflowClient] = {}
+
+
+def _client(uri: str) -> MlflowClient:
+    """One MlflowClient per tracking URI in a process: a trial process that runs trial after
+    trial (Tune's reused actors) checks the store's schema once, not once per trial."""
+    client = _CLIENTS.get(uri)
+    if client is None:
+        client = _CLIENTS[uri] = MlflowClient(uri)
+    return client
+
+
 def _finite_metrics(values: Mapping[str, float], step: int, ts: int) -> list[Metric]:
     return [
         Metric(k, float(v), ts, step)
@@ -461,8 +473,9 @@ class TrialTracker:
         task: str,
         params: Mapping[str, Any],
         run_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ):
-        self.client = MlflowClient(tracking_uri)
+        self.client = _client(tracking_uri)
         self.trial_id = trial_id
         existing = self.client.search_runs(
             [experiment_id],
@@ -480,16 +493,19 @@ class TrialTracker:
                     self.client.set_tag(dup.info.run_id, TAG_STATUS, "stopped")
                     self.client.set_terminated(dup.info.run_id, "KILLED")
         else:
-            tags = {
+            run_tags = {
                 TAG_ROLE: ROLE_TRIAL,
                 TAG_NAME: study_name,
                 TAG_TRIAL: trial_id,
                 TAG_STATUS: "running",
                 TAG_TASK: task,
+                **(tags or {}),
             }
             if parent_run_id:
-                tags[TAG_PARENT] = parent_run_id
-            run = self.client.create_run(experiment_id, run_name=run_name or trial_id, tags=tags)
+                run_tags[TAG_PARENT] = parent_run_id
+            run = self.client.create_run(
+                experiment_id, run_name=run_name or trial_id, tags=run_tags
+            )
             self.run_id = run.info.run_id
             plist = [
                 Param(k, json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v))
@@ -533,15 +549,21 @@ class TrialTracker:
             write_summary(Path(root), epoch, summary)
         self.log_outputs(outputs, root)
 
-    def log_summary(self, step: int, summary: Mapping[str, float]) -> int:
-        """Log the summary metrics at `step`, skipping every one the run already holds with the
-        same value (a resumed run that ends where it ended before logs nothing twice).
-        Returns how many were logged."""
-        have = self.client.get_run(self.run_id).data.metrics
+    def log_summary(
+        self, step: int, summary: Mapping[str, float], tags: Mapping[str, str] = {}
+    ) -> int:
+        """Log the summary metrics at `step` (and TAGS, in the same request), skipping every
+        metric the run already holds with the same value (a resumed run that ends where it ended
+        before logs nothing twice; a run this tracker created holds none, so it is not read).
+        Returns how many metrics were logged."""
+        have = self.client.get_run(self.run_id).data.metrics if self.resumed and summary else {}
         fresh = {k: v for k, v in summary.items() if k not in have or have[k] != float(v)}
         metrics = _finite_metrics(fresh, step, int(time.time() * 1000))
-        for chunk in _chunks(metrics, 1000):
-            self.client.log_batch(self.run_id, metrics=chunk)
+        batches = list(_chunks(metrics, 1000)) or [[]]
+        for i, chunk in enumerate(batches):
+            extra = [RunTag(k, v) for k, v in tags.items()] if i == len(batches) - 1 else []
+            if chunk or extra:
+                self.client.log_batch(self.run_id, metrics=chunk, tags=extra)
         return len(metrics)
 
     def finish(
@@ -555,10 +577,10 @@ class TrialTracker:
         message: str = "",
     ) -> None:
         """Summary metrics (once), artifacts, status tag and the run's end state. A `failed`
-        run keeps its summary in ROOT/summary.json only: a retry of the trial logs the real one."""
+        run keeps its summary in ROOT/summary.json only: a retry of the trial logs the real one.
+        The status and message tags go with the last batch of summary metrics, so a reader
+        never sees a final status without the summary."""
         self.log_progress(step, summary, outputs, root)
-        if status != "failed":
-            self.log_summary(step, summary)
-        self.client.set_tag(self.run_id, TAG_STATUS, status)
-        self.client.set_tag(self.run_id, TAG_MESSAGE, message[:5000])
+        tags = {TAG_STATUS: status, TAG_MESSAGE: message[:5000]}
+        self.log_summary(step, summary if status != "failed" else {}, tags)
         self.client.set_terminated(self.run_id, _RUN_STATUS.get(status, "FAILED"))

@@ -19,12 +19,14 @@ import re
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from study.contract.params import PARAM_ARM
+from study.contract.tags import TAG_ARM
 from study.service.tracking import TrialTracker, trial_run_name
-from study.spec import apply_overrides, parse_constraint, trial_config_from_dict
+from study.spec import checkpoint_file, parse_constraint, point_tree, trial_config_from_dict
 
 __all__ = [
     "StudyContext",
@@ -44,6 +46,10 @@ WORST = 1e6
 # constraint-violating trials rank below every feasible one: objective ∓ PENALTY·(1 + violation)
 PENALTY = 1e3
 
+# how long Tune's reuse of a trial process waits for the previous trial's thread (Ray's setting)
+REUSE_WAIT_ENV = "TUNE_FUNCTION_THREAD_TIMEOUT_S"
+REUSE_WAIT_S = 300
+
 
 @dataclass(frozen=True)
 class StudyContext:
@@ -60,6 +66,7 @@ class StudyContext:
     home: str
     cpus_per_trial: float
     task: str
+    arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> dotted overrides
 
 
 # ----------------------------------------------------------------------------------------------
@@ -124,9 +131,10 @@ def tune_result(
 
 
 def trial(config: dict[str, Any], ctx: StudyContext) -> None:
-    """One trial: the searched values (dotted keys) on top of the study's base config, run by
-    `study.service.runner.run_trial` with Tune's report added; its MLflow run is found again on
-    resume.
+    """One trial: its arm's overrides (in a study with arms) and the searched values (dotted
+    keys) on top of the study's base config, run by `study.service.runner.run_trial` with Tune's
+    report added; its MLflow run is found again on resume. A trial with `train.init_from` and
+    no checkpoint of its own forks from that one.
     Exceptions propagate, so Ray marks the trial ERROR and retries it from its checkpoint (up to
     `max_failures`)."""
     from ray import tune  # a trial process: Ray and the training stack are loaded here only
@@ -139,6 +147,12 @@ def trial(config: dict[str, Any], ctx: StudyContext) -> None:
     work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{trial_id}-{os.getpid()}-"))
     try:
         resume_from = _restored_checkpoint(tune.get_checkpoint(), work)
+        state = read_checkpoint(resume_from) if resume_from else None
+        parent = None
+        if state is None and cfg.train.init_from is not None:
+            parent = checkpoint_file(cfg.train.init_from)
+            state = read_checkpoint(parent) if parent is not None else None
+        arm = config.get(PARAM_ARM) if ctx.arms else None
         tracker = TrialTracker(
             ctx.tracking_uri,
             ctx.experiment_id,
@@ -146,14 +160,16 @@ def trial(config: dict[str, Any], ctx: StudyContext) -> None:
             trial_id,
             study_name=ctx.name,
             task=ctx.task,
-            params=cfg.flat(),
+            params={**cfg.flat(), **({PARAM_ARM: arm} if arm is not None else {})},
             run_name=trial_run_name(trial_id, config),
+            tags={TAG_ARM: arm} if arm is not None else None,
         )
         run = TrialRun(
             cfg,
             Path(ctx.home) / "trials" / ctx.name / trial_id,
             tracker,
-            resume_state=read_checkpoint(resume_from) if resume_from else None,
+            resume_state=state,
+            inherited=parent is not None,
         )
         run_trial(
             run,
@@ -164,6 +180,16 @@ def trial(config: dict[str, Any], ctx: StudyContext) -> None:
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        _release_device_memory()
+
+
+def _release_device_memory() -> None:
+    """Hand the CUDA memory this trial's tensors held back to the device: the process may run
+    the next trial (reused), and trials sharing a GPU must not wait on each other's caches."""
+    import torch
+
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def _trial_config(config: Mapping[str, Any], ctx: StudyContext):
@@ -173,10 +199,14 @@ def _trial_config(config: Mapping[str, Any], ctx: StudyContext):
 
     for noisy in ("ray.tune", "ray.train"):  # per-checkpoint INFO lines drown the live table
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # a reused trial process waits this long for the previous trial's thread to end (a trial
+    # the scheduler stopped closes its outputs and MLflow run first); Ray's default of 2 s
+    # would fail the next trial when closing takes longer (docs/stack.md §2.5)
+    os.environ.setdefault(REUSE_WAIT_ENV, str(REUSE_WAIT_S))
     os.umask(0o077)  # trial outputs and checkpoints: 0600 files, 0700 folders
     sweep_work_dirs()  # scratch folders of trials killed on this node (no `finally` ran)
     cfg = trial_config_from_dict(
-        apply_overrides(ctx.base, dict(config), source=ctx.spec_path), source=ctx.spec_path
+        point_tree(ctx.base, ctx.arms, config, source=ctx.spec_path), source=ctx.spec_path
     )
     if cfg.train.threads == 0:
         torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))  # the CPUs Ray gave this trial

@@ -32,11 +32,13 @@ from study.spec.sections import (
     CriticConfig,
     EmergenceConfig,
     HeldoutConfig,
+    InterventionConfig,
     MIConfig,
     NetOptimConfig,
     NetworkConfig,
     OptimizerConfig,
     PartitionConfig,
+    StructurePenaltyConfig,
     TrainConfig,
 )
 from study.spec.storage import check_storage_url
@@ -52,6 +54,7 @@ from study.spec.studyspec import (
     StudySpec,
     load_study,
     parse_constraint,
+    point_tree,
 )
 from study.spec.trial import (
     TASK_SECTIONS,
@@ -62,6 +65,8 @@ from study.spec.trial import (
     TrialConfig,
     WorkingMemoryConfig,
     apply_overrides,
+    checkpoint_file,
+    fork_checkpoint,
     format_validation_error,
     load_trial_config,
     trial_config_from_dict,
@@ -94,9 +99,13 @@ __all__ = [
     "NetOptimConfig",
     "TrainConfig",
     "EmergenceConfig",
+    "InterventionConfig",
+    "StructurePenaltyConfig",
     "VALID_KEYS",
     "load_trial_config",
     "trial_config_from_dict",
+    "checkpoint_file",
+    "fork_checkpoint",
     # the study spec
     "StudySpec",
     "ParamSpec",
@@ -107,6 +116,7 @@ __all__ = [
     "Study",
     "load_study",
     "parse_constraint",
+    "point_tree",
     "CleanPartnerWarning",
     "SUMMARY_METRICS",
     # limits, names, storage

@@ -1,6 +1,8 @@
 """The trial config sections beside the task: network, partition, MI penalty, critic, network
-optimiser, training loop and the onset rule (`network`, `partition`, `mi`, `critic`, `optim`,
-`train`, `emergence`). Defaults are the reference working-memory settings (docs/method.md §5.1).
+optimiser, training loop, the onset rule, the intervention and the structure-only penalty
+(`network`, `partition`, `mi`, `critic`, `optim`, `train`, `emergence`, `intervention`,
+`structure_penalty`). Defaults are the reference working-memory settings (docs/method.md §5.1);
+by default there is no intervention and no structure penalty.
 
 `study.spec.trial` assembles them, with the task sections, into TrialConfig; the cross-field
 checks live there.
@@ -8,9 +10,9 @@ checks live there.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from study.contract import names
 from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z
@@ -26,6 +28,8 @@ __all__ = [
     "NetOptimConfig",
     "TrainConfig",
     "EmergenceConfig",
+    "InterventionConfig",
+    "StructurePenaltyConfig",
 ]
 
 
@@ -136,6 +140,15 @@ class TrainConfig(Strict):
     # evaluations between lesion measurements (lesion_* metrics, counted over every evaluation,
     # dense ones included; also at the last); 0 = never
     lesion_every: int = Field(0, ge=0)
+    # evaluation epochs whose checkpoint is kept as checkpoint_<epoch>.pt beside checkpoint.pt,
+    # never replaced by a later epoch's: the states other trials fork from (`init_from`)
+    keep_checkpoints: tuple[Annotated[int, Field(ge=0)], ...] = ()
+    # start from another trial's checkpoint (a checkpoint file, or a folder holding
+    # checkpoint.pt or checkpoint/checkpoint.pt) instead of from scratch: a fork, which may
+    # differ from its parent only in `intervention`, `structure_penalty` and the budget
+    # (study.training.checkpoint.FORK_CHANGES); a relative path is relative to the current
+    # folder (`study train`) or to the spec file (a study)
+    init_from: str | None = Field(None, min_length=1, max_length=4096)
 
 
 class EmergenceConfig(Strict):
@@ -148,3 +161,39 @@ class EmergenceConfig(Strict):
 
     z: float = Field(DEFAULT_Z, gt=0)  # z-score an onset stretch must reach
     run: int = Field(DEFAULT_RUN, ge=1)  # consecutive evaluations that must reach it
+
+
+class InterventionConfig(Strict):
+    """A change of the training from epoch `at` on (study.training.interventions).
+
+    The intervention acts on every network update after the evaluation at epoch `at` (the
+    updates of epochs at + 1, at + 2, ...); until then the trial is the same network, bit for
+    bit, as the trial without it. With `at: func_onset` each seed switches on its own, at the
+    evaluation that confirms its functional onset (the onset rule of `emergence` on q_func_z,
+    decided from the evaluations so far), so λ and the frozen entries are per seed.
+    """
+
+    at: Annotated[int, Field(ge=0)] | Literal[names.FUNC_ONSET] | None = None  # type: ignore[valid-type]
+    mi_weight: float | None = Field(None, ge=0)  # λ from `at` on; 0 switches the penalty off
+    # parameter roles that stop training from `at` on (names.FREEZE_ROLES); one role or a list
+    freeze: tuple[Literal[names.FREEZE_ROLES], ...] = ()  # type: ignore[valid-type]
+    # from `at` on the penalty (critics, metrics) acts on another partition with the same sizes
+    swap_partition: bool = False
+
+    @field_validator("freeze", mode="before")
+    @classmethod
+    def _one_role(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @property
+    def active(self) -> bool:
+        """Whether the trial has an intervention (`at` is set)."""
+        return self.at is not None
+
+
+class StructurePenaltyConfig(Strict):
+    """The structure-only arm: c · Σ |W_rec[i, j]| over the between-group entries (labels of i
+    and j differ) of each seed's recurrent matrix, added to the network loss with no MI term
+    (for the GRU over the between-group entries of all three gate blocks of U)."""
+
+    weight: float = Field(0.0, ge=0)  # c; 0 = off

@@ -1,6 +1,11 @@
 """The study spec (search_spaces/*.yaml): what is searched, how it is sampled, the objectives,
-the budget; and `load_study`, which validates a spec and every point of its search space before
-anything starts.
+the budget, the arms; and `load_study`, which validates a spec and every point of its search
+space before anything starts.
+
+Arms: a study may declare named arms, each a set of dotted trial config overrides (e.g. an
+intervention), and the control arm the others are compared with. The arm is one more dimension
+of the grid (Tune config key, trial param and tag `arm`), so every cell of the other searched
+keys runs every arm with the same seeds, and analysis pairs the arms of a cell by seed.
 
 Every bad spec raises `ConfigError` naming the spec file and the key. Callers import from
 `study.spec`.
@@ -21,6 +26,7 @@ import pydantic
 from pydantic import Field, model_validator
 
 from study.contract import names
+from study.contract.params import PARAM_ARM
 from study.spec._errors import ConfigError, short_repr
 from study.spec._keys import (
     check_limits,
@@ -38,11 +44,14 @@ from study.spec.trial import (
     VALID_KEYS,
     TrialConfig,
     apply_overrides,
+    fork_checkpoint,
     format_validation_error,
     trial_config_from_dict,
 )
 
 __all__ = [
+    "ARM_PATTERN",
+    "point_tree",
     "ParamSpec",
     "SamplerSpec",
     "ObjectiveSpec",
@@ -161,6 +170,14 @@ SUMMARY_METRICS = names.SUMMARY_METRICS
 # trial config keys that are sections (`mi`, `task.wm`): a study searches leaves only
 _SECTIONS = tuple(k for k in VALID_KEYS if any(v.startswith(k + ".") for v in VALID_KEYS))
 
+# an arm's name: a short identifier (a param value, a tag value, a label in the report)
+ARM_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
+MAX_ARM_NAME = 40
+# what arms may not set: the seeds they are paired by
+_NOT_IN_ARMS = ("seed", "seeds")
+# a trial config key that holds a path, resolved against the spec file's folder
+_PATH_KEY = "train.init_from"
+
 
 class StudySpec(Strict):
     """A study: base trial config, searched hyperparameters, sampler, objective(s), budget."""
@@ -180,6 +197,9 @@ class StudySpec(Strict):
     seeds: int | None = Field(None, ge=1)  # seeds per trial (overrides trial.seeds)
     storage: str | None = None  # Optuna RDB URL; default sqlite under STUDY_HOME
     max_failures: int = Field(1, ge=0)  # retries of a crashed trial from its checkpoint
+    # named arms: dotted trial config overrides each; a grid dimension, paired by seed per cell
+    arms: dict[str, dict[str, Any]] = {}
+    control_arm: str | None = None  # the arm the others are compared with (with `arms`)
 
     @model_validator(mode="after")
     def _check(self) -> StudySpec:
@@ -233,14 +253,54 @@ class StudySpec(Strict):
                     f"({', '.join(allowed)}), which every trial reports at every "
                     f"evaluation, but got {self.scheduler.metric!r}"
                 )
+        self._check_arms()
         return self
 
+    def _check_arms(self) -> None:
+        """Arms come with a control arm among them, have short names and run on a grid."""
+        if not self.arms:
+            if self.control_arm is not None:
+                raise ValueError(
+                    f"control_arm names an arm, but the spec declares no arms (got "
+                    f"control_arm={self.control_arm!r}); declare them under 'arms'"
+                )
+            return
+        bad = [a for a in self.arms if not re.fullmatch(ARM_PATTERN, a) or len(a) > MAX_ARM_NAME]
+        if bad:
+            raise ValueError(
+                f"arms: an arm's name is 1-{MAX_ARM_NAME} letters, digits or '_', starting "
+                f"with a letter, but got {bad[0]!r}"
+            )
+        if len(self.arms) < 2:
+            raise ValueError(
+                f"arms: a study with arms needs at least two (the control and one to compare "
+                f"with it), but got {list(self.arms)}"
+            )
+        if self.control_arm is None or self.control_arm not in self.arms:
+            raise ValueError(
+                f"control_arm must name one of the arms ({', '.join(self.arms)}), the one the "
+                f"others are compared with, but got {self.control_arm!r}"
+            )
+        if self.sampler.name != "grid":
+            raise ValueError(
+                f"arms: a study with arms must use sampler 'grid' (every arm in every cell, "
+                f"paired by seed), but got sampler {self.sampler.name!r}"
+            )
+
     def grid_size(self) -> int:
-        """Points of the full grid, computed without building it (saturates above MAX_GRID)."""
-        size = 1
+        """Points of the full grid, arms included, computed without building it (saturates
+        above MAX_GRID)."""
+        size = max(1, len(self.arms))
         for p in self.search.values():
             size = min(size * (p.grid_len() or 0), MAX_GRID + 1)
         return size
+
+    def grid_values(self) -> dict[str, list[Any]]:
+        """Each grid dimension's values: every searched key's, then `arm` (with arms)."""
+        grid = {k: p.grid() for k, p in self.search.items()}
+        if self.arms:
+            grid[PARAM_ARM] = list(self.arms)
+        return grid
 
     def n_trials(self) -> int:
         if self.trials is not None:
@@ -265,15 +325,50 @@ class Study:
 
     def __init__(self, spec: StudySpec, base: dict[str, Any], path: Path, text: str):
         self.spec, self.base, self.path, self.text = spec, base, path, text
+        self.points: list[dict[str, Any]] = []  # the search points load_study validated
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     def trial_config(self, params: Mapping[str, Any]) -> TrialConfig:
-        """The trial config for one point of the search space (dotted keys)."""
-        tree = apply_overrides(self.base, dict(params), source=str(self.path))
-        return trial_config_from_dict(tree, source=str(self.path))
+        """The trial config for one point of the search space (dotted keys, and `arm` in a
+        study with arms: that arm's overrides, then the searched values)."""
+        return trial_config_from_dict(self.trial_tree(params), source=str(self.path))
+
+    def base_config(self) -> TrialConfig:
+        """The base trial config, without a search point (its intervention may be incomplete:
+        the searched keys or the arms complete it)."""
+        return trial_config_from_dict(self.base, source=str(self.path), partial=True)
+
+    def trial_tree(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The nested trial config of one point (not validated): base, arm, searched values."""
+        return point_tree(self.base, self.spec.arms, params, source=str(self.path))
+
+
+def point_tree(
+    base: Mapping[str, Any],
+    arms: Mapping[str, Mapping[str, Any]],
+    params: Mapping[str, Any],
+    *,
+    source: str,
+) -> dict[str, Any]:
+    """The nested trial config of a search point: BASE, then the overrides of the point's arm
+    (`params["arm"]`, when ARMS are declared; none without one), then its other dotted keys."""
+    params = dict(params)
+    overrides: dict[str, Any] = {}
+    if arms and PARAM_ARM in params:
+        arm = params.pop(PARAM_ARM)
+        if arm not in arms:
+            raise ConfigError(
+                f"key '{PARAM_ARM}': expected one of the arms ({', '.join(arms)}), but got "
+                f"{short_repr(arm)}",
+                source=source,
+                key=PARAM_ARM,
+            )
+        overrides.update(arms[arm])
+    overrides.update(params)
+    return apply_overrides(base, overrides, source=source)
 
 
 def load_study(path: str | Path) -> Study:
@@ -289,10 +384,16 @@ def load_study(path: str | Path) -> Study:
     path = Path(path)
     source = str(path)
     spec, text = _read_spec(path)
+    spec = _resolve_paths(spec, path.parent)
     tree = _trial_tree(spec, path)
     _check_search_keys(spec, source)
+    _check_arm_keys(spec, source)
+    fork_checkpoint(
+        trial_config_from_dict(tree, source=source, partial=True), source=source, prefix="trial."
+    )
     study = Study(spec, json.loads(json.dumps(tree)), path, text)
     points = _check_points(study, source)
+    study.points = points
     _warn_clean_partner_sweep(study, points, source)
     return study
 
@@ -315,6 +416,36 @@ def _read_spec(path: Path) -> tuple[StudySpec, str]:
     return spec, text
 
 
+def _absolute(value: Any, root: Path) -> Any:
+    """A path value made absolute against ROOT (None and absolute paths as they are)."""
+    if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+        return str((root / value).resolve())
+    if isinstance(value, str) and value:
+        return str(Path(value).expanduser())
+    return value
+
+
+def _resolve_paths(spec: StudySpec, root: Path) -> StudySpec:
+    """The spec with every `train.init_from` it gives (its trial overrides, arms and searched
+    values) made absolute against the spec file's folder, as the trials run elsewhere."""
+    trial = json.loads(json.dumps(tuples_to_lists(spec.trial)))
+    if isinstance(trial.get("train"), dict) and "init_from" in trial["train"]:
+        trial["train"]["init_from"] = _absolute(trial["train"]["init_from"], root)
+    arms = {
+        name: {k: (_absolute(v, root) if k == _PATH_KEY else v) for k, v in over.items()}
+        for name, over in spec.arms.items()
+    }
+    search = dict(spec.search)
+    if _PATH_KEY in search and search[_PATH_KEY].values is not None:
+        p = search[_PATH_KEY]
+        search[_PATH_KEY] = p.model_copy(
+            update={"values": tuple(_absolute(v, root) for v in p.values)}
+        )
+    return spec.model_copy(
+        update={"trial": lists_to_tuples(trial), "arms": arms, "search": search}
+    )
+
+
 def _trial_tree(spec: StudySpec, path: Path) -> dict[str, Any]:
     """The study's base trial config (nested): the `base` file (validated on its own), then the
     spec's `trial` overrides and `seeds`, validated together under the `trial.` prefix."""
@@ -335,17 +466,23 @@ def _trial_tree(spec: StudySpec, path: Path) -> dict[str, Any]:
                 source=source,
                 key="base",
             )
-        trial_config_from_dict(base, source=str(base_path))  # the base file on its own
+        trial_config_from_dict(base, source=str(base_path), partial=True)  # on its own
+        train = base.get("train")
+        if isinstance(train, Mapping) and train.get("init_from") is not None:
+            base = deep_merge(
+                base, {"train": {"init_from": _absolute(train["init_from"], path.parent)}}
+            )
     tree = deep_merge(base, tuples_to_lists(spec.trial))
     if spec.seeds is not None:
         tree = deep_merge(tree, {"seeds": spec.seeds})
-    trial_config_from_dict(tree, source=source, prefix="trial.")
+    trial_config_from_dict(tree, source=source, prefix="trial.", partial=True)
     return tree
 
 
 def _check_search_keys(spec: StudySpec, source: str) -> None:
-    """At least one searched key, and each a dotted trial config leaf (not a section)."""
-    if not spec.search:
+    """At least one searched key (or arms), and each a dotted trial config leaf (not a
+    section)."""
+    if not spec.search and not spec.arms:
         raise ConfigError(
             "key 'search': a study needs at least one searched key (e.g. "
             "search: {mi.weight: {values: [0.0, 0.1]}}); to train one config, use "
@@ -365,6 +502,37 @@ def _check_search_keys(spec: StudySpec, source: str) -> None:
             )
 
 
+def _check_arm_keys(spec: StudySpec, source: str) -> None:
+    """Each arm's overrides are dotted trial config leaves, none of them searched or a seed."""
+    leaves = [k for k in VALID_KEYS if k not in _SECTIONS]
+    for arm, overrides in spec.arms.items():
+        for key in overrides:
+            where = f"arms.{arm}.{key}"
+            if key not in leaves:
+                guess = closest_key(key, leaves)
+                hint = f" (did you mean '{guess}'?)" if guess else ""
+                raise ConfigError(
+                    f"unknown key '{where}'{hint}: an arm's overrides are dotted trial config "
+                    f"keys such as intervention.at, intervention.mi_weight, mi.weight",
+                    source=source,
+                    key=where,
+                )
+            if key in _NOT_IN_ARMS:
+                raise ConfigError(
+                    f"key '{where}': arms are paired by seed, so they cannot set {key}; set it "
+                    f"in the base trial or under 'seeds'",
+                    source=source,
+                    key=where,
+                )
+            if key in spec.search:
+                raise ConfigError(
+                    f"key '{where}': {key} is also searched; a key is either an arm's or a "
+                    f"searched one",
+                    source=source,
+                    key=where,
+                )
+
+
 def _check_points(study: Study, source: str) -> list[dict[str, Any]]:
     """Validate the trial config of every point the search can take, and return the points:
     the whole grid (up to 5000 points), else each listed value or range end of one key at a time.
@@ -372,18 +540,20 @@ def _check_points(study: Study, source: str) -> list[dict[str, Any]]:
     spec = study.spec
     points: list[dict[str, Any]]
     if spec.sampler.name == "grid" and spec.grid_size() <= 5000:
-        keys = list(spec.search)
-        points = [
-            dict(zip(keys, combo))
-            for combo in itertools.product(*(spec.search[k].grid() for k in keys))
-        ]
+        grid = spec.grid_values()
+        keys = list(grid)
+        points = [dict(zip(keys, combo)) for combo in itertools.product(*grid.values())]
     else:
         points = [{k: v} for k, p in spec.search.items() for v in p.corners()]
     for point in points:
         try:
-            study.trial_config(point)
+            fork_checkpoint(study.trial_config(point), source=source)
         except ConfigError as e:
-            key = f"search.{next(iter(point))}" if len(point) == 1 else "search"
+            arm = point.get(PARAM_ARM) if spec.arms else None
+            if arm is not None and (e.key in spec.arms[arm] or len(point) == 1):
+                key = f"arms.{arm}.{e.key}" if e.key in spec.arms[arm] else f"arms.{arm}"
+            else:
+                key = f"search.{next(iter(point))}" if len(point) == 1 else "search"
             raise ConfigError(
                 f"key '{key}': search point {short_repr(point)} gives an invalid "
                 f"trial config: {e.detail}",

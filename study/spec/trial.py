@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
+from study.contract.artifacts import CHECKPOINT_DIR, CHECKPOINT_FILE
+from study.contract.names import FUNC_ONSET
 from study.spec import _keys, _validation
 from study.spec._errors import ConfigError
 from study.spec._keys import check_limits, flatten, lists_to_tuples, parse_assignment, valid_keys
@@ -29,10 +31,12 @@ from study.spec.limits import TRIAL_LIMITS
 from study.spec.sections import (
     CriticConfig,
     EmergenceConfig,
+    InterventionConfig,
     MIConfig,
     NetOptimConfig,
     NetworkConfig,
     PartitionConfig,
+    StructurePenaltyConfig,
     TrainConfig,
 )
 
@@ -48,6 +52,8 @@ __all__ = [
     "format_validation_error",
     "trial_config_from_dict",
     "load_trial_config",
+    "checkpoint_file",
+    "fork_checkpoint",
 ]
 
 
@@ -166,11 +172,13 @@ class TrialConfig(Strict):
     optim: NetOptimConfig = NetOptimConfig()
     train: TrainConfig = TrainConfig()
     emergence: EmergenceConfig = EmergenceConfig()
+    intervention: InterventionConfig = InterventionConfig()
+    structure_penalty: StructurePenaltyConfig = StructurePenaltyConfig()
     seeds: int = Field(1, ge=1)  # S networks trained together (population axis)
     seed: int = Field(0, ge=0)  # member i is initialised from seed + i
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> TrialConfig:
+    def _cross_checks(self, info: ValidationInfo) -> TrialConfig:
         n, k = self.network.hidden, self.partition.groups
         if k > n:
             raise ValueError(
@@ -214,6 +222,13 @@ class TrialConfig(Strict):
                 f"train.dense_until > 0 (the dense start evaluates more often), but got "
                 f"dense_every={tr.dense_every}, eval_every={tr.eval_every}"
             )
+        _check_kept_checkpoints(self)
+        if self.structure_penalty.weight > 0 and k < 2:
+            raise ValueError(
+                f"structure_penalty.weight > 0 needs partition.groups >= 2 (it acts on the "
+                f"between-group entries of W_rec), but got partition.groups={k}"
+            )
+        _check_intervention(self, complete=not (info.context or {}).get("partial", False))
         return self
 
     # -- derived values -------------------------------------------------------------------------
@@ -225,6 +240,100 @@ class TrialConfig(Strict):
     def flat(self) -> dict[str, Any]:
         """Dotted-key dict of every field (the MLflow params, docs/run-data.md, "Params")."""
         return flatten(self.model_dump(mode="json"))
+
+
+def _check_kept_checkpoints(cfg: TrialConfig) -> None:
+    """`train.keep_checkpoints` lists distinct evaluation epochs of the run."""
+    tr = cfg.train
+    kept = list(tr.keep_checkpoints)
+    bad = [e for e in kept if e > tr.epochs or (e % tr.eval_every and e != tr.epochs)]
+    if bad:
+        raise ValueError(
+            f"train.keep_checkpoints must list evaluation epochs (multiples of "
+            f"train.eval_every={tr.eval_every} up to train.epochs={tr.epochs}, or the last), "
+            f"but got {bad}"
+        )
+    if len(set(kept)) != len(kept):
+        raise ValueError(f"train.keep_checkpoints lists an epoch twice: {kept}")
+
+
+def _check_intervention(cfg: TrialConfig, *, complete: bool = True) -> None:
+    """The `intervention` section: it starts somewhere, does something, and can do it here.
+
+    Not `complete` (a study's base, whose intervention its searched keys or arms may complete):
+    an intervention without a start or without an effect is let through; each search point is
+    checked in full."""
+    iv, k, n = cfg.intervention, cfg.partition.groups, cfg.network.hidden
+    given = [
+        name
+        for name, on in (
+            ("mi_weight", iv.mi_weight is not None),
+            ("freeze", bool(iv.freeze)),
+            ("swap_partition", iv.swap_partition),
+        )
+        if on
+    ]
+    if iv.at is None:
+        if given and complete:
+            raise ValueError(
+                f"intervention.at is required with intervention.{given[0]}: give the epoch "
+                f"the intervention starts at, or {FUNC_ONSET!r}"
+            )
+        return
+    if not given:
+        if not complete:
+            return
+        raise ValueError(
+            "intervention.at is set but the intervention does nothing: give "
+            "intervention.mi_weight, intervention.freeze or intervention.swap_partition"
+        )
+    if complete and given == ["mi_weight"] and iv.mi_weight == cfg.mi.weight:
+        raise ValueError(
+            f"intervention.mi_weight equals mi.weight ({cfg.mi.weight}) and nothing else is "
+            f"set, so the intervention does nothing"
+        )
+    if isinstance(iv.at, int) and iv.at >= cfg.train.epochs:
+        raise ValueError(
+            f"intervention.at must be before the last epoch (train.epochs="
+            f"{cfg.train.epochs}): it acts on the updates after epoch `at`, but got {iv.at}"
+        )
+    if iv.at == FUNC_ONSET:
+        if k < 2:
+            raise ValueError(
+                f"intervention.at: {FUNC_ONSET} needs q_func_z, which needs "
+                f"partition.groups >= 2, but got {k}"
+            )
+        if cfg.train.init_from is not None:
+            raise ValueError(
+                f"intervention.at: {FUNC_ONSET} cannot start from train.init_from: a seed "
+                f"whose onset the parent's history already confirmed would switch at the "
+                f"fork, later than it does without one; train the arm from scratch (it is "
+                f"its control's network, bit for bit, until each seed's onset)"
+            )
+    if iv.mi_weight is not None and iv.mi_weight > 0 and k < 2:
+        raise ValueError(f"intervention.mi_weight > 0 needs partition.groups >= 2, but got {k}")
+    if len(set(iv.freeze)) != len(iv.freeze):
+        raise ValueError(f"intervention.freeze lists a role twice: {list(iv.freeze)}")
+    if "w_rec_between" in iv.freeze and k < 2:
+        raise ValueError(
+            f"intervention.freeze: w_rec_between needs partition.groups >= 2 (with one group "
+            f"W_rec has no between-group entries), but got {k}"
+        )
+    if iv.swap_partition:
+        if k < 2 or k == n:
+            raise ValueError(
+                f"intervention.swap_partition needs 2 <= partition.groups < network.hidden "
+                f"(with {'one group' if k < 2 else 'one unit per group'} every partition of "
+                f"these sizes is the same one), but got partition.groups={k}, "
+                f"network.hidden={n}"
+            )
+        if iv.at == FUNC_ONSET and cfg.seeds > 1:
+            raise ValueError(
+                f"intervention.swap_partition cannot start at {FUNC_ONSET} with seeds > 1: the "
+                f"S seeds of a trial share one partition (the critics' terms, the null "
+                f"partitions, the metrics), so seeds that reach their onsets at different "
+                f"evaluations cannot each move to their own; use an epoch, or seeds: 1"
+            )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -263,9 +372,10 @@ def format_validation_error(
 
 
 def trial_config_from_dict(
-    tree: Mapping[str, Any], *, source: str | None = None, prefix: str = ""
+    tree: Mapping[str, Any], *, source: str | None = None, prefix: str = "", partial: bool = False
 ) -> TrialConfig:
-    """Validate a nested dict into a TrialConfig; errors become ConfigError."""
+    """Validate a nested dict into a TrialConfig; errors become ConfigError. `partial`: a study's
+    base, which need not be a whole intervention yet (`_check_intervention`)."""
     if not isinstance(tree, Mapping):
         raise ConfigError(
             f"a trial config must be a mapping of sections, but got {type(tree).__name__}",
@@ -273,7 +383,7 @@ def trial_config_from_dict(
         )
     tree = lists_to_tuples(tree)
     try:
-        cfg = TrialConfig.model_validate(tree)
+        cfg = TrialConfig.model_validate(tree, context={"partial": partial})
     except pydantic.ValidationError as e:
         raise format_validation_error(e, source=source, prefix=prefix) from None
     check_limits(cfg.flat(), TRIAL_LIMITS, source=source, prefix=prefix)
@@ -304,3 +414,36 @@ def load_trial_config(
         tree = apply_overrides(tree, overrides)
         source = f"{source} (with --set {', '.join(overrides)})"
     return trial_config_from_dict(tree, source=source)
+
+
+def checkpoint_file(path: str | Path) -> Path | None:
+    """The checkpoint file PATH names: PATH itself when it is a file, else PATH/checkpoint.pt or
+    PATH/checkpoint/checkpoint.pt (a trial's output folder), whichever exists; None if none."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    for candidate in (path / CHECKPOINT_FILE, path / CHECKPOINT_DIR / CHECKPOINT_FILE):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def fork_checkpoint(cfg: TrialConfig, *, source: str | None, prefix: str = "") -> Path | None:
+    """The checkpoint file `train.init_from` forks from (None without one).
+
+    Raises:
+        ConfigError: naming `train.init_from` when it names no checkpoint.
+    """
+    given = cfg.train.init_from
+    if given is None:
+        return None
+    found = checkpoint_file(given)
+    if found is None:
+        raise ConfigError(
+            f"key '{prefix}train.init_from': no checkpoint at {given!r} (expected a "
+            f"checkpoint file, or a folder holding {CHECKPOINT_FILE} or "
+            f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE})",
+            source=source,
+            key=prefix + "train.init_from",
+        )
+    return found

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from study.contract.artifacts import CHECKPOINT_FILE
 from study.core.mi import SubgroupMI
 from study.core.optim import ReplicaOptimizer
 from study.spec import ConfigError, TrialConfig, trial_config_from_dict
@@ -32,15 +33,26 @@ __all__ = [
     "write_checkpoint",
     "read_checkpoint",
     "check_resumable",
+    "check_fork",
+    "FORK_CHANGES",
     "records_from_state",
 ]
 
-CHECKPOINT_FILE = "checkpoint.pt"
 # 2: MINE's moving average is the estimator's own state (`mi.estimator`), no longer a buffer of
 # the critics' module; version-1 checkpoints still load (SubgroupMI.load_state reads both)
 CHECKPOINT_VERSION = 2
 # config keys that may differ between a checkpoint and the run resuming it
 _RESUMABLE_CHANGES = ("train.epochs", "train.device", "train.threads")
+# what a fork (`train.init_from`) may change from the trial it forks from: its intervention, its
+# structure penalty (from the fork on) and the budget; every other key is the parent's
+FORK_SECTIONS = ("intervention.", "structure_penalty.")
+FORK_CHANGES = (
+    *_RESUMABLE_CHANGES,
+    "train.init_from",
+    "train.keep_checkpoints",
+    "train.checkpoint_every",
+    "train.snapshot_every",
+)
 _STATE_KEYS = (
     "version",
     "config",
@@ -70,9 +82,11 @@ def trial_state(
     w_rec0: Tensor,
     streams: TrialStreams,
     history: Sequence[EvalRecord],
+    intervention: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The state dict of a trial after `epoch` epochs (`elapsed` seconds of training)."""
-    return {
+    """The state dict of a trial after `epoch` epochs (`elapsed` seconds of training); with an
+    intervention, its state (interventions.Interventions.state) as "intervention"."""
+    state = {
         "version": CHECKPOINT_VERSION,
         "config": cfg.model_dump(mode="json"),
         "epoch": epoch,
@@ -84,6 +98,9 @@ def trial_state(
         "rng": streams.state(),
         "history": [asdict(r) for r in history],
     }
+    if intervention is not None:
+        state["intervention"] = dict(intervention)
+    return state
 
 
 def load_modules(
@@ -114,11 +131,13 @@ def records_from_state(state: Mapping[str, Any]) -> list[EvalRecord]:
     ]
 
 
-def write_checkpoint(state: Mapping[str, Any], directory: Path) -> Path:
-    """DIRECTORY/checkpoint.pt holding `state`, replaced atomically; its path."""
+def write_checkpoint(
+    state: Mapping[str, Any], directory: Path, *, name: str = CHECKPOINT_FILE
+) -> Path:
+    """DIRECTORY/NAME (default checkpoint.pt) holding `state`, replaced atomically; its path."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / CHECKPOINT_FILE
-    tmp = directory / (CHECKPOINT_FILE + ".tmp")
+    path = directory / name
+    tmp = directory / (name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)  # never leave a half-written checkpoint behind
     return path
@@ -160,11 +179,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def check_resumable(
-    state: Mapping[str, Any], cfg: TrialConfig, *, source: str = "checkpoint"
-) -> None:
-    """CheckpointError unless `state` was written by this code version with `cfg` (up to the
-    keys a resume may change: _RESUMABLE_CHANGES)."""
+def _saved_config(state: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The flat config a checkpoint was written with, after checking its version and its
+    critics' layout."""
     version = state.get("version", 0)
     if not isinstance(version, int) or version > CHECKPOINT_VERSION:
         raise CheckpointError(
@@ -189,6 +206,15 @@ def check_resumable(
             source=source,
             key="mi",
         )
+    return saved
+
+
+def check_resumable(
+    state: Mapping[str, Any], cfg: TrialConfig, *, source: str = "checkpoint"
+) -> None:
+    """CheckpointError unless `state` was written by this code version with `cfg` (up to the
+    keys a resume may change: _RESUMABLE_CHANGES)."""
+    saved = _saved_config(state, source)
     mine = cfg.flat()
     differ = [k for k in mine if k not in _RESUMABLE_CHANGES and saved.get(k) != mine[k]]
     if differ:
@@ -198,4 +224,57 @@ def check_resumable(
             f"start a fresh run instead of resuming",
             source=source,
             key=differ[0],
+        )
+
+
+def check_fork(state: Mapping[str, Any], cfg: TrialConfig, *, source: str | None = None) -> None:
+    """CheckpointError (a ConfigError: exit 2) unless a trial with `cfg` can fork from `state`,
+    another trial's checkpoint (`train.init_from`, read from SOURCE).
+
+    The fork continues the parent's state under its own config, which may differ from the
+    parent's only in FORK_SECTIONS and FORK_CHANGES; the parent's own intervention must not
+    have acted yet (the fork's past would not be the one its config describes); an intervention
+    at an epoch starts at or after the fork; and the fork has epochs left to train. The error
+    names the key at fault.
+    """
+    saved = _saved_config(state, source)
+    mine = cfg.flat()
+    differ = [
+        k
+        for k in mine
+        if k not in FORK_CHANGES and not k.startswith(FORK_SECTIONS) and saved.get(k) != mine[k]
+    ]
+    if differ:
+        pairs = ", ".join(f"{k}: {saved.get(k)!r} -> {mine[k]!r}" for k in differ[:6])
+        raise CheckpointError(
+            f"key '{differ[0]}': a fork (train.init_from) may differ from the trial it forks "
+            f"from only in intervention.*, structure_penalty.* and the budget "
+            f"({', '.join(FORK_CHANGES)}), but got {pairs}",
+            source=source,
+            key=differ[0],
+        )
+    epoch = int(state["epoch"])
+    acted = state.get("intervention") or {}
+    if any(acted.get("decided", [])):
+        raise CheckpointError(
+            f"key 'train.init_from': the checkpoint (epoch {epoch}) is past its own trial's "
+            f"intervention, which this fork's config does not describe; fork from a checkpoint "
+            f"before it",
+            source=source,
+            key="train.init_from",
+        )
+    at = cfg.intervention.at
+    if isinstance(at, int) and at < epoch:
+        raise CheckpointError(
+            f"key 'intervention.at': a fork's intervention starts at or after the epoch it "
+            f"forks at ({epoch}), but got at={at}",
+            source=source,
+            key="intervention.at",
+        )
+    if cfg.train.epochs <= epoch:
+        raise CheckpointError(
+            f"key 'train.epochs': a fork must train past the epoch it forks at ({epoch}), but "
+            f"got train.epochs={cfg.train.epochs}",
+            source=source,
+            key="train.epochs",
         )

@@ -18,15 +18,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from study.contract.artifacts import kept_checkpoint_file
 from study.core.mi import SubgroupMI
 from study.core.networks import build_network
 from study.core.optim import ReplicaOptimizer
 from study.core.partition import groups
 from study.core.tasks import build_task
-from study.spec import TrialConfig
+from study.spec import TrialConfig, checkpoint_file
 from study.training import streams
 from study.training.checkpoint import (
     CheckpointError,
+    check_fork,
     check_resumable,
     load_modules,
     read_checkpoint,
@@ -36,6 +38,7 @@ from study.training.checkpoint import (
 )
 from study.training.device import keep_freed_memory, resolve_device
 from study.training.evaluation import Evaluation, metric_names, recurrent_blocks
+from study.training.interventions import Interventions, inherited_records
 from study.training.reporting import EvalRecord, NullReporter, Reporter, TrainResult
 from study.training.schedule import EvalSchedule
 from study.training.streams import TrialStreams
@@ -107,6 +110,9 @@ class Trainer:
         }
         self.evaluation = Evaluation(cfg, self.task, self.labels, self.device, self.timings)
         self._eval_batch: tuple[Tensor, Tensor, Tensor, Tensor | None] | None = None
+        # what changes from `intervention.at` on, and the structure penalty (interventions)
+        self.interventions = Interventions(self)
+        self.metric_names = self.metric_names + self.interventions.metric_names
         # finiteness checks once per epoch on CUDA (no host sync per step); eager on the CPU
         self.lazy_checks = self.device.type == "cuda"
         self._pending: list[tuple[str, Tensor]] = []
@@ -203,25 +209,37 @@ class Trainer:
                 total = total + c * term.flatten(1).sum(dim=1)  # Keras l2(c): c·Σw² (no ½)
         return total
 
-    def _network_step(self) -> None:
-        t0 = time.perf_counter()
-        cfg = self.cfg
-        inputs, targets, x0, noise = self._batch("network")
-        out = self.net(inputs, x0, noise, n_transient=self.task.transient)
+    def network_loss(self, out, targets: Tensor) -> Tensor:
+        """(S,) the loss of one network step: the task's MSE + the L2/L1 regulariser + λ·the MI
+        penalty (λ = mi.weight, or per seed what the intervention asks, `interventions`) + the
+        structure penalty. Draws the penalty's sampling from its stream, as the step does."""
         w = self.task.washout
         err = out.outputs[:, w:] - targets[:, w:]
         task_loss = err.square().mean(dim=(1, 2, 3))  # (S,) MSE per seed
         loss = task_loss + self._regulariser()
-        if self.mi is not None and cfg.mi.weight > 0:
-            penalty, _ = self.mi.penalty(
-                out.rows(), self.streams.train_gen, transform=out.mi_transform
-            )
-            self._check_finite("MI penalty (network step)", penalty)
-            loss = loss + cfg.mi.weight * penalty
+        plan = self.interventions.penalty_plan(self.streams.train_gen)
+        if self.mi is not None and plan is not None:
+            with torch.set_grad_enabled(plan.grad and torch.is_grad_enabled()):
+                penalty, _ = self.mi.penalty(out.rows(), plan.gen, transform=out.mi_transform)
+            if plan.grad:
+                self._check_finite("MI penalty (network step)", penalty)
+                loss = loss + plan.weight * penalty
+        structure = self.interventions.structure_loss(self.net)
+        if structure is not None:
+            loss = loss + structure
+        return loss
+
+    def _network_step(self) -> None:
+        t0 = time.perf_counter()
+        inputs, targets, x0, noise = self._batch("network")
+        out = self.net(inputs, x0, noise, n_transient=self.task.transient)
+        loss = self.network_loss(out, targets)
         self._check_finite("network loss", loss)
         self.optimizer.zero_grad()
         loss.sum().backward()  # members are independent: the sum gives each its own gradient
+        self.interventions.mask_gradients(self.net)
         self.optimizer.step()
+        self.interventions.restore(self.net)
         self.timings["network"] += time.perf_counter() - t0
 
     def _where(self, term: str, bad: Tensor) -> str:
@@ -258,6 +276,7 @@ class Trainer:
             raise Diverged(self._where(term, ~torch.isfinite(values)))
 
     def train_epoch(self) -> None:
+        self.interventions.begin_epoch(self)  # one due now acts from this epoch's updates on
         for _ in range(self.cfg.train.updates_per_epoch):
             self._critic_round(self.cfg.critic.steps)
             self._network_step()
@@ -289,6 +308,7 @@ class Trainer:
             epoch=self.epoch,
             rec0=self.rec0,
         )
+        res.update(self.interventions.evaluate(self, batch, res))
         self.timings["eval"] += time.perf_counter() - t0
         return {name: res[name].double().cpu().numpy() for name in self.metric_names}
 
@@ -300,7 +320,9 @@ class Trainer:
         return rec
 
     def weights(self) -> dict[str, np.ndarray]:
-        return {k: v.detach().cpu().numpy() for k, v in self.net.snapshot().items()}
+        """The weights now, as arrays the caller owns (copies, also on the CPU, where a view
+        would follow the training)."""
+        return {k: v.detach().to("cpu", copy=True).numpy() for k, v in self.net.snapshot().items()}
 
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -314,10 +336,19 @@ class Trainer:
             w_rec0=self.w_rec0,
             streams=self.streams,
             history=self.history,
+            intervention=self.interventions.state(),
         )
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        check_resumable(state, self.cfg)
+    def load_state_dict(self, state: Mapping[str, Any], *, fork: bool = False) -> None:
+        """Continue from `state`: a resume of this trial (the same config up to the budget), or
+        with `fork` the state of another trial this one forks from (checkpoint.check_fork: its
+        config differs at most in the intervention, the structure penalty and the budget, and
+        its own intervention never acted; this trial's starts afresh)."""
+        if fork:
+            check_fork(state, self.cfg)
+        else:
+            check_resumable(state, self.cfg)
+            self.interventions.load_state(state.get("intervention"), self)
         self.epoch = int(state["epoch"])
         self.elapsed = float(state["elapsed"])
         load_modules(
@@ -326,13 +357,15 @@ class Trainer:
         if "w_rec0" in state:  # older checkpoints: the seeded initialisation already rebuilt it
             self.w_rec0 = state["w_rec0"].to(self.device)
         self.history = records_from_state(state)
+        if fork:  # the parent's evaluations, under this trial's metric names
+            self.history = inherited_records(self.history, self.cfg)
 
     def save(self, directory: Path) -> Path:
         return write_checkpoint(self.state_dict(), directory)
 
-    def load(self, path: Path) -> None:
+    def load(self, path: Path, *, fork: bool = False) -> None:
         try:
-            self.load_state_dict(read_checkpoint(path))  # tensors move in load_state_dict
+            self.load_state_dict(read_checkpoint(path), fork=fork)  # tensors move there
         except CheckpointError as e:
             if e.source is not None:
                 raise
@@ -350,6 +383,7 @@ def train(
     checkpoint_dir: str | Path | None = None,
     resume_from: str | Path | None = None,
     device: str | torch.device | None = None,
+    keep_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train `cfg.seeds` networks with the subgroup-MI penalty.
 
@@ -362,8 +396,12 @@ def train(
         checkpoint_dir: where `checkpoint.pt` is (over)written every `train.checkpoint_every`
             epochs and at the end; None writes no checkpoints.
         resume_from: a checkpoint file or directory; training continues exactly where it stopped
-            (same curves as an uninterrupted run).
+            (same curves as an uninterrupted run). Without one, a config with `train.init_from`
+            forks from that checkpoint (another trial's: its state and history up to then),
+            and any other starts from scratch.
         device: overrides `train.device`.
+        keep_dir: where the checkpoints of `train.keep_checkpoints` are written as
+            checkpoint_<epoch>.pt (default: `checkpoint_dir`); never replaced by later epochs.
 
     Returns:
         TrainResult with status "finished" or "diverged" (then `message` says at which epoch and
@@ -374,6 +412,9 @@ def train(
     tc = cfg.train
     schedule = EvalSchedule.of(tc)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    kept_dir = Path(keep_dir) if keep_dir is not None else ckpt_dir
+    if tc.keep_checkpoints and kept_dir is None:
+        log.warning("train.keep_checkpoints is set but no checkpoint folder was given: none kept")
     status, message = "finished", ""
     start = time.perf_counter()
     base_elapsed = 0.0
@@ -388,7 +429,11 @@ def train(
             trainer.epoch % tc.snapshot_every == 0 or trainer.epoch == tc.epochs
         ):
             reporter.snapshot(trainer.epoch, trainer.weights())
-        path = trainer.save(ckpt_dir) if checkpoint_due(trainer.epoch) else None
+        keep = kept_dir is not None and trainer.epoch in tc.keep_checkpoints
+        state = trainer.state_dict() if keep or checkpoint_due(trainer.epoch) else None
+        if keep:
+            write_checkpoint(state, kept_dir, name=kept_checkpoint_file(trainer.epoch))
+        path = write_checkpoint(state, ckpt_dir) if checkpoint_due(trainer.epoch) else None
         reporter.report(rec, path)
 
     try:
@@ -396,6 +441,23 @@ def train(
             trainer.load(Path(resume_from))
             base_elapsed = trainer.elapsed
             log.info("resumed at epoch %d from %s", trainer.epoch, resume_from)
+        elif tc.init_from is not None:
+            parent = checkpoint_file(tc.init_from)
+            if parent is None:
+                raise CheckpointError(
+                    f"no checkpoint at {tc.init_from!r}", source="config", key="train.init_from"
+                )
+            ours = {d.resolve() for d in (ckpt_dir, kept_dir) if d is not None}
+            if parent.parent.resolve() in ours:
+                raise CheckpointError(
+                    f"the fork would write its checkpoints into the folder it forks from "
+                    f"({parent.parent}); give it a folder of its own",
+                    source=str(parent),
+                    key="train.init_from",
+                )
+            trainer.load(parent, fork=True)
+            base_elapsed = trainer.elapsed
+            log.info("forked at epoch %d from %s", trainer.epoch, parent)
         else:
             trainer.pretrain_critic()
             evaluate_and_report()

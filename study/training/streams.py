@@ -26,6 +26,12 @@ NULL_PARTITIONS    default_rng([seed, 3])     --                      the R rand
                                                                       the z-scores, drawn once
 FIXED_EVAL         default_rng([seed, 4])     seed·7919 + 4           the fixed evaluation batch,
                                                                       rebuilt at each evaluation
+SWAP_PARTITION     default_rng([seed, 5])     --                      the partition the penalty
+                                                                      moves to (intervention.
+                                                                      swap_partition)
+LATE_PENALTY       --                         seed·7919 + 6           the sampling of an MI
+                                                                      penalty an intervention
+                                                                      switches on (base λ = 0)
 heldout_mi_seed    SeedSequence([seed, epoch, 0x686F]) -> uint32      the held-out critic of the
                                                                       evaluation at `epoch`
 member_seeds       seed + i                                           member i's initial weights
@@ -55,6 +61,8 @@ __all__ = [
     "EVAL",
     "NULL_PARTITIONS",
     "FIXED_EVAL",
+    "SWAP_PARTITION",
+    "LATE_PENALTY",
     "STREAMS",
     "HELDOUT_MI_KEY",
     "heldout_mi_seed",
@@ -98,7 +106,13 @@ TRAIN = Stream("train", 1, "training and critic batches; the critics' and the pe
 EVAL = Stream("eval", 2, "evaluation batches; the training critic's measurement `mi`")
 NULL_PARTITIONS = Stream("null_partitions", 3, "the random partitions of the z-scores")
 FIXED_EVAL = Stream("fixed_eval", 4, "the fixed evaluation batch (train.eval_fixed)")
-STREAMS = (TRAIN, EVAL, NULL_PARTITIONS, FIXED_EVAL)
+SWAP_PARTITION = Stream(
+    "swap_partition", 5, "the partition the penalty moves to (intervention.swap_partition)"
+)
+LATE_PENALTY = Stream(
+    "late_penalty", 6, "the row sampling and critic noise of a penalty switched on late"
+)
+STREAMS = (TRAIN, EVAL, NULL_PARTITIONS, FIXED_EVAL, SWAP_PARTITION, LATE_PENALTY)
 
 HELDOUT_MI_KEY = 0x686F  # "ho": the held-out critic's stream
 

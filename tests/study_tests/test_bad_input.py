@@ -28,6 +28,7 @@ SMOKE = REPO / "search_spaces" / "smoke.yaml"
 HEAD = f"name: t\nbase: {SMOKE}\n"
 SEARCH = "search: {mi.weight: {values: [0.0, 0.1]}}\n"
 OK = HEAD + SEARCH + "sampler: {name: grid}\n"
+ARMS = "arms: {a: {}, b: {intervention.at: 2, intervention.freeze: [w_rec]}}\n"
 
 # (id, spec text or bytes, substrings the one stderr line must hold besides the file name)
 SPECS: list[tuple[str, str | bytes, list[str]]] = [
@@ -232,6 +233,46 @@ SPECS: list[tuple[str, str | bytes, list[str]]] = [
     ("bad-constraint", OK + "constraints: ['final.q_func > 3']\n", ["key 'constraints'"]),
     ("unknown-top-key", OK + "trails: 3\n", ["unknown key 'trails'"]),
     ("wrong-type", OK + "concurrency: two\n", ["key 'concurrency'", "valid integer"]),
+    # -- arms: named sets of overrides, a control among them, on a grid
+    ("arms-no-control", OK + ARMS, ["key 'control_arm'"]),
+    ("arms-unknown-control", OK + ARMS + "control_arm: c\n", ["key 'control_arm'", "'c'"]),
+    ("arms-not-grid", HEAD + SEARCH + ARMS + "control_arm: a\n", ["key 'arms'", "grid"]),
+    ("arms-one", OK + "arms: {a: {}}\ncontrol_arm: a\n", ["key 'arms'", "at least two"]),
+    ("arms-name", OK + "arms: {a: {}, 2b: {}}\ncontrol_arm: a\n", ["key 'arms'", "'2b'"]),
+    ("arms-no-control-arm-without-arms", OK + "control_arm: a\n", ["key 'control_arm'"]),
+    (
+        "arms-unknown-key",
+        OK + "arms: {a: {}, b: {intervention.att: 2}}\ncontrol_arm: a\n",
+        ["unknown key 'arms.b.intervention.att'", "intervention.at"],
+    ),
+    (
+        "arms-section-key",
+        OK + "arms: {a: {}, b: {intervention: {at: 2}}}\ncontrol_arm: a\n",
+        ["unknown key 'arms.b.intervention'"],
+    ),
+    ("arms-seed", OK + "arms: {a: {}, b: {seed: 3}}\ncontrol_arm: a\n", ["key 'arms.b.seed'"]),
+    (
+        "arms-searched-key",
+        OK + "arms: {a: {}, b: {mi.weight: 0.3}}\ncontrol_arm: a\n",
+        ["key 'arms.b.mi.weight'", "also searched"],
+    ),
+    (
+        "arms-at-past-end",
+        OK + "arms: {a: {}, b: {intervention.at: 9, intervention.mi_weight: 0.5}}\n"
+        "control_arm: a\n",
+        ["key 'arms.b.intervention.at'", "before the last epoch"],
+    ),
+    (
+        "arms-fork-missing",
+        OK + "arms: {a: {}, b: {train.init_from: nowhere.pt, intervention.at: 2, "
+        "intervention.freeze: w_rec}}\ncontrol_arm: a\n",
+        ["key 'arms.b.train.init_from'", "no checkpoint"],
+    ),
+    (
+        "intervention-in-trial",
+        OK + "trial: {intervention: {at: 2, freeze: [w_bias]}}\n",
+        ["key 'trial.intervention.freeze[0]'", "'w_rec'"],
+    ),
 ]
 
 
@@ -285,6 +326,7 @@ def test_the_corpus_base_spec_is_valid(tmp_path, monkeypatch, capsys):
     assert main(["validate", str(spec)]) == 0, capsys.readouterr().err
 
 
+SET_K1 = ["--set", "partition.groups=1", "--set", "mi.weight=0"]
 # (id, trial config text or bytes or None for the valid smoke config, extra argv, substrings)
 TRAIN: list[tuple[str, str | bytes | None, list[str], list[str]]] = [
     ("set-no-equals", None, ["--set", "mi.weight"], ["--set", "key=value"]),
@@ -325,6 +367,82 @@ TRAIN: list[tuple[str, str | bytes | None, list[str], list[str]]] = [
     ("config-inf", "optim: {lr: -.inf}\n", [], ["key 'optim.lr'"]),
     ("config-list", "[1, 2]\n", [], ["mapping"]),
     ("config-deep", "a: " + "[" * 10_000 + "]" * 10_000 + "\n", [], ["nesting"]),
+    # -- interventions, the structure penalty and forks (smoke: 4 epochs, evaluations every 2)
+    (
+        "iv-unknown-role",
+        None,
+        ["--set", "intervention.at=1", "--set", "intervention.freeze=[w_bias]"],
+        ["key 'intervention.freeze[0]'", "'w_rec_between'"],
+    ),
+    (
+        "iv-at-past-the-end",
+        None,
+        ["--set", "intervention.at=4", "--set", "intervention.mi_weight=0"],
+        ["key 'intervention.at'", "before the last epoch"],
+    ),
+    ("iv-at-typo", None, ["--set", "intervention.at=onset"], ["key 'intervention.at'"]),
+    (
+        "iv-swap-one-group",
+        None,
+        [*SET_K1, "--set", "intervention.at=1", "--set", "intervention.swap_partition=true"],
+        ["key 'intervention.swap_partition'", "partition.groups=1"],
+    ),
+    (
+        "iv-nothing-to-do",
+        None,
+        ["--set", "intervention.at=1"],
+        ["key 'intervention.at'", "does nothing"],
+    ),
+    (
+        "iv-same-lambda",
+        None,
+        ["--set", "intervention.at=1", "--set", "intervention.mi_weight=0.1"],
+        ["key 'intervention.mi_weight'", "does nothing"],
+    ),
+    ("iv-no-at", None, ["--set", "intervention.freeze=w_rec"], ["key 'intervention.at'"]),
+    (
+        "iv-func-onset-swap",
+        None,
+        ["--set", "intervention.at=func_onset", "--set", "intervention.swap_partition=true"],
+        ["key 'intervention.swap_partition'", "share one partition"],
+    ),
+    (
+        "iv-func-onset-one-group",
+        None,
+        [*SET_K1, "--set", "intervention.at=func_onset", "--set", "intervention.freeze=w_in"],
+        ["key 'intervention.at'", "q_func_z"],
+    ),
+    (
+        "structure-one-group",
+        None,
+        [*SET_K1, "--set", "structure_penalty.weight=0.1"],
+        ["key 'structure_penalty.weight'"],
+    ),
+    (
+        "fork-missing",
+        None,
+        ["--set", "train.init_from=/nonexistent/checkpoint.pt"],
+        ["key 'train.init_from'", "no checkpoint"],
+    ),
+    (
+        "iv-func-onset-fork",
+        None,
+        [
+            "--set",
+            f"train.init_from={SMOKE}",
+            "--set",
+            "intervention.at=func_onset",
+            "--set",
+            "intervention.freeze=w_in",
+        ],
+        ["key 'intervention.at'", "train.init_from"],
+    ),
+    (
+        "keep-odd-epoch",
+        None,
+        ["--set", "train.keep_checkpoints=[3]"],
+        ["key 'train.keep_checkpoints'"],
+    ),
 ]
 
 
@@ -354,6 +472,68 @@ def test_out_pointing_at_a_file_is_refused(tmp_path, monkeypatch, capsys):
             ["--out", "key '--out'", "is a file"],
         )
         assert str(afile) in line
+
+
+@pytest.fixture(scope="module")
+def parents(tmp_path_factory):
+    """Two smoke trials that kept their epoch-2 checkpoints: a plain one, and one whose own
+    intervention acted at epoch 0."""
+    from study.spec import load_trial_config
+    from study.training import train
+
+    root = tmp_path_factory.mktemp("parents")
+    for name, over in (
+        ("plain", {}),
+        ("intervened", {"intervention.at": 0, "intervention.freeze": "w_in"}),
+    ):
+        cfg = load_trial_config(SMOKE, {"train.keep_checkpoints": [2], **over})
+        train(cfg, checkpoint_dir=root / name / "checkpoint")
+    return root
+
+
+FORK_ARM = ["--set", "intervention.at=2", "--set", "intervention.mi_weight=0"]
+# (id, parent, extra argv after --set train.init_from=..., substrings of the one line)
+FORKS = [
+    (
+        "other-config",
+        "plain",
+        [*FORK_ARM, "--set", "mi.weight=0.3"],
+        ["key 'mi.weight'", "0.1 -> 0.3"],
+    ),
+    (
+        "at-before-the-fork",
+        "plain",
+        ["--set", "intervention.at=1", "--set", "intervention.freeze=w_in"],
+        ["key 'intervention.at'", "at or after the epoch it forks at (2)"],
+    ),
+    (
+        "no-epochs-left",
+        "plain",
+        ["--set", "structure_penalty.weight=0.01", "--set", "train.epochs=2"],
+        ["key 'train.epochs'", "train past the epoch it forks at (2)"],
+    ),
+    (
+        "parent-past-its-intervention",
+        "intervened",
+        ["--set", "intervention.at=2", "--set", "intervention.freeze=w_in"],
+        ["key 'train.init_from'", "past its own trial's intervention"],
+    ),
+    ("into-the-parent", "plain", [*FORK_ARM, "--out", "PARENT"], ["key 'train.init_from'"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("parent", "extra", "must"), [f[1:] for f in FORKS], ids=[f[0] for f in FORKS]
+)
+def test_a_fork_that_cannot_start_is_refused(
+    parent, extra, must, parents, tmp_path, monkeypatch, capsys
+):
+    home = _fresh(tmp_path, monkeypatch)
+    kept = parents / parent / "checkpoint" / "checkpoint_2.pt"
+    extra = [str(parents / parent) if a == "PARENT" else a for a in extra]
+    before = {p: p.read_bytes() for p in (parents / parent).rglob("*") if p.is_file()}
+    _refused(["train", str(SMOKE), "--set", f"train.init_from={kept}", *extra], capsys, home, must)
+    assert {p: p.read_bytes() for p in (parents / parent).rglob("*") if p.is_file()} == before
 
 
 def test_bad_storage_in_the_environment_is_refused_and_redacted(tmp_path, monkeypatch, capsys):

@@ -218,3 +218,36 @@ def test_replica_optimizer_rejects_unknown_kind():
         ValueError, match=r"optimizer kind must be 'rmsprop' or 'adam', but got 'sgd'"
     ):
         ReplicaOptimizer([torch.zeros(1, requires_grad=True)], kind="sgd")
+
+
+@pytest.mark.parametrize("kind", ["rmsprop", "adam"])
+def test_cleared_state_and_zero_gradients_never_move_an_entry(kind):
+    # after momentum built up, zero the gradient of some entries: with their state cleared
+    # they stay bit for bit; Adam's momentum alone would still move them
+    def run(clear):
+        gen = torch.Generator().manual_seed(3)
+        p = torch.randn(3, 4, 5, generator=gen, requires_grad=True)
+        opt = ReplicaOptimizer([p], kind=kind, lr=0.01)
+        frozen = torch.rand(3, 4, 5, generator=gen) < 0.5
+        for _ in range(5):
+            p.grad = torch.randn(3, 4, 5, generator=gen)
+            opt.step()
+        if clear:
+            opt.clear_state(p, frozen)
+        before = p.detach().clone()
+        for _ in range(5):
+            p.grad = torch.randn(3, 4, 5, generator=gen).masked_fill_(frozen, 0.0)
+            opt.step()
+        return p.detach(), before, frozen
+
+    after, before, frozen = run(clear=True)
+    assert torch.equal(after[frozen], before[frozen])
+    assert not torch.equal(after[~frozen], before[~frozen])
+    after, before, frozen = run(clear=False)
+    assert torch.equal(after[frozen], before[frozen]) == (kind == "rmsprop")
+
+
+def test_clear_state_refuses_a_foreign_tensor():
+    opt = ReplicaOptimizer([torch.zeros(2, 3, requires_grad=True)])
+    with pytest.raises(ValueError, match=r"not a parameter of this optimiser"):
+        opt.clear_state(torch.zeros(2, 3), torch.ones(2, 3, dtype=torch.bool))
