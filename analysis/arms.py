@@ -630,12 +630,13 @@ def _compare(q: Quantity, a: pd.DataFrame, c: pd.DataFrame, step: float) -> dict
         d = lo
         points = (apt - cpt)[ok]
         points = points[np.isfinite(points)]
-        if lo.size:
+        decided = int(((lo > 0) | (hi < 0)).sum())
+        bounded = int((np.isfinite(lo) & np.isfinite(hi)).sum())
+        if decided or bounded:
             u, p = signflip_test(lo, hi, rng=np.random.default_rng(0))
             side = int(np.sign(u))
-        else:
+        else:  # no pair with an ordered or bounded difference: no evidence, out of the family
             p, side = nan, 0
-        decided = int(((lo > 0) | (hi < 0)).sum())
         row.update(
             test="signed-rank on onset intervals (censoring-aware)",
             n=int(lo.size),
@@ -740,6 +741,8 @@ def _p(p: float) -> str:
 
 
 def _label_comparison(r: dict[str, Any], alpha: float) -> str:
+    if r["n"] and r["kind"] == "onset" and not math.isfinite(r["p"]):
+        return "no onsets"
     if r["n"] == 0 or not math.isfinite(r["p_bh"]):
         return "not measured"
     if r["p_bh"] <= alpha and r["statistic"] != 0:
@@ -1106,7 +1109,8 @@ def analyse_arms(
         )
     comp, ques = _tables(seeds, curves, design, by, task_metric=data.success_metric, alpha=alpha)
     les = arm_lesions(seeds, curves, design, by, task_metric=data.success_metric, alpha=alpha)
-    bands = arm_curve_bands(curves, seeds, by)
+    orig = [f"{m}{ORIG_SUFFIX}" for m in CURVE_METRICS if f"{m}{ORIG_SUFFIX}" in curves]
+    bands = arm_curve_bands(curves, seeds, by, [*CURVE_METRICS, *orig])
     switches = _order(_switch_table(seeds, curves, by), design, by)
     return ArmAnalysis(
         design, by, _order(comp, design, by), _order(ques, design, by), les, bands, switches, notes
@@ -1140,7 +1144,8 @@ def arm_comparisons(
         ``ci_level``, ``n_up``/``n_down``, ``statistic`` (the test's side), ``p``, ``p_bh``,
         ``family``, ``interest``, ``detectable`` (the shift seen with 80 % power at
         α/family), ``power_note``, ``verdict`` (higher / lower / later / earlier /
-        inconclusive / inconclusive (power) / not measured).
+        inconclusive / inconclusive (power) / no onsets: no pair whose difference is ordered or
+        bounded, p NaN and outside the family / not measured).
     """
     import pandas as pd
 

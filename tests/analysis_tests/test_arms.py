@@ -4,7 +4,9 @@ and the lesion effects against constructed drops."""
 
 from __future__ import annotations
 
+import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -281,3 +283,40 @@ def test_cells_are_never_pooled(data):
         arm_verdicts(two, c2, DESIGN, ["partition.groups"]).query("arm == 'shifted'")
     )
     assert n_questions == 4 and (r["family"] == 14 + n_questions).all()
+
+
+def test_the_arms_section_of_a_synthetic_study(data, tmp_path):
+    """analyse_arms on a StudyData of the synthetic arms (the control named by the study.arms
+    tag), and the report's Arms section it feeds: tables, CSVs and one figure."""
+    from analysis.arms import analyse_arms
+    from analysis.report.page import Page
+    from analysis.report.sections import _arms
+    from analysis.runs import StudyData
+    from study.contract.tags import TAG_ARMS
+
+    seeds, curves = data
+    study = StudyData(
+        name="synthetic-arms",
+        tracking_uri="",
+        experiment_id="0",
+        study_run_id=None,
+        status="finished",
+        tags={TAG_ARMS: json.dumps({"control": "control", "arms": ARMS})},
+        task="working_memory",
+        swept=["arm"],
+        trials=pd.DataFrame({"trial_id": seeds["trial_id"].unique()}),
+        seeds=seeds,
+        curves=curves,
+        dropped=pd.DataFrame(),
+    )
+    got = analyse_arms(study)
+    assert got.design.control == "control" and got.by == []
+    assert list(dict.fromkeys(got.verdicts["arm"])) == ["shifted", "off"]  # the spec's order
+    page = Page(tmp_path)
+    _arms(page, SimpleNamespace(arms=got))
+    names = {f.name for f in page.files}
+    assert {"arm_verdicts.csv", "arm_comparisons.csv", "arm_lesions.csv"} <= names
+    assert {"arms_curves.png", "arm_curve_bands.csv"} <= names
+    html = "".join(page.body)
+    assert "imposed structure brings function with it" in html and "Arms" in html
+    assert _arms(Page(tmp_path), SimpleNamespace(arms=None)) is None  # no arms: no section
