@@ -198,9 +198,9 @@ def _answer_sentences(v: pd.DataFrame, comp: pd.DataFrame, les: pd.DataFrame) ->
             for arm, r in z.iterrows()
         ]
         out.append(
-            "- Lesions: zeroing W_rec's between-group blocks drops q_func_z by (median [CI]) "
-            + "; ".join(parts)
-            + "."
+            "- Lesions: zeroing W_rec's between-group blocks drops q_func_z by (median [CI]; "
+            "negative: the lesion raises it, as cutting the groups apart decorrelates them "
+            "whatever the network learned) " + "; ".join(parts) + "."
         )
     return out
 
