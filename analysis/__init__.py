@@ -10,7 +10,8 @@ the module of the claims' statistics, ``analysis.claims_by_cell`` the table):
   table), ``study_cells`` (grid points, or bins of λ for an adaptive search);
 - the report's tables, each a pandas DataFrame of one loaded study: ``claims_by_cell``,
   ``timing_verdicts``, ``timing_excluded``, ``verdict_matrix``, ``phase_cells``,
-  ``mi_audit_table``, ``importance_table``, ``lambda_limits``;
+  ``mi_audit_table``, ``importance_table``, ``lambda_limits``; for a study with arms
+  ``arm_verdicts``, ``arm_comparisons``, ``arm_lesions``;
 - the report itself: ``build_report``; and ``display_table`` (a table rounded and renamed as
   the report shows it).
 """
@@ -22,6 +23,9 @@ from typing import Any
 
 __all__ = [
     "StudyData",
+    "arm_comparisons",
+    "arm_lesions",
+    "arm_verdicts",
     "build_report",
     "claims_by_cell",
     "display_table",

@@ -28,6 +28,9 @@ __all__ = [
     "IMPORTANCE_REPEATS",
     "IMPORTANCE_TREES",
     "StudyData",
+    "arm_comparisons",
+    "arm_lesions",
+    "arm_verdicts",
     "claims_by_cell",
     "display_table",
     "first_evaluation",
@@ -312,3 +315,40 @@ def lambda_limits(data: StudyData, metrics: Sequence[str] | None = None) -> pd.D
             }
         )
     return pd.DataFrame(rows)
+
+
+def _arms(data: StudyData):
+    from analysis.arms import analyse_arms
+
+    return analyse_arms(data)
+
+
+def arm_verdicts(data: StudyData) -> pd.DataFrame:
+    """What each arm of a study with arms tests, answered per cell against the control arm,
+    paired by seed (:func:`analysis.arms.arm_verdicts`): the cell keys, ``arm``,
+    ``question`` (e.g. "structure (Q(|W|)) keeps forming after the penalty is switched off"),
+    ``verdict`` (yes / weak / no / inconclusive / inconclusive (power)), ``n``, ``why`` and the
+    statistics. Empty for a study without arms."""
+    from analysis.arms import VERDICT_COLUMNS
+
+    got = _arms(data)
+    return got.verdicts if got is not None else pd.DataFrame(columns=list(VERDICT_COLUMNS))
+
+
+def arm_comparisons(data: StudyData) -> pd.DataFrame:
+    """Each arm against the control arm, paired by seed, per cell and quantity (final task
+    score, q_func_z, Q(|W|) z, ΔW z; onsets): :func:`analysis.arms.arm_comparisons`. Empty
+    for a study without arms."""
+    from analysis.arms import COMPARISON_COLUMNS
+
+    got = _arms(data)
+    return got.comparisons if got is not None else pd.DataFrame(columns=list(COMPARISON_COLUMNS))
+
+
+def arm_lesions(data: StudyData) -> pd.DataFrame:
+    """The lesion drops of every arm and their paired difference with the control's
+    (:func:`analysis.arms.arm_lesions`). Empty for a study without arms or lesions."""
+    from analysis.arms import LESION_COLUMNS
+
+    got = _arms(data)
+    return got.lesions if got is not None else pd.DataFrame(columns=list(LESION_COLUMNS))

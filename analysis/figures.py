@@ -19,6 +19,7 @@ from analysis.phase import PhaseInfo, phase_quantities
 from study.contract.params import PARAM_MI_WEIGHT
 
 __all__ = [
+    "plot_arm_curves",
     "plot_curve_bands",
     "plot_km",
     "plot_onsets",
@@ -247,4 +248,65 @@ def plot_km(km: pd.DataFrame, *, by: str = PARAM_MI_WEIGHT) -> Figure:
         ax.set_title(f"{by} = {level}" if level != "all" else "all seeds", fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
     axes[0].set_ylabel("fraction emerged (Kaplan–Meier)")
+    return fig
+
+
+def plot_arm_curves(
+    bands: pd.DataFrame,
+    switches: pd.DataFrame,
+    *,
+    control: str,
+    arms: list[str],
+    metrics: list[str],
+    labels: dict[str, str] | None = None,
+    title: str = "",
+) -> Figure:
+    """One row per arm, one column per metric: the arm's median over seeds (line) and IQR
+    (band) against the control's (grey) on the same axes; the intervention's epoch dashed (the
+    median of the seeds' switch epochs, their interquartile range shaded when they differ);
+    where the arm has a metric's ``<metric>_orig`` (a swapped partition), that curve dotted."""
+    labels = labels or {}
+    rows = max(1, len(arms))
+    cols = max(1, len(metrics))
+    fig = _figure(4.0 * cols, 2.4 * rows + 0.4)
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
+    sw = switches.set_index("arm") if len(switches) else pd.DataFrame()
+    for i, arm in enumerate(arms):
+        for j, m in enumerate(metrics):
+            ax = axes[i, j]
+            for who, colour in ((control, "0.45"), (arm, f"C{i % 10}")):
+                g = bands[(bands["arm"] == who) & (bands["metric"] == m)].sort_values("epoch")
+                if not len(g):
+                    continue
+                ax.plot(g["epoch"], g["median"], color=colour, lw=1.3, label=str(who))
+                ax.fill_between(g["epoch"], g["q25"], g["q75"], color=colour, alpha=0.22, lw=0)
+            orig = bands[(bands["arm"] == arm) & (bands["metric"] == f"{m}_orig")]
+            if len(orig):
+                orig = orig.sort_values("epoch")
+                ax.plot(
+                    orig["epoch"],
+                    orig["median"],
+                    color=f"C{i % 10}",
+                    ls=":",
+                    lw=1.3,
+                    label=f"{arm}, designed partition",
+                )
+            if arm in sw.index and np.isfinite(float(sw.loc[arm, "switch_median"])):
+                s = sw.loc[arm]
+                ax.axvline(float(s["switch_median"]), color="k", ls="--", lw=0.9)
+                if float(s["switch_q75"]) > float(s["switch_q25"]):
+                    ax.axvspan(
+                        float(s["switch_q25"]), float(s["switch_q75"]), color="k", alpha=0.08
+                    )
+            if i == 0:
+                ax.set_title(labels.get(m, m), fontsize=9)
+            if j == 0:
+                ax.set_ylabel(str(arm), fontsize=9)
+            if i == rows - 1:
+                ax.set_xlabel("epoch")
+            ax.tick_params(labelsize=7)
+            if j == cols - 1:
+                ax.legend(fontsize=6, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig

@@ -25,6 +25,7 @@ import pandas as pd
 from analysis.api import claims_by_cell as claims_of
 from analysis.api import importance_infos, matrix_info_of
 from analysis.api import timing_verdicts as timing_of
+from analysis.arms import analyse_arms
 from analysis.cells import Cells, study_cells
 from analysis.claims import ACCURACY_MARGIN, calibrate_paired
 from analysis.emergence import FAILED_TASK, false_emergence, timing_seeds
@@ -87,6 +88,7 @@ class Findings:
     matrix: Any = None  # analysis.matrix.MatrixInfo of the claims and timing verdicts
     importance: list = field(default_factory=list)  # analysis.importance.ImportanceInfo's
     first_eval: float = math.nan  # first evaluation after training began: onsets there are bounds
+    arms: Any = None  # analysis.arms.ArmAnalysis of a study with arms, else None
 
     @property
     def lines(self) -> list[str]:
@@ -201,8 +203,10 @@ def findings(study: StudyData, *, rng: np.random.Generator, importance: bool = T
     if importance and (cut.design.kind == "adaptive" or n_done >= IMPORTANCE_MIN_TRIALS):
         infos = importance_infos(study, rng=rng)
     first = first_evaluation(study)
+    arms = analyse_arms(study)
 
     lines.append(_design_line(cut))
+    lines += _arm_lines(arms)
     lines += _claim_lines(claims, matrix, cut)
     method = verdicts.attrs.get("method", "") if len(verdicts) else ""
     lines += _timing_lines(matrix, measured, timing, excluded, fe, cal, first, method)
@@ -227,6 +231,7 @@ def findings(study: StudyData, *, rng: np.random.Generator, importance: bool = T
         matrix,
         infos,
         first,
+        arms,
     )
 
 
@@ -256,6 +261,33 @@ def _count_lines(
             "diverged seeds count as unsuccessful."
         )
     return out
+
+
+def _arm_lines(arms: Any) -> list[str]:
+    """One sentence on the arms: each arm's answers (one cell), or its counts of answers (several
+    cells); nothing for a study without arms."""
+    if arms is None:
+        return []
+    if arms.design.control is None:
+        return ["Arms: the study names no control arm, so no arm is compared with one."]
+    v = arms.verdicts
+    if not len(v):
+        return [f"Arms: no arm has seeds paired with the control arm '{arms.design.control}'."]
+    by = arms.by
+    head = (
+        f"Arms, each against the control arm '{arms.design.control}' paired by seed"
+        f"{' per cell of ' + ' × '.join(by) if by else ''} (BH within each arm):"
+    )
+    parts = []
+    for arm, g in v.groupby("arm", sort=False):
+        if by:
+            counts = g["verdict"].value_counts()
+            parts.append(f"{arm}: " + ", ".join(f"{n} {w}" for w, n in counts.items()))
+        else:
+            parts.append(
+                f"{arm}: " + "; ".join(f"{q} — {w}" for q, w in zip(g["question"], g["verdict"]))
+            )
+    return [f"{head} {'. '.join(parts)}."]
 
 
 def _design_line(cut: Cells) -> str:

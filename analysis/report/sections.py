@@ -63,6 +63,7 @@ def write_sections(page: Page, data: StudyData, fnd: Findings) -> None:
 
     _matrix(page, fnd)
     _claims(page, data, fnd)
+    _arms(page, fnd)
     _verdicts(page, data, fnd, timing, by)
     if adaptive:
         _responses(page, data, fnd, seeds)
@@ -126,6 +127,124 @@ def _claims(page: Page, data: StudyData, fnd: Findings) -> None:
             f"n) it rejects at α = {ALPHA:g}:"
         )
         page.table(fnd.claims_calibration, "claims_calibration")
+
+
+def _arms(page: Page, fnd: Findings) -> None:
+    """The arms of a study with arms (analysis.arms): what each arm tests and its answer, the
+    paired comparisons with the control, the lesions, and each arm's curves against the
+    control's with its intervention's epoch; nothing for a study without arms."""
+    from analysis.arms import INTEREST
+    from analysis.figures import plot_arm_curves
+
+    arms = fnd.arms
+    if arms is None:
+        return
+    page.h2("Arms", open=True)
+    for note in arms.notes:
+        page.p(note, "empty")
+    control = arms.design.control
+    if control is None or not len(arms.comparisons):
+        page.nothing("no control arm named, or no arm with seeds paired with it")
+        return
+    by = arms.by
+    where = f" in each cell of {' × '.join(by)}" if by else ""
+    page.p(
+        f"Each arm against the control arm '{control}', paired by seed{where}: the same "
+        "initialisations and data, and until an arm's intervention acts the same networks bit "
+        "for bit; arms and cells are never pooled. Answers: a question about what happens "
+        "after the intervention tests each switched seed's change from its switch epoch (the "
+        "first evaluation with intervened = 1; after a partition swap, the first evaluation on "
+        "the new partition) to its final value; a question about a level tests the seeds' "
+        f"final z-score against 0 (yes: significant and median > {CLEAR_Z:g}; weak: significant "
+        f"but not clear; no: the CI of the median below {CLEAR_Z:g}). Wilcoxon signed-rank "
+        f"(SciPy), Benjamini–Hochberg within each arm's family (its questions and comparisons), "
+        f"α = {ALPHA:g}; 'inconclusive (power)' where the seeds cannot reach α/family or could "
+        f"not see a shift of {INTEREST['z']:g} z ({INTEREST['score']:g} of the task score, "
+        f"{INTEREST['onset']:g} evaluations of an onset) with 80 % power."
+    )
+    v = arms.verdicts
+    page.table(v[[*by, "arm", "question", "verdict", "n", "why"]], names={"n": "seeds"})
+    page.table(v, "arm_verdicts", max_rows=0)
+    page.p(
+        "Paired comparisons with the control: arm − control per seed; effect = median "
+        "difference with its distribution-free CI (order statistics; coverage ci_level); onsets "
+        "are the half-rise timing onsets (epochs), compared as censored intervals (a "
+        "signed-rank test on intervals, exact Wilcoxon on points), their effect over the pairs "
+        "where both are points."
+    )
+    c = arms.comparisons
+    shown = [
+        *by,
+        "arm",
+        "quantity",
+        "n",
+        "median_control",
+        "median_arm",
+        "effect",
+        "ci_lo",
+        "ci_hi",
+        "p",
+        "p_bh",
+        "verdict",
+    ]
+    page.table(c[shown], names={"n": "pairs"})
+    page.table(c, "arm_comparisons", max_rows=0)
+    les = arms.lesions
+    if len(les):
+        page.p(
+            "Lesions at each seed's last lesion evaluation: drop = intact − lesioned (task score "
+            "and q_func_z) when W_rec's between-group blocks are zeroed (zero_between), reset to "
+            "W(0) (reset_between), or all of W_rec is reset to W(0) (reset_rec); per arm the "
+            "median drop with its CI and a one-sample Wilcoxon test, and the paired difference "
+            "of the drops against the control's (BH within each arm's lesions)."
+        )
+        keep = [
+            *by,
+            "arm",
+            "lesion",
+            "measure",
+            "n",
+            "median_intact",
+            "median_drop",
+            "ci_lo",
+            "ci_hi",
+            "p_bh",
+            "drop_vs_control",
+            "p_vs_bh",
+        ]
+        page.table(les[keep], names={"n": "seeds"})
+        page.table(les, "arm_lesions", max_rows=0)
+    else:
+        page.p("No lesions measured in this study (train.lesion_every = 0).", "empty")
+    bands = arms.bands
+    if not len(bands):
+        return
+    labels = {"q_func_z": "q_func_z", "q_struct_z": "Q(|W|) z", "dw_block_z": "ΔW block z"}
+    metrics = [m for m in labels if m in set(bands["metric"])]
+    cells = [((), bands)] if not by else list(bands.groupby(by, sort=True))
+    for key, g in cells:
+        key = key if isinstance(key, tuple) else (key,)
+        title = " · ".join(f"{k} = {val}" for k, val in zip(by, key))
+        sw = arms.switches
+        for k, val in zip(by, key):
+            sw = sw[sw[k] == val]
+        page.figure(
+            plot_arm_curves(
+                g,
+                sw,
+                control=str(control),
+                arms=arms.design.treated,
+                metrics=metrics,
+                labels=labels,
+                title=title,
+            ),
+            f"arms_curves{'_' + slug(*map(str, key)) if by else ''}",
+            "Each arm (colour) against the control (grey): median over seeds and IQR band of "
+            "q_func_z, Q(|W|) z and the ΔW block z; dashed, the intervention's epoch (the "
+            "median of the seeds' switch epochs, their IQR shaded); dotted, a swapped arm's "
+            f"designed partition{' (' + title + ')' if title else ''}.",
+        )
+    page.table(bands, "arm_curve_bands", max_rows=0)
 
 
 def _binned_claims(page: Page, data: StudyData, fnd: Findings) -> None:
