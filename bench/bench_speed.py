@@ -63,12 +63,17 @@ CELLS = {
 _RUNNER = r"""
 import json, os, sys, time
 import torch
-try:
+code_dir = os.path.realpath(os.environ["PYTHONPATH"])
+# the layout is read from the code's own files: an import attempt could be answered by the
+# editable install of another checkout (its finder serves any study.* the code lacks)
+if os.path.isdir(os.path.join(code_dir, "study", "spec")):
     from study.spec import load_trial_config
     from study.training.loop import train
-except ImportError:  # the flat layout of older commits
+else:  # the flat layout of older commits
     from study.config import load_trial_config
     from study.train import train
+if not os.path.realpath(sys.modules[train.__module__].__file__).startswith(code_dir):
+    raise SystemExit(f"trainer imported from {sys.modules[train.__module__].__file__}")
 preset, overrides = sys.argv[1], json.loads(sys.argv[2])
 cfg = load_trial_config(preset, overrides)
 torch.set_num_threads(1)
