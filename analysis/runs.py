@@ -509,14 +509,23 @@ def _trials_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         "has_seeds",
     ]
     df = pd.DataFrame(rows, columns=None if rows else base)
-    for col in df.columns:
-        if col not in base and (df[col].dtype == object or pd.api.types.is_string_dtype(df[col])):
-            df[col] = _maybe_numeric(df[col])
-    df["diverged"] = df["status"].eq("diverged")
-    df["failed"] = df["status"].eq("failed")
-    df["running"] = df["status"].eq("running")
-    df["q_chance"] = [_chance(r) for _, r in df.iterrows()] if len(df) else []
-    return df
+    # every column replaced at once: one assignment per column fragments a wide frame
+    df = pd.DataFrame(
+        {
+            col: _maybe_numeric(df[col])
+            if col not in base
+            and (df[col].dtype == object or pd.api.types.is_string_dtype(df[col]))
+            else df[col]
+            for col in df.columns
+        },
+        index=df.index,
+    )
+    return df.assign(
+        diverged=df["status"].eq("diverged"),
+        failed=df["status"].eq("failed"),
+        running=df["status"].eq("running"),
+        q_chance=[_chance(r) for _, r in df.iterrows()] if len(df) else [],
+    )
 
 
 def _maybe_numeric(col: pd.Series) -> pd.Series:
