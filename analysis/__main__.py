@@ -2,9 +2,11 @@
 
 ``report STUDY [--tracking-uri URI] [--out DIR]`` writes the study's self-contained HTML report
 (PNG and CSV beside it), logs it to the study run and prints the report's path. ``timing STUDY``
-prints the timing verdict per λ, the false-emergence rate at λ = 0, the calibration and the
-median final z-scores and NMIs per λ (``--json`` writes them too). ``calibrate`` runs the
-pipeline's calibration on a declared noise model.
+prints the timing verdict per cell and ordering (function vs Q(|W|), function vs ΔW) with its
+power and why, the calibration at the study's design and the median finals per λ; ``timing
+--curves FILE --by COL ...`` runs the same pipeline on any curves table (CSV or parquet) and
+``--json OUT`` writes one record per cell. ``calibrate`` runs the timing calibration suite on
+declared curve models.
 
 Exit codes, as for ``python -m study`` (docs/analysis.md): 0 done; 2 bad input or usage (a study
 or store that does not exist, an empty study name, a bad option), one line; 1 a failure at run
@@ -16,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
 import traceback
 
+from analysis.timing.calibration import DEFAULT_FUNC, DEFAULT_STRUCT  # NumPy only
 from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z
 from study.contract.text import one_line, redact_url
 
@@ -64,89 +66,265 @@ FINAL_COLUMNS = (
     "final.q_func",
     "final.q_struct",
 )
+VERDICT_PRINT = (
+    "ordering",
+    "verdict",
+    "n",
+    "p_order_bh",
+    "p_tost_bh",
+    "median_lag_evals",
+    "detectable_lead_evals",
+    "power",
+)
+CALIBRATION_PRINT = (
+    "ordering",
+    "n_seeds",
+    "family",
+    "scenario",
+    "false_ordering",
+    "power",
+    "co_emergent",
+    "never",
+)
 
 
 def _timing(args: argparse.Namespace) -> int:
-    """Print a study's timing verdict per λ, false emergence, calibration, final z-scores/NMIs."""
+    """Timing verdicts per cell and ordering, with power and calibration: of a study (STUDY) or
+    of any curves table (--curves FILE --by COL ...)."""
+    from analysis.runs import AnalysisInputError
+
+    if (args.study is None) == (args.curves is None):
+        raise AnalysisInputError(
+            "timing: give a STUDY or --curves FILE (one of the two), but got "
+            + ("both" if args.study is not None else "neither")
+        )
+    if args.curves is None and (args.by or args.struct):
+        raise AnalysisInputError(
+            "timing: --by and --struct apply to --curves FILE; a study's cells are its swept "
+            "keys and its structure measures are study.contract.names.TIMING_STRUCTURE"
+        )
+    if args.n_sim < 0:
+        raise AnalysisInputError(f"--n-sim: expected an integer >= 0, but got {args.n_sim}")
+    return _timing_curves(args) if args.curves is not None else _timing_study(args)
+
+
+def _write_json(path: str, obj: object) -> None:
+    """Strict JSON (no NaN: the records hold None for a non-finite number)."""
     import json
 
-    import numpy as np
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2, allow_nan=False)
+        fh.write("\n")
+
+
+def _timing_study(args: argparse.Namespace) -> int:
+    """A study's timing verdicts per cell and ordering, the calibration at its design, and the
+    median finals per λ."""
     import pandas as pd
 
-    from analysis.report import analysed_seeds, findings
-    from analysis.runs import load_study
+    from analysis.emergence import timing_seeds
+    from analysis.runs import analysed_seeds, load_study
+    from analysis.timing import jsonable, study_calibration, study_verdicts
     from study.contract.params import PARAM_MI_WEIGHT
 
     data = load_study(_study_name(args.study), args.tracking_uri)
-    fnd = findings(data, rng=np.random.default_rng(args.seed), importance=False)
     seeds = analysed_seeds(data)
+    timing, excluded = timing_seeds(seeds, require_success=False)  # counted per cell
+    by = [PARAM_MI_WEIGHT] if PARAM_MI_WEIGHT in timing else []
+    by += [k for k in data.swept if k in timing and k not in by]
+    verdicts = study_verdicts(timing, by, curves=data.curves)
+    calib = pd.DataFrame()
+    if len(verdicts) and args.n_sim > 0 and data.curves is not None and len(data.curves):
+        calib = study_calibration(
+            data.curves, timing, by, verdicts=verdicts, n_sim=args.n_sim, seed=args.seed
+        )
     cols = [c for c in FINAL_COLUMNS if c in seeds]
-    by = PARAM_MI_WEIGHT if PARAM_MI_WEIGHT in seeds else None
+    lam = PARAM_MI_WEIGHT if PARAM_MI_WEIGHT in seeds else None
     finals = (
-        seeds.groupby(by)[cols].median().reset_index()
-        if by and cols and len(seeds)
+        seeds.groupby(lam)[cols].median().reset_index()
+        if lam and cols and len(seeds)
         else pd.DataFrame()
     )
     with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(fnd.text, end="\n\n")
-        if len(fnd.verdicts):
-            print(fnd.verdicts.to_string(index=False), end="\n\n")
+        if len(verdicts):
+            print(verdicts[[*by, *VERDICT_PRINT]].to_string(index=False), end="\n\n")
+            for r in verdicts.to_dict("records"):
+                cell = ", ".join(f"{k}={r[k]}" for k in by)
+                print(f"{cell} [{r['ordering']}] {r['verdict']}: {r['why']}")
+            print()
+        else:
+            print("no timing verdicts: no seeds with z-score curves to time\n")
+        if len(calib):
+            print("calibration at this study's design (rates over simulated cells):")
+            print(calib[list(CALIBRATION_PRINT)].to_string(index=False), end="\n\n")
+        if len(excluded):
+            print(f"left out of the timing: {len(excluded)} seeds ({_reasons(excluded)})\n")
         if len(finals):
             print("median final values per λ:")
             print(finals.to_string(index=False))
     if args.json:
-        out = {
-            "findings": fnd.text,
-            "verdicts": json.loads(fnd.verdicts.to_json(orient="records"))
-            if len(fnd.verdicts)
-            else [],
-            "false_emergence": fnd.false_emergence,
-            "calibration": fnd.calibration._asdict() if fnd.calibration else None,
-            "finals": json.loads(finals.to_json(orient="records")) if len(finals) else [],
-            "excluded": int(len(fnd.excluded)),
-        }
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(out, fh, indent=2)
+        _write_json(
+            args.json,
+            jsonable(
+                {
+                    "by": by,
+                    "verdicts": verdicts.to_dict("records"),
+                    "calibration": calib.to_dict("records"),
+                    "excluded": int(len(excluded)),
+                    "finals": finals.to_dict("records"),
+                }
+            ),
+        )
+    return 0
+
+
+def _reasons(excluded) -> str:
+    counts = excluded["reason"].value_counts()
+    return ", ".join(f"{n} {reason}" for reason, n in counts.items())
+
+
+def _read_curves(path: str, need: list[str]):
+    """The curves table at `path` (CSV or parquet) with the columns `need`, checked: a missing
+    or unreadable file, a missing column, a non-numeric curve or a repeated (seed, epoch) is
+    an AnalysisInputError naming the file and the column."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from analysis.runs import AnalysisInputError
+
+    p = Path(path)
+    if not p.is_file():
+        raise AnalysisInputError(f"--curves {path}: no such file")
+    suffix = p.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise AnalysisInputError(
+            f"--curves {path}: expected a .csv or .parquet file, but got {p.suffix or 'none'!r}"
+        )
+    try:
+        table = pd.read_csv(p) if suffix == ".csv" else pd.read_parquet(p)
+    except Exception as e:  # an unreadable file is bad input, whatever the reader raises
+        raise AnalysisInputError(
+            f"--curves {path}: cannot be read as {suffix[1:]} ({type(e).__name__}: {e})"
+        ) from None
+    missing = [c for c in need if c not in table.columns]
+    if missing:
+        raise AnalysisInputError(
+            f"--curves {path}: column {missing[0]!r} is missing (needed: {', '.join(need)}; "
+            f"found: {', '.join(map(str, table.columns))})"
+        )
+    for col in need[1:4]:  # epoch and the two curves: numbers (a curve may have gaps)
+        num = pd.to_numeric(table[col], errors="coerce")
+        bad = num.isna() & (table[col].notna() | (col == "epoch"))
+        if bad.any():
+            raise AnalysisInputError(
+                f"--curves {path}: column {col!r} must hold numbers, but holds "
+                f"{table[col][bad].iloc[0]!r}"
+            )
+        table[col] = num.astype(float)
+    keys = [k for k in ("trial_id", "seed") if k in table.columns] + need[4:] + ["epoch"]
+    dup = table.duplicated(keys)
+    if dup.any():
+        row = table[dup].iloc[0]
+        seed = row["seed"].item() if hasattr(row["seed"], "item") else row["seed"]
+        raise AnalysisInputError(
+            f"--curves {path}: seed {seed!r} repeats epoch {row['epoch']:g}; each seed "
+            f"needs one row per evaluation (is a cell column missing from --by?)"
+        )
+    return table
+
+
+def _timing_curves(args: argparse.Namespace) -> int:
+    """The whole timing pipeline on a curves table: one JSON record per cell."""
+    import pandas as pd
+
+    from analysis.timing import timing_from_curves
+
+    struct = args.struct or "q_struct_z"
+    by = list(args.by or [])
+    table = _read_curves(args.curves, ["seed", "epoch", "q_func_z", struct, *by])
+    records = timing_from_curves(
+        table,
+        by,
+        struct=struct,
+        struct_direction=args.struct_direction,
+        n_sim=args.n_sim,
+        seed=args.seed,
+    )
+    cols = [
+        *by,
+        "verdict",
+        "n_seeds",
+        "p_order_bh",
+        "p_tost_bh",
+        "median_lag_evals",
+        "detectable_lead_evals",
+    ]
+    shown = pd.DataFrame([{c: r.get(c) for c in cols} for r in records], columns=cols)
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(f"function (q_func_z) vs structure ({struct}), {len(records)} cells:")
+        print(shown.to_string(index=False))
+        for r in records:
+            cal = r.get("calibration") or {}
+            cell = ", ".join(f"{k}={r[k]}" for k in by) or "all seeds"
+            print(
+                f"{cell}: {r['verdict']}; {r['power_note']}"
+                + (
+                    f"; calibration: false ordering {cal['false_ordering']:.3f} at no lead"
+                    if cal and cal.get("false_ordering") is not None
+                    else ""
+                )
+            )
+    if args.json:
+        _write_json(args.json, records)
     return 0
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    """Calibrate the onset + test pipeline on a declared noise model and print its rates."""
+    """Run the timing calibration suite on declared curve models and print its rates."""
     import numpy as np
 
-    from analysis.emergence import Noise, calibrate
     from analysis.runs import AnalysisInputError
+    from analysis.timing import CurveParams, calibration_suite, jsonable
+    from analysis.timing.calibration import format_table
 
-    for name in ("func", "struct"):  # the declared noise model is the input: exit 2 if bad
-        sd, rho = getattr(args, f"{name}_sd"), getattr(args, f"{name}_rho")
-        if not (math.isfinite(sd) and sd >= 0 and 0 <= rho < 1):
+    models = {}
+    for name in ("func", "struct"):  # the declared models are the input: exit 2 if bad
+        vals = {k: getattr(args, f"{name}_{k}") for k in ("amplitude", "width", "sd", "rho")}
+        try:
+            models[name] = CurveParams(**vals)
+        except ValueError:
             raise AnalysisInputError(
-                f"--{name}-sd/--{name}-rho: {name} noise must have a "
-                f"finite sd >= 0 and 0 <= rho < 1, but got sd={sd}, "
-                f"rho={rho}"
-            )
-    if args.eval_every <= 0 or args.epochs // args.eval_every < args.run + 1:
+                f"--{name}-amplitude/--{name}-width/--{name}-sd/--{name}-rho: the {name} model "
+                f"must have a finite amplitude, width > 0, a finite sd >= 0 and 0 <= rho < 1, "
+                f"but got {', '.join(f'{k}={v}' for k, v in vals.items())}"
+            ) from None
+    if args.eval_every <= 0 or args.epochs // args.eval_every < args.run + 2:
         raise AnalysisInputError(
             f"--epochs/--eval-every: expected more than --run + 1 = "
             f"{args.run + 1} evaluations, but got --epochs {args.epochs} "
             f"--eval-every {args.eval_every}"
         )
+    for flag in ("seeds", "cells", "family"):
+        if getattr(args, flag) < 1:
+            raise AnalysisInputError(
+                f"--{flag}: expected an integer >= 1, but got {getattr(args, flag)}"
+            )
     epochs = np.arange(0, args.epochs + 1, args.eval_every, dtype=float)
-    func = Noise(args.func_sd, args.func_rho, 0)
-    struct = Noise(args.struct_sd, args.struct_rho, 0)
-    cal = calibrate(
-        func,
-        struct,
+    results = calibration_suite(
+        models["func"],
+        models["struct"],
+        rng=np.random.default_rng(args.seed),
         epochs=epochs,
         n_seeds=args.seeds,
         n_cells=args.cells,
-        z=args.z,
-        run=args.run,
-        amplitude=args.amplitude,
-        rng=np.random.default_rng(args.seed),
+        family=args.family,
+        threshold=True,
+        onset_kwargs={"threshold": args.z, "run": args.run},
     )
-    for k, v in cal._asdict().items():
-        print(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
+    print(format_table(results))
+    if args.json:
+        _write_json(args.json, jsonable([r.to_dict() for r in results]))
     return 0
 
 
@@ -178,9 +356,37 @@ def _parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=_report)
 
     tim = sub.add_parser("timing", help=_timing.__doc__, description=_timing.__doc__)
-    tim.add_argument("study", help="study name (= MLflow experiment name)")
+    tim.add_argument(
+        "study", nargs="?", default=None, help="study name (= MLflow experiment name)"
+    )
     tim.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (as for report)")
+    tim.add_argument(
+        "--curves",
+        default=None,
+        metavar="FILE",
+        help="a curves table (CSV or parquet: seed, epoch, q_func_z, the structure column and "
+        "the --by columns) instead of a study",
+    )
+    tim.add_argument(
+        "--by", nargs="+", default=None, metavar="COL", help="the cell columns of --curves"
+    )
+    tim.add_argument(
+        "--struct", default=None, help="the structure column of --curves (default q_struct_z)"
+    )
+    tim.add_argument(
+        "--struct-direction",
+        type=int,
+        choices=(1, -1),
+        default=1,
+        help="+1 when the structure column rises as structure forms, -1 when it falls",
+    )
     tim.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    tim.add_argument(
+        "--n-sim",
+        type=int,
+        default=100,
+        help="simulated cells per calibration scenario (0: no calibration)",
+    )
     tim.add_argument(
         "--seed", type=int, default=0, help="seed of the calibration's synthetic curves"
     )
@@ -190,15 +396,30 @@ def _parser() -> argparse.ArgumentParser:
     cal = sub.add_parser("calibrate", help=_calibrate.__doc__, description=_calibrate.__doc__)
     cal.add_argument("--epochs", type=int, default=1000, help="run length in epochs")
     cal.add_argument("--eval-every", type=int, default=25, help="epochs between evaluations")
-    cal.add_argument("--seeds", type=int, default=8, help="seeds per simulated λ")
-    cal.add_argument("--cells", type=int, default=200, help="simulated λ cells")
-    cal.add_argument("--func-sd", type=float, default=1.0, help="q_func_z noise sd")
-    cal.add_argument("--func-rho", type=float, default=0.0, help="q_func_z lag-1 autocorr.")
-    cal.add_argument("--struct-sd", type=float, default=0.3, help="q_struct_z noise sd")
-    cal.add_argument("--struct-rho", type=float, default=0.95, help="q_struct_z lag-1 autocorr.")
-    cal.add_argument("--amplitude", type=float, default=10.0, help="plateau z of the rise")
-    cal.add_argument("--z", type=float, default=DEFAULT_Z, help="onset threshold (emergence.z)")
-    cal.add_argument("--run", type=int, default=DEFAULT_RUN, help="onset run (emergence.run)")
+    cal.add_argument("--seeds", type=int, default=8, help="seeds per simulated cell")
+    cal.add_argument("--cells", type=int, default=200, help="simulated cells per scenario")
+    cal.add_argument("--family", type=int, default=1, help="cells per BH family")
+    for name, model in (("func", DEFAULT_FUNC), ("struct", DEFAULT_STRUCT)):
+        metric = "q_func_z" if name == "func" else "q_struct_z"
+        amp, width, sd, rho = model.amplitude, model.width, model.sd, model.rho
+        cal.add_argument(
+            f"--{name}-amplitude", type=float, default=amp, help=f"{metric} rise (z units)"
+        )
+        cal.add_argument(
+            f"--{name}-width",
+            type=float,
+            default=width,
+            help=f"{metric} logistic scale (evaluations)",
+        )
+        cal.add_argument(f"--{name}-sd", type=float, default=sd, help=f"{metric} noise sd")
+        cal.add_argument(
+            f"--{name}-rho", type=float, default=rho, help=f"{metric} lag-1 autocorr."
+        )
+    cal.add_argument(
+        "--z", type=float, default=DEFAULT_Z, help="detection threshold (emergence.z)"
+    )
+    cal.add_argument("--run", type=int, default=DEFAULT_RUN, help="detection run (emergence.run)")
+    cal.add_argument("--json", default=None, help="also write the rates to this JSON file")
     cal.add_argument("--seed", type=int, default=0, help="seed of the synthetic curves")
     cal.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     cal.set_defaults(func=_calibrate)

@@ -109,14 +109,16 @@ def verdict_matrix(
     timing: pd.DataFrame | None = None,
     cut: Cells | None = None,
 ) -> pd.DataFrame:
-    """The verdict matrix as a table: one row per claim and a ``Timing`` row, one column per
-    cell (its label, e.g. ``λ=0.3 · K=2``), each entry a verdict (``not measured`` where none).
+    """The verdict matrix as a table: one row per claim and one timing row per ordering
+    measured (``Timing, function vs Q(|W|)``, ``Timing, function vs ΔW``), one column per cell
+    (its label, e.g. ``λ=0.3 · K=2``), each entry a verdict (``not measured`` where none).
     """
     from analysis.matrix import TIMING_ROW
 
     info = matrix_info_of(data, claims_table=claims_table, timing=timing, cut=cut)
     rows = {title: list(info.verdicts[i]) for i, title in enumerate(info.claims)}
-    rows[TIMING_ROW] = list(info.timing)
+    for title, row in info.timing_rows or ((TIMING_ROW, tuple(info.timing)),):
+        rows[title] = list(row)
     return pd.DataFrame.from_dict(rows, orient="index", columns=info.cells)
 
 

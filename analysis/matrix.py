@@ -5,6 +5,11 @@ with the cell keys, ``claim`` and ``verdict``) with a timing-verdict table into 
 :class:`MatrixInfo`; :func:`plot_matrix` draws it. A cell is one combination of the key values
 (a grid point, or a bin of a continuous key, whose label is then the bin's text); its label
 reads like ``λ=0.1 · K=2``. Wide matrices wrap into panels of at most ``max_columns`` cells.
+
+A timing table with one ``verdict.<struct>`` column per ordering (the seam's,
+:func:`analysis.verdicts.timing_verdicts`) gives one timing row per ordering, titled
+``Timing, function vs Q(|W|)``, ``Timing, function vs ΔW``; a bare ``verdict`` column gives one
+row, ``Timing``.
 """
 
 from __future__ import annotations
@@ -100,9 +105,17 @@ class MatrixInfo(NamedTuple):
     cell_values: list[dict[str, Any]]  # key -> value of each column
     claims: list[str]  # row titles of the claims (CLAIM_TITLES), in row order
     verdicts: np.ndarray  # (n_claims, n_cells) str: claim verdict or NOT_MEASURED
-    timing: list[str]  # one timing verdict per cell (NOT_MEASURED where none)
-    sentences: list[str]  # one per claim, then timing over treated cells and over controls
+    timing: list[str]  # one timing verdict per cell (NOT_MEASURED where none): the first row's
+    sentences: list[str]  # one per claim, then per timing row over treated cells and controls
     legend: list[tuple[str, str, str]]  # (label, colour, glyph) of each verdict shown
+    # every timing row: (title, one verdict per cell), one per ordering the table gives
+    timing_rows: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def timing_titles(self) -> list[str]:
+        """The titles of the timing rows with at least one measured verdict."""
+        rows = self.timing_rows or ((TIMING_ROW, tuple(self.timing)),)
+        return [t for t, v in rows if any(x != NOT_MEASURED for x in v)]
 
 
 def cell_label(values: Mapping[str, Any], keys: Sequence[str] | None = None) -> str:
@@ -141,7 +154,8 @@ def matrix_info(
         claims: one row per (cell, claim) with the cell keys, ``claim`` and ``verdict``
             (:func:`analysis.claims.claims_table`; its λ column is a cell key like any other).
         timing: one row per cell with ``verdict`` and either the cell keys as columns, or a
-            ``cell`` column holding a key -> value mapping or the cell's :func:`cell_label`.
+            ``cell`` column holding a key -> value mapping or the cell's :func:`cell_label`;
+            with ``verdict.<struct>`` columns, one timing row per ordering (module docstring).
             Cells only in `timing` (such as λ = 0 controls) get NOT_MEASURED claims.
         keys: the cell keys, in label order; default the columns of `claims` that are not
             statistics (λ first).
@@ -167,7 +181,11 @@ def matrix_info(
             f"matrix_info(): each (cell, claim) must appear once, but "
             f"({dup['_cell']}, {dup['claim']}) repeats."
         )
-    t_cells = _timing_cells(timing, keys)
+    t_rows = [(title, _timing_cells(timing, keys, col)) for title, col in _orderings(timing)]
+    t_cells: dict[str, tuple[dict[str, Any], str]] = {}
+    for _, found in t_rows:
+        for label, item in found.items():
+            t_cells.setdefault(label, item)
     cells, values = _cell_order(labelled, t_cells, keys)
     names = (
         list(claim_order)
@@ -182,14 +200,19 @@ def matrix_info(
     for r in labelled.to_dict("records"):
         if r["claim"] in row:
             grid[row[r["claim"]], col[r["_cell"]]] = str(r["verdict"])
-    timing_row = [t_cells.get(c, (None, NOT_MEASURED))[1] for c in cells]
+    rows = [
+        (title, [found.get(c, (None, NOT_MEASURED))[1] for c in cells]) for title, found in t_rows
+    ]
+    timing_row = rows[0][1] if rows else [NOT_MEASURED] * len(cells)
     titles = [CLAIM_TITLES.get(n, n) for n in names]
     # claims are judged in the treated cells only: a control column is not "not measured"
     treated = ~_controls(cells, values)
     shown = [c for c, k in zip(cells, treated) if k]
     sentences = [_sentence(t, grid[i][treated], shown) for i, t in enumerate(titles)]
     if timing is not None and len(t_cells):
-        sentences += _timing_sentences(timing_row, cells, values)
+        for title, row in rows:
+            sentences += _timing_sentences(row, cells, values, title)
+    every = [v for _, row in rows for v in row] if timing is not None else []
     return MatrixInfo(
         keys,
         cells,
@@ -198,8 +221,22 @@ def matrix_info(
         grid,
         timing_row,
         sentences,
-        _legend(grid, timing_row if timing is not None else []),
+        _legend(grid, every),
+        tuple((title, tuple(row)) for title, row in rows),
     )
+
+
+def _orderings(timing: pd.DataFrame | None) -> list[tuple[str, str]]:
+    """(row title, verdict column) of each timing row: one per ``verdict.<struct>`` column,
+    else the ``verdict`` column as :data:`TIMING_ROW`."""
+    if timing is None or not len(timing):
+        return []
+    per = [c for c in timing.columns if str(c).startswith("verdict.")]
+    if not per:
+        return [(TIMING_ROW, "verdict")]
+    from analysis.timing import ordering_label
+
+    return [(f"{TIMING_ROW}, {ordering_label(c.split('.', 1)[1])}", c) for c in per]
 
 
 # Columns of a claims table that are statistics, not cell keys (analysis.claims.claims_table,
@@ -253,9 +290,10 @@ def _labelled(claims: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def _timing_cells(
-    timing: pd.DataFrame | None, keys: list[str]
+    timing: pd.DataFrame | None, keys: list[str], column: str = "verdict"
 ) -> dict[str, tuple[dict[str, Any], str]]:
-    """Cell label -> (key values, timing verdict) from the timing table's accepted forms."""
+    """Cell label -> (key values, timing verdict in `column`) from the timing table's accepted
+    forms (a missing verdict of a cell reads NOT_MEASURED)."""
     if timing is None or not len(timing):
         return {}
     if "verdict" not in timing:
@@ -285,7 +323,8 @@ def _timing_cells(
                 f"{label} has several (are the timing cells finer than the "
                 f"keys {keys}?)."
             )
-        out[label] = (values, str(r["verdict"]))
+        v = r.get(column)
+        out[label] = (values, str(v) if isinstance(v, str) else NOT_MEASURED)
     return out
 
 
@@ -336,18 +375,18 @@ def _controls(cells: list[str], values: list[dict[str, Any]]) -> np.ndarray:
 
 
 def _timing_sentences(
-    timing: list[str], cells: list[str], values: list[dict[str, Any]]
+    timing: list[str], cells: list[str], values: list[dict[str, Any]], title: str = TIMING_ROW
 ) -> list[str]:
-    """The timing sentence over the treated cells, and one over the λ = 0 controls (where any
-    order is a false one) when the timing table has them (a bare label counts as a control
-    when one of its parts reads ``λ=0``)."""
+    """The timing sentence of one timing row over the treated cells, and one over the λ = 0
+    controls (where any order is a false one) when the timing table has them (a bare label
+    counts as a control when one of its parts reads ``λ=0``)."""
     control = _controls(cells, values)
     verdicts = np.array(timing, dtype=object)
-    out = [_sentence(TIMING_ROW, verdicts[~control], [c for c, k in zip(cells, control) if not k])]
+    out = [_sentence(title, verdicts[~control], [c for c, k in zip(cells, control) if not k])]
     if control.any() and (verdicts[control] != NOT_MEASURED).any():
         out.append(
             _sentence(
-                "Timing at λ = 0 (controls: any order there is a false one)",
+                f"{title} at λ = 0 (controls: any order there is a false one)",
                 verdicts[control],
                 [c for c, k in zip(cells, control) if k],
             )
@@ -454,9 +493,7 @@ def plot_matrix(info: MatrixInfo, *, max_columns: int = 24, title: str = "") -> 
             further panels (60 cells of 5 λ × 12 (K, N) facets: three panels of four).
         title: the figure title.
     """
-    rows = list(info.claims) + (
-        [TIMING_ROW] if any(t != NOT_MEASURED for t in info.timing) else []
-    )
+    rows = list(info.claims) + info.timing_titles
     if not info.cells or not rows:
         fig = _figure(5.0, 1.2)
         fig.text(
@@ -506,8 +543,9 @@ def _draw_panel(
     groups: list[str],
     ticks: list[str],
 ) -> None:
-    """One panel: the cells `cols` (None: a gap) of every row, the timing row set apart."""
+    """One panel: the cells `cols` (None: a gap) of every row, the timing rows set apart."""
     n_claims = len(info.claims)
+    timing_rows = dict(info.timing_rows or ((TIMING_ROW, tuple(info.timing)),))
     gap = 0.25  # between the claims and the timing row
 
     def y_of(r: int) -> float:
@@ -518,7 +556,7 @@ def _draw_panel(
             continue
         for r in range(len(rows)):
             timing = r >= n_claims
-            verdict = info.timing[i] if timing else info.verdicts[r, i]
+            verdict = timing_rows[rows[r]][i] if timing else info.verdicts[r, i]
             colour, glyph = _style(verdict, timing)
             ax.add_patch(_square(x, y_of(r), colour))
             if glyph:

@@ -42,6 +42,7 @@ from study.contract.params import (
     PARAM_Z,
     PARAMS,
 )
+from study.contract.rise import seed_onset_columns
 from study.contract.tags import (
     ROLE_STUDY,
     ROLE_TRIAL,
@@ -130,6 +131,7 @@ SEED_COLUMNS = (
     "t_struct_half",
     "first",
     "onsets_measured",
+    *seed_onset_columns(),  # the timing onsets (study.contract.rise)
 )  # + final.<metric>
 
 READ_NAMES: Mapping[str, tuple[str, ...]] = {
@@ -610,6 +612,9 @@ def _seeds_frame(
             base[col] = np.nan
     if "first" not in base:
         base["first"] = "neither"
+    for col in seed_onset_columns():  # a study without curves to recompute them from
+        if col not in base:
+            base[col] = None if col.endswith(".status") else np.nan
     if not len(trials):
         return base
     trial_cols = ["trial_id"] + [

@@ -4,8 +4,10 @@
 get timing verdicts from. It returns one row per cell: the cell keys as columns, then
 ``verdict``, ``n`` (seeds judged), ``why`` (one line of free text: the counts and the test
 behind the verdict), and whatever further columns the pipeline gives. Today the pipeline is the
-threshold onsets of :mod:`analysis.emergence` (:func:`_threshold_verdicts`); a pipeline that
-gives the same three columns replaces it in the one line marked below.
+half-rise onsets and censoring-aware lag tests of :mod:`analysis.timing`
+(:func:`_study_verdicts`, docs/timing.md); the old fixed-z threshold pipeline
+(:func:`_threshold_verdicts`) is kept for comparison only. A pipeline that gives the same three
+columns replaces it in the one line marked below.
 
 Also here: which seeds a verdict may use and which it leaves out, with the reason
 (:func:`timing_excluded`: trials cut short, networks that failed the task), the cell keys of a
@@ -66,12 +68,16 @@ def timing_verdicts(
     measured = "onsets_measured" in seeds and bool(seeds["onsets_measured"].astype(bool).any())
     if not len(seeds) or not measured:
         return pd.DataFrame(columns=[*by, *TIMING_COLUMNS])
-    timing, excluded = timing_seeds(seeds)
+    # the pipeline sees the seeds of failed networks too, to count them per cell (n_failed);
+    # it judges none of them. `excluded` (failed and cut short) gives the reasons of a cell
+    # without a seed to judge.
+    timing = timing_seeds(seeds, require_success=False)[0]
+    excluded = timing_seeds(seeds)[1]
     table = pd.DataFrame(columns=[*by, *TIMING_COLUMNS])
     if len(timing):
         # ---- the pipeline: replace this one line to swap it (same arguments, same columns);
-        # _half_rise_verdicts is analysis.timing's, ready
-        table = _threshold_verdicts(data, timing, by)
+        # _threshold_verdicts is the old fixed-z pipeline, kept for comparison only
+        table = _study_verdicts(data, timing, by)
     method = table.attrs.get("method", "")
     table = _with_untimed(table, excluded, by)
     out = table[[*by, *TIMING_COLUMNS, *(c for c in table if c not in (*by, *TIMING_COLUMNS))]]
@@ -81,30 +87,63 @@ def timing_verdicts(
 
 def _with_untimed(table: pd.DataFrame, excluded: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """`table` with a row for every cell whose seeds were all left out (verdict
-    :data:`NO_SEEDS`, n = 0, the reasons counted in ``why``), sorted by the cell keys."""
+    :data:`NO_SEEDS`, n = 0, the reasons counted in ``why``), sorted by the cell keys. A row of
+    the pipeline's own without a seed to judge (n = 0) gets the same ``why``; a count column
+    of the pipeline's is 0 in an added row, its per-ordering ``verdict.<s>``/``why.<s>`` those
+    of the row."""
     if not len(excluded):
         return table
-    have = {tuple(r) for r in table[by].itertuples(index=False)} if by else {()}
-    rows = []
+    reasons: dict[tuple, str] = {}
     groups = excluded.groupby(by, sort=False, dropna=False) if by else [((), excluded)]
     for key, g in groups:
         key = key if isinstance(key, tuple) else (key,)
+        counts = g["reason"].value_counts()
+        reasons[key] = "left out: " + ", ".join(f"{n} {r}" for r, n in counts.items())
+    keys = [tuple(r) for r in table[by].itertuples(index=False)] if by else [()] * len(table)
+    table = table.copy()
+    whys = [c for c in table if c.split(".")[0] == "why"]
+    for i, key in enumerate(keys):
+        if key in reasons and table["n"].iloc[i] == 0:
+            table.loc[table.index[i], whys] = reasons[key]
+    have = set(keys)
+    ints = [c for c in table if pd.api.types.is_integer_dtype(table[c]) and c not in by]
+    rows = []
+    for key, why in reasons.items():
         if key in have:
             continue
-        reasons = g["reason"].value_counts()
-        why = ", ".join(f"{n} {reason}" for reason, n in reasons.items())
-        rows.append({**dict(zip(by, key)), "verdict": NO_SEEDS, "n": 0, "why": f"left out: {why}"})
+        row = {**{c: 0 for c in ints}, **dict(zip(by, key)), "verdict": NO_SEEDS, "n": 0}
+        if "control" in table:
+            lam = dict(zip(by, key)).get(PARAM_MI_WEIGHT)
+            row["control"] = bool(pd.to_numeric(pd.Series([lam]), errors="coerce").eq(0).iloc[0])
+        if "ordering" in table and table["ordering"].nunique() == 1:
+            row["ordering"] = table["ordering"].iloc[0]
+        for c in table.columns:
+            head = c.split(".")[0]
+            if c != head and head in ("verdict", "n", "why"):
+                row[c] = {"verdict": NO_SEEDS, "n": 0, "why": why}[head]
+        rows.append({**row, "why": why})
     if not rows:
         return table
-    out = (
-        pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
-        if len(table)
-        else (pd.DataFrame(rows))
-    )
+    added = pd.DataFrame(rows)
+    out = pd.concat([table, added], ignore_index=True) if len(table) else added
+    keep = [*ints, *(["control"] if "control" in table else [])]
+    out = out.astype({c: table[c].dtype for c in keep if c in out})
     try:
         return out.sort_values(by, kind="stable").reset_index(drop=True) if by else out
     except TypeError:  # a key mixing numbers and labels keeps its order
         return out
+
+
+def _study_verdicts(data: StudyData, timing: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """:func:`analysis.timing.study_verdicts_wide`: each seed's half-rise onsets (from its
+    seeds-table columns, else its curves), the censoring-aware lag test and TOST per cell and
+    ordering, BH within the treated cells, λ = 0 controls alone; one row per cell, the first
+    ordering (function vs Q(|W|)) in ``verdict``/``n``/``why``, every ordering in
+    ``verdict.<struct>`` etc."""
+    from analysis.timing import study_verdicts_wide
+
+    curves = data.curves if data.curves is not None and len(data.curves) else None
+    return study_verdicts_wide(timing, by, curves=curves)
 
 
 def _threshold_verdicts(data: StudyData, timing: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -145,43 +184,6 @@ def _mode(seeds: pd.DataFrame, key: str, default: float) -> float:
     """The most common value of a trial param over the seeds, else `default`."""
     v = pd.to_numeric(seeds[key], errors="coerce").dropna() if key in seeds else []
     return float(v.mode().iloc[0]) if len(v) else default
-
-
-def _half_rise_verdicts(
-    data: StudyData, timing: pd.DataFrame, by: list[str], *, n_sim: int = 200
-) -> pd.DataFrame:
-    """:func:`analysis.timing.timing_from_curves` (amplitude-invariant half-rise onsets, the
-    censored lag test, power, calibration) on the curves of the `timing` seeds, with the
-    seam's columns: the `by` values come from `timing` (bin labels included), ``n`` is the
-    cell's seeds, ``why`` the counts, the BH p and the power note; nested records (per-seed
-    onsets, calibration, curve models) are left out of the table."""
-    from analysis.timing import timing_from_curves
-
-    keys = [k for k in ("trial_id", "seed") if k in timing]
-    cols = [*keys, *by, *(["success"] if "success" in timing else [])]
-    curves = data.curves.drop(columns=[c for c in by if c in data.curves])
-    table = curves.merge(timing[cols], on=keys, how="inner")
-    records = timing_from_curves(table, by, n_sim=n_sim)
-    rows = []
-    for r in records:
-        why = (
-            f"function first {r['n_func_first']}, structure first {r['n_struct_first']}, "
-            f"undecided {r['n_undecided']}; lag test p (BH) = {_p(_num(r['p_order_bh']))}"
-        )
-        if r.get("power_note"):
-            why += f"; {r['power_note']}"
-        flat = {k: v for k, v in r.items() if not isinstance(v, (list, dict))}
-        rows.append({**flat, "n": r["n_seeds"], "why": why})
-    out = pd.DataFrame(rows)
-    out.attrs["method"] = (
-        "half-rise onsets of each curve's own fitted rise (amplitude-invariant), censored "
-        "lag test per cell, BH; docs/timing.md"
-    )
-    return out
-
-
-def _num(v: object) -> float:
-    return float(v) if isinstance(v, (int, float)) else float("nan")
 
 
 def _p(p: float) -> str:

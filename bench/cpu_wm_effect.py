@@ -1,12 +1,15 @@
 """Does the cpu-wm preset show the paper's effect? Trains it at λ = 0 and at its own λ.
 
     .venv/bin/python bench/cpu_wm_effect.py [--preset search_spaces/cpu-wm.yaml] [--serial]
+        [--seeds N] [--native 1|exact|0]
 
 Both trials run as `python -m study train` (one thread each, side by side on a 2-core machine,
 or one after another with --serial). Writes bench/results/cpu-wm-effect-<host>.json: per seed and
 λ the final accuracy, q_func, q_struct, mi_gauss, the half-rise epochs of q_func and q_struct,
 and each trial's wall time, plus the replication checks: accuracy ≥ 0.9 in most seeds at both λ,
-q_func higher with the penalty by ≥ 0.2, q_struct rising after q_func in most penalised seeds.
+q_func higher with the penalty by ≥ 0.2, q_struct rising after q_func in most penalised seeds,
+and the paired test of the effect: both λ share seeds (same initialisation), so the per-seed
+differences of final q_func and accuracy get a Wilcoxon signed-rank test (exact, two-sided).
 The MI audit adds, per seed at the last evaluation, mi, mi_gauss, mi_gauss_null, mi_heldout,
 mi_heldout_null, and per λ their means and the spread of each measurement's excess over its
 null floor.
@@ -39,12 +42,17 @@ def main() -> int:
     p.add_argument("--preset", default=str(REPO / "search_spaces" / "cpu-wm.yaml"))
     p.add_argument("--serial", action="store_true", help="one trial at a time, all threads")
     p.add_argument("--out", default=None)
+    p.add_argument("--seeds", type=int, default=None, help="override the preset's seeds")
+    p.add_argument("--native", default=None, help="STUDY_NATIVE for both trials (default: as set)")
     args = p.parse_args()
     import yaml
 
     lam = float(yaml.safe_load(Path(args.preset).read_text())["mi"]["weight"])
     work = Path(tempfile.mkdtemp(prefix="cpu-wm-effect-"))
     env = {**os.environ, "STUDY_HOME": str(work / "home")}
+    if args.native is not None:
+        env["STUDY_NATIVE"] = args.native
+    extra = ["--set", f"seeds={args.seeds}"] if args.seeds else []
     threads = os.cpu_count() if args.serial else 1
     procs, walls = {}, {}
     for weight in (0.0, lam):
@@ -60,6 +68,7 @@ def main() -> int:
             f"mi.weight={weight}",
             "--set",
             f"train.threads={threads}",
+            *extra,
             "--out",
             str(work / f"lam{weight}"),
         ]
@@ -143,6 +152,7 @@ def main() -> int:
         ),
         "penalised seeds with t_struct > t_func": int(sum(lagged)),
         "seeds per lambda": int(len(on)),
+        **_paired(off, on),
     }
     result = {
         "machine": machine_info(),
@@ -163,6 +173,22 @@ def main() -> int:
     print(json.dumps(audit, indent=2))
     print(f"wrote {out}")
     return 0
+
+
+def _paired(off: pd.DataFrame, on: pd.DataFrame) -> dict:
+    """Wilcoxon signed-rank (exact, two-sided) of the per-seed differences on - off of final
+    q_func and accuracy: the two λ share every seed's initialisation, so seeds pair."""
+    from scipy.stats import wilcoxon
+
+    a, b = off.set_index("seed"), on.set_index("seed")
+    common = a.index.intersection(b.index)
+    out = {}
+    for m in ("q_func", "accuracy"):
+        d = (b.loc[common, m] - a.loc[common, m]).to_numpy(float)
+        p = float(wilcoxon(d, method="exact").pvalue) if len(d) >= 2 else float("nan")
+        out[f"{m} paired difference median"] = round(float(pd.Series(d).median()), 4)
+        out[f"{m} paired Wilcoxon p"] = round(p, 5)
+    return out
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from study.spec import (
     load_study,
     load_trial_config,
     read_yaml,
+    timing_power_warning,
     trial_config_from_dict,
 )
 
@@ -214,10 +215,19 @@ def _check_forks(study) -> None:
             ) from None
 
 
+def _warn_timing_power(study) -> None:
+    """Say on stderr when the design's seeds per cell cannot call a timing order (a warning:
+    the study still runs)."""
+    msg = timing_power_warning(study)
+    if msg:
+        print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate a study spec (and every point of its search space) without starting Ray."""
     study = _load(args)
     _check_environment(study)
+    _warn_timing_power(study)
     cfg = study.base_config()
     s = study.spec
     print(
@@ -240,6 +250,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run (or resume) a study: Ray Tune + Optuna, tracked in MLflow."""
     study = _load(args)  # bad input fails before the heavy imports
     _check_environment(study)
+    _warn_timing_power(study)
     from study.service.driver import format_outcome, run_study
     from study.service.tracking import default_optuna_storage, default_tracking_uri, study_home
 

@@ -4,8 +4,10 @@
 cut into cells (:mod:`analysis.cells`: grid points, or bins of λ in an adaptive search), the
 paper's claims per cell (:func:`analysis.api.claims`), the timing verdict per cell
 (:func:`analysis.verdicts.timing_verdicts`, the one seam), the verdict matrix of both
-(:mod:`analysis.matrix`), the networks that failed the task, the controls' false emergence and
-the calibration, and, for adaptive searches, which hyperparameters matter
+(:mod:`analysis.matrix`, one timing row per ordering: function vs Q(|W|), function vs ΔW where
+measured), the networks that failed the task, the controls' false detections and the timing
+pipeline's calibration at the study's own design (:func:`timing_calibration`), and, for
+adaptive searches, which hyperparameters matter
 (:mod:`analysis.importance`). The findings block is at most :data:`MAX_LINES` sentences, one a
 line, never one per trial or per cell; :mod:`analysis.report.sections` shows the same numbers as
 tables and figures.
@@ -25,19 +27,14 @@ from analysis.api import importance_infos, matrix_info_of
 from analysis.api import timing_verdicts as timing_of
 from analysis.cells import Cells, study_cells
 from analysis.claims import ACCURACY_MARGIN, calibrate_paired
-from analysis.emergence import (
-    FAILED_TASK,
-    Calibration,
-    calibrate,
-    false_emergence,
-    measure_noise,
-    timing_seeds,
-)
+from analysis.emergence import FAILED_TASK, false_emergence, timing_seeds
 from analysis.response import _METHOD_WORDS
 from analysis.runs import StudyData, analysed_seeds
 from analysis.verdicts import first_evaluation, verdict_cells
-from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z, ONSET_METRICS
-from study.contract.params import PARAM_MI_WEIGHT, PARAM_RUN, PARAM_Z
+from study.contract.names import TIMING_FUNCTION
+from study.contract.params import PARAM_MI_WEIGHT
+from study.contract.power import LEAD_OF_INTEREST_EVALS
+from study.contract.rise import onset_column
 
 __all__ = [
     "ACCURACY_DROP",
@@ -46,13 +43,16 @@ __all__ = [
     "analysed_seeds",
     "findings",
     "param_mode",
-    "study_calibration",
+    "timing_calibration",
     "verdict_cells",
 ]
 
 # A λ "drops accuracy" when its median final task metric is this far below the smallest λ's.
 ACCURACY_DROP = 0.02
-CALIBRATION_CELLS = 200  # simulated cells per calibration (~1 s for 41 evaluations)
+# simulated cells per lead and ordering in the timing calibration (Monte-Carlo SE of a 5 % rate
+# at 40 cells: 3.4 %; ~2 s per ordering for 25 evaluations; `python -m analysis timing` runs
+# more, and the shipped scenario suite)
+CALIBRATION_CELLS = 40
 CLAIMS_CALIBRATION_REPS = 1000  # no-effect replicates per world of the paired test (cached)
 MAX_LINES = 15  # sentences in the findings block
 IMPORTANCE_MIN_TRIALS = 8  # finished trials a grid needs for its hyperparameter importance
@@ -74,8 +74,10 @@ class Findings:
     measured: bool  # the study has the z-score curves the onsets need
     verdicts: pd.DataFrame  # timing verdict per cell (analysis.verdicts.timing_verdicts)
     excluded: pd.DataFrame  # seeds left out of the timing statistics, with the reason
-    calibration: Calibration | None  # on this study's λ = 0 noise; None without controls
-    false_emergence: dict[str, tuple[int, int]] | None  # λ = 0 seeds with an onset, per metric
+    # the timing pipeline's calibration at this study's design (analysis.timing
+    # .study_calibration: one row per ordering and lead); None without treated cells to time
+    calibration: pd.DataFrame | None
+    false_emergence: dict[str, tuple[int, int]] | None  # λ = 0 seeds detectable, per metric
     accuracy_drop_at: float | None  # smallest λ whose accuracy dropped, None if none / not swept
     # the paper's claims per cell: against the cell's λ = 0 seeds (a grid) or against the
     # fitted λ → 0 limit (bins of an adaptive search)
@@ -107,57 +109,42 @@ def _controls(seeds: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(seeds[PARAM_MI_WEIGHT], errors="coerce").eq(0.0)
 
 
-def study_calibration(
-    study: StudyData, timing: pd.DataFrame, *, rng: np.random.Generator
-) -> Calibration | None:
-    """The pipeline's calibration on this study's own λ = 0 noise (None without such seeds).
+def timing_calibration(
+    study: StudyData,
+    timing: pd.DataFrame,
+    verdicts: pd.DataFrame,
+    by: list[str],
+    *,
+    rng: np.random.Generator,
+) -> pd.DataFrame | None:
+    """The timing pipeline's calibration at this study's design (None without treated cells
+    to time or curves to measure).
 
-    Noise of q_func_z and q_struct_z from the finished λ = 0 seeds' curves; the evaluation grid,
-    z and run of the study; cells as large as the median treated λ; the synthetic time course
-    rises to the treated seeds' median final z-score (at least z + 2, at most 20).
+    :func:`analysis.timing.study_calibration` without the scenario suite: for each ordering,
+    cells of the median treated cell size in BH families of the study's treated-cell count,
+    with the amplitudes, rise widths, noise and midpoints measured from the study's treated
+    curves; the false-ordering rate with no lead and the power at leads of ±1, ±2 and ±4
+    evaluations, :data:`CALIBRATION_CELLS` simulated cells each.
     """
-    ctrl = timing[_controls(timing)]
-    if not len(ctrl):
-        return None
+    from analysis.timing import study_calibration as calibrate_study
+
     curves = study.curves
-    keys = ctrl[["trial_id", "seed"]].drop_duplicates()
-    c = curves.merge(keys, on=["trial_id", "seed"], how="inner")
-    nf, ns = (measure_noise(c, col) for col in ONSET_METRICS.values())
-    if not (nf.n_seeds and ns.n_seeds) or not (np.isfinite(nf.sd) and np.isfinite(ns.sd)):
+    if curves is None or not len(curves) or not len(verdicts) or "control" not in verdicts:
         return None
-    epochs = np.sort(c.loc[c["trial_id"] == c["trial_id"].iloc[0], "epoch"].unique()).astype(float)
-    z = param_mode(timing, PARAM_Z, DEFAULT_Z)
-    run = int(param_mode(timing, PARAM_RUN, DEFAULT_RUN))
-    if epochs.size < run + 2:
+    treated = verdicts[~verdicts["control"].astype(bool) & (verdicts["n"] > 0)]
+    if not len(treated):
         return None
-    treated = timing[~_controls(timing)]
-    n_cell = 8
-    amp = 10.0
-    if len(treated):
-        n_cell = (
-            int(np.median(treated.groupby(PARAM_MI_WEIGHT).size()))
-            if PARAM_MI_WEIGHT in treated
-            else len(treated)
-        )
-        finals = [
-            pd.to_numeric(treated[f"final.{col}"], errors="coerce").median()
-            for col in ONSET_METRICS.values()
-            if f"final.{col}" in treated
-        ]
-        finals = [f for f in finals if np.isfinite(f)]
-        if finals:
-            amp = float(np.clip(min(finals), z + 2.0, 20.0))
-    return calibrate(
-        nf._replace(rho=min(nf.rho, 0.99)),
-        ns,
-        epochs=epochs,
-        n_seeds=max(n_cell, 2),
-        n_cells=CALIBRATION_CELLS,
-        amplitude=amp,
-        z=z,
-        run=run,
-        rng=rng,
+    n = int(np.median(treated["n"]))
+    table = calibrate_study(
+        curves,
+        timing,
+        by,
+        n_sim=CALIBRATION_CELLS,
+        suite=False,
+        seed=int(rng.integers(2**31)),
+        n_seeds=[n],
     )
+    return table if len(table) else None
 
 
 def findings(study: StudyData, *, rng: np.random.Generator, importance: bool = True) -> Findings:
@@ -200,7 +187,9 @@ def findings(study: StudyData, *, rng: np.random.Generator, importance: bool = T
     if measured and PARAM_MI_WEIGHT in timing:
         ctrl = timing[_controls(timing)]
         fe = false_emergence(ctrl) if len(ctrl) else None
-        cal = study_calibration(study, timing, rng=rng)
+    if measured and len(timing):
+        by = [k for k in cut.keys if k in timing]
+        cal = timing_calibration(study, timing, verdicts, by, rng=rng)
     claims = claims_of(study, cut=cut)
     claims_cal = None
     if len(claims) and "test" in claims:  # the paired test of a grid
@@ -314,12 +303,13 @@ def _timing_lines(
     timing: pd.DataFrame,
     excluded: pd.DataFrame,
     fe: dict | None,
-    cal: Calibration | None,
+    cal: pd.DataFrame | None,
     first: float,
     method: str,
 ) -> list[str]:
-    """The matrix's timing sentences, how the pipeline decides and the seeds left out,
-    left-censored onsets, the controls and the calibration."""
+    """The matrix's timing sentences (one per ordering, and its controls), how the pipeline
+    decides and the seeds left out, left-censored functional onsets, the controls' false
+    detections and the calibration at the study's design."""
     if not measured:
         return [_NOT_MEASURED]
     n_claims = len(matrix.claims) if matrix is not None else 0
@@ -331,26 +321,55 @@ def _timing_lines(
         parts = [f"{failed} seeds that failed the task"] if failed else []
         parts += [f"{cut} of trials cut short"] if cut else []
         left = f"; left out: {' and '.join(parts)}"
-    out.append(f"Timing: {method or 'verdicts per cell'}{left}.")
-    if np.isfinite(first) and len(timing):
+    power = (
+        f" 'inconclusive (power)': the cell's seeds could not show a lead of "
+        f"{LEAD_OF_INTEREST_EVALS:g} evaluations, so no order is claimed."
+        if any("inconclusive (power)" in line for line in out)
+        else ""
+    )
+    out.append(f"Timing: {method or 'verdicts per cell'}{left}.{power}")
+    status = onset_column(TIMING_FUNCTION, "status")
+    if status in timing and len(timing):
         treated = timing[~_controls(timing)]
-        tf = pd.to_numeric(treated.get("t_func", pd.Series(dtype=float)), errors="coerce")
-        n_left = int((tf <= first).sum())
+        n_left = int((treated[status] == "left-censored").sum())
         if n_left:
+            when = f" (epoch {first:g})" if np.isfinite(first) else ""
             out.append(
-                f"Functional onsets in {n_left} of {len(treated)} treated seeds are at the "
-                f"first evaluation after training began: bounds (emerged by epoch {first:g}, "
-                "when is unresolved), not values."
+                f"Functional onsets in {n_left} of {len(treated)} treated seeds are "
+                f"left-censored: the rise was under way by the first evaluation after training "
+                f"began{when}, so they are bounds, not values."
             )
-    if fe is not None and cal is not None:
-        ok = "within" if cal.false_function_first <= cal.alpha else "ABOVE"
+    if fe is not None:
         out.append(
-            f"Controls: onsets in {fe['func'][0]}/{fe['func'][1]} (function) and "
-            f"{fe['struct'][0]}/{fe['struct'][1]} (structure) λ = 0 seeds; identical courses "
-            f"read 'function first' in {100 * cal.false_function_first:.1f}% of simulated "
-            f"cells ({ok} α = {cal.alpha:g})."
+            f"Controls: detectable (the z-score significance gate) in {fe['func'][0]}/"
+            f"{fe['func'][1]} (function) and {fe['struct'][0]}/{fe['struct'][1]} "
+            "(structure) λ = 0 seeds."
         )
+    if cal is not None:
+        out.append(_calibration_line(cal))
     return out
+
+
+def _calibration_line(cal: pd.DataFrame) -> str:
+    """The calibration at the study's design in one sentence: per ordering, the false order
+    with no lead and the power at a lead of LEAD_OF_INTEREST_EVALS evaluations each way."""
+    parts = []
+    for ordering, g in cal.groupby("ordering", sort=False):
+        lead = g.set_index("lead_evals")
+        none = lead.loc[0.0, "false_ordering"] if 0.0 in lead.index else math.nan
+        pos = lead["power"].get(LEAD_OF_INTEREST_EVALS, math.nan)
+        neg = lead["power"].get(-LEAD_OF_INTEREST_EVALS, math.nan)
+        parts.append(
+            f"{ordering}: no lead read as an order in {100 * none:.1f}%, a "
+            f"{LEAD_OF_INTEREST_EVALS:g}-evaluation lead found in {100 * pos:.0f}% "
+            f"(function leads) and {100 * neg:.0f}% (structure leads)"
+        )
+    r = cal.iloc[0]
+    return (
+        f"Calibration at this design (cells of {int(r['n_seeds'])} seeds, BH over "
+        f"{int(r['family'])}, the study's own rises and noise; {int(r['n_cells'])} simulated "
+        f"cells a row): {'; '.join(parts)}."
+    )
 
 
 def _importance_lines(infos: list) -> list[str]:

@@ -19,14 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.claims import CLEAR_Z
-from analysis.emergence import (
-    ALPHA,
-    MARGIN_EVALS,
-    censored_regression,
-    km_table,
-    timing_seeds,
-    verdict_table,
-)
+from analysis.emergence import ALPHA, MARGIN_EVALS, censored_regression, km_table, timing_seeds
 from analysis.figures import (
     plot_curve_bands,
     plot_km,
@@ -41,8 +34,11 @@ from analysis.report.findings import Findings, analysed_seeds, param_mode
 from analysis.report.page import Page, slug
 from analysis.runs import StudyData
 from analysis.verdicts import timing_excluded
+from study.contract.names import TIMING_FUNCTION, TIMING_STRUCTURE
 from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z, TIE_EVALS
 from study.contract.params import PARAM_EVAL_EVERY, PARAM_MI_WEIGHT, PARAM_RUN, PARAM_Z
+from study.contract.power import LEAD_OF_INTEREST_EVALS
+from study.contract.rise import onset_column
 from study.contract.tags import TAG_COMMIT
 
 __all__ = ["RESPONSE_METRICS", "write_sections"]
@@ -162,11 +158,50 @@ def _binned_claims(page: Page, data: StudyData, fnd: Findings) -> None:
         page.table(lim, "lambda_limits")
 
 
+# the columns of the timing table per ordering the report shows (the seam's wide table, one
+# block of columns per ordering: analysis.timing.study_verdicts_wide)
+ORDERING_COLUMNS = (
+    "verdict",
+    "n",
+    "n_func_first",
+    "n_struct_first",
+    "n_undecided",
+    "median_lag_evals",
+    "p_order_bh",
+    "p_tost_bh",
+    "detectable_lead_evals",
+    "power",
+    "why",
+)
+
+
+def timing_by_ordering(verdicts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The seam's wide timing table as one row per (cell, ordering measured there): the cell
+    keys, ``ordering``, ``struct`` (its structure measure), then :data:`ORDERING_COLUMNS` of
+    that ordering (its ``<column>.<struct>`` columns). A table without per-ordering columns is
+    returned as is."""
+    from analysis.timing import ordering_label
+
+    structs = [c.split(".", 1)[1] for c in verdicts.columns if str(c).startswith("verdict.")]
+    if not structs:
+        return verdicts
+    rows = []
+    for r in verdicts.to_dict("records"):
+        for s in structs:
+            if not isinstance(r.get(f"verdict.{s}"), str):
+                continue  # not measured in this cell
+            row = {k: r[k] for k in keys}
+            row["ordering"], row["struct"] = ordering_label(s), s
+            row.update({c: r.get(f"{c}.{s}") for c in ORDERING_COLUMNS})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=[*keys, "ordering", "struct", *ORDERING_COLUMNS])
+
+
 def _verdicts(
     page: Page, data: StudyData, fnd: Findings, timing: pd.DataFrame, by: str | None
 ) -> None:
-    """The timing verdict per cell (the seam's table), the seeds left out and why, and the
-    descriptive pooled table of a grid with more than one key."""
+    """The timing verdict per cell and ordering (the seam's table), the seeds left out and
+    why, and the descriptive pooled counts of a grid with more than one key."""
     page.h2("Timing verdicts")
     if not fnd.n_seeds:
         page.nothing("no finished seeds")
@@ -190,10 +225,28 @@ def _verdicts(
     if method.startswith("threshold"):
         _threshold_text(page, z, run, step, bound)
     else:  # another pipeline behind the seam names its own method
-        page.p(f"Verdicts by {method or 'the timing pipeline'}.{bound}")
-    cell_keys = [k for k in fnd.verdicts.columns if k in (fnd.cells.keys if fnd.cells else [])]
-    page.p(f"Verdict per cell of {' × '.join(cell_keys) or 'the study'}:")
-    page.table(fnd.verdicts, "timing_verdicts", names={"n": "seeds"})
+        _half_rise_text(page, method, z, run, bound)
+    keys = fnd.cells.keys if fnd.cells else []
+    cell_keys = [k for k in fnd.verdicts.columns if k in keys]
+    long = timing_by_ordering(fnd.verdicts, cell_keys)
+    page.p(f"Verdict per cell of {' × '.join(cell_keys) or 'the study'} and ordering:")
+    page.table(
+        long,
+        "timing_by_ordering",
+        names={
+            "n": "seeds",
+            "n_func_first": "function first",
+            "n_struct_first": "structure first",
+            "n_undecided": "undecided",
+            "median_lag_evals": "median lag (evaluations)",
+            "p_order_bh": "order p (BH)",
+            "p_tost_bh": "TOST p (BH)",
+            "detectable_lead_evals": "detectable lead (evaluations)",
+            "power": f"power (lead {LEAD_OF_INTEREST_EVALS:g})",
+            "struct": "measure",
+        },
+    )
+    page.table(fnd.verdicts, "timing_verdicts", max_rows=0)  # every column, one row a cell
     excluded = timing_excluded(data, seeds=fnd.cells.seeds if fnd.cells else None)
     if len(excluded):
         page.p(
@@ -202,15 +255,59 @@ def _verdicts(
             "emergence says nothing about the claim, and trials cut short:"
         )
         page.table(excluded, "timing_excluded")
-    if by and len(cell_keys) > 1 and len(timing):
+    if by and len(cell_keys) > 1 and len(long) and "ordering" in long:
         page.p(
             f"Pooled per {by} over {', '.join(k for k in cell_keys if k != by)}: descriptive "
             "counts only, no test and no p-value (the cells of a grid share seed values, so "
-            "pooling counts one seed several times)."
+            "pooling counts one seed several times). The median lag is over the seeds whose "
+            "lag is a point (both onsets resolved), in epochs and in evaluations."
         )
-        pooled = verdict_table(timing, [by])
-        keep = [c for c in pooled.columns if c != "verdict" and not c.startswith("p_")]
-        page.table(pooled[keep], f"pooled_by_{slug(by)}")
+        steps = pd.to_numeric(fnd.verdicts.get("step", pd.Series(dtype=float)), errors="coerce")
+        per = float(steps.median()) if steps.notna().any() else math.nan
+        page.table(_pooled(long, timing, by, per), f"pooled_by_{slug(by)}")
+
+
+def _pooled(long: pd.DataFrame, timing: pd.DataFrame, by: str, step: float) -> pd.DataFrame:
+    """Per value of `by` and ordering: the cells' seed counts summed, and the median of the
+    seeds' point lags t_struct − t_func (epochs; and in evaluations of `step` epochs)."""
+    from study.contract.rise import lag_column
+
+    counts = ["n", "n_func_first", "n_struct_first", "n_undecided"]
+    out = long.groupby([by, "ordering", "struct"], sort=False)[counts].sum().reset_index()
+    med = []
+    for r in out.to_dict("records"):
+        lo, hi = lag_column(r["struct"], "lo"), lag_column(r["struct"], "hi")
+        point = pd.Series(dtype=float)
+        if lo in timing and hi in timing:
+            g = timing[timing[by] == r[by]]
+            a = pd.to_numeric(g[lo], errors="coerce")
+            point = a[(a == pd.to_numeric(g[hi], errors="coerce")) & np.isfinite(a)]
+        med.append(float(point.median()) if len(point) else math.nan)
+    out["median_lag"] = med
+    out["median_lag_evals"] = out["median_lag"] / step
+    return out
+
+
+def _half_rise_text(page: Page, method: str, z: float, run: int, bound: str) -> None:
+    """What the half-rise verdicts (analysis.timing, docs/timing.md) mean, in one paragraph."""
+    from analysis.timing import ALPHA, MARGIN_EVALS
+
+    page.p(
+        f"Verdicts by {method or 'the timing pipeline'}. Per seed and curve, the timing onset "
+        "is the half-rise of the curve's own fitted logistic rise, decided from the past only "
+        f"once the curve is detectable (z >= {z:g} for {run} evaluations) and the rise "
+        "resolved; a larger curve does not read earlier. Each ordering compares q_func_z "
+        "with one structure measure: Q(|W|) (q_struct_z, the state of the weights) and, "
+        "where measured, ΔW (dw_block_z, the change since the start). Per cell: a "
+        "censoring-aware signed-rank test of the per-seed lags (order p), TOST of "
+        f"co-emergence within ±{MARGIN_EVALS:g} evaluations, Benjamini–Hochberg over the "
+        f"treated cells, α = {ALPHA:g}; λ = 0 rows are controls (raw p). 'Inconclusive "
+        "(power)' means the cell's seeds could not detect a lead of "
+        f"{LEAD_OF_INTEREST_EVALS:g} evaluations (its detectable lead is larger, or its n "
+        "cannot reach the level at all): no order is claimed, and none is ruled out. A cell "
+        "where more than half of the seeds show no resolved rise of a metric reads "
+        "'structure never emerged' (or 'function never emerged', 'neither emerged')." + bound
+    )
 
 
 def _threshold_text(page: Page, z: float, run: int, step: float, bound: str) -> None:
@@ -349,9 +446,10 @@ def _km(page: Page, fnd: Findings, timing: pd.DataFrame, by: str | None) -> None
     page.figure(
         plot_km(km, by=by or "all"),
         "kaplan_meier",
-        "Fraction of seeds whose z-score has emerged against epoch (Kaplan–Meier; "
-        "seeds that did not emerge are censored at their censoring epoch). Legend: "
-        "onsets / seeds.",
+        "Fraction of seeds whose z-score is detectable (the significance gate: z above the "
+        "threshold for a run of evaluations, 'detectable from'; not the half-rise onsets the "
+        "timing verdicts compare) against epoch (Kaplan–Meier; seeds never detectable are "
+        "censored at their censoring epoch). Legend: detections / seeds.",
     )
     med = km.drop_duplicates(["level", "metric"])[["level", "metric", "n", "events", "median"]]
     page.p(
@@ -367,35 +465,42 @@ def _km(page: Page, fnd: Findings, timing: pd.DataFrame, by: str | None) -> None
 
 
 def _calibration(page: Page, fnd: Findings) -> None:
-    """The calibration of the whole onset + test pipeline, printed."""
+    """The controls' false detections and the timing pipeline's calibration at the study's
+    design, printed."""
     page.h2("Calibration")
-    cal = fnd.calibration
     if fnd.false_emergence:
         fe = fnd.false_emergence
         page.p(
-            f"False-emergence rate at λ = 0 (controls with an onset; target <= 5%): "
-            f"q_func_z {fe['func'][0]}/{fe['func'][1]} "
+            f"False detections at λ = 0 (controls whose z-score passes the significance gate; "
+            f"target <= 5%): q_func_z {fe['func'][0]}/{fe['func'][1]} "
             f"({100 * fe['func'][0] / max(fe['func'][1], 1):.0f}%), q_struct_z "
             f"{fe['struct'][0]}/{fe['struct'][1]} "
             f"({100 * fe['struct'][0] / max(fe['struct'][1], 1):.0f}%)."
         )
-    if cal is None:
-        page.nothing("no λ = 0 seeds with z-score curves to measure the noise on")
+    cal = fnd.calibration
+    if cal is None or not len(cal):
+        page.nothing("no treated cells with curves to calibrate the timing verdicts on")
         return
+    r = cal.iloc[0]
     page.p(
-        f"Synthetic curve pairs with an identical time course and the noise of this study's "
-        f"λ = 0 z-scores (AR(1): sd and lag-1 autocorrelation per metric), judged exactly as "
-        f"a λ is (z = {cal.z:g}, run = {cal.run}): false 'function first' in "
-        f"{100 * cal.false_function_first:.1f}% and false 'structure first' in "
-        f"{100 * cal.false_structure_first:.1f}% of {cal.n_cells} cells of {cal.n_seeds} "
-        f"seeds (α = {cal.alpha:g}); per seed, {100 * cal.seed_function_first:.1f}% read "
-        f"function first and {100 * cal.seed_structure_first:.1f}% structure first. Pure "
-        f"noise emerges in {100 * cal.false_emergence_func:.2f}% (q_func_z) and "
-        f"{100 * cal.false_emergence_struct:.2f}% (q_struct_z) of simulated curves. Both "
-        "curves get the same amplitude here, so this does not test the amplitude dependence "
-        "of threshold onsets."
+        "The timing verdicts' calibration at this study's design: synthetic cells of "
+        f"{int(r['n_seeds'])} seeds judged exactly as the study's cells are (half-rise onsets, "
+        f"lag test, TOST, BH over {int(r['family'])} cells), with each metric's amplitude, "
+        "rise width, noise and midpoints measured from the study's treated curves (the curve "
+        "models below). Per ordering: with no lead, the rate at which a cell "
+        "reads an order (false_ordering, the target is at most α); with a known lead of 1, 2 "
+        "or 4 evaluations either way, the rate at which the right side is called (power) "
+        "and the wrong one (false_ordering). The shipped scenario suite (amplitude ratios, "
+        "unequal noise and widths) and more simulated cells: python -m analysis timing "
+        "STUDY."
     )
-    page.table(pd.DataFrame([cal._asdict()]), "calibration")
+    page.p(f"Curve models: function {r['func_model']}; structure {r['struct_model']}.")
+    page.table(cal, "calibration", max_rows=0)  # every column, machine names
+    shown = [c for c in cal.columns if c not in ("struct", "lead_evals", *_MODELS)]
+    page.table(cal[shown], None, names={"n_seeds": "seeds", "family": "BH family"})
+
+
+_MODELS = ("func_model", "struct_model")
 
 
 def _mi_audit(page: Page, data: StudyData, fnd: Findings) -> None:
@@ -475,8 +580,10 @@ def _timing_regression(
     raw = seeds.loc[seeds.index.intersection(timing.index)]
     params = [k for k in swept if k in raw and pd.api.types.is_numeric_dtype(raw[k])]
     page.p(
-        "Censored regressions over seeds (seeds that did not emerge stay in, censored at "
-        "their censoring epoch): Weibull AFT models of t_func and t_struct (coef = change "
+        "Censored regressions over seeds of the detection onsets (t_func, t_struct: the "
+        "significance gate, 'detectable from'; not the half-rise onsets of the timing "
+        "verdicts; seeds never detectable stay in, censored at their censoring epoch): "
+        "Weibull AFT models of t_func and t_struct (coef = change "
         "of log time to emergence per unit; > 0 later) and a logistic regression of "
         "function-first against structure-first. Descriptive only: the seeds are pooled over "
         "cells that share their seed values and over seeds of one trial, so they are not "
@@ -514,22 +621,40 @@ def _curves(
             "and interquartile range (band).",
         )
         page.table(bands, "curve_bands", max_rows=0)
-    if len(timing) and fnd.measured:
+    func = onset_column(TIMING_FUNCTION)
+    if len(timing) and fnd.measured and func in timing:
+        struct = onset_column(TIMING_STRUCTURE[0][0])
         page.figure(
-            plot_onsets(timing, by=by or PARAM_MI_WEIGHT),
+            plot_onsets(
+                timing.assign(t_func=timing[func], t_struct=timing[struct]),
+                by=by or PARAM_MI_WEIGHT,
+            ),
             "onsets",
-            "Onsets of q_struct_z against q_func_z for the seeds where both emerged.",
+            "Timing onsets (half-rise of each curve's own fitted rise) of q_struct_z (Q(|W|)) "
+            "against q_func_z, for the seeds where both are resolved points; above the "
+            "diagonal: structure after function.",
         )
+        metrics = [TIMING_FUNCTION, *(m for m, *_ in TIMING_STRUCTURE)]
+        status = {m: onset_column(m, "status") for m in metrics}
+        cols = {  # the curves this study measured
+            m: onset_column(m)
+            for m in metrics
+            if status[m] in timing and timing[status[m]].map(lambda v: isinstance(v, str)).any()
+        }
         page.p(
-            "Half-rise epochs (descriptive only: run-length dependent, used by no test) per "
-            f"{by or 'study'}:"
+            f"Median timing onsets (epochs) per {by or 'study'}, over the seeds whose onset of "
+            "that curve is a resolved point (n_<curve> of them); left-censored, unresolved and "
+            "undetected onsets are in the seeds table (onset.<curve>.status):"
         )
-        half = (
-            timing.groupby(by)[["t_func_half", "t_struct_half"]].median().reset_index()
-            if by
-            else timing[["t_func_half", "t_struct_half"]].median().to_frame().T
-        )
-        page.table(half, "half_rise")
+        g = timing.groupby(by, sort=True) if by else [("all", timing)]
+        rows = []
+        for level, part in g:
+            row = {by or "study": level}
+            for m, c in cols.items():
+                v = pd.to_numeric(part[c], errors="coerce")
+                row[m], row[f"n_{m}"] = v.median(), int(v.notna().sum())
+            rows.append(row)
+        page.table(pd.DataFrame(rows), "timing_onsets")
 
 
 def _pareto(page: Page, seeds: pd.DataFrame, metric: str, by: str | None) -> None:

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from study.contract.outcomes import onset, which_first
+from study.contract.power import DEFAULT_LAG_SD_EVALS
+from study.contract.rise import TimingOnset, regular_step, timing_onsets
 
 from .lagtest import bh_adjust, sign_test
-from .onsets import TimingOnset, regular_step, timing_onsets
-from .power import DEFAULT_LAG_SD_EVALS
 from .simulate import CurveParams, simulate_curves
 from .verdicts import ALPHA, MARGIN_EVALS, VERDICTS, cell_statistics, label_cells
 
@@ -245,7 +245,7 @@ def calibrate_scenario(
         rng: the random generator (required: results are reproducible from its seed).
         lag_jitter_evals: sd of the seeds' own true lags around the lead (evaluations).
         threshold: also run the old instrument (:func:`threshold_rates`) on the same curves.
-        onset_kwargs: options of :func:`analysis.timing.onsets.timing_onsets`.
+        onset_kwargs: options of :func:`study.contract.rise.timing_onsets`.
 
     Returns:
         The :class:`ScenarioResult`.

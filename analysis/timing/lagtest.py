@@ -26,12 +26,11 @@ p_TOST = max of the two.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from .onsets import TimingOnset
+from study.contract.rise import TimingOnset
 
 __all__ = [
     "EXACT_MAX",
@@ -89,16 +88,6 @@ def gehan_u(lo: Any, hi: Any) -> int:
     """U = Σ_{i<=j} [1(lo_i + lo_j > 0) − 1(hi_i + hi_j < 0)] (module docstring)."""
     lo, hi = _check(lo, hi)
     return int(_pair_table(lo, hi)[2][:, 0].sum(dtype=np.int64))
-
-
-@lru_cache(maxsize=64)
-def _signed_rank_counts(n: int) -> np.ndarray:
-    """Number of sign assignments of ranks 1..n with T⁺ = s, s = 0 … n(n + 1)/2 (float)."""
-    counts = np.zeros(n * (n + 1) // 2 + 1)
-    counts[0] = 1.0
-    for r in range(1, n + 1):
-        counts[r:] = counts[r:] + counts[:-r].copy()
-    return counts
 
 
 def _shift_add(dist: np.ndarray, v0: np.ndarray, v1: np.ndarray) -> np.ndarray:

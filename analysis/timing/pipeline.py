@@ -1,14 +1,14 @@
 """Bring your own curves: the whole timing pipeline on any table of per-seed curves.
 
 :func:`timing_from_curves` takes a table with one row per (seed, evaluation): columns ``seed``,
-``epoch``, a function column (default ``q_func_z``), a structure column (default
-``q_struct_z``; any other, e.g. a signed ΔW block statistic with ``struct_direction=-1``) and
-optional cell columns ``by``. It computes per seed the timing onsets of both metrics
-(:mod:`.onsets`) and their "detectable from" epochs, per cell the lag test, the TOST, the CI of
-P(function first) and the detectable lead (:mod:`.verdicts`), BH across the cells of the table
-(one verdict family), and the calibration of exactly this pipeline at the table's own n per
-cell, BH family, schedule and measured curve models (:mod:`.calibration`,
-:func:`.simulate.measure_curve_params`). It returns one JSON-ready record per cell.
+``epoch``, a function column (default ``q_func_z``), a structure column (default ``q_struct_z``;
+any other, e.g. a signed ΔW block statistic with ``struct_direction=-1``) and optional cell columns
+``by``. It computes per seed the timing onsets of both metrics (:mod:`study.contract.rise`) and
+their "detectable from" epochs, per cell the lag test, the TOST, the CI of P(function first) and
+the detectable lead (:mod:`.verdicts`), BH across the cells of the table (one verdict family), and
+the calibration of exactly this pipeline at the table's own n per cell, BH family, schedule and
+measured curve models (:mod:`.calibration`, :func:`.simulate.measure_curve_params`). It returns one
+JSON-ready record per cell.
 
 Seeds whose ``success`` column (when present) is false failed the task: they are listed per
 cell and left out of the timing.
@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from study.contract.power import DEFAULT_LAG_SD_EVALS, LEAD_OF_INTEREST_EVALS
+from study.contract.rise import TimingOnset, regular_step, timing_onsets
+
 from .calibration import DEFAULT_FUNC, DEFAULT_STRUCT, Scenario, calibrate_scenario
-from .onsets import TimingOnset, regular_step, timing_onsets
-from .power import DEFAULT_LAG_SD_EVALS, LEAD_OF_INTEREST_EVALS
 from .simulate import CurveParams, measure_curve_params
 from .verdicts import ALPHA, MARGIN_EVALS, cell_statistics, label_cells
 
@@ -211,7 +212,7 @@ def timing_from_curves(
         seed: seed of the calibration's random numbers.
         func_model, struct_model: curve models for the calibration instead of the measured
             ones (a per-seed fit absorbs slow wander, so smooth noise is under-measured).
-        onset_kwargs: options of :func:`analysis.timing.onsets.timing_onsets`.
+        onset_kwargs: options of :func:`study.contract.rise.timing_onsets`.
 
     Returns:
         One record per cell (sorted by ``by``): the ``by`` values, ``verdict``, ``n_seeds``,

@@ -5,7 +5,7 @@ A simulated curve on epochs t_1 … t_T is
     x(t) = A · σ((t − m) / (W · Δ)) + e(t),
 
 with amplitude A (z units), midpoint m (epochs), logistic scale W in evaluations of the
-schedule's regular step Δ (:func:`analysis.timing.onsets.regular_step`), and noise e: a
+schedule's regular step Δ (:func:`study.contract.rise.regular_step`), and noise e: a
 stationary Gaussian process with marginal sd σ_e and correlation ρ^(|t − t'| / Δ) between
 evaluations (an AR(1) per regular step, sampled exactly on irregular epochs: successive
 evaluations δ apart have correlation ρ^(δ/Δ)). ρ = 0 gives white noise.
@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .fit import fit_prefix, make_grid, refine
-from .onsets import regular_step
+from study.contract.logistic import fit_prefix, make_grid, refine
+from study.contract.rise import regular_step
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -104,14 +104,13 @@ def measure_curve_params(
 ) -> MeasuredCurves:
     """Estimate a metric's amplitude, width, noise and autocorrelation from a study's curves.
 
-    Each seed's curve (rows of ``curves`` with ``seed``, ``epoch`` and ``column``; a
-    ``trial_id`` column, when present, and the cell columns ``by`` are part of the seed's key)
-    is fitted by least squares
-    with the logistic of ``fit.py`` on all its evaluations. Amplitude, width (in regular
-    evaluations) and midpoint are the medians over seeds with a fitted rise in the declared
-    direction. The noise is measured on the residuals r of those fits: sd = the pooled
-    root-mean-square residual, rho = the pooled lag-1 autocorrelation of residuals between
-    evaluations exactly one regular step apart, clipped to [0, 0.99].
+    Each seed's curve (rows of ``curves`` with ``seed``, ``epoch`` and ``column``; a ``trial_id``
+    column, when present, and the cell columns ``by`` are part of the seed's key) is fitted by
+    least squares with the logistic of :mod:`study.contract.logistic` on all its evaluations.
+    Amplitude, width (in regular evaluations) and midpoint are the medians over seeds with a fitted
+    rise in the declared direction. The noise is measured on the residuals r of those fits: sd =
+    the pooled root-mean-square residual, rho = the pooled lag-1 autocorrelation of residuals
+    between evaluations exactly one regular step apart, clipped to [0, 0.99].
 
     Raises:
         ValueError: when the column is missing or no seed has a fitted rise.

@@ -1,11 +1,11 @@
 """Per-cell timing verdicts from the seeds' timing onsets: test, equivalence, BH, CI, power.
 
 A cell's seeds give paired onsets (function, structure) → lag intervals (:mod:`.lagtest`). Per
-cell: the censoring-aware sign-flip test of the lag (``p_order``), the TOST of co-emergence
-within ±margin (``p_tost``), the Clopper–Pearson CI of P(function first) over the seeds whose
-lag interval excludes 0, and the smallest lead the cell could detect with 80 % power at its n,
-its lag spread and its BH family (:mod:`.power`). Across the cells of one verdict family (one
-table; never pooled across cells or λ) both p-values are Benjamini–Hochberg adjusted.
+cell: the censoring-aware sign-flip test of the lag (``p_order``), the TOST of co-emergence within
+±margin (``p_tost``), the Clopper–Pearson CI of P(function first) over the seeds whose lag interval
+excludes 0, and the smallest lead the cell could detect with 80 % power at its n, its lag spread
+and its BH family (:mod:`study.contract.power`). Across the cells of one verdict family (one table;
+never pooled across cells or λ) both p-values are Benjamini–Hochberg adjusted.
 
 The verdict, in order of precedence (α = 0.05 after BH):
 
@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from study.contract.power import LEAD_OF_INTEREST_EVALS, detectable_lead
+from study.contract.rise import TimingOnset
+
 from .lagtest import bh_adjust, clopper_pearson, lag_interval, signflip_test, tost_test
-from .onsets import TimingOnset
-from .power import LEAD_OF_INTEREST_EVALS, detectable_lead
 
 __all__ = [
     "ALPHA",

@@ -28,6 +28,8 @@ __all__ = [
     "FREEZE_ROLES",
     "FUNC_ONSET",
     "SUMMARY_METRICS",
+    "TIMING_FUNCTION",
+    "TIMING_STRUCTURE",
 ]
 
 # how the MI terms of K > 2 groups combine (study.core.mi.penalty_terms, metrics.gaussian_penalty)
@@ -136,7 +138,8 @@ SWAP_TRACKED = (
 ORIG_SUFFIX = "_orig"
 # the parameter roles `intervention.freeze` may name (study.training.interventions)
 FREEZE_ROLES = ("w_rec", "w_in", "w_out", "w_rec_between", "w_rec_within")
-# `intervention.at: func_onset`: per seed, from the evaluation that confirms its functional onset
+# `intervention.at: func_onset`: per seed, from the evaluation that decides its functional timing
+# onset (study.contract.rise.confirm_online)
 FUNC_ONSET = "func_onset"
 
 
@@ -177,4 +180,17 @@ SUMMARY_METRICS = (
     *(f"final.{m}" for m in _FINAL_FIRST),
     *_OUTCOMES,
     *(f"final.{m}" for m in _FINAL_LAST),
+)
+
+
+# -- the curves whose timing onsets (study.contract.rise) seeds.parquet carries and the timing
+# verdicts order (docs/run-data.md, "Onsets"): the functional measure, and each structural one as
+# (curve metric, direction, label), direction +1 when it rises as structure forms, -1 when it
+# falls. Adding a structure measure is one line here; a run without that curve gets NaN columns.
+# q_struct_delta_z (Q of |ΔW|) is not one: it is sign-blind, so whether it rises or falls with
+# modular structure depends on the mechanism (between-group shrinkage reads as a fall).
+TIMING_FUNCTION = "q_func_z"
+TIMING_STRUCTURE = (
+    ("q_struct_z", 1, "Q(|W|)"),  # Q of the recurrent weights' magnitudes: the state
+    ("dw_block_z", 1, "ΔW"),  # within-minus-between contrast of |W(t)| − |W(0)|, a z-score
 )

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .rise import seed_onsets
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -286,7 +288,8 @@ def seed_table(
     ``<= t_<tag>``), ``t_<tag>_half`` (descriptive half-rise of q_<tag>); then ``lag``
     (t_struct − t_func, NaN unless both emerged), ``first`` (:func:`which_first`) and
     ``onsets_measured`` (both z-score columns present). Without a z-score column the onsets of
-    that metric are NaN, never emerged, and ``first`` is ``neither``.
+    that metric are NaN, never emerged, and ``first`` is ``neither``. Then the timing onsets
+    (``onset.*``, ``lag.*``) of :func:`study.contract.rise.seed_onsets`, with the same z and run.
 
     Args:
         curves: one row per (seed, evaluation) with ``seed``, ``epoch`` and metric columns.
@@ -337,7 +340,11 @@ def seed_table(
         row["first"] = which_first(ons["func"], ons["struct"], tie_evals=tie_evals)
         row["onsets_measured"] = measured
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if not len(table):
+        return table
+    # the timing onsets (half-rise, decided online) of q_func_z and every structure measure
+    return table.merge(seed_onsets(curves, threshold=z, run=run), on="seed", how="left")
 
 
 def trial_metrics(seeds: pd.DataFrame, metrics: Sequence[str] = ()) -> dict[str, float]:

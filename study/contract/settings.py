@@ -28,6 +28,10 @@ __all__ = [
     "git_commit",
     "cache_dir",
     "cuda_graphs",
+    "NATIVE_MODES",
+    "native_mode",
+    "native_cache_dir",
+    "cxx",
     "ray_address",
 ]
 
@@ -39,6 +43,9 @@ SETTINGS: dict[str, str] = {
     "STUDY_GIT_COMMIT": "the commit recorded when the code is not a git checkout",
     "STUDY_CACHE": "folder of the cached Lorenz/Rössler datasets (default ~/.cache/mistudy)",
     "STUDY_CUDA_GRAPHS": "1 = replay leaky scans on CUDA as captured CUDA graphs",
+    "STUDY_NATIVE": "compiled CPU kernels: 1 every one (default), exact the bit-identical, 0 none",
+    "STUDY_NATIVE_CACHE": "folder of the built CPU kernels (default $STUDY_CACHE/native)",
+    "CXX": "the C++ compiler that builds the CPU kernels (default g++, else c++)",
     "MLFLOW_TRACKING_URI": "MLflow store (default sqlite:///$STUDY_HOME/mlflow.db)",
     "RAY_ADDRESS": "the Ray cluster `study run` joins (default: a local Ray)",
 }
@@ -47,6 +54,8 @@ SETTINGS: dict[str, str] = {
 RENAMED: dict[str, str] = {
     "STUDY_CACHE": "MISTUDY_CACHE",
     "STUDY_CUDA_GRAPHS": "MISTUDY_CUDA_GRAPHS",
+    "STUDY_NATIVE": "MISTUDY_NATIVE",
+    "STUDY_NATIVE_CACHE": "MISTUDY_NATIVE_CACHE",
     "STUDY_RAY_TEMP_DIR": "MISTUDY_RAY_TEMP_DIR",
 }
 
@@ -113,6 +122,37 @@ def cache_dir() -> Path:
 def cuda_graphs() -> bool:
     """Whether STUDY_CUDA_GRAPHS (was MISTUDY_CUDA_GRAPHS) is "1" (default "0")."""
     return read("STUDY_CUDA_GRAPHS", "0") == "1"
+
+
+# STUDY_NATIVE's values: every compiled kernel, only those equal to torch bit for bit, none
+NATIVE_MODES = ("1", "exact", "0")
+
+
+def native_mode() -> str:
+    """STUDY_NATIVE (was MISTUDY_NATIVE), one of NATIVE_MODES; unset or empty: "1".
+
+    Raises:
+        ValueError: on any other value.
+    """
+    mode = read("STUDY_NATIVE") or "1"
+    if mode not in NATIVE_MODES:
+        raise ValueError(
+            f"STUDY_NATIVE must be one of {', '.join(NATIVE_MODES)} (every compiled kernel, "
+            f"only the bit-identical ones, none), but got {mode!r}"
+        )
+    return mode
+
+
+def native_cache_dir() -> Path:
+    """STUDY_NATIVE_CACHE (was MISTUDY_NATIVE_CACHE), else `cache_dir()`/native; an empty
+    value is unset."""
+    env = read("STUDY_NATIVE_CACHE")
+    return Path(env) if env else cache_dir() / "native"
+
+
+def cxx() -> str | None:
+    """CXX, the C++ compiler to build the CPU kernels with, or None when unset or empty."""
+    return read("CXX") or None
 
 
 def ray_address() -> str | None:

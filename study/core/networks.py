@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from study.contract import settings
+from study.core import _scan
+from study.core._leaky import leaky_scan
 
 __all__ = ["NetOutput", "LeakyRNN", "GRU", "build_network", "leaky_scan", "glorot_uniform"]
 
@@ -24,9 +25,17 @@ __all__ = ["NetOutput", "LeakyRNN", "GRU", "build_network", "leaky_scan", "gloro
 class NetOutput:
     """States of S networks, seed-major then time-major: sample (t, b) is row t·B + b."""
 
-    states: Tensor  # (S, T, B, N) raw states (pre-activations x, or GRU h)
+    states: Tensor | None  # (S, T, B, N) raw states (pre-activations x, or GRU h)
     outputs: Tensor | None  # (S, T, B, O) readout, None when not asked for
     mi_transform: Callable[[Tensor], Tensor]  # states -> activity whose subgroup MI is penalised
+    # mi_transform(states) when the network computed it anyway (the compiled leaky RNN)
+    rates: Tensor | None = None
+    # (S, K, N) mi_transform of the rows `sample` asked forward() for; states is then None
+    sampled: Tensor | None = None
+
+    def activity(self) -> Tensor:
+        """(S, T, B, N) mi_transform(states): the activity whose subgroup MI is measured."""
+        return self.rates if self.rates is not None else self.mi_transform(self.states)
 
     def rows(self, start: int = 0) -> Tensor:
         """Correlation activity as samples: (S, (T − start)·B, N), a view when start = 0."""
@@ -48,140 +57,6 @@ def member_generators(seed: int, n_seeds: int) -> list[torch.Generator]:
 
 # ----------------------------------------------------------------------------------------------
 # Leaky RNN
-
-
-class _LeakyScan(torch.autograd.Function):
-    """x_t = (1 − α)·x_{t−1} + α·tanh(x_{t−1}) W + d_t, with hand-written BPTT.
-
-    Autograd over a 2000-step Python loop records ~5 nodes per step and its backward is dominated
-    by per-node overhead; here the backward is one batched matmul and two fused element-wise ops
-    per step, plus one large matmul for dW over all steps at once.
-    """
-
-    @staticmethod
-    def forward(ctx, drive: Tensor, x0: Tensor, w: Tensor, alpha: float) -> Tensor:
-        # drive (S, T, B, N); x0 (S, B, N); w (S, N, N) -> xs (S, T, B, N)
-        if drive.is_cuda and cuda_graphs_enabled():
-            xs = _graphed("forward", _scan_forward, (drive, x0, w), alpha)[0]
-        else:
-            xs = torch.empty_like(drive)
-            _scan_forward(drive, x0, w, alpha, xs)
-        ctx.save_for_backward(x0, w, xs)
-        ctx.alpha = alpha
-        return xs
-
-    @staticmethod
-    def backward(ctx, grad_xs: Tensor):
-        x0, w, xs = ctx.saved_tensors
-        alpha = ctx.alpha
-        grad_xs = grad_xs.contiguous()  # a loss on a transposed view hands us strided gradients
-        s, n_t, b, n = xs.shape
-        # rates r_{t-1} feeding step t, and tanh' at those states
-        r_prev = torch.tanh(torch.cat([x0.unsqueeze(1), xs[:, :-1]], dim=1))  # (S, T, B, N)
-        dtanh = 1.0 - r_prev * r_prev
-        w_t = w.transpose(1, 2).contiguous()
-        if grad_xs.is_cuda and cuda_graphs_enabled():
-            grad_drive, delta = _graphed("backward", _scan_backward, (grad_xs, w_t, dtanh), alpha)
-        else:
-            grad_drive = torch.empty_like(grad_xs)
-            delta = torch.empty_like(x0)
-            _scan_backward(grad_xs, w_t, dtanh, alpha, grad_drive, delta)
-        grad_w = None
-        if ctx.needs_input_grad[2]:
-            grad_w = torch.bmm(r_prev.view(s, -1, n).transpose(1, 2), grad_drive.view(s, -1, n))
-            grad_w.mul_(alpha)
-        return grad_drive, delta, grad_w, None
-
-
-def _scan_forward(drive: Tensor, x0: Tensor, w: Tensor, alpha: float, xs: Tensor) -> None:
-    """The forward recurrence into xs (S, T, B, N); 4 kernels per step."""
-    x = x0
-    for t in range(drive.shape[1]):
-        carry = torch.add(drive[:, t], x, alpha=1.0 - alpha)
-        x = torch.baddbmm(carry, torch.tanh(x), w, alpha=alpha)
-        xs[:, t] = x
-
-
-def _scan_backward(
-    grad_xs: Tensor,
-    w_t: Tensor,
-    dtanh: Tensor,
-    alpha: float,
-    grad_drive: Tensor,
-    delta_out: Tensor,
-) -> None:
-    """BPTT through the recurrence: dL/d drive into grad_drive, dL/dx0 into delta_out."""
-    delta = torch.zeros_like(delta_out)
-    for t in range(grad_xs.shape[1] - 1, -1, -1):
-        delta = delta + grad_xs[:, t]  # dL/dx_t
-        grad_drive[:, t] = delta
-        back = torch.bmm(delta, w_t)
-        delta = torch.addcmul(delta * (1.0 - alpha), back, dtanh[:, t], value=alpha)
-    delta_out.copy_(delta)
-
-
-# ----------------------------------------------------------------------------------------------
-# CUDA graphs of the scan loops (opt-in: STUDY_CUDA_GRAPHS=1)
-
-_GRAPHS: dict[tuple, tuple] = {}  # key -> (graph, static inputs, static outputs), LRU order
-_MAX_GRAPHS = 8
-
-
-def cuda_graphs_enabled() -> bool:
-    """Whether leaky scans on CUDA replay captured CUDA graphs (env STUDY_CUDA_GRAPHS=1).
-
-    A paper-wm epoch runs the 3000-step recurrence 11 times and its BPTT once, ~4 small kernels
-    per step: on a GPU that is ~140 000 launches, each costing more than its kernel. A graph
-    replays a whole loop as one launch. Opt-in until the GPU check in bench/gpu.sh confirms it
-    (the results equal the eager loop's; only the launch pattern differs).
-    """
-    return settings.cuda_graphs()
-
-
-def _graphed(kind: str, loop, inputs: tuple[Tensor, ...], alpha: float) -> tuple[Tensor, ...]:
-    """Run `loop(*inputs, alpha, *outputs)` by replaying a CUDA graph captured for these shapes.
-
-    Inputs are copied into the graph's static tensors and its outputs cloned out, so callers
-    own what they get (a later replay overwrites the static outputs). One graph per (kind,
-    shapes, dtype, device, alpha), at most _MAX_GRAPHS kept (least recently used dropped).
-    """
-    key = (
-        kind,
-        tuple(tuple(x.shape) for x in inputs),
-        inputs[0].dtype,
-        inputs[0].device,
-        float(alpha),
-    )
-    entry = _GRAPHS.pop(key, None)
-    if entry is None:
-        static_in = tuple(x.detach().clone() for x in inputs)
-        if kind == "forward":
-            static_out = (torch.empty_like(static_in[0]),)
-        else:  # grad_drive like grad_xs, dL/dx0 like one step of it
-            static_out = (torch.empty_like(static_in[0]), torch.empty_like(static_in[0][:, 0]))
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up outside capture (cuBLAS handles, workspaces)
-            loop(*static_in, alpha, *static_out)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        # thread_local: autograd runs the backward's capture on its own device thread
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            loop(*static_in, alpha, *static_out)
-        entry = (graph, static_in, static_out)
-        while len(_GRAPHS) >= _MAX_GRAPHS:
-            _GRAPHS.pop(next(iter(_GRAPHS)))
-    _GRAPHS[key] = entry
-    graph, static_in, static_out = entry
-    for dst, src in zip(static_in, inputs):
-        dst.copy_(src)
-    graph.replay()
-    return tuple(x.clone() for x in static_out)
-
-
-def leaky_scan(drive: Tensor, x0: Tensor, w: Tensor, alpha: float) -> Tensor:
-    """Run the leaky recurrence; drive (S, T, B, N), x0 (S, B, N), w (S, N, N) -> (S, T, B, N)."""
-    return _LeakyScan.apply(drive, x0, w, alpha)
 
 
 class _Population(nn.Module):
@@ -250,6 +125,7 @@ class LeakyRNN(_Population):
         *,
         n_transient: int = 0,
         outputs: bool = True,
+        sample: Tensor | None = None,
     ) -> NetOutput:
         """Run S networks on their inputs.
 
@@ -259,10 +135,17 @@ class LeakyRNN(_Population):
             noise: (S, T, B, N) pre-drawn state noise (already scaled by σ), or None.
             n_transient: leading steps run without gradient and dropped from the result.
             outputs: compute the readout (not needed for critic batches).
+            sample: (S, K) rows t·B + b (distinct within a seed, t after the transient) whose
+                rates tanh(x) are wanted as `NetOutput.sampled` (the MI penalty's rows); the
+                states are then not kept (`states` is None).
 
         Returns:
-            NetOutput over the remaining T − n_transient steps.
+            NetOutput over the remaining T − n_transient steps. On the CPU in float32 the
+            compiled kernels run it (study/core/_scan.py; `rates` is then filled in), equal to
+            the torch code to float rounding; elsewhere the torch code below.
         """
+        if _scan.usable(inputs, x0, noise, self.w_rec):
+            return self._forward_compiled(inputs, x0, noise, n_transient, outputs, sample)
         x = x0
         if n_transient:
             with torch.no_grad():
@@ -274,7 +157,44 @@ class LeakyRNN(_Population):
             noise = noise[:, n_transient:] if noise is not None else None
         xs = leaky_scan(self._drive(inputs, noise), x, self.w_rec, self.alpha)  # (S, T', B, N)
         out = self._readout(torch.tanh(xs)) if outputs else None
-        return NetOutput(xs, out, torch.tanh)
+        sampled = None
+        if sample is not None:  # the rows first, then tanh: only they pay for it
+            s, t, b, n = xs.shape
+            rows = torch.gather(xs.reshape(s, t * b, n), 1, sample.unsqueeze(-1).expand(-1, -1, n))
+            sampled = torch.tanh(rows)
+        return NetOutput(xs, out, torch.tanh, sampled=sampled)
+
+    def _forward_compiled(self, inputs, x0, noise, n_transient, outputs, sample) -> NetOutput:
+        """forward() on the compiled kernels: drive, recurrence, tanh and readout in one pass."""
+        weights = (self.w_in, self.b, self.w_rec)
+        x = x0
+        if n_transient:
+            x = _scan.leaky_network_last(
+                inputs[:, :n_transient],
+                noise[:, :n_transient] if noise is not None else None,
+                1.0,
+                x0,
+                *weights,
+                self.alpha,
+            )
+            inputs = inputs[:, n_transient:]
+            noise = noise[:, n_transient:] if noise is not None else None
+        if not outputs and sample is None and not torch.is_grad_enabled():  # a critic batch
+            xs = _scan.leaky_network_states(inputs, noise, 1.0, x, *weights, self.alpha)
+            return NetOutput(xs, None, _scan.tanh)
+        xs, ys, z, sampled = _scan.leaky_network_sampled(
+            inputs,
+            noise,
+            1.0,
+            x,
+            *weights,
+            self.w_out if outputs else None,
+            self.b_out if outputs else None,
+            self.alpha,
+            sample=sample,
+            states=sample is None,
+        )
+        return NetOutput(xs, z, _scan.tanh, rates=ys, sampled=sampled)
 
     def _drive(self, u: Tensor, noise: Tensor | None) -> Tensor:
         # α·(u W_in + b) + ξ for all steps at once: (S, T, B, N), one matmul over all samples
@@ -347,8 +267,41 @@ class GRU(_Population):
         *,
         n_transient: int = 0,
         outputs: bool = True,
+        sample: Tensor | None = None,
     ) -> NetOutput:
-        """Same contract as LeakyRNN.forward; x0 is the initial hidden state h_0."""
+        """Same contract as LeakyRNN.forward; x0 is the initial hidden state h_0. On the CPU in
+        float32 the compiled kernels run it (study/core/_scan.py)."""
+        out = self._forward(inputs, x0, noise, n_transient, outputs)
+        if sample is not None:  # the MI activity is h itself: its rows, kept differentiable
+            s, t, b, n = out.states.shape
+            index = sample.unsqueeze(-1).expand(-1, -1, n)
+            out.sampled = torch.gather(out.states.reshape(s, t * b, n), 1, index)
+        return out
+
+    def _forward(self, inputs, x0, noise, n_transient, outputs) -> NetOutput:
+        if _scan.usable(inputs, x0, noise, self.u):
+            weights = (self.w, self.b, self.u, self.b_rec)
+            h = x0
+            if n_transient:
+                h = _scan.gru_network_last(
+                    inputs[:, :n_transient],
+                    noise[:, :n_transient] if noise is not None else None,
+                    1.0,
+                    x0,
+                    *weights,
+                )
+                inputs = inputs[:, n_transient:]
+                noise = noise[:, n_transient:] if noise is not None else None
+            hs, z = _scan.gru_network(
+                inputs,
+                noise,
+                1.0,
+                h,
+                *weights,
+                self.w_out if outputs else None,
+                self.b_out if outputs else None,
+            )
+            return NetOutput(hs, z, _identity, rates=hs)
         n = self.n_hidden
         s, t_len, b, i = inputs.shape
         gx_all = torch.baddbmm(self.b.unsqueeze(1), inputs.reshape(s, t_len * b, i), self.w)

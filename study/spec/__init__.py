@@ -8,6 +8,7 @@ Import from here, not from the modules, which split the layer by job:
     trial       the task sections, TrialConfig and its cross-field checks, loading and --set
     sections    the other trial config sections (network, partition, mi, critic, optim, ...)
     studyspec   the study spec (search, sampler, objectives, budget) and `load_study`
+    design      what a design can conclude: the timing power warning
     limits      size limits of configs and specs, the study-name rule
     storage     checking an Optuna storage URL without connecting
     _keys, _validation, _yaml, _errors   dotted keys, pydantic errors, the bounded YAML reader
@@ -18,6 +19,7 @@ from __future__ import annotations
 from study.spec._errors import ConfigError, short_repr
 from study.spec._keys import check_limits, deep_merge, flatten, parse_assignment
 from study.spec._yaml import read_yaml
+from study.spec.design import timing_power_warning
 from study.spec.limits import (
     MAX_GRID,
     MAX_NAME,
@@ -125,4 +127,5 @@ __all__ = [
     "MAX_GRID",
     "check_name",
     "check_storage_url",
+    "timing_power_warning",
 ]

@@ -169,8 +169,9 @@ class InterventionConfig(Strict):
     The intervention acts on every network update after the evaluation at epoch `at` (the
     updates of epochs at + 1, at + 2, ...); until then the trial is the same network, bit for
     bit, as the trial without it. With `at: func_onset` each seed switches on its own, at the
-    evaluation that confirms its functional onset (the onset rule of `emergence` on q_func_z,
-    decided from the evaluations so far), so λ and the frozen entries are per seed.
+    evaluation that decides its functional timing onset (study.contract.rise.confirm_online on
+    q_func_z: detectable under `emergence`, its half-rise resolved and fixed, from the
+    evaluations so far only), so λ and the frozen entries are per seed.
     """
 
     at: Annotated[int, Field(ge=0)] | Literal[names.FUNC_ONSET] | None = None  # type: ignore[valid-type]

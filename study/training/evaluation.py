@@ -236,7 +236,7 @@ class Evaluation:
             )
             return
         sigma, kind = cfg.mi.input_noise, cfg.mi.penalty
-        seqs = out.mi_transform(out.states)  # (S, T, B, N) rates
+        seqs = out.activity()  # (S, T, B, N) rates
         flat = seqs.reshape(self.n_seeds, -1, seqs.shape[-1])
         res["mi_gauss"] = measure.gaussian_penalty(flat, self.labels, kind, noise=sigma)
         null = measure.sequence_null(seqs, self.labels)

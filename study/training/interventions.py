@@ -4,9 +4,9 @@ penalty (config sections `intervention`, `structure_penalty`; docs/run-data.md, 
 An intervention acts on every network update after the evaluation at epoch `at` (the updates of
 epochs at + 1, at + 2, ...). Until then the trial is its control's network bit for bit: nothing
 here draws from the trial's streams or changes a loss before it acts. With `at: func_onset`,
-seed s switches on its own, at the evaluation that confirms its functional onset
-(`func_onset_confirmed`, from the evaluations so far only), so λ and the frozen entries are
-per seed, (S,) and (S, ...).
+seed s switches on its own, at the evaluation that decides its functional timing onset
+(`func_onset_confirmed`: study.contract.rise's online rule, from the evaluations so far only),
+so λ and the frozen entries are per seed, (S,) and (S, ...).
 
 What it does, each part from its key:
 
@@ -71,7 +71,7 @@ from study.contract.names import (
     SWAP_TRACKED,
     intervention_metrics,
 )
-from study.contract.outcomes import onset
+from study.contract.rise import confirm_online
 from study.core.mi import SubgroupMI
 from study.spec import TrialConfig
 from study.training import streams
@@ -100,23 +100,28 @@ ROLE_PARAMS = {
 _BLOCK_ROLES = {"w_rec_between": True, "w_rec_within": False}  # role -> between (else within)
 
 
-def func_onset_confirmed(epochs: Sequence[float], q_func_z: Sequence[float], emergence) -> bool:
-    """Whether the evaluations so far confirm a seed's functional onset.
+def func_onset_confirmed(
+    epochs: Sequence[float], q_func_z: Sequence[Sequence[float]], emergence
+) -> np.ndarray:
+    """Which seeds' functional timing onsets the evaluations so far decide.
 
-    The one place the online decision of `intervention.at: func_onset` is made, from the past
-    only: the onset rule (`study.contract.outcomes.onset`, `emergence.z`, `emergence.run`)
-    applied to the seed's q_func_z at the evaluations up to now. The rule decides an onset at
-    evaluation i from i .. i + run − 1, so a curve that has one is confirmed at the evaluation
-    that completes its stretch, and never before it.
+    The one place the online decision of `intervention.at: func_onset` is made, by the timing
+    onset's owner, :func:`study.contract.rise.confirm_online`, from the past only: a seed's
+    q_func_z must be detectable (>= `emergence.z` for `emergence.run` evaluations), its fitted
+    logistic rise resolved (the half-rise, amplitude-invariant), and the bounded window after
+    that confirmation observed, so the onset the analysis later reports for the whole run is
+    already fixed. Fewer than 3 evaluations decide nothing.
 
     Args:
-        epochs: the evaluation epochs so far, (T,), increasing.
-        q_func_z: the seed's q_func_z at them, (T,); NaN breaks a stretch.
+        epochs: the evaluation epochs so far, (T,), strictly increasing.
+        q_func_z: the seeds' q_func_z at them, (S, T); NaN is a missing evaluation.
         emergence: the trial's `emergence` section (z, run).
+
+    Returns:
+        bool array, (S,).
     """
-    if len(epochs) < emergence.run:
-        return False
-    return onset(epochs, q_func_z, threshold=emergence.z, run=emergence.run).emerged
+    z = np.asarray(q_func_z, dtype=float)
+    return confirm_online(epochs, z, threshold=emergence.z, run=emergence.run)
 
 
 def _canonical(labels: np.ndarray) -> np.ndarray:
@@ -277,10 +282,15 @@ class Interventions:
         if self.per_seed:
             epochs = [r.epoch for r in trainer.history] + [trainer.epoch]
             z = res["q_func_z"].double().cpu().numpy()
-            for s in np.flatnonzero(~self.decided):
-                past = [r.metrics["q_func_z"][s] for r in trainer.history] + [float(z[s])]
-                if func_onset_confirmed(epochs, past, self.cfg.emergence):
-                    self._decide(np.arange(self.n_seeds) == s, trainer.epoch)
+            todo = np.flatnonzero(~self.decided)
+            past = np.array(
+                [[r.metrics["q_func_z"][s] for r in trainer.history] + [z[s]] for s in todo],
+                dtype=float,
+            ).reshape(todo.size, len(epochs))
+            if todo.size:
+                now = todo[func_onset_confirmed(epochs, past, self.cfg.emergence)]
+                if now.size:
+                    self._decide(np.isin(np.arange(self.n_seeds), now), trainer.epoch)
         out[INTERVENED] = torch.as_tensor(
             self.intervened(trainer.epoch).astype(np.float32), device=self.device
         )

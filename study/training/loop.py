@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from study.contract.artifacts import kept_checkpoint_file
+from study.core._native import draws
 from study.core.mi import SubgroupMI
 from study.core.networks import build_network
 from study.core.optim import ReplicaOptimizer
@@ -38,7 +39,7 @@ from study.training.checkpoint import (
 )
 from study.training.device import keep_freed_memory, resolve_device
 from study.training.evaluation import Evaluation, metric_names, recurrent_blocks
-from study.training.interventions import Interventions, inherited_records
+from study.training.interventions import Interventions, PenaltyPlan, inherited_records
 from study.training.reporting import EvalRecord, NullReporter, Reporter, TrainResult
 from study.training.schedule import EvalSchedule
 from study.training.streams import TrialStreams
@@ -151,10 +152,10 @@ class Trainer:
         if cfg.network.kind == "gru" or (purpose == "critic" and cfg.train.critic_x0_zero):
             x0 = torch.zeros(s, b, n, device=self.device)  # GRU: Keras zero state
         else:
-            x0 = cfg.train.x0_std * torch.randn(s, b, n, generator=gen, device=self.device)
+            x0 = cfg.train.x0_std * draws.randn((s, b, n), gen, device=self.device)
         noise = None
-        if cfg.network.noise > 0:
-            noise = torch.randn(s, t_len, b, n, generator=gen, device=self.device)
+        if cfg.network.noise > 0:  # torch.randn's values (draws: faster on the CPU)
+            noise = draws.randn((s, t_len, b, n), gen, device=self.device)
             noise.mul_(cfg.network.noise)
         self.timings["data"] += time.perf_counter() - t0
         return inputs, targets, x0, noise
@@ -209,18 +210,24 @@ class Trainer:
                 total = total + c * term.flatten(1).sum(dim=1)  # Keras l2(c): c·Σw² (no ½)
         return total
 
-    def network_loss(self, out, targets: Tensor) -> Tensor:
+    def network_loss(self, out, targets: Tensor, plan: PenaltyPlan | None = None) -> Tensor:
         """(S,) the loss of one network step: the task's MSE + the L2/L1 regulariser + λ·the MI
         penalty (λ = mi.weight, or per seed what the intervention asks, `interventions`) + the
-        structure penalty. Draws the penalty's sampling from its stream, as the step does."""
+        structure penalty. Draws the penalty's sampling from its stream, as the step does;
+        when `out.sampled` holds the penalty's rows (drawn by the step before the forward pass
+        from `plan.gen`, the same draws), the penalty takes them without a second sample."""
         w = self.task.washout
         err = out.outputs[:, w:] - targets[:, w:]
         task_loss = err.square().mean(dim=(1, 2, 3))  # (S,) MSE per seed
         loss = task_loss + self._regulariser()
-        plan = self.interventions.penalty_plan(self.streams.train_gen)
+        if plan is None:
+            plan = self.interventions.penalty_plan(self.streams.train_gen)
         if self.mi is not None and plan is not None:
             with torch.set_grad_enabled(plan.grad and torch.is_grad_enabled()):
-                penalty, _ = self.mi.penalty(out.rows(), plan.gen, transform=out.mi_transform)
+                if out.sampled is not None:  # already the sampled rows' rates
+                    penalty, _ = self.mi.penalty(out.sampled, plan.gen, transform=None)
+                else:
+                    penalty, _ = self.mi.penalty(out.rows(), plan.gen, transform=out.mi_transform)
             if plan.grad:
                 self._check_finite("MI penalty (network step)", penalty)
                 loss = loss + plan.weight * penalty
@@ -232,8 +239,16 @@ class Trainer:
     def _network_step(self) -> None:
         t0 = time.perf_counter()
         inputs, targets, x0, noise = self._batch("network")
-        out = self.net(inputs, x0, noise, n_transient=self.task.transient)
-        loss = self.network_loss(out, targets)
+        plan = self.interventions.penalty_plan(self.streams.train_gen)
+        sample = None
+        if self.mi is not None and plan is not None:
+            # the penalty's rows, drawn here rather than inside the penalty: nothing in between
+            # draws from the stream, so it is the same sample; the network then hands over the
+            # rates of these rows only, and BPTT takes their gradient row by row
+            rows = (inputs.shape[1] - self.task.transient) * inputs.shape[2]
+            sample = self.mi.row_sample(self.n_seeds, rows, plan.gen, self.device)
+        out = self.net(inputs, x0, noise, n_transient=self.task.transient, sample=sample)
+        loss = self.network_loss(out, targets, plan)
         self._check_finite("network loss", loss)
         self.optimizer.zero_grad()
         loss.sum().backward()  # members are independent: the sum gives each its own gradient

@@ -147,6 +147,36 @@ def test_timing_is_matched_to_cells_in_every_accepted_form(form):
     assert labels.index("timing: function first") < labels.index("timing: co-emergent")
 
 
+def test_one_timing_row_per_ordering_of_a_wide_timing_table():
+    # the seam's table: verdict (first ordering) and verdict.<struct> for each ordering; ΔW
+    # measured in one cell only
+    cells = [{"mi.weight": lam} for lam in (0.0, 0.1, 0.3)]
+    claims = _claims(cells[1:], lambda cell, c: "holds")
+    timing = pd.DataFrame(
+        {
+            "mi.weight": [0.0, 0.1, 0.3],
+            "verdict": ["neither emerged", "inconclusive (power)", "function first"],
+            "verdict.q_struct_z": ["neither emerged", "inconclusive (power)", "function first"],
+            "verdict.dw_block_z": [np.nan, "co-emergent", np.nan],
+        }
+    )
+    info = matrix_info(claims, timing, keys=["mi.weight"])
+    q, dw = "Timing, function vs Q(|W|)", "Timing, function vs ΔW"
+    assert [t for t, _ in info.timing_rows] == [q, dw] and info.timing_titles == [q, dw]
+    assert dict(info.timing_rows)[dw] == (NOT_MEASURED, "co-emergent", NOT_MEASURED)
+    assert info.timing == list(dict(info.timing_rows)[q])  # the first row, as before
+    assert f"{q}: inconclusive (power) in 1 of 2 cells; function first in λ=0.3." in (
+        info.sentences
+    )
+    assert f"{dw}: co-emergent in 1 of 1 cell (1 not measured)." in info.sentences
+    assert f"{q} at λ = 0 (controls: any order there is a false one): neither emerged in " in (
+        " ".join(info.sentences)
+    )
+    fig = plot_matrix(info)
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ticks[-2:] == [q, dw]
+
+
 def test_timing_colour_by_family():
     assert timing_colour("inconclusive (power: lead >= 3)") != timing_colour("inconclusive")
     assert timing_colour("structure never emerged (3 of 8)") == timing_colour(

@@ -49,9 +49,10 @@ def test_api_tables_are_the_reports(fixture_study, grid_report):
     saved = pd.read_csv(out / "timing_verdicts.csv")
     assert timing["verdict"].tolist() == saved["verdict"].tolist()
     matrix = analysis.verdict_matrix(data)
-    assert list(matrix.index) == [*grid_report.findings.matrix.claims, "Timing"]
+    timing_row = "Timing, function vs Q(|W|)"  # one row per ordering measured (ΔW is not)
+    assert list(matrix.index) == [*grid_report.findings.matrix.claims, timing_row]
     assert matrix.loc["Accuracy kept", "λ=0.3 · K=2"] == "breaks"
-    assert matrix.loc["Timing", "λ=0 · K=2"] == "neither emerged"
+    assert matrix.loc[timing_row, "λ=0 · K=2"] == "neither emerged"
     excluded = analysis.timing_excluded(data)
     assert set(excluded["reason"]) == {"failed the task", "trial diverged"}
     phase = analysis.phase_cells(data, "mi.weight", "partition.groups")

@@ -8,6 +8,7 @@ import logging
 import re
 
 import pandas as pd
+import pytest
 from report_html import findings_text as _findings
 from report_html import start_tags as _tags
 
@@ -102,9 +103,19 @@ def test_report_writes_csv_tables_beside_it(grid_report, fixture_study):
     seeds = pd.read_csv(out / "seeds.csv")
     assert len(seeds) == 21
     by_lam = pd.read_csv(out / "pooled_by_mi_weight.csv").set_index("mi.weight")
-    assert by_lam.loc[0.1, "median_lag"] == fixture_study.known_median_lag
+    # the half-rise lag of the fitted rises: the known one within half an evaluation (25 epochs)
+    assert by_lam.loc[0.1, "median_lag"] == pytest.approx(fixture_study.known_median_lag, abs=12.5)
+    assert by_lam.loc[0.1, ["n", "n_func_first", "n_struct_first"]].tolist() == [7, 7, 0]
     # pooled over K: descriptive counts, never a verdict or a p-value
     assert "verdict" not in by_lam.columns and not [c for c in by_lam if c.startswith("p_")]
+    # the timing onsets: the fixture's half-rises sit 12.5 epochs before its t_func / t_struct,
+    # medians over the 7 λ = 0.1 seeds 112.5 and 262.5
+    onsets = pd.read_csv(out / "timing_onsets.csv").set_index("mi.weight")
+    assert onsets.loc[0.1, "q_func_z"] == pytest.approx(112.5, abs=5.0)
+    assert onsets.loc[0.1, "q_struct_z"] == pytest.approx(262.5, abs=5.0)
+    assert "dw_block_z" not in onsets  # not measured in this study
+    long = pd.read_csv(out / "timing_by_ordering.csv")
+    assert set(long["ordering"]) == {"function vs Q(|W|)"} and len(long) == 6
     cells = pd.read_csv(out / "timing_verdicts.csv").set_index(["mi.weight", "partition.groups"])
     assert len(cells) == 6 and cells["n"].sum() == 14
     # λ = 0.3: K = 2 failed the task (accuracy 0.80), K = 3 diverged: no seed to time

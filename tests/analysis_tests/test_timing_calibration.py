@@ -142,9 +142,10 @@ def test_measured_curve_model_recovers_the_simulated_one():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("n_seeds", [8, 16])
-def test_full_suite_at_eight_and_sixteen_seeds(n_seeds):
-    n_cells = 200
+# 16 seeds cost four times 8 (the exact null of the signed-rank test): half the cells there,
+# with the slack of the false-ordering bound widened to match
+@pytest.mark.parametrize(("n_seeds", "n_cells"), [(8, 200), (16, 100)])
+def test_full_suite_at_eight_and_sixteen_seeds(n_seeds, n_cells):
     res = calibration_suite(
         rng=np.random.default_rng(2026), n_seeds=n_seeds, n_cells=n_cells, threshold=True
     )

@@ -20,7 +20,7 @@ from analysis.timing.lagtest import (
     signflip_test,
     tost_test,
 )
-from analysis.timing.onsets import TimingOnset
+from study.contract.rise import TimingOnset
 
 
 def _brute(lo: np.ndarray, hi: np.ndarray, alternative: str) -> tuple[int, float]:

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.timing.onsets import TimingOnset
 from analysis.timing.pipeline import timing_from_curves
 from analysis.timing.simulate import CurveParams, simulate_curves
 from analysis.timing.verdicts import cell_statistics, label_cells
+from study.contract.rise import TimingOnset
 
 EPOCHS = np.arange(0.0, 1001.0, 25.0)
 FUNC = CurveParams(18.0, 2.0, 1.0, 0.0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from analysis.timing.lagtest import signflip_test
-from analysis.timing.power import detectable_effect, detectable_lead, power_at, seeds_for_verdict
+from study.contract.power import detectable_effect, detectable_lead, power_at, seeds_for_verdict
 
 
 def test_too_few_seeds_can_never_reach_the_level():

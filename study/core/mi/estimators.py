@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import Tensor
 
+from study.core import _critic
 from study.core.mi.critic import Critic
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "InfoNCE",
     "NoisePolicy",
     "shuffled_scores",
+    "shuffled_stats",
     "random_permutations",
     "take_rows",
     "log_mean_exp",
@@ -188,12 +190,42 @@ def shuffled_scores(
     r, m, _ = a.shape
     perm = random_permutations(r, m, gen, a.device)  # fresh each call
     a, b_noisy, partner_source = noise.noisy(a, b, gen)
+    if _critic.usable(critic, a):
+        # the compiled pass (study/core/_critic.py): both branches together; a noisy partner
+        # is b_noisy's rows permuted, so b's projection is computed once
+        if partner_source is b_noisy:
+            scores = _critic.critic_scores(critic, a, b_noisy, perm=perm)
+        else:
+            scores = _critic.critic_scores(critic, a, b_noisy, take_rows(partner_source, perm))
+        return scores[:, :m], scores[:, m:]
     b_shuf = take_rows(partner_source, perm)
     # a's projection is shared by both branches (the first layer is a sum of two dense maps)
     ha = critic.project_a(a)  # (R, M, H)
     joint = critic.head(ha + critic.project_b(b_noisy))
     shuffled = critic.head(ha + critic.project_b(b_shuf))
     return joint, shuffled
+
+
+def shuffled_stats(
+    critic: Critic, noise: NoisePolicy, a: Tensor, b: Tensor, gen: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """(mean score on joint pairs, log mean e^score on shuffled pairs), each (R,): what DV and
+    MINE read of `shuffled_scores`, drawn the same way.
+
+    A critic update on the compiled path computes both, and their gradients, in one pass that
+    never keeps the activations (`study.core._critic.critic_stats`); elsewhere the scores are
+    computed and reduced (the same operations as before on the torch path).
+    """
+    updating = torch.is_grad_enabled() and critic.w_a.requires_grad
+    if updating and _critic.usable(critic, a):
+        r, m, _ = a.shape
+        perm = random_permutations(r, m, gen, a.device)  # the same draws as shuffled_scores
+        a, b_noisy, partner_source = noise.noisy(a, b, gen)
+        if partner_source is b_noisy:
+            return _critic.critic_stats(critic, a, b_noisy, perm=perm)
+        return _critic.critic_stats(critic, a, b_noisy, take_rows(partner_source, perm))
+    joint, shuffled = shuffled_scores(critic, noise, a, b, gen)
+    return joint.mean(dim=1), log_mean_exp(shuffled)
 
 
 @register_estimator
@@ -203,8 +235,8 @@ class DV(Estimator):
     name = "dv"
 
     def bound(self, critic, noise, a, b, gen, *, update_state):
-        joint, shuffled = shuffled_scores(critic, noise, a, b, gen)
-        value = joint.mean(dim=1) - log_mean_exp(shuffled)
+        joint_mean, log_m = shuffled_stats(critic, noise, a, b, gen)
+        value = joint_mean - log_m
         return value, value
 
 
@@ -262,9 +294,9 @@ class MINE(Estimator):
         return self.log_ema
 
     def bound(self, critic, noise, a, b, gen, *, update_state):
-        joint, shuffled = shuffled_scores(critic, noise, a, b, gen)
-        log_m = log_mean_exp(shuffled)  # log mean e^T over shuffled pairs
-        value = joint.mean(dim=1) - log_m
+        # the mean score on joint pairs and log mean e^T over shuffled pairs
+        joint_mean, log_m = shuffled_stats(critic, noise, a, b, gen)
+        value = joint_mean - log_m
         current = log_m.detach()
         log_ema = self._moving_average(current)
         if update_state:
@@ -274,7 +306,7 @@ class MINE(Estimator):
             log_ema = torch.where(fresh, current, mixed)
             self.log_ema.copy_(log_ema)
         log_ema = torch.where(torch.isnan(log_ema), current, log_ema)
-        surrogate = joint.mean(dim=1) - torch.exp(log_m - log_ema)
+        surrogate = joint_mean - torch.exp(log_m - log_ema)
         return value, surrogate
 
     def network_penalty(self, value, surrogate):

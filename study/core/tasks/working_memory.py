@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from study.core._checks import _check_int
+from study.core._native import draws
 
 __all__ = ["WorkingMemory", "build", "ramp_targets"]
 
@@ -124,8 +125,10 @@ class WorkingMemory:
         (S, segment, B, n_bits), float32."""
         _check_int("WorkingMemory", "batch", batch, 1)
         shape = (n_seeds, batch, self.n_inputs, self.transient + self.seq_len + 1)
-        onsets = torch.rand(shape, generator=gen, device=device) < self.p_onset
-        return self._signals(onsets)
+        # torch.rand's values and _signals' results, computed faster on the CPU where the
+        # compiled draws apply (study/core/_native/draws.py; equal bit for bit)
+        onsets = draws.rand(shape, gen, device=device) < self.p_onset
+        return draws.wm_signals(self, onsets)
 
     def _signals(self, onsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Onsets (S, B, 2n, T+1) bool -> inputs (S, T, B, 2n) and targets (S, T', B, n)."""

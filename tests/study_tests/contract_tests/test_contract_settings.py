@@ -38,6 +38,9 @@ def test_defaults_when_nothing_is_set(monkeypatch, tmp_path):
         assert settings.git_commit() == "unknown"
         assert settings.cache_dir() == tmp_path / "me" / ".cache" / "mistudy"
         assert settings.cuda_graphs() is False
+        assert settings.native_mode() == "1"
+        assert settings.native_cache_dir() == tmp_path / "me" / ".cache" / "mistudy" / "native"
+        assert settings.cxx() is None
         assert settings.ray_address() is None
 
 
@@ -51,6 +54,13 @@ def test_each_setting_reads_its_variable(monkeypatch, tmp_path):
     monkeypatch.setenv("STUDY_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("STUDY_CUDA_GRAPHS", "1")
     monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
+    monkeypatch.setenv("STUDY_NATIVE", "exact")
+    monkeypatch.setenv("CXX", "clang++")
+    assert settings.native_mode() == "exact"
+    assert settings.native_cache_dir() == tmp_path / "cache" / "native"  # under STUDY_CACHE
+    assert settings.cxx() == "clang++"
+    monkeypatch.setenv("STUDY_NATIVE_CACHE", str(tmp_path / "kernels"))
+    assert settings.native_cache_dir() == tmp_path / "kernels"
     assert settings.study_home() == (tmp_path / "me" / "rel" / "home").resolve()
     assert settings.tracking_uri() == "http://127.0.0.1:5000"
     assert settings.optuna_storage() == "sqlite:////abs/optuna.db"
@@ -80,6 +90,19 @@ def test_empty_or_other_values_fall_back(monkeypatch, name, value, expected):
         "RAY_ADDRESS": settings.ray_address,
     }[name]
     assert reader() is expected
+
+
+@pytest.mark.parametrize("value", ["fast", "true", "2", " 1"])
+def test_an_unknown_native_mode_is_an_error(monkeypatch, value):
+    monkeypatch.setenv("STUDY_NATIVE", value)
+    with pytest.raises(ValueError, match=r"STUDY_NATIVE must be one of 1, exact, 0") as e:
+        settings.native_mode()
+    assert repr(value) in str(e.value)
+
+
+def test_an_empty_native_mode_means_the_default(monkeypatch):
+    monkeypatch.setenv("STUDY_NATIVE", "")
+    assert settings.native_mode() == "1"
 
 
 def test_an_empty_cache_variable_means_the_default(monkeypatch, tmp_path):

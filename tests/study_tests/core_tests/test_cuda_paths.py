@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from study.core import networks
+from study.core import _leaky
 from study.core.mi import SubgroupMI
 from study.core.networks import leaky_scan
 from study.spec import load_trial_config
@@ -46,9 +46,9 @@ def _scan_and_grads(drive, x0, w, alpha=0.2):
 
 def test_cpu_scan_never_uses_graphs(monkeypatch):
     monkeypatch.setenv("STUDY_CUDA_GRAPHS", "1")
-    before = len(networks._GRAPHS)
+    before = len(_leaky._GRAPHS)
     _scan_and_grads(*_scan_inputs("cpu"))
-    assert len(networks._GRAPHS) == before
+    assert len(_leaky._GRAPHS) == before
 
 
 @cuda
@@ -58,8 +58,8 @@ def test_cuda_graph_scan_equals_eager(monkeypatch):
         monkeypatch.setenv("STUDY_CUDA_GRAPHS", flag)
         for rep in range(2):  # the second graphed call replays the captured graph
             got[flag, rep] = _scan_and_grads(*_scan_inputs("cuda", seed=rep))
-    assert any(k[0] == "forward" for k in networks._GRAPHS)
-    assert any(k[0] == "backward" for k in networks._GRAPHS)
+    assert any(k[0] == "forward" for k in _leaky._GRAPHS)
+    assert any(k[0] == "backward" for k in _leaky._GRAPHS)
     for rep in range(2):
         for a, b in zip(got["0", rep], got["1", rep]):  # same kernels, replayed
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

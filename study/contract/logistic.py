@@ -22,7 +22,10 @@ w = ω Δ(m) with ω on a log grid from ½ upward. A rise much sharper than the 
 whose midpoint anywhere inside the interval fits equally well; bounding ω below keeps m
 identified by the evaluations on the rise (it is then estimated as the step's centre).
 
-Pure NumPy; every function is vectorised over a batch of curves that share one schedule.
+Part of the run-data contract (``study.contract``): the timing onsets of :mod:`.rise` are built
+on these fits, and both the training side (seeds.parquet, online decisions) and ``analysis``
+use them. Pure NumPy (threadpoolctl, when installed, only limits BLAS threads); every function
+is vectorised over a batch of curves that share one schedule.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Model: a cell's n per-seed lags are d_i = L + s·z_i, z_i ~ N(0, 1) independent, with L the
 lead (epochs, or evaluations) and s the lag's spread (onset estimation noise plus the seeds'
 own variation). The test is the two-sided sign-flip signed-rank test of
-:mod:`analysis.timing.lagtest` (on point lags its null is the closed-form signed-rank law). A
+``analysis.timing.lagtest`` (on point lags its null is the closed-form signed-rank law,
+:func:`signed_rank_counts`). A
 cell judged inside a Benjamini–Hochberg family of m cells is tested, in the worst case (every
 other cell null), at α/m; that is the level used here, so the detectable lead is what the cell
 reaches on its own evidence.
@@ -19,6 +20,9 @@ validate``): per-seed lags spread with sd 2 regular evaluations. phase-cpu's per
 (robust sd, 1.4826 · MAD) to 3.2 (sample sd) evaluations; half-rise onsets add 0.3–0.7
 evaluations of estimation noise (docs/timing.md); 2 sits between. Replace it with a study's
 own spread once its half-rise lags are measured.
+
+Part of the contract so that ``study validate`` can plan a design without ``analysis`` (and
+without torch): pure NumPy.
 """
 
 from __future__ import annotations
@@ -29,8 +33,6 @@ from typing import Any
 
 import numpy as np
 
-from .lagtest import _signed_rank_counts
-
 __all__ = [
     "DEFAULT_LAG_SD_EVALS",
     "LEAD_OF_INTEREST_EVALS",
@@ -39,6 +41,7 @@ __all__ = [
     "detectable_lead",
     "power_at",
     "seeds_for_verdict",
+    "signed_rank_counts",
 ]
 
 POWER = 0.8
@@ -48,10 +51,21 @@ N_POWER = 4000
 MAX_SEEDS = 200
 
 
+@lru_cache(maxsize=64)
+def signed_rank_counts(n: int) -> np.ndarray:
+    """Number of sign assignments of ranks 1..n with T⁺ = s, s = 0 … n(n + 1)/2 (float): the
+    null law of the Wilcoxon signed-rank sum times 2ⁿ."""
+    counts = np.zeros(n * (n + 1) // 2 + 1)
+    counts[0] = 1.0
+    for r in range(1, n + 1):
+        counts[r:] = counts[r:] + counts[:-r].copy()
+    return counts
+
+
 @lru_cache(maxsize=256)
 def _two_sided_p(n: int) -> np.ndarray:
     """P(|U| >= |u|) under the null for T⁺ = 0 … n(n+1)/2 (U = 2T⁺ − n(n+1)/2)."""
-    counts = _signed_rank_counts(n)
+    counts = signed_rank_counts(n)
     prob = counts / counts.sum()
     total = n * (n + 1) // 2
     u = np.abs(2.0 * np.arange(total + 1) - total)

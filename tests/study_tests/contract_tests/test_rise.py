@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from analysis.timing.fit import make_grid
-from analysis.timing.onsets import (
+from study.contract.logistic import make_grid
+from study.contract.names import TIMING_FUNCTION, TIMING_STRUCTURE
+from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z, onset, seed_table
+from study.contract.rise import (
+    DETECT_RUN,
+    DETECT_Z,
+    STEP_COLUMN,
     confirm_online,
     detections,
+    lag_column,
+    onset_column,
     regular_step,
+    seed_onset_columns,
+    seed_onsets,
     timing_onset,
     timing_onsets,
 )
-from analysis.timing.simulate import CurveParams, simulate_curves
-from study.contract.outcomes import onset
+
+REPO = Path(__file__).resolve().parents[3]
 
 REGULAR = np.arange(0.0, 1001.0, 25.0)  # 41 evaluations, every 25 epochs
 DENSE = np.concatenate([np.arange(0.0, 50.0), np.arange(50.0, 1001.0, 25.0)])  # 50 + 39
@@ -24,6 +38,25 @@ DENSE = np.concatenate([np.arange(0.0, 50.0), np.arange(50.0, 1001.0, 25.0)])  #
 
 def _logistic(t: np.ndarray, m: float, w: float, a: float = 10.0, b: float = 0.0) -> np.ndarray:
     return b + a / (1.0 + np.exp(-(t - m) / w))
+
+
+def _noisy(
+    rng: np.random.Generator,
+    t: np.ndarray,
+    amp: float,
+    width_evals: float,
+    sd: float,
+    rho: float,
+    mids: np.ndarray,
+) -> np.ndarray:
+    """Curves amp·σ((t − m)/(width·25)) + noise, one per midpoint m, shape (len(mids), T): the
+    noise stationary with marginal sd `sd` and lag-1 autocorrelation `rho` (per evaluation of
+    the regular 25-epoch schedule)."""
+    e = rng.standard_normal((mids.size, t.size))
+    for i in range(1, t.size):
+        e[:, i] = rho * e[:, i - 1] + math.sqrt(1.0 - rho**2) * e[:, i]
+    course = amp / (1.0 + np.exp(-(t[None, :] - mids[:, None]) / (width_evals * 25.0)))
+    return course + sd * e
 
 
 # ---- the estimate ------------------------------------------------------------------------------
@@ -73,7 +106,7 @@ def test_noisy_onsets_are_unbiased_and_amplitude_free():
     m = rng.uniform(300.0, 700.0, 150)
     err = {}
     for amp in (5.0, 20.0):
-        x = simulate_curves(rng, REGULAR, CurveParams(amp, 2.0, 1.0, 0.0), m)
+        x = _noisy(rng, REGULAR, amp, 2.0, 1.0, 0.0, m)
         ons = timing_onsets(REGULAR, x)
         e = np.array([o.epoch for o in ons]) - m
         assert sum(o.status == "onset" for o in ons) >= 120
@@ -116,6 +149,15 @@ def test_rise_under_way_at_the_first_evaluation_is_left_censored():
     assert o.status == "left-censored" and o.lo == 0.0 and 4.0 <= o.hi <= 8.0
 
 
+def test_a_curve_detectable_at_its_first_evaluation_with_run_one():
+    # detection complete at evaluation 0 (run = 1): the fit still waits for 5 evaluations
+    x = _logistic(REGULAR, -10.0, 30.0)  # already above the threshold at epoch 0
+    for k in (3, 4):
+        assert not confirm_online(REGULAR[:k], x[None, :k], run=1).any()
+    o = timing_onset(REGULAR, x, run=1)
+    assert o.status == "left-censored" and o.detectable_from == 0.0
+
+
 def test_flat_curve_is_not_detected_and_right_censored():
     rng = np.random.default_rng(2)
     o = timing_onset(REGULAR, rng.normal(0.0, 1.0, REGULAR.size))
@@ -141,8 +183,8 @@ def test_truncating_after_the_decision_never_moves_the_onset():
     m = rng.uniform(200.0, 500.0, 40)
     x = np.concatenate(
         [
-            simulate_curves(rng, REGULAR, CurveParams(12.0, 2.0, 1.0, 0.0), m[:20]),
-            simulate_curves(rng, REGULAR, CurveParams(7.0, 3.0, 0.3, 0.95), m[20:]),
+            _noisy(rng, REGULAR, 12.0, 2.0, 1.0, 0.0, m[:20]),
+            _noisy(rng, REGULAR, 7.0, 3.0, 0.3, 0.95, m[20:]),
         ]
     )
     full = timing_onsets(REGULAR, x)
@@ -162,7 +204,7 @@ def test_truncating_after_the_decision_never_moves_the_onset():
 def test_confirm_online_agrees_with_the_offline_onset_at_every_evaluation():
     rng = np.random.default_rng(9)
     m = rng.uniform(200.0, 500.0, 6)
-    x = simulate_curves(rng, REGULAR, CurveParams(10.0, 2.0, 1.0, 0.0), m)
+    x = _noisy(rng, REGULAR, 10.0, 2.0, 1.0, 0.0, m)
     full = timing_onsets(REGULAR, x)
     first_decided = np.full(6, -1)
     for k in range(1, REGULAR.size + 1):
@@ -211,3 +253,122 @@ def test_bad_arguments_name_the_problem():
         timing_onsets(REGULAR, np.zeros(REGULAR.size), direction=0)
     with pytest.raises(ValueError, match="strictly increasing"):
         make_grid(np.array([0.0, 0.0, 1.0]))
+
+
+# ---- the per-seed columns of seeds.parquet -----------------------------------------------------
+
+
+def _trial(rng: np.random.Generator, mids: np.ndarray, lag_evals: float) -> pd.DataFrame:
+    """One trial's curves: q_func_z rises (amplitude 18) at each seed's midpoint, q_struct_z
+    (amplitude 7) lag_evals evaluations later; no dw_block_z curve."""
+    rows = []
+    for s, m in enumerate(mids):
+        rows.append(
+            pd.DataFrame(
+                {
+                    "seed": s,
+                    "seed_value": 100 + s,
+                    "epoch": REGULAR,
+                    "accuracy": 0.95,
+                    "q_func_z": _logistic(REGULAR, m, 50.0, a=18.0)
+                    + 0.5 * rng.standard_normal(REGULAR.size),
+                    "q_struct_z": _logistic(REGULAR, m + 25.0 * lag_evals, 50.0, a=7.0)
+                    + 0.2 * rng.standard_normal(REGULAR.size),
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_seed_table_carries_every_seeds_timing_onsets():
+    rng = np.random.default_rng(3)
+    mids = np.array([300.0, 350.0, 420.0, 500.0])
+    table = seed_table(_trial(rng, mids, 3.0), task="working_memory")
+    assert set(seed_onset_columns()) <= set(table.columns)
+    assert list(table["seed"]) == [0, 1, 2, 3]
+    assert (table[STEP_COLUMN] == 25.0).all()
+    f, s = onset_column("q_func_z"), onset_column("q_struct_z")
+    assert (table[onset_column("q_func_z", "status")] == "onset").all()
+    assert (table[onset_column("q_struct_z", "status")] == "onset").all()
+    assert np.allclose(table[f], mids, atol=10.0)
+    assert np.allclose(table[s], mids + 75.0, atol=10.0)
+    assert (table[onset_column("q_func_z", "lo")] == table[f]).all()
+    assert (table[onset_column("q_func_z", "hi")] == table[f]).all()
+    # lag bounds of the ordering: equal for point onsets, 3 evaluations
+    assert np.allclose(table[lag_column("q_struct_z", "lo")], 75.0, atol=15.0)
+    assert (table[lag_column("q_struct_z", "lo")] == table[lag_column("q_struct_z", "hi")]).all()
+    # detectable (z >= 3 for 3 evaluations) before it is decided; the amplitude-free onset
+    # lies after the larger curve's detection
+    det = table[onset_column("q_func_z", "detectable_from")]
+    dec = table[onset_column("q_func_z", "decided_at")]
+    assert (det < table[f]).all() and (dec > table[f]).all()
+    # the measure this run did not record: NaN columns, no status
+    assert table[onset_column("dw_block_z", "status")].isna().all()
+    assert table[onset_column("dw_block_z")].isna().all()
+    assert table[lag_column("dw_block_z", "hi")].isna().all()
+
+
+def test_seed_onsets_censor_a_flat_seed_and_match_the_onset_function():
+    rng = np.random.default_rng(4)
+    c = _trial(rng, np.array([400.0, 400.0]), 0.0)
+    flat = c["seed"] == 1
+    c.loc[flat, "q_struct_z"] = 0.3 * rng.standard_normal(int(flat.sum()))
+    out = seed_onsets(c, threshold=3.0, run=3)
+    assert out.loc[1, onset_column("q_struct_z", "status")] == "not detected"
+    assert out.loc[1, onset_column("q_struct_z", "lo")] == 0.0
+    assert out.loc[1, onset_column("q_struct_z", "hi")] == math.inf
+    assert math.isnan(out.loc[1, onset_column("q_struct_z", "decided_at")])
+    # lag of a seed whose structure never rose: bounded below only
+    assert out.loc[1, lag_column("q_struct_z", "hi")] == math.inf
+    x = c[c["seed"] == 0]["q_func_z"].to_numpy()
+    assert timing_onset(REGULAR, x).epoch == out.loc[0, onset_column("q_func_z")]
+
+
+def test_seed_onsets_follow_the_declared_structure_measures():
+    rng = np.random.default_rng(5)
+    c = _trial(rng, np.array([400.0]), 2.0)
+    c["falling"] = -c["q_struct_z"]
+    out = seed_onsets(c, structures=[("falling", -1, "a fall")])
+    assert list(out.columns) == ["seed", *seed_onset_columns(structures=[("falling", -1)])]
+    assert out.loc[0, onset_column("falling", "status")] == "onset"
+    assert out.loc[0, lag_column("falling", "lo")] == pytest.approx(50.0, abs=15.0)
+    with pytest.raises(ValueError, match="field must be one of"):
+        onset_column("q_func_z", "epoch")
+
+
+def test_the_structure_measures_are_declared_once():
+    assert TIMING_FUNCTION == "q_func_z"
+    assert [s[0] for s in TIMING_STRUCTURE] == ["q_struct_z", "dw_block_z"]
+    assert all(d in (1, -1) for _, d, _ in TIMING_STRUCTURE)
+    for s, _, _ in TIMING_STRUCTURE:
+        assert lag_column(s, "lo") in seed_onset_columns()
+
+
+def test_detection_defaults_are_the_emergence_defaults():
+    assert (DETECT_Z, DETECT_RUN) == (DEFAULT_Z, DEFAULT_RUN)
+
+
+def test_the_onset_core_imports_numpy_only():
+    code = (
+        "import sys, study.contract.rise, study.contract.power, study.contract.outcomes; "
+        "print(sorted(m for m in ('torch', 'pandas', 'scipy', 'analysis', 'study.spec') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_onset_columns_are_documented_in_run_data():
+    text = (REPO / "docs" / "run-data.md").read_text()
+    assert f"`{STEP_COLUMN}`" in text
+    for field in ("status", "lo", "hi", "decided_at", "detectable_from"):
+        assert f"`onset.<m>.{field}`" in text, field
+    assert "`lag.<s>.lo`, `lag.<s>.hi`" in text
+    assert "TIMING_STRUCTURE" in text

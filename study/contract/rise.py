@@ -1,12 +1,12 @@
 """Timing onsets: the half-rise of each curve's own fitted rise, confirmed online, censored.
 
-A curve's **timing onset** is the epoch at which its fitted logistic rise (``fit.py``)
+A curve's **timing onset** is the epoch at which its fitted logistic rise (:mod:`.logistic`)
 b + a·σ((t − m)/w) reaches the fraction f of its amplitude:
 
     t_f = m + w · logit(f)          (f = ½ gives the midpoint m).
 
 It is decided **online**, from the past only. At every evaluation k the grid of the schedule so
-far is fitted to the evaluations 0 … k (:func:`analysis.timing.fit.make_grid` is causal); the
+far is fitted to the evaluations 0 … k (:func:`.logistic.make_grid` is causal); the
 onset is *confirmed* at the first k where
 
 1. the curve is detectable: it has reached ``threshold`` for ``run`` consecutive evaluations
@@ -45,35 +45,57 @@ Censoring (the onset as an interval [lo, hi]; each bound errs on the safe side u
 - ``not detected``: never detectable. A rise smaller than the threshold may be past its middle
   already, so nothing bounds it: lo = ``origin``, hi = ∞ (undecided in the lag test; the
   cell's "never emerged" labels count it).
+
+This module is the one owner of the timing onset on both sides of the contract: the training
+loop decides online with :func:`confirm_online` (e.g. to intervene at the functional onset),
+seeds.parquet carries every seed's onsets (:func:`seed_onsets`, called by
+:func:`study.contract.outcomes.seed_table`), and ``analysis.timing`` judges cells from them.
+Pure NumPy at import time (pandas is imported inside :func:`seed_onsets`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from study.contract.outcomes import DEFAULT_RUN, DEFAULT_Z
+from .logistic import fit_prefix, grid_gains, make_grid, refine, single_thread_blas
+from .names import TIMING_FUNCTION, TIMING_STRUCTURE
 
-from .fit import fit_prefix, grid_gains, make_grid, refine, single_thread_blas
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
+    "DETECT_RUN",
+    "DETECT_Z",
     "EVIDENCE",
     "EXTRA",
     "FRACTION",
+    "ONSET_FIELDS",
     "PLATEAU",
     "RESOLVE",
     "STATUSES",
+    "STEP_COLUMN",
     "WINDOW",
     "TimingOnset",
     "confirm_online",
     "detections",
+    "lag_column",
+    "onset_column",
     "regular_step",
+    "seed_onset_columns",
+    "seed_onsets",
     "timing_onset",
     "timing_onsets",
 ]
+
+# The detection rule's defaults ("detectable from": z >= DETECT_Z for DETECT_RUN evaluations):
+# the numbers of study.contract.outcomes.DEFAULT_Z / DEFAULT_RUN (the `emergence` config
+# section), which this module cannot import (outcomes imports it); a test checks they agree.
+DETECT_Z = 3.0
+DETECT_RUN = 3
 
 FRACTION = 0.5  # the onset is where the fitted rise reaches this fraction of its amplitude
 RESOLVE = 2.0  # resolved when evaluations lie beyond m + RESOLVE·w (σ(2) = 88 % of the rise)
@@ -177,7 +199,7 @@ def _confirmations(
 
     Curve s is examined at evaluation k >= ready[s] (its detection is complete) when k holds a
     finite value. At k the grid of the schedule so far, t_1 … t_k, is fitted to evaluations
-    0 … k (:func:`analysis.timing.fit.make_grid` with midpoints ahead of t_k). A grid point is
+    0 … k (:func:`.logistic.make_grid` with midpoints ahead of t_k). A grid point is
     *resolved* when at least ``plateau`` finite evaluations lie at or after m + c·w. The rise
     is confirmed when the best resolved fit beats every unresolved one (a rise still under way
     at t_k, including midpoints after t_k) by ΔRSS >= evidence · σ̂², where
@@ -187,7 +209,9 @@ def _confirmations(
     S, T = x.shape
     conf = np.full(S, -1)
     w_conf = np.full(S, np.nan)
-    for k in range(int(ready[ready >= 0].min(initial=T)), T):
+    # a fit needs 5 finite evaluations (n >= 5 below): nothing is confirmed before k = 4, and
+    # the grid of fewer than 2 epochs does not exist (detection complete at k = 0, run = 1)
+    for k in range(max(int(ready[ready >= 0].min(initial=T)), 4), T):
         act = np.flatnonzero((ready >= 0) & (ready <= k) & (conf < 0) & ok[:, k])
         if not act.size:
             continue
@@ -249,7 +273,7 @@ def _final_fit(
     t: np.ndarray, x: np.ndarray, ok: np.ndarray, last: np.ndarray, direction: int
 ) -> dict[str, np.ndarray]:
     """Refined fit of each curve on its evaluations 0 … last[s] only (``last`` shape (A,)):
-    the grid of the schedule t_1 … t_last, then :func:`analysis.timing.fit.refine`."""
+    the grid of the schedule t_1 … t_last, then :func:`.logistic.refine`."""
     A = x.shape[0]
     out = {key: np.full(A, np.nan) for key in ("m", "w", "a", "b")}
     for k in np.unique(last):
@@ -280,7 +304,7 @@ def _final_fit(
 
 
 def detections(
-    epochs: np.ndarray, y: np.ndarray, threshold: float = DEFAULT_Z, run: int = DEFAULT_RUN
+    epochs: np.ndarray, y: np.ndarray, threshold: float = DETECT_Z, run: int = DETECT_RUN
 ) -> tuple[np.ndarray, np.ndarray]:
     """The detection rule of :func:`study.contract.outcomes.onset` ("detectable from") on a
     batch: the first evaluation from which y stays >= threshold for ``run`` evaluations (NaN
@@ -315,8 +339,8 @@ def timing_onsets(
     *,
     fraction: float = FRACTION,
     direction: int = 1,
-    threshold: float = DEFAULT_Z,
-    run: int = DEFAULT_RUN,
+    threshold: float = DETECT_Z,
+    run: int = DETECT_RUN,
     resolve: float = RESOLVE,
     plateau: int = PLATEAU,
     extra: int = EXTRA,
@@ -557,3 +581,117 @@ def regular_step(epochs: Any) -> float:
         return 1.0
     d = np.diff(t)
     return float(np.median(d[d.size // 2 :]))
+
+
+# -- the per-seed onset columns of seeds.parquet (docs/run-data.md, "Onsets") ---------------
+
+STEP_COLUMN = "onset.step"  # the schedule's regular evaluation interval (epochs)
+# per metric: onset.<m> (the estimate, NaN unless status is "onset"), then onset.<m>.<field>
+ONSET_FIELDS = ("status", "lo", "hi", "decided_at", "detectable_from")
+LAG_FIELDS = ("lo", "hi")  # per structure measure s: lag.<s>.lo / .hi, bounds of t_s − t_func
+
+
+def onset_column(metric: str, field: str | None = None) -> str:
+    """``onset.<metric>`` (the estimate) or ``onset.<metric>.<field>``, a field of
+    :data:`ONSET_FIELDS`."""
+    if field is not None and field not in ONSET_FIELDS:
+        raise ValueError(
+            f"onset_column(): field must be one of {ONSET_FIELDS}, but got {field!r}."
+        )
+    return f"onset.{metric}" if field is None else f"onset.{metric}.{field}"
+
+
+def lag_column(struct: str, bound: str) -> str:
+    """``lag.<struct>.lo`` or ``.hi``: a bound of the lag t_struct − t_func (epochs)."""
+    if bound not in LAG_FIELDS:
+        raise ValueError(f"lag_column(): bound must be 'lo' or 'hi', but got {bound!r}.")
+    return f"lag.{struct}.{bound}"
+
+
+def _structures(structures: Any) -> tuple[tuple[str, int], ...]:
+    """(metric, direction) pairs of TIMING_STRUCTURE-like entries (a label may follow)."""
+    return tuple((str(s[0]), int(s[1])) for s in structures)
+
+
+def seed_onset_columns(
+    func: str = TIMING_FUNCTION, structures: Any = TIMING_STRUCTURE
+) -> tuple[str, ...]:
+    """Every column :func:`seed_onsets` adds, in order (``seed`` excluded)."""
+    cols = [STEP_COLUMN]
+    for m in (func, *(s for s, _ in _structures(structures))):
+        cols += [onset_column(m), *(onset_column(m, f) for f in ONSET_FIELDS)]
+    for s, _ in _structures(structures):
+        cols += [lag_column(s, b) for b in LAG_FIELDS]
+    return tuple(cols)
+
+
+def seed_onsets(
+    curves: pd.DataFrame,
+    *,
+    func: str = TIMING_FUNCTION,
+    structures: Any = TIMING_STRUCTURE,
+    threshold: float = DETECT_Z,
+    run: int = DETECT_RUN,
+) -> pd.DataFrame:
+    """Every seed's timing onsets of the functional and each structural curve, one row per seed.
+
+    Columns (:func:`seed_onset_columns`): ``seed``; ``onset.step``, the regular evaluation
+    interval (:func:`regular_step`); per metric m (``func``, then each structure measure):
+    ``onset.<m>`` (the half-rise epoch, NaN unless the status is ``onset``), ``onset.<m>.status``
+    (:data:`STATUSES`; None when the run has no such curve), ``.lo`` and ``.hi`` (the interval
+    the onset lies in; hi = inf when right-censored), ``.decided_at`` (the last evaluation the
+    onset uses, NaN if never decided) and ``.detectable_from`` (the detection onset, z >=
+    ``threshold`` for ``run`` evaluations; NaN if never); per structure measure s:
+    ``lag.<s>.lo`` and ``lag.<s>.hi``, bounds of t_s − t_func (epochs; > 0: function first).
+    A metric absent from the curves gives NaN (status None) columns; a seed with fewer than 3
+    evaluations gets NaN everywhere.
+
+    Args:
+        curves: one trial's curves: one row per (seed, evaluation) with ``seed``, ``epoch`` and
+            the metric columns.
+        func: the functional curve; structures: (metric, direction[, label]) of each structural
+            one (default :data:`study.contract.names.TIMING_STRUCTURE`).
+        threshold, run: the detection rule (``emergence.z``, ``emergence.run``).
+    """
+    import pandas as pd
+
+    structs = _structures(structures)
+    metrics = [(func, 1), *structs]
+    cols = seed_onset_columns(func, structs)
+    order = curves.sort_values("epoch", kind="stable")
+    seeds = [(key, g) for key, g in order.groupby("seed", sort=True)]
+    out: dict[str, list[Any]] = {"seed": [k for k, _ in seeds]}
+    out.update({c: [math.nan] * len(seeds) for c in cols})
+    for c in cols:
+        if c.endswith(".status"):
+            out[c] = [None] * len(seeds)
+    by_sched: dict[tuple[float, ...], list[int]] = {}
+    for i, (_, g) in enumerate(seeds):
+        t = g["epoch"].to_numpy(float)
+        if t.size >= 3 and np.all(np.diff(t) > 0):
+            by_sched.setdefault(tuple(t.tolist()), []).append(i)
+    for sched, idx in by_sched.items():
+        t = np.asarray(sched)
+        for i in idx:
+            out[STEP_COLUMN][i] = regular_step(t)
+        found: dict[str, list[TimingOnset]] = {}
+        for m, direction in metrics:
+            if m not in curves.columns:
+                continue
+            x = np.stack([seeds[i][1][m].to_numpy(float) for i in idx])
+            ons = timing_onsets(t, x, direction=direction, threshold=threshold, run=run)
+            found[m] = ons
+            for i, o in zip(idx, ons):
+                out[onset_column(m)][i] = o.epoch
+                out[onset_column(m, "status")][i] = o.status
+                for f in ONSET_FIELDS[1:]:
+                    out[onset_column(m, f)][i] = getattr(o, f)
+        if func not in found:
+            continue
+        for s, _ in structs:
+            for j, i in enumerate(idx):
+                if s in found:
+                    f, g = found[func][j], found[s][j]
+                    out[lag_column(s, "lo")][i] = g.lo - f.hi
+                    out[lag_column(s, "hi")][i] = g.hi - f.lo
+    return pd.DataFrame(out, columns=["seed", *cols])
