@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,24 @@ CLAIMS = (
     Claim("structural", "final.q_struct_z", "moderate structural modularity", +1),
     Claim("mi", "mi_excess", "the MI penalty lowers the measured MI", -1),
 )
+# The GRU's recurrent blocks one by one (docs/run-data.md, "The GRU's recurrent blocks"). The
+# paper's structural modularity of the GRU is Q of the candidate block U_h, i.e. the claim
+# "structural" above (the official code's Q_str, docs/method.md §10.2); these read the same
+# z-score on the update-gate block U_z, the reset-gate block U_r and the summed magnitudes
+# |U_z| + |U_r| + |U_h|, and the signed block change D of the weights (ΔW: within-group minus
+# between-group change of magnitude, z-scored; "change" is U_h, the leaky RNN's W_rec), each
+# with the rule of "structural". Not part of CLAIMS: pass them to claims_table(claims=...).
+GRU_BLOCK_CLAIMS = (
+    Claim("structural_update", "final.q_update_z", "modular update-gate block U_z", +1),
+    Claim("structural_reset", "final.q_reset_z", "modular reset-gate block U_r", +1),
+    Claim("structural_gru_sum", "final.q_gru_sum_z", "modular |U_z| + |U_r| + |U_h|", +1),
+    Claim("change", "final.dw_block_z", "modular weight change of U_h (W_rec)", +1),
+    Claim("change_update", "final.dw_block_update_z", "modular weight change of U_z", +1),
+    Claim("change_reset", "final.dw_block_reset_z", "modular weight change of U_r", +1),
+    Claim("change_gru_sum", "final.dw_block_gru_sum_z", "modular change of the sum", +1),
+)
+# the direction each claim's metric should move under the penalty, by claim name
+_DIRECTION = {c.name: c.direction for c in (*CLAIMS, *GRU_BLOCK_CLAIMS)}
 
 
 def _column(seeds: pd.DataFrame, claim: Claim, task_metric: str) -> np.ndarray:
@@ -138,6 +157,7 @@ def claims_table(
     task_metric: str = "accuracy",
     alpha: float = ALPHA,
     margin: float = ACCURACY_MARGIN,
+    claims: Sequence[Claim] = CLAIMS,
 ) -> pd.DataFrame:
     """One row per (cell, λ > 0, claim): n, medians, paired effect, p, BH p, verdict.
 
@@ -152,6 +172,8 @@ def claims_table(
         task_metric: ``accuracy`` or ``r2``; the success threshold comes from
             :data:`study.contract.outcomes.SUCCESS_THRESHOLD`.
         margin: the equivalence margin of "accuracy holds" (task-metric units).
+        claims: the claims to test (default :data:`CLAIMS`; :data:`GRU_BLOCK_CLAIMS` reads the
+            GRU's blocks); BH runs within each claim, so the choice changes no p_bh.
 
     Returns:
         Columns: the cell keys, ``mi.weight``, ``claim``, ``test``, ``n``, ``median_control``,
@@ -178,7 +200,7 @@ def claims_table(
         for value in sorted(set(lam[lam != 0])):
             treated = cell[lam == value].set_index(pair_on)
             both = control.index.intersection(treated.index)
-            for claim in CLAIMS:
+            for claim in claims:
                 c = _column(control.loc[both], claim, task_metric)
                 t = _column(treated.loc[both], claim, task_metric)
                 row = _row(claim, c, t, task_metric, margin, alpha)
@@ -269,10 +291,11 @@ def _verdict(r: dict, alpha: float) -> str:
       *breaks* when fewer than half of them succeed or the mean drop is significantly larger
       than the margin (p_drop_bh < α); else *inconclusive* (the data cannot tell: no drop is
       shown, but neither is equivalence).
-    - functional / structural: *holds* when the paired rise is significant (p_bh < α, effect
-      > 0) and the treated median z is above :data:`CLEAR_Z` (clear against random
-      partitions); *weak* when significant but the median z is at most CLEAR_Z; *breaks* when
-      the effect is significant the wrong way; else *inconclusive*.
+    - functional / structural (and each of :data:`GRU_BLOCK_CLAIMS`): *holds* when the paired
+      rise is significant (p_bh < α, effect > 0) and the treated median z is above
+      :data:`CLEAR_Z` (clear against random partitions); *weak* when significant but the
+      median z is at most CLEAR_Z; *breaks* when the effect is significant the wrong way; else
+      *inconclusive*.
     - mi: *holds* when the held-out excess drops significantly; else *inconclusive* (or
       *breaks* when it rises significantly).
     """
@@ -289,7 +312,7 @@ def _verdict(r: dict, alpha: float) -> str:
     if n == 0 or not np.isfinite(p):
         return "not measured"
     sig = p < alpha
-    sign = 1 if r["claim"] in ("functional", "structural") else -1
+    sign = _DIRECTION.get(r["claim"], -1)
     if sig and eff * sign < 0:
         return "breaks"
     if not sig:

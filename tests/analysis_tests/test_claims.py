@@ -139,3 +139,33 @@ def test_claims_table_has_no_sentinels():
     assert t.loc["accuracy", "n_success"] == 8
     assert pd.isna(t.loc["functional", "n_success"])  # not applicable: missing, never -1
     assert (t["n_success"].dropna() >= 0).all()
+
+
+def test_gru_block_claims_read_each_block_with_the_structural_rule():
+    """Only the update gate's block is made modular: it holds, the others do not."""
+    from analysis.claims import GRU_BLOCK_CLAIMS
+
+    rows = []
+    for lam in (0.0, 0.01):
+        for i in range(8):
+            row = {"mi.weight": lam, "seed_value": 625 + i, "final.r2": 0.97}
+            for c in GRU_BLOCK_CLAIMS:
+                row[c.column] = 0.1 * i  # the same in both arms: no effect
+            row["final.q_update_z"] = 0.1 * i + (5.0 + 0.1 * i if lam else 0.0)
+            row["final.q_reset_z"] = 0.1 * i + (1.0 + 0.1 * i if lam else 0.0)  # below z = 3
+            row["final.dw_block_z"] = 0.1 * i - (4.0 + 0.1 * i if lam else 0.0)  # the wrong way
+            rows.append(row)
+    t = claims_table(
+        pd.DataFrame(rows), ["mi.weight"], task_metric="r2", claims=GRU_BLOCK_CLAIMS
+    ).set_index("claim")
+    assert list(t.index) == [c.name for c in GRU_BLOCK_CLAIMS]  # no accuracy, no MI rows
+    assert t.loc["structural_update"].verdict == "holds"
+    assert t.loc["structural_update"].p_bh == pytest.approx(2 / 256)
+    assert t.loc["structural_reset"].verdict == "weak"
+    assert t.loc["change"].verdict == "breaks"
+    assert t.loc["structural_gru_sum"].verdict == "inconclusive"  # every difference 0
+    # missing columns are not measured, not failures
+    no_reset = pd.DataFrame(rows).drop(columns=["final.dw_block_reset_z"])
+    t2 = claims_table(no_reset, ["mi.weight"], task_metric="r2", claims=GRU_BLOCK_CLAIMS)
+    t2 = t2.set_index("claim")
+    assert t2.loc["change_reset"].verdict == "not measured"
