@@ -127,10 +127,22 @@ def chance_modularity(n_hidden: int, n_groups: int, sizes: Sequence[int] | None 
     return float(np.sum(nc * (nc - 1.0) / (n * (n - 1.0)) - (nc / n) ** 2))
 
 
-def final_value(values: Any, window: int = DEFAULT_FINAL_WINDOW) -> float:
-    """A seed's final value: the mean of its last ``window`` finite evaluations (NaN if none)."""
+def final_value(values: Any, window: int = DEFAULT_FINAL_WINDOW, epochs: Any = None) -> float:
+    """A seed's final value: the mean of its last ``window`` finite evaluations (NaN if none).
+
+    ``values`` (T,) is one metric at every evaluation of the run, in epoch order, NaN where the
+    metric was not measured. With ``epochs`` (T,) only values from the second half of the run
+    count (``epoch >= epochs[-1] / 2``): a metric measured at a few evaluations (the held-out
+    critic, the lesions) averages its last ``window`` values there, and a value from the start
+    of training is never part of a final one (NaN if the metric has none in the second half).
+    """
     x = np.asarray(values, dtype=float).reshape(-1)
-    x = x[np.isfinite(x)]
+    keep = np.isfinite(x)
+    if epochs is not None:
+        t = np.asarray(epochs, dtype=float).reshape(-1)
+        if t.size:
+            keep &= t >= t[-1] / 2
+    x = x[keep]
     return float(x[-int(window) :].mean()) if x.size else math.nan
 
 
@@ -314,7 +326,7 @@ def seed_table(
         if "seed_value" in c:
             row["seed_value"] = c["seed_value"].iloc[0]
         for m in metrics:
-            row[f"final.{m}"] = final_value(c[m].to_numpy(float), final_window)
+            row[f"final.{m}"] = final_value(c[m].to_numpy(float), final_window, epochs)
         acc = row.get(f"final.{task_metric}", math.nan)
         success = bool(acc > SUCCESS_THRESHOLD[task_metric])
         row["success"] = success

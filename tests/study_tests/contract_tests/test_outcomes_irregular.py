@@ -114,3 +114,19 @@ def test_seed_table_on_irregular_curves_writes_left_censoring_and_index_ties():
     assert seeds["t_struct_left"].tolist() == [False, False]
     assert seeds["first"].tolist() == ["function", "tie"]
     assert math.isclose(seeds.loc[0, "lag"], 7.0)
+
+
+def test_a_sparse_metric_s_final_never_reaches_back_to_the_start_of_training():
+    from study.contract.outcomes import final_value
+
+    epochs = np.arange(0, 101, 5, dtype=float)  # 21 evaluations
+    heldout = np.full(epochs.size, np.nan)
+    heldout[[0, 10, 20]] = [4.0, 1.0, 0.1]  # measured at epochs 0, 50, 100 only
+    # without epochs (the last 3 finite values) the untrained network at epoch 0 is averaged in
+    assert final_value(heldout) == pytest.approx((4.0 + 1.0 + 0.1) / 3)
+    assert final_value(heldout, 3, epochs) == pytest.approx((1.0 + 0.1) / 2)  # epochs 50, 100
+    dense = np.linspace(0.0, 2.0, epochs.size)  # measured at every evaluation: the last 3
+    assert final_value(dense, 3, epochs) == pytest.approx(dense[-3:].mean())
+    early = np.full(epochs.size, np.nan)
+    early[[0, 4]] = [3.0, 2.0]  # epochs 0 and 20 only: no final value
+    assert math.isnan(final_value(early, 3, epochs))
