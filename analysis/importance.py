@@ -134,13 +134,26 @@ def importance_info(
         )
         return info._replace(message=f"No importance for {info.column}: {why}.")
     dists = {p: _distribution(t[p], (log or {}).get(p)) for p in varied}
-    runs, caught = [], []
+    runs, caught, flat = [], [], 0
     for r in range(n_repeats):
         rows = np.arange(len(t)) if r == 0 else rng.integers(0, len(t), len(t))
         seed = int(rng.integers(0, 2**31 - 1))
-        imp, warned = _evaluate(t.iloc[rows], dists, evaluator, direction, seed, n_trees)
+        try:
+            imp, warned = _evaluate(t.iloc[rows], dists, evaluator, direction, seed, n_trees)
+        except RuntimeError as e:  # fANOVA: no variance to share out in this (re)sample
+            if "zero total variance" not in str(e):
+                raise
+            if r == 0:
+                return info._replace(
+                    message=f"No importance for {info.column}: it does not vary over the "
+                    "trials' keys (zero total variance)."
+                )
+            flat += 1
+            continue
         runs.append(imp)
         caught += warned
+    if flat:
+        caught.append(f"{flat} of {n_repeats} resamples had no variance and were left out")
     return info._replace(table=_summary(runs, varied), message="; ".join(dict.fromkeys(caught)))
 
 

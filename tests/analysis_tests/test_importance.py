@@ -129,3 +129,15 @@ def test_importance_figure_names_both_evaluators():
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
     assert texts == list(EVALUATORS.values())
     assert to_png(fig)[:4] == b"\x89PNG"
+
+
+def test_a_metric_without_variance_gives_a_message_not_an_error():
+    # 8 arms of one study: the keys vary, the final q_func_z is the same in every trial
+    # (fANOVA raises "zero total variance in all trees" on such a study)
+    seeds = _study(np.random.default_rng(3), n_trials=8).assign(**{"final.q_func_z": 1.5})
+    info = importance_info(seeds, PARAMS, "functional", evaluator="fanova", n_repeats=3)
+    assert info.table.empty
+    assert info.message == (
+        "No importance for final.q_func_z: it does not vary over the trials' keys "
+        "(zero total variance)."
+    )
