@@ -1,8 +1,8 @@
 """Publish the causal-cpu study into this folder: per-seed curves, the arms' tables and figures,
 and a README whose numbers and plain-language answers are read from the verdict tables.
 
-    STUDY_HOME=/work/studies-causal python docs/results/causal-cpu/publish.py \
-        [--log /work/studies-causal/run.log]
+    STUDY_HOME=/work/studies-causal2 python docs/results/causal-cpu/publish.py \
+        [--log /work/studies-causal2/run.log]
 
 Reads the study from MLflow (``analysis.load_study``), computes the arms tables
 (``analysis.arms.analyse_arms``) and the report (``analysis.report.build_report``, written to a
@@ -35,7 +35,7 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 NAME = "causal-cpu"
 COMMAND = (
-    "flock /work/study.lock env STUDY_HOME=/work/studies-causal OMP_NUM_THREADS=1 "
+    "flock /work/study.lock env STUDY_HOME=/work/studies-causal2 OMP_NUM_THREADS=1 "
     "python -m study run search_spaces/causal-cpu.yaml --num-cpus 2"
 )
 ARM_TEXT = {
@@ -330,12 +330,12 @@ def main() -> None:
         "",
         "## Provenance",
         "",
-        f"- Code: commit {data.tags.get(TAG_COMMIT, 'unknown')} (causal3).",
+        f"- Code: commit {data.tags.get(TAG_COMMIT, 'unknown')} (main).",
         f"- Command: `{COMMAND}`, on the shared 2-core VM, 2 trials at a time, 1 torch thread "
         "each.",
         f"- Wall time: {_wall(args.log, data.trials)}.",
-        "- Published with `STUDY_HOME=/work/studies-causal python "
-        "docs/results/causal-cpu/publish.py --log /work/studies-causal/run.log`.",
+        "- Published with `STUDY_HOME=/work/studies-causal2 python "
+        "docs/results/causal-cpu/publish.py --log /work/studies-causal2/run.log`.",
         "- Nothing of the study store (MLflow/Optuna databases, Ray results) is committed.",
         "",
     ]
