@@ -31,6 +31,7 @@ from analysis.claims import ACCURACY_MARGIN, calibrate_paired
 from analysis.emergence import FAILED_TASK, false_emergence, timing_seeds
 from analysis.response import _METHOD_WORDS
 from analysis.runs import StudyData, analysed_seeds
+from analysis.timing.verdicts import ALPHA
 from analysis.verdicts import first_evaluation, verdict_cells
 from study.contract.names import TIMING_FUNCTION
 from study.contract.params import PARAM_MI_WEIGHT
@@ -397,11 +398,33 @@ def _calibration_line(cal: pd.DataFrame) -> str:
             f"(function leads) and {100 * neg:.0f}% (structure leads)"
         )
     r = cal.iloc[0]
-    return (
+    line = (
         f"Calibration at this design (cells of {int(r['n_seeds'])} seeds, BH over "
         f"{int(r['family'])}, the study's own rises and noise; {int(r['n_cells'])} simulated "
         f"cells a row): {'; '.join(parts)}."
     )
+    bad = _miscalibrated(cal)
+    if bad:
+        line += (
+            f" Not calibrated at this design: {' and '.join(bad)} read an order with no lead "
+            f"in more than α = {ALPHA:g} of simulated cells (beyond Monte-Carlo error), so "
+            "their timing verdicts are not evidence either way (docs/timing.md, Known limits)."
+        )
+    return line
+
+
+def _miscalibrated(cal: pd.DataFrame) -> list[str]:
+    """The orderings whose no-lead false-order rate exceeds ALPHA by more than 2.5 binomial
+    standard errors of its simulated cells."""
+    bad = []
+    for ordering, g in cal.groupby("ordering", sort=False):
+        none = g[g["lead_evals"] == 0.0]
+        if not len(none):
+            continue
+        rate, n = float(none["false_ordering"].iloc[0]), float(none["n_cells"].iloc[0])
+        if n > 0 and rate > ALPHA + 2.5 * math.sqrt(ALPHA * (1 - ALPHA) / n):
+            bad.append(str(ordering))
+    return bad
 
 
 def _importance_lines(infos: list) -> list[str]:

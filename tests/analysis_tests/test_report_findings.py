@@ -229,3 +229,30 @@ def test_findings_without_z_scores_say_not_measured():
     f = findings(_synthetic_study(["function"] * 6, with_z=False), rng=np.random.default_rng(0))
     assert not f.measured and f.lines[-1].startswith("Timing: not measured")
     assert "function first" not in f.text
+
+
+def test_the_calibration_line_says_when_an_ordering_is_not_calibrated():
+    from analysis.report.findings import _calibration_line
+
+    def rows(ordering, none):
+        return [
+            {
+                "ordering": ordering,
+                "n_seeds": 16,
+                "family": 1,
+                "n_cells": 40,
+                "lead_evals": lead,
+                "false_ordering": none if lead == 0 else 0.0,
+                "power": 1.0 if lead else float("nan"),
+            }
+            for lead in (0.0, 2.0, -2.0)
+        ]
+
+    # 9 of 40 no-lead cells ordered (22.5 %): above α = 0.05 + 2.5 SE (0.136); 2 of 40 is not
+    cal = pd.DataFrame(rows("function vs Q(|W|)", 0.225) + rows("function vs ΔW", 0.05))
+    line = _calibration_line(cal)
+    assert "no lead read as an order in 22.5%" in line
+    assert "Not calibrated at this design: function vs Q(|W|) read an order" in line
+    assert "function vs ΔW read" not in line and "not evidence either way" in line
+    fine = _calibration_line(pd.DataFrame(rows("function vs ΔW", 0.05)))
+    assert "Not calibrated" not in fine
