@@ -15,6 +15,7 @@ another). Everything else goes to torch unchanged.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 import torch
@@ -91,15 +92,7 @@ def randn(
     device: torch.device | str | None = None,
 ) -> Tensor:
     """torch.randn(shape, generator=generator, dtype=dtype, device=device), same values."""
-    numel = 1
-    for d in shape:
-        numel *= int(d)
-    dev = torch.device(device) if device is not None else generator.device
-    if dev.type != "cpu" or not _fast(generator, dtype, numel, 16):
-        return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=dev)
-    out = torch.empty(tuple(shape), dtype=dtype)
-    _fill(_lib(), out, generator, "normal")
-    return out
+    return _draw(torch.randn, "normal", 16, shape, generator, dtype, device)
 
 
 def rand(
@@ -110,14 +103,17 @@ def rand(
     device: torch.device | str | None = None,
 ) -> Tensor:
     """torch.rand(shape, generator=generator, dtype=dtype, device=device), same values."""
-    numel = 1
-    for d in shape:
-        numel *= int(d)
+    return _draw(torch.rand, "uniform", 1, shape, generator, dtype, device)
+
+
+def _draw(torch_fn, kind: str, minimum: int, shape, generator, dtype, device) -> Tensor:
+    """`torch_fn(shape, ...)`, filled by the compiled generator (`kind`) where it applies: a CPU
+    float32 draw of at least `minimum` values."""
     dev = torch.device(device) if device is not None else generator.device
-    if dev.type != "cpu" or not _fast(generator, dtype, numel, 1):
-        return torch.rand(tuple(shape), generator=generator, dtype=dtype, device=dev)
+    if dev.type != "cpu" or not _fast(generator, dtype, math.prod(int(d) for d in shape), minimum):
+        return torch_fn(tuple(shape), generator=generator, dtype=dtype, device=dev)
     out = torch.empty(tuple(shape), dtype=dtype)
-    _fill(_lib(), out, generator, "uniform")
+    _fill(_lib(), out, generator, kind)
     return out
 
 
