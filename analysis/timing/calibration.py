@@ -1,13 +1,15 @@
 """Calibration of the timing verdicts on synthetic cells with a known answer.
 
-Each simulated seed draws a midpoint m uniformly in ``midpoint_range``; its function curve
-rises with midpoint m and its structure curve with midpoint m + L·Δ (L = the scenario's lead
-in regular evaluations Δ; L > 0: function first), each with its own amplitude, width, noise and
-autocorrelation (:mod:`.simulate`). Cells of ``n_seeds`` seeds are judged exactly as real cells
-are (:mod:`.verdicts`), in BH families of ``family`` cells drawn from the same scenario. Per
-scenario the rate of every verdict over the simulated cells is reported; the **false-ordering
-rate** is the rate of "function first" or "structure first" in a scenario without lead (and of
-the wrong side with one), the **power** the rate of the right side.
+Each simulated seed draws the earlier of its two timing onsets uniformly in ``onset_range`` and
+places the other L·Δ later (L = the scenario's lead in regular evaluations Δ; L > 0: function
+first). A curve's timing onset is half-way from its level at the first evaluation to its
+plateau (:func:`study.contract.rise.start_level_onset`); each rises with its own amplitude,
+width, noise and autocorrelation (:mod:`.simulate`, :func:`.simulate.midpoints_for_onsets`).
+Cells of ``n_seeds`` seeds are judged exactly as real cells are (:mod:`.verdicts`), in BH
+families of ``family`` cells drawn from the same scenario. Per scenario the rate of every
+verdict over the simulated cells is reported; the **false-ordering rate** is the rate of
+"function first" or "structure first" in a scenario without lead (and of the wrong side with
+one), the **power** the rate of the right side.
 
 The shipped suite (:func:`scenarios`) around a function model F and a structure model S:
 
@@ -36,7 +38,7 @@ from study.contract.power import DEFAULT_LAG_SD_EVALS
 from study.contract.rise import TimingOnset, regular_step, timing_onsets
 
 from .lagtest import bh_adjust, sign_test
-from .simulate import CurveParams, simulate_curves
+from .simulate import CurveParams, earliest_onset, midpoints_for_onsets, simulate_curves
 from .verdicts import ALPHA, MARGIN_EVALS, VERDICTS, cell_statistics, label_cells
 
 __all__ = [
@@ -139,19 +141,26 @@ def _simulate(
     t: np.ndarray,
     n_seeds: int,
     n_cells: int,
-    midpoint_range: tuple[float, float],
+    onset_range: tuple[float, float],
     jitter: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Function and structure curves of n_cells × n_seeds seeds, each (n_cells·n_seeds, T).
 
-    The structure midpoint is m + (L + j·z)·Δ, z ~ N(0, 1): each seed's own true lag varies
-    around the scenario's lead L with sd j evaluations (j = 0: every seed has lag L)."""
+    Each seed's true lag is d = (L + j·z)·Δ, z ~ N(0, 1) (its own lag varies around the
+    scenario's lead L with sd j evaluations; j = 0: every seed has lag L). The earlier of its
+    two timing onsets is drawn uniformly in ``onset_range`` and the later one is d after it,
+    so no onset falls before the run (where no rise can be seen)."""
     step = regular_step(t)
     n = n_cells * n_seeds
-    m = rng.uniform(midpoint_range[0], midpoint_range[1], n)
+    # a rise of scale w cannot reach half of its remaining rise before t₁ + w·ln 2: the range
+    # starts after that for both curves (a wide rise in an early range is shifted later)
+    low = max(earliest_onset(t, sc.func), earliest_onset(t, sc.struct)) + 0.01 * step
+    lo_r, hi_r = max(onset_range[0], low), max(onset_range[1], low)
+    first = rng.uniform(lo_r, hi_r, n)
     lag = (sc.lead_evals + jitter * rng.standard_normal(n)) * step
-    xf = simulate_curves(rng, t, sc.func, m)
-    xs = simulate_curves(rng, t, sc.struct, m + lag)
+    t_func, t_struct = first + np.maximum(-lag, 0.0), first + np.maximum(lag, 0.0)
+    xf = simulate_curves(rng, t, sc.func, midpoints_for_onsets(t, sc.func, t_func))
+    xs = simulate_curves(rng, t, sc.struct, midpoints_for_onsets(t, sc.struct, t_struct))
     return xf, xs
 
 
@@ -226,7 +235,7 @@ def calibrate_scenario(
     n_seeds: int = 8,
     n_cells: int = 200,
     family: int = 1,
-    midpoint_range: tuple[float, float] | None = None,
+    onset_range: tuple[float, float] | None = None,
     alpha: float = ALPHA,
     margin_evals: float = MARGIN_EVALS,
     rng: np.random.Generator,
@@ -240,8 +249,8 @@ def calibrate_scenario(
         epochs: the schedule, shape (T,).
         n_seeds: seeds per cell; n_cells: simulated cells (rounded up to whole families).
         family: cells per BH family (all from this scenario).
-        midpoint_range: (lo, hi) epochs of the function midpoints; default the middle half of
-            the schedule's span.
+        onset_range: (lo, hi) epochs of the earlier timing onset of each seed; default the
+            middle half of the schedule's span.
         rng: the random generator (required: results are reproducible from its seed).
         lag_jitter_evals: sd of the seeds' own true lags around the lead (evaluations).
         threshold: also run the old instrument (:func:`threshold_rates`) on the same curves.
@@ -261,10 +270,10 @@ def calibrate_scenario(
         )
     t = np.asarray(epochs, float)
     n_cells = -(-n_cells // family) * family
-    if midpoint_range is None:
+    if onset_range is None:
         span = t[-1] - t[0]
-        midpoint_range = (t[0] + 0.25 * span, t[0] + 0.75 * span)
-    xf, xs = _simulate(rng, scenario, t, n_seeds, n_cells, midpoint_range, lag_jitter_evals)
+        onset_range = (t[0] + 0.25 * span, t[0] + 0.75 * span)
+    xf, xs = _simulate(rng, scenario, t, n_seeds, n_cells, onset_range, lag_jitter_evals)
     kw = dict(onset_kwargs or {})
     of, os_ = timing_onsets(t, xf, **kw), timing_onsets(t, xs, **kw)
     cells = _judge(t, of, os_, n_seeds, n_cells, family, alpha, margin_evals, rng)

@@ -119,7 +119,7 @@ def _measure(
         m = measure_curve_params(table, column, direction=direction, by=by)
     except ValueError as e:
         return default, None, f"default model ({e})"
-    return m.params, m.midpoint_range, f"measured on {m.n_seeds} seeds"
+    return m.params, m.onset_range, f"measured on {m.n_seeds} seeds"
 
 
 def _calibrate(
@@ -152,7 +152,7 @@ def _calibrate(
             n_seeds=n,
             n_cells=max(n_sim, family),
             family=family,
-            midpoint_range=mid,
+            onset_range=mid,
             alpha=alpha,
             margin_evals=margin_evals,
             rng=np.random.default_rng(seed),

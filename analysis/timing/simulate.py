@@ -24,12 +24,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from study.contract.logistic import fit_prefix, make_grid, refine
-from study.contract.rise import regular_step
+from study.contract.rise import FRACTION, regular_step, start_level_onset
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CurveParams", "MeasuredCurves", "ar_noise", "measure_curve_params", "simulate_curves"]
+__all__ = [
+    "CurveParams",
+    "MeasuredCurves",
+    "ar_noise",
+    "measure_curve_params",
+    "earliest_onset",
+    "midpoints_for_onsets",
+    "simulate_curves",
+]
 
 
 @dataclass(frozen=True)
@@ -77,10 +85,58 @@ def ar_noise(
     return sd * out
 
 
+def earliest_onset(epochs: Any, params: CurveParams, fraction: float = FRACTION) -> float:
+    """The earliest timing onset a rise of ``params``'s width can have on this schedule:
+    t₁ + w·ln(1/(1 − f)), the limit of t_f(m) as m → −∞ (the rise then decays towards its
+    plateau like an exponential of time constant w from t₁ on)."""
+    t = np.asarray(epochs, float)
+    return float(t[0] + params.width * regular_step(t) * math.log(1.0 / (1.0 - fraction)))
+
+
+def midpoints_for_onsets(
+    epochs: Any, params: CurveParams, onsets: Any, fraction: float = FRACTION
+) -> np.ndarray:
+    """The logistic midpoints m at which a rise of ``params``'s width has its timing onset
+    (:func:`study.contract.rise.start_level_onset`: ``fraction`` of the way from its level at
+    the first evaluation to its plateau) at ``onsets`` (epochs), shape (n,).
+
+    t_f(m) = m + w·logit(σ₁ + f(1 − σ₁)), σ₁ = σ((t₁ − m)/w), increases with m (its slope is
+    (1 − σ₁)/(1 + σ₁) at f = ½), so it is inverted by bisection. Two curves of different widths
+    whose onsets are equal reach the same fraction of their own rise at the same epoch: "no
+    lead" in the calibration. Onsets before :func:`earliest_onset` cannot be reached.
+
+    Raises:
+        ValueError: when an onset is before :func:`earliest_onset`.
+    """
+    t = np.asarray(epochs, float)
+    tf = np.asarray(onsets, float).reshape(-1)
+    first = earliest_onset(t, params, fraction)
+    if tf.size and float(tf.min()) <= first:
+        raise ValueError(
+            f"midpoints_for_onsets(): a rise of width {params.width:g} evaluations cannot have "
+            f"its timing onset before epoch {first:g}, but {float(tf.min()):g} was asked."
+        )
+    w = params.width * regular_step(t)
+    t1 = float(t[0])
+    base = w * math.log(fraction / (1.0 - fraction))
+    lo = tf - base - 60.0 * w  # t_f(lo) < tf (σ₁ ≈ 1 puts t_f near t₁ at most)
+    hi = tf - base + 1e-9  # t_f(m) <= m + w·logit(f)
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        s1 = 0.5 * (1.0 + np.tanh(0.5 * (t1 - mid) / w))
+        u = np.clip(s1 + fraction * (1.0 - s1), 1e-15, 1.0 - 1e-15)
+        f_mid = mid + w * np.log(u / (1.0 - u))
+        below = f_mid < tf
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
+    return 0.5 * (lo + hi)
+
+
 def simulate_curves(
     rng: np.random.Generator, epochs: Any, params: CurveParams, midpoints: Any
 ) -> np.ndarray:
-    """Curves A·σ((t − m)/(W·Δ)) + noise, one per midpoint m (epochs), shape (len(m), T)."""
+    """Curves A·σ((t − m)/(W·Δ)) + noise, one per midpoint m (epochs), shape (len(m), T).
+    (:func:`midpoints_for_onsets` turns timing onsets into midpoints.)"""
     t = np.asarray(epochs, float)
     m = np.asarray(midpoints, float).reshape(-1)
     step = regular_step(t)
@@ -95,7 +151,7 @@ class MeasuredCurves:
     percentiles (epochs), and the seeds it used (a rise was fitted)."""
 
     params: CurveParams
-    midpoint_range: tuple[float, float]
+    onset_range: tuple[float, float]
     n_seeds: int
 
 
@@ -156,7 +212,7 @@ def measure_curve_params(
         step = regular_step(t)
         amps.append(abs(float(f.a[0])))
         widths.append(float(f.w[0]) / step)
-        mids.append(float(f.m[0]))
+        mids.append(start_level_onset(float(t[0]), float(f.m[0]), float(f.w[0])))
         r = x - (f.b[0] + f.a[0] * 0.5 * (1.0 + np.tanh(0.5 * (t - f.m[0]) / f.w[0])))
         ss += float(r @ r)
         n_res += r.size

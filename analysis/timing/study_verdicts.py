@@ -32,10 +32,17 @@ import numpy as np
 
 from study.contract.names import TIMING_FUNCTION, TIMING_STRUCTURE
 from study.contract.params import PARAM_MI_WEIGHT
-from study.contract.power import DEFAULT_LAG_SD_EVALS, LEAD_OF_INTEREST_EVALS, power_at
+from study.contract.power import (
+    DEFAULT_LAG_SD_EVALS,
+    LEAD_OF_INTEREST_EVALS,
+    RESOLUTION_EVALS,
+    power_at,
+)
 from study.contract.rise import (
     DETECT_RUN,
     DETECT_Z,
+    ONSET_RULE,
+    RULE_COLUMN,
     STEP_COLUMN,
     TimingOnset,
     onset_column,
@@ -142,17 +149,22 @@ def with_onsets(
     z: float = DETECT_Z,
     run: int = DETECT_RUN,
 ) -> pd.DataFrame:
-    """``seeds`` with the timing-onset columns of every seed: kept where present, else computed
-    from ``curves`` (one trial at a time, :func:`study.contract.rise.seed_onsets`) and joined
-    by ``trial_id`` (when both tables have it) and ``seed``.
+    """``seeds`` with the timing-onset columns of every seed: kept where present and computed
+    by the current rule (``onset.rule`` equal to :data:`study.contract.rise.ONSET_RULE`), else
+    computed from ``curves`` (one trial at a time, :func:`study.contract.rise.seed_onsets`)
+    and joined by ``trial_id`` (when both tables have it) and ``seed``. Columns of an older
+    rule are kept only when no curves are given.
 
     Raises:
         ValueError: when the columns are missing and no curves are given.
     """
     cols = _onset_cols(func, structures)
-    if all(c in seeds.columns for c in cols):
+    present = all(c in seeds.columns for c in cols if c != RULE_COLUMN)
+    current = RULE_COLUMN in seeds.columns and bool((seeds[RULE_COLUMN] == ONSET_RULE).all())
+    no_curves = curves is None or not len(curves)
+    if present and (current or no_curves):
         return seeds
-    if curves is None or not len(curves):
+    if no_curves:
         missing = [c for c in cols if c not in seeds.columns]
         raise ValueError(
             f"study_verdicts(): the seeds table has no timing onsets ({missing[:3]} ... are "
@@ -370,7 +382,11 @@ def study_verdicts(
                 r["lag_sd"] / step if math.isfinite(r["lag_sd"]) else float(fallback_sd_evals)
             )
             level = alpha / max(r["family"], 1)
-            power = power_at(lead_of_interest / sd_evals, n, level) if n else 0.0
+            power = (
+                power_at(max(lead_of_interest - RESOLUTION_EVALS, 0.0) / sd_evals, n, level)
+                if n
+                else 0.0
+            )
             ci = r["ci_function_first"]
             row = {
                 **key,
@@ -513,7 +529,7 @@ def _measured(
         m = measure_curve_params(curves, column, direction=direction)
     except ValueError as e:
         return default, None, f"default ({e})"
-    return m.params, m.midpoint_range, f"measured on {m.n_seeds} seeds"
+    return m.params, m.onset_range, f"measured on {m.n_seeds} seeds"
 
 
 def _model_text(p: CurveParams, note: str) -> str:
@@ -610,7 +626,7 @@ def study_calibration(
                 "n_seeds": n,
                 "n_cells": max(n_sim, family),
                 "family": family,
-                "midpoint_range": mid,
+                "onset_range": mid,
                 "alpha": alpha,
                 "margin_evals": margin_evals,
             }

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from study.contract.power import LEAD_OF_INTEREST_EVALS, detectable_lead
+from study.contract.power import LEAD_OF_INTEREST_EVALS, RESOLUTION_EVALS, detectable_lead
 from study.contract.rise import TimingOnset
 
-from .lagtest import bh_adjust, clopper_pearson, lag_interval, signflip_test, tost_test
+from .lagtest import bh_adjust, clopper_pearson, gehan_u, lag_interval, signflip_test, tost_test
 
 __all__ = [
     "ALPHA",
@@ -38,6 +38,7 @@ __all__ = [
     "cell_statistics",
     "label_cells",
     "lag_spread",
+    "order_test",
     "robust_sd",
 ]
 
@@ -83,6 +84,7 @@ def cell_statistics(
     *,
     step: float,
     margin_evals: float = MARGIN_EVALS,
+    resolution_evals: float = RESOLUTION_EVALS,
     rng: np.random.Generator | None = None,
 ) -> dict[str, Any]:
     """Raw (unadjusted) timing statistics of one cell's seeds.
@@ -92,6 +94,7 @@ def cell_statistics(
         step: the regular evaluation interval (epochs): leads and margins in evaluations are
             in this unit.
         margin_evals: the TOST margin in evaluations.
+        resolution_evals: the order test's resolution in evaluations (:func:`order_test`).
 
     Returns:
         ``n_seeds``; per metric (``func``, ``struct``) the counts ``n_<m>_onset``,
@@ -124,7 +127,7 @@ def cell_statistics(
     dec = k_f + k_s
     out["p_function_first"] = k_f / dec if dec else math.nan
     out["ci_function_first"] = clopper_pearson(k_f, dec)
-    u, p = signflip_test(lo, hi, rng=rng)
+    u, p = order_test(lo, hi, resolution_evals * step, rng=rng)
     out["u"], out["p_order"] = u, p
     out["p_tost"] = tost_test(lo, hi, margin_evals * step, rng=rng)[0] if n else 1.0
     point = np.isfinite(lo) & (lo == hi)
@@ -132,6 +135,27 @@ def cell_statistics(
     out["lag_sd"] = lag_spread(lo[point]) if point.sum() >= 4 else math.nan
     out["lags"] = [(float(a), float(b)) for a, b in zip(lo, hi)]
     return out
+
+
+def order_test(
+    lo: np.ndarray, hi: np.ndarray, resolution: float, **kwargs: Any
+) -> tuple[int, float]:
+    """The ordering test: is the lags' centre beyond ±``resolution`` (epochs)?
+
+    Two one-sided sign-flip tests (:func:`.lagtest.signflip_test`), "centre > r" on
+    [lo − r, hi − r] and "centre < −r" on [lo + r, hi + r], Bonferroni-combined:
+    p = min(1, 2·min(p₊, p₋)). With r = 0 it is the two-sided test up to the factor 2 of a
+    discrete law. Returns (U, p), U the statistic of the unshifted lags, its sign the side;
+    when the side of the smaller one-sided p disagrees with U's sign, p is 1."""
+    u = gehan_u(lo, hi) if len(lo) else 0
+    if resolution <= 0:
+        return signflip_test(lo, hi, **kwargs)
+    _, p_gt = signflip_test(lo - resolution, hi - resolution, alternative="greater", **kwargs)
+    _, p_lt = signflip_test(lo + resolution, hi + resolution, alternative="less", **kwargs)
+    p = min(1.0, 2.0 * min(p_gt, p_lt))
+    if (p_gt < p_lt and u <= 0) or (p_lt < p_gt and u >= 0):
+        p = 1.0
+    return u, p
 
 
 def label_cells(
@@ -166,7 +190,7 @@ def label_cells(
         r = dict(c)
         r.update(family=m, p_order_bh=float(p_ord[i]), p_tost_bh=float(p_tost[i]))
         sd_evals = c["lag_sd"] / steps[i] if math.isfinite(c["lag_sd"]) else fall[i]
-        lead = detectable_lead(c["n_seeds"], sd_evals, alpha=alpha, family=m)
+        lead = detectable_lead(c["n_seeds"], sd_evals, alpha=alpha, family=m) + RESOLUTION_EVALS
         r["detectable_lead_evals"] = lead
         r["detectable_lead_epochs"] = lead * steps[i]
         r["power_note"] = _power_note(c["n_seeds"], m, alpha, lead, sd_evals)

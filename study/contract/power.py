@@ -47,6 +47,10 @@ __all__ = [
 POWER = 0.8
 DEFAULT_LAG_SD_EVALS = 2.0
 LEAD_OF_INTEREST_EVALS = 2.0  # the lead a design should be able to see (study validate)
+# the ordering test's resolution: an order is called only for a lag centre beyond ±this many
+# regular evaluations (below it the onset estimators' own small biases, a tenth of an
+# evaluation or so, would be read as an order by a precise enough cell; docs/timing.md)
+RESOLUTION_EVALS = 0.25
 N_POWER = 4000
 MAX_SEEDS = 200
 
@@ -136,7 +140,8 @@ def seeds_for_verdict(
 
     For ``study validate``: under the default noise model (lags spread by ``lag_sd_evals``
     regular evaluations) a cell must detect a lead of ``lead_evals`` evaluations with
-    ``power`` at α/family.
+    ``power`` at α/family, beyond the test's resolution (:data:`RESOLUTION_EVALS`: the
+    detectable lead is the plain signed-rank test's plus the resolution).
 
     Returns:
         ``reachable`` (bool), ``detectable_lead_evals`` (inf when n cannot reach α/family),
@@ -148,7 +153,8 @@ def seeds_for_verdict(
             f"n_seeds={n_seeds}, family={family}."
         )
     lead = detectable_lead(n_seeds, lag_sd_evals, alpha=alpha, family=family, power=power)
-    effect = lead_evals / lag_sd_evals
+    lead += RESOLUTION_EVALS  # the order test sees the lag beyond its resolution only
+    effect = max(lead_evals - RESOLUTION_EVALS, 0.0) / lag_sd_evals
     needed, n = None, 1
     while n <= MAX_SEEDS:
         level = alpha / family

@@ -74,8 +74,10 @@ __all__ = [
     "EXTRA",
     "FRACTION",
     "ONSET_FIELDS",
+    "ONSET_RULE",
     "PLATEAU",
     "RESOLVE",
+    "RULE_COLUMN",
     "STATUSES",
     "STEP_COLUMN",
     "WINDOW",
@@ -87,6 +89,7 @@ __all__ = [
     "regular_step",
     "seed_onset_columns",
     "seed_onsets",
+    "start_level_onset",
     "timing_onset",
     "timing_onsets",
 ]
@@ -101,8 +104,9 @@ FRACTION = 0.5  # the onset is where the fitted rise reaches this fraction of it
 RESOLVE = 2.0  # resolved when evaluations lie beyond m + RESOLVE·w (σ(2) = 88 % of the rise)
 PLATEAU = 2  # ... at least this many of them
 EXTRA = 2  # evaluations after the confirmation that the final fit also uses
-EVIDENCE = 9.0  # ΔRSS / σ̂² by which the resolved fit must beat every still-rising one
+EVIDENCE = 16.0  # ΔRSS / σ̂² by which the resolved fit must beat every still-rising one
 WINDOW = 4.0  # ... and at least this many fitted scales ŵ past the confirmation
+ADAPT_STEPS = 8  # refits that may widen the window when the refitted scale grows
 STATUSES = ("onset", "left-censored", "unresolved", "not detected")
 
 
@@ -411,19 +415,42 @@ def _timing_onsets(
     ready = np.where(det_i >= 0, det_i + run - 1, -1)
     conf, w_conf = _confirmations(t, x, ok, ready, direction, resolve, plateau, evidence)
     last_ok = np.array([int(np.flatnonzero(ok[s])[-1]) if ok[s].any() else -1 for s in range(S)])
-    # the bounded window: at least `extra` evaluations and `window` fitted scales past k*
-    want = np.where(conf >= 0, t[np.maximum(conf, 0)] + window * np.nan_to_num(w_conf), np.inf)
-    reach = np.searchsorted(t, want, side="left")
-    end = np.maximum(conf + extra, reach)
-    complete = (conf >= 0) & (end <= T - 1)
-    decided = np.where(conf >= 0, np.minimum(end, T - 1), last_ok)
+    # the bounded window: at least `extra` evaluations and `window` fitted scales past k*,
+    # the scale refitted on the window and the window widened until it holds (every step uses
+    # the evaluations up to the current end only, so the result is causal)
+    w_cur = np.nan_to_num(w_conf)
+    end = np.full(S, -1)
+    settled = np.zeros(S, dtype=bool)  # the window no longer widens, and it was observed
     fits = {key: np.full(S, np.nan) for key in ("m", "w", "a", "b")}
-    rows = np.flatnonzero((decided >= 0) & ((conf >= 0) | (ready >= 0)))
+    todo = conf >= 0
+    for _ in range(ADAPT_STEPS):
+        if not todo.any():
+            break
+        want = np.where(todo, t[np.maximum(conf, 0)] + window * w_cur, np.inf)
+        reach = np.searchsorted(t, want, side="left")
+        new_end = np.where(todo, np.maximum(conf + extra, reach), end)
+        grow = todo & (new_end > end)
+        settled |= todo & ~grow
+        end = np.where(grow, new_end, end)
+        rows = np.flatnonzero(grow)
+        if rows.size:
+            sub = _final_fit(t, x[rows], ok[rows], np.minimum(end[rows], T - 1), direction)
+            for key, arr in fits.items():
+                arr[rows] = sub[key]
+        w_new = np.where(np.isfinite(fits["w"]), fits["w"], w_cur)
+        wider = w_new > w_cur
+        seen = grow & (end <= T - 1)
+        settled |= seen & ~wider
+        todo = seen & wider
+        w_cur = np.where(todo, w_new, w_cur)
+    settled |= todo  # the refits stop after ADAPT_STEPS, offline and online alike
+    complete = (conf >= 0) & settled
+    decided = np.where(conf >= 0, np.minimum(end, T - 1), last_ok)
+    rows = np.flatnonzero((conf < 0) & (decided >= 0) & (ready >= 0))
     if rows.size:
         sub = _final_fit(t, x[rows], ok[rows], decided[rows], direction)
         for key, arr in fits.items():
             arr[rows] = sub[key]
-    logit_f = math.log(fraction / (1.0 - fraction))
     out = []
     for s in range(S):
         m, w = fits["m"][s], fits["w"][s]
@@ -436,15 +463,15 @@ def _timing_onsets(
         }
         k_d = int(decided[s])
         fitted = np.isfinite(m) and k_d >= 0
-        base = fitted and bool((ok[s, : k_d + 1] & (t[: k_d + 1] <= m - resolve * w)).any())
-        if conf[s] >= 0 and fitted:
+        seen = np.flatnonzero(ok[s, : k_d + 1]) if fitted else np.zeros(0, dtype=int)
+        if conf[s] >= 0 and fitted and seen.size >= 2:
             dec = {
                 "confirmed_at": float(t[conf[s]]),
                 "decided_at": float(t[k_d]),
                 "complete": bool(complete[s]),
             }
-            if base:
-                tf = m + w * logit_f
+            tf = start_level_onset(float(t[seen[0]]), m, w, fraction)
+            if tf >= t[seen[1]]:
                 out.append(TimingOnset(tf, tf, tf, "onset", **dec, **common))
             else:
                 hi = _left_bound(
@@ -462,7 +489,7 @@ def _timing_onsets(
         undecided = {"confirmed_at": math.nan, "decided_at": math.nan, "complete": False}
         if ready[s] >= 0 and fitted:
             lo = origin
-            if base:
+            if seen.size:
                 lo = _right_bound(
                     t[: k_d + 1],
                     direction * x[s, : k_d + 1],
@@ -480,6 +507,22 @@ def _timing_onsets(
                 TimingOnset(math.nan, origin, math.inf, "not detected", **undecided, **common)
             )
     return out
+
+
+def start_level_onset(t1: float, m: float, w: float, fraction: float = FRACTION) -> float:
+    """The epoch at which the rise b + a·σ((t − m)/w) has covered ``fraction`` of the way from
+    its level at the first evaluation t₁ to its plateau b + a:
+
+        t_f = m + w · logit(σ₁ + f·(1 − σ₁)),   σ₁ = σ((t₁ − m)/w).
+
+    With the baseline seen (σ₁ ≈ 0) this is m + w·logit(f); for a rise under way at t₁ (a
+    modularity that starts changing with training) it is still defined and moves with the
+    whole course, not with the part the fit extrapolates before t₁. Scale- and offset-free."""
+    s1 = 1.0 / (1.0 + math.exp(-(t1 - m) / w))
+    u = s1 + fraction * (1.0 - s1)
+    if u >= 1.0:
+        return float(t1)
+    return float(m + w * math.log(u / (1.0 - u)))
 
 
 def _left_bound(
@@ -524,9 +567,10 @@ def _right_bound(
     y_T = b + a·σ((t_T − m)/w), so the level at fraction f of the eventual rise is at least
     ℓ = b + f(y_T − b). The onset lies after the evaluation before the first one with y >= ℓ
     (noise can only bring that evaluation forward: the bound errs early)."""
-    last = int(np.flatnonzero(ok)[-1])
+    first, last = int(np.flatnonzero(ok)[0]), int(np.flatnonzero(ok)[-1])
+    y1 = b + a / (1.0 + math.exp(-(t[first] - m) / w))
     y_end = b + a / (1.0 + math.exp(-(t[last] - m) / w))
-    level = b + fraction * (y_end - b)
+    level = y1 + fraction * (y_end - y1)
     above = np.flatnonzero(ok & (y >= level))
     if not above.size or above[0] == 0:
         return origin
@@ -586,6 +630,11 @@ def regular_step(epochs: Any) -> float:
 # -- the per-seed onset columns of seeds.parquet (docs/run-data.md, "Onsets") ---------------
 
 STEP_COLUMN = "onset.step"  # the schedule's regular evaluation interval (epochs)
+RULE_COLUMN = "onset.rule"  # the version of the onset rule that computed the columns
+# 2: half-way from the level at the first evaluation to the plateau, the window refitted until
+# it holds 4 scales, evidence 16 (docs/timing.md); 1 (no column): the half-rise of the
+# logistic, the baseline required, window 4 scales, evidence 9
+ONSET_RULE = 2
 # per metric: onset.<m> (the estimate, NaN unless status is "onset"), then onset.<m>.<field>
 ONSET_FIELDS = ("status", "lo", "hi", "decided_at", "detectable_from")
 LAG_FIELDS = ("lo", "hi")  # per structure measure s: lag.<s>.lo / .hi, bounds of t_s − t_func
@@ -617,7 +666,7 @@ def seed_onset_columns(
     func: str = TIMING_FUNCTION, structures: Any = TIMING_STRUCTURE
 ) -> tuple[str, ...]:
     """Every column :func:`seed_onsets` adds, in order (``seed`` excluded)."""
-    cols = [STEP_COLUMN]
+    cols = [STEP_COLUMN, RULE_COLUMN]
     for m in (func, *(s for s, _ in _structures(structures))):
         cols += [onset_column(m), *(onset_column(m, f) for f in ONSET_FIELDS)]
     for s, _ in _structures(structures):
@@ -636,15 +685,15 @@ def seed_onsets(
     """Every seed's timing onsets of the functional and each structural curve, one row per seed.
 
     Columns (:func:`seed_onset_columns`): ``seed``; ``onset.step``, the regular evaluation
-    interval (:func:`regular_step`); per metric m (``func``, then each structure measure):
-    ``onset.<m>`` (the half-rise epoch, NaN unless the status is ``onset``), ``onset.<m>.status``
-    (:data:`STATUSES`; None when the run has no such curve), ``.lo`` and ``.hi`` (the interval
-    the onset lies in; hi = inf when right-censored), ``.decided_at`` (the last evaluation the
-    onset uses, NaN if never decided) and ``.detectable_from`` (the detection onset, z >=
-    ``threshold`` for ``run`` evaluations; NaN if never); per structure measure s:
-    ``lag.<s>.lo`` and ``lag.<s>.hi``, bounds of t_s − t_func (epochs; > 0: function first).
-    A metric absent from the curves gives NaN (status None) columns; a seed with fewer than 3
-    evaluations gets NaN everywhere.
+    interval (:func:`regular_step`); ``onset.rule``, :data:`ONSET_RULE`; per metric m
+    (``func``, then each structure measure): ``onset.<m>`` (the timing onset's epoch, NaN
+    unless the status is ``onset``), ``onset.<m>.status`` (:data:`STATUSES`; None when the run
+    has no such curve), ``.lo`` and ``.hi`` (the interval the onset lies in; hi = inf when
+    right-censored), ``.decided_at`` (the last evaluation the onset uses, NaN if never decided)
+    and ``.detectable_from`` (the detection onset, z >= ``threshold`` for ``run`` evaluations;
+    NaN if never); per structure measure s: ``lag.<s>.lo`` and ``lag.<s>.hi``, bounds of t_s −
+    t_func (epochs; > 0: function first). A metric absent from the curves gives NaN (status
+    None) columns; a seed with fewer than 3 evaluations gets NaN everywhere.
 
     Args:
         curves: one trial's curves: one row per (seed, evaluation) with ``seed``, ``epoch`` and
@@ -674,6 +723,7 @@ def seed_onsets(
         t = np.asarray(sched)
         for i in idx:
             out[STEP_COLUMN][i] = regular_step(t)
+            out[RULE_COLUMN][i] = ONSET_RULE
         found: dict[str, list[TimingOnset]] = {}
         for m, direction in metrics:
             if m not in curves.columns:
