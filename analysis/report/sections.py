@@ -413,12 +413,14 @@ def _half_rise_text(page: Page, method: str, z: float, run: int, bound: str) -> 
 
     page.p(
         f"Verdicts by {method or 'the timing pipeline'}. Per seed and curve, the timing onset "
-        "is the half-rise of the curve's own fitted logistic rise, decided from the past only "
+        "is where its own fitted rise has covered half the way from the level at the first "
+        "evaluation to its plateau (the half-rise), decided from the past only "
         f"once the curve is detectable (z >= {z:g} for {run} evaluations) and the rise "
         "resolved; a larger curve does not read earlier. Each ordering compares q_func_z "
         "with one structure measure: Q(|W|) (q_struct_z, the state of the weights) and, "
         "where measured, ΔW (dw_block_z, the change since the start). Per cell: a "
-        "censoring-aware signed-rank test of the per-seed lags (order p), TOST of "
+        "censoring-aware signed-rank test of the per-seed lags beyond ±0.25 evaluations "
+        "(order p), TOST of "
         f"co-emergence within ±{MARGIN_EVALS:g} evaluations, Benjamini–Hochberg over the "
         f"treated cells, α = {ALPHA:g}; λ = 0 rows are controls (raw p). 'Inconclusive "
         "(power)' means the cell's seeds could not detect a lead of "

@@ -1,7 +1,8 @@
 """Timing of functional vs structural emergence, measured so the instruments do not decide it.
 
-The order of two metrics is judged by each curve's own half-rise, confirmed online from the past
-only (:mod:`study.contract.rise`), not by a fixed threshold that a larger curve crosses earlier;
+The order of two metrics is judged by each curve's own half-rise (half-way from its level at the
+first evaluation to its fitted plateau), confirmed online from the past only
+(:mod:`study.contract.rise`), not by a fixed threshold that a larger curve crosses earlier;
 per cell a censoring-aware sign-flip test of the per-seed lags, co-emergence by equivalence, BH
 across the cells of a family (:mod:`.lagtest`, :mod:`.verdicts`); the power each cell has
 (:mod:`study.contract.power`); a shipped calibration on synthetic cells with known answers

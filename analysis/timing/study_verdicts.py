@@ -435,8 +435,9 @@ def study_verdicts(
 
 
 METHOD = (
-    "half-rise onsets of each curve's own fitted rise (amplitude-invariant, decided online), "
-    "censoring-aware signed-rank lag test and TOST per cell and ordering, BH within the "
+    "half-rise onsets (half-way from each curve's first level to its fitted plateau; "
+    "amplitude-invariant, decided online), censoring-aware signed-rank lag test beyond "
+    "±0.25 evaluations and TOST per cell and ordering, BH within the "
     "treated cells; docs/timing.md"
 )
 # the per-ordering columns study_verdicts_wide repeats with a ".<struct>" suffix

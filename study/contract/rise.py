@@ -1,13 +1,19 @@
-"""Timing onsets: the half-rise of each curve's own fitted rise, confirmed online, censored.
+"""Timing onsets: half-way from each curve's first level to its fitted plateau, decided online.
 
 A curve's **timing onset** is the epoch at which its fitted logistic rise (:mod:`.logistic`)
-b + a·σ((t − m)/w) reaches the fraction f of its amplitude:
+b + a·σ((t − m)/w) has covered the fraction f of the way from its level at the first evaluation
+t₁ to its plateau b + a (:func:`start_level_onset`):
 
-    t_f = m + w · logit(f)          (f = ½ gives the midpoint m).
+    t_f = m + w · logit(σ₁ + f·(1 − σ₁)),   σ₁ = σ((t₁ − m)/w)
+
+(f = ½; with the baseline seen before the rise, σ₁ ≈ 0 and t_f = m + w·logit(f)). A rise that
+starts with training, as modularity does, is timed from the untrained network's level, so a
+wide rise does not need a baseline before the run to be a point (rule 2, :data:`ONSET_RULE`;
+docs/timing.md "What changed and why").
 
 It is decided **online**, from the past only. At every evaluation k the grid of the schedule so
 far is fitted to the evaluations 0 … k (:func:`.logistic.make_grid` is causal); the
-onset is *confirmed* at the first k where
+rise is *confirmed* at the first k where
 
 1. the curve is detectable: it has reached ``threshold`` for ``run`` consecutive evaluations
    (the project's detection rule, :func:`study.contract.outcomes.onset`, "detectable from";
@@ -17,12 +23,14 @@ onset is *confirmed* at the first k where
    way at t_k (including midpoints after t_k) by ΔRSS >= ``evidence`` · σ̂², with σ̂² the
    residual variance inflated by (1 + ρ̂)/(1 − ρ̂) for autocorrelated residuals.
 
-The onset is then refitted on the evaluations up to the bounded window's end, the first
-evaluation at least ``extra`` evaluations and ``window`` · ŵ past the confirmation (the
+The onset is then refitted on a bounded window: up to the first evaluation at least ``extra``
+evaluations and ``window`` · ŵ past the confirmation; when the refit finds a wider rise, the
+window widens to ``window`` of the new scales and is refitted, until it holds (at most
+:data:`ADAPT_STEPS` refits; each uses the evaluations up to the current end only). The
 evaluations after the confirmation were not selected by the stopping rule, which damps its
-bias), and reported. It depends on nothing after that evaluation, the onset's ``decided_at``:
-truncating the curve there never moves it, and :func:`confirm_online` on the history up to any
-evaluation agrees with the offline result truncated there.
+bias. The onset depends on nothing after the window's end, its ``decided_at``: truncating the
+curve there never moves it, and :func:`confirm_online` on the history up to any evaluation
+agrees with the offline result truncated there.
 
 Why this and not a threshold crossing: t_f is invariant to the curve's amplitude and offset,
 because (m̂, ŵ) of a least-squares logistic fit do not change when the curve is scaled or
@@ -32,16 +40,14 @@ choice and gives the calibration.
 
 Censoring (the onset as an interval [lo, hi]; each bound errs on the safe side under noise):
 
-- ``onset``: confirmed, with an evaluation at or before m̂ − c·ŵ (baseline seen):
-  lo = hi = t_f.
-- ``left-censored``: confirmed, but the rise was under way at the first evaluation t₁. The
-  baseline is at most the fitted level y₁ there and the plateau P is seen, so the true onset is
-  at most where the curve reaches y₁ + f(P − y₁): hi = the evaluation after the last one below
-  that level, lo = ``origin`` (default min(0, t₁)).
+- ``onset``: confirmed, t_f at or after the second evaluation: lo = hi = t_f.
+- ``left-censored``: confirmed, but t_f before the second evaluation (half the change made in
+  the first interval). The true onset is at most where the curve reaches y₁ + f(P − y₁), y₁
+  the fitted level at t₁ and P the plateau: hi = the evaluation after the last one below that
+  level, lo = ``origin`` (default min(0, t₁)).
 - ``unresolved``: detectable but not resolved by the last evaluation. The eventual rise is at
-  least the one reached, so the onset is at least where the curve first reached b̂ + f(y_T − b̂):
-  lo = the evaluation before the first one at or above it (``origin`` without a seen
-  baseline), hi = ∞.
+  least the one reached, so the onset is at least where the curve first reached
+  y₁ + f(y_T − y₁): lo = the evaluation before the first one at or above it, hi = ∞.
 - ``not detected``: never detectable. A rise smaller than the threshold may be past its middle
   already, so nothing bounds it: lo = ``origin``, hi = ∞ (undecided in the lag test; the
   cell's "never emerged" labels count it).
@@ -535,12 +541,12 @@ def _left_bound(
     b: float,
     fraction: float,
 ) -> float:
-    """Upper bound of a rise already under way at the first evaluation (y oriented to rise).
+    """Upper bound of an onset before the second evaluation (y oriented to rise).
 
-    The baseline is at most the fitted level at the first evaluation, y₁ = b + a·σ((t₁ − m)/w),
-    and the plateau P = b + a is observed, so the level at fraction f of the true rise is at
-    most ℓ = y₁ + f(P − y₁). The onset lies at or before the evaluation after the last one
-    with y < ℓ (noise can only delay that evaluation: the bound errs late)."""
+    The onset is where the curve reaches ℓ = y₁ + f(P − y₁), y₁ = b + a·σ((t₁ − m)/w) the
+    fitted level at the first evaluation and P = b + a the observed plateau. The onset lies at
+    or before the evaluation after the last one with y < ℓ (noise can only delay that
+    evaluation: the bound errs late)."""
     i0 = int(np.flatnonzero(ok)[0])
     y1 = b + a / (1.0 + math.exp(-(t[i0] - m) / w))
     level = y1 + fraction * (b + a - y1)
@@ -563,10 +569,11 @@ def _right_bound(
 ) -> float:
     """Lower bound of a rise still under way at the last evaluation (y oriented to rise).
 
-    The eventual amplitude is at least what the fit has reached, y_T − b with
-    y_T = b + a·σ((t_T − m)/w), so the level at fraction f of the eventual rise is at least
-    ℓ = b + f(y_T − b). The onset lies after the evaluation before the first one with y >= ℓ
-    (noise can only bring that evaluation forward: the bound errs early)."""
+    The eventual change from the first level y₁ = b + a·σ((t₁ − m)/w) is at least what the fit
+    has reached, y_T − y₁ with y_T = b + a·σ((t_T − m)/w), so the level at fraction f of the
+    eventual change is at least ℓ = y₁ + f(y_T − y₁). The onset lies after the evaluation
+    before the first one with y >= ℓ (noise can only bring that evaluation forward: the bound
+    errs early)."""
     first, last = int(np.flatnonzero(ok)[0]), int(np.flatnonzero(ok)[-1])
     y1 = b + a / (1.0 + math.exp(-(t[first] - m) / w))
     y_end = b + a / (1.0 + math.exp(-(t[last] - m) / w))

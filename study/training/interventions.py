@@ -108,7 +108,8 @@ def func_onset_confirmed(
     The one place the online decision of `intervention.at: func_onset` is made, by the timing
     onset's owner, :func:`study.contract.rise.confirm_online`, from the past only: a seed's
     q_func_z must be detectable (>= `emergence.z` for `emergence.run` evaluations), its fitted
-    logistic rise resolved (the half-rise, amplitude-invariant), and the bounded window after
+    logistic rise resolved (the onset: half-way from the first level to the plateau,
+    amplitude-invariant), and the bounded window after
     that confirmation observed, so the onset the analysis later reports for the whole run is
     already fixed. Fewer than 3 evaluations decide nothing.
 
