@@ -135,13 +135,20 @@ def midpoints_for_onsets(
 def simulate_curves(
     rng: np.random.Generator, epochs: Any, params: CurveParams, midpoints: Any
 ) -> np.ndarray:
-    """Curves A·σ((t − m)/(W·Δ)) + noise, one per midpoint m (epochs), shape (len(m), T).
-    (:func:`midpoints_for_onsets` turns timing onsets into midpoints.)"""
+    """Curves that start at 0 at the first evaluation t₁ and rise by A to their plateau along a
+    logistic of midpoint m (epochs) and scale W·Δ, plus noise, one per midpoint, shape
+    (len(m), T): A·(σ((t − m)/(WΔ)) − σ₁)/(1 − σ₁), σ₁ = σ((t₁ − m)/(WΔ)). With the baseline
+    before the rise (σ₁ ≈ 0) this is A·σ((t − m)/(WΔ)); a midpoint well before t₁ gives an
+    exponential approach from t₁. Like a modularity z-score, every curve starts at its null
+    level, and A is the change training makes. (:func:`midpoints_for_onsets` turns timing
+    onsets into midpoints.)"""
     t = np.asarray(epochs, float)
     m = np.asarray(midpoints, float).reshape(-1)
     step = regular_step(t)
     scale = params.width * step
-    course = params.amplitude * 0.5 * (1.0 + np.tanh(0.5 * (t[None, :] - m[:, None]) / scale))
+    sig = 0.5 * (1.0 + np.tanh(0.5 * (t[None, :] - m[:, None]) / scale))
+    s1 = 0.5 * (1.0 + np.tanh(0.5 * (t[0] - m[:, None]) / scale))
+    course = params.amplitude * (sig - s1) / np.maximum(1.0 - s1, 1e-12)
     return course + ar_noise(rng, m.size, t, params.sd, params.rho, step)
 
 
@@ -207,10 +214,11 @@ def measure_curve_params(
             grid.w[idx],
             0.5 * grid.step_m[idx],
             direction,
-            (grid.m[:1].copy(), t[-1:].copy()),
+            (np.array([grid.m.min()]), t[-1:].copy()),
         )
         step = regular_step(t)
-        amps.append(abs(float(f.a[0])))
+        s1 = 0.5 * (1.0 + math.tanh(0.5 * (t[0] - float(f.m[0])) / float(f.w[0])))
+        amps.append(abs(float(f.a[0])) * (1.0 - s1))  # the change from the first level
         widths.append(float(f.w[0]) / step)
         mids.append(start_level_onset(float(t[0]), float(f.m[0]), float(f.w[0])))
         r = x - (f.b[0] + f.a[0] * 0.5 * (1.0 + np.tanh(0.5 * (t - f.m[0]) / f.w[0])))

@@ -15,7 +15,9 @@ verdict matrix, the timing, claims, calibration, MI audit and curve files it wri
 from __future__ import annotations
 
 import argparse
+import html
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -79,6 +81,13 @@ def main() -> None:
             src = Path(tmp) / name
             if src.exists():
                 shutil.copy(src, args.out / name)
+        for page in Path(tmp).glob("*.html"):  # the findings block, one sentence a line
+            found = re.search(r'<ul class="findings" id="findings">(.*?)</ul>', page.read_text())
+            if found:
+                items = re.findall(r"<li>(.*?)</li>", found.group(1), flags=re.S)
+                (args.out / "findings.txt").write_text(
+                    "\n".join(html.unescape(i) for i in items) + "\n"
+                )
     js = args.out / "timing.json"
     text = _run([py, "-m", "analysis", "timing", args.study, "--json", str(js)], log)
     (args.out / "timing.txt").write_text(text)

@@ -99,6 +99,10 @@ class Grid:
 
 
 AHEAD = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # midpoints past the last evaluation, in its spacings
+# rises under way at the first evaluation t₁: midpoints t₁ − c·w for these c, at every scale
+# w = OMEGA_MIN · Δ₁ · OMEGA_RATIO^j, j < PRE_SCALES (Δ₁ the first spacing; 0.5 … 2·10⁴ Δ₁)
+PRE_OFFSETS = (0.5, 1.0, 2.0, 3.0)
+PRE_SCALES = 27
 
 
 def make_grid(
@@ -115,8 +119,10 @@ def make_grid(
     the last evaluation, one interval before the first (a rise already under way at the first
     evaluation), and with ``ahead`` the points t_T + Δ_T · {½, 1, 2, 4, 8, 16} (rises still to
     come: the alternatives against which a rise is called resolved). Scales: w = ω Δ(m),
-    ω = omega_min · omega_ratio^j, up to w <= 2 · max(m − t_1, Δ(m)) (a rise whose lower half
-    would start before the first evaluation is left-censored anyway).
+    ω = omega_min · omega_ratio^j, up to w <= 2 · max(m − t_1, Δ(m)). Rises under way at t₁
+    of any width: midpoints t₁ − c·w (c in :data:`PRE_OFFSETS`) at :data:`PRE_SCALES` scales
+    from omega_min · Δ₁ (a slow rise that starts with training, up to an exponential approach
+    from t₁). Everything depends on the epochs so far only.
 
     Args:
         epochs: the schedule (or its prefix so far), shape (T,), strictly increasing, T >= 2.
@@ -150,6 +156,13 @@ def make_grid(
     steps = np.repeat(step_m, n_omega)
     j = np.arange(m_all.size) - np.repeat(np.cumsum(n_omega) - n_omega, n_omega)
     w_all = omega_min * np.repeat(delta, n_omega) * omega_ratio**j
+    # rises under way at t₁ (for any width: a slow rise that starts with training), from t₁
+    # and Δ₁ only, so every prefix of the schedule has them
+    w_pre = np.repeat(omega_min * d[0] * omega_ratio ** np.arange(PRE_SCALES), len(PRE_OFFSETS))
+    c_pre = np.tile(np.asarray(PRE_OFFSETS), PRE_SCALES)
+    m_all = np.concatenate([t[0] - c_pre * w_pre, m_all])
+    w_all = np.concatenate([w_pre, w_all])
+    steps = np.concatenate([0.5 * w_pre, steps])
     basis = sigmoid((t[None, :] - m_all[:, None]) / w_all[:, None])
     return Grid(t, m_all, w_all, basis, steps)
 

@@ -226,7 +226,7 @@ def _confirmations(
         if not act.size:
             continue
         grid = make_grid(t[: k + 1], ahead=True)
-        edge = grid.m + resolve * grid.w
+        edge = _resolved_edge(float(t[0]), grid.m, grid.w, resolve)
         by_edge = np.argsort(edge, kind="stable")  # resolved grid points come first
         sel = by_edge[grid.m[by_edge] <= t[k] + 4.0 * grid.w[by_edge]]  # visible on 0 … k
         xa, oka = x[act, : k + 1], ok[act, : k + 1]
@@ -257,6 +257,16 @@ def _confirmations(
         conf[act[res]] = k
         w_conf[act[res]] = grid.w[sel[best_r[res]]]
     return conf, w_conf
+
+
+def _resolved_edge(t1: float, m: np.ndarray, w: np.ndarray, resolve: float) -> np.ndarray:
+    """Where each grid rise has made σ(resolve) (88 % at 2) of its change from its level at
+    t₁: m + w·logit(σ₁ + σ(c)(1 − σ₁)), σ₁ = σ((t₁ − m)/w); m + c·w when the baseline lies
+    before t₁, t₁ + 2.1·w for an exponential approach from t₁ (c = 2)."""
+    s1 = 0.5 * (1.0 + np.tanh(0.5 * (t1 - m) / w))
+    frac = 1.0 / (1.0 + math.exp(-resolve))
+    u = np.minimum(s1 + frac * (1.0 - s1), 1.0 - 1e-12)
+    return m + w * np.log(u / (1.0 - u))
 
 
 def _ar_inflation(x: np.ndarray, ok: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -470,7 +480,15 @@ def _timing_onsets(
         k_d = int(decided[s])
         fitted = np.isfinite(m) and k_d >= 0
         seen = np.flatnonzero(ok[s, : k_d + 1]) if fitted else np.zeros(0, dtype=int)
-        if conf[s] >= 0 and fitted and seen.size >= 2:
+        # the reported fit must itself be resolved on its window: `plateau` evaluations at or
+        # past where it has made σ(resolve) of its change (else its onset is extrapolated)
+        held = fitted and seen.size >= 2
+        if held and conf[s] >= 0:
+            edge = float(
+                _resolved_edge(float(t[seen[0]]), np.array([m]), np.array([w]), resolve)[0]
+            )
+            held = int((t[seen] >= edge).sum()) >= plateau
+        if conf[s] >= 0 and held:
             dec = {
                 "confirmed_at": float(t[conf[s]]),
                 "decided_at": float(t[k_d]),
