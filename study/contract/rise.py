@@ -656,10 +656,13 @@ def regular_step(epochs: Any) -> float:
 
 STEP_COLUMN = "onset.step"  # the schedule's regular evaluation interval (epochs)
 RULE_COLUMN = "onset.rule"  # the version of the onset rule that computed the columns
-# 2: half-way from the level at the first evaluation to the plateau, the window refitted until
-# it holds 4 scales, evidence 16 (docs/timing.md); 1 (no column): the half-rise of the
-# logistic, the baseline required, window 4 scales, evidence 9
-ONSET_RULE = 2
+# 3: half-way from the level at the first evaluation to the plateau, rises under way at t₁ of
+# any width in the grid, resolved at 88 % of the change from t₁, the window refitted until it
+# holds 4 scales, the reported fit itself resolved, evidence 16 (docs/timing.md); 2: the same
+# without the rises under way at t₁ and the held check (one study only, timing-grid-cpu's
+# training-time columns); 1 (no column): the logistic's half-rise, the baseline required,
+# window 4 scales, evidence 9
+ONSET_RULE = 3
 # per metric: onset.<m> (the estimate, NaN unless status is "onset"), then onset.<m>.<field>
 ONSET_FIELDS = ("status", "lo", "hi", "decided_at", "detectable_from")
 LAG_FIELDS = ("lo", "hi")  # per structure measure s: lag.<s>.lo / .hi, bounds of t_s − t_func
