@@ -8,7 +8,7 @@ t₁ to its plateau b + a (:func:`start_level_onset`):
 
 (f = ½; with the baseline seen before the rise, σ₁ ≈ 0 and t_f = m + w·logit(f)). A rise that
 starts with training, as modularity does, is timed from the untrained network's level, so a
-wide rise does not need a baseline before the run to be a point (rule 2, :data:`ONSET_RULE`;
+wide rise does not need a baseline before the run to be a point (rule 3, :data:`ONSET_RULE`;
 docs/timing.md "What changed and why").
 
 It is decided **online**, from the past only. At every evaluation k the grid of the schedule so

