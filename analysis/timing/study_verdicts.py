@@ -510,6 +510,17 @@ def _treated_curves(
     return curves.merge(keep[cols].drop_duplicates(keys), on=keys, how="inner")
 
 
+_NEVER = ("never emerged", "neither emerged")
+
+
+def _cells_curves(curves: pd.DataFrame, cells: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """The rows of ``curves`` in the given cells (matched on the ``by`` columns both have)."""
+    keys = [k for k in by if k in curves and k in cells]
+    if not keys:
+        return curves
+    return curves.merge(cells[keys].drop_duplicates(), on=keys, how="inner")
+
+
 def _schedule(curves: pd.DataFrame) -> np.ndarray:
     """The study's most common complete schedule: the epochs of the trial with the most
     evaluations (ties: the first)."""
@@ -598,23 +609,28 @@ def study_calibration(
     if epochs.size < 3:
         return pd.DataFrame(columns=list(CALIBRATION_COLUMNS))
     span = epochs[-1] - epochs[0]
-    fm, f_mid, f_note = _measured(treated_curves, func, 1, DEFAULT_FUNC)
-    if func_model is not None:
-        fm, f_note = func_model, "given"
-    mid = None
-    if f_mid is not None:  # room to resolve a simulated rise (as timing_from_curves)
-        lo = max(f_mid[0], epochs[0] + 0.05 * span)
-        hi = min(max(f_mid[1], lo), epochs[-1] - 0.25 * span)
-        mid = (lo, max(hi, lo))
     directions = {s[0]: int(s[1]) for s in structures}
     for struct, part in verdicts.groupby("struct", sort=False):
         treated = part[~part["control"].astype(bool) & (part["n"] > 0)]
         if not len(treated):
             continue
         family = len(treated)
-        sm, _, s_note = _measured(
-            treated_curves, struct, directions.get(struct, 1), DEFAULT_STRUCT
-        )
+        # the models are measured on the cells this ordering judged (a cell where a metric
+        # mostly never emerged has no order to calibrate, and its flat curves would read as
+        # small, noisy rises); on every treated cell when none was judged
+        judged = treated[~treated["verdict"].astype(str).str.endswith(_NEVER)]
+        source = _cells_curves(treated_curves, judged, by) if len(judged) else treated_curves
+        if not len(source):
+            source = treated_curves
+        fm, f_mid, f_note = _measured(source, func, 1, DEFAULT_FUNC)
+        if func_model is not None:
+            fm, f_note = func_model, "given"
+        mid = None
+        if f_mid is not None:  # room to resolve a simulated rise (as timing_from_curves)
+            lo = max(f_mid[0], epochs[0] + 0.05 * span)
+            hi = min(max(f_mid[1], lo), epochs[-1] - 0.25 * span)
+            mid = (lo, max(hi, lo))
+        sm, _, s_note = _measured(source, struct, directions.get(struct, 1), DEFAULT_STRUCT)
         if struct_models and struct in struct_models:
             sm, s_note = struct_models[struct], "given"
         label = ordering_label(struct, structures)
