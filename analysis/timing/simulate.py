@@ -33,8 +33,8 @@ __all__ = [
     "CurveParams",
     "MeasuredCurves",
     "ar_noise",
-    "measure_curve_params",
     "earliest_onset",
+    "measure_curve_params",
     "midpoints_for_onsets",
     "simulate_curves",
 ]
@@ -123,10 +123,7 @@ def midpoints_for_onsets(
     hi = tf - base + 1e-9  # t_f(m) <= m + w·logit(f)
     for _ in range(80):
         mid = 0.5 * (lo + hi)
-        s1 = 0.5 * (1.0 + np.tanh(0.5 * (t1 - mid) / w))
-        u = np.clip(s1 + fraction * (1.0 - s1), 1e-15, 1.0 - 1e-15)
-        f_mid = mid + w * np.log(u / (1.0 - u))
-        below = f_mid < tf
+        below = start_level_onset(t1, mid, w, fraction) < tf
         lo = np.where(below, mid, lo)
         hi = np.where(below, hi, mid)
     return 0.5 * (lo + hi)

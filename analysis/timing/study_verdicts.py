@@ -610,6 +610,7 @@ def study_calibration(
         return pd.DataFrame(columns=list(CALIBRATION_COLUMNS))
     span = epochs[-1] - epochs[0]
     directions = {s[0]: int(s[1]) for s in structures}
+    func_models: dict[tuple, tuple] = {}  # the function model of each set of judged cells
     for struct, part in verdicts.groupby("struct", sort=False):
         treated = part[~part["control"].astype(bool) & (part["n"] > 0)]
         if not len(treated):
@@ -622,7 +623,10 @@ def study_calibration(
         source = _cells_curves(treated_curves, judged, by) if len(judged) else treated_curves
         if not len(source):
             source = treated_curves
-        fm, f_mid, f_note = _measured(source, func, 1, DEFAULT_FUNC)
+        cells = tuple(map(tuple, judged[[k for k in by if k in judged]].to_numpy().tolist()))
+        if cells not in func_models:  # orderings that judged the same cells share it
+            func_models[cells] = _measured(source, func, 1, DEFAULT_FUNC)
+        fm, f_mid, f_note = func_models[cells]
         if func_model is not None:
             fm, f_note = func_model, "given"
         mid = None

@@ -147,9 +147,9 @@ def order_test(
     p = min(1, 2·min(p₊, p₋)). With r = 0 it is the two-sided test up to the factor 2 of a
     discrete law. Returns (U, p), U the statistic of the unshifted lags, its sign the side;
     when the side of the smaller one-sided p disagrees with U's sign, p is 1."""
-    u = gehan_u(lo, hi) if len(lo) else 0
     if resolution <= 0:
         return signflip_test(lo, hi, **kwargs)
+    u = gehan_u(lo, hi) if len(lo) else 0
     _, p_gt = signflip_test(lo - resolution, hi - resolution, alternative="greater", **kwargs)
     _, p_lt = signflip_test(lo + resolution, hi + resolution, alternative="less", **kwargs)
     p = min(1.0, 2.0 * min(p_gt, p_lt))

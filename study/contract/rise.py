@@ -260,13 +260,10 @@ def _confirmations(
 
 
 def _resolved_edge(t1: float, m: np.ndarray, w: np.ndarray, resolve: float) -> np.ndarray:
-    """Where each grid rise has made σ(resolve) (88 % at 2) of its change from its level at
-    t₁: m + w·logit(σ₁ + σ(c)(1 − σ₁)), σ₁ = σ((t₁ − m)/w); m + c·w when the baseline lies
-    before t₁, t₁ + 2.1·w for an exponential approach from t₁ (c = 2)."""
-    s1 = 0.5 * (1.0 + np.tanh(0.5 * (t1 - m) / w))
-    frac = 1.0 / (1.0 + math.exp(-resolve))
-    u = np.minimum(s1 + frac * (1.0 - s1), 1.0 - 1e-12)
-    return m + w * np.log(u / (1.0 - u))
+    """Where each rise has made σ(resolve) (88 % at 2) of its change from its level at t₁
+    (:func:`start_level_onset` at that fraction): m + c·w when the baseline lies before t₁,
+    t₁ + 2.1·w for an exponential approach from t₁ (c = 2)."""
+    return start_level_onset(t1, m, w, 1.0 / (1.0 + math.exp(-resolve)))
 
 
 def _ar_inflation(x: np.ndarray, ok: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -484,9 +481,7 @@ def _timing_onsets(
         # past where it has made σ(resolve) of its change (else its onset is extrapolated)
         held = fitted and seen.size >= 2
         if held and conf[s] >= 0:
-            edge = float(
-                _resolved_edge(float(t[seen[0]]), np.array([m]), np.array([w]), resolve)[0]
-            )
+            edge = _resolved_edge(float(t[seen[0]]), m, w, resolve)
             held = int((t[seen] >= edge).sum()) >= plateau
         if conf[s] >= 0 and held:
             dec = {
@@ -533,7 +528,7 @@ def _timing_onsets(
     return out
 
 
-def start_level_onset(t1: float, m: float, w: float, fraction: float = FRACTION) -> float:
+def start_level_onset(t1: float, m: Any, w: Any, fraction: float = FRACTION) -> Any:
     """The epoch at which the rise b + a·σ((t − m)/w) has covered ``fraction`` of the way from
     its level at the first evaluation t₁ to its plateau b + a:
 
@@ -541,12 +536,15 @@ def start_level_onset(t1: float, m: float, w: float, fraction: float = FRACTION)
 
     With the baseline seen (σ₁ ≈ 0) this is m + w·logit(f); for a rise under way at t₁ (a
     modularity that starts changing with training) it is still defined and moves with the
-    whole course, not with the part the fit extrapolates before t₁. Scale- and offset-free."""
-    s1 = 1.0 / (1.0 + math.exp(-(t1 - m) / w))
-    u = s1 + fraction * (1.0 - s1)
-    if u >= 1.0:
-        return float(t1)
-    return float(m + w * math.log(u / (1.0 - u)))
+    whole course, not with the part the fit extrapolates before t₁. Scale- and offset-free.
+    t₁ for a rise complete before t₁ (σ₁ = 1 in floating point). ``m`` and ``w`` may be
+    arrays (broadcast); a float for scalars."""
+    m_arr, w_arr = np.asarray(m, float), np.asarray(w, float)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        s1 = 1.0 / (1.0 + np.exp(-(t1 - m_arr) / w_arr))
+        u = s1 + fraction * (1.0 - s1)
+        out = np.where(u >= 1.0, t1, m_arr + w_arr * np.log(u / (1.0 - u)))
+    return float(out) if out.ndim == 0 else out
 
 
 def _left_bound(
