@@ -59,6 +59,9 @@ def main() -> None:
     from analysis.timing.study_verdicts import with_onsets
 
     args.out.mkdir(parents=True, exist_ok=True)
+    commit = subprocess.run(  # the code that runs: HEAD at the start
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
+    ).stdout.strip()
     log: list[str] = []
     t0 = time.time()
     data = analysis.load_study(args.study)
@@ -99,9 +102,6 @@ def main() -> None:
     ):
         if rec.get(key):
             pd.DataFrame(rec[key]).to_csv(args.out / name, index=False)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
-    ).stdout.strip()
     (args.out / "publish.txt").write_text(
         f"commit {commit}\n"
         f"command: STUDY_HOME=... python docs/results/publish_timing.py {args.study} {args.out}\n"
